@@ -1,0 +1,101 @@
+"""metalab: reproducible experiment sweeps on your laptop, a Dask cluster or SLURM.
+
+`(context, params, seed bundle) -> run record + artifacts`, addressed by run index.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .capture import Capture
+from .context import DirPath, FilePath, FrozenContext, context_spec
+from .errors import (
+    CodeChangedWarning,
+    ContextFileError,
+    ExecutorError,
+    FingerprintError,
+    MetalabError,
+    MetalabWarning,
+    MissingDependencyError,
+    RunCancelled,
+    StoreError,
+    StoreFormatError,
+    ValidationError,
+)
+from .executors.dask import DaskExecutor, ProcessExecutor, ThreadExecutor
+from .executors.inline import InlineExecutor
+from .experiment import Experiment, RunSpec
+from .handle import RunHandle, RunStatus
+from .operation import OperationWrapper, import_operation, operation
+from .params import (
+    ParamSource,
+    choice,
+    grid,
+    loguniform,
+    loguniform_int,
+    manual,
+    randint,
+    random,
+    uniform,
+)
+from .progress import Progress
+from .record import RunRecord, Status
+from .results import Results, Run
+from .runner import load_results, run, to_delayed
+from .runtime import Runtime
+from .seeds import SeedBundle, SeedPlan, seeds
+from .serializers import Codec, register_codec
+
+__all__ = [
+    "Capture",
+    "Codec",
+    "CodeChangedWarning",
+    "ContextFileError",
+    "DaskExecutor",
+    "DirPath",
+    "Experiment",
+    "ExecutorError",
+    "FilePath",
+    "FingerprintError",
+    "FrozenContext",
+    "InlineExecutor",
+    "MetalabError",
+    "MetalabWarning",
+    "MissingDependencyError",
+    "OperationWrapper",
+    "ParamSource",
+    "ProcessExecutor",
+    "Progress",
+    "Results",
+    "Run",
+    "RunCancelled",
+    "RunHandle",
+    "RunRecord",
+    "RunSpec",
+    "RunStatus",
+    "Runtime",
+    "SeedBundle",
+    "SeedPlan",
+    "Status",
+    "StoreError",
+    "StoreFormatError",
+    "ThreadExecutor",
+    "ValidationError",
+    "__version__",
+    "choice",
+    "context_spec",
+    "grid",
+    "import_operation",
+    "load_results",
+    "loguniform",
+    "loguniform_int",
+    "manual",
+    "operation",
+    "randint",
+    "random",
+    "register_codec",
+    "run",
+    "seeds",
+    "to_delayed",
+    "uniform",
+]

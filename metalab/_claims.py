@@ -1,0 +1,93 @@
+"""Who is running a run: claim owners, their liveness, and the heartbeat that keeps claims fresh.
+
+A claim names its owner by host, pid and the pid's start time. On the owner's host a claim is
+dead as soon as that process is gone (even if the pid was reused); from another host it is dead
+when its heartbeat is older than the lease. Stores decide how a claim is held; this module
+decides whether its owner is alive.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+LEASE_SECONDS = 120.0
+HEARTBEAT_SECONDS = 20.0
+
+
+def _process_start(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # the command name may hold spaces and parentheses: fields start after the last ')'
+    fields = data[data.rfind(b")") + 2 :].split()
+    return int(fields[19])
+
+
+_HOST = socket.gethostname()
+
+
+def owner(session: str = "") -> dict:
+    """Describe this process as a claim owner."""
+    pid = os.getpid()
+    return {"host": _HOST, "pid": pid, "start": _process_start(pid), "session": session}
+
+
+def is_alive(claim_owner: dict, heartbeat_age: float) -> bool:
+    """Return whether the owner of a claim may still be running it."""
+    if claim_owner.get("host") == _HOST:
+        pid = claim_owner.get("pid")
+        if not isinstance(pid, int):
+            return heartbeat_age < LEASE_SECONDS
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        start = claim_owner.get("start")
+        return start is None or _process_start(pid) in (None, start)
+    return heartbeat_age < LEASE_SECONDS
+
+
+class Heartbeat:
+    """Refresh every claim this process holds, from one daemon thread per process."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, key: str, touch: Callable[[], None]) -> None:
+        """Keep calling `touch` for `key` until `release(key)`."""
+        with self._lock:
+            self._held[key] = touch
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._beat, name="metalab-claim-heartbeat", daemon=True
+                )
+                self._thread.start()
+
+    def release(self, key: str) -> None:
+        """Stop refreshing `key`."""
+        with self._lock:
+            self._held.pop(key, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            with self._lock:
+                touches = list(self._held.values())
+            for touch in touches:
+                try:
+                    touch()
+                except OSError:
+                    pass
+
+
+heartbeat = Heartbeat()

@@ -1,0 +1,257 @@
+"""Context: the read-only inputs every run of an experiment shares.
+
+A context is a plain dict or an instance of a `@context_spec` class. Files and directories are
+named with `FilePath` / `DirPath`; their fingerprints come from file metadata (size, mtime,
+inode), computed when the sweep starts, so hashing is O(1) in file size.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ._identity import canonical_json, normalize, sha256_hex
+from .errors import ContextFileError, ValidationError
+
+
+class _PathRef:
+    """A path the context points at; `str()` and `os.fspath()` give the path as written."""
+
+    __slots__ = ("path",)
+    kind = "path"
+
+    def __init__(self, path: str | os.PathLike):
+        if isinstance(path, _PathRef):
+            path = path.path
+        try:
+            self.path = os.fspath(path)
+        except TypeError:
+            raise ValidationError(
+                f"{type(self).__name__} needs a path (str or os.PathLike), got {path!r}"
+            ) from None
+        if isinstance(self.path, bytes):
+            self.path = os.fsdecode(self.path)
+        if not self.path:
+            raise ValidationError(f"{type(self).__name__} needs a non-empty path")
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.path == other.path  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.path))
+
+    def __getstate__(self):
+        return self.path
+
+    def __setstate__(self, state):
+        self.path = state
+
+    def exists(self) -> bool:
+        """Return whether the path exists now."""
+        return os.path.exists(self.path)
+
+    def metadata(self, where: str) -> dict:
+        """Return the metadata the fingerprint hashes; raise `ContextFileError` if missing."""
+        raise NotImplementedError
+
+
+def _stat_entry(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+class FilePath(_PathRef):
+    """A file the operation reads; fingerprinted by (size, mtime, inode), never by content."""
+
+    __slots__ = ()
+    kind = "FilePath"
+
+    def metadata(self, where: str) -> dict:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise ContextFileError(
+                f"context field {where} points to {self.path!r}, which does not exist "
+                f"(cwd: {os.getcwd()}); create it before calling metalab.run()"
+            ) from None
+        if not os.path.isfile(self.path):
+            raise ContextFileError(f"context field {where}: {self.path!r} is not a file")
+        return {"path": self.path, "stat": _stat_entry(st)}
+
+
+class DirPath(_PathRef):
+    """A directory the operation reads; fingerprinted by the metadata of every file under it."""
+
+    __slots__ = ()
+    kind = "DirPath"
+
+    def metadata(self, where: str) -> dict:
+        if not os.path.isdir(self.path):
+            state = "is not a directory" if os.path.exists(self.path) else "does not exist"
+            raise ContextFileError(
+                f"context field {where} points to {self.path!r}, which {state} "
+                f"(cwd: {os.getcwd()}); create it before calling metalab.run()"
+            )
+        entries = []
+        for root, dirs, files in os.walk(self.path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                entries.append([os.path.relpath(full, self.path), *_stat_entry(st)])
+        return {"path": self.path, "entries": sha256_hex(canonical_json(entries))}
+
+
+class FrozenContext(Mapping):
+    """A read-only view of a dict context; keys also read as attributes (`context.lr`)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None):
+        object.__setattr__(self, "_data", dict(data or {}))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"context has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError("the context is read-only; put values that change per run in params")
+
+    def __repr__(self) -> str:
+        return f"FrozenContext({self._data!r})"
+
+    def __getstate__(self):
+        return self._data
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "_data", state)
+
+
+def _coerce_paths(self) -> None:
+    for field in dataclasses.fields(self):
+        kind = field.type if isinstance(field.type, type) else _PATH_TYPES.get(str(field.type))
+        value = getattr(self, field.name)
+        if kind in (FilePath, DirPath) and isinstance(value, (str, os.PathLike)) and not isinstance(value, _PathRef):
+            object.__setattr__(self, field.name, kind(value))
+
+
+_PATH_TYPES = {
+    "FilePath": FilePath,
+    "metalab.FilePath": FilePath,
+    "DirPath": DirPath,
+    "metalab.DirPath": DirPath,
+}
+
+
+def context_spec(cls: type | None = None, /):
+    """Make `cls` a frozen dataclass usable as an experiment context.
+
+    Fields annotated `metalab.FilePath` or `metalab.DirPath` accept plain strings too.
+    """
+
+    def wrap(klass: type) -> type:
+        user_post_init = getattr(klass, "__post_init__", None)
+
+        def __post_init__(self):
+            _coerce_paths(self)
+            if user_post_init is not None:
+                user_post_init(self)
+
+        klass.__post_init__ = __post_init__  # type: ignore[attr-defined]
+        klass = dataclasses.dataclass(frozen=True)(klass)
+        klass.__metalab_context_spec__ = True  # type: ignore[attr-defined]
+        return klass
+
+    return wrap if cls is None else wrap(cls)
+
+
+def is_context_spec(obj: Any) -> bool:
+    """Return whether `obj` is an instance of a `@context_spec` class."""
+    return getattr(type(obj), "__metalab_context_spec__", False) and dataclasses.is_dataclass(obj)
+
+
+def check_context(context: Any) -> Any:
+    """Validate an `Experiment`'s context, returning what the experiment keeps."""
+    if context is None:
+        return FrozenContext({})
+    if isinstance(context, FrozenContext):
+        return context
+    if isinstance(context, Mapping):
+        for key in context:
+            if not isinstance(key, str):
+                raise ValidationError(f"context keys must be strings, got {key!r}")
+        return FrozenContext(context)
+    if is_context_spec(context):
+        return context
+    raise ValidationError(
+        f"context must be a dict or an instance of a @metalab.context_spec class, "
+        f"got {context!r} ({type(context).__name__})"
+    )
+
+
+def _describe(value: Any, where: str, resolve: bool) -> Any:
+    if isinstance(value, _PathRef):
+        out = {"__metalab__": value.kind, "path": value.path}
+        if resolve:
+            out.update(value.metadata(where))
+        return out
+    if is_context_spec(value):
+        return {
+            f.name: _describe(getattr(value, f.name), f"{where}.{f.name}", resolve)
+            for f in dataclasses.fields(value)
+        }
+    if isinstance(value, Mapping):
+        return {str(k): _describe(v, f"{where}[{k!r}]", resolve) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v, f"{where}[{i}]", resolve) for i, v in enumerate(value)]
+    return normalize(value, where)
+
+
+def context_manifest(context: Any, *, resolve: bool = False) -> dict:
+    """Describe a context as JSON; with `resolve=True` file metadata is read (and must exist)."""
+    if is_context_spec(context):
+        cls = type(context)
+        return {
+            "type": "spec",
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "fields": _describe(context, "context", resolve),
+        }
+    return {"type": "dict", "fields": _describe(dict(context), "context", resolve)}
+
+
+def context_fingerprint(context: Any) -> str:
+    """Hash the context's fields and file metadata (the class name does not enter it)."""
+    fields = context_manifest(context, resolve=True)["fields"]
+    return sha256_hex(canonical_json(fields))
+
+
+def context_for_run(context: Any) -> Any:
+    """Return the context object one run receives: a private copy, so runs never share state."""
+    if isinstance(context, FrozenContext):
+        return context if not context else FrozenContext(copy.deepcopy(context._data))
+    return copy.deepcopy(context)

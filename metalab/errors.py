@@ -1,0 +1,60 @@
+"""Exceptions and warnings raised by metalab."""
+
+from __future__ import annotations
+
+
+class MetalabError(Exception):
+    """Base class of every error metalab raises on purpose."""
+
+
+class ValidationError(MetalabError, ValueError):
+    """A value given to metalab is not one it accepts; the message names it."""
+
+
+class FingerprintError(ValidationError):
+    """A parameter or context value cannot be identified (NaN, inf, or not JSON-able)."""
+
+
+class ContextFileError(MetalabError, FileNotFoundError):
+    """A `FilePath`/`DirPath` in the context does not exist when the sweep starts."""
+
+
+class StoreError(MetalabError):
+    """A store cannot be opened, read or written."""
+
+
+class StoreFormatError(StoreError):
+    """A store holds data of a format or version this metalab cannot read."""
+
+
+class ExecutorError(MetalabError):
+    """An executor could not run the sweep."""
+
+
+class RunCancelled(MetalabError):
+    """Raised inside an operation by `runtime.check_cancelled()` once cancellation was asked."""
+
+
+class MissingDependencyError(MetalabError, ImportError):
+    """An optional dependency is needed; the message names the extra to install."""
+
+
+class MetalabWarning(UserWarning):
+    """Base class of metalab's warnings."""
+
+
+class CodeChangedWarning(MetalabWarning):
+    """Completed runs in the store were produced by different operation source."""
+
+
+def require(module: str, extra: str, feature: str):
+    """Import `module` or raise `MissingDependencyError` naming the extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs the '{module}' package: install it with "
+            f"`uv add 'metalab[{extra}]'` (or `pip install 'metalab[{extra}]'`)"
+        ) from exc

@@ -1,0 +1,266 @@
+"""The one function that runs run `i` of an experiment (DESIGN invariant 3).
+
+Every executor calls `run_indices` (or `execute_run`) in the process where the run happens:
+build params, seeds, runtime and capture; call the operation; catch everything; write the
+record; release the claim. Executors differ only in where this runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _claims, provenance
+from .capture import Capture
+from .context import context_for_run
+from .errors import RunCancelled
+from .record import RECORD_FORMAT, Status, utc_now
+from .runtime import Runtime
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What a worker needs to run indices of a sweep: where the store and experiment are."""
+
+    store: Any
+    """The store locator (a string), or a picklable store object without one."""
+    experiment_key: str
+    session: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """`provenance` (git state computed once by the driver), `resources`, `derived`."""
+
+
+@dataclass
+class Outcome:
+    """What happened to one index: its final record, or why it did not run here."""
+
+    index: int
+    run_id: str
+    state: str
+    """A record status, or `skipped` (already complete) or `busy` (claimed by a live owner)."""
+    record: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- per-process caches
+_lock = threading.Lock()
+_stores: dict[str, Any] = {}
+_experiments: dict[tuple[str, str], Any] = {}
+
+
+def open_store(store: Any) -> Any:
+    """Return the store for a locator, opened once per process."""
+    if not isinstance(store, str):
+        return store
+    with _lock:
+        cached = _stores.get(store)
+        if cached is None:
+            from .stores.locator import create_store
+
+            cached = _stores[store] = create_store(store, create=False)
+        return cached
+
+
+def load_experiment(store: Any, key: str) -> Any:
+    """Return the experiment `key` from the store, unpickled once per process."""
+    cache_key = (getattr(store, "locator", repr(store)), key)
+    with _lock:
+        cached = _experiments.get(cache_key)
+    if cached is None:
+        import cloudpickle
+
+        cached = cloudpickle.loads(store.load_experiment(key))
+        with _lock:
+            if len(_experiments) >= 16:
+                _experiments.pop(next(iter(_experiments)))
+            _experiments[cache_key] = cached
+    return cached
+
+
+# ---------------------------------------------------------------- running
+def run_indices(job: JobRef, indices: Iterable[int]) -> list[Outcome]:
+    """Run each index of `indices` in this process; the entry point of every executor."""
+    store = open_store(job.store)
+    experiment = load_experiment(store, job.experiment_key)
+    worker = provenance.worker_name()
+    owner = _claims.owner(job.session)
+
+    def cancelled() -> bool:
+        return store.cancel_requested(job.session)
+
+    outcomes = []
+    for index in indices:
+        if cancelled():
+            outcomes.append(record_cancelled(experiment, store, index, owner))
+            continue
+        outcomes.append(
+            execute_run(experiment, store, index, job=job, owner=owner, worker=worker, cancelled=cancelled)
+        )
+    return outcomes
+
+
+def execute_run(
+    experiment: Any,
+    store: Any,
+    index: int,
+    *,
+    job: JobRef,
+    owner: dict[str, Any],
+    worker: str,
+    cancelled: Callable[[], bool] | None = None,
+) -> Outcome:
+    """Claim, run and record run `index`; return its outcome (never raises for the operation)."""
+    spec = experiment.run_spec(index)
+    if not store.claim(spec.run_id, owner):
+        return Outcome(index, spec.run_id, "busy")
+    try:
+        if store.is_complete(spec.run_id):
+            return Outcome(index, spec.run_id, "skipped")
+        record = _run_claimed(experiment, store, spec, job, worker, cancelled)
+        return Outcome(index, spec.run_id, record["status"], record)
+    finally:
+        store.release(spec.run_id)
+
+
+def _run_claimed(experiment, store, spec, job: JobRef, worker: str, cancelled) -> dict[str, Any]:
+    runtime = Runtime(
+        run_id=spec.run_id,
+        index=spec.index,
+        experiment_id=experiment.experiment_id,
+        metadata=experiment.metadata,
+        resources=job.options.get("resources") or experiment.metadata.get("resource_hints", {}),
+        worker=worker,
+        attempt=job.options.get("attempt", 1),
+        cancel_check=cancelled,
+    )
+    capture = Capture(spec.run_id, store, worker)
+    started_at, t0 = utc_now(), time.perf_counter()
+    error = None
+    interrupt: BaseException | None = None
+    try:
+        returned = experiment.operation.run(
+            context_for_run(experiment.context), dict(spec.params), spec.seeds, runtime, capture
+        )
+        _capture_return(capture, returned)
+        status = Status.COMPLETED
+    except RunCancelled as exc:
+        status, error = Status.INTERRUPTED, _error(exc)
+    except KeyboardInterrupt as exc:
+        status, error, interrupt = Status.INTERRUPTED, _error(exc), exc
+    except BaseException as exc:  # noqa: BLE001 - every failure of the operation is recorded
+        status, error = Status.FAILED, _error(exc)
+    finally:
+        capture.close()
+        runtime.cleanup()
+    record = _build_record(experiment, spec, job, worker, status, capture, error)
+    record["started_at"], record["finished_at"] = started_at, utc_now()
+    record["duration"] = time.perf_counter() - t0
+    store.put_record(record)
+    if interrupt is not None:
+        raise interrupt
+    return record
+
+
+def _capture_return(capture: Capture, returned: Any) -> None:
+    if returned is None:
+        return
+    if isinstance(returned, Mapping):
+        capture.log_metrics(returned)
+    else:
+        capture.data("return_value", returned)
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def _build_record(experiment, spec, job: JobRef, worker, status, capture, error) -> dict[str, Any]:
+    record = {
+        "format": RECORD_FORMAT,
+        "run_id": spec.run_id,
+        "experiment_id": experiment.experiment_id,
+        "index": spec.index,
+        "case": spec.case,
+        "replicate": spec.replicate,
+        "status": status.value,
+        "params": spec.params,
+        "fingerprints": {
+            "context": experiment.context_fingerprint,
+            "params": spec.params_fingerprint,
+            "seeds": spec.seed_fingerprint,
+        },
+        "seed": {"base": spec.seeds.base, "replicate": spec.replicate},
+        "error": error,
+        "started_at": None,
+        "finished_at": None,
+        "duration": 0.0,
+        "attempt": job.options.get("attempt", 1),
+        "provenance": _provenance(experiment, job, worker),
+    }
+    record.update(capture.summary() if capture else {"metrics": {}, "series": {}, "artifacts": []})
+    return record
+
+
+def _provenance(experiment, job: JobRef, worker: str) -> dict[str, Any]:
+    env = provenance.environment()
+    out = {
+        "code_hash": experiment.operation.code_hash,
+        "operation": experiment.operation.ref,
+        "git": job.options.get("git"),
+        "python": env["python"],
+        "metalab": env["metalab"],
+        "numpy": env["numpy"],
+        "host": env["host"],
+        "pid": os.getpid(),
+        "worker": worker,
+        "session": job.session,
+    }
+    slurm = provenance.slurm_ids()
+    if slurm:
+        out["slurm"] = slurm
+    return out
+
+
+def record_cancelled(experiment, store, index: int, owner: dict[str, Any], reason: str = "") -> Outcome:
+    """Record run `index` as cancelled without running it (unless someone holds or finished it)."""
+    spec = experiment.run_spec(index)
+    if not store.claim(spec.run_id, owner):
+        return Outcome(index, spec.run_id, "busy")
+    try:
+        existing = store.get_record(spec.run_id)
+        if existing is not None and existing["status"] == Status.COMPLETED:
+            return Outcome(index, spec.run_id, "skipped")
+        job = JobRef(store=None, experiment_key="", session=owner.get("session", ""))
+        record = _build_record(experiment, spec, job, provenance.worker_name(), Status.CANCELLED, None, None)
+        if reason:
+            record["error"] = {"type": "Cancelled", "message": reason, "traceback": ""}
+        store.put_record(record)
+        return Outcome(index, spec.run_id, Status.CANCELLED.value, record)
+    finally:
+        store.release(spec.run_id)
+
+
+def record_lost(experiment, store, index: int, owner: dict[str, Any], message: str, session: str) -> Outcome:
+    """Record run `index` as failed because the process running it died (no record written)."""
+    spec = experiment.run_spec(index)
+    if not store.claim(spec.run_id, owner):
+        return Outcome(index, spec.run_id, "busy")
+    try:
+        existing = store.get_record(spec.run_id)
+        if existing is not None:
+            return Outcome(index, spec.run_id, existing["status"], existing)
+        job = JobRef(store=None, experiment_key="", session=session)
+        record = _build_record(experiment, spec, job, "", Status.FAILED, None, None)
+        record["error"] = {"type": "WorkerLost", "message": message, "traceback": ""}
+        store.put_record(record)
+        return Outcome(index, spec.run_id, Status.FAILED.value, record)
+    finally:
+        store.release(spec.run_id)

@@ -1,0 +1,172 @@
+"""`DaskExecutor`: runs sweeps on a Dask cluster, a local one by default.
+
+`ThreadExecutor` and `ProcessExecutor` are presets: a local cluster of threads in this process,
+or of worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from ..errors import ExecutorError, ValidationError
+from ..graph import build_tasks, chunk_size_for, chunks
+
+DEFAULT_DASHBOARD = "127.0.0.1:8787"
+
+
+def _require_distributed():
+    from ..errors import require
+
+    return require("distributed", "full", "running on Dask")
+
+
+class DaskExecutor:
+    """Run a sweep on Dask: a `distributed.Client`, a cluster, or a local cluster it starts.
+
+    With nothing given it uses the active `distributed` client if there is one, else starts a
+    `LocalCluster` (dashboard on 127.0.0.1) for the sweep and closes it afterwards.
+    """
+
+    synchronous = False
+
+    def __init__(
+        self,
+        client_or_cluster: Any = None,
+        *,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        processes: bool = True,
+        dashboard_address: str = DEFAULT_DASHBOARD,
+        chunk_size: int | None = None,
+    ):
+        for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValidationError(f"{name} must be a positive integer or None, got {value!r}")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValidationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+        self.target = client_or_cluster
+        self.cluster_options = {
+            "n_workers": n_workers,
+            "threads_per_worker": threads_per_worker,
+            "processes": processes,
+            "dashboard_address": dashboard_address,
+        }
+        self.chunk_size = chunk_size
+        self._futures: list[Any] = []
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    # ---------------------------------------------------------------- connection
+    def _connect(self) -> tuple[Any, list[Any]]:
+        """Return (client, things to close when done)."""
+        distributed = _require_distributed()
+        target = self.target
+        if isinstance(target, distributed.Client):
+            return target, []
+        if target is not None:
+            if not hasattr(target, "scheduler_address"):
+                raise ValidationError(
+                    f"DaskExecutor needs a distributed.Client or a Dask cluster, got {target!r}"
+                )
+            client = distributed.Client(target, set_as_default=False)
+            return client, [client]
+        try:
+            return distributed.default_client(), []
+        except ValueError:
+            pass
+        cluster = self._start_local_cluster(distributed)
+        client = distributed.Client(cluster, set_as_default=False)
+        return client, [client, cluster]
+
+    def _start_local_cluster(self, distributed):
+        options = {k: v for k, v in self.cluster_options.items() if v is not None}
+        if not options.get("processes", True):
+            options.setdefault("n_workers", 1)
+        else:
+            options.setdefault("threads_per_worker", 1)
+        return distributed.LocalCluster(
+            host="127.0.0.1", silence_logs=logging.ERROR, **options
+        )
+
+    # ---------------------------------------------------------------- execution
+    def execute(self, plan: Any, indices: list[int], sink: Any) -> None:
+        """Submit `indices` as Dask tasks and report each task's outcomes as it finishes."""
+        client, owned = self._connect()
+        try:
+            sink.dashboard_link = _dashboard(client)
+            self._run(client, plan, indices, sink)
+        finally:
+            for item in owned:
+                item.close()
+
+    def _run(self, client, plan, indices, sink) -> None:
+        from distributed import as_completed
+
+        size = chunk_size_for(len(indices), self.chunk_size or plan.job.options.get("chunk_size"))
+        groups = chunks(indices, size)
+        tasks = build_tasks(plan.job, plan.experiment.name, groups)
+        futures = client.compute(tasks)
+        by_key = {future.key: group for future, group in zip(futures, groups)}
+        with self._lock:
+            self._futures = futures
+            if self._cancelled:
+                client.cancel(futures)
+        for future in as_completed(futures, loop=client.loop):
+            if future.status == "finished":
+                sink.outcomes(future.result())
+            elif future.status == "error":
+                sink.lost(by_key[future.key], future.exception())
+            # cancelled futures: the handle records their runs cancelled
+        with self._lock:
+            self._futures = []
+
+    def cancel(self) -> None:
+        """Cancel tasks that have not finished; running runs see the store's cancel flag."""
+        with self._lock:
+            self._cancelled = True
+            futures = list(self._futures)
+        if futures:
+            futures[0].client.cancel(futures)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.target!r})"
+
+
+def _dashboard(client: Any) -> str | None:
+    try:
+        return client.dashboard_link
+    except Exception:  # noqa: BLE001 - a cluster without a dashboard is fine
+        return None
+
+
+class ThreadExecutor(DaskExecutor):
+    """A local Dask cluster of `max_workers` threads in this process."""
+
+    def __init__(self, max_workers: int | None = None, **options: Any):
+        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+            raise ValidationError(f"max_workers must be a positive integer, got {max_workers!r}")
+        super().__init__(
+            None, n_workers=1, threads_per_worker=max_workers, processes=False, **options
+        )
+
+    def _connect(self):
+        distributed = _require_distributed()
+        cluster = self._start_local_cluster(distributed)
+        client = distributed.Client(cluster, set_as_default=False)
+        return client, [client, cluster]
+
+
+class ProcessExecutor(DaskExecutor):
+    """A local Dask cluster of `max_workers` single-threaded worker processes."""
+
+    def __init__(self, max_workers: int | None = None, **options: Any):
+        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+            raise ValidationError(f"max_workers must be a positive integer, got {max_workers!r}")
+        super().__init__(None, n_workers=max_workers, threads_per_worker=1, processes=True, **options)
+
+    _connect = ThreadExecutor._connect
+
+
+__all__ = ["DaskExecutor", "ExecutorError", "ProcessExecutor", "ThreadExecutor"]

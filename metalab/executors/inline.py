@@ -1,0 +1,34 @@
+"""`InlineExecutor`: every run in the calling thread, one after another (for debugging)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..execute import run_indices
+
+
+class InlineExecutor:
+    """Run each index in the caller's thread: breakpoints and tracebacks work as usual.
+
+    `metalab.run()` returns only when the sweep is done; Ctrl-C records the current run as
+    interrupted and stops the sweep.
+    """
+
+    synchronous = True
+
+    def __init__(self) -> None:
+        self._cancelled = False
+
+    def execute(self, plan: Any, indices: list[int], sink: Any) -> None:
+        """Run `indices` one by one."""
+        for index in indices:
+            if self._cancelled:
+                return
+            sink.outcomes(run_indices(plan.job, [index]))
+
+    def cancel(self) -> None:
+        """Stop before the next run."""
+        self._cancelled = True
+
+    def __repr__(self) -> str:
+        return "InlineExecutor()"

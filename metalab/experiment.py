@@ -1,0 +1,274 @@
+"""`Experiment`: an operation, a context, a parameter source and a seed plan, addressed by index.
+
+Run `i` of an experiment with `C` cases and `R` replicates is case `i // R`, replicate `i % R`.
+Everything about run `i` (params, seeds, run id) is computed from `i` in O(1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _identity
+from .context import check_context, context_fingerprint, context_manifest
+from .errors import ValidationError
+from .operation import OperationWrapper, operation
+from .params import ParamSource
+from .seeds import SeedBundle, SeedPlan
+
+MANIFEST_FORMAT = "metalab.experiment/1"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that identifies run `index` of an experiment."""
+
+    index: int
+    case: int
+    replicate: int
+    run_id: str
+    params: dict[str, Any]
+    seeds: SeedBundle
+    params_fingerprint: str
+    seed_fingerprint: str
+
+
+def _check_text(field: str, value: Any, *, pattern: re.Pattern | None = None) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"Experiment {field} must be a non-empty string, got {value!r}")
+    if pattern is not None and not pattern.match(value):
+        raise ValidationError(
+            f"Experiment {field} {value!r} may hold only letters, digits and . _ + - "
+            "(it names directories and files), starting with a letter or digit"
+        )
+    return value
+
+
+class Experiment:
+    """A sweep: `operation` run on every (params case x seed replicate) with a shared context."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        context: Any,
+        operation: Any,
+        params: ParamSource,
+        seeds: SeedPlan,
+        metadata: Mapping[str, Any] | None = None,
+        description: str = "",
+        tags: Sequence[str] | None = None,
+    ):
+        self.name = _check_text("name", name, pattern=_NAME)
+        self.version = _check_text("version", version, pattern=_NAME)
+        self.context = check_context(context)
+        self.operation = _check_operation(operation)
+        self.params = _check_params(params)
+        self.seeds = _check_seeds(seeds)
+        self.metadata = _check_metadata(metadata)
+        if not isinstance(description, str):
+            raise ValidationError(f"Experiment description must be a string, got {description!r}")
+        self.description = description
+        self.tags = _check_tags(tags)
+        self._context_fp: str | None = None
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def experiment_id(self) -> str:
+        """`name:version`: the part of every run id that names the experiment."""
+        return f"{self.name}:{self.version}"
+
+    @property
+    def n_cases(self) -> int:
+        """How many parameter cases the source holds."""
+        return len(self.params)
+
+    @property
+    def total_runs(self) -> int:
+        """Cases times replicates."""
+        return len(self.params) * self.seeds.replicates
+
+    def __len__(self) -> int:
+        return self.total_runs
+
+    def prepare(self) -> None:
+        """Check params can identify runs and fingerprint the context now (files must exist).
+
+        Called by `metalab.run()`; the fingerprint is then fixed for the sweep and travels
+        with the experiment to workers, which never re-read the files' metadata.
+        """
+        self.params.validate()
+        self._context_fp = context_fingerprint(self.context)
+
+    @property
+    def context_fingerprint(self) -> str:
+        """The context's content hash (computed on first use, or at `prepare()`)."""
+        if self._context_fp is None:
+            self.prepare()
+        return self._context_fp  # type: ignore[return-value]
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything that decides which runs exist: id, context, params, seeds."""
+        material = _identity.canonical_json(
+            {
+                "experiment": self.experiment_id,
+                "context": self.context_fingerprint,
+                "params": self.params.to_manifest(),
+                "seeds": self.seeds.to_manifest(),
+            }
+        )
+        return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+    # ---------------------------------------------------------------- index space
+    def _locate(self, index: int) -> tuple[int, int]:
+        n = self.total_runs
+        if isinstance(index, bool) or not isinstance(index, int):
+            index = _as_int(index)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"run index {index} out of range for {n} runs")
+        return divmod(index, self.seeds.replicates)
+
+    def run_id(self, index: int) -> str:
+        """Return the run id of run `index` in O(1)."""
+        case, replicate = self._locate(index)
+        params_fp = _identity.sha256_hex(self.params.canonical_at(case))
+        return _identity.run_id_from(
+            self.experiment_id, self.context_fingerprint, params_fp, self.seeds.fingerprint(replicate)
+        )
+
+    def run_ids(self, indices: Sequence[int] | range | None = None) -> list[str]:
+        """Return the run ids of `indices` (all runs when omitted)."""
+        if indices is None:
+            indices = range(self.total_runs)
+        return [self.run_id(i) for i in indices]
+
+    def params_at(self, index: int) -> dict[str, Any]:
+        """Return the parameters of run `index` as the operation receives them."""
+        case, _ = self._locate(index)
+        return _identity.normalize(self.params.case(case), "params")
+
+    def seeds_at(self, index: int) -> SeedBundle:
+        """Return the seed bundle of run `index`."""
+        _, replicate = self._locate(index)
+        return self.seeds.bundle(replicate)
+
+    def run_spec(self, index: int) -> RunSpec:
+        """Return everything that identifies run `index`."""
+        case, replicate = self._locate(index)
+        canonical = self.params.canonical_at(case)
+        params_fp = _identity.sha256_hex(canonical)
+        seed_fp = self.seeds.fingerprint(replicate)
+        return RunSpec(
+            index=case * self.seeds.replicates + replicate,
+            case=case,
+            replicate=replicate,
+            run_id=_identity.run_id_from(
+                self.experiment_id, self.context_fingerprint, params_fp, seed_fp
+            ),
+            params=_identity.normalize(self.params.case(case), "params"),
+            seeds=self.seeds.bundle(replicate),
+            params_fingerprint=params_fp,
+            seed_fingerprint=seed_fp,
+        )
+
+    # ---------------------------------------------------------------- manifest
+    def manifest(self) -> dict[str, Any]:
+        """Describe the experiment as JSON: what `{store}/experiments/*.json` records."""
+        return {
+            "format": MANIFEST_FORMAT,
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "tags": list(self.tags),
+            "operation": {
+                "name": self.operation.name,
+                "ref": self.operation.ref,
+                "code_hash": self.operation.code_hash,
+            },
+            "params": self.params.to_manifest(),
+            "seeds": self.seeds.to_manifest(),
+            "context": context_manifest(self.context, resolve=True),
+            "context_fingerprint": self.context_fingerprint,
+            "metadata": self.metadata,
+            "n_cases": self.n_cases,
+            "replicates": self.seeds.replicates,
+            "total_runs": self.total_runs,
+            "fingerprint": self.fingerprint,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Experiment({self.experiment_id!r}, operation={self.operation.name!r}, "
+            f"cases={self.n_cases}, replicates={self.seeds.replicates}, runs={self.total_runs})"
+        )
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+
+def _as_int(index: Any) -> int:
+    try:
+        return index.__index__()
+    except AttributeError:
+        raise TypeError(f"run index must be an integer, got {index!r}") from None
+
+
+def _check_operation(op: Any) -> OperationWrapper:
+    if isinstance(op, OperationWrapper):
+        return op
+    if callable(op):
+        return operation(op)
+    raise ValidationError(
+        f"Experiment operation must be a function decorated with @metalab.operation, got {op!r}"
+    )
+
+
+def _check_params(params: Any) -> ParamSource:
+    if isinstance(params, ParamSource):
+        return params
+    raise ValidationError(
+        f"Experiment params must be a parameter source such as metalab.grid(...), "
+        f"metalab.random(...) or metalab.manual([...]), got {params!r}"
+    )
+
+
+def _check_seeds(seeds: Any) -> SeedPlan:
+    if isinstance(seeds, SeedPlan):
+        return seeds
+    raise ValidationError(
+        f"Experiment seeds must be a seed plan such as metalab.seeds(base=42, replicates=3), "
+        f"got {seeds!r}"
+    )
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(f"Experiment metadata must be a dict, got {metadata!r}")
+    from .serializers import _json_encode
+
+    try:
+        _json_encode(metadata)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"Experiment metadata must be JSON-serializable: {exc}") from exc
+    return dict(metadata)
+
+
+def _check_tags(tags: Any) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    if isinstance(tags, str) or not isinstance(tags, Sequence):
+        raise ValidationError(f"Experiment tags must be a list of strings, got {tags!r}")
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise ValidationError(f"Experiment tags must be strings, got {tag!r}")
+    return tuple(tags)

@@ -1,0 +1,250 @@
+"""`RunHandle`: a running (or finished) sweep; `RunStatus`: its counts at one moment."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import _claims
+from .errors import ExecutorError
+from .execute import Outcome, record_cancelled, record_lost
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Counts of a sweep's runs by state; `pending` is what has not started yet."""
+
+    total: int
+    completed: int
+    running: int
+    failed: int
+    skipped: int
+    pending: int
+    cancelled: int = 0
+
+    @property
+    def done(self) -> int:
+        """Runs in a final state, skipped ones included."""
+        return self.completed + self.failed + self.skipped + self.cancelled
+
+
+class Sink:
+    """Collects outcomes from an executor; thread-safe."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.lock = threading.Lock()
+        self.records: dict[int, dict[str, Any]] = {}
+        self.counts = {"completed": 0, "failed": 0, "cancelled": 0, "skipped": 0}
+        self.busy: set[int] = set()
+        self.reported: set[int] = set()
+        self.dashboard_link: str | None = None
+        self.listeners: list[Any] = []
+
+    def outcomes(self, outcomes: list[Outcome]) -> None:
+        """Take the outcomes of one finished task."""
+        with self.lock:
+            for outcome in outcomes:
+                self._take(outcome)
+        for listener in self.listeners:
+            listener(outcomes)
+
+    def _take(self, outcome: Outcome) -> None:
+        if outcome.state == "busy":
+            self.busy.add(outcome.index)
+            return
+        self.busy.discard(outcome.index)
+        if outcome.index in self.reported:
+            return
+        self.reported.add(outcome.index)
+        if outcome.record is not None:
+            self.records[outcome.index] = outcome.record
+        state = outcome.state
+        key = "cancelled" if state in ("cancelled", "interrupted") else state
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def lost(self, indices: list[int], error: BaseException) -> None:
+        """Record as failed the runs of a task whose worker died before writing them."""
+        owner = _claims.owner(self.plan.job.session)
+        message = f"the worker running this run was lost: {type(error).__name__}: {error}"
+        self.outcomes(
+            [
+                record_lost(self.plan.experiment, self.plan.store, i, owner, message, self.plan.job.session)
+                for i in indices
+                if i not in self.reported
+            ]
+        )
+
+
+class RunHandle:
+    """A sweep in progress: poll `status`, block on `result()`, or `cancel()` it."""
+
+    def __init__(self, plan, executor, progress=None):
+        self._plan = plan
+        self._executor = executor
+        self._progress = progress
+        self._sink = Sink(plan)
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread: threading.Thread | None = None
+        self._results = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Hand the pending runs to the executor (synchronously for in-process executors)."""
+        if self._progress is not None:
+            self._progress.start(self)
+            self._sink.listeners.append(lambda _: self._progress.update(self))
+        if getattr(self._executor, "synchronous", False):
+            self._drive()
+            return
+        self._thread = threading.Thread(
+            target=self._drive, name=f"metalab-{self._plan.experiment.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _drive(self) -> None:
+        try:
+            pending = list(self._plan.pending)
+            while pending and not self._cancelled:
+                self._executor.execute(self._plan, pending, self._sink)
+                pending = self._wait_for_busy()
+            if self._cancelled:
+                self._record_cancelled()
+        except BaseException as exc:  # noqa: BLE001 - re-raised from result()
+            self._error = exc
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+        finally:
+            self._done.set()
+            if self._progress is not None:
+                self._progress.finish(self)
+
+    def _wait_for_busy(self) -> list[int]:
+        """Wait for runs another live driver holds; return those whose owner died unrecorded."""
+        store, run_ids = self._plan.store, self._plan.run_ids
+        while self._sink.busy and not self._cancelled:
+            time.sleep(0.25)
+            final, _ = store.scan()
+            claimed = store.claims()
+            retry = []
+            for index in sorted(self._sink.busy):
+                run_id = run_ids[index]
+                if run_id in final:
+                    record = store.get_record(run_id)
+                    self._sink.outcomes([Outcome(index, run_id, record["status"], record)])
+                elif run_id not in claimed:
+                    retry.append(index)
+            if retry:
+                with self._sink.lock:
+                    self._sink.busy.difference_update(retry)
+                return retry
+        return []
+
+    def _record_cancelled(self) -> None:
+        owner = _claims.owner(self._plan.job.session)
+        left = [i for i in self._plan.pending if i not in self._sink.reported]
+        self._sink.outcomes(
+            [
+                record_cancelled(self._plan.experiment, self._plan.store, i, owner, "cancelled before it started")
+                for i in left
+            ]
+        )
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def experiment(self):
+        """The experiment this handle runs."""
+        return self._plan.experiment
+
+    @property
+    def store(self):
+        """The store the runs are written to."""
+        return self._plan.store
+
+    @property
+    def run_ids(self) -> list[str]:
+        """Run ids of every run, in index order."""
+        return list(self._plan.run_ids)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard of the cluster running the sweep, when there is one."""
+        return self._sink.dashboard_link
+
+    @property
+    def status(self) -> RunStatus:
+        """Counts right now (never blocks on the sweep)."""
+        plan, sink = self._plan, self._sink
+        with sink.lock:
+            counts = dict(sink.counts)
+            reported = len(sink.reported)
+        running = 0
+        if not self._done.is_set():
+            claimed = plan.store.claims()
+            if claimed:
+                running = sum(
+                    1 for i in plan.pending if plan.run_ids[i] in claimed and i not in sink.reported
+                )
+        skipped = plan.skipped + counts.get("skipped", 0)
+        pending = len(plan.pending) - reported - running
+        return RunStatus(
+            total=plan.total,
+            completed=counts["completed"],
+            running=running,
+            failed=counts["failed"],
+            skipped=skipped,
+            pending=max(pending, 0),
+            cancelled=counts["cancelled"],
+        )
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether every run has reached a final state."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the sweep ends or `timeout` seconds pass; return whether it ended."""
+        return self._done.wait(timeout)
+
+    def result(self, timeout: float | None = None):
+        """Block until every run is final; return `Results` in run-index order."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the sweep did not finish within {timeout} s: {self.status}")
+        if self._error is not None:
+            if isinstance(self._error, ExecutorError):
+                raise self._error
+            raise ExecutorError(f"the sweep stopped: {self._error}") from self._error
+        if self._results is None:
+            self._results = self._collect()
+        return self._results
+
+    results = result
+
+    def _collect(self):
+        from .results import Results
+
+        plan = self._plan
+        records = dict(self._sink.records)
+        missing = [i for i in range(plan.total) if i not in records]
+        by_id = {r["run_id"]: r for r in plan.store.get_records(plan.run_ids[i] for i in missing)}
+        ordered = []
+        for index, run_id in enumerate(plan.run_ids):
+            record = records.get(index) or by_id.get(run_id)
+            if record is not None:
+                ordered.append(record)
+        return Results(ordered, plan.store)
+
+    def cancel(self) -> None:
+        """Stop the sweep: pending runs are recorded cancelled, running ones see the flag."""
+        self._cancelled = True
+        self._plan.store.request_cancel(self._plan.job.session)
+        cancel = getattr(self._executor, "cancel", None)
+        if cancel is not None:
+            cancel()
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self._plan.experiment.experiment_id} {self.status}>"

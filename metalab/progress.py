@@ -1,0 +1,177 @@
+"""Progress display for a running sweep: a rich live bar, or throttled plain text lines."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from .errors import ValidationError
+
+
+class Progress:
+    """How `metalab.run(..., progress=...)` shows a sweep: title, metrics, output stream.
+
+    `display_metrics` entries are metric names with an optional format, e.g. `"loss:.4f"`.
+    Rich is used when installed and the stream is a terminal (or Jupyter); otherwise one
+    plain line is printed at most every `interval` seconds.
+    """
+
+    def __init__(
+        self,
+        title: str | None = None,
+        display_metrics: list[str] | None = None,
+        *,
+        stream: TextIO | None = None,
+        interval: float = 2.0,
+        use_rich: bool | None = None,
+    ):
+        self.title = title
+        self.metrics = [_parse_metric(spec) for spec in (display_metrics or [])]
+        self.stream = stream
+        self.interval = interval
+        self.use_rich = use_rich
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._started = 0.0
+        self._values: dict[str, list[float]] = {name: [] for name, _ in self.metrics}
+        self._rich: Any = None
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self, handle: Any) -> None:
+        """Begin showing `handle`'s progress."""
+        self._started = time.monotonic()
+        if self.title is None:
+            self.title = handle.experiment.experiment_id
+        stream = self.stream or sys.stderr
+        if self._want_rich(stream):
+            self._start_rich(handle, stream)
+        else:
+            self._write(stream, f"{self.title}: {handle.status.total} runs"
+                        + (f", dashboard {handle.dashboard_link}" if handle.dashboard_link else ""))
+        if self.metrics:
+            handle._sink.listeners.append(self._collect)
+        self._ticker = threading.Thread(target=self._tick, args=(handle,), daemon=True)
+        self._ticker.start()
+
+    def _want_rich(self, stream: TextIO) -> bool:
+        if self.use_rich is False:
+            return False
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            if self.use_rich:
+                raise ValidationError("Progress(use_rich=True) needs rich: install metalab[rich]") from None
+            return False
+        return bool(self.use_rich) or _is_terminal(stream)
+
+    def _start_rich(self, handle: Any, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
+        self._rich = RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=Console(file=stream),
+            transient=False,
+        )
+        self._rich.start()
+        self._task = self._rich.add_task(self.title, total=handle.status.total, detail="")
+
+    def update(self, handle: Any) -> None:
+        """Refresh the display (throttled; cheap to call after every task)."""
+        now = time.monotonic()
+        if now - self._last < (0.1 if self._rich else self.interval):
+            return
+        with self._lock:
+            self._last = now
+            self._render(handle.status, final=False)
+
+    def finish(self, handle: Any) -> None:
+        """Show the final counts and stop."""
+        self._stop.set()
+        with self._lock:
+            self._render(handle.status, final=True)
+            if self._rich is not None:
+                self._rich.stop()
+                self._rich = None
+
+    def _tick(self, handle: Any) -> None:
+        while not self._stop.wait(self.interval if self._rich is None else 0.5):
+            self.update(handle)
+
+    # ---------------------------------------------------------------- rendering
+    def _collect(self, outcomes: list[Any]) -> None:
+        for outcome in outcomes:
+            metrics = (outcome.record or {}).get("metrics", {})
+            for name, _ in self.metrics:
+                if name in metrics:
+                    self._values[name].append(metrics[name])
+
+    def _detail(self, status: Any) -> str:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        done = status.completed + status.failed + status.cancelled
+        parts = [
+            f"ok {status.completed}",
+            f"failed {status.failed}",
+            f"running {status.running}",
+            f"skipped {status.skipped}",
+            f"{done / elapsed:.1f} runs/s",
+        ]
+        for name, fmt in self.metrics:
+            values = self._values[name]
+            if values:
+                mean = sum(values) / len(values)
+                parts.append(f"{name} {format(values[-1], fmt)} (mean {format(mean, fmt)})")
+        return " | ".join(parts)
+
+    def _render(self, status: Any, final: bool) -> None:
+        if self._rich is not None:
+            self._rich.update(self._task, completed=status.done, detail=self._detail(status))
+            return
+        stream = self.stream or sys.stderr
+        left = status.total - status.done
+        elapsed = time.monotonic() - self._started
+        done = status.completed + status.failed + status.cancelled
+        eta = f", eta {left * elapsed / done:.0f}s" if done and left and not final else ""
+        self._write(stream, f"{self.title}: {status.done}/{status.total} | {self._detail(status)}{eta}")
+
+    def _write(self, stream: TextIO, line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    if "ipykernel" in sys.modules:
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _parse_metric(spec: str) -> tuple[str, str]:
+    if not isinstance(spec, str) or not spec:
+        raise ValidationError(f"display_metrics entries look like 'loss' or 'loss:.4f', got {spec!r}")
+    name, _, fmt = spec.partition(":")
+    try:
+        format(0.5, fmt)
+    except ValueError:
+        raise ValidationError(f"display metric {spec!r}: {fmt!r} is not a number format") from None
+    return name, fmt
+
+
+def make_progress(progress: Any, experiment: Any) -> Progress | None:
+    """Turn `run(progress=...)` into a `Progress` (or None)."""
+    if progress is False or progress is None:
+        return None
+    if progress is True:
+        return Progress()
+    if isinstance(progress, Progress):
+        return progress
+    raise ValidationError(f"progress must be True, False or a metalab.Progress, got {progress!r}")

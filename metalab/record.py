@@ -1,0 +1,65 @@
+"""Run records: the one JSON document every run leaves in the store, and its statuses."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from enum import Enum
+from typing import Any
+
+RECORD_FORMAT = "metalab.run/1"
+
+
+class Status(str, Enum):
+    """The final state of a run (records are only written final; claims mark running runs)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATUSES = frozenset(s.value for s in Status)
+
+
+def utc_now() -> str:
+    """Return the current UTC time as an ISO-8601 string with microseconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def check_format(record: dict[str, Any], where: str) -> dict[str, Any]:
+    """Return `record` if this metalab reads its format; raise `StoreFormatError` otherwise."""
+    fmt = record.get("format")
+    if fmt != RECORD_FORMAT:
+        from .errors import StoreFormatError
+
+        raise StoreFormatError(
+            f"{where} has record format {fmt!r}; this metalab reads {RECORD_FORMAT!r}"
+        )
+    return record
+
+
+class RunRecord(dict):
+    """A run record: a dict with attribute access to its main fields."""
+
+    @property
+    def run_id(self) -> str:
+        """The run's content hash."""
+        return self["run_id"]
+
+    @property
+    def status(self) -> str:
+        """`completed`, `failed`, `interrupted` or `cancelled`."""
+        return self["status"]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The scalar metrics captured without a step."""
+        return self.get("metrics", {})
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """`{"type", "message", "traceback"}` for failed runs, else None."""
+        return self.get("error")

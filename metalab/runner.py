@@ -1,0 +1,193 @@
+"""`run`, `to_delayed`, `load_results`, `reconnect`: resolve store and executor, skip done work.
+
+Resume is planning: compute every run id, ask the store (one scan) which are complete, and
+hand only the rest to the executor (DESIGN invariant 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import execute, provenance
+from .errors import CodeChangedWarning, ValidationError
+from .execute import JobRef
+from .experiment import Experiment
+from .record import utc_now
+
+
+@dataclass
+class Plan:
+    """One submission of an experiment: which indices run, where, under which session."""
+
+    experiment: Experiment
+    store: Any
+    job: JobRef
+    run_ids: list[str]
+    pending: list[int]
+    skipped: int
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Runs in the experiment."""
+        return len(self.run_ids)
+
+
+def default_store_path(experiment: Experiment) -> str:
+    """`./runs/<experiment name>`: where `run()` writes when no store is given."""
+    return f"./runs/{experiment.name}"
+
+
+def open_store(store: Any, experiment: Experiment | None = None) -> Any:
+    """Open `store` (path, locator or object), or the default store of `experiment`."""
+    from .stores.locator import create_store
+
+    if store is None:
+        if experiment is None:
+            raise ValidationError("a store is needed: pass a path or a locator")
+        store = default_store_path(experiment)
+    return create_store(store)
+
+
+def plan_sweep(
+    experiment: Experiment,
+    store: Any,
+    *,
+    resume: bool = True,
+    options: dict[str, Any] | None = None,
+    executor_name: str = "",
+) -> Plan:
+    """Fingerprint the experiment, store it once, and work out which runs are left."""
+    if not isinstance(experiment, Experiment):
+        raise ValidationError(f"expected a metalab.Experiment, got {experiment!r}")
+    experiment.prepare()
+    import cloudpickle
+
+    blob = cloudpickle.dumps(experiment)
+    key = hashlib.sha256(blob).hexdigest()[:32]
+    store.save_experiment(key, blob)
+    locator = getattr(store, "locator", None)
+    execute._experiments[(locator or repr(store), key)] = experiment
+
+    source = provenance.source_file(experiment.operation.func)
+    git = provenance.git_state(source) if source else None
+    job = JobRef(
+        store=locator if isinstance(locator, str) else store,
+        experiment_key=key,
+        session=secrets.token_hex(8),
+        options={"git": git, **(options or {})},
+    )
+    run_ids = experiment.run_ids()
+    _, done = store.scan() if resume else (set(), set())
+    pending = [i for i, run_id in enumerate(run_ids) if run_id not in done]
+    skipped = len(run_ids) - len(pending)
+    if resume and skipped:
+        _warn_changed_code(experiment, store, run_ids, done)
+
+    manifest = experiment.manifest()
+    manifest.update(
+        experiment_key=key,
+        session=job.session,
+        submitted_at=utc_now(),
+        resume=resume,
+        pending=len(pending),
+        skipped=skipped,
+        executor=executor_name,
+        provenance={"git": git, **provenance.environment()},
+    )
+    store.write_manifest(experiment.experiment_id, manifest)
+    return Plan(experiment, store, job, run_ids, pending, skipped, manifest)
+
+
+def _warn_changed_code(experiment: Experiment, store: Any, run_ids: list[str], done: set[str]) -> None:
+    code_hash = experiment.operation.code_hash
+    earlier = store.manifests(experiment.experiment_id)
+    if all(m.get("operation", {}).get("code_hash") == code_hash for m in earlier):
+        return
+    completed = [run_id for run_id in run_ids if run_id in done]
+    changed = sum(
+        1
+        for record in store.get_records(completed)
+        if record.get("provenance", {}).get("code_hash") != code_hash
+    )
+    if changed:
+        warnings.warn(
+            CodeChangedWarning(
+                f"{changed} completed run(s) of {experiment.experiment_id!r} in this store were "
+                f"made by a different source of operation {experiment.operation.name!r}; they are "
+                "kept and skipped. Bump the experiment's version to re-run them."
+            ),
+            stacklevel=3,
+        )
+
+
+def run(
+    experiment: Experiment,
+    store: Any = None,
+    executor: Any = None,
+    *,
+    resume: bool = True,
+    progress: Any = False,
+    chunk_size: int | None = None,
+) -> Any:
+    """Run every pending run of `experiment`; return a `RunHandle` at once.
+
+    `store` is a path, a `file://` or `postgresql://` locator, or a store object (default
+    `./runs/<name>`). `executor` is a `DaskExecutor` (the default: a local Dask cluster, or the
+    active `distributed` client), a `distributed.Client`, or any metalab executor. With
+    `resume=True` completed runs in the store are skipped.
+    """
+    from .executors import resolve_executor
+    from .handle import RunHandle
+    from .progress import make_progress
+
+    store = open_store(store, experiment if isinstance(experiment, Experiment) else None)
+    resolved = resolve_executor(executor)
+    plan = plan_sweep(
+        experiment,
+        store,
+        resume=resume,
+        options={"chunk_size": chunk_size},
+        executor_name=type(resolved).__name__,
+    )
+    handle = RunHandle(plan, resolved, make_progress(progress, experiment))
+    handle.start()
+    return handle
+
+
+def to_delayed(
+    experiment: Experiment, store: Any = None, *, resume: bool = True, chunk_size: int | None = None
+) -> list[Any]:
+    """Return the sweep's pending runs as `dask.delayed` tasks to compute with any scheduler.
+
+    Each task returns a list of outcomes; the records land in the store either way.
+    """
+    from .graph import build_tasks, chunk_size_for, chunks
+
+    store = open_store(store, experiment)
+    plan = plan_sweep(experiment, store, resume=resume, executor_name="to_delayed")
+    if not plan.pending:
+        return []
+    groups = chunks(plan.pending, chunk_size_for(len(plan.pending), chunk_size))
+    return build_tasks(plan.job, experiment.name, groups)
+
+
+def load_results(store: Any, experiment: str | None = None) -> Any:
+    """Load the records of a store (all experiments, or one by name or `name:version`)."""
+    from .results import Results
+    from .stores.locator import create_store
+
+    opened = create_store(store, create=False)
+    records = [
+        record
+        for record in opened.iter_records()
+        if experiment is None
+        or record.get("experiment_id") == experiment
+        or record.get("experiment_id", "").split(":", 1)[0] == experiment
+    ]
+    records.sort(key=lambda r: (r.get("experiment_id", ""), r.get("index", 0)))
+    return Results(records, opened)

@@ -1,0 +1,6 @@
+"""Stores: where run records, artifacts and logs live (files by default, PostgreSQL)."""
+
+from .base import Store
+from .locator import KNOWN_SCHEMES, create_store, to_locator
+
+__all__ = ["KNOWN_SCHEMES", "Store", "create_store", "to_locator"]

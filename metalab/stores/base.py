@@ -1,0 +1,101 @@
+"""The store contract: what the runner, the run function and results need from a store.
+
+A store is opened from a locator string (`file:///...`, `postgresql://...`) in every process
+that touches it, so workers never receive a live store object (DESIGN invariant 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for experiments, run records, artifacts, logs, claims and derived metrics."""
+
+    locator: str
+
+    def write_manifest(self, experiment_id: str, manifest: dict[str, Any]) -> str:
+        """Add a timestamped manifest (never overwrites one); return where it went."""
+        ...
+
+    def manifests(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
+        """Return manifests (of one experiment or all), oldest first."""
+        ...
+
+    def save_experiment(self, key: str, blob: bytes) -> None:
+        """Store the serialized experiment under `key`; idempotent."""
+        ...
+
+    def load_experiment(self, key: str) -> bytes:
+        """Return the serialized experiment stored under `key`; raise StoreError if absent."""
+        ...
+
+    def scan(self) -> tuple[set[str], set[str]]:
+        """Return (ids with a final record, ids completed) in one pass over the store."""
+        ...
+
+    def put_record(self, record: dict[str, Any]) -> None:
+        """Persist a final record atomically, replacing any earlier record of that run."""
+        ...
+
+    def is_complete(self, run_id: str) -> bool:
+        """Whether the completed record of `run_id` is persisted."""
+        ...
+
+    def get_record(self, run_id: str) -> dict[str, Any] | None:
+        """Return the record of `run_id`, or None when it has none."""
+        ...
+
+    def get_records(self, run_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Yield the records of `run_ids` that exist, in the order given."""
+        ...
+
+    def iter_records(self, experiment_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Yield every record (of one experiment, or all)."""
+        ...
+
+    def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
+        """Store artifact bytes atomically; return a store-relative reference."""
+        ...
+
+    def read_artifact(self, ref: str) -> bytes:
+        """Return the bytes behind a reference from `put_artifact`."""
+        ...
+
+    def open_log(self, run_id: str) -> IO[str]:
+        """Open the run's log for writing (a new attempt starts a new log)."""
+        ...
+
+    def read_log(self, run_id: str) -> str:
+        """Return the run's log text ("" when it logged nothing)."""
+        ...
+
+    def claim(self, run_id: str, owner: dict[str, Any]) -> bool:
+        """Claim `run_id` for `owner`; False while another live owner holds it."""
+        ...
+
+    def release(self, run_id: str) -> None:
+        """Give up a claim this process holds; idempotent."""
+        ...
+
+    def claims(self) -> dict[str, dict[str, Any]]:
+        """Return live claims: run id -> owner."""
+        ...
+
+    def request_cancel(self, session: str) -> None:
+        """Ask every run of `session` to stop; idempotent."""
+        ...
+
+    def cancel_requested(self, session: str) -> bool:
+        """Whether `request_cancel(session)` was called."""
+        ...
+
+    def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
+        """Replace the derived metrics document of `run_id` atomically."""
+        ...
+
+    def get_derived(self, run_id: str) -> dict[str, Any]:
+        """Return the derived metrics document of `run_id` ({} when none)."""
+        ...

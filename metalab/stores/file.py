@@ -1,0 +1,385 @@
+"""`FileStore`: a directory of JSON records, artifacts and logs that can be moved or rsynced.
+
+Layout::
+
+    _meta.json                          store format and version
+    experiments/<experiment_id>_<ts>.json   manifests, one per submission
+    experiments/blobs/<key>.pkl         the serialized experiment workers rebuild runs from
+    runs/<run_id>.json                  final run records (versioned JSON)
+    runs/<run_id>.done                  marker: the completed record is persisted
+    artifacts/<run_id>/<name><ext>      artifacts, referenced relative to the store root
+    logs/<run_id>.log                   capture.log() lines
+    derived/<run_id>.json               derived metrics
+    claims/<run_id>.claim               who is running a run now
+
+Every file is written to a temporary name and renamed into place, so readers see whole files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .. import _claims
+from ..errors import StoreError, StoreFormatError
+from ..record import check_format
+
+STORE_FORMAT = "metalab.filestore"
+STORE_VERSION = 1
+_LAYOUT = ("experiments", "experiments/blobs", "runs", "artifacts", "logs", "derived", "claims", "control")
+_TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+_TS_LEN = len("20260101T000000.000000Z")
+_counter = itertools.count()
+
+
+def _dumps(value: Any) -> bytes:
+    from ..serializers import _json_default
+
+    return json.dumps(value, default=_json_default, ensure_ascii=False).encode("utf-8")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{next(_counter)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class FileStore:
+    """A store in a directory tree; safe for many processes and hosts on a shared filesystem."""
+
+    scheme = "file"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(os.path.abspath(os.fspath(root)))
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, root: str | os.PathLike, *, create: bool = True) -> FileStore:
+        """Open the store at `root`, creating its layout when `create` (idempotent)."""
+        store = cls(root)
+        store._check_meta(create)
+        return store
+
+    def _check_meta(self, create: bool) -> None:
+        meta_path = self.root / "_meta.json"
+        try:
+            meta = json.loads(meta_path.read_bytes())
+        except FileNotFoundError:
+            if not create:
+                raise StoreError(f"no metalab store at {str(self.root)!r} (no _meta.json)") from None
+            self._create()
+            return
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {str(meta_path)!r}: {exc}") from exc
+        if meta.get("format") != STORE_FORMAT or meta.get("version", 0) > STORE_VERSION:
+            raise StoreFormatError(
+                f"{str(self.root)!r} holds store format {meta.get('format')!r} version "
+                f"{meta.get('version')!r}; this metalab reads {STORE_FORMAT!r} up to version "
+                f"{STORE_VERSION}"
+            )
+        if create:
+            self._make_layout()
+
+    def _create(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"store path {str(self.root)!r} exists and is not a directory")
+        if self.root.is_dir() and any(
+            not name.startswith(".") and name not in _LAYOUT for name in os.listdir(self.root)
+        ):
+            raise StoreError(
+                f"{str(self.root)!r} is a non-empty directory that is not a metalab store; "
+                "choose an empty or new directory"
+            )
+        self._make_layout()
+        meta = {"format": STORE_FORMAT, "version": STORE_VERSION, "created_at": _now()}
+        try:
+            fd = os.open(self.root / "_meta.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return  # another process created it first
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_dumps(meta))
+
+    def _make_layout(self) -> None:
+        for sub in _LAYOUT:
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def locator(self) -> str:
+        """`file://` URI of the store root."""
+        return self.root.as_uri()
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self.root)!r})"
+
+    def __reduce__(self):
+        return (FileStore, (str(self.root),))
+
+    # ---------------------------------------------------------------- experiments
+    def write_manifest(self, experiment_id: str, manifest: dict[str, Any]) -> str:
+        """Write a manifest under a unique timestamped name; never overwrites."""
+        data = _dumps(manifest)
+        directory = self.root / "experiments"
+        tmp = directory / f".manifest.{os.getpid()}.{next(_counter)}.tmp"
+        tmp.write_bytes(data)
+        try:
+            stamp = _dt.datetime.now(_dt.timezone.utc)
+            while True:
+                path = directory / f"{experiment_id}_{stamp.strftime(_TS_FORMAT)}.json"
+                try:
+                    os.link(tmp, path)
+                    return str(path)
+                except FileExistsError:
+                    stamp += _dt.timedelta(microseconds=1)
+        finally:
+            tmp.unlink()
+
+    def manifests(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
+        """Return manifests, oldest first, each with its file name under `_file`."""
+        out = []
+        for name in sorted(os.listdir(self.root / "experiments"), key=lambda n: n[-_TS_LEN - 5 :]):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            exp_id = name[: -_TS_LEN - 6]
+            if experiment_id is not None and exp_id != experiment_id:
+                continue
+            try:
+                manifest = json.loads((self.root / "experiments" / name).read_bytes())
+            except (OSError, ValueError):
+                continue
+            manifest["_file"] = f"experiments/{name}"
+            out.append(manifest)
+        return out
+
+    def save_experiment(self, key: str, blob: bytes) -> None:
+        """Write the serialized experiment once; later calls with the same key do nothing."""
+        path = self.root / "experiments" / "blobs" / f"{key}.pkl"
+        if not path.exists():
+            atomic_write(path, blob)
+
+    def load_experiment(self, key: str) -> bytes:
+        """Return the serialized experiment `key`."""
+        try:
+            return (self.root / "experiments" / "blobs" / f"{key}.pkl").read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"store {str(self.root)!r} has no experiment {key!r}") from None
+
+    # ---------------------------------------------------------------- records
+    def _record_path(self, run_id: str) -> Path:
+        return self.root / "runs" / f"{run_id}.json"
+
+    def scan(self) -> tuple[set[str], set[str]]:
+        """One directory listing: (run ids with a final record, run ids completed)."""
+        final: set[str] = set()
+        done: set[str] = set()
+        for name in os.listdir(self.root / "runs"):
+            if name.endswith(".json") and not name.startswith("."):
+                final.add(name[:-5])
+            elif name.endswith(".done"):
+                done.add(name[:-5])
+        return final, done
+
+    def put_record(self, record: dict[str, Any]) -> None:
+        """Persist a final record; the `.done` marker follows a completed one, never precedes it."""
+        run_id = record["run_id"]
+        marker = self.root / "runs" / f"{run_id}.done"
+        if record["status"] == "completed":
+            atomic_write(self._record_path(run_id), _dumps(record))
+            marker.touch()
+        else:
+            try:
+                marker.unlink()
+            except FileNotFoundError:
+                pass
+            atomic_write(self._record_path(run_id), _dumps(record))
+
+    def is_complete(self, run_id: str) -> bool:
+        """Whether the completed record of `run_id` is persisted (its `.done` marker exists)."""
+        return os.path.exists(self.root / "runs" / f"{run_id}.done")
+
+    def get_record(self, run_id: str) -> dict[str, Any] | None:
+        """Return the record of `run_id`, or None."""
+        path = self._record_path(run_id)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return check_format(json.loads(data), str(path))
+
+    def get_records(self, run_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Yield the existing records of `run_ids`, in order."""
+        for run_id in run_ids:
+            record = self.get_record(run_id)
+            if record is not None:
+                yield record
+
+    def iter_records(self, experiment_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Yield every record of the store (or of one experiment)."""
+        final, _ = self.scan()
+        for record in self.get_records(sorted(final)):
+            if experiment_id is None or record.get("experiment_id") == experiment_id:
+                yield record
+
+    # ---------------------------------------------------------------- artifacts and logs
+    def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
+        """Write artifact bytes; return the reference `artifacts/<run_id>/<filename>`."""
+        directory = self.root / "artifacts" / run_id
+        directory.mkdir(exist_ok=True)
+        atomic_write(directory / filename, data)
+        return f"artifacts/{run_id}/{filename}"
+
+    def read_artifact(self, ref: str) -> bytes:
+        """Return the bytes of an artifact reference (relative to this store's root)."""
+        path = (self.root / ref).resolve()
+        if self.root not in path.parents:
+            raise StoreError(f"artifact reference {ref!r} points outside the store")
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"artifact {ref!r} is missing from store {str(self.root)!r}") from None
+
+    def artifact_path(self, ref: str) -> Path:
+        """Return the file behind an artifact reference."""
+        return self.root / ref
+
+    def open_log(self, run_id: str) -> IO[str]:
+        """Open `logs/<run_id>.log` for a new attempt (line buffered)."""
+        return open(self.root / "logs" / f"{run_id}.log", "w", encoding="utf-8", buffering=1)
+
+    def read_log(self, run_id: str) -> str:
+        """Return the run's log text, or "" when it logged nothing."""
+        try:
+            return (self.root / "logs" / f"{run_id}.log").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    # ---------------------------------------------------------------- claims
+    def _claim_path(self, run_id: str) -> Path:
+        return self.root / "claims" / f"{run_id}.claim"
+
+    def claim(self, run_id: str, owner: dict[str, Any]) -> bool:
+        """Create the run's claim file, taking over a claim whose owner is dead."""
+        path = self._claim_path(run_id)
+        if self._create_claim(path, owner):
+            return True
+        current = self._read_claim(path)
+        if current is None:
+            return self._create_claim(path, owner)
+        if _claims.is_alive(current[0], current[1]):
+            return False
+        return self._take_over(path, owner, current[0])
+
+    def _create_claim(self, path: Path, owner: dict[str, Any]) -> bool:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_dumps(owner))
+        _claims.heartbeat.hold(str(path), lambda: os.utime(path))
+        return True
+
+    def _read_claim(self, path: Path) -> tuple[dict[str, Any], float] | None:
+        try:
+            age = time.time() - path.stat().st_mtime
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(data), age
+        except ValueError:
+            # a claim is written right after it is created: an empty one is being written
+            return {"host": None}, age
+
+    def _take_over(self, path: Path, owner: dict[str, Any], dead: dict[str, Any]) -> bool:
+        lock = path.with_suffix(".takeover")
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                if time.time() - lock.stat().st_mtime > 60:
+                    lock.unlink()
+            except FileNotFoundError:
+                pass
+            return False
+        os.close(fd)
+        try:
+            current = self._read_claim(path)
+            if current is not None and current[0] != dead:
+                return False  # someone else took it over meanwhile
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            return self._create_claim(path, owner)
+        finally:
+            lock.unlink()
+
+    def release(self, run_id: str) -> None:
+        """Remove this process's claim on `run_id`."""
+        path = self._claim_path(run_id)
+        _claims.heartbeat.release(str(path))
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def claims(self) -> dict[str, dict[str, Any]]:
+        """Return the live claims: run id -> owner."""
+        out = {}
+        for name in os.listdir(self.root / "claims"):
+            if not name.endswith(".claim"):
+                continue
+            current = self._read_claim(self.root / "claims" / name)
+            if current is not None and _claims.is_alive(*current):
+                out[name[:-6]] = current[0]
+        return out
+
+    # ---------------------------------------------------------------- control
+    def request_cancel(self, session: str) -> None:
+        """Leave a cancellation marker for `session`."""
+        (self.root / "control" / f"cancel-{session}").touch()
+
+    def cancel_requested(self, session: str) -> bool:
+        """Whether the cancellation marker of `session` exists."""
+        return os.path.exists(self.root / "control" / f"cancel-{session}")
+
+    # ---------------------------------------------------------------- derived metrics
+    def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
+        """Replace `derived/<run_id>.json`."""
+        atomic_write(self.root / "derived" / f"{run_id}.json", _dumps(values))
+
+    def get_derived(self, run_id: str) -> dict[str, Any]:
+        """Return `derived/<run_id>.json`, or {}."""
+        try:
+            return json.loads((self.root / "derived" / f"{run_id}.json").read_bytes())
+        except FileNotFoundError:
+            return {}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def path_from_file_uri(uri: str) -> str:
+    """Return the filesystem path of a `file://` URI."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.netloc not in ("", "localhost"):
+        raise StoreError(f"file URI {uri!r} names host {parsed.netloc!r}; use file:///absolute/path")
+    return urllib.parse.unquote(parsed.path)

@@ -1,0 +1,13 @@
+"""Type aliases used in signatures users write (for example derived metric functions)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+Metric: TypeAlias = int | float | bool
+"""A scalar metric value: what `capture.metric` stores and derived functions return."""
+
+Params: TypeAlias = dict[str, Any]
+"""The resolved parameters of one run."""
+
+__all__ = ["Metric", "Params"]
