@@ -29,4 +29,6 @@ if __name__ == "__main__":
     results = handle.result()  # Block until complete
     print(results.table())
     status = handle.status
-    print(f"\n{status.completed} run(s) executed, {status.skipped} skipped (already in ./runs/pi_mc)")
+    print(
+        f"\n{status.completed} run(s) executed, {status.skipped} skipped (already in ./runs/pi_mc)"
+    )

@@ -48,13 +48,13 @@ from .serializers import Codec, register_codec
 
 __all__ = [
     "Capture",
-    "Codec",
     "CodeChangedWarning",
+    "Codec",
     "ContextFileError",
     "DaskExecutor",
     "DirPath",
-    "Experiment",
     "ExecutorError",
+    "Experiment",
     "FilePath",
     "FingerprintError",
     "FrozenContext",

@@ -68,7 +68,7 @@ class Capture:
         self.metrics: dict[str, int | float | bool] = {}
         self.series: dict[str, dict[str, list]] = {}
         self.artifacts: dict[str, dict[str, Any]] = {}
-        self._log = None
+        self._log: Any = None
 
     # ---------------------------------------------------------------- metrics
     def metric(self, name: str, value: Any, step: int | None = None) -> None:
@@ -112,7 +112,9 @@ class Capture:
         """Store `value` as an artifact with the codec of `kind` (inferred when omitted)."""
         if format is not None:
             if kind is not None and kind != format:
-                raise ValidationError(f"artifact {name!r}: kind={kind!r} and format={format!r} disagree")
+                raise ValidationError(
+                    f"artifact {name!r}: kind={kind!r} and format={format!r} disagree"
+                )
             kind = format
         codec = infer_codec(value) if kind is None else get_codec(kind)
         try:
@@ -127,7 +129,9 @@ class Capture:
         """Store a matplotlib figure as PNG."""
         codec = get_codec("png")
         if not hasattr(fig, "savefig"):
-            raise ValidationError(f"figure {name!r} needs a matplotlib figure, got {type(fig).__name__}")
+            raise ValidationError(
+                f"figure {name!r} needs a matplotlib figure, got {type(fig).__name__}"
+            )
         import io
 
         buffer = io.BytesIO()
@@ -171,10 +175,12 @@ class Capture:
     def log(self, message: Any, level: str = "info") -> None:
         """Append a timestamped line to the run's log file."""
         if level not in LOG_LEVELS:
-            raise ValidationError(f"log level must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
+            raise ValidationError(
+                f"log level must be one of {', '.join(LOG_LEVELS)}; got {level!r}"
+            )
         if self._log is None:
             self._log = self._store.open_log(self._run_id)
-        stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+        stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
         text = str(message).replace("\n", "\n    ")
         self._log.write(f"{stamp} {level.upper():<8} [{self._worker}] {text}\n")
 
@@ -193,9 +199,11 @@ class Capture:
         }
 
     def __repr__(self) -> str:
-        return f"Capture(run_id={self._run_id!r}, metrics={len(self.metrics)}, artifacts={len(self.artifacts)})"
+        return (
+            f"Capture(run_id={self._run_id!r}, metrics={len(self.metrics)}, "
+            f"artifacts={len(self.artifacts)})"
+        )
 
 
 def _is_array(value: Any) -> bool:
     return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
-

@@ -22,6 +22,7 @@ class _PathRef:
 
     __slots__ = ("path",)
     kind = "path"
+    path: str
 
     def __init__(self, path: str | os.PathLike):
         if isinstance(path, _PathRef):
@@ -156,7 +157,11 @@ def _coerce_paths(self) -> None:
     for field in dataclasses.fields(self):
         kind = field.type if isinstance(field.type, type) else _PATH_TYPES.get(str(field.type))
         value = getattr(self, field.name)
-        if kind in (FilePath, DirPath) and isinstance(value, (str, os.PathLike)) and not isinstance(value, _PathRef):
+        if (
+            kind in (FilePath, DirPath)
+            and isinstance(value, (str, os.PathLike))
+            and not isinstance(value, _PathRef)
+        ):
             object.__setattr__(self, field.name, kind(value))
 
 

@@ -98,7 +98,9 @@ def run_indices(job: JobRef, indices: Iterable[int]) -> list[Outcome]:
             outcomes.append(record_cancelled(experiment, store, index, owner))
             continue
         outcomes.append(
-            execute_run(experiment, store, index, job=job, owner=owner, worker=worker, cancelled=cancelled)
+            execute_run(
+                experiment, store, index, job=job, owner=owner, worker=worker, cancelled=cancelled
+            )
         )
     return outcomes
 
@@ -151,7 +153,7 @@ def _run_claimed(experiment, store, spec, job: JobRef, worker: str, cancelled) -
         status, error = Status.INTERRUPTED, _error(exc)
     except KeyboardInterrupt as exc:
         status, error, interrupt = Status.INTERRUPTED, _error(exc), exc
-    except BaseException as exc:  # noqa: BLE001 - every failure of the operation is recorded
+    except BaseException as exc:
         status, error = Status.FAILED, _error(exc)
     finally:
         capture.close()
@@ -229,7 +231,9 @@ def _provenance(experiment, job: JobRef, worker: str) -> dict[str, Any]:
     return out
 
 
-def record_cancelled(experiment, store, index: int, owner: dict[str, Any], reason: str = "") -> Outcome:
+def record_cancelled(
+    experiment, store, index: int, owner: dict[str, Any], reason: str = ""
+) -> Outcome:
     """Record run `index` as cancelled without running it (unless someone holds or finished it)."""
     spec = experiment.run_spec(index)
     if not store.claim(spec.run_id, owner):
@@ -239,7 +243,9 @@ def record_cancelled(experiment, store, index: int, owner: dict[str, Any], reaso
         if existing is not None and existing["status"] == Status.COMPLETED:
             return Outcome(index, spec.run_id, "skipped")
         job = JobRef(store=None, experiment_key="", session=owner.get("session", ""))
-        record = _build_record(experiment, spec, job, provenance.worker_name(), Status.CANCELLED, None, None)
+        record = _build_record(
+            experiment, spec, job, provenance.worker_name(), Status.CANCELLED, None, None
+        )
         if reason:
             record["error"] = {"type": "Cancelled", "message": reason, "traceback": ""}
         store.put_record(record)
@@ -248,7 +254,9 @@ def record_cancelled(experiment, store, index: int, owner: dict[str, Any], reaso
         store.release(spec.run_id)
 
 
-def record_lost(experiment, store, index: int, owner: dict[str, Any], message: str, session: str) -> Outcome:
+def record_lost(
+    experiment, store, index: int, owner: dict[str, Any], message: str, session: str
+) -> Outcome:
     """Record run `index` as failed because the process running it died (no record written)."""
     spec = experiment.run_spec(index)
     if not store.claim(spec.run_id, owner):

@@ -140,7 +140,10 @@ class Experiment:
         case, replicate = self._locate(index)
         params_fp = _identity.sha256_hex(self.params.canonical_at(case))
         return _identity.run_id_from(
-            self.experiment_id, self.context_fingerprint, params_fp, self.seeds.fingerprint(replicate)
+            self.experiment_id,
+            self.context_fingerprint,
+            params_fp,
+            self.seeds.fingerprint(replicate),
         )
 
     def run_ids(self, indices: Sequence[int] | range | None = None) -> list[str]:

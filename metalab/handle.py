@@ -71,7 +71,9 @@ class Sink:
         message = f"the worker running this run was lost: {type(error).__name__}: {error}"
         self.outcomes(
             [
-                record_lost(self.plan.experiment, self.plan.store, i, owner, message, self.plan.job.session)
+                record_lost(
+                    self.plan.experiment, self.plan.store, i, owner, message, self.plan.job.session
+                )
                 for i in indices
                 if i not in self.reported
             ]
@@ -114,7 +116,7 @@ class RunHandle:
                 pending = self._wait_for_busy()
             if self._cancelled:
                 self._record_cancelled()
-        except BaseException as exc:  # noqa: BLE001 - re-raised from result()
+        except BaseException as exc:
             self._error = exc
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -149,7 +151,9 @@ class RunHandle:
         left = [i for i in self._plan.pending if i not in self._sink.reported]
         self._sink.outcomes(
             [
-                record_cancelled(self._plan.experiment, self._plan.store, i, owner, "cancelled before it started")
+                record_cancelled(
+                    self._plan.experiment, self._plan.store, i, owner, "cancelled before it started"
+                )
                 for i in left
             ]
         )

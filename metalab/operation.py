@@ -60,7 +60,7 @@ class OperationWrapper:
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"operation name must be a non-empty string, got {name!r}")
         self.func = func
-        self._name = name or getattr(func, "__name__", type(func).__name__)
+        self._name: str = name or getattr(func, "__name__", type(func).__name__)
         self._wants = _requested_arguments(func)
         self._code_hash: str | None = None
         functools.update_wrapper(self, func)
@@ -82,7 +82,7 @@ class OperationWrapper:
         """The sha256 of the function's source, or "" when the source cannot be read."""
         if self._code_hash is None:
             self._code_hash = _source_hash(self.func)
-        return self._code_hash
+        return str(self._code_hash)
 
     @property
     def requested(self) -> tuple[str, ...]:
@@ -146,7 +146,10 @@ def operation(
 
 
 def operation(func=None, *, name=None):
-    """Mark a function as a metalab operation; use as `@operation`, `@operation()` or `@operation(name=...)`."""
+    """Mark a function as a metalab operation.
+
+    Use as `@operation`, `@operation()` or `@operation(name="custom")`.
+    """
     if func is None:
         return lambda f: OperationWrapper(f, name=name)
     if isinstance(func, OperationWrapper):

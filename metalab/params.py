@@ -82,7 +82,9 @@ class GridSource(ParamSource):
     def __init__(self, axes: Mapping[str, Any]):
         for name in axes:
             if not isinstance(name, str) or not name:
-                raise ValidationError(f"grid parameter names must be non-empty strings, got {name!r}")
+                raise ValidationError(
+                    f"grid parameter names must be non-empty strings, got {name!r}"
+                )
         self._names = list(axes)
         self._values = [_axis_values(name, axes[name]) for name in self._names]
         self._sizes = [len(v) for v in self._values]
@@ -113,9 +115,7 @@ class GridSource(ParamSource):
             return
         encoded = []
         for name, values in zip(self._names, self._values):
-            encoded.append(
-                [canonical_json(normalize(v, f"params[{name!r}]")) for v in values]
-            )
+            encoded.append([canonical_json(normalize(v, f"params[{name!r}]")) for v in values])
         self._encoded = encoded
 
     def canonical_at(self, k: int) -> str:
@@ -129,7 +129,9 @@ class GridSource(ParamSource):
         return "{" + ",".join(parts) + "}"
 
     def to_manifest(self) -> dict:
-        axes = {name: normalize(v, f"params[{name!r}]") for name, v in zip(self._names, self._values)}
+        axes = {
+            name: normalize(v, f"params[{name!r}]") for name, v in zip(self._names, self._values)
+        }
         return {"type": "grid", "axes": axes}
 
     def __repr__(self) -> str:
@@ -237,7 +239,7 @@ class LogUniform(_Bounded):
     log = True
 
     def sample(self, rng) -> float:
-        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
 
 
 class RandInt(_Bounded):
@@ -259,7 +261,7 @@ class LogUniformInt(_Bounded):
 
     def sample(self, rng) -> int:
         lo, hi = math.log(self.low), math.log(self.high)
-        value = int(math.floor(math.exp(rng.uniform(lo, hi))))
+        value = math.floor(math.exp(rng.uniform(lo, hi)))
         return min(max(value, int(self.low)), int(self.high) - 1)
 
 
@@ -270,7 +272,7 @@ class Choice(Distribution):
 
     def __init__(self, options: Sequence[Any]):
         if type(options).__module__ == "numpy":
-            options = list(options.tolist())  # type: ignore[union-attr]
+            options = list(options.tolist())  # type: ignore[attr-defined]
         if not isinstance(options, (list, tuple, range)) or len(options) == 0:
             raise ValidationError(f"choice needs a non-empty list of options, got {options!r}")
         self.options = list(options)
@@ -310,7 +312,7 @@ def choice(options: Sequence[Any]) -> Choice:
     return Choice(options)
 
 
-_DISTRIBUTIONS: dict[str, type[Distribution]] = {
+_DISTRIBUTIONS: dict[str, type[_Bounded]] = {
     "uniform": Uniform,
     "loguniform": LogUniform,
     "randint": RandInt,
@@ -321,7 +323,8 @@ _DISTRIBUTIONS: dict[str, type[Distribution]] = {
 def _distribution_from_manifest(m: dict) -> Distribution:
     if m["type"] == "choice":
         return Choice(m["options"])
-    return _DISTRIBUTIONS[m["type"]](m["low"], m["high"])
+    bounded: type[_Bounded] = _DISTRIBUTIONS[m["type"]]
+    return bounded(m["low"], m["high"])
 
 
 class RandomSource(ParamSource):
@@ -334,10 +337,14 @@ class RandomSource(ParamSource):
 
     def __init__(self, space: Mapping[str, Distribution], n_trials: int, seed: int = 0):
         if not isinstance(space, Mapping) or not space:
-            raise ValidationError(f"random space must be a non-empty dict of distributions, got {space!r}")
+            raise ValidationError(
+                f"random space must be a non-empty dict of distributions, got {space!r}"
+            )
         for name, dist in space.items():
             if not isinstance(name, str) or not name:
-                raise ValidationError(f"random parameter names must be non-empty strings, got {name!r}")
+                raise ValidationError(
+                    f"random parameter names must be non-empty strings, got {name!r}"
+                )
             if not isinstance(dist, Distribution):
                 raise ValidationError(
                     f"random parameter {name!r} must be a distribution such as "
@@ -404,7 +411,9 @@ class ManualSource(ParamSource):
                 )
             for key in case:
                 if not isinstance(key, str) or not key:
-                    raise ValidationError(f"manual entry {i} has parameter name {key!r}: expected a non-empty string")
+                    raise ValidationError(
+                        f"manual entry {i} has parameter name {key!r}: expected a non-empty string"
+                    )
         self.cases = [dict(c) for c in cases]
 
     def __len__(self) -> int:

@@ -50,8 +50,11 @@ class Progress:
         if self._want_rich(stream):
             self._start_rich(handle, stream)
         else:
-            self._write(stream, f"{self.title}: {handle.status.total} runs"
-                        + (f", dashboard {handle.dashboard_link}" if handle.dashboard_link else ""))
+            self._write(
+                stream,
+                f"{self.title}: {handle.status.total} runs"
+                + (f", dashboard {handle.dashboard_link}" if handle.dashboard_link else ""),
+            )
         if self.metrics:
             handle._sink.listeners.append(self._collect)
         self._ticker = threading.Thread(target=self._tick, args=(handle,), daemon=True)
@@ -64,7 +67,9 @@ class Progress:
             import rich  # noqa: F401
         except ImportError:
             if self.use_rich:
-                raise ValidationError("Progress(use_rich=True) needs rich: install metalab[rich]") from None
+                raise ValidationError(
+                    "Progress(use_rich=True) needs rich: install metalab[rich]"
+                ) from None
             return False
         return bool(self.use_rich) or _is_terminal(stream)
 
@@ -141,7 +146,9 @@ class Progress:
         elapsed = time.monotonic() - self._started
         done = status.completed + status.failed + status.cancelled
         eta = f", eta {left * elapsed / done:.0f}s" if done and left and not final else ""
-        self._write(stream, f"{self.title}: {status.done}/{status.total} | {self._detail(status)}{eta}")
+        self._write(
+            stream, f"{self.title}: {status.done}/{status.total} | {self._detail(status)}{eta}"
+        )
 
     def _write(self, stream: TextIO, line: str) -> None:
         stream.write(line + "\n")
@@ -157,7 +164,9 @@ def _is_terminal(stream: TextIO) -> bool:
 
 def _parse_metric(spec: str) -> tuple[str, str]:
     if not isinstance(spec, str) or not spec:
-        raise ValidationError(f"display_metrics entries look like 'loss' or 'loss:.4f', got {spec!r}")
+        raise ValidationError(
+            f"display_metrics entries look like 'loss' or 'loss:.4f', got {spec!r}"
+        )
     name, _, fmt = spec.partition(":")
     try:
         format(0.5, fmt)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 RECORD_FORMAT = "metalab.run/1"
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """The final state of a run (records are only written final; claims mark running runs)."""
 
     COMPLETED = "completed"
@@ -17,16 +17,13 @@ class Status(str, Enum):
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 FINAL_STATUSES = frozenset(s.value for s in Status)
 
 
 def utc_now() -> str:
     """Return the current UTC time as an ISO-8601 string with microseconds."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
 def check_format(record: dict[str, Any], where: str) -> dict[str, Any]:

@@ -113,11 +113,15 @@ class Run:
         """Persisted derived metrics (name -> value)."""
         if self._derived is None:
             document = self._store.get_derived(self.run_id)
-            self._derived = {k: v["value"] if isinstance(v, dict) else v for k, v in document.items()}
+            self._derived = {
+                k: v["value"] if isinstance(v, dict) else v for k, v in document.items()
+            }
         return self._derived
 
     def __repr__(self) -> str:
-        return f"Run({self.run_id[:12]}, {self.status}, params={self.params}, metrics={self.metrics})"
+        return (
+            f"Run({self.run_id[:12]}, {self.status}, params={self.params}, metrics={self.metrics})"
+        )
 
 
 class Results(Sequence):
@@ -172,13 +176,13 @@ class Results(Sequence):
         from ._identity import normalize
 
         wanted = {k: normalize(v, f"filter {k!r}") for k, v in params.items()}
-        return self._where(lambda r: all(k in r["params"] and r["params"][k] == v for k, v in wanted.items()))
+        return self._where(
+            lambda r: all(k in r["params"] and r["params"][k] == v for k, v in wanted.items())
+        )
 
     def where(self, predicate) -> Results:
         """Runs for which `predicate(run)` is true (for filters on metrics or status)."""
-        return Results(
-            [r for r in self._records if predicate(Run(r, self._store))], self._store
-        )
+        return Results([r for r in self._records if predicate(Run(r, self._store))], self._store)
 
     # ---------------------------------------------------------------- tables
     def _columns(self) -> tuple[list[str], list[str]]:
@@ -206,7 +210,10 @@ class Results(Sequence):
             ]
             for r in self._records
         ]
-        widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+        widths = [
+            max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+            for i, h in enumerate(header)
+        ]
         lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
         lines.append("  ".join("-" * w for w in widths))
         lines.extend("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)
@@ -251,7 +258,7 @@ class Results(Sequence):
         for fn in fns:
             try:
                 out.update(fn(run))
-            except Exception:  # noqa: BLE001 - a failing derived function leaves its cells empty
+            except Exception:
                 continue
         return out
 
@@ -281,4 +288,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
-

@@ -103,7 +103,9 @@ def plan_sweep(
     return Plan(experiment, store, job, run_ids, pending, skipped, manifest)
 
 
-def _warn_changed_code(experiment: Experiment, store: Any, run_ids: list[str], done: set[str]) -> None:
+def _warn_changed_code(
+    experiment: Experiment, store: Any, run_ids: list[str], done: set[str]
+) -> None:
     code_hash = experiment.operation.code_hash
     earlier = store.manifests(experiment.experiment_id)
     if all(m.get("operation", {}).get("code_hash") == code_hash for m in earlier):

@@ -108,9 +108,9 @@ class SeedBundle:
         return sha256_hex(canonical_json({"scheme": _SCHEME, "base": self._base, "key": self._key}))
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, SeedBundle)
-            and (self._base, self._key) == (other._base, other._key)
+        return isinstance(other, SeedBundle) and (self._base, self._key) == (
+            other._base,
+            other._key,
         )
 
     def __hash__(self) -> int:
@@ -129,7 +129,7 @@ class SeedBundle:
 class SeedPlan:
     """How many replicates each parameter case gets, and the base seed they derive from."""
 
-    __slots__ = ("base", "replicates", "_fingerprints")
+    __slots__ = ("_fingerprints", "base", "replicates")
 
     def __init__(self, base: int, replicates: int = 1):
         self.base = _check_base(base)

@@ -30,9 +30,8 @@ class Codec:
 
 
 def _json_default(value: Any) -> Any:
-    if type(value).__module__ == "numpy":
-        if hasattr(value, "tolist"):
-            return value.tolist()
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
@@ -87,8 +86,10 @@ def _png_encode(fig: Any) -> bytes:
 
 
 def _is_ndarray(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray" and (
-        value.dtype.kind != "O"
+    return (
+        type(value).__module__ == "numpy"
+        and type(value).__name__ == "ndarray"
+        and (value.dtype.kind != "O")
     )
 
 
@@ -135,7 +136,9 @@ def register_codec(codec: Codec, *, replace: bool = False) -> None:
     if not isinstance(codec, Codec):
         raise TypeError(f"register_codec needs a metalab.Codec, got {codec!r}")
     if codec.kind in _codecs and not replace:
-        raise ValueError(f"a codec for kind {codec.kind!r} exists; pass replace=True to override it")
+        raise ValueError(
+            f"a codec for kind {codec.kind!r} exists; pass replace=True to override it"
+        )
     _codecs[codec.kind] = codec
     if codec.kind in _user_kinds:
         _user_kinds.remove(codec.kind)

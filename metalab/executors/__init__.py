@@ -20,11 +20,13 @@ def resolve_executor(executor: Any) -> Any:
     if isinstance(executor, str):
         named = {"inline": InlineExecutor, "threads": ThreadExecutor, "processes": ProcessExecutor}
         if executor not in named:
-            raise ValidationError(f"unknown executor {executor!r}; known names: {', '.join(_NAMED)}")
+            raise ValidationError(
+                f"unknown executor {executor!r}; known names: {', '.join(_NAMED)}"
+            )
         return named[executor]()
     if hasattr(executor, "execute"):
         return executor
-    if hasattr(executor, "submit") and hasattr(executor, "scheduler") or hasattr(
+    if (hasattr(executor, "submit") and hasattr(executor, "scheduler")) or hasattr(
         executor, "scheduler_address"
     ):
         return DaskExecutor(executor)

@@ -42,10 +42,14 @@ class DaskExecutor:
         chunk_size: int | None = None,
     ):
         for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise ValidationError(f"{name} must be a positive integer or None, got {value!r}")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValidationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+            raise ValidationError(
+                f"chunk_size must be a positive integer or None, got {chunk_size!r}"
+            )
         self.target = client_or_cluster
         self.cluster_options = {
             "n_workers": n_workers,
@@ -86,9 +90,7 @@ class DaskExecutor:
             options.setdefault("n_workers", 1)
         else:
             options.setdefault("threads_per_worker", 1)
-        return distributed.LocalCluster(
-            host="127.0.0.1", silence_logs=logging.ERROR, **options
-        )
+        return distributed.LocalCluster(host="127.0.0.1", silence_logs=logging.ERROR, **options)
 
     # ---------------------------------------------------------------- execution
     def execute(self, plan: Any, indices: list[int], sink: Any) -> None:
@@ -137,7 +139,7 @@ class DaskExecutor:
 def _dashboard(client: Any) -> str | None:
     try:
         return client.dashboard_link
-    except Exception:  # noqa: BLE001 - a cluster without a dashboard is fine
+    except Exception:
         return None
 
 
@@ -164,7 +166,9 @@ class ProcessExecutor(DaskExecutor):
     def __init__(self, max_workers: int | None = None, **options: Any):
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
             raise ValidationError(f"max_workers must be a positive integer, got {max_workers!r}")
-        super().__init__(None, n_workers=max_workers, threads_per_worker=1, processes=True, **options)
+        super().__init__(
+            None, n_workers=max_workers, threads_per_worker=1, processes=True, **options
+        )
 
     _connect = ThreadExecutor._connect
 

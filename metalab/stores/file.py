@@ -33,7 +33,16 @@ from ..record import check_format
 
 STORE_FORMAT = "metalab.filestore"
 STORE_VERSION = 1
-_LAYOUT = ("experiments", "experiments/blobs", "runs", "artifacts", "logs", "derived", "claims", "control")
+_LAYOUT = (
+    "experiments",
+    "experiments/blobs",
+    "runs",
+    "artifacts",
+    "logs",
+    "derived",
+    "claims",
+    "control",
+)
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_LEN = len("20260101T000000.000000Z")
 _counter = itertools.count()
@@ -83,7 +92,9 @@ class FileStore:
             meta = json.loads(meta_path.read_bytes())
         except FileNotFoundError:
             if not create:
-                raise StoreError(f"no metalab store at {str(self.root)!r} (no _meta.json)") from None
+                raise StoreError(
+                    f"no metalab store at {str(self.root)!r} (no _meta.json)"
+                ) from None
             self._create()
             return
         except (OSError, ValueError) as exc:
@@ -139,7 +150,7 @@ class FileStore:
         tmp = directory / f".manifest.{os.getpid()}.{next(_counter)}.tmp"
         tmp.write_bytes(data)
         try:
-            stamp = _dt.datetime.now(_dt.timezone.utc)
+            stamp = _dt.datetime.now(_dt.UTC)
             while True:
                 path = directory / f"{experiment_id}_{stamp.strftime(_TS_FORMAT)}.json"
                 try:
@@ -374,12 +385,14 @@ class FileStore:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
 def path_from_file_uri(uri: str) -> str:
     """Return the filesystem path of a `file://` URI."""
     parsed = urllib.parse.urlparse(uri)
     if parsed.netloc not in ("", "localhost"):
-        raise StoreError(f"file URI {uri!r} names host {parsed.netloc!r}; use file:///absolute/path")
+        raise StoreError(
+            f"file URI {uri!r} names host {parsed.netloc!r}; use file:///absolute/path"
+        )
     return urllib.parse.unquote(parsed.path)

@@ -36,7 +36,9 @@ def create_store(locator: Any, *, create: bool = True) -> Any:
             from .postgres import PostgresStore  # type: ignore[import-not-found]
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.startswith("metalab"):
-                raise StoreError("PostgreSQL stores are not available in this metalab build") from exc
+                raise StoreError(
+                    "PostgreSQL stores are not available in this metalab build"
+                ) from exc
             raise
         return PostgresStore.open(text, create=create)
     raise StoreError(
