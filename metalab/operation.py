@@ -60,7 +60,7 @@ class OperationWrapper:
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"operation name must be a non-empty string, got {name!r}")
         self.func = func
-        self._name: str = name or getattr(func, "__name__", type(func).__name__)
+        self._name = str(name or getattr(func, "__name__", None) or type(func).__name__)
         self._wants = _requested_arguments(func)
         self._code_hash: str | None = None
         functools.update_wrapper(self, func)
