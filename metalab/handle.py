@@ -39,6 +39,7 @@ class Sink:
         self.records: dict[int, dict[str, Any]] = {}
         self.counts = {"completed": 0, "failed": 0, "cancelled": 0, "skipped": 0}
         self.busy: set[int] = set()
+        self.retry: set[int] = set()
         self.reported: set[int] = set()
         self.dashboard_link: str | None = None
         self.listeners: list[Any] = []
@@ -66,18 +67,22 @@ class Sink:
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def lost(self, indices: list[int], error: BaseException) -> None:
-        """Record as failed the runs of a task whose worker died before writing them."""
-        owner = _claims.owner(self.plan.job.session)
+        """Handle a task whose worker died: its runs that had started are recorded failed,
+        the ones that never started are queued to be submitted again."""
+        plan = self.plan
+        owner = _claims.owner(plan.job.session)
         message = f"the worker running this run was lost: {type(error).__name__}: {error}"
-        self.outcomes(
-            [
-                record_lost(
-                    self.plan.experiment, self.plan.store, i, owner, message, self.plan.job.session
-                )
-                for i in indices
-                if i not in self.reported
-            ]
-        )
+        failed = []
+        for index in indices:
+            if index in self.reported:
+                continue
+            if plan.store.claim_owner(plan.run_ids[index]) is None:
+                with self.lock:
+                    self.retry.add(index)
+                continue
+            session = plan.job.session
+            failed.append(record_lost(plan.experiment, plan.store, index, owner, message, session))
+        self.outcomes(failed)
 
 
 class RunHandle:
@@ -114,6 +119,9 @@ class RunHandle:
             while pending and not self._cancelled:
                 self._executor.execute(self._plan, pending, self._sink)
                 pending = self._wait_for_busy()
+                with self._sink.lock:
+                    pending = sorted(set(pending) | self._sink.retry)
+                    self._sink.retry.clear()
             if self._cancelled:
                 self._record_cancelled()
         except BaseException as exc:

@@ -86,11 +86,12 @@ class DaskExecutor:
 
     def _start_local_cluster(self, distributed):
         options = {k: v for k, v in self.cluster_options.items() if v is not None}
-        if not options.get("processes", True):
-            options.setdefault("n_workers", 1)
-        else:
+        if options.get("processes", True):
             options.setdefault("threads_per_worker", 1)
-        return distributed.LocalCluster(host="127.0.0.1", silence_logs=logging.ERROR, **options)
+            options["host"] = "127.0.0.1"
+        else:
+            options.setdefault("n_workers", 1)  # threads in this process talk in-process
+        return distributed.LocalCluster(silence_logs=logging.ERROR, **options)
 
     # ---------------------------------------------------------------- execution
     def execute(self, plan: Any, indices: list[int], sink: Any) -> None:

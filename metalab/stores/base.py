@@ -76,6 +76,10 @@ class Store(Protocol):
         """Claim `run_id` for `owner`; False while another live owner holds it."""
         ...
 
+    def claim_owner(self, run_id: str) -> dict[str, Any] | None:
+        """Return the owner of the claim on `run_id` (alive or dead), or None."""
+        ...
+
     def release(self, run_id: str) -> None:
         """Give up a claim this process holds; idempotent."""
         ...

@@ -342,6 +342,11 @@ class FileStore:
         finally:
             lock.unlink()
 
+    def claim_owner(self, run_id: str) -> dict[str, Any] | None:
+        """Return the owner of the claim on `run_id`, alive or dead, or None when unclaimed."""
+        current = self._read_claim(self._claim_path(run_id))
+        return None if current is None else current[0]
+
     def release(self, run_id: str) -> None:
         """Remove this process's claim on `run_id`."""
         path = self._claim_path(run_id)

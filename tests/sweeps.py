@@ -1,0 +1,59 @@
+"""Operations and experiments shared by the execution tests (importable by worker processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import metalab
+
+
+@metalab.operation
+def draw(params, seeds, capture):
+    rng = seeds.numpy()
+    capture.metric("value", float(rng.random()) * params["scale"])
+    capture.metric("draw_int", rng.integers(0, 1_000_000))
+    capture.metric("stdlib", seeds.rng().random())
+
+
+def draw_experiment(name: str = "draws", replicates: int = 2) -> metalab.Experiment:
+    return metalab.Experiment(
+        name=name,
+        version="1",
+        context={"label": "x"},
+        operation=draw,
+        params=metalab.grid(scale=[1, 10, 100], shift=[0.5, 1.5]),
+        seeds=metalab.seeds(base=7, replicates=replicates),
+    )
+
+
+@metalab.operation
+def logged_sleep(params, runtime, capture):
+    """Sleep `params['sleep']` seconds, polling cancellation; append one line per execution."""
+    with open(os.environ["METALAB_TEST_EXEC_LOG"], "a") as fh:
+        fh.write(f"{runtime.run_id} {os.getpid()}\n")
+    deadline = time.monotonic() + params["sleep"]
+    while time.monotonic() < deadline:
+        runtime.check_cancelled()
+        time.sleep(0.01)
+    capture.metric("i", params["i"])
+
+
+def sleep_experiment(n: int, sleep: float, name: str = "sleepy") -> metalab.Experiment:
+    return metalab.Experiment(
+        name=name,
+        version="1",
+        context={},
+        operation=logged_sleep,
+        params=metalab.grid(i=list(range(n)), sleep=[sleep]),
+        seeds=metalab.seeds(base=1),
+    )
+
+
+def executions(log_path) -> list[str]:
+    """Run ids in the execution log, one per execution."""
+    try:
+        with open(log_path) as fh:
+            return [line.split()[0] for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,291 @@
+"""`FileStore`: its on-disk layout, locators, format checks, manifests, claims, atomic writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import metalab
+from metalab import _claims
+from metalab.store import FileStore, create_store, to_locator
+
+
+@metalab.operation
+def store_op(params, capture):
+    capture.metric("x2", params["x"] * 2)
+    capture.log(f"x={params['x']}")
+    capture.artifact("arr", np.arange(3) + params["x"])
+    capture.artifact("cfg", {"x": params["x"]})
+    if params["x"] < 0:
+        raise ValueError("negative x")
+
+
+def make_exp(xs=(1, 2), **extra):
+    return metalab.Experiment(
+        name="fs",
+        version="1",
+        context={},
+        operation=store_op,
+        params=metalab.grid(x=list(xs)),
+        seeds=metalab.seeds(base=3),
+        **extra,
+    )
+
+
+def sweep(store, xs=(1, 2), **extra):
+    return metalab.run(make_exp(xs, **extra), store=store, executor="inline").result()
+
+
+def names(directory):
+    return sorted(os.listdir(directory))
+
+
+# ---------------------------------------------------------------- layout
+def test_layout_after_a_sweep(store_path):
+    exp = make_exp()
+    results = metalab.run(exp, store=store_path, executor="inline").result()
+    assert [r.status for r in results] == ["completed", "completed"]
+
+    meta = json.loads((store_path / "_meta.json").read_text())
+    assert isinstance(meta, dict) and meta.get("format")
+
+    manifests = [n for n in names(store_path / "experiments") if n.endswith(".json")]
+    assert len(manifests) == 1
+    assert manifests[0].startswith(f"{exp.experiment_id}_")
+
+    for run in results:
+        run_id = run.run_id
+        assert (store_path / "runs" / f"{run_id}.json").is_file()
+        assert (store_path / "runs" / f"{run_id}.done").exists()
+        artifact_dir = store_path / "artifacts" / run_id
+        assert len(names(artifact_dir)) == 2
+        assert "x=" in (store_path / "logs" / f"{run_id}.log").read_text()
+
+    assert {n[: -len(".json")] for n in names(store_path / "runs") if n.endswith(".json")} == {
+        r.run_id for r in results
+    }
+
+
+def test_each_submission_writes_its_own_manifest(store_path):
+    exp = make_exp()
+    metalab.run(exp, store=store_path, executor="inline").result()
+    metalab.run(exp, store=store_path, executor="inline").result()
+    manifests = [n for n in names(store_path / "experiments") if n.endswith(".json")]
+    assert len(manifests) == 2
+    assert len(set(manifests)) == 2
+    for name in manifests:
+        assert name.startswith(f"{exp.experiment_id}_")
+        stamp = name[len(exp.experiment_id) + 1 : -len(".json")]
+        assert any(c.isdigit() for c in stamp)
+
+
+def test_records_carry_their_format(store_path):
+    results = sweep(store_path)
+    for run in results:
+        record = json.loads((store_path / "runs" / f"{run.run_id}.json").read_text())
+        assert record["format"] == "metalab.run/1"
+        assert record["run_id"] == run.run_id
+        assert record["status"] == "completed"
+
+
+def test_failed_run_has_a_record_but_no_done_marker(store_path):
+    results = sweep(store_path, xs=(-1, 1))
+    failed, completed = results
+    assert failed.status == "failed"
+    assert completed.status == "completed"
+    assert (store_path / "runs" / f"{failed.run_id}.json").is_file()
+    assert not (store_path / "runs" / f"{failed.run_id}.done").exists()
+    assert (store_path / "runs" / f"{completed.run_id}.done").exists()
+
+
+# ---------------------------------------------------------------- portability
+def test_artifact_refs_are_relative_so_the_store_can_move(store_path, tmp_path):
+    sweep(store_path)
+    for record_file in (store_path / "runs").glob("*.json"):
+        record = json.loads(record_file.read_text())
+        for artifact in record["artifacts"]:
+            assert not os.path.isabs(artifact["ref"])
+            assert str(store_path) not in artifact["ref"]
+
+    moved = tmp_path / "elsewhere" / "moved_store"
+    moved.parent.mkdir()
+    shutil.move(store_path, moved)
+    assert not store_path.exists()
+
+    results = metalab.load_results(moved)
+    assert len(results) == 2
+    np.testing.assert_array_equal(results[0].artifact("arr"), np.arange(3) + 1)
+    assert results[1].artifact("cfg") == {"x": 2}
+    assert "x=2" in results[1].log
+
+
+@pytest.mark.parametrize("form", ["str", "path", "uri", "object"])
+def test_store_can_be_given_as_path_uri_or_object(store_path, form):
+    store_path.parent.mkdir(exist_ok=True)
+    given = {
+        "str": lambda: str(store_path),
+        "path": lambda: store_path,
+        "uri": lambda: store_path.as_uri(),
+        "object": lambda: create_store(store_path),
+    }[form]()
+    results = sweep(given)
+    assert [r.status for r in results] == ["completed", "completed"]
+    assert len(list((store_path / "runs").glob("*.done"))) == 2
+    for loader in (str(store_path), store_path, store_path.as_uri(), create_store(store_path)):
+        loaded = metalab.load_results(loader)
+        assert sorted(r.run_id for r in loaded) == sorted(r.run_id for r in results)
+
+
+def test_to_locator_returns_the_file_uri(store_path):
+    store = create_store(store_path)
+    assert isinstance(store, FileStore)
+    assert to_locator(store) == store_path.as_uri()
+    assert to_locator(str(store_path)) == store_path.as_uri()
+    reopened = create_store(to_locator(store))
+    assert to_locator(reopened) == store_path.as_uri()
+
+
+def test_unknown_scheme_lists_known_schemes(tmp_path):
+    with pytest.raises(metalab.StoreError) as excinfo:
+        create_store("s3://bucket/runs")
+    message = str(excinfo.value)
+    assert "s3" in message
+    assert "file://" in message
+    assert "postgresql://" in message
+    with pytest.raises(metalab.StoreError):
+        metalab.load_results("s3://bucket/runs")
+
+
+# ---------------------------------------------------------------- refusing foreign directories
+def test_store_of_another_format_is_refused(store_path):
+    store_path.mkdir()
+    (store_path / "_meta.json").write_text(json.dumps({"format": "other.store", "version": 1}))
+    with pytest.raises(metalab.StoreFormatError):
+        create_store(store_path)
+    with pytest.raises(metalab.StoreFormatError):
+        metalab.load_results(store_path)
+    with pytest.raises(metalab.StoreFormatError):
+        sweep(store_path)
+    assert names(store_path) == ["_meta.json"]
+
+
+def test_non_empty_directory_that_is_not_a_store_is_refused(store_path):
+    store_path.mkdir()
+    (store_path / "thesis.tex").write_text("precious")
+    with pytest.raises(metalab.StoreError):
+        create_store(store_path)
+    with pytest.raises(metalab.StoreError):
+        sweep(store_path)
+    assert names(store_path) == ["thesis.tex"]
+    assert (store_path / "thesis.tex").read_text() == "precious"
+
+
+def test_load_results_on_a_missing_path_raises_store_error(tmp_path):
+    missing = tmp_path / "no_such_store"
+    with pytest.raises(metalab.StoreError):
+        metalab.load_results(missing)
+    assert not missing.exists()
+
+
+# ---------------------------------------------------------------- manifests
+def test_manifest_describes_the_experiment(store_path):
+    exp = make_exp(
+        xs=(1, 2, 3),
+        description="doubling numbers",
+        tags=["demo", "fs"],
+        metadata={"author": "me", "groups": ["a", "b"]},
+    )
+    before = dt.datetime.now(dt.timezone.utc)
+    results = metalab.run(exp, store=store_path, executor="inline").result()
+    after = dt.datetime.now(dt.timezone.utc)
+    (name,) = [n for n in names(store_path / "experiments") if n.endswith(".json")]
+    manifest = json.loads((store_path / "experiments" / name).read_text())
+    text = json.dumps(manifest)
+
+    assert manifest["name"] == "fs"
+    assert manifest["version"] == "1"
+    assert manifest["description"] == "doubling numbers"
+    assert manifest["tags"] == ["demo", "fs"]
+    assert manifest["metadata"] == {"author": "me", "groups": ["a", "b"]}
+    assert store_op.ref in text
+    assert store_op.code_hash and store_op.code_hash in text
+    assert manifest["total_runs"] == 3
+    assert manifest["context_fingerprint"] == results[0].record["fingerprints"]["context"]
+
+    params_spec = manifest["params"]
+    assert params_spec["type"] == "grid"
+    assert params_spec["axes"] == {"x": [1, 2, 3]}
+    assert manifest["seeds"]["base"] == 3
+    assert manifest["seeds"]["replicates"] == 1
+
+    submitted = dt.datetime.fromisoformat(manifest["submitted_at"])
+    assert before <= submitted <= after
+
+
+# ---------------------------------------------------------------- claims
+def test_claim_is_exclusive_while_the_owner_lives(store_path):
+    store = create_store(store_path)
+    owner = _claims.owner("session-a")
+    try:
+        assert store.claim("run-1", owner) is True
+        assert store.claim("run-1", owner) is False
+        assert store.claim("run-1", _claims.owner("session-b")) is False
+        assert "run-1" in store.claims()
+    finally:
+        store.release("run-1")
+    store.release("run-1")  # idempotent
+    store.release("never-claimed")
+    assert "run-1" not in store.claims()
+    assert store.claim("run-1", owner) is True
+    store.release("run-1")
+
+
+def dead_pid():
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(proc.stdout)
+
+
+def test_claim_of_a_dead_owner_is_taken_over(store_path):
+    store = create_store(store_path)
+    pid = dead_pid()
+    claim_file = store_path / "claims" / "run-2.claim"
+    claim_file.write_text(
+        json.dumps({"host": socket.gethostname(), "pid": pid, "start": None, "session": "old"})
+    )
+    assert "run-2" not in store.claims()
+    me = _claims.owner("new")
+    try:
+        assert store.claim("run-2", me) is True
+        holder = json.loads(claim_file.read_text())
+        assert holder["pid"] == os.getpid()
+        assert holder["session"] == "new"
+        assert store.claim("run-2", _claims.owner("third")) is False
+    finally:
+        store.release("run-2")
+    assert not claim_file.exists()
+
+
+def test_sweep_leaves_no_claims_or_temporary_files(store_path):
+    sweep(store_path, xs=(-1, 1, 2))
+    sweep(store_path, xs=(-1, 1, 2))
+    assert names(store_path / "claims") == []
+    leftovers = [
+        os.path.relpath(os.path.join(root, name), store_path)
+        for root, dirs, files in os.walk(store_path)
+        for name in files + dirs
+        if name.startswith(".") or name.endswith(".tmp")
+    ]
+    assert leftovers == []
