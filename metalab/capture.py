@@ -34,12 +34,16 @@ def check_name(name: Any, what: str) -> str:
 
 def metric_value(name: str, value: Any) -> int | float | bool:
     """Return `value` as a Python number or bool; raise `ValidationError` naming the metric."""
-    if isinstance(value, (bool, int, float)):
+    if type(value) in (bool, int, float):
         return value
     if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
         item = value.item()
         if isinstance(item, (bool, int, float)):
             return item
+    if isinstance(value, int):  # subclasses of the builtins (IntEnum, ...)
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     raise ValidationError(
         f"metric {name!r} must be a number or bool (Python or NumPy scalar), got {value!r} "
         f"({type(value).__name__}); use capture.data() or capture.artifact() for other values"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -153,16 +154,25 @@ class FrozenContext(Mapping):
         object.__setattr__(self, "_data", state)
 
 
+def _path_fields(cls: type) -> dict[str, type]:
+    """Return the fields of a spec class annotated FilePath/DirPath (resolved once per class)."""
+    cached = cls.__dict__.get("__metalab_path_fields__")
+    if cached is not None:
+        return cached
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to their text
+        hints = {f.name: _PATH_TYPES.get(str(f.type), f.type) for f in dataclasses.fields(cls)}
+    found = {name: hint for name, hint in hints.items() if hint in (FilePath, DirPath)}
+    cls.__metalab_path_fields__ = found  # type: ignore[attr-defined]
+    return found
+
+
 def _coerce_paths(self) -> None:
-    for field in dataclasses.fields(self):
-        kind = field.type if isinstance(field.type, type) else _PATH_TYPES.get(str(field.type))
-        value = getattr(self, field.name)
-        if (
-            kind in (FilePath, DirPath)
-            and isinstance(value, (str, os.PathLike))
-            and not isinstance(value, _PathRef)
-        ):
-            object.__setattr__(self, field.name, kind(value))
+    for name, kind in _path_fields(type(self)).items():
+        value = getattr(self, name)
+        if isinstance(value, (str, os.PathLike)) and not isinstance(value, _PathRef):
+            object.__setattr__(self, name, kind(value))
 
 
 _PATH_TYPES = {

@@ -120,7 +120,7 @@ def execute_run(
     if not store.claim(spec.run_id, owner):
         return Outcome(index, spec.run_id, "busy")
     try:
-        if store.is_complete(spec.run_id):
+        if job.options.get("resume", True) and store.is_complete(spec.run_id):
             return Outcome(index, spec.run_id, "skipped")
         record = _run_claimed(experiment, store, spec, job, worker, cancelled)
         return Outcome(index, spec.run_id, record["status"], record)

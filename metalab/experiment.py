@@ -257,13 +257,12 @@ def _check_metadata(metadata: Any) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise ValidationError(f"Experiment metadata must be a dict, got {metadata!r}")
-    from .serializers import _json_encode
+    from ._identity import normalize
 
     try:
-        _json_encode(metadata)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"Experiment metadata must be JSON-serializable: {exc}") from exc
-    return dict(metadata)
+        return normalize(dict(metadata), "metadata")
+    except ValidationError as exc:
+        raise ValidationError(f"Experiment {exc}") from exc
 
 
 def _check_tags(tags: Any) -> tuple[str, ...]:

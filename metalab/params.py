@@ -210,14 +210,13 @@ class _Bounded(Distribution):
         self.high = _finite_number(high, f"{self.kind} high")
         if self.integer and not all(float(b).is_integer() for b in (self.low, self.high)):
             raise ValidationError(f"{self.kind} bounds must be integers, got {low!r}, {high!r}")
+
+    def _check(self, name: str) -> None:
+        spec = f"random parameter {name!r}: {self.kind}(low={self.low!r}, high={self.high!r})"
         if self.low >= self.high:
-            raise ValidationError(
-                f"{self.kind}(low={low!r}, high={high!r}): low must be smaller than high"
-            )
+            raise ValidationError(f"{spec}: low must be smaller than high")
         if self.log and self.low <= 0:
-            raise ValidationError(
-                f"{self.kind}(low={low!r}, high={high!r}): bounds must be greater than 0"
-            )
+            raise ValidationError(f"{spec}: both bounds must be greater than 0")
 
     def to_manifest(self) -> dict:
         return {"type": self.kind, "low": self.low, "high": self.high}
@@ -350,6 +349,7 @@ class RandomSource(ParamSource):
                     f"random parameter {name!r} must be a distribution such as "
                     f"metalab.uniform(0, 1) or metalab.choice([...]), got {dist!r}"
                 )
+            dist._check(name)
         if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials <= 0:
             raise ValidationError(f"random n_trials must be a positive integer, got {n_trials!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

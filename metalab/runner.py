@@ -79,7 +79,7 @@ def plan_sweep(
         store=locator if isinstance(locator, str) else store,
         experiment_key=key,
         session=secrets.token_hex(8),
-        options={"git": git, **(options or {})},
+        options={"git": git, "resume": resume, **(options or {})},
     )
     run_ids = experiment.run_ids()
     _, done = store.scan() if resume else (set(), set())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fractions
+import gc
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -502,9 +504,15 @@ def test_sweep_does_not_leak_file_handles(tmp_path):
             raise ValueError("every fifth run fails")
 
     run_op(op, tmp_path / "warmup", params=metalab.grid(i=[0, 1]))
+    gc.collect()
     before = _open_fds()
-    results = run_op(op, tmp_path / "store", params=metalab.grid(i=list(range(50))))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        results = run_op(op, tmp_path / "store", params=metalab.grid(i=list(range(50))))
+        gc.collect()
     after = _open_fds()
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []
     assert len(results) == 50
     assert sum(r.status == "failed" for r in results) == 10
     assert all("run " in r.log for r in results)

@@ -203,9 +203,9 @@ def test_manifest_describes_the_experiment(store_path):
         tags=["demo", "fs"],
         metadata={"author": "me", "groups": ["a", "b"]},
     )
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     results = metalab.run(exp, store=store_path, executor="inline").result()
-    after = dt.datetime.now(dt.timezone.utc)
+    after = dt.datetime.now(dt.UTC)
     (name,) = [n for n in names(store_path / "experiments") if n.endswith(".json")]
     manifest = json.loads((store_path / "experiments" / name).read_text())
     text = json.dumps(manifest)

@@ -98,10 +98,12 @@ def test_readme_parameter_sources():
     assert params[7] == trials[7]  # index access is reproducible
 
     # Explicit parameter list
-    params = metalab.manual([
-        {"lr": 0.01, "epochs": 10},
-        {"lr": 0.001, "epochs": 50},
-    ])
+    params = metalab.manual(
+        [
+            {"lr": 0.01, "epochs": 10},
+            {"lr": 0.001, "epochs": 50},
+        ]
+    )
     assert len(params) == 2
     assert params[0] == {"lr": 0.01, "epochs": 10}
     assert params[1] == {"lr": 0.001, "epochs": 50}
@@ -542,7 +544,7 @@ def test_readme_context_spec_missing_file_is_reported_at_run(chdir_tmp):
         params=metalab.grid(hidden=[64, 128]),
         seeds=metalab.seeds(base=42),
     )
-    with pytest.raises(metalab.ContextFileError, match="train.csv"):
+    with pytest.raises(metalab.ContextFileError, match=r"train\.csv"):
         metalab.run(exp, executor="inline")
 
 
@@ -806,7 +808,7 @@ def test_quickstart_parameter_grids():
     assert list(params) == [{"n_samples": 1000}, {"n_samples": 10000}, {"n_samples": 100000}]
 
     params = metalab.grid(n_samples=[1000, 10000], method=["basic", "stratified"])
-    # Produces 4 combinations (2 × 2)
+    # Produces 4 combinations (2 x 2)
     assert len(params) == 4
     assert sorted((p["n_samples"], p["method"]) for p in params) == [
         (1000, "basic"),
