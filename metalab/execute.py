@@ -153,7 +153,7 @@ def _run_claimed(experiment, store, spec, job: JobRef, worker: str, cancelled) -
         status, error = Status.INTERRUPTED, _error(exc)
     except KeyboardInterrupt as exc:
         status, error, interrupt = Status.INTERRUPTED, _error(exc), exc
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - every failure of the operation is recorded
         status, error = Status.FAILED, _error(exc)
     finally:
         capture.close()

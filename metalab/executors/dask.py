@@ -140,7 +140,7 @@ class DaskExecutor:
 def _dashboard(client: Any) -> str | None:
     try:
         return client.dashboard_link
-    except Exception:
+    except Exception:  # noqa: BLE001 - a cluster without a dashboard is fine
         return None
 
 
