@@ -97,6 +97,11 @@ class Capture:
     # ---------------------------------------------------------------- payloads
     def data(self, name: str, value: Any) -> None:
         """Store structured data: JSON-able values as JSON, NumPy arrays as .npy."""
+        if _is_array(value) and value.dtype.kind == "O":
+            raise ValidationError(
+                f"data {name!r} is an array of Python objects, which cannot be stored as data; "
+                f"use capture.artifact({name!r}, value, kind='pickle')"
+            )
         codec = get_codec("numpy") if _is_array(value) else get_codec("json")
         if codec.kind == "json":
             try:

@@ -250,7 +250,9 @@ class Results(Sequence):
             computed = [self._compute(fns=derived_metrics, run=self[i]) for i in range(len(self))]
             for name in dict.fromkeys(k for row in computed for k in row):
                 data[f"derived_{name}"] = [row.get(name) for row in computed]
-        return pd.DataFrame(data)
+        from ._frame import ResultsFrame
+
+        return ResultsFrame(data)
 
     @staticmethod
     def _compute(fns: Sequence[Any], run: Run) -> dict[str, Any]:
