@@ -230,7 +230,7 @@ class Results(Sequence):
         """One row per run: `param_<name>`, metrics unprefixed, `derived_<name>`, record fields."""
         from .errors import require
 
-        pd = require("pandas", "pandas", "Results.to_dataframe()")
+        require("pandas", "pandas", "Results.to_dataframe()")
         params, metrics = self._columns()
         data: dict[str, list[Any]] = {}
         if include_record:

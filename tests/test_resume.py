@@ -101,7 +101,7 @@ def flaky_v2(params, capture):
 
 
 def test_changed_operation_source_warns_once_with_count(env):
-    log, flag, store = env
+    _log, flag, store = env
     flag.unlink()
     metalab.run(_experiment(xs=range(4)), store, executor="inline").result()
     with pytest.warns(metalab.CodeChangedWarning, match=r"4 completed run\(s\).*version") as caught:
@@ -136,7 +136,7 @@ def _snapshot(store):
     ],
 )
 def test_bad_params_rejected_at_run_and_store_untouched(env, bad_params, key):
-    log, flag, store = env
+    _log, flag, store = env
     flag.unlink()
     metalab.run(_experiment(), store, executor="inline").result()
     before = _snapshot(store)
@@ -154,7 +154,7 @@ def test_bad_params_rejected_at_run_and_store_untouched(env, bad_params, key):
 
 
 def test_missing_context_file_rejected_at_run_and_store_untouched(env, tmp_path):
-    log, flag, store = env
+    _log, flag, store = env
     flag.unlink()
     metalab.run(_experiment(), store, executor="inline").result()
     before = _snapshot(store)
