@@ -41,7 +41,7 @@ from .params import (
 from .progress import Progress
 from .record import RunRecord, Status
 from .results import Results, Run
-from .runner import load_results, run, to_delayed
+from .runner import load_results, reconnect, run, to_delayed
 from .runtime import Runtime
 from .seeds import SeedBundle, SeedPlan, seeds
 from .serializers import Codec, register_codec
@@ -93,6 +93,7 @@ __all__ = [
     "operation",
     "randint",
     "random",
+    "reconnect",
     "register_codec",
     "run",
     "seeds",

@@ -193,3 +193,51 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
     ]
     records.sort(key=lambda r: (r.get("experiment_id", ""), r.get("index", 0)))
     return Results(records, opened)
+
+
+def reconnect(store: Any, experiment: str | None = None, *, progress: Any = False) -> Any:
+    """Return a handle on the latest sweep submitted to `store`, from any process.
+
+    `experiment` picks one experiment (name or `name:version`) when the store holds several.
+    The handle reads progress from the store; `result()` waits for every run's record.
+    """
+    import cloudpickle
+
+    from .executors.observer import StoreObserver
+    from .handle import RunHandle
+    from .progress import make_progress
+    from .stores.locator import create_store
+
+    opened = create_store(store, create=False)
+    manifest = _latest_manifest(opened, experiment)
+    exp = cloudpickle.loads(opened.load_experiment(manifest["experiment_key"]))
+    locator = getattr(opened, "locator", None)
+    job = JobRef(
+        store=locator if isinstance(locator, str) else opened,
+        experiment_key=manifest["experiment_key"],
+        session=manifest["session"],
+        options={"resume": manifest.get("resume", True)},
+    )
+    run_ids = exp.run_ids()
+    plan = Plan(exp, opened, job, run_ids, list(range(len(run_ids))), 0, manifest)
+    handle = RunHandle(plan, StoreObserver(), make_progress(progress, exp))
+    handle.start()
+    return handle
+
+
+def _latest_manifest(store: Any, experiment: str | None) -> dict[str, Any]:
+    manifests = [
+        m
+        for m in store.manifests()
+        if experiment is None or experiment in (m.get("experiment_id"), m.get("name"))
+    ]
+    if not manifests:
+        target = f"experiment {experiment!r}" if experiment else "any experiment"
+        raise ValidationError(f"store {store!r} holds no submission of {target}")
+    ids = sorted({m["experiment_id"] for m in manifests})
+    if len(ids) > 1:
+        raise ValidationError(
+            f"store {store!r} holds several experiments ({', '.join(ids)}); "
+            "pass experiment= to choose one"
+        )
+    return max(manifests, key=lambda m: m.get("submitted_at", ""))

@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmarks: timing, result rows and the printed table.
+
+Every figure is reported next to a baseline measured in the same process, because the machine
+is shared and noisy: absolute times vary from run to run, ratios much less.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def timings(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> list:
+    """Call `fn` `repeat` times (after `setup`, which is not timed); return the seconds of each."""
+    out = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def best(samples: list[float]) -> float:
+    """The least noisy estimate of a duration: the fastest of the samples."""
+    return min(samples)
+
+
+def median(samples: list[float]) -> float:
+    """The median of the samples (for very short durations, where min is too optimistic)."""
+    return statistics.median(samples)
+
+
+def row(
+    measurement: str,
+    seconds: float,
+    *,
+    runs: int | None = None,
+    ratio: float | None = None,
+    ratio_is: str = "",
+    target: str = "",
+    met: bool | None = None,
+    samples: list[float] | None = None,
+) -> dict[str, Any]:
+    """One line of the results table (and of the JSON file)."""
+    return {
+        "measurement": measurement,
+        "seconds": seconds,
+        "runs_per_s": runs / seconds if runs else None,
+        "ratio": ratio,
+        "ratio_is": ratio_is,
+        "target": target,
+        "met": met,
+        "samples": samples or [seconds],
+    }
+
+
+def _fmt_seconds(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us"
+    if s < 1:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s:.2f} s"
+
+
+def format_table(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Render {benchmark: rows} as a plain-text table."""
+    header = ("benchmark", "measurement", "time", "runs/s", "ratio", "target", "met")
+    lines = [header]
+    for bench, rows in results.items():
+        for r in rows:
+            ratio = "" if r["ratio"] is None else f"{r['ratio']:.3g} ({r['ratio_is']})"
+            met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+            rate = "" if r["runs_per_s"] is None else f"{r['runs_per_s']:,.0f}"
+            lines.append(
+                (bench, r["measurement"], _fmt_seconds(r["seconds"]), rate, ratio, r["target"], met)
+            )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)

@@ -1,0 +1,28 @@
+"""The operation every benchmark runs, in a module Dask worker processes can import.
+
+metalab sends an importable operation to workers as a `module:name` reference, so this module
+must be importable there: the benchmark scripts are run as files, which puts `benchmarks/` at
+the front of `sys.path`, and Dask's spawned worker processes inherit the parent's `sys.path`.
+"""
+
+from __future__ import annotations
+
+import metalab
+
+
+@metalab.operation
+def draw(seeds, capture):
+    """The trivial run: one draw from the run's NumPy stream, recorded as one metric."""
+    capture.metric("x", float(seeds.numpy().random()))
+
+
+def experiment(name: str, replicates: int = 1, **axes) -> metalab.Experiment:
+    """An experiment running `draw` over the grid `axes` x `replicates` seed replicates."""
+    return metalab.Experiment(
+        name=name,
+        version="1",
+        context={},
+        operation=draw,
+        params=metalab.grid(**axes),
+        seeds=metalab.seeds(base=0, replicates=replicates),
+    )

@@ -1,0 +1,105 @@
+"""`metalab.reconnect`: follow a sweep from a process other than the one that submitted it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from sweeps import sleep_experiment
+
+import metalab
+
+TESTS_DIR = os.path.dirname(__file__)
+DRIVER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import metalab
+    from sweeps import sleep_experiment
+
+    if __name__ == "__main__":
+        exp = sleep_experiment(int(sys.argv[2]), float(sys.argv[3]))
+        metalab.run(exp, sys.argv[1], executor=metalab.ThreadExecutor(max_workers=2)).result()
+    """
+)
+
+
+def _start_driver(tmp_path, store, n, sleep):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(tests=TESTS_DIR))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(store), str(n), str(sleep)],
+        env={**os.environ, "METALAB_TEST_EXEC_LOG": str(tmp_path / "exec.log")},
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_manifest(store, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not list((store / "experiments").glob("*.json")) if store.exists() else True:
+        if time.monotonic() > deadline:
+            raise AssertionError("the driver never wrote its manifest")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_reconnect_follows_a_running_sweep_to_the_end(tmp_path):
+    store = tmp_path / "store"
+    driver = _start_driver(tmp_path, store, 16, 0.2)
+    try:
+        _wait_for_manifest(store)
+        handle = metalab.reconnect(store)
+        assert handle.status.total == 16
+        results = handle.result(timeout=120)
+        assert [r.status for r in results] == ["completed"] * 16
+        assert [r.run_id for r in results] == sleep_experiment(16, 0.2).run_ids()
+        assert handle.status.completed == 16 and handle.status.pending == 0
+    finally:
+        driver.wait(timeout=60)
+    assert driver.returncode == 0
+
+
+@pytest.mark.slow
+def test_reconnect_to_a_dead_driver_reports_the_stall_and_resume_finishes(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    driver = _start_driver(tmp_path, store, 40, 0.2)
+    _wait_for_manifest(store)
+    while len(list((store / "runs").glob("*.done"))) < 2:
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+
+    from metalab.executors.observer import StoreObserver
+
+    handle = metalab.reconnect(store)
+    handle._executor.stall_after = 1.0
+    assert isinstance(handle._executor, StoreObserver)
+    with pytest.raises(metalab.ExecutorError, match=r"have no record.*metalab\.run"):
+        handle.result(timeout=60)
+    assert 2 <= handle.status.completed < 40
+
+    monkeypatch.setenv("METALAB_TEST_EXEC_LOG", str(tmp_path / "exec.log"))
+    results = metalab.run(sleep_experiment(40, 0.2), store, executor="threads").result()
+    assert [r.status for r in results] == ["completed"] * 40
+    assert metalab.reconnect(store).result(timeout=30)[39].status == "completed"
+
+
+def test_reconnect_errors_name_the_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("METALAB_TEST_EXEC_LOG", str(tmp_path / "exec.log"))
+    with pytest.raises(metalab.StoreError, match="no metalab store"):
+        metalab.reconnect(tmp_path / "missing")
+    store = tmp_path / "store"
+    metalab.run(sleep_experiment(2, 0, name="a"), store, executor="inline").result()
+    metalab.run(sleep_experiment(2, 0, name="b"), store, executor="inline").result()
+    with pytest.raises(metalab.ValidationError, match="several experiments.*experiment="):
+        metalab.reconnect(store)
+    with pytest.raises(metalab.ValidationError, match="no submission of experiment 'zzz'"):
+        metalab.reconnect(store, experiment="zzz")
+    handle = metalab.reconnect(store, experiment="b")
+    results = handle.result(timeout=30)
+    assert [(r.params["i"], r.status) for r in results] == [(0, "completed"), (1, "completed")]
