@@ -96,7 +96,7 @@ def test_reconnect_errors_name_the_problem(tmp_path, monkeypatch):
     store = tmp_path / "store"
     metalab.run(sleep_experiment(2, 0, name="a"), store, executor="inline").result()
     metalab.run(sleep_experiment(2, 0, name="b"), store, executor="inline").result()
-    with pytest.raises(metalab.ValidationError, match="several experiments.*experiment="):
+    with pytest.raises(metalab.ValidationError, match=r"several experiments.*experiment="):
         metalab.reconnect(store)
     with pytest.raises(metalab.ValidationError, match="no submission of experiment 'zzz'"):
         metalab.reconnect(store, experiment="zzz")
