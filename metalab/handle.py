@@ -105,6 +105,9 @@ class RunHandle:
         if self._progress is not None:
             self._progress.start(self)
             self._sink.listeners.append(lambda _: self._progress.update(self))
+        opener = getattr(self._executor, "open", None)
+        if opener is not None and self._plan.pending:
+            opener(self._plan, self._sink)
         if getattr(self._executor, "synchronous", False):
             self._drive()
             return
@@ -129,9 +132,12 @@ class RunHandle:
             if isinstance(exc, KeyboardInterrupt):
                 raise
         finally:
-            self._done.set()
+            closer = getattr(self._executor, "close", None)
+            if closer is not None:
+                closer(self._plan)
             if self._progress is not None:
                 self._progress.finish(self)
+            self._done.set()
 
     def _wait_for_busy(self) -> list[int]:
         """Wait for runs another live driver holds; return those whose owner died unrecorded."""

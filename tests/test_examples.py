@@ -66,3 +66,42 @@ def test_pi_mc_runs_then_skips_everything(tmp_path):
     assert re.search(r"\b9\b[^\n]*skipped", out), out
     assert not re.search(r"\b9\b[^\n,]*executed", out), out
     assert record_files(store) == before
+
+
+def _quickstart_script() -> str:
+    """The quickstart's `my_experiment.py`, as the spec prints it (no __main__ guard)."""
+    return (
+        "import metalab\n\n"
+        "@metalab.operation\n"
+        "def estimate_pi(params, seeds, capture):\n"
+        '    n = params["n_samples"]\n'
+        "    rng = seeds.numpy()\n"
+        "    x, y = rng.random(n), rng.random(n)\n"
+        "    pi_est = 4.0 * (x**2 + y**2 <= 1).mean()\n"
+        '    capture.metric("pi_estimate", pi_est)\n\n'
+        "exp = metalab.Experiment(\n"
+        '    name="pi_mc",\n'
+        '    version="0.1",\n'
+        "    context={},\n"
+        "    operation=estimate_pi,\n"
+        "    params=metalab.grid(n_samples=[1000, 10000, 100000]),\n"
+        "    seeds=metalab.seeds(base=42, replicates=3),\n"
+        ")\n\n"
+        "# Run and get results\n"
+        "handle = metalab.run(exp)\n"
+        "results = handle.result()\n"
+        "print(results.table())\n"
+    )
+
+
+@pytest.mark.slow
+def test_quickstart_script_without_main_guard_runs_on_a_local_cluster(tmp_path):
+    script = tmp_path / "my_experiment.py"
+    script.write_text(_quickstart_script())
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(table_rows(proc.stdout)) == 9
+    assert all(row.rstrip().endswith("completed") for row in table_rows(proc.stdout))
+    assert len(list((tmp_path / "runs" / "pi_mc" / "runs").glob("*.done"))) == 9

@@ -6,7 +6,9 @@ or of worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -61,6 +63,7 @@ class DaskExecutor:
         self._futures: list[Any] = []
         self._lock = threading.Lock()
         self._cancelled = False
+        self._connections: dict[str, tuple[Any, list[Any]]] = {}
 
     # ---------------------------------------------------------------- connection
     def _connect(self) -> tuple[Any, list[Any]]:
@@ -91,18 +94,28 @@ class DaskExecutor:
             options["host"] = "127.0.0.1"
         else:
             options.setdefault("n_workers", 1)  # threads in this process talk in-process
-        return distributed.LocalCluster(silence_logs=logging.ERROR, **options)
+        with _main_module_not_rerun():
+            return distributed.LocalCluster(silence_logs=logging.ERROR, **options)
 
     # ---------------------------------------------------------------- execution
+    def open(self, plan: Any, sink: Any) -> None:
+        """Connect (starting a local cluster if needed) before the sweep's thread starts."""
+        client, owned = self._connect()
+        self._connections[plan.job.session] = (client, owned)
+        sink.dashboard_link = _dashboard(client)
+
+    def close(self, plan: Any) -> None:
+        """Close what `open` started for `plan`; idempotent."""
+        _, owned = self._connections.pop(plan.job.session, (None, []))
+        for item in owned:
+            item.close()
+
     def execute(self, plan: Any, indices: list[int], sink: Any) -> None:
         """Submit `indices` as Dask tasks and report each task's outcomes as it finishes."""
-        client, owned = self._connect()
-        try:
-            sink.dashboard_link = _dashboard(client)
-            self._run(client, plan, indices, sink)
-        finally:
-            for item in owned:
-                item.close()
+        if plan.job.session not in self._connections:
+            self.open(plan, sink)
+        client, _ = self._connections[plan.job.session]
+        self._run(client, plan, indices, sink)
 
     def _run(self, client, plan, indices, sink) -> None:
         from distributed import as_completed
@@ -135,6 +148,27 @@ class DaskExecutor:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r})"
+
+
+@contextlib.contextmanager
+def _main_module_not_rerun():
+    """Start worker processes without re-running the user's script in each of them.
+
+    Worker processes are spawned; spawn re-executes `__main__` from its file so functions
+    defined there can be found. metalab ships operations by value (cloudpickle), so workers
+    do not need it, and a script without an `if __name__ == "__main__":` guard would
+    otherwise start a sweep inside every worker. Only worker start-up is affected.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    try:
+        if main is not None and "__file__" in saved:
+            del main.__file__
+            main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 def _dashboard(client: Any) -> str | None:
