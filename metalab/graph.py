@@ -5,23 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import config
 from .execute import JobRef, Outcome, run_indices
 
-SINGLE_TASK_LIMIT = 2000
-"""Sweeps with at most this many pending runs get one task per run."""
-TARGET_TASKS = 2000
-"""Larger sweeps are cut into about this many tasks of contiguous indices."""
-
-
 def chunk_size_for(n_pending: int, chunk_size: int | None = None) -> int:
-    """Return how many runs one task holds for a sweep of `n_pending` runs."""
+    """Return how many runs one task holds for a sweep of `n_pending` runs.
+
+    Small sweeps get one task per run; larger ones about `metalab.dask.target-tasks` tasks
+    (both limits are in `metalab.yaml`).
+    """
     if chunk_size is not None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         return chunk_size
-    if n_pending <= SINGLE_TASK_LIMIT:
+    if n_pending <= config.get("dask.single-task-limit"):
         return 1
-    return -(-n_pending // TARGET_TASKS)
+    return -(-n_pending // config.get("dask.target-tasks"))
 
 
 def chunks(indices: Sequence[int], size: int) -> list[list[int]]:

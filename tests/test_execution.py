@@ -185,3 +185,11 @@ def _crash_op(params, capture):
     if params["crash"]:
         os._exit(3)
     capture.metric("ok", 1)
+
+
+def test_chunking_follows_dask_config(tmp_path):
+    with dask.config.set({"metalab.dask.single-task-limit": 3, "metalab.dask.target-tasks": 2}):
+        tasks = metalab.to_delayed(draw_experiment(), store=tmp_path)
+    assert [t.key[2] for t in tasks] == [0, 6]
+    outcomes = [o for group in dask.compute(*tasks, scheduler="sync") for o in group]
+    assert [o.index for o in outcomes] == list(range(12))

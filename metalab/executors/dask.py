@@ -12,11 +12,9 @@ import sys
 import threading
 from typing import Any
 
+from .. import config
 from ..errors import ExecutorError, ValidationError
 from ..graph import build_tasks, chunk_size_for, chunks
-
-DEFAULT_DASHBOARD = "127.0.0.1:8787"
-
 
 def _require_distributed():
     from ..errors import require
@@ -40,7 +38,7 @@ class DaskExecutor:
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
         processes: bool = True,
-        dashboard_address: str = DEFAULT_DASHBOARD,
+        dashboard_address: str | None = None,
         chunk_size: int | None = None,
     ):
         for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
@@ -89,6 +87,7 @@ class DaskExecutor:
 
     def _start_local_cluster(self, distributed):
         options = {k: v for k, v in self.cluster_options.items() if v is not None}
+        options.setdefault("dashboard_address", config.get("dask.dashboard-address"))
         if options.get("processes", True):
             options.setdefault("threads_per_worker", 1)
             options["host"] = "127.0.0.1"

@@ -1,0 +1,26 @@
+"""metalab's configuration: defaults from `metalab.yaml`, merged into `dask.config`."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+
+@functools.cache
+def _load_defaults() -> None:
+    import dask.config
+    import yaml
+
+    path = os.path.join(os.path.dirname(__file__), "metalab.yaml")
+    with open(path) as fh:
+        defaults = yaml.safe_load(fh)
+    dask.config.update_defaults(defaults)
+
+
+def get(key: str) -> Any:
+    """Return the configured value of `metalab.<key>` (defaults loaded on first use)."""
+    _load_defaults()
+    import dask.config
+
+    return dask.config.get(f"metalab.{key}")
