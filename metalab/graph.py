@@ -8,6 +8,7 @@ from typing import Any
 from . import config
 from .execute import JobRef, Outcome, run_indices
 
+
 def chunk_size_for(n_pending: int, chunk_size: int | None = None) -> int:
     """Return how many runs one task holds for a sweep of `n_pending` runs.
 

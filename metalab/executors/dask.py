@@ -16,6 +16,7 @@ from .. import config
 from ..errors import ExecutorError, ValidationError
 from ..graph import build_tasks, chunk_size_for, chunks
 
+
 def _require_distributed():
     from ..errors import require
 
