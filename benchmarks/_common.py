@@ -7,21 +7,7 @@ is shared and noisy: absolute times vary from run to run, ratios much less.
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable
 from typing import Any
-
-
-def timings(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> list:
-    """Call `fn` `repeat` times (after `setup`, which is not timed); return the seconds of each."""
-    out = []
-    for _ in range(repeat):
-        if setup is not None:
-            setup()
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def best(samples: list[float]) -> float:

@@ -18,6 +18,7 @@ Every file is written to a temporary name and renamed into place, so readers see
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
 import json
 import os
@@ -54,9 +55,10 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, default=_json_default, ensure_ascii=False).encode("utf-8")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{next(_counter)}.tmp"
+    directory, name = os.path.split(os.fspath(path))
+    tmp = f"{directory}/.{name}.{os.getpid()}.{next(_counter)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -77,6 +79,7 @@ class FileStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(os.path.abspath(os.fspath(root)))
+        self._top = str(self.root)
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -192,8 +195,12 @@ class FileStore:
             raise StoreError(f"store {str(self.root)!r} has no experiment {key!r}") from None
 
     # ---------------------------------------------------------------- records
-    def _record_path(self, run_id: str) -> Path:
-        return self.root / "runs" / f"{run_id}.json"
+    def _file(self, sub: str, name: str) -> str:
+        # plain strings: this runs several times per run, where pathlib's cost shows
+        return f"{self._top}/{sub}/{name}"
+
+    def _record_path(self, run_id: str) -> str:
+        return self._file("runs", f"{run_id}.json")
 
     def scan(self) -> tuple[set[str], set[str]]:
         """One directory listing: (run ids with a final record, run ids completed)."""
@@ -209,29 +216,30 @@ class FileStore:
     def put_record(self, record: dict[str, Any]) -> None:
         """Persist a final record; the `.done` marker follows a completed one, never precedes it."""
         run_id = record["run_id"]
-        marker = self.root / "runs" / f"{run_id}.done"
+        marker = self._file("runs", f"{run_id}.done")
         if record["status"] == "completed":
             atomic_write(self._record_path(run_id), _dumps(record))
-            marker.touch()
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
         else:
             try:
-                marker.unlink()
+                os.unlink(marker)
             except FileNotFoundError:
                 pass
             atomic_write(self._record_path(run_id), _dumps(record))
 
     def is_complete(self, run_id: str) -> bool:
         """Whether the completed record of `run_id` is persisted (its `.done` marker exists)."""
-        return os.path.exists(self.root / "runs" / f"{run_id}.done")
+        return os.path.exists(self._file("runs", f"{run_id}.done"))
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""
         path = self._record_path(run_id)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             return None
-        return check_format(json.loads(data), str(path))
+        return check_format(json.loads(data), path)
 
     def get_records(self, run_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield the existing records of `run_ids`, in order."""
@@ -250,9 +258,9 @@ class FileStore:
     # ---------------------------------------------------------------- artifacts and logs
     def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
         """Write artifact bytes; return the reference `artifacts/<run_id>/<filename>`."""
-        directory = self.root / "artifacts" / run_id
-        directory.mkdir(exist_ok=True)
-        atomic_write(directory / filename, data)
+        directory = self._file("artifacts", run_id)
+        os.makedirs(directory, exist_ok=True)
+        atomic_write(f"{directory}/{filename}", data)
         return f"artifacts/{run_id}/{filename}"
 
     def read_artifact(self, ref: str) -> bytes:
@@ -271,7 +279,7 @@ class FileStore:
 
     def open_log(self, run_id: str) -> IO[str]:
         """Open `logs/<run_id>.log` for a new attempt (line buffered)."""
-        return open(self.root / "logs" / f"{run_id}.log", "w", encoding="utf-8", buffering=1)
+        return open(self._file("logs", f"{run_id}.log"), "w", encoding="utf-8", buffering=1)
 
     def read_log(self, run_id: str) -> str:
         """Return the run's log text, or "" when it logged nothing."""
@@ -281,8 +289,8 @@ class FileStore:
             return ""
 
     # ---------------------------------------------------------------- claims
-    def _claim_path(self, run_id: str) -> Path:
-        return self.root / "claims" / f"{run_id}.claim"
+    def _claim_path(self, run_id: str) -> str:
+        return self._file("claims", f"{run_id}.claim")
 
     def claim(self, run_id: str, owner: dict[str, Any]) -> bool:
         """Create the run's claim file, taking over a claim whose owner is dead."""
@@ -296,20 +304,23 @@ class FileStore:
             return False
         return self._take_over(path, owner, current[0])
 
-    def _create_claim(self, path: Path, owner: dict[str, Any]) -> bool:
+    def _create_claim(self, path: str, owner: dict[str, Any]) -> bool:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_dumps(owner))
-        _claims.heartbeat.hold(str(path), lambda: os.utime(path))
+        try:
+            os.write(fd, _dumps(owner))
+        finally:
+            os.close(fd)
+        _claims.heartbeat.hold(path, functools.partial(os.utime, path))
         return True
 
-    def _read_claim(self, path: Path) -> tuple[dict[str, Any], float] | None:
+    def _read_claim(self, path: str) -> tuple[dict[str, Any], float] | None:
         try:
-            age = time.time() - path.stat().st_mtime
-            data = path.read_bytes()
+            age = time.time() - os.stat(path).st_mtime
+            with open(path, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             return None
         try:
@@ -318,14 +329,14 @@ class FileStore:
             # a claim is written right after it is created: an empty one is being written
             return {"host": None}, age
 
-    def _take_over(self, path: Path, owner: dict[str, Any], dead: dict[str, Any]) -> bool:
-        lock = path.with_suffix(".takeover")
+    def _take_over(self, path: str, owner: dict[str, Any], dead: dict[str, Any]) -> bool:
+        lock = path[: -len(".claim")] + ".takeover"
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             try:
-                if time.time() - lock.stat().st_mtime > 60:
-                    lock.unlink()
+                if time.time() - os.stat(lock).st_mtime > 60:
+                    os.unlink(lock)
             except FileNotFoundError:
                 pass
             return False
@@ -335,12 +346,12 @@ class FileStore:
             if current is not None and current[0] != dead:
                 return False  # someone else took it over meanwhile
             try:
-                path.unlink()
+                os.unlink(path)
             except FileNotFoundError:
                 pass
             return self._create_claim(path, owner)
         finally:
-            lock.unlink()
+            os.unlink(lock)
 
     def claim_owner(self, run_id: str) -> dict[str, Any] | None:
         """Return the owner of the claim on `run_id`, alive or dead, or None when unclaimed."""
@@ -350,9 +361,9 @@ class FileStore:
     def release(self, run_id: str) -> None:
         """Remove this process's claim on `run_id`."""
         path = self._claim_path(run_id)
-        _claims.heartbeat.release(str(path))
+        _claims.heartbeat.release(path)
         try:
-            path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             pass
 
@@ -362,7 +373,7 @@ class FileStore:
         for name in os.listdir(self.root / "claims"):
             if not name.endswith(".claim"):
                 continue
-            current = self._read_claim(self.root / "claims" / name)
+            current = self._read_claim(self._file("claims", name))
             if current is not None and _claims.is_alive(*current):
                 out[name[:-6]] = current[0]
         return out
@@ -374,7 +385,7 @@ class FileStore:
 
     def cancel_requested(self, session: str) -> bool:
         """Whether the cancellation marker of `session` exists."""
-        return os.path.exists(self.root / "control" / f"cancel-{session}")
+        return os.path.exists(self._file("control", f"cancel-{session}"))
 
     # ---------------------------------------------------------------- derived metrics
     def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
