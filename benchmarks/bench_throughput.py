@@ -16,18 +16,18 @@ runs/s over the floor's; the target is >= 0.5 for both Dask figures.
     uv run --all-extras python benchmarks/bench_throughput.py            # the benchmark
     uv run --all-extras python benchmarks/bench_throughput.py --profile  # where inline time goes
 
-`--profile` runs the inline sweep under cProfile and prints the metalab functions with the
-largest cumulative time, per run (cProfile's own overhead inflates every figure).
+`--profile` runs the inline sweep once under cProfile and prints the `--top` (10) metalab
+functions with the largest cumulative time, per run (cProfile's overhead inflates them all).
 """
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import json
 import logging
 import os
 import pstats
-import sys
 import tempfile
 import time
 
@@ -140,13 +140,17 @@ def profile(n: int = N_RUNS, top: int = 10) -> list[tuple[float, float, str]]:
 
 
 def main() -> None:
-    if "--profile" in sys.argv[1:]:
-        print(f"cProfile, inline executor, {N_RUNS} runs: top metalab functions by cumulative time")
-        print(f"{'us/run':>9} {'calls/run':>9}  function")
-        for per_run, calls, where in profile():
-            print(f"{per_run:9.1f} {calls:9.2f}  {where}")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", action="store_true", help="profile the inline sweep")
+    parser.add_argument("--top", type=int, default=10, help="functions to list with --profile")
+    args = parser.parse_args()
+    if not args.profile:
+        print(format_table({"throughput": run()}))
         return
-    print(format_table({"throughput": run()}))
+    print(f"cProfile, inline executor, {N_RUNS} runs: metalab functions by cumulative time")
+    print(f"{'us/run':>9} {'calls/run':>9}  function")
+    for per_run, calls, where in profile(top=args.top):
+        print(f"{per_run:9.1f} {calls:9.2f}  {where}")
 
 
 if __name__ == "__main__":

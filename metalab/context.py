@@ -89,7 +89,7 @@ class FilePath(_PathRef):
             ) from None
         if not os.path.isfile(self.path):
             raise ContextFileError(f"context field {where}: {self.path!r} is not a file")
-        return {"path": self.path, "stat": _stat_entry(st)}
+        return {"path": os.path.normpath(self.path), "stat": _stat_entry(st)}
 
 
 class DirPath(_PathRef):
@@ -115,7 +115,7 @@ class DirPath(_PathRef):
                 except FileNotFoundError:
                     continue
                 entries.append([os.path.relpath(full, self.path), *_stat_entry(st)])
-        return {"path": self.path, "entries": sha256_hex(canonical_json(entries))}
+        return {"path": os.path.normpath(self.path), "entries": sha256_hex(canonical_json(entries))}
 
 
 class FrozenContext(Mapping):
@@ -231,7 +231,7 @@ def check_context(context: Any) -> Any:
 
 def _describe(value: Any, where: str, resolve: bool) -> Any:
     if isinstance(value, _PathRef):
-        out = {"__metalab__": value.kind, "path": value.path}
+        out = {"__metalab__": value.kind, "path": os.path.normpath(value.path)}
         if resolve:
             out.update(value.metadata(where))
         return out

@@ -21,6 +21,7 @@ from .context import context_for_run
 from .errors import RunCancelled
 from .record import RECORD_FORMAT, Status, utc_now
 from .runtime import Runtime
+from .serializers import ensure_registered
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def run_indices(job: JobRef, indices: Iterable[int]) -> list[Outcome]:
     """Run each index of `indices` in this process; the entry point of every executor."""
     store = open_store(job.store)
     experiment = load_experiment(store, job.experiment_key)
+    ensure_registered(job.options.get("codecs") or [])
     worker = provenance.worker_name()
     owner = _claims.owner(job.session)
 
@@ -95,7 +97,7 @@ def run_indices(job: JobRef, indices: Iterable[int]) -> list[Outcome]:
     outcomes = []
     for index in indices:
         if cancelled():
-            outcomes.append(record_cancelled(experiment, store, index, owner))
+            outcomes.append(record_cancelled(experiment, store, index, owner, job.session))
             continue
         outcomes.append(
             execute_run(
@@ -122,13 +124,23 @@ def execute_run(
     try:
         if job.options.get("resume", True) and store.is_complete(spec.run_id):
             return Outcome(index, spec.run_id, "skipped")
-        record = _run_claimed(experiment, store, spec, job, worker, cancelled)
+        record = _run_claimed(
+            experiment, store, spec, job, worker, cancelled, _attempt(store, spec)
+        )
         return Outcome(index, spec.run_id, record["status"], record)
     finally:
         store.release(spec.run_id)
 
 
-def _run_claimed(experiment, store, spec, job: JobRef, worker: str, cancelled) -> dict[str, Any]:
+def _attempt(store: Any, spec: Any) -> int:
+    """1 for a run's first execution, one more than the last record's attempt after that."""
+    previous = store.get_record(spec.run_id)
+    return 1 if previous is None else int(previous.get("attempt", 1)) + 1
+
+
+def _run_claimed(
+    experiment, store, spec, job: JobRef, worker: str, cancelled, attempt: int
+) -> dict[str, Any]:
     runtime = Runtime(
         run_id=spec.run_id,
         index=spec.index,
@@ -136,7 +148,7 @@ def _run_claimed(experiment, store, spec, job: JobRef, worker: str, cancelled) -
         metadata=experiment.metadata,
         resources=job.options.get("resources") or experiment.metadata.get("resource_hints", {}),
         worker=worker,
-        attempt=job.options.get("attempt", 1),
+        attempt=attempt,
         cancel_check=cancelled,
     )
     capture = Capture(spec.run_id, store, worker)
@@ -159,6 +171,7 @@ def _run_claimed(experiment, store, spec, job: JobRef, worker: str, cancelled) -
         capture.close()
         runtime.cleanup()
     record = _build_record(experiment, spec, job, worker, status, capture, error)
+    record["attempt"] = attempt
     record["started_at"], record["finished_at"] = started_at, utc_now()
     record["duration"] = time.perf_counter() - t0
     store.put_record(record)
@@ -231,23 +244,31 @@ def _provenance(experiment, job: JobRef, worker: str) -> dict[str, Any]:
     return out
 
 
-def record_cancelled(
-    experiment, store, index: int, owner: dict[str, Any], reason: str = ""
-) -> Outcome:
-    """Record run `index` as cancelled without running it (unless someone holds or finished it)."""
+def record_cancelled(experiment, store, index: int, owner: dict[str, Any], session: str) -> Outcome:
+    """Record run `index` as cancelled without running it.
+
+    A run someone holds is left to them (`busy`); a run that already has a record of this
+    session (it ran before the cancel reached it) or a completed one keeps that record.
+    """
     spec = experiment.run_spec(index)
     if not store.claim(spec.run_id, owner):
         return Outcome(index, spec.run_id, "busy")
     try:
         existing = store.get_record(spec.run_id)
-        if existing is not None and existing["status"] == Status.COMPLETED:
-            return Outcome(index, spec.run_id, "skipped")
-        job = JobRef(store=None, experiment_key="", session=owner.get("session", ""))
+        if existing is not None and (
+            existing["status"] == Status.COMPLETED
+            or existing.get("provenance", {}).get("session") == session
+        ):
+            return Outcome(index, spec.run_id, existing["status"], existing)
+        job = JobRef(store=None, experiment_key="", session=session)
         record = _build_record(
             experiment, spec, job, provenance.worker_name(), Status.CANCELLED, None, None
         )
-        if reason:
-            record["error"] = {"type": "Cancelled", "message": reason, "traceback": ""}
+        record["error"] = {
+            "type": "Cancelled",
+            "message": "the sweep was cancelled before this run started",
+            "traceback": "",
+        }
         store.put_record(record)
         return Outcome(index, spec.run_id, Status.CANCELLED.value, record)
     finally:

@@ -122,9 +122,6 @@ class RunHandle:
             while pending and not self._cancelled:
                 self._executor.execute(self._plan, pending, self._sink)
                 pending = self._wait_for_busy()
-                with self._sink.lock:
-                    pending = sorted(set(pending) | self._sink.retry)
-                    self._sink.retry.clear()
             if self._cancelled:
                 self._record_cancelled()
         except BaseException as exc:
@@ -140,37 +137,44 @@ class RunHandle:
             self._done.set()
 
     def _wait_for_busy(self) -> list[int]:
-        """Wait for runs another live driver holds; return those whose owner died unrecorded."""
-        store, run_ids = self._plan.store, self._plan.run_ids
-        while self._sink.busy and not self._cancelled:
-            time.sleep(0.25)
-            final, _ = store.scan()
+        """Wait while live owners (another driver, or runs still stopping after a cancel) hold
+        runs of this sweep; return the runs to submit again: those whose owner died without
+        writing a record, and those a lost worker never started."""
+        store, run_ids, sink = self._plan.store, self._plan.run_ids, self._sink
+        while sink.busy:
+            time.sleep(0.2)
             claimed = store.claims()
-            retry = []
-            for index in sorted(self._sink.busy):
+            for index in sorted(sink.busy):
                 run_id = run_ids[index]
-                if run_id in final:
-                    record = store.get_record(run_id)
-                    self._sink.outcomes([Outcome(index, run_id, record["status"], record)])
-                elif run_id not in claimed:
-                    retry.append(index)
-            if retry:
-                with self._sink.lock:
-                    self._sink.busy.difference_update(retry)
-                return retry
-        return []
+                if run_id in claimed:
+                    continue
+                # the owner writes its record before it releases the claim
+                record = store.get_record(run_id)
+                if record is not None:
+                    sink.outcomes([Outcome(index, run_id, record["status"], record)])
+                else:
+                    with sink.lock:
+                        sink.busy.discard(index)
+                        sink.retry.add(index)
+        with sink.lock:
+            retry, sink.retry = sorted(sink.retry), set()
+        return retry
 
     def _record_cancelled(self) -> None:
-        owner = _claims.owner(self._plan.job.session)
-        left = [i for i in self._plan.pending if i not in self._sink.reported]
-        self._sink.outcomes(
-            [
-                record_cancelled(
-                    self._plan.experiment, self._plan.store, i, owner, "cancelled before it started"
-                )
-                for i in left
-            ]
-        )
+        """Record every run of the sweep that has no outcome yet as cancelled, once the runs
+        that were executing when the sweep was cancelled have stopped."""
+        plan = self._plan
+        owner = _claims.owner(plan.job.session)
+        while True:
+            left = [i for i in plan.pending if i not in self._sink.reported]
+            self._sink.outcomes(
+                [
+                    record_cancelled(plan.experiment, plan.store, i, owner, plan.job.session)
+                    for i in left
+                ]
+            )
+            if not self._wait_for_busy():
+                return
 
     # ---------------------------------------------------------------- queries
     @property

@@ -241,7 +241,8 @@ class Results(Sequence):
                 data[f"param_{p}"] = [r["params"].get(p) for r in self._records]
         if include_metrics:
             for m in metrics:
-                data[m] = [r.get("metrics", {}).get(m) for r in self._records]
+                column = f"metric_{m}" if m in data else m  # never hide a record column
+                data[column] = [r.get("metrics", {}).get(m) for r in self._records]
         if include_derived:
             derived_rows = [self[i].derived for i in range(len(self))]
             for name in dict.fromkeys(k for row in derived_rows for k in row):

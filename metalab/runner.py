@@ -17,6 +17,7 @@ from .errors import CodeChangedWarning, ValidationError
 from .execute import JobRef
 from .experiment import Experiment
 from .record import utc_now
+from .serializers import user_codecs
 
 
 @dataclass
@@ -65,9 +66,7 @@ def plan_sweep(
     if not isinstance(experiment, Experiment):
         raise ValidationError(f"expected a metalab.Experiment, got {experiment!r}")
     experiment.prepare()
-    import cloudpickle
-
-    blob = cloudpickle.dumps(experiment)
+    blob = _serialize(experiment)
     key = hashlib.sha256(blob).hexdigest()[:32]
     store.save_experiment(key, blob)
     locator = getattr(store, "locator", None)
@@ -79,7 +78,7 @@ def plan_sweep(
         store=locator if isinstance(locator, str) else store,
         experiment_key=key,
         session=secrets.token_hex(8),
-        options={"git": git, "resume": resume, **(options or {})},
+        options={"git": git, "resume": resume, "codecs": user_codecs(), **(options or {})},
     )
     run_ids = experiment.run_ids()
     _, done = store.scan() if resume else (set(), set())
@@ -103,6 +102,20 @@ def plan_sweep(
     return Plan(experiment, store, job, run_ids, pending, skipped, manifest)
 
 
+def _serialize(experiment: Experiment) -> bytes:
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(experiment)
+    except Exception as exc:
+        raise ValidationError(
+            f"experiment {experiment.experiment_id!r} cannot be serialized for workers "
+            f"({type(exc).__name__}: {exc}). The operation, context and params travel to "
+            "workers by pickle: create unpicklable objects (locks, connections, open files) "
+            "inside the operation instead of referring to module-level ones."
+        ) from exc
+
+
 def _warn_changed_code(
     experiment: Experiment, store: Any, run_ids: list[str], done: set[str]
 ) -> None:
@@ -123,7 +136,7 @@ def _warn_changed_code(
                 f"made by a different source of operation {experiment.operation.name!r}; they are "
                 "kept and skipped. Bump the experiment's version to re-run them."
             ),
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

@@ -143,6 +143,18 @@ def register_codec(codec: Codec, *, replace: bool = False) -> None:
     _user_kinds.append(codec.kind)
 
 
+def user_codecs() -> list[Codec]:
+    """The codecs registered with `register_codec`, oldest first (they travel to workers)."""
+    return [_codecs[kind] for kind in _user_kinds]
+
+
+def ensure_registered(codecs: list[Codec]) -> None:
+    """Register codecs shipped from the driver that this process does not know yet."""
+    for codec in codecs:
+        if _codecs.get(codec.kind) is not codec and codec.kind not in _user_kinds:
+            register_codec(codec, replace=True)
+
+
 def get_codec(kind: str) -> Codec:
     """Return the codec registered for `kind`; raise `ValidationError` listing the known kinds."""
     try:

@@ -278,8 +278,8 @@ class FileStore:
         return self.root / ref
 
     def open_log(self, run_id: str) -> IO[str]:
-        """Open `logs/<run_id>.log` for a new attempt (line buffered)."""
-        return open(self._file("logs", f"{run_id}.log"), "w", encoding="utf-8", buffering=1)
+        """Open `logs/<run_id>.log` for appending (line buffered); earlier attempts' lines stay."""
+        return open(self._file("logs", f"{run_id}.log"), "a", encoding="utf-8", buffering=1)
 
     def read_log(self, run_id: str) -> str:
         """Return the run's log text, or "" when it logged nothing."""
