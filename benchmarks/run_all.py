@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 
 import bench_define
@@ -43,6 +44,7 @@ def main() -> None:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "tmpdir": tempfile.gettempdir(),
         "metalab": metalab.__version__,
         "git": provenance.git_state(__file__),
     }

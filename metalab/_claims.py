@@ -32,10 +32,15 @@ def _process_start(pid: int) -> int | None:
 _HOST = socket.gethostname()
 
 
+_started: dict[int, int | None] = {}
+
+
 def owner(session: str = "") -> dict:
     """Describe this process as a claim owner."""
     pid = os.getpid()
-    return {"host": _HOST, "pid": pid, "start": _process_start(pid), "session": session}
+    if pid not in _started:  # a forked child has a new pid, so it looks itself up again
+        _started[pid] = _process_start(pid)
+    return {"host": _HOST, "pid": pid, "start": _started[pid], "session": session}
 
 
 def is_alive(claim_owner: dict, heartbeat_age: float) -> bool:

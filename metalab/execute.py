@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,11 @@ def load_experiment(store: Any, key: str) -> Any:
 # ---------------------------------------------------------------- running
 def run_indices(job: JobRef, indices: Iterable[int]) -> list[Outcome]:
     """Run each index of `indices` in this process; the entry point of every executor."""
+    return list(iter_run_indices(job, indices))
+
+
+def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
+    """Run each index of `indices`, yielding each outcome as soon as its record is written."""
     store = open_store(job.store)
     experiment = load_experiment(store, job.experiment_key)
     ensure_registered(job.options.get("codecs") or [])
@@ -94,17 +99,13 @@ def run_indices(job: JobRef, indices: Iterable[int]) -> list[Outcome]:
     def cancelled() -> bool:
         return store.cancel_requested(job.session)
 
-    outcomes = []
     for index in indices:
         if cancelled():
-            outcomes.append(record_cancelled(experiment, store, index, owner, job.session))
+            yield record_cancelled(experiment, store, index, owner, job.session)
             continue
-        outcomes.append(
-            execute_run(
-                experiment, store, index, job=job, owner=owner, worker=worker, cancelled=cancelled
-            )
+        yield execute_run(
+            experiment, store, index, job=job, owner=owner, worker=worker, cancelled=cancelled
         )
-    return outcomes
 
 
 def execute_run(
@@ -122,20 +123,15 @@ def execute_run(
     if not store.claim(spec.run_id, owner):
         return Outcome(index, spec.run_id, "busy")
     try:
-        if job.options.get("resume", True) and store.is_complete(spec.run_id):
+        previous = store.get_record(spec.run_id)
+        completed = previous is not None and previous["status"] == Status.COMPLETED
+        if completed and job.options.get("resume", True):
             return Outcome(index, spec.run_id, "skipped")
-        record = _run_claimed(
-            experiment, store, spec, job, worker, cancelled, _attempt(store, spec)
-        )
+        attempt = 1 if previous is None else int(previous.get("attempt", 1)) + 1
+        record = _run_claimed(experiment, store, spec, job, worker, cancelled, attempt)
         return Outcome(index, spec.run_id, record["status"], record)
     finally:
         store.release(spec.run_id)
-
-
-def _attempt(store: Any, spec: Any) -> int:
-    """1 for a run's first execution, one more than the last record's attempt after that."""
-    previous = store.get_record(spec.run_id)
-    return 1 if previous is None else int(previous.get("attempt", 1)) + 1
 
 
 def _run_claimed(

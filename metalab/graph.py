@@ -29,6 +29,66 @@ def chunks(indices: Sequence[int], size: int) -> list[list[int]]:
     return [list(indices[i : i + size]) for i in range(0, len(indices), size)]
 
 
+class AdaptiveChunks:
+    """Cut pending indices into contiguous tasks that each take about `target_seconds`.
+
+    The first tasks hold one run; once runs have reported their durations, tasks grow so
+    that quick runs do not pay the scheduler's per-task cost one by one, while slow runs
+    stay one per task (for balance, progress and cancellation). Near the end, tasks shrink
+    so the last of them spread over every worker.
+    """
+
+    def __init__(
+        self,
+        indices: Sequence[int],
+        *,
+        fixed: int | None = None,
+        target_seconds: float = 0.5,
+        max_chunk: int = 1000,
+        overhead: float = 2e-4,
+    ):
+        self._indices = list(indices)
+        self._next = 0
+        self._fixed = fixed
+        self._target = target_seconds
+        self._max = max_chunk
+        self._overhead = overhead
+        self._seconds = 0.0
+        self._runs = 0
+
+    def __bool__(self) -> bool:
+        return self._next < len(self._indices)
+
+    @property
+    def per_run(self) -> float | None:
+        """Estimated seconds one run takes, or None before any run reported."""
+        return self._seconds / self._runs + self._overhead if self._runs else None
+
+    def size(self, workers: int) -> int:
+        """How many runs the next task gets when `workers` threads share the sweep."""
+        if self._fixed is not None:
+            return self._fixed
+        per_run = self.per_run
+        if per_run is None:
+            return 1
+        remaining = len(self._indices) - self._next
+        fair_share = -(-remaining // max(workers, 1))
+        return max(1, min(int(self._target / per_run), self._max, fair_share))
+
+    def take(self, workers: int) -> list[int]:
+        """Return the indices of the next task."""
+        start = self._next
+        self._next = min(start + self.size(workers), len(self._indices))
+        return self._indices[start : self._next]
+
+    def observe(self, outcomes: Sequence[Outcome]) -> None:
+        """Learn run durations from a finished task."""
+        for outcome in outcomes:
+            if outcome.record is not None:
+                self._seconds += outcome.record.get("duration") or 0.0
+                self._runs += 1
+
+
 def task_prefix(experiment_name: str) -> str:
     """The Dask key prefix of an experiment's tasks (what the dashboard groups by)."""
     # the dashboard groups tasks by key_split(), which stops at '-' before non-alphabetic words

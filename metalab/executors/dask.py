@@ -7,6 +7,7 @@ or of worker processes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sys
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 
 from .. import config
 from ..errors import ExecutorError, ValidationError
-from ..graph import build_tasks, chunk_size_for, chunks
+from ..graph import AdaptiveChunks, run_chunk, task_prefix
 
 
 def _require_distributed():
@@ -63,6 +64,7 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._cancelled = False
         self._connections: dict[str, tuple[Any, list[Any]]] = {}
+        self._keys = itertools.count()
 
     # ---------------------------------------------------------------- connection
     def _connect(self) -> tuple[Any, list[Any]]:
@@ -101,6 +103,7 @@ class DaskExecutor:
     def open(self, plan: Any, sink: Any) -> None:
         """Connect (starting a local cluster if needed) before the sweep's thread starts."""
         client, owned = self._connect()
+        self._cancelled = False
         self._connections[plan.job.session] = (client, owned)
         sink.dashboard_link = _dashboard(client)
 
@@ -118,25 +121,44 @@ class DaskExecutor:
         self._run(client, plan, indices, sink)
 
     def _run(self, client, plan, indices, sink) -> None:
+        """Keep a few tasks in flight, sized by `AdaptiveChunks`, until every index reported."""
         from distributed import as_completed
 
-        size = chunk_size_for(len(indices), self.chunk_size or plan.job.options.get("chunk_size"))
-        groups = chunks(indices, size)
-        tasks = build_tasks(plan.job, plan.experiment.name, groups)
-        futures = client.compute(tasks)
-        by_key = {future.key: group for future, group in zip(futures, groups)}
-        with self._lock:
-            self._futures = futures
-            if self._cancelled:
-                client.cancel(futures)
-        for future in as_completed(futures, loop=client.loop):
+        chunker = AdaptiveChunks(
+            indices,
+            fixed=self.chunk_size or plan.job.options.get("chunk_size"),
+            target_seconds=config.get("dask.target-task-seconds"),
+            max_chunk=config.get("dask.max-chunk"),
+        )
+        prefix = task_prefix(plan.experiment.name)
+        in_flight: dict[Any, list[int]] = {}
+        finished = as_completed(loop=client.loop)
+
+        def submit_more() -> None:
+            workers = max(1, sum(client.nthreads().values()))
+            limit = max(2 * workers, config.get("dask.min-in-flight"))
+            while chunker and len(in_flight) < limit and not self._cancelled:
+                group = chunker.take(workers)
+                key = (prefix, plan.job.session, group[0], next(self._keys))
+                future = client.submit(run_chunk, plan.job, group, key=key, pure=False)
+                in_flight[future.key] = group
+                with self._lock:
+                    self._futures.append(future)
+                finished.add(future)
+
+        submit_more()
+        for future in finished:
+            group = in_flight.pop(future.key)
             if future.status == "finished":
-                sink.outcomes(future.result())
+                outcomes = future.result()
+                chunker.observe(outcomes)
+                sink.outcomes(outcomes)
             elif future.status == "error":
-                sink.lost(by_key[future.key], future.exception())
+                sink.lost(group, future.exception())
             # cancelled futures: the handle records their runs cancelled
-        with self._lock:
-            self._futures = []
+            with self._lock:
+                self._futures.remove(future)
+            submit_more()
 
     def cancel(self) -> None:
         """Cancel tasks that have not finished; running runs see the store's cancel flag."""

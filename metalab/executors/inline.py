@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..execute import run_indices
+from ..execute import iter_run_indices
 
 
 class InlineExecutor:
@@ -21,10 +21,10 @@ class InlineExecutor:
 
     def execute(self, plan: Any, indices: list[int], sink: Any) -> None:
         """Run `indices` one by one."""
-        for index in indices:
+        for outcome in iter_run_indices(plan.job, indices):
+            sink.outcomes([outcome])
             if self._cancelled:
                 return
-            sink.outcomes(run_indices(plan.job, [index]))
 
     def cancel(self) -> None:
         """Stop before the next run."""

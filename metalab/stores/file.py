@@ -80,6 +80,7 @@ class FileStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(os.path.abspath(os.fspath(root)))
         self._top = str(self.root)
+        self._locator = self.root.as_uri()
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -137,7 +138,7 @@ class FileStore:
     @property
     def locator(self) -> str:
         """`file://` URI of the store root."""
-        return self.root.as_uri()
+        return self._locator
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
