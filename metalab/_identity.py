@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any
 
+from .errors import FingerprintError
+
 _encoder = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
@@ -18,8 +20,6 @@ def normalize(value: Any, where: str) -> Any:
     NumPy scalars become the equal Python number, tuples become lists, mapping keys must be
     strings. NaN and infinities are rejected: they have no stable identity.
     """
-    from .errors import FingerprintError
-
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):

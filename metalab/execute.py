@@ -220,7 +220,20 @@ def _build_record(experiment, spec, job: JobRef, worker, status, capture, error)
     return record
 
 
+_provenance_cache: dict[tuple[int, str, str], dict[str, Any]] = {}
+
+
 def _provenance(experiment, job: JobRef, worker: str) -> dict[str, Any]:
+    key = (id(experiment), job.session, worker)
+    cached = _provenance_cache.get(key)
+    if cached is None:
+        if len(_provenance_cache) > 64:
+            _provenance_cache.clear()
+        cached = _provenance_cache[key] = _build_provenance(experiment, job, worker)
+    return dict(cached)
+
+
+def _build_provenance(experiment, job: JobRef, worker: str) -> dict[str, Any]:
     env = provenance.environment()
     out = {
         "code_hash": experiment.operation.code_hash,

@@ -165,7 +165,7 @@ class Experiment:
     def run_spec(self, index: int) -> RunSpec:
         """Return everything that identifies run `index`."""
         case, replicate = self._locate(index)
-        canonical = self.params.canonical_at(case)
+        params, canonical = self.params.resolve(case)
         params_fp = _identity.sha256_hex(canonical)
         seed_fp = self.seeds.fingerprint(replicate)
         return RunSpec(
@@ -175,7 +175,7 @@ class Experiment:
             run_id=_identity.run_id_from(
                 self.experiment_id, self.context_fingerprint, params_fp, seed_fp
             ),
-            params=_identity.normalize(self.params.case(case), "params"),
+            params=params,
             seeds=self.seeds.bundle(replicate),
             params_fingerprint=params_fp,
             seed_fingerprint=seed_fp,

@@ -33,6 +33,11 @@ class ParamSource(Sequence):
         """Return the canonical JSON of case `k` (what the params fingerprint hashes)."""
         return canonical_json(normalize(self.case(k), "params"))
 
+    def resolve(self, k: int) -> tuple[dict[str, Any], str]:
+        """Return case `k` as plain JSON values and its canonical JSON, computed together."""
+        params = normalize(self.case(k), "params")
+        return params, canonical_json(params)
+
     def __getitem__(self, k):  # type: ignore[override]
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
@@ -90,6 +95,7 @@ class GridSource(ParamSource):
         self._sizes = [len(v) for v in self._values]
         self._len = math.prod(self._sizes)
         self._encoded: list[list[str]] | None = None
+        self._normalized: list[list[Any]] = []
         self._sorted_axes = sorted(range(len(self._names)), key=lambda a: self._names[a])
 
     @property
@@ -113,20 +119,30 @@ class GridSource(ParamSource):
     def validate(self) -> None:
         if self._encoded is not None:
             return
-        encoded = []
-        for name, values in zip(self._names, self._values):
-            encoded.append([canonical_json(normalize(v, f"params[{name!r}]")) for v in values])
-        self._encoded = encoded
+        normalized = [
+            [normalize(v, f"params[{name!r}]") for v in values]
+            for name, values in zip(self._names, self._values)
+        ]
+        self._normalized = normalized
+        # canonical JSON of a case is assembled from pre-encoded "name":value pieces
+        self._encoded = [
+            [f"{canonical_json(self._names[a])}:{canonical_json(v)}" for v in normalized[a]]
+            for a in range(len(self._names))
+        ]
 
     def canonical_at(self, k: int) -> str:
         self.validate()
         digits = self._digits(k)
         enc = self._encoded
-        parts = [
-            f"{canonical_json(self._names[a])}:{enc[a][digits[a]]}"  # type: ignore[index]
-            for a in self._sorted_axes
-        ]
-        return "{" + ",".join(parts) + "}"
+        return "{" + ",".join([enc[a][digits[a]] for a in self._sorted_axes]) + "}"  # type: ignore[index]
+
+    def resolve(self, k: int) -> tuple[dict[str, Any], str]:
+        self.validate()
+        digits = self._digits(k)
+        enc, values = self._encoded, self._normalized
+        params = {name: values[a][digits[a]] for a, name in enumerate(self._names)}
+        canonical = "{" + ",".join([enc[a][digits[a]] for a in self._sorted_axes]) + "}"  # type: ignore[index]
+        return params, canonical
 
     def to_manifest(self) -> dict:
         axes = {

@@ -81,6 +81,7 @@ class FileStore:
         self.root = Path(os.path.abspath(os.fspath(root)))
         self._top = str(self.root)
         self._locator = self.root.as_uri()
+        self._owner_cache: tuple[dict[str, Any], bytes] | None = None
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -235,6 +236,8 @@ class FileStore:
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""
         path = self._record_path(run_id)
+        if not os.path.exists(path):  # cheaper than a failed open for runs never recorded
+            return None
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -311,11 +314,17 @@ class FileStore:
         except FileExistsError:
             return False
         try:
-            os.write(fd, _dumps(owner))
+            os.write(fd, self._owner_bytes(owner))
         finally:
             os.close(fd)
         _claims.heartbeat.hold(path, functools.partial(os.utime, path))
         return True
+
+    def _owner_bytes(self, owner: dict[str, Any]) -> bytes:
+        cached = self._owner_cache
+        if cached is None or cached[0] is not owner:  # one owner dict serves a whole task
+            cached = self._owner_cache = (owner, _dumps(owner))
+        return cached[1]
 
     def _read_claim(self, path: str) -> tuple[dict[str, Any], float] | None:
         try:
