@@ -55,8 +55,10 @@ def is_alive(claim_owner: dict, heartbeat_age: float) -> bool:
             return False
         except PermissionError:
             pass
-        start = claim_owner.get("start")
-        return start is None or _process_start(pid) in (None, start)
+        start, now = claim_owner.get("start"), _process_start(pid)
+        if start is None or now is None:  # no /proc: a reused pid must also keep beating
+            return heartbeat_age < LEASE_SECONDS
+        return now == start
     return heartbeat_age < LEASE_SECONDS
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from . import _claims, provenance
 from .capture import Capture
 from .context import context_for_run
-from .errors import RunCancelled
+from .errors import RunCancelled, StoreError, StoreFormatError
 from .record import RECORD_FORMAT, Status, utc_now
 from .runtime import Runtime
 from .serializers import ensure_registered
@@ -66,6 +66,18 @@ def open_store(store: Any) -> Any:
         return cached
 
 
+def remember_experiment(locator: str, key: str, experiment: Any) -> None:
+    """Cache the driver's own experiment object, so in-process executors use it unpickled."""
+    with _lock:
+        _remember(_experiments, (locator, key), experiment)
+
+
+def _remember(cache: dict, key: Any, value: Any, limit: int = 16) -> None:
+    if len(cache) >= limit:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
 def load_experiment(store: Any, key: str) -> Any:
     """Return the experiment `key` from the store, unpickled once per process."""
     cache_key = (getattr(store, "locator", repr(store)), key)
@@ -76,9 +88,7 @@ def load_experiment(store: Any, key: str) -> Any:
 
         cached = cloudpickle.loads(store.load_experiment(key))
         with _lock:
-            if len(_experiments) >= 16:
-                _experiments.pop(next(iter(_experiments)))
-            _experiments[cache_key] = cached
+            _remember(_experiments, cache_key, cached)
     return cached
 
 
@@ -118,20 +128,51 @@ def execute_run(
     worker: str,
     cancelled: Callable[[], bool] | None = None,
 ) -> Outcome:
-    """Claim, run and record run `index`; return its outcome (never raises for the operation)."""
+    """Claim, run and record run `index`; return its outcome.
+
+    Never raises for what the operation does; anything else that goes wrong while the run is
+    claimed (its runtime cannot be built, say) is recorded as the run's failure, so every
+    claimed run ends with a record. Only a store that cannot be written raises.
+    """
     spec = experiment.run_spec(index)
     if not store.claim(spec.run_id, owner):
         return Outcome(index, spec.run_id, "busy")
     try:
-        previous = store.get_record(spec.run_id)
+        previous = _previous_record(store, spec.run_id)
+        if _same_session(previous, job.session):
+            return Outcome(index, spec.run_id, previous["status"], previous)  # type: ignore[index]  # ran in this sweep
         completed = previous is not None and previous["status"] == Status.COMPLETED
         if completed and job.options.get("resume", True):
             return Outcome(index, spec.run_id, "skipped")
-        attempt = 1 if previous is None else int(previous.get("attempt", 1)) + 1
-        record = _run_claimed(experiment, store, spec, job, worker, cancelled, attempt)
+        attempt = _next_attempt(previous)
+        try:
+            record = _run_claimed(experiment, store, spec, job, worker, cancelled, attempt)
+        except (KeyboardInterrupt, StoreError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
+            record = _build_record(experiment, spec, job, worker, Status.FAILED, None, _error(exc))
+            record["attempt"] = attempt
+            store.put_record(record)
         return Outcome(index, spec.run_id, record["status"], record)
     finally:
         store.release(spec.run_id)
+
+
+def _previous_record(store: Any, run_id: str) -> dict[str, Any] | None:
+    """The run's record, or None when it has none or only an unreadable one (a crash mid-write
+    on a filesystem without atomic renames): such a run is simply run again."""
+    try:
+        return store.get_record(run_id)
+    except StoreFormatError:
+        return None
+
+
+def _same_session(record: dict[str, Any] | None, session: str) -> bool:
+    return record is not None and record.get("provenance", {}).get("session") == session
+
+
+def _next_attempt(previous: dict[str, Any] | None) -> int:
+    return 1 if previous is None else int(previous.get("attempt", 1)) + 1
 
 
 def _run_claimed(
@@ -186,9 +227,13 @@ def _capture_return(capture: Capture, returned: Any) -> None:
 
 
 def _error(exc: BaseException) -> dict[str, str]:
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets recorded
+        message = f"<{type(exc).__name__} whose message could not be rendered>"
     return {
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-        "message": str(exc),
+        "message": message,
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
 
@@ -285,19 +330,27 @@ def record_cancelled(experiment, store, index: int, owner: dict[str, Any], sessi
 
 
 def record_lost(
-    experiment, store, index: int, owner: dict[str, Any], message: str, session: str
+    experiment,
+    store,
+    index: int,
+    owner: dict[str, Any],
+    message: str,
+    session: str,
+    error_type: str = "WorkerLost",
 ) -> Outcome:
-    """Record run `index` as failed because the process running it died (no record written)."""
+    """Record run `index` as failed with `error_type`/`message` when it has no record of this
+    sweep: its worker died mid-run, or its task failed outside any run."""
     spec = experiment.run_spec(index)
     if not store.claim(spec.run_id, owner):
         return Outcome(index, spec.run_id, "busy")
     try:
-        existing = store.get_record(spec.run_id)
-        if existing is not None:
-            return Outcome(index, spec.run_id, existing["status"], existing)
+        existing = _previous_record(store, spec.run_id)
+        if _same_session(existing, session):
+            return Outcome(index, spec.run_id, existing["status"], existing)  # type: ignore[index]
         job = JobRef(store=None, experiment_key="", session=session)
         record = _build_record(experiment, spec, job, "", Status.FAILED, None, None)
-        record["error"] = {"type": "WorkerLost", "message": message, "traceback": ""}
+        record["attempt"] = _next_attempt(existing)
+        record["error"] = {"type": error_type, "message": message, "traceback": ""}
         store.put_record(record)
         return Outcome(index, spec.run_id, Status.FAILED.value, record)
     finally:

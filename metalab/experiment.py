@@ -260,9 +260,16 @@ def _check_metadata(metadata: Any) -> dict[str, Any]:
     from ._identity import normalize
 
     try:
-        return normalize(dict(metadata), "metadata")
+        checked = normalize(dict(metadata), "metadata")
     except ValidationError as exc:
         raise ValidationError(f"Experiment {exc}") from exc
+    hints = checked.get("resource_hints", {})
+    if not isinstance(hints, dict):
+        raise ValidationError(
+            f"Experiment metadata['resource_hints'] must be a dict such as "
+            f"{{'gpu': True, 'memory_gb': 32}}, got {hints!r}"
+        )
+    return checked
 
 
 def _check_tags(tags: Any) -> tuple[str, ...]:

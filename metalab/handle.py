@@ -30,6 +30,10 @@ class RunStatus:
         return self.completed + self.failed + self.skipped + self.cancelled
 
 
+MAX_RESUBMITS = 3
+"""How often a run whose worker died before it started is submitted again."""
+
+
 class Sink:
     """Collects outcomes from an executor; thread-safe."""
 
@@ -40,6 +44,7 @@ class Sink:
         self.counts = {"completed": 0, "failed": 0, "cancelled": 0, "skipped": 0}
         self.busy: set[int] = set()
         self.retry: set[int] = set()
+        self.resubmits: dict[int, int] = {}
         self.reported: set[int] = set()
         self.dashboard_link: str | None = None
         self.listeners: list[Any] = []
@@ -66,22 +71,34 @@ class Sink:
         key = "cancelled" if state in ("cancelled", "interrupted") else state
         self.counts[key] = self.counts.get(key, 0) + 1
 
-    def lost(self, indices: list[int], error: BaseException) -> None:
-        """Handle a task whose worker died: its runs that had started are recorded failed,
-        the ones that never started are queued to be submitted again."""
-        plan = self.plan
-        owner = _claims.owner(plan.job.session)
-        message = f"the worker running this run was lost: {type(error).__name__}: {error}"
+    def lost(self, indices: list[int], error: BaseException, *, worker_died: bool) -> None:
+        """Handle a task that ended without outcomes.
+
+        When its worker died, the run that was executing (its claim is left behind) is
+        recorded failed and the runs that never started are submitted again, up to
+        `MAX_RESUBMITS` times each. When the task itself failed (the worker could not load the
+        experiment, say), resubmitting would fail the same way: its runs are recorded failed
+        with the task's error.
+        """
+        plan, session = self.plan, self.plan.job.session
+        owner = _claims.owner(session)
+        if worker_died:
+            kind, message = "WorkerLost", f"the worker running this run was lost: {error!r}"
+        else:
+            kind, message = type(error).__name__, f"the task running this run failed: {error!r}"
         failed = []
         for index in indices:
             if index in self.reported:
                 continue
-            if plan.store.claim_owner(plan.run_ids[index]) is None:
+            started = plan.store.claim_owner(plan.run_ids[index]) is not None
+            self.resubmits[index] = self.resubmits.get(index, 0) + 1
+            if worker_died and not started and self.resubmits[index] <= MAX_RESUBMITS:
                 with self.lock:
                     self.retry.add(index)
                 continue
-            session = plan.job.session
-            failed.append(record_lost(plan.experiment, plan.store, index, owner, message, session))
+            failed.append(
+                record_lost(plan.experiment, plan.store, index, owner, message, session, kind)
+            )
         self.outcomes(failed)
 
 
@@ -129,12 +146,21 @@ class RunHandle:
             if isinstance(exc, KeyboardInterrupt):
                 raise
         finally:
+            try:
+                self._clean_up()
+            finally:
+                self._done.set()
+
+    def _clean_up(self) -> None:
+        try:
             closer = getattr(self._executor, "close", None)
             if closer is not None:
                 closer(self._plan)
+        except Exception as exc:  # noqa: BLE001 - reported by result(), the sweep is over
+            self._error = self._error or exc
+        finally:
             if self._progress is not None:
                 self._progress.finish(self)
-            self._done.set()
 
     def _wait_for_busy(self) -> list[int]:
         """Wait while live owners (another driver, or runs still stopping after a cancel) hold
@@ -147,6 +173,9 @@ class RunHandle:
             for index in sorted(sink.busy):
                 run_id = run_ids[index]
                 if run_id in claimed:
+                    if self._cancelled and claimed[run_id].get("session") != self._plan.job.session:
+                        with sink.lock:
+                            sink.busy.discard(index)  # another sweep's run: not ours to wait for
                     continue
                 # the owner writes its record before it releases the claim
                 record = store.get_record(run_id)

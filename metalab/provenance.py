@@ -33,9 +33,10 @@ def environment() -> dict:
     }
 
 
-@functools.cache
 def git_state(path: str) -> dict | None:
-    """Return {"commit", "dirty", "root"} of the git work tree holding `path`, or None."""
+    """Return {"commit", "dirty", "root"} of the git work tree holding `path`, or None.
+
+    Asked once per sweep (never cached across sweeps: a notebook commits between them)."""
     directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     try:
         root = _git(directory, "rev-parse", "--show-toplevel")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import execute, provenance
-from .errors import CodeChangedWarning, ValidationError
+from .errors import CodeChangedWarning, MetalabWarning, StoreError, ValidationError
 from .execute import JobRef
 from .experiment import Experiment
 from .record import utc_now
@@ -70,7 +70,7 @@ def plan_sweep(
     key = hashlib.sha256(blob).hexdigest()[:32]
     store.save_experiment(key, blob)
     locator = getattr(store, "locator", None)
-    execute._experiments[(locator or repr(store), key)] = experiment
+    execute.remember_experiment(locator or repr(store), key, experiment)
 
     source = provenance.source_file(experiment.operation.func)
     git = provenance.git_state(source) if source else None
@@ -81,6 +81,7 @@ def plan_sweep(
         options={"git": git, "resume": resume, "codecs": user_codecs(), **(options or {})},
     )
     run_ids = experiment.run_ids()
+    _warn_duplicates(experiment, run_ids)
     _, done = store.scan() if resume else (set(), set())
     pending = [i for i, run_id in enumerate(run_ids) if run_id not in done]
     skipped = len(run_ids) - len(pending)
@@ -102,6 +103,19 @@ def plan_sweep(
     return Plan(experiment, store, job, run_ids, pending, skipped, manifest)
 
 
+def _warn_duplicates(experiment: Experiment, run_ids: list[str]) -> None:
+    repeated = len(run_ids) - len(set(run_ids))
+    if repeated:
+        warnings.warn(
+            MetalabWarning(
+                f"{repeated} of the {len(run_ids)} runs of {experiment.experiment_id!r} repeat "
+                "another run exactly (same params and seed replicate): each distinct run is "
+                "executed and stored once. Remove duplicate parameter cases to silence this."
+            ),
+            stacklevel=4,
+        )
+
+
 def _serialize(experiment: Experiment) -> bytes:
     import cloudpickle
 
@@ -121,7 +135,8 @@ def _warn_changed_code(
 ) -> None:
     code_hash = experiment.operation.code_hash
     earlier = store.manifests(experiment.experiment_id)
-    if all(m.get("operation", {}).get("code_hash") == code_hash for m in earlier):
+    # the latest submission's source is what the store was last warned about
+    if not earlier or earlier[-1].get("operation", {}).get("code_hash") == code_hash:
         return
     completed = [run_id for run_id in run_ids if run_id in done]
     changed = sum(
@@ -160,7 +175,15 @@ def run(
     from .handle import RunHandle
     from .progress import make_progress
 
-    store = open_store(store, experiment if isinstance(experiment, Experiment) else None)
+    if not isinstance(experiment, Experiment):
+        raise ValidationError(
+            f"metalab.run() needs a metalab.Experiment as its first argument, got {experiment!r}"
+        )
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValidationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    store = open_store(store, experiment)
     resolved = resolve_executor(executor)
     plan = plan_sweep(
         experiment,
@@ -214,16 +237,15 @@ def reconnect(store: Any, experiment: str | None = None, *, progress: Any = Fals
     `experiment` picks one experiment (name or `name:version`) when the store holds several.
     The handle reads progress from the store; `result()` waits for every run's record.
     """
-    import cloudpickle
 
-    from .executors.observer import StoreObserver
+    from .executors import resolve_executor
     from .handle import RunHandle
     from .progress import make_progress
     from .stores.locator import create_store
 
     opened = create_store(store, create=False)
     manifest = _latest_manifest(opened, experiment)
-    exp = cloudpickle.loads(opened.load_experiment(manifest["experiment_key"]))
+    exp = _load_submitted(opened, manifest)
     locator = getattr(opened, "locator", None)
     job = JobRef(
         store=locator if isinstance(locator, str) else opened,
@@ -233,9 +255,23 @@ def reconnect(store: Any, experiment: str | None = None, *, progress: Any = Fals
     )
     run_ids = exp.run_ids()
     plan = Plan(exp, opened, job, run_ids, list(range(len(run_ids))), 0, manifest)
-    handle = RunHandle(plan, StoreObserver(), make_progress(progress, exp))
+    handle = RunHandle(plan, resolve_executor("observer"), make_progress(progress, exp))
     handle.start()
     return handle
+
+
+def _load_submitted(store: Any, manifest: dict[str, Any]) -> Experiment:
+    import cloudpickle
+
+    try:
+        return cloudpickle.loads(store.load_experiment(manifest["experiment_key"]))
+    except ImportError as exc:
+        raise StoreError(
+            f"cannot rebuild experiment {manifest['experiment_id']!r} from {store!r}: its "
+            f"operation {manifest['operation']['ref']!r} needs module {exc.name!r}, which "
+            "this Python cannot import (run from the directory or environment that submitted "
+            "it, or add it to PYTHONPATH)"
+        ) from exc
 
 
 def _latest_manifest(store: Any, experiment: str | None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from ..errors import ValidationError
 from .base import Executor
 from .inline import InlineExecutor
 
-_NAMED = ("inline", "threads", "processes", "dask")
+_NAMED = ("inline", "threads", "processes", "dask", "observer")
 
 
 def resolve_executor(executor: Any) -> Any:
@@ -18,7 +18,14 @@ def resolve_executor(executor: Any) -> Any:
     if executor is None or executor == "dask":
         return DaskExecutor()
     if isinstance(executor, str):
-        named = {"inline": InlineExecutor, "threads": ThreadExecutor, "processes": ProcessExecutor}
+        from .observer import StoreObserver
+
+        named = {
+            "inline": InlineExecutor,
+            "threads": ThreadExecutor,
+            "processes": ProcessExecutor,
+            "observer": StoreObserver,
+        }
         if executor not in named:
             raise ValidationError(
                 f"unknown executor {executor!r}; known names: {', '.join(_NAMED)}"

@@ -154,7 +154,8 @@ class DaskExecutor:
                 chunker.observe(outcomes)
                 sink.outcomes(outcomes)
             elif future.status == "error":
-                sink.lost(group, future.exception())
+                error = future.exception()
+                sink.lost(group, error, worker_died=_worker_died(error))
             # cancelled futures: the handle records their runs cancelled
             with self._lock:
                 self._futures.remove(future)
@@ -191,6 +192,13 @@ def _main_module_not_rerun():
     finally:
         if main is not None:
             main.__dict__.update(saved)
+
+
+def _worker_died(error: BaseException) -> bool:
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(error, (KilledWorker, CommClosedError))
 
 
 def _dashboard(client: Any) -> str | None:

@@ -66,5 +66,6 @@ class StoreObserver:
         return any(plan.run_ids[i] in claimed for i in waiting)
 
     def cancel(self) -> None:
-        """Stop watching (the sweep itself goes on)."""
+        """Stop watching; the handle then cancels the sweep through the store (runs not
+        started are recorded cancelled, running ones see the cancellation flag)."""
         self._cancelled = True

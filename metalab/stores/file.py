@@ -82,6 +82,7 @@ class FileStore:
         self._top = str(self.root)
         self._locator = self.root.as_uri()
         self._owner_cache: tuple[dict[str, Any], bytes] | None = None
+        self._held: dict[str, tuple[float, bytes]] = {}
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -243,7 +244,11 @@ class FileStore:
                 data = fh.read()
         except FileNotFoundError:
             return None
-        return check_format(json.loads(data), path)
+        try:
+            record = json.loads(data)
+        except ValueError as exc:
+            raise StoreFormatError(f"run record {path!r} is not valid JSON ({exc})") from exc
+        return check_format(record, path)
 
     def get_records(self, run_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield the existing records of `run_ids`, in order."""
@@ -313,10 +318,12 @@ class FileStore:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
+        content = self._owner_bytes(owner)
         try:
-            os.write(fd, self._owner_bytes(owner))
+            os.write(fd, content)
         finally:
             os.close(fd)
+        self._held[path] = (time.monotonic(), content)
         _claims.heartbeat.hold(path, functools.partial(os.utime, path))
         return True
 
@@ -372,7 +379,14 @@ class FileStore:
         """Remove this process's claim on `run_id`."""
         path = self._claim_path(run_id)
         _claims.heartbeat.release(path)
+        held = self._held.pop(path, None)
         try:
+            if held is not None and time.monotonic() - held[0] > _claims.LEASE_SECONDS / 2:
+                # held long enough that our lease may have lapsed and another host taken the
+                # run over: remove the claim only if it is still ours
+                with open(path, "rb") as fh:
+                    if fh.read() != held[1]:
+                        return
             os.unlink(path)
         except FileNotFoundError:
             pass
