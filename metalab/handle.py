@@ -119,12 +119,12 @@ class RunHandle:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Hand the pending runs to the executor (synchronously for in-process executors)."""
-        if self._progress is not None:
-            self._progress.start(self)
-            self._sink.listeners.append(lambda _: self._progress.update(self))
         opener = getattr(self._executor, "open", None)
         if opener is not None and self._plan.pending:
             opener(self._plan, self._sink)
+        if self._progress is not None:
+            self._progress.start(self)
+            self._sink.listeners.append(lambda _: self._progress.update(self))
         if getattr(self._executor, "synchronous", False):
             self._drive()
             return

@@ -183,8 +183,9 @@ def run(
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
         raise ValidationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    store = open_store(store, experiment)
+    shown = make_progress(progress, experiment)
     resolved = resolve_executor(executor)
+    store = open_store(store, experiment)
     plan = plan_sweep(
         experiment,
         store,
@@ -192,7 +193,7 @@ def run(
         options={"chunk_size": chunk_size},
         executor_name=type(resolved).__name__,
     )
-    handle = RunHandle(plan, resolved, make_progress(progress, experiment))
+    handle = RunHandle(plan, resolved, shown)
     handle.start()
     return handle
 
