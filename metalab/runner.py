@@ -185,6 +185,7 @@ def run(
         raise ValidationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     shown = make_progress(progress, experiment)
     resolved = resolve_executor(executor)
+    experiment.prepare()  # bad params or missing files fail before a store is created
     store = open_store(store, experiment)
     plan = plan_sweep(
         experiment,
@@ -207,6 +208,9 @@ def to_delayed(
     """
     from .graph import build_tasks, chunk_size_for, chunks
 
+    if not isinstance(experiment, Experiment):
+        raise ValidationError(f"to_delayed() needs a metalab.Experiment, got {experiment!r}")
+    experiment.prepare()
     store = open_store(store, experiment)
     plan = plan_sweep(experiment, store, resume=resume, executor_name="to_delayed")
     if not plan.pending:

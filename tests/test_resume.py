@@ -205,3 +205,17 @@ def test_numpy_scalar_params_and_metrics(tmp_path):
     # the same sweep written with Python ints is the same runs: nothing left to do
     again = metalab.run(exp([1, 2]), tmp_path, executor="inline")
     assert again.status.skipped == 2
+
+
+def test_bad_params_never_create_a_store(tmp_path):
+    bad = metalab.Experiment(
+        name="flaky",
+        version="1",
+        context={},
+        operation=flaky,
+        params=metalab.grid(x=[math.nan]),
+        seeds=metalab.seeds(base=3),
+    )
+    with pytest.raises(metalab.FingerprintError):
+        metalab.run(bad, tmp_path / "fresh", executor="inline")
+    assert not (tmp_path / "fresh").exists()
