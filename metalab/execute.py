@@ -106,8 +106,7 @@ def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
     worker = provenance.worker_name()
     owner = _claims.owner(job.session)
 
-    def cancelled() -> bool:
-        return store.cancel_requested(job.session)
+    cancelled = _CancelFlag(store, job.session)
 
     for index in indices:
         if cancelled():
@@ -116,6 +115,22 @@ def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
         yield execute_run(
             experiment, store, index, job=job, owner=owner, worker=worker, cancelled=cancelled
         )
+
+
+class _CancelFlag:
+    """Whether the sweep was cancelled, asking the store at most every `interval` seconds."""
+
+    def __init__(self, store: Any, session: str, interval: float = 0.1):
+        self._store, self._session, self._interval = store, session, interval
+        self._checked = -interval
+        self._set = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self._set and now - self._checked >= self._interval:
+            self._checked = now
+            self._set = self._store.cancel_requested(self._session)
+        return self._set
 
 
 def execute_run(
