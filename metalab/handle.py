@@ -281,7 +281,11 @@ class RunHandle:
         plan = self._plan
         records = dict(self._sink.records)
         missing = [i for i in range(plan.total) if i not in records]
-        by_id = {r["run_id"]: r for r in plan.store.get_records(plan.run_ids[i] for i in missing)}
+        by_id = {}
+        if missing:
+            by_id = {
+                r["run_id"]: r for r in plan.store.get_records(plan.run_ids[i] for i in missing)
+            }
         ordered = []
         for index, run_id in enumerate(plan.run_ids):
             record = records.get(index) or by_id.get(run_id)

@@ -179,6 +179,8 @@ def run(
         raise ValidationError(
             f"metalab.run() needs a metalab.Experiment as its first argument, got {experiment!r}"
         )
+    if _in_worker_bootstrap():
+        return _inert_handle(experiment)
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
@@ -196,6 +198,27 @@ def run(
     )
     handle = RunHandle(plan, resolved, shown)
     handle.start()
+    return handle
+
+
+def _in_worker_bootstrap() -> bool:
+    """Whether this call comes from a user's script being re-run as `__mp_main__` while a
+    spawned process (a Dask worker restarted after a crash) starts up.
+
+    A script without an `if __name__ == "__main__":` guard calls `metalab.run()` again there;
+    starting a sweep would fail the worker's start-up, so the call does nothing instead.
+    """
+    import multiprocessing
+
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
+def _inert_handle(experiment: Experiment) -> Any:
+    from .handle import RunHandle
+
+    plan = Plan(experiment, None, JobRef(None, "", ""), [], [], 0)
+    handle = RunHandle(plan, None)
+    handle._done.set()
     return handle
 
 

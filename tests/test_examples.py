@@ -105,3 +105,31 @@ def test_quickstart_script_without_main_guard_runs_on_a_local_cluster(tmp_path):
     assert len(table_rows(proc.stdout)) == 9
     assert all(row.rstrip().endswith("completed") for row in table_rows(proc.stdout))
     assert len(list((tmp_path / "runs" / "pi_mc" / "runs").glob("*.done"))) == 9
+
+
+@pytest.mark.slow
+def test_unguarded_script_survives_a_worker_restart(tmp_path):
+    script = tmp_path / "crashy.py"
+    script.write_text(
+        "import os\n"
+        "import metalab\n\n"
+        "@metalab.operation\n"
+        "def op(params, capture):\n"
+        "    marker = os.path.join(os.path.dirname(os.path.abspath('crashy.py')), 'crashed')\n"
+        "    if params['i'] == 1 and not os.path.exists(marker):\n"
+        "        open(marker, 'w').close()\n"
+        "        os._exit(3)  # the worker dies; its replacement re-imports this file\n"
+        "    capture.metric('i', params['i'])\n\n"
+        "exp = metalab.Experiment(name='crashy', version='1', context={}, operation=op,\n"
+        "    params=metalab.grid(i=list(range(6))), seeds=metalab.seeds(base=0))\n"
+        "results = metalab.run(exp, executor=metalab.ProcessExecutor(max_workers=2)).result()\n"
+        "print('STATUSES', sorted(r.status for r in results))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "STATUSES ['completed', 'completed', 'completed', 'completed', 'completed', " in proc.stdout
+    )
+    assert (tmp_path / "crashed").exists()
