@@ -50,6 +50,19 @@ def sleep_experiment(n: int, sleep: float, name: str = "sleepy") -> metalab.Expe
     )
 
 
+def indexed_experiment(op, n: int, name: str, **kwargs) -> metalab.Experiment:
+    """`op` over `i = 0..n-1`, one replicate."""
+    return metalab.Experiment(
+        name=name,
+        version="1",
+        context={},
+        operation=op,
+        params=metalab.grid(i=list(range(n))),
+        seeds=metalab.seeds(base=0),
+        **kwargs,
+    )
+
+
 def executions(log_path) -> list[str]:
     """Run ids in the execution log, one per execution."""
     try:

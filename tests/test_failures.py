@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 from distributed import LocalCluster
+from sweeps import indexed_experiment
 
 import metalab
 from metalab import _claims
@@ -19,15 +20,7 @@ def ok(params, capture):
 
 
 def _exp(op=ok, n=3, name="fails", **kwargs):
-    return metalab.Experiment(
-        name=name,
-        version="1",
-        context={},
-        operation=op,
-        params=metalab.grid(i=list(range(n))),
-        seeds=metalab.seeds(base=0),
-        **kwargs,
-    )
+    return indexed_experiment(op, n, name, **kwargs)
 
 
 class BadMessage(Exception):

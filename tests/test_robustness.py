@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from sweeps import indexed_experiment
 
 import metalab
 from metalab import _claims
@@ -25,14 +26,7 @@ def fail_first(params, runtime, capture):
 
 
 def _exp(op, n=2, name="rob"):
-    return metalab.Experiment(
-        name=name,
-        version="1",
-        context={},
-        operation=op,
-        params=metalab.grid(i=list(range(n))),
-        seeds=metalab.seeds(base=0),
-    )
+    return indexed_experiment(op, n, name)
 
 
 def test_attempts_count_up_and_logs_keep_every_attempt(tmp_path):
