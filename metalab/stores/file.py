@@ -61,8 +61,12 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     tmp = f"{directory}/.{name}.{os.getpid()}.{next(_counter)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -221,8 +225,12 @@ class FileStore:
         run_id = record["run_id"]
         marker = self._file("runs", f"{run_id}.done")
         if record["status"] == "completed":
-            atomic_write(self._record_path(run_id), _dumps(record))
-            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
+            path = self._record_path(run_id)
+            atomic_write(path, _dumps(record))
+            try:
+                os.link(path, marker)  # one call, no file to open; the marker's content is unused
+            except FileExistsError:
+                pass
         else:
             try:
                 os.unlink(marker)
