@@ -231,6 +231,8 @@ class FileStore:
                 os.link(path, marker)  # one call, no file to open; the marker's content is unused
             except FileExistsError:
                 pass
+            except OSError:  # a filesystem without hard links
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
         else:
             try:
                 os.unlink(marker)
