@@ -319,29 +319,10 @@ def record_cancelled(experiment, store, index: int, owner: dict[str, Any], sessi
     A run someone holds is left to them (`busy`); a run that already has a record of this
     session (it ran before the cancel reached it) or a completed one keeps that record.
     """
-    spec = experiment.run_spec(index)
-    if not store.claim(spec.run_id, owner):
-        return Outcome(index, spec.run_id, "busy")
-    try:
-        existing = store.get_record(spec.run_id)
-        if existing is not None and (
-            existing["status"] == Status.COMPLETED
-            or existing.get("provenance", {}).get("session") == session
-        ):
-            return Outcome(index, spec.run_id, existing["status"], existing)
-        job = JobRef(store=None, experiment_key="", session=session)
-        record = _build_record(
-            experiment, spec, job, provenance.worker_name(), Status.CANCELLED, None, None
-        )
-        record["error"] = {
-            "type": "Cancelled",
-            "message": "the sweep was cancelled before this run started",
-            "traceback": "",
-        }
-        store.put_record(record)
-        return Outcome(index, spec.run_id, Status.CANCELLED.value, record)
-    finally:
-        store.release(spec.run_id)
+    message = "the sweep was cancelled before this run started"
+    return _record_unrun(
+        experiment, store, index, owner, session, Status.CANCELLED, "Cancelled", message
+    )
 
 
 def record_lost(
@@ -355,18 +336,41 @@ def record_lost(
 ) -> Outcome:
     """Record run `index` as failed with `error_type`/`message` when it has no record of this
     sweep: its worker died mid-run, or its task failed outside any run."""
+    return _record_unrun(
+        experiment, store, index, owner, session, Status.FAILED, error_type, message
+    )
+
+
+def _record_unrun(
+    experiment,
+    store,
+    index: int,
+    owner,
+    session: str,
+    status: Status,
+    error_type: str,
+    message: str,
+) -> Outcome:
+    """Write a record for a run that did not run to its end here, under its claim.
+
+    A record of this session, or a completed record when cancelling, is kept as the outcome.
+    """
     spec = experiment.run_spec(index)
     if not store.claim(spec.run_id, owner):
         return Outcome(index, spec.run_id, "busy")
     try:
         existing = _previous_record(store, spec.run_id)
-        if _same_session(existing, session):
-            return Outcome(index, spec.run_id, existing["status"], existing)  # type: ignore[index]
+        keep_completed = status == Status.CANCELLED
+        if existing is not None and (
+            _same_session(existing, session)
+            or (keep_completed and existing["status"] == Status.COMPLETED)
+        ):
+            return Outcome(index, spec.run_id, existing["status"], existing)
         job = JobRef(store=None, experiment_key="", session=session)
-        record = _build_record(experiment, spec, job, "", Status.FAILED, None, None)
+        record = _build_record(experiment, spec, job, provenance.worker_name(), status, None, None)
         record["attempt"] = _next_attempt(existing)
         record["error"] = {"type": error_type, "message": message, "traceback": ""}
         store.put_record(record)
-        return Outcome(index, spec.run_id, Status.FAILED.value, record)
+        return Outcome(index, spec.run_id, status.value, record)
     finally:
         store.release(spec.run_id)

@@ -40,10 +40,6 @@ class Store(Protocol):
         """Persist a final record atomically, replacing any earlier record of that run."""
         ...
 
-    def is_complete(self, run_id: str) -> bool:
-        """Whether the completed record of `run_id` is persisted."""
-        ...
-
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None when it has none."""
         ...

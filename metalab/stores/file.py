@@ -240,10 +240,6 @@ class FileStore:
                 pass
             atomic_write(self._record_path(run_id), _dumps(record))
 
-    def is_complete(self, run_id: str) -> bool:
-        """Whether the completed record of `run_id` is persisted (its `.done` marker exists)."""
-        return os.path.exists(self._file("runs", f"{run_id}.done"))
-
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""
         path = self._record_path(run_id)
