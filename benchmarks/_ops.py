@@ -16,13 +16,25 @@ def draw(seeds, capture):
     capture.metric("x", float(seeds.numpy().random()))
 
 
+@metalab.operation
+def three_metrics(params, seeds, capture):
+    """A trivial run with three metrics."""
+    x = float(seeds.numpy().random())
+    capture.log_metrics({"loss": x, "accuracy": 1 - x, "score": x * params["gene"]})
+
+
 def experiment(name: str, replicates: int = 1, **axes) -> metalab.Experiment:
     """An experiment running `draw` over the grid `axes` x `replicates` seed replicates."""
+    return experiment_of(draw, name, replicates, **axes)
+
+
+def experiment_of(op, name: str, replicates: int = 1, **axes) -> metalab.Experiment:
+    """An experiment running `op` over the grid `axes` x `replicates` seed replicates."""
     return metalab.Experiment(
         name=name,
         version="1",
         context={},
-        operation=draw,
+        operation=op,
         params=metalab.grid(**axes),
         seeds=metalab.seeds(base=0, replicates=replicates),
     )

@@ -17,6 +17,8 @@ import tempfile
 import time
 
 import bench_define
+import bench_postgres
+import bench_results
 import bench_resume
 import bench_throughput
 from _common import format_table
@@ -24,7 +26,13 @@ from _common import format_table
 import metalab
 from metalab import provenance
 
-BENCHMARKS = {"define": bench_define, "resume": bench_resume, "throughput": bench_throughput}
+BENCHMARKS = {
+    "define": bench_define,
+    "resume": bench_resume,
+    "throughput": bench_throughput,
+    "results": bench_results,
+    "postgres": bench_postgres,
+}
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 

@@ -20,10 +20,13 @@ from .errors import (
     RunCancelled,
     StoreError,
     StoreFormatError,
+    StoreUnavailableError,
     ValidationError,
 )
 from .executors.dask import DaskExecutor, ProcessExecutor, ThreadExecutor
 from .executors.inline import InlineExecutor
+from .executors.jobqueue import JobqueueExecutor
+from .executors.slurm import SlurmConfig, SlurmExecutor
 from .experiment import Experiment, RunSpec
 from .handle import RunHandle, RunStatus
 from .operation import OperationWrapper, import_operation, operation
@@ -59,6 +62,7 @@ __all__ = [
     "FingerprintError",
     "FrozenContext",
     "InlineExecutor",
+    "JobqueueExecutor",
     "MetalabError",
     "MetalabWarning",
     "MissingDependencyError",
@@ -76,9 +80,12 @@ __all__ = [
     "Runtime",
     "SeedBundle",
     "SeedPlan",
+    "SlurmConfig",
+    "SlurmExecutor",
     "Status",
     "StoreError",
     "StoreFormatError",
+    "StoreUnavailableError",
     "ThreadExecutor",
     "ValidationError",
     "__version__",

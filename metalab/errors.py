@@ -23,6 +23,10 @@ class StoreError(MetalabError):
     """A store cannot be opened, read or written."""
 
 
+class StoreUnavailableError(StoreError):
+    """A store cannot be reached now (its server is down or unreachable); a retry may work."""
+
+
 class StoreFormatError(StoreError):
     """A store holds data of a format or version this metalab cannot read."""
 

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,8 @@ class JobRef:
     experiment_key: str
     session: str
     options: Mapping[str, Any] = field(default_factory=dict)
-    """`provenance` (git state computed once by the driver), `resources`, `derived`."""
+    """`git` (computed once by the driver), `resume`, `codecs`, `derived`, `chunk_size`, and
+    `attempt` (a resubmission re-runs runs whose record of this sweep has a lower attempt)."""
 
 
 @dataclass
@@ -106,15 +107,21 @@ def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
     worker = provenance.worker_name()
     owner = _claims.owner(job.session)
 
-    cancelled = _CancelFlag(store, job.session)
+    # a database store answers one query per poll per worker: ask it less often
+    cancelled = _CancelFlag(store, job.session, getattr(store, "cancel_poll_interval", 0.1))
 
-    for index in indices:
-        if cancelled():
-            yield record_cancelled(experiment, store, index, owner, job.session)
-            continue
-        yield execute_run(
-            experiment, store, index, job=job, owner=owner, worker=worker, cancelled=cancelled
-        )
+    try:
+        for index in indices:
+            if cancelled():
+                yield record_cancelled(experiment, store, index, owner, job.session)
+                continue
+            yield execute_run(
+                experiment, store, index, job=job, owner=owner, worker=worker, cancelled=cancelled
+            )
+    finally:
+        release_idle = getattr(store, "release_idle", None)
+        if release_idle is not None:
+            release_idle()
 
 
 class _CancelFlag:
@@ -154,7 +161,7 @@ def execute_run(
         return Outcome(index, spec.run_id, "busy")
     try:
         previous = _previous_record(store, spec.run_id)
-        if _same_session(previous, job.session):
+        if _same_session(previous, job.session) and not _retrying(previous, job):
             return Outcome(index, spec.run_id, previous["status"], previous)  # type: ignore[index]  # ran in this sweep
         completed = previous is not None and previous["status"] == Status.COMPLETED
         if completed and job.options.get("resume", True):
@@ -184,6 +191,17 @@ def _previous_record(store: Any, run_id: str) -> dict[str, Any] | None:
 
 def _same_session(record: dict[str, Any] | None, session: str) -> bool:
     return record is not None and record.get("provenance", {}).get("session") == session
+
+
+def _retrying(previous: dict[str, Any] | None, job: JobRef) -> bool:
+    """Whether this task is a retry of a run whose earlier attempt in this sweep failed
+    (`options["attempt"]`: the attempt a SLURM resubmission runs)."""
+    attempt = job.options.get("attempt", 1)
+    return (
+        previous is not None
+        and previous["status"] != Status.COMPLETED
+        and int(previous.get("attempt", 1)) < attempt
+    )
 
 
 def _next_attempt(previous: dict[str, Any] | None) -> int:
@@ -226,10 +244,23 @@ def _run_claimed(
     record["attempt"] = attempt
     record["started_at"], record["finished_at"] = started_at, utc_now()
     record["duration"] = time.perf_counter() - t0
+    derived = job.options.get("derived")
+    if derived and status == Status.COMPLETED:
+        _store_derived(derived, record, store)  # before the record: a completed run has them
     store.put_record(record)
     if interrupt is not None:
         raise interrupt
     return record
+
+
+def _store_derived(fns, record: dict[str, Any], store: Any) -> None:
+    """Compute the sweep's derived metrics of a completed run and store them; a function
+    that fails records its error in the document, never the run's failure."""
+    from .derived import compute
+    from .results import Run
+
+    document, _ = compute(fns, Run(record, store))
+    store.put_derived(record["run_id"], document)
 
 
 def _capture_return(capture: Capture, returned: Any) -> None:
@@ -290,7 +321,7 @@ def _provenance(experiment, job: JobRef, worker: str) -> dict[str, Any]:
         if len(_provenance_cache) > 64:
             _provenance_cache.clear()
         cached = _provenance_cache[key] = _build_provenance(experiment, job, worker)
-    return dict(cached)
+    return cached  # shared by the runs of a task, never mutated
 
 
 def _build_provenance(experiment, job: JobRef, worker: str) -> dict[str, Any]:
@@ -311,6 +342,34 @@ def _build_provenance(experiment, job: JobRef, worker: str) -> dict[str, Any]:
     if slurm:
         out["slurm"] = slurm
     return out
+
+
+def recorded_outcomes(
+    store: Any,
+    run_ids: Sequence[str],
+    indices: Iterable[int],
+    session: str,
+    floors: Mapping[int, int] | None = None,
+) -> list[Outcome]:
+    """Outcomes of `indices` the store already holds: completed runs, and final records of
+    this sweep (`session`); a run resubmitted for attempt `floors[i]` counts only from a
+    record of that attempt. One scan, then one read per final record not completed."""
+    final, done = store.scan()
+    floors = floors or {}
+    found = []
+    for index in sorted(indices):
+        run_id = run_ids[index]
+        if run_id in done:
+            found.append(Outcome(index, run_id, "completed"))
+        elif run_id in final:
+            record = store.get_record(run_id)
+            if (
+                record is not None
+                and record.get("provenance", {}).get("session") == session
+                and int(record.get("attempt", 1)) >= floors.get(index, 0)
+            ):
+                found.append(Outcome(index, run_id, record["status"], record))
+    return found
 
 
 def record_cancelled(experiment, store, index: int, owner: dict[str, Any], session: str) -> Outcome:
@@ -374,3 +433,6 @@ def _record_unrun(
         return Outcome(index, spec.run_id, status.value, record)
     finally:
         store.release(spec.run_id)
+        release_idle = getattr(store, "release_idle", None)
+        if release_idle is not None:
+            release_idle()  # the driver records such runs one by one: leave nothing behind

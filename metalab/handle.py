@@ -299,7 +299,12 @@ class RunHandle:
         self._plan.store.request_cancel(self._plan.job.session)
         cancel = getattr(self._executor, "cancel", None)
         if cancel is not None:
-            cancel()
+            import inspect
+
+            if "session" in inspect.signature(cancel).parameters:
+                cancel(session=self._plan.job.session)  # an executor serving several sweeps
+            else:
+                cancel()
 
     def __repr__(self) -> str:
         return f"<RunHandle {self._plan.experiment.experiment_id} {self.status}>"

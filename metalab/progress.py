@@ -77,16 +77,24 @@ class Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
+        from rich.table import Column
 
         self._rich = RichProgress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[detail]}"),
+            # the counts may be cut to fit the terminal, never the bar and the totals
+            TextColumn(
+                "{task.fields[detail]}",
+                table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1),
+            ),
             console=Console(file=stream),
             transient=False,
+            expand=True,
         )
+        if handle.dashboard_link:
+            self._rich.console.print(f"{self.title}: dashboard {handle.dashboard_link}")
         self._rich.start()
         self._task = self._rich.add_task(self.title, total=handle.status.total, detail="")
 
@@ -123,13 +131,12 @@ class Progress:
     def _detail(self, status: Any) -> str:
         elapsed = max(time.monotonic() - self._started, 1e-9)
         done = status.completed + status.failed + status.cancelled
-        parts = [
-            f"ok {status.completed}",
-            f"failed {status.failed}",
-            f"running {status.running}",
-            f"skipped {status.skipped}",
-            f"{done / elapsed:.1f} runs/s",
-        ]
+        parts = [f"ok {status.completed}", f"failed {status.failed}", f"running {status.running}"]
+        if status.skipped:
+            parts.append(f"skipped {status.skipped}")
+        if status.cancelled:
+            parts.append(f"cancelled {status.cancelled}")
+        parts.append(f"{done / elapsed:.1f} runs/s")
         for name, fmt in self.metrics:
             values = self._values[name]
             if values:

@@ -94,4 +94,5 @@ def slurm_ids() -> dict | None:
         "array_job_id": os.environ.get("SLURM_ARRAY_JOB_ID"),
         "array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
         "node": os.environ.get("SLURMD_NODENAME"),
+        "restart_count": os.environ.get("SLURM_RESTART_COUNT"),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from enum import StrEnum
 from typing import Any
 
@@ -21,9 +22,20 @@ class Status(StrEnum):
 FINAL_STATUSES = frozenset(s.value for s in Status)
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def utc_now() -> str:
-    """Return the current UTC time as an ISO-8601 string with microseconds."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+    """Return the current UTC time as an ISO-8601 string with microseconds
+    (`2026-01-01T12:00:00.000001+00:00`)."""
+    now = time.time()
+    second = int(now)
+    micros = int((now - second) * 1_000_000)
+    cached = _second
+    if cached[0] != second:
+        text = _dt.datetime.fromtimestamp(second, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached[0], cached[1] = second, text
+    return f"{cached[1]}.{micros:06d}+00:00"
 
 
 def check_format(record: dict[str, Any], where: str) -> dict[str, Any]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from .errors import ValidationError
+from .record import Status
 
 RECORD_COLUMNS = (
     "run_id",
@@ -111,11 +115,22 @@ class Run:
     @property
     def derived(self) -> dict[str, Any]:
         """Persisted derived metrics (name -> value)."""
+        from .derived import values_of
+
+        return values_of(self._derived_document())
+
+    @property
+    def derived_info(self) -> dict[str, Any]:
+        """Persisted derived metrics with their provenance: name -> {value, function,
+        code_hash, computed_at}; and failures under `errors`: function -> error."""
+        document = self._derived_document()
+        return {"values": dict(document["values"]), "errors": dict(document["errors"])}
+
+    def _derived_document(self) -> dict[str, Any]:
         if self._derived is None:
-            document = self._store.get_derived(self.run_id)
-            self._derived = {
-                k: v["value"] if isinstance(v, dict) else v for k, v in document.items()
-            }
+            from .derived import read_document
+
+            self._derived = read_document(self._store.get_derived(self.run_id))
         return self._derived
 
     def __repr__(self) -> str:
@@ -127,10 +142,43 @@ class Run:
 class Results(Sequence):
     """The runs of one or more experiments, in index order."""
 
-    def __init__(self, records: list[dict[str, Any]], store: Any):
-        self._records = records
+    def __init__(
+        self,
+        records: list[dict[str, Any]] | None,
+        store: Any,
+        *,
+        query: dict[str, Any] | None = None,
+    ):
+        # records None: a selection a database store answers (`store.query_records(**query)`)
+        # when the records are first needed, so filters before that run in the database
+        self._loaded = records
         self._store = store
-        self._runs: list[Run | None] = [None] * len(records)
+        self._query = query
+        self._run_cache: list[Run | None] | None = None
+
+    @property
+    def _records(self) -> list[dict[str, Any]]:
+        if self._loaded is None:
+            import gc
+
+            enabled = gc.isenabled()
+            gc.disable()  # 100,000s of new dicts: no collection could free any of them
+            try:
+                self._loaded = list(self._store.query_records(**(self._query or {})))
+            finally:
+                if enabled:
+                    gc.enable()
+        return self._loaded
+
+    @property
+    def _runs(self) -> list[Run | None]:
+        if self._run_cache is None:
+            self._run_cache = [None] * len(self._records)
+        return self._run_cache
+
+    def _pushable(self) -> bool:
+        """Whether selections can still go to the store as a query."""
+        return self._loaded is None and self._query is not None
 
     @property
     def store(self) -> Any:
@@ -172,17 +220,67 @@ class Results(Sequence):
         return self._where(lambda r: r["status"] != "completed")
 
     def filter(self, **params: Any) -> Results:
-        """Runs whose parameters equal every given value (`filter(lr=0.01)`)."""
-        from ._identity import normalize
+        """Runs whose parameters match every condition.
 
-        wanted = {k: normalize(v, f"filter {k!r}") for k, v in params.items()}
-        return self._where(
-            lambda r: all(k in r["params"] and r["params"][k] == v for k, v in wanted.items())
-        )
+        `filter(lr=0.01)` matches equal values (floats within a relative 1e-9, so a value
+        from `numpy.logspace` matches the literal you type); a list or tuple matches any of
+        its values (`filter(optimizer=["adam", "sgd"])`); a suffix compares:
+        `filter(lr__lt=0.1)` (`__lt`, `__le`, `__gt`, `__ge`, `__ne`, `__in`).
+        """
+        if self._pushable():
+            pushed, rest = _split_param_conditions(params, (self._query or {}).get("params", {}))
+            if pushed:
+                query = dict(self._query or {})
+                query["params"] = {**query.get("params", {}), **pushed}
+                selected = Results(None, self._store, query=query)
+                return selected.filter(**rest) if rest else selected
+        tests = [_condition(name, value, "parameter") for name, value in params.items()]
+        return self._where(lambda r: all(t(r["params"]) for t in tests))
 
-    def where(self, predicate) -> Results:
-        """Runs for which `predicate(run)` is true (for filters on metrics or status)."""
-        return Results([r for r in self._records if predicate(Run(r, self._store))], self._store)
+    def where(self, predicate: Any = None, /, *, status: Any = None, **metrics: Any) -> Results:
+        """Runs selected by their metrics, status, or any predicate of the run.
+
+        `where(loss__lt=0.1)` and `where(accuracy__ge=0.9, status="completed")` compare
+        metrics as `filter` compares params (a run without the metric never matches);
+        `status` is one status or a list; `where(lambda run: ...)` takes any test of a `Run`.
+        """
+        if predicate is not None and not callable(predicate):
+            raise ValidationError(
+                f"where() takes a function of a run as its positional argument, got {predicate!r}"
+            )
+        statuses = None
+        if status is not None:
+            statuses = {status} if isinstance(status, str) else set(status)
+            known = {s.value for s in Status}
+            unknown = statuses - known
+            if unknown:
+                raise ValidationError(
+                    f"unknown status {sorted(unknown)!r}; statuses are {sorted(known)}"
+                )
+        if self._pushable() and predicate is None:
+            pushed, rest = _split_metric_conditions(metrics)
+            query = dict(self._query or {})
+            push_status = statuses is not None and len(statuses) == 1 and "status" not in query
+            if pushed or push_status:
+                query["metric_filters"] = [*query.get("metric_filters", []), *pushed]
+                if push_status:
+                    query["status"] = next(iter(statuses))  # type: ignore[arg-type]
+                selected = Results(None, self._store, query=query)
+                leftover_status = None if push_status else status
+                if rest or leftover_status is not None:
+                    return selected.where(status=leftover_status, **rest)
+                return selected
+        tests = [_condition(name, value, "metric") for name, value in metrics.items()]
+        kept = []
+        for record in self._records:
+            if statuses is not None and record["status"] not in statuses:
+                continue
+            if tests and not all(t(record.get("metrics", {})) for t in tests):
+                continue
+            if predicate is not None and not predicate(Run(record, self._store)):
+                continue
+            kept.append(record)
+        return Results(kept, self._store)
 
     # ---------------------------------------------------------------- tables
     def _columns(self) -> tuple[list[str], list[str]]:
@@ -226,44 +324,157 @@ class Results(Sequence):
         include_record: bool = True,
         include_derived: bool = False,
         derived_metrics: Sequence[Any] | None = None,
+        include_provenance: bool = False,
     ):
-        """One row per run: `param_<name>`, metrics unprefixed, `derived_<name>`, record fields."""
+        """One row per run: `param_<name>`, metrics unprefixed, `derived_<name>`, record fields.
+
+        `derived_metrics` are computed on the fly (not stored); `include_provenance` adds
+        `code_hash`, `git_commit`, `git_dirty`, `host`, `worker`, `slurm_job_id` and
+        `slurm_array_task_id`.
+        """
         from .errors import require
 
-        require("pandas", "pandas", "Results.to_dataframe()")
+        pd = require("pandas", "pandas", "Results.to_dataframe()")
         params, metrics = self._columns()
-        data: dict[str, list[Any]] = {}
+        records = self._records
+        # pandas pulls the fields out of the dicts itself (much faster than a loop per column)
+        parts = []
+        taken: set[str] = set()
         if include_record:
-            for column in RECORD_COLUMNS:
-                data[column] = [r.get(column) for r in self._records]
-        if include_params:
-            for p in params:
-                data[f"param_{p}"] = [r["params"].get(p) for r in self._records]
-        if include_metrics:
-            for m in metrics:
-                column = f"metric_{m}" if m in data else m  # never hide a record column
-                data[column] = [r.get("metrics", {}).get(m) for r in self._records]
+            parts.append(pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS)))
+            taken.update(RECORD_COLUMNS)
+        if include_params and params:
+            frame = pd.DataFrame.from_records([r["params"] for r in records], columns=params)
+            parts.append(frame.add_prefix("param_"))
+            taken.update(f"param_{p}" for p in params)
+        if include_metrics and metrics:
+            frame = pd.DataFrame.from_records(
+                [r.get("metrics") or {} for r in records], columns=metrics
+            )
+            # never hide a record column: a metric called like one becomes metric_<name>
+            frame.columns = [f"metric_{m}" if m in taken else m for m in metrics]
+            parts.append(frame)
+        data: dict[str, list[Any]] = {}
         if include_derived:
             derived_rows = [self[i].derived for i in range(len(self))]
             for name in dict.fromkeys(k for row in derived_rows for k in row):
                 data[f"derived_{name}"] = [row.get(name) for row in derived_rows]
         if derived_metrics:
-            computed = [self._compute(fns=derived_metrics, run=self[i]) for i in range(len(self))]
+            from .derived import check_functions, compute, values_of
+
+            fns = check_functions(derived_metrics)
+            computed = [values_of(compute(fns, self[i])[0]) for i in range(len(self))]
             for name in dict.fromkeys(k for row in computed for k in row):
                 data[f"derived_{name}"] = [row.get(name) for row in computed]
+        if include_provenance:
+            rows = [_provenance_columns(r) for r in self._records]
+            for column in PROVENANCE_COLUMNS:
+                data[column] = [row[column] for row in rows]
         from ._frame import ResultsFrame
 
-        return ResultsFrame(data)
+        if data:
+            parts.append(pd.DataFrame(data))
+        if not parts:
+            return ResultsFrame(index=range(len(records)))
+        frame = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
+        return ResultsFrame(frame)
 
-    @staticmethod
-    def _compute(fns: Sequence[Any], run: Run) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for fn in fns:
-            try:
-                out.update(fn(run))
-            except Exception:  # noqa: BLE001 - a failing derived function leaves its cells empty
+    # ---------------------------------------------------------------- derived metrics
+    def compute_derived(self, derived_metrics: Sequence[Any], overwrite: bool | str = False):
+        """Compute derived metrics of the completed runs and store them beside the runs.
+
+        Values a function already stored are kept unless `overwrite=True`;
+        `overwrite="changed"` recomputes only values stored by an earlier definition of the
+        function (another code hash). A function that raises records its error for that run
+        (see `Run.derived_info`) and the others still run. Returns these results.
+        """
+        from .derived import check_functions, compute, read_document, stale
+
+        fns = check_functions(derived_metrics)
+        if overwrite not in (True, False, "changed"):
+            raise ValidationError(f"overwrite must be True, False or 'changed', got {overwrite!r}")
+        outdated = 0
+        for run in self:
+            if run.status != Status.COMPLETED:
                 continue
-        return out
+            document = read_document(self._store.get_derived(run.run_id))
+            if overwrite is False:
+                outdated += bool(stale(document, fns))
+            document, changed = compute(fns, run, document, overwrite=overwrite)
+            if changed:
+                self._store.put_derived(run.run_id, document)
+            run._derived = document
+        if outdated:
+            import warnings
+
+            from .errors import CodeChangedWarning
+
+            warnings.warn(
+                CodeChangedWarning(
+                    f"{outdated} run(s) keep derived metrics made by an earlier definition of "
+                    "these functions; compute_derived(..., overwrite='changed') recomputes them"
+                ),
+                stacklevel=2,
+            )
+        return self
+
+    # ---------------------------------------------------------------- series
+    def metric_series(self, name: str | None = None):
+        """Stepped metrics as a long DataFrame: run_id, index, param_*, metric, step, value."""
+        from .errors import require
+
+        require("pandas", "pandas", "Results.metric_series()")
+        import pandas as pd
+
+        params, _ = self._columns()
+        rows = []
+        for r in self._records:
+            for metric, series in (r.get("series") or {}).items():
+                if name is not None and metric != name:
+                    continue
+                base = {"run_id": r["run_id"], "index": r.get("index")}
+                base.update({f"param_{p}": r["params"].get(p) for p in params})
+                for step, value in zip(series["steps"], series["values"]):
+                    rows.append({**base, "metric": metric, "step": step, "value": value})
+        columns = ["run_id", "index", *(f"param_{p}" for p in params), "metric", "step", "value"]
+        return pd.DataFrame(rows, columns=columns)
+
+    # ---------------------------------------------------------------- display
+    def display(self, group_by: Sequence[str] | str | None = None, *, file: Any = None):
+        """Print the mean and std of each metric per group of parameter values.
+
+        A rich table when rich is installed (and in Jupyter), plain text otherwise; without
+        `group_by`, the runs table. Returns the table as a DataFrame (pandas) or text.
+        """
+        table = self.grouped(group_by) if group_by else None
+        if table is None:
+            text = self.table()
+            print(text, file=file)
+            return text
+        _print_table(table, title=f"{len(self)} runs by {', '.join(table.index.names)}", file=file)
+        return table
+
+    def grouped(self, group_by: Sequence[str] | str):
+        """Mean, std and count of each numeric metric per group of parameter values."""
+        from .errors import require
+
+        require("pandas", "pandas", "Results.display(group_by=...)")
+        keys = [group_by] if isinstance(group_by, str) else list(group_by)
+        params, metrics = self._columns()
+        unknown = [k for k in keys if k.removeprefix("param_") not in params]
+        if unknown:
+            raise ValidationError(
+                f"group_by names {unknown!r} that are not parameters; parameters: {params}"
+            )
+        frame = self.to_dataframe(include_record=False)
+        columns = [f"param_{k.removeprefix('param_')}" for k in keys]
+        numeric = [m for m in metrics if m in frame.columns and frame[m].dtype.kind in "biuf"]
+        grouped = frame.groupby(columns, dropna=False)
+        table = grouped[numeric].agg(["mean", "std"]) if numeric else grouped.size().to_frame()
+        if numeric:
+            table[("runs", "count")] = grouped.size()
+        table.index.names = [c.removeprefix("param_") for c in columns]
+        return table
 
     def to_csv(self, path: str, **kwargs: Any) -> None:
         """Write `to_dataframe()` to a CSV file."""
@@ -280,9 +491,163 @@ class Results(Sequence):
             "experiments": sorted({r["experiment_id"] for r in self._records}),
         }
 
+    def report(self, path: Any = "report.html", *, title: str | None = None):
+        """Write a standalone HTML report of these runs to `path` (bokeh); return its path.
+
+        The runs table, every metric against every swept parameter (mean and spread over
+        replicates), stepped metrics as curves, failures with their errors, and provenance.
+        """
+        from .report import write_report
+
+        return write_report(self, path, title=title)
+
     def __repr__(self) -> str:
         s = self.summary()
         return f"<Results {s['runs']} runs {s['by_status']}>"
+
+
+PROVENANCE_COLUMNS = (
+    "code_hash",
+    "git_commit",
+    "git_dirty",
+    "host",
+    "worker",
+    "slurm_job_id",
+    "slurm_array_task_id",
+)
+
+
+def _provenance_columns(record: dict[str, Any]) -> dict[str, Any]:
+    prov = record.get("provenance") or {}
+    git = prov.get("git") or {}
+    slurm = prov.get("slurm") or {}
+    return {
+        "code_hash": prov.get("code_hash"),
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
+        "host": prov.get("host"),
+        "worker": prov.get("worker"),
+        "slurm_job_id": slurm.get("job_id"),
+        "slurm_array_task_id": slurm.get("array_task_id"),
+    }
+
+
+_OPERATORS = {
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality for filters: numbers compare by value, and when one side is a float within
+    a relative 1e-9 (integers compare exactly); anything else by type and value."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if isinstance(a, float) or isinstance(b, float):
+            return a == b or math.isclose(a, b, rel_tol=1e-9)
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _condition(key: str, value: Any, kind: str):
+    """A test of a params or metrics mapping for `filter`/`where` keyword `key=value`."""
+    from ._identity import normalize
+
+    name, _, op = key.rpartition("__")
+    if not name or op not in (*_OPERATORS, "ne", "in", "eq"):
+        name, op = key, "eq"
+    if op in _OPERATORS:
+        if isinstance(value, (list, tuple, set, dict)) or value is None:
+            raise ValidationError(
+                f"{key}={value!r}: a comparison needs a single value to compare the {kind} to"
+            )
+        compare = _OPERATORS[op]
+
+        def test(mapping):
+            if name not in mapping or mapping[name] is None:
+                return False
+            try:
+                return bool(compare(mapping[name], value))
+            except TypeError:
+                return False
+
+        return test
+    if op == "in" or (op == "eq" and isinstance(value, (list, tuple, set))):
+        if not isinstance(value, (list, tuple, set)):
+            raise ValidationError(f"{key}={value!r}: __in needs a list of values")
+        options = [normalize(v, f"{kind} {name!r}") for v in value]
+        return lambda m: name in m and any(_same(m[name], v) for v in options)
+    wanted = normalize(value, f"{kind} {name!r}")
+    if op == "ne":
+        return lambda m: name in m and not _same(m[name], wanted)
+    return lambda m: name in m and _same(m[name], wanted)
+
+
+_SQL_OPERATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+def _split_param_conditions(
+    params: dict[str, Any], already: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(equalities a database answers exactly as `filter` does, the other conditions).
+
+    Only strings and booleans go to the database: numbers compare with a tolerance in
+    memory (and a stored 3.0 equals 3), which JSON equality would not reproduce; a second
+    condition on a parameter the query already constrains stays in memory too."""
+    pushed: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in params.items():
+        name, _, op = key.rpartition("__")
+        if not name or op not in (*_OPERATORS, "ne", "in", "eq"):
+            name, op = key, "eq"
+        if op == "eq" and isinstance(value, (str, bool)) and name not in already:
+            if name in pushed:
+                rest[key] = value
+            else:
+                pushed[name] = value
+        else:
+            rest[key] = value
+    return pushed, rest
+
+
+def _split_metric_conditions(
+    metrics: dict[str, Any],
+) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
+    """(comparisons with a number a database answers as `where` does, the other conditions)."""
+    pushed: list[tuple[str, str, float]] = []
+    rest: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name, _, op = key.rpartition("__")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if name and op in _SQL_OPERATORS and number and math.isfinite(value):
+            pushed.append((name, _SQL_OPERATORS[op], value))
+        else:
+            rest[key] = value
+    return pushed, rest
+
+
+def _print_table(table: Any, *, title: str, file: Any = None) -> None:
+    """Print a grouped DataFrame: a rich table when rich is installed, plain text otherwise."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title, file=file)
+        print(table.to_string(float_format=lambda v: f"{v:.6g}"), file=file)
+        return
+    rich_table = Table(title=title)
+    for name in table.index.names:
+        rich_table.add_column(str(name), style="bold")
+    for column in table.columns:
+        label = " ".join(str(c) for c in column) if isinstance(column, tuple) else str(column)
+        rich_table.add_column(label, justify="right")
+    for key, row in table.iterrows():
+        keys = key if isinstance(key, tuple) else (key,)
+        rich_table.add_row(*(_cell(k) for k in keys), *(_cell(v) for v in row.tolist()))
+    Console(file=file).print(rich_table)
 
 
 def _cell(value: Any) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import execute, provenance
+from .derived import check_functions
 from .errors import CodeChangedWarning, MetalabWarning, StoreError, ValidationError
 from .execute import JobRef
 from .experiment import Experiment
@@ -61,6 +62,8 @@ def plan_sweep(
     resume: bool = True,
     options: dict[str, Any] | None = None,
     executor_name: str = "",
+    dry_run: bool = False,
+    executor_details: dict[str, Any] | None = None,
 ) -> Plan:
     """Fingerprint the experiment, store it once, and work out which runs are left."""
     if not isinstance(experiment, Experiment):
@@ -97,9 +100,11 @@ def plan_sweep(
         pending=len(pending),
         skipped=skipped,
         executor=executor_name,
+        executor_details=executor_details or {},
         provenance={"git": git, **provenance.environment()},
     )
-    store.write_manifest(experiment.experiment_id, manifest)
+    if not dry_run:
+        store.write_manifest(experiment.experiment_id, manifest)
     return Plan(experiment, store, job, run_ids, pending, skipped, manifest)
 
 
@@ -163,13 +168,19 @@ def run(
     resume: bool = True,
     progress: Any = False,
     chunk_size: int | None = None,
+    derived_metrics: Any = None,
+    dry_run: bool = False,
 ) -> Any:
     """Run every pending run of `experiment`; return a `RunHandle` at once.
 
     `store` is a path, a `file://` or `postgresql://` locator, or a store object (default
     `./runs/<name>`). `executor` is a `DaskExecutor` (the default: a local Dask cluster, or the
     active `distributed` client), a `distributed.Client`, or any metalab executor. With
-    `resume=True` completed runs in the store are skipped.
+    `resume=True` completed runs in the store are skipped. `derived_metrics` are functions
+    of a run computed on the worker right after each completed run (see `metalab.derived`).
+    With `dry_run=True` nothing runs: a `DryRun` report says how many runs are done and
+    how many would be submitted (for SLURM: the array jobs, their specs and the core-hours,
+    with the scripts written for inspection).
     """
     from .executors import resolve_executor
     from .handle import RunHandle
@@ -185,6 +196,7 @@ def run(
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
         raise ValidationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    derived = check_functions(derived_metrics)
     shown = make_progress(progress, experiment)
     resolved = resolve_executor(executor)
     experiment.prepare()  # bad params or missing files fail before a store is created
@@ -193,12 +205,61 @@ def run(
         experiment,
         store,
         resume=resume,
-        options={"chunk_size": chunk_size},
+        options={"chunk_size": chunk_size, "derived": derived},
         executor_name=type(resolved).__name__,
+        dry_run=dry_run,
+        executor_details=getattr(resolved, "manifest_details", lambda: {})(),
     )
+    if dry_run:
+        planner = getattr(resolved, "plan", None)
+        details = planner(plan) if planner is not None else {}
+        return DryRun(
+            {
+                "experiment_id": experiment.experiment_id,
+                "executor": type(resolved).__name__,
+                "total": len(plan.run_ids),
+                "done": plan.skipped,
+                "to_submit": len(plan.pending),
+                **details,
+            }
+        )
     handle = RunHandle(plan, resolved, shown)
     handle.start()
     return handle
+
+
+class DryRun(dict):
+    """What `metalab.run(..., dry_run=True)` would do: a dict with a readable `str()`.
+
+    Keys: `experiment_id`, `executor`, `total`, `done`, `to_submit`; for SLURM also `jobs`
+    (each with its `array` spec, `shard`, `offset`, `script`), `tasks`, `core_hours_max`
+    (tasks x cpus x time limit) and `directory` (where the scripts were written).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __str__(self) -> str:
+        lines = [
+            f"dry run of {self['experiment_id']} on {self['executor']}: {self['total']} runs, "
+            f"{self['done']} done, {self['to_submit']} to submit"
+        ]
+        jobs = self.get("jobs") or []
+        if jobs:
+            lines.append(
+                f"{len(jobs)} array job(s), {self['tasks']} task(s) of "
+                f"{self['runs_per_task']} run(s); at most {self['core_hours_max']} core-hours"
+            )
+            for job in jobs:
+                after = "" if job["after"] is None else f" after job {job['after']}"
+                lines.append(
+                    f"  job {job['position']}: shard {job['shard']} offset {job['offset']} "
+                    f"--array={job['array']}{after}  {job['script']}"
+                )
+        return "\n".join(lines)
 
 
 def _in_worker_bootstrap() -> bool:
@@ -243,19 +304,33 @@ def to_delayed(
 
 
 def load_results(store: Any, experiment: str | None = None) -> Any:
-    """Load the records of a store (all experiments, or one by name or `name:version`)."""
+    """Load the records of a store (all experiments, or one by name or `name:version`).
+
+    From a database store (PostgreSQL) the records are fetched when first needed, so
+    `load_results(locator).filter(...)` and `.where(...)` select in the database.
+    """
+    import gc
+
     from .results import Results
     from .stores.locator import create_store
 
     opened = create_store(store, create=False)
-    records = [
-        record
-        for record in opened.iter_records()
-        if experiment is None
-        or record.get("experiment_id") == experiment
-        or record.get("experiment_id", "").split(":", 1)[0] == experiment
-    ]
-    records.sort(key=lambda r: (r.get("experiment_id", ""), r.get("index", 0)))
+    if hasattr(opened, "query_records") and (experiment is None or ":" in experiment):
+        return Results(None, opened, query={"experiment_id": experiment})
+    enabled = gc.isenabled()
+    gc.disable()  # building 100,000s of records: no collection can free any of them
+    try:
+        records = [
+            record
+            for record in opened.iter_records()
+            if experiment is None
+            or record.get("experiment_id") == experiment
+            or record.get("experiment_id", "").split(":", 1)[0] == experiment
+        ]
+        records.sort(key=lambda r: (r.get("experiment_id", ""), r.get("index", 0)))
+    finally:
+        if enabled:
+            gc.enable()
     return Results(records, opened)
 
 
@@ -283,9 +358,31 @@ def reconnect(store: Any, experiment: str | None = None, *, progress: Any = Fals
     )
     run_ids = exp.run_ids()
     plan = Plan(exp, opened, job, run_ids, list(range(len(run_ids))), 0, manifest)
-    handle = RunHandle(plan, resolve_executor("observer"), make_progress(progress, exp))
+    executor = resolve_executor("observer")
+    root = (manifest.get("executor_details") or {}).get("work_dir") or getattr(opened, "root", None)
+    if manifest.get("executor") == "SlurmExecutor" and root is not None:
+        from pathlib import Path
+
+        from .executors.slurm import SlurmExecutor
+
+        directory = Path(root) / "slurm" / manifest["session"]
+        if (directory / "submission.json").exists():
+            executor = SlurmExecutor.following(plan, directory)
+    handle = RunHandle(plan, executor, make_progress(progress, exp))
+    floors = getattr(executor, "min_attempts", None)
+    # status is right from the first look, not after a poll
+    _count_recorded(handle, plan, floors(plan) if floors is not None else {})
     handle.start()
     return handle
+
+
+def _count_recorded(handle: Any, plan: Plan, floors: dict[int, int]) -> None:
+    """Report the runs the store already holds final records of (see `recorded_outcomes`)."""
+    found = execute.recorded_outcomes(
+        plan.store, plan.run_ids, range(len(plan.run_ids)), plan.job.session, floors
+    )
+    if found:
+        handle._sink.outcomes(found)
 
 
 def _load_submitted(store: Any, manifest: dict[str, Any]) -> Experiment:

@@ -19,6 +19,7 @@ _SCHEME = "metalab.seeds/1"
 _REPLICATE_DOMAIN = 0
 _PREPROCESSING_DOMAIN = 1
 _NAME_DOMAIN = 2
+_sequences: dict[tuple[int, tuple[int, ...]], Any] = {}
 
 
 def _name_words(name: str) -> tuple[int, ...]:
@@ -80,13 +81,30 @@ class SeedBundle:
         """Return a fresh `numpy.random.Generator` (PCG64) for this bundle or its child `name`."""
         import numpy as np
 
-        return np.random.Generator(np.random.PCG64(self.sequence(name)))
+        return np.random.Generator(np.random.PCG64(self._shared_sequence(name)))
+
+    def _shared_sequence(self, name: str | None):
+        """The `SeedSequence` of this bundle or its child `name`, built once per process.
+
+        Only read through `generate_state` (what bit generators call), which never changes
+        it; `sequence()` hands users a new one, since `spawn()` would.
+        """
+        key = self._key if name is None else self._key + _name_words(name)
+        cache_key = (self._base, key)
+        seq = _sequences.get(cache_key)
+        if seq is None:
+            import numpy as np
+
+            if len(_sequences) >= 4096:
+                _sequences.clear()
+            seq = _sequences[cache_key] = np.random.SeedSequence(entropy=self._base, spawn_key=key)
+        return seq
 
     def rng(self, name: str | None = None) -> _random.Random:
         """Return a fresh `random.Random` seeded with 256 bits of this bundle's stream."""
         import numpy as np
 
-        words = self.sequence(name).generate_state(8, np.uint32)
+        words = self._shared_sequence(name).generate_state(8, np.uint32)
         return _random.Random(int.from_bytes(words.tobytes(), "little"))
 
     def seed(self, name: str | None = None, *, bits: int = 32) -> int:
@@ -99,7 +117,7 @@ class SeedBundle:
 
         if bits not in (32, 64, 128):
             raise ValidationError(f"bits must be 32, 64 or 128, got {bits!r}")
-        words = self.sequence(name).generate_state(bits // 32, np.uint32)
+        words = self._shared_sequence(name).generate_state(bits // 32, np.uint32)
         return int.from_bytes(words.tobytes(), "little")
 
     @cached_property

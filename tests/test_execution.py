@@ -64,10 +64,71 @@ def test_client_as_executor_and_active_client(tmp_path, cluster, reference):
 
 
 @pytest.mark.slow
-def test_default_executor_starts_and_closes_a_local_cluster(tmp_path, reference):
-    handle = metalab.run(draw_experiment(), tmp_path)
-    assert _summary(handle.result()) == reference
-    assert handle.dashboard_link and "127.0.0.1" in handle.dashboard_link
+def test_default_executor_keeps_its_local_cluster_for_the_next_sweep(tmp_path, reference):
+    first = metalab.run(draw_experiment(), tmp_path / "a")
+    assert _summary(first.result()) == reference
+    assert first.dashboard_link and "127.0.0.1" in first.dashboard_link
+    # the next sweep in this process reuses the cluster (same dashboard) instead of a new one
+    second = metalab.run(draw_experiment(), tmp_path / "b")
+    assert _summary(second.result()) == reference
+    assert second.dashboard_link == first.dashboard_link
+
+
+@pytest.mark.slow
+def test_idle_timeout_zero_closes_the_local_cluster_after_the_sweep(tmp_path, reference):
+    from metalab.executors.dask import _local
+
+    before = set(_local._entries)
+    with dask.config.set({"metalab.dask.local-cluster-idle-timeout": 0}):
+        handle = metalab.run(
+            draw_experiment(), tmp_path, executor=metalab.ProcessExecutor(max_workers=1)
+        )
+        assert _summary(handle.result()) == reference
+    assert set(_local._entries) == before  # nothing kept
+
+
+@pytest.mark.slow
+def test_kept_workers_are_restarted_when_the_operation_module_changes(tmp_path, monkeypatch):
+    """Editing the module of an operation between two sweeps in one process (a notebook
+    session) runs the new code on the kept cluster, never a stale copy."""
+    package = tmp_path / "code"
+    package.mkdir()
+    module = package / "edited_op.py"
+    source = textwrap.dedent(
+        """
+        import metalab
+
+        @metalab.operation
+        def op(params, capture):
+            capture.metric("value", params["x"] * FACTOR)
+
+        FACTOR = {factor}
+        """
+    )
+    module.write_text(source.format(factor=1))
+    monkeypatch.syspath_prepend(str(package))
+    monkeypatch.setenv("PYTHONPATH", str(package))  # worker processes import it too
+    import importlib
+
+    def experiment(version):
+        mod = importlib.import_module("edited_op")
+        return metalab.Experiment(
+            name="edited",
+            version=version,
+            context={},
+            operation=mod.op,
+            params=metalab.grid(x=[1, 2]),
+            seeds=metalab.seeds(base=0),
+        )
+
+    executor = metalab.ProcessExecutor(max_workers=2)
+    first = metalab.run(experiment("1"), tmp_path / "s", executor=executor).result()
+    assert sorted(r.metrics["value"] for r in first) == [1, 2]
+
+    module.write_text(source.format(factor=10) + "\n# edited\n")
+    sys.modules.pop("edited_op")  # what importlib.reload does for the driver
+    second = metalab.run(experiment("2"), tmp_path / "s", executor=executor).result()
+    assert sorted(r.metrics["value"] for r in second) == [10, 20]
 
 
 def test_to_delayed_with_users_scheduler(tmp_path, reference):
@@ -193,3 +254,35 @@ def test_chunking_follows_dask_config(tmp_path):
     assert [t.key[2] for t in tasks] == [0, 6]
     outcomes = [o for group in dask.compute(*tasks, scheduler="sync") for o in group]
     assert [o.index for o in outcomes] == list(range(12))
+
+
+@metalab.operation
+def half_second(params, capture):
+    import time
+
+    time.sleep(0.2)
+    capture.metric("v", params["x"])
+
+
+def test_cancelling_one_sweep_leaves_another_on_the_same_executor(tmp_path):
+    def exp(name):
+        return metalab.Experiment(
+            name=name,
+            version="1",
+            context={},
+            operation=half_second,
+            params=metalab.grid(x=list(range(12))),
+            seeds=metalab.seeds(base=0),
+        )
+
+    shared = metalab.ThreadExecutor(max_workers=2, chunk_size=1)
+    a = metalab.run(exp("a"), tmp_path / "a", executor=shared)
+    b = metalab.run(exp("b"), tmp_path / "b", executor=shared)
+    import time
+
+    time.sleep(0.6)
+    a.cancel()
+    results_a = a.result(timeout=120)
+    results_b = b.result(timeout=120)
+    assert "cancelled" in {r.status for r in results_a}
+    assert [r.status for r in results_b] == ["completed"] * 12

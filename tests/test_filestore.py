@@ -289,3 +289,51 @@ def test_sweep_leaves_no_claims_or_temporary_files(store_path):
         if name.startswith(".") or name.endswith(".tmp")
     ]
     assert leftovers == []
+
+
+def test_claims_of_one_process_share_one_owner_file(store_path, monkeypatch):
+    """Claims are hard links to one owner file per process: one heartbeat keeps them all
+    fresh for other hosts, and the file goes when the task's claims are released."""
+    store = FileStore.open(store_path)
+    owner = _claims.owner("session-a")
+    assert store.claim("a" * 32, owner) and store.claim("b" * 32, owner)
+    claims_dir = store_path / "claims"
+    a, b = claims_dir / ("a" * 32 + ".claim"), claims_dir / ("b" * 32 + ".claim")
+    (owner_file,) = [p for p in claims_dir.iterdir() if p.name.startswith(".owner-")]
+    assert a.stat().st_ino == b.stat().st_ino == owner_file.stat().st_ino
+    assert json.loads(a.read_bytes()) == json.loads(json.dumps(owner))
+    # touching the owner file (what the heartbeat does) refreshes every claim's lease
+    old = 1_000_000_000
+    os.utime(owner_file, (old, old))
+    assert a.stat().st_mtime == b.stat().st_mtime == old
+    os.utime(owner_file)
+    assert abs(a.stat().st_mtime - owner_file.stat().st_mtime) < 1e-6
+    # another owner (another session) cannot take a live claim
+    assert not store.claim("a" * 32, _claims.owner("session-b"))
+    store.release("a" * 32)
+    store.release("b" * 32)
+    assert not a.exists() and not b.exists() and owner_file.exists()
+    store.release_idle()
+    assert list(claims_dir.iterdir()) == []
+
+
+def test_owner_file_of_a_killed_process_is_removed(store_path):
+    """A process killed between two runs leaves its owner file; listing claims removes it."""
+    script = (
+        "import os, signal, sys\n"
+        "from metalab.store import FileStore\n"
+        "from metalab import _claims\n"
+        "store = FileStore.open(sys.argv[1])\n"
+        "assert store.claim('c' * 32, _claims.owner('s'))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    FileStore.open(store_path)
+    subprocess.run([sys.executable, "-c", script, str(store_path)], timeout=60)
+    names_left = sorted(p.name for p in (store_path / "claims").iterdir())
+    assert len(names_left) == 2 and names_left[1] == "c" * 32 + ".claim"
+    store = FileStore.open(store_path)
+    assert store.claims() == {}  # the owner is dead
+    assert store.claim("c" * 32, _claims.owner("t"))  # taken over
+    store.release("c" * 32)
+    store.release_idle()
+    assert list((store_path / "claims").iterdir()) == []

@@ -51,3 +51,48 @@ def test_bad_progress_arguments_are_named(tmp_path, monkeypatch):
     with pytest.raises(metalab.ValidationError, match="progress must be"):
         metalab.run(_exp(1), progress="yes")
     assert not (tmp_path / "runs").exists()  # rejected before any store is created
+
+
+class TerminalLike(io.StringIO):
+    """A stream that says it is a terminal, as a user's shell would."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_rich_progress_in_a_terminal_on_10000_runs(tmp_path, monkeypatch):
+    pytest.importorskip("rich")
+    monkeypatch.setenv("COLUMNS", "160")
+    stream = TerminalLike()
+    progress = metalab.Progress(title="Sweep", display_metrics=["loss:.2f"], stream=stream)
+    handle = metalab.run(_exp(10_000), tmp_path, executor="inline", progress=progress)
+    results = handle.result()
+    assert len(results) == 10_000
+    text = stream.getvalue()
+    # a live display redraws in place: the final frame names the counts, never one line per run
+    assert "10000/10000" in text and "ok 10000" in text and "loss" in text
+    assert text.count("\n") < 200
+
+
+def test_rich_progress_keeps_bar_and_totals_in_80_columns(tmp_path, monkeypatch):
+    pytest.importorskip("rich")
+    monkeypatch.setenv("COLUMNS", "80")
+    stream = TerminalLike()
+    progress = metalab.Progress(title="Sweep", display_metrics=["loss:.2f"], stream=stream)
+    metalab.run(_exp(50), tmp_path, executor="inline", progress=progress).result()
+    last = stream.getvalue().rstrip().split("\r")[-1]
+    assert "50/50" in last and "ok 50" in last
+
+
+def test_progress_prints_the_dashboard_link(tmp_path):
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        stream = io.StringIO()
+        progress = metalab.Progress(stream=stream, use_rich=False)
+        handle = metalab.run(_exp(5), tmp_path, executor=client, progress=progress)
+        handle.result()
+        assert client.dashboard_link in stream.getvalue().splitlines()[0]

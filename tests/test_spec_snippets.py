@@ -2,8 +2,8 @@
 
 Each test keeps the spec's calls and names; only placeholders the spec leaves undefined
 (`losses`, `train_epoch`, `load_data`, ...) are filled in, and sweeps that do not need Dask
-run with `executor="inline"`. Snippets of later work (SLURM, Postgres, fallback stores,
-transfer, services, derived metrics, `results.display`, progress) are not here.
+run with `executor="inline"`. The SLURM snippets run on a real cluster in
+tests/test_slurm_executor.py; the PostgreSQL ones against a real server in the postgres tests.
 """
 
 from __future__ import annotations
@@ -353,7 +353,7 @@ def results_experiment():
     )
 
 
-def test_readme_results_api(chdir_tmp):
+def test_readme_results_api(chdir_tmp, capsys):
     exp = results_experiment()
     handle = metalab.run(exp, executor="inline")
 
@@ -399,10 +399,160 @@ def test_readme_results_api(chdir_tmp):
     assert len(rows) == 9
     assert {row["run_id"] for row in rows} == {r.run_id for r in results}
 
+    # Summary and display
+    results.display(group_by=["learning_rate"])
+    shown = capsys.readouterr().out
+    assert "learning_rate" in shown and "score" in shown and "mean" in shown
+
     # Load previous results
     old_results = metalab.load_results("./runs/my_exp")
     assert [r.run_id for r in old_results] == [r.run_id for r in results]
     assert [r.metrics for r in old_results] == [r.metrics for r in results]
+
+
+# ================================================================ README: derived metrics
+def derived_experiment():
+    @metalab.operation
+    def train(params, seeds, capture):
+        rng = seeds.numpy()
+        losses = np.sort(rng.random(5))[::-1] * params["learning_rate"]
+        capture.artifact("loss_history", losses)
+        capture.metric("score", float(1 - losses[-1]))
+
+    return metalab.Experiment(
+        name="my_exp",
+        version="1",
+        context={},
+        operation=train,
+        params=metalab.grid(learning_rate=[0.1, 0.01]),
+        seeds=metalab.seeds(base=3, replicates=2),
+    )
+
+
+def test_readme_derived_metrics(chdir_tmp):
+    from metalab.types import Metric
+
+    # Define derived metric functions
+    def final_loss(run) -> dict[str, Metric]:
+        """Compute final loss from the loss_history artifact."""
+        loss_history = run.artifact("loss_history")
+        return {
+            "final_loss": float(loss_history[-1]),
+            "best_loss": float(loss_history.min()),
+        }
+
+    def normalized_score(run) -> dict[str, Metric]:
+        """Compute normalized score using params and metrics."""
+        lr = run.params["learning_rate"]
+        score = run.metrics["score"]
+        return {"normalized_score": score / lr}
+
+    exp = derived_experiment()
+
+    # Option 1: compute at run time (worker-side)
+    handle = metalab.run(
+        exp,
+        derived_metrics=[final_loss, normalized_score],
+    )
+    results = handle.result()
+
+    # Access stored derived metrics
+    print(results[0].derived)  # {"final_loss": 0.001, "best_loss": 0.0005, ...}
+    assert set(results[0].derived) == {"final_loss", "best_loss", "normalized_score"}
+
+    # Option 2: compute post-hoc (client-side)
+    results = metalab.load_results("./runs/my_exp")
+    results.compute_derived([final_loss, normalized_score])
+
+    # Recompute with overwrite
+    results.compute_derived([final_loss], overwrite=True)
+
+    # Include persisted derived metrics (from /derived/)
+    df = results.to_dataframe(include_derived=True)
+    # Columns: derived_final_loss, derived_best_loss, derived_normalized_score
+    assert {"derived_final_loss", "derived_best_loss", "derived_normalized_score"} <= set(
+        df.columns
+    )
+
+    # Or compute on-the-fly without persisting
+    df = results.to_dataframe(derived_metrics=[final_loss])
+    assert df["derived_final_loss"].notna().all()
+
+    # Full export with all options
+    df = results.to_dataframe(
+        include_params=True,  # Columns prefixed with 'param_'
+        include_metrics=True,  # Captured metrics
+        include_record=True,  # run_id, status, duration, etc.
+        include_derived=True,  # Persisted derived metrics (prefixed 'derived_')
+    )
+
+    # Analyze with pandas
+    summary = df.groupby("param_learning_rate").agg(
+        {
+            "derived_final_loss": ["mean", "std"],
+            "derived_normalized_score": "mean",
+        }
+    )
+    assert list(summary.index) == [0.01, 0.1]
+    expected = np.mean([r.derived["final_loss"] for r in results.filter(learning_rate=0.1)])
+    assert summary.loc[0.1, ("derived_final_loss", "mean")] == pytest.approx(expected)
+
+
+# ================================================================ README: progress tracking
+def test_readme_progress_tracking(chdir_tmp, capsys):
+    exp = derived_experiment()
+
+    # Simple progress bar (auto-detects rich, falls back to text)
+    handle = metalab.run(exp, progress=True)
+    results = handle.result()  # Shows live progress
+    assert len(results) == 4
+    err = capsys.readouterr().err
+    assert "4/4" in err
+
+    # Customized progress display
+    handle = metalab.run(
+        exp,
+        progress=metalab.Progress(
+            title="Training Models",
+            display_metrics=["loss:.4f", "accuracy:.2%"],
+        ),
+    )
+    results = handle.result()
+    err = capsys.readouterr().err
+    assert "Training Models" in err and "4/4" in err  # all four found complete and skipped
+
+    # For manual status checking without a progress display
+    handle = metalab.run(exp)
+    print(handle.status)  # RunStatus(total=9, completed=3, running=6, ...)
+    print(handle.is_complete)  # False
+    results = handle.result()  # Block until complete
+    assert handle.is_complete and len(results) == 4
+
+
+# ================================================================ README: fallback, transfer
+def test_readme_fallback_storage_with_two_directories(chdir_tmp):
+    from metalab.store import FallbackStore, create_store
+
+    primary = create_store("./runs/primary")
+    fallback = create_store("./runs/backup")
+
+    # Writes go to primary, falls back to file store if the primary is unavailable
+    store = FallbackStore(primary, fallback, write_to_both=True)
+    handle = metalab.run(derived_experiment(), store=store, executor="inline")
+    assert len(handle.result()) == 4
+    assert len(metalab.load_results("./runs/primary")) == 4
+    assert len(metalab.load_results("./runs/backup")) == 4
+
+
+def test_readme_store_transfer_between_directories(chdir_tmp):
+    from metalab.store import export_store, import_from_filestore
+
+    metalab.run(derived_experiment(), "./runs/my_exp", executor="inline").result()
+    export_store("./runs/my_exp", "./runs/export", experiment_id="my_exp:1")
+    import_from_filestore("./runs/export", "./runs/again")
+    assert [r.run_id for r in metalab.load_results("./runs/again")] == [
+        r.run_id for r in metalab.load_results("./runs/my_exp")
+    ]
 
 
 # ================================================================ README: resume

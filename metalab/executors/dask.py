@@ -6,16 +6,22 @@ or of worker processes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import logging
+import os
 import sys
 import threading
+import time
+import warnings
 from typing import Any
 
 from .. import config
 from ..errors import ExecutorError, ValidationError
 from ..graph import AdaptiveChunks, run_chunk, task_prefix
+
+logger = logging.getLogger("metalab")
 
 
 def _require_distributed():
@@ -27,8 +33,9 @@ def _require_distributed():
 class DaskExecutor:
     """Run a sweep on Dask: a `distributed.Client`, a cluster, or a local cluster it starts.
 
-    With nothing given it uses the active `distributed` client if there is one, else starts a
-    `LocalCluster` (dashboard on 127.0.0.1) for the sweep and closes it afterwards.
+    With nothing given it uses the active `distributed` client if there is one, else a
+    `LocalCluster` on 127.0.0.1: started by the first sweep, kept for the next sweeps in this
+    process and closed after `metalab.dask.local-cluster-idle-timeout` idle seconds or at exit.
     """
 
     synchronous = False
@@ -60,9 +67,9 @@ class DaskExecutor:
             "dashboard_address": dashboard_address,
         }
         self.chunk_size = chunk_size
-        self._futures: list[Any] = []
-        self._lock = threading.Lock()
-        self._cancelled = False
+        self._futures: dict[str, list[Any]] = {}  # per sweep (session): one executor may
+        self._lock = threading.Lock()  # serve several sweeps at once
+        self._cancelled: set[str] = set()
         self._connections: dict[str, tuple[Any, list[Any]]] = {}
         self._keys = itertools.count()
 
@@ -84,11 +91,10 @@ class DaskExecutor:
             return distributed.default_client(), []
         except ValueError:
             pass
-        cluster = self._start_local_cluster(distributed)
-        client = distributed.Client(cluster, set_as_default=False)
-        return client, [client, cluster]
+        return self._local_cluster()
 
-    def _start_local_cluster(self, distributed):
+    def _local_cluster(self) -> tuple[Any, list[Any]]:
+        """A local cluster: the one kept from an earlier sweep with these options, or a new one."""
         options = {k: v for k, v in self.cluster_options.items() if v is not None}
         options.setdefault("dashboard_address", config.get("dask.dashboard-address"))
         if options.get("processes", True):
@@ -96,20 +102,34 @@ class DaskExecutor:
             options["host"] = "127.0.0.1"
         else:
             options.setdefault("n_workers", 1)  # threads in this process talk in-process
-        with _main_module_not_rerun():
-            return distributed.LocalCluster(silence_logs=logging.ERROR, **options)
+        return _local.acquire(options)
 
     # ---------------------------------------------------------------- execution
     def open(self, plan: Any, sink: Any) -> None:
         """Connect (starting a local cluster if needed) before the sweep's thread starts."""
         client, owned = self._connect()
-        self._cancelled = False
+        self._cancelled.discard(plan.job.session)
         self._connections[plan.job.session] = (client, owned)
         sink.dashboard_link = _dashboard(client)
+        from ..dashboard import register_sweep
+
+        register_sweep(
+            client,
+            experiment_id=plan.experiment.experiment_id,
+            store_locator=plan.job.store,
+            total=plan.total,
+            session=plan.job.session,
+            run_ids=plan.run_ids,
+            experiment_key=plan.job.experiment_key,
+        )
 
     def close(self, plan: Any) -> None:
         """Close what `open` started for `plan`; idempotent."""
-        _, owned = self._connections.pop(plan.job.session, (None, []))
+        client, owned = self._connections.pop(plan.job.session, (None, []))
+        if client is not None:
+            from ..dashboard import unregister_sweep
+
+            unregister_sweep(client, plan.job.session)
         for item in owned:
             item.close()
 
@@ -134,16 +154,26 @@ class DaskExecutor:
         in_flight: dict[Any, list[int]] = {}
         finished = as_completed(loop=client.loop)
 
+        session = plan.job.session
+        threads = {"n": 1, "at": -1.0}
+
+        def worker_threads() -> int:
+            # a scheduler round trip: asked at most once a second, not after every task
+            now = time.monotonic()
+            if now - threads["at"] >= 1.0:
+                threads["n"], threads["at"] = max(1, sum(client.nthreads().values())), now
+            return int(threads["n"])
+
         def submit_more() -> None:
-            workers = max(1, sum(client.nthreads().values()))
+            workers = worker_threads()
             limit = max(2 * workers, config.get("dask.min-in-flight"))
-            while chunker and len(in_flight) < limit and not self._cancelled:
+            while chunker and len(in_flight) < limit and session not in self._cancelled:
                 group = chunker.take(workers)
                 key = (prefix, plan.job.session, group[0], next(self._keys))
                 future = client.submit(run_chunk, plan.job, group, key=key, pure=False)
                 in_flight[future.key] = group
                 with self._lock:
-                    self._futures.append(future)
+                    self._futures.setdefault(session, []).append(future)
                 finished.add(future)
 
         submit_more()
@@ -158,14 +188,18 @@ class DaskExecutor:
                 sink.lost(group, error, worker_died=_worker_died(error))
             # cancelled futures: the handle records their runs cancelled
             with self._lock:
-                self._futures.remove(future)
+                self._futures[session].remove(future)
             submit_more()
-
-    def cancel(self) -> None:
-        """Cancel tasks that have not finished; running runs see the store's cancel flag."""
         with self._lock:
-            self._cancelled = True
-            futures = list(self._futures)
+            self._futures.pop(session, None)
+
+    def cancel(self, session: str | None = None) -> None:
+        """Cancel the tasks of one sweep (`session`), or of every sweep, that have not
+        finished; running runs see the store's cancel flag."""
+        with self._lock:
+            sessions = [session] if session is not None else list(self._futures)
+            self._cancelled.update(sessions)
+            futures = [f for s in sessions for f in self._futures.get(s, [])]
         if futures:
             futures[0].client.cancel(futures)
 
@@ -194,6 +228,182 @@ def _main_module_not_rerun():
             main.__dict__.update(saved)
 
 
+class _Lease:
+    """What `DaskExecutor.close` calls to hand a kept local cluster back."""
+
+    def __init__(self, pool: _LocalClusters, key: tuple):
+        self._pool, self._key = pool, key
+
+    def close(self) -> None:
+        self._pool.release(self._key)
+
+
+class _LocalClusters:
+    """The local clusters metalab started in this process, kept between sweeps.
+
+    Starting a local cluster takes seconds (worker processes import Python, Dask and NumPy),
+    which would dominate every short sweep and every call in a notebook. A cluster metalab
+    started is therefore kept for the next `metalab.run` with the same options, and closed
+    after `metalab.dask.local-cluster-idle-timeout` seconds without a sweep, or at exit
+    (0 closes it as soon as its sweep ends). Before a kept cluster of worker processes is
+    reused, its workers are restarted if a module of the user's own code changed on disk
+    since the last sweep (or `sys.path` changed), so they never run a stale copy of the
+    operation.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, dict[str, Any]] = {}
+        self._atexit = False
+
+    def acquire(self, options: dict[str, Any]) -> tuple[Any, list[Any]]:
+        distributed = _require_distributed()
+        key = tuple(sorted(options.items()))
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not _alive(entry["client"], entry["cluster"]):
+                self._entries.pop(key)
+                _close_quietly(entry["client"], entry["cluster"])
+                entry = None
+            if entry is None:
+                entry = self._start(distributed, key, options)
+            else:
+                if entry["timer"] is not None:
+                    entry["timer"].cancel()
+                    entry["timer"] = None
+                stamps = _user_module_stamps()
+                if options.get("processes", True) and entry["users"] == 0:
+                    changed = sorted(
+                        name
+                        for name, stamp in stamps.items()
+                        if entry["modules"].get(name, stamp) != stamp
+                    )
+                    if changed:
+                        logger.info("restarting local workers: %s changed", ", ".join(changed))
+                        if not _restart(entry["client"]):
+                            # workers that do not come back: a new cluster instead
+                            self._entries.pop(key)
+                            _close_quietly(entry["client"], entry["cluster"])
+                            entry = self._start(distributed, key, options)
+                    entry["modules"] = stamps
+                # while another sweep uses the workers they cannot restart: the change stays
+                # pending (the old stamps are kept) until a sweep finds the cluster idle
+            entry["users"] += 1
+        return entry["client"], [_Lease(self, key)]
+
+    def _start(self, distributed: Any, key: tuple, options: dict[str, Any]) -> dict[str, Any]:
+        with _main_module_not_rerun(), warnings.catch_warnings():
+            # a kept cluster may hold the configured dashboard port: take another
+            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
+            cluster = distributed.LocalCluster(silence_logs=logging.ERROR, **options)
+        client = distributed.Client(cluster, set_as_default=False)
+        entry = {"cluster": cluster, "client": client, "users": 0, "timer": None}
+        entry["modules"] = _user_module_stamps()
+        self._entries[key] = entry
+        if not self._atexit:
+            atexit.register(self.close_all)
+            self._atexit = True
+        return entry
+
+    def release(self, key: tuple) -> None:
+        timeout = _idle_timeout()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return
+            entry["users"] -= 1
+            if entry["users"] > 0:
+                return
+            if timeout <= 0:
+                self._entries.pop(key)
+            else:
+                timer = threading.Timer(timeout, self._expire, (key, entry))
+                timer.daemon = True
+                entry["timer"] = timer
+                timer.start()
+                return
+        _close_quietly(entry["client"], entry["cluster"])
+
+    def _expire(self, key: tuple, entry: dict[str, Any]) -> None:
+        with self._lock:
+            if self._entries.get(key) is not entry or entry["users"] > 0:
+                return
+            self._entries.pop(key)
+        _close_quietly(entry["client"], entry["cluster"])
+
+    def close_all(self) -> None:
+        """Close every kept cluster that no sweep is using (all of them at exit)."""
+        with self._lock:
+            idle = [k for k, e in self._entries.items() if e["users"] == 0]
+            entries = [self._entries.pop(k) for k in idle]
+        for entry in entries:
+            if entry["timer"] is not None:
+                entry["timer"].cancel()
+            _close_quietly(entry["client"], entry["cluster"])
+
+
+def _restart(client: Any) -> bool:
+    """Restart the workers of a kept cluster (without re-running the user's script in
+    them); False when they do not come back in time."""
+    try:
+        with _main_module_not_rerun():
+            client.restart(timeout=60)
+    except Exception:  # noqa: BLE001 - whatever failed, a new cluster replaces it
+        logger.warning("local workers did not restart in time; starting a new cluster")
+        return False
+    return True
+
+
+def _idle_timeout() -> float:
+    value = config.get("dask.local-cluster-idle-timeout")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        from dask.utils import parse_timedelta
+
+        seconds = float(parse_timedelta(value))
+    return seconds
+
+
+def _alive(client: Any, cluster: Any) -> bool:
+    return getattr(client, "status", "") == "running" and "running" in str(
+        getattr(cluster, "status", "")
+    )
+
+
+def _close_quietly(client: Any, cluster: Any) -> None:
+    for item in (client, cluster):
+        try:
+            item.close()
+        except Exception:  # closing at exit or after a crash
+            logger.debug("closing %r failed", item, exc_info=True)
+
+
+def _user_module_stamps() -> dict[str, Any]:
+    """(mtime, size) of the source file of every imported module outside the installation,
+    and `sys.path` (restarted workers are spawned with the current one)."""
+    import sysconfig
+
+    installed = tuple(
+        {os.path.realpath(p) for k, p in sysconfig.get_paths().items() if k.endswith("lib")}
+        | {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    )
+    stamps: dict[str, Any] = {"sys.path": tuple(sys.path)}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py") or path.startswith(installed):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        stamps[name] = (st.st_mtime_ns, st.st_size)
+    return stamps
+
+
+_local = _LocalClusters()
+
+
 def _worker_died(error: BaseException) -> bool:
     from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
@@ -219,10 +429,8 @@ class ThreadExecutor(DaskExecutor):
         )
 
     def _connect(self):
-        distributed = _require_distributed()
-        cluster = self._start_local_cluster(distributed)
-        client = distributed.Client(cluster, set_as_default=False)
-        return client, [client, cluster]
+        _require_distributed()
+        return self._local_cluster()
 
 
 class ProcessExecutor(DaskExecutor):

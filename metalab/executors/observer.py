@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ..errors import ExecutorError
-from ..execute import Outcome
+from ..execute import Outcome, recorded_outcomes
 
 
 class StoreObserver:
@@ -47,18 +47,7 @@ class StoreObserver:
                 time.sleep(self.poll_interval)
 
     def _poll(self, plan: Any, waiting: set[int]) -> list[Outcome]:
-        final, done = plan.store.scan()
-        session = plan.job.session
-        found = []
-        for index in sorted(waiting):
-            run_id = plan.run_ids[index]
-            if run_id in done:
-                found.append(Outcome(index, run_id, "completed"))
-            elif run_id in final:
-                record = plan.store.get_record(run_id)
-                if record is not None and record["provenance"].get("session") == session:
-                    found.append(Outcome(index, run_id, record["status"], record))
-        return found
+        return recorded_outcomes(plan.store, plan.run_ids, waiting, plan.job.session)
 
     @staticmethod
     def _anything_running(plan: Any, waiting: set[int]) -> bool:

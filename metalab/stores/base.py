@@ -64,6 +64,10 @@ class Store(Protocol):
         """Open the run's log for writing (a new attempt starts a new log)."""
         ...
 
+    def put_log(self, run_id: str, text: str) -> None:
+        """Replace the run's log with `text` (transfers between stores)."""
+        ...
+
     def read_log(self, run_id: str) -> str:
         """Return the run's log text ("" when it logged nothing)."""
         ...

@@ -17,11 +17,13 @@ Every file is written to a temporary name and renamed into place, so readers see
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import functools
 import itertools
 import json
 import os
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -47,12 +49,31 @@ _LAYOUT = (
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_LEN = len("20260101T000000.000000Z")
 _counter = itertools.count()
+_owner_files_to_remove: list[str] = []
+
+
+@atexit.register
+def _remove_owner_files() -> None:
+    """Remove this process's claim owner files (claims still linked to them keep the data)."""
+    pid = str(os.getpid())
+    for path in _owner_files_to_remove:
+        if f"/.owner-{pid}-" in path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+_encoder: json.JSONEncoder | None = None
 
 
 def _dumps(value: Any) -> bytes:
-    from ..serializers import _json_default
+    global _encoder
+    if _encoder is None:
+        from ..serializers import _json_default
 
-    return json.dumps(value, default=_json_default, ensure_ascii=False).encode("utf-8")
+        _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False)
+    return _encoder.encode(value).encode("utf-8")
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -86,7 +107,11 @@ class FileStore:
         self._top = str(self.root)
         self._locator = self.root.as_uri()
         self._owner_cache: tuple[dict[str, Any], bytes] | None = None
-        self._held: dict[str, tuple[float, bytes]] = {}
+        self._held: dict[str, tuple[float, bytes, list[Any] | None]] = {}
+        # claims are hard links to one owner file per (process, owner): see _create_claim
+        self._owner_files: dict[bytes, list[Any]] = {}
+        self._owner_lock = threading.Lock()
+        self._hard_links = True
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -245,6 +270,9 @@ class FileStore:
         path = self._record_path(run_id)
         if not os.path.exists(path):  # cheaper than a failed open for runs never recorded
             return None
+        return self._read_record(path)
+
+    def _read_record(self, path: str) -> dict[str, Any] | None:
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -266,8 +294,12 @@ class FileStore:
     def iter_records(self, experiment_id: str | None = None) -> Iterator[dict[str, Any]]:
         """Yield every record of the store (or of one experiment)."""
         final, _ = self.scan()
-        for record in self.get_records(sorted(final)):
-            if experiment_id is None or record.get("experiment_id") == experiment_id:
+        for run_id in sorted(final):
+            # listed a moment ago: open it directly (a record replaced meanwhile still reads)
+            record = self._read_record(self._record_path(run_id))
+            if record is not None and (
+                experiment_id is None or record.get("experiment_id") == experiment_id
+            ):
                 yield record
 
     # ---------------------------------------------------------------- artifacts and logs
@@ -296,6 +328,10 @@ class FileStore:
         """Open `logs/<run_id>.log` for appending (line buffered); earlier attempts' lines stay."""
         return open(self._file("logs", f"{run_id}.log"), "a", encoding="utf-8", buffering=1)
 
+    def put_log(self, run_id: str, text: str) -> None:
+        """Replace the run's log with `text` (what a transfer between stores writes)."""
+        atomic_write(self._file("logs", f"{run_id}.log"), text.encode("utf-8"))
+
     def read_log(self, run_id: str) -> str:
         """Return the run's log text, or "" when it logged nothing."""
         try:
@@ -320,18 +356,73 @@ class FileStore:
         return self._take_over(path, owner, current[0])
 
     def _create_claim(self, path: str, owner: dict[str, Any]) -> bool:
+        """Create the claim file `path` holding `owner`, atomically; False if it exists.
+
+        A claim is a hard link to a file holding the owner's JSON, one per process and owner
+        (`claims/.owner-<pid>-<token>`): one system call per claim, and one heartbeat keeps
+        every claim of the process fresh, since links share their inode's modification time.
+        Where hard links are not supported, the claim is a file of its own.
+        """
+        content = self._owner_bytes(owner)
+        for _ in range(2) if self._hard_links else ():
+            entry = self._owner_file(content)
+            try:
+                os.link(entry[0], path)
+            except FileExistsError:
+                return False
+            except FileNotFoundError:  # the owner file was removed: write it again
+                with self._owner_lock:
+                    self._owner_files.pop(content, None)
+                continue
+            except OSError:
+                self._hard_links = False  # a filesystem without hard links
+                break
+            with self._owner_lock:
+                entry[1] += 1
+            self._held[path] = (time.monotonic(), content, entry)
+            return True
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        content = self._owner_bytes(owner)
         try:
             os.write(fd, content)
         finally:
             os.close(fd)
-        self._held[path] = (time.monotonic(), content)
+        self._held[path] = (time.monotonic(), content, None)
         _claims.heartbeat.hold(path, functools.partial(os.utime, path))
         return True
+
+    def release_idle(self) -> None:
+        """Remove this process's owner files that no claim uses now (the end of a task)."""
+        with self._owner_lock:
+            idle = [
+                (content, entry)
+                for content, entry in self._owner_files.items()
+                if entry[1] == 0 and entry[2] == os.getpid()
+            ]
+            for content, _ in idle:
+                del self._owner_files[content]
+        for _, entry in idle:
+            _claims.heartbeat.release(entry[0])
+            try:
+                os.unlink(entry[0])
+            except OSError:
+                pass
+
+    def _owner_file(self, content: bytes) -> list[Any]:
+        """[path, claims held through it, pid] of this process's owner file for `content`."""
+        with self._owner_lock:
+            entry = self._owner_files.get(content)
+            if entry is not None and entry[2] == os.getpid():
+                return entry
+            path = f"{self._top}/claims/.owner-{os.getpid()}-{next(_counter)}-{time.time_ns()}"
+            atomic_write(path, content)
+            _owner_files_to_remove.append(path)
+            # one heartbeat for every claim linked to it, until release_idle removes it
+            _claims.heartbeat.hold(path, functools.partial(os.utime, path))
+            entry = self._owner_files[content] = [path, 0, os.getpid()]
+            return entry
 
     def _owner_bytes(self, owner: dict[str, Any]) -> bytes:
         cached = self._owner_cache
@@ -372,7 +463,11 @@ class FileStore:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-            return self._create_claim(path, owner)
+            taken = self._create_claim(path, owner)
+            for name in os.listdir(self.root / "claims"):  # the dead owner's file, if any
+                if name.startswith(".owner-"):
+                    self._remove_if_dead(self._file("claims", name))
+            return taken
         finally:
             os.unlink(lock)
 
@@ -384,8 +479,10 @@ class FileStore:
     def release(self, run_id: str) -> None:
         """Remove this process's claim on `run_id`."""
         path = self._claim_path(run_id)
-        _claims.heartbeat.release(path)
         held = self._held.pop(path, None)
+        entry = held[2] if held is not None else None
+        if entry is None:
+            _claims.heartbeat.release(path)
         try:
             if held is not None and time.monotonic() - held[0] > _claims.LEASE_SECONDS / 2:
                 # held long enough that our lease may have lapsed and another host taken the
@@ -396,17 +493,34 @@ class FileStore:
             os.unlink(path)
         except FileNotFoundError:
             pass
+        finally:
+            if entry is not None:
+                with self._owner_lock:
+                    entry[1] -= 1
 
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims: run id -> owner."""
         out = {}
         for name in os.listdir(self.root / "claims"):
+            if name.startswith(".owner-"):
+                self._remove_if_dead(self._file("claims", name))
+                continue
             if not name.endswith(".claim"):
                 continue
             current = self._read_claim(self._file("claims", name))
             if current is not None and _claims.is_alive(*current):
                 out[name[:-6]] = current[0]
         return out
+
+    def _remove_if_dead(self, owner_file: str) -> None:
+        """Remove the owner file of a process that is gone (killed before it could);
+        claims still linked to it keep their content and are taken over as usual."""
+        current = self._read_claim(owner_file)
+        if current is not None and not _claims.is_alive(*current):
+            try:
+                os.unlink(owner_file)
+            except FileNotFoundError:
+                pass
 
     # ---------------------------------------------------------------- control
     def request_cancel(self, session: str) -> None:

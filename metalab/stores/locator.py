@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import StoreError
 
-KNOWN_SCHEMES = ("file://", "postgresql://", "postgres://")
+KNOWN_SCHEMES = ("file://", "postgresql://", "postgres://", "fallback:")
 
 
 def create_store(locator: Any, *, create: bool = True) -> Any:
@@ -22,6 +22,10 @@ def create_store(locator: Any, *, create: bool = True) -> Any:
             f"store must be a path, a locator string or a store object, got {locator!r}"
         )
     text = os.fspath(locator)
+    if text.startswith("fallback:"):
+        from .fallback import FallbackStore
+
+        return FallbackStore.open(text, create=create)
     if "://" not in text:
         from .file import FileStore
 
@@ -47,11 +51,48 @@ def create_store(locator: Any, *, create: bool = True) -> Any:
     )
 
 
-def to_locator(store: Any) -> str:
-    """Return the locator string that reopens `store` in another process."""
+def to_locator(store: Any, *, include_password: bool = False) -> str:
+    """Return the locator string that names `store`.
+
+    A password in a `postgresql://` locator is left out unless `include_password=True`
+    (a process that reopens the store then takes it from `PGPASSWORD` or `~/.pgpass`).
+    """
     if isinstance(store, (str, os.PathLike)):
-        return create_store(store, create=False).locator
-    locator = getattr(store, "locator", None)
-    if not isinstance(locator, str):
-        raise StoreError(f"{store!r} has no locator; it cannot be reopened by workers")
-    return locator
+        text = os.fspath(store)
+        locator = text if "://" in text else create_store(text, create=False).locator
+    else:
+        locator = getattr(store, "locator", None)
+        if not isinstance(locator, str):
+            raise StoreError(f"{store!r} has no locator; it cannot be reopened by workers")
+        public = getattr(store, "public_locator", None)
+        if not include_password and isinstance(public, str):
+            return public
+    return locator if include_password else redact_password(locator)
+
+
+def redact_password(locator: str) -> str:
+    """`locator` without a password: neither in its `user:password@` part nor as a
+    `password=` query parameter (also inside a `fallback:` locator's parts)."""
+    import urllib.parse
+
+    if locator.startswith("fallback:") and "?" in locator:
+        head, query = locator.split("?", 1)
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        return head + "?" + urllib.parse.urlencode([(k, redact_password(v)) for k, v in pairs])
+    head, sep, tail = locator.partition("://")
+    if not sep:
+        return locator
+    cut = min((i for i in (tail.find("/"), tail.find("?")) if i >= 0), default=len(tail))
+    netloc, rest = tail[:cut], tail[cut:]
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    path, qmark, query = rest.partition("?")
+    if qmark:
+        kept = [
+            p
+            for p in query.split("&")
+            if p and urllib.parse.unquote(p.split("=", 1)[0]) != "password"
+        ]
+        rest = path + ("?" + "&".join(kept) if kept else "")
+    return f"{head}://{netloc}{rest}"

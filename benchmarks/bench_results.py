@@ -1,0 +1,142 @@
+"""Results: loading a 100,000-run store into a DataFrame, and what a progress display costs.
+
+load: a 100,000-run sweep (grid gene=range(2000) x expr_val=range(50), operation
+`_ops.three_metrics`: three metrics per run) is run once into a store with the inline executor
+(reported for information). Then `metalab.load_results(store).to_dataframe()` is timed, best of
+3. Target: < 2 s. Baseline, same run: a plain loop that reads and `json.loads` every record file
+of the store, then builds a `pandas.DataFrame` from one flat dict per run.
+
+progress: 10,000 trivial runs (`_ops.draw`) with the default executor (its local cluster
+started once beforehand), without a progress display and with one (plain text, and rich),
+written to an in-memory stream. Rounds are interleaved, best of 3 each. Target: the display
+costs <= 5% (ratio of times <= 1.05).
+
+    uv run --all-extras python benchmarks/bench_results.py
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+
+import _ops
+import pandas as pd
+from _common import best, format_table, row
+
+import metalab
+
+AXES = {"gene": range(2000), "expr_val": range(50)}
+REPEAT = 3
+LOAD_TARGET = 2.0
+PROGRESS_TARGET = 1.05
+PROGRESS_RUNS = 10_000
+
+
+def build(path: str) -> float:
+    t0 = time.perf_counter()
+    exp = _ops.experiment_of(_ops.three_metrics, "results", **AXES)
+    handle = metalab.run(exp, path, executor="inline")
+    if handle.status.completed != len(exp):
+        raise RuntimeError(f"the sweep did not complete: {handle.status}")
+    return time.perf_counter() - t0
+
+
+def load(path: str) -> float:
+    t0 = time.perf_counter()
+    df = metalab.load_results(path).to_dataframe()
+    elapsed = time.perf_counter() - t0
+    if len(df) != 100_000 or "loss" not in df.columns:
+        raise RuntimeError(f"unexpected frame: {df.shape}")
+    return elapsed
+
+
+def baseline(path: str) -> float:
+    """Read every record file and build a DataFrame of flat dicts: the work with no framework."""
+    t0 = time.perf_counter()
+    runs = os.path.join(path, "runs")
+    rows = []
+    for name in os.listdir(runs):
+        if name.endswith(".json"):
+            with open(os.path.join(runs, name), "rb") as fh:
+                record = json.loads(fh.read())
+            flat = {"run_id": record["run_id"], "status": record["status"]}
+            flat.update({f"param_{k}": v for k, v in record["params"].items()})
+            flat.update(record["metrics"])
+            rows.append(flat)
+    pd.DataFrame(rows)
+    return time.perf_counter() - t0
+
+
+def sweep(root: str, progress) -> float:
+    exp = _ops.experiment("progress", i=range(PROGRESS_RUNS))
+    t0 = time.perf_counter()
+    handle = metalab.run(exp, root, progress=progress)
+    handle.result()
+    elapsed = time.perf_counter() - t0
+    if handle.status.completed != PROGRESS_RUNS:
+        raise RuntimeError(f"unexpected status {handle.status}")
+    return elapsed
+
+
+def run() -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="metalab-bench-") as tmp:
+        store = os.path.join(tmp, "store")
+        built = build(store)
+        rows.append(row("build: 100,000 runs, inline (info)", built, runs=100_000))
+        loads = [load(store) for _ in range(REPEAT)]
+        bases = [baseline(store) for _ in range(REPEAT)]
+        rows.append(row("baseline: read + json.loads + DataFrame", best(bases), samples=bases))
+        rows.append(
+            row(
+                "load_results + to_dataframe, 100,000 runs",
+                best(loads),
+                ratio=best(loads) / best(bases),
+                ratio_is="time / baseline",
+                target=f"< {LOAD_TARGET:g} s",
+                met=best(loads) < LOAD_TARGET,
+                samples=loads,
+            )
+        )
+
+    cases = {
+        "off": lambda: False,
+        "plain": lambda: metalab.Progress(stream=io.StringIO(), use_rich=False),
+        "rich": lambda: metalab.Progress(stream=io.StringIO(), use_rich=True),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    with tempfile.TemporaryDirectory(prefix="metalab-bench-") as tmp:
+        sweep(os.path.join(tmp, "warm-up"), False)  # starts the local cluster the rounds reuse
+        for r in range(REPEAT):
+            for name, make in cases.items():
+                samples[name].append(sweep(os.path.join(tmp, f"{name}-{r}"), make()))
+    off = best(samples["off"])
+    rows.append(
+        row("10,000 runs, no progress (baseline)", off, runs=PROGRESS_RUNS, samples=samples["off"])
+    )
+    for name in ("plain", "rich"):
+        ratio = best(samples[name]) / off
+        rows.append(
+            row(
+                f"10,000 runs, progress={name}",
+                best(samples[name]),
+                runs=PROGRESS_RUNS,
+                ratio=ratio,
+                ratio_is="time / no progress",
+                target=f"<= {PROGRESS_TARGET:g}",
+                met=ratio <= PROGRESS_TARGET,
+                samples=samples[name],
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    print(format_table({"results": run()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m metalab`: the `metalab` command."""
+
+from metalab.cli import run
+
+run()

@@ -1,0 +1,217 @@
+"""The `metalab` command (also `python -m metalab`): look into stores and write reports.
+
+metalab status STORE                 counts per status, per experiment
+metalab report STORE [-o FILE]       a standalone HTML report of the runs
+metalab store ls STORE               the experiments of a store and their submissions
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .errors import MetalabError
+
+
+def _open(locator: str) -> Any:
+    from .stores.locator import create_store
+
+    try:
+        return create_store(locator, create=False)
+    except MetalabError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _records(store: Any) -> Any:
+    """The store's records; a store that cannot be read is a one-line error, not a trace."""
+    try:
+        yield from store.iter_records()
+    except MetalabError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _public(store: Any) -> str:
+    """The store's locator without a password."""
+    from .stores.locator import to_locator
+
+    return to_locator(store)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="metalab", prog_name="metalab")
+def main() -> None:
+    """metalab: reproducible experiment sweeps. Inspect stores, write reports."""
+
+
+@main.command()
+@click.argument("store")
+@click.option(
+    "--experiment", "-e", default=None, help="Only this experiment (name or name:version)."
+)
+def status(store: str, experiment: str | None) -> None:
+    """Counts of runs per status, per experiment, in STORE (a path or a locator)."""
+    opened = _open(store)
+    counts: dict[str, dict[str, int]] = {}
+    for record in _records(opened):
+        exp_id = record.get("experiment_id", "?")
+        if experiment is not None and experiment not in (exp_id, exp_id.split(":", 1)[0]):
+            continue
+        per = counts.setdefault(exp_id, {})
+        per[record["status"]] = per.get(record["status"], 0) + 1
+    totals: dict[str, int | None] = {}
+    for manifest in opened.manifests():
+        exp_id = manifest.get("experiment_id")
+        if exp_id and (experiment is None or experiment in (exp_id, manifest.get("name"))):
+            totals[exp_id] = manifest.get("total_runs") or totals.get(exp_id)
+            counts.setdefault(exp_id, {})
+    if not counts:
+        target = f"experiment {experiment!r}" if experiment else "any run"
+        raise click.ClickException(f"{_public(opened)} holds no record of {target}")
+    statuses = ["completed", "failed", "interrupted", "cancelled"]
+    header = ["experiment", "total", *statuses, "missing"]
+    rows = []
+    for exp_id in sorted(counts):
+        per = counts[exp_id]
+        recorded = sum(per.values())
+        total = totals.get(exp_id)
+        missing = "" if total is None else str(max(total - recorded, 0))
+        rows.append(
+            [
+                exp_id,
+                "" if total is None else str(total),
+                *(str(per.get(s, 0)) for s in statuses),
+                missing,
+            ]
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    click.echo(f"store {_public(opened)}")
+    click.echo(
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))
+        )
+    )
+    for row in rows:
+        click.echo(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
+
+
+@main.command()
+@click.argument("store")
+@click.option("--output", "-o", default=None, help="The HTML file (default: ./report.html).")
+@click.option(
+    "--experiment", "-e", default=None, help="Only this experiment (name or name:version)."
+)
+def report(store: str, output: str | None, experiment: str | None) -> None:
+    """Write a standalone HTML report of the runs in STORE."""
+    from .report import report_from_store
+
+    try:
+        path = report_from_store(store, output=output, experiment=experiment)
+    except MetalabError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {path}")
+
+
+@main.group()
+def store() -> None:
+    """List, export and import stores."""
+
+
+@store.command("ls")
+@click.argument("store")
+def store_ls(store: str) -> None:
+    """The experiments of STORE with their submissions and recorded runs."""
+    opened = _open(store)
+    recorded: dict[str, int] = {}
+    for record in _records(opened):
+        exp_id = record.get("experiment_id", "?")
+        recorded[exp_id] = recorded.get(exp_id, 0) + 1
+    manifests: dict[str, list[dict[str, Any]]] = {}
+    for manifest in opened.manifests():
+        manifests.setdefault(manifest.get("experiment_id", "?"), []).append(manifest)
+    click.echo(f"store {_public(opened)}")
+    for exp_id in sorted(set(recorded) | set(manifests)):
+        subs = manifests.get(exp_id, [])
+        last = max((m.get("submitted_at", "") for m in subs), default="")
+        total = subs[-1].get("total_runs") if subs else None
+        click.echo(
+            f"  {exp_id}: {recorded.get(exp_id, 0)} recorded"
+            + (f" of {total}" if total is not None else "")
+            + f", {len(subs)} submission(s)"
+            + (f", last {last}" if last else "")
+        )
+
+
+def _transfer(kind: str, source: str, destination: str, experiment: str | None) -> None:
+    from .stores.transfer import export_store, import_from_filestore
+
+    copy = import_from_filestore if kind == "import" else export_store
+    try:
+        report = copy(source, destination, experiment_id=experiment)
+    except MetalabError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(report))
+
+
+@store.command("export")
+@click.option("--from", "source", required=True, help="The store to read (path or locator).")
+@click.option("--to", "destination", required=True, help="The store to write (created if new).")
+@click.option(
+    "--experiment", "-e", default=None, help="Only this experiment (name or name:version)."
+)
+def store_export(source: str, destination: str, experiment: str | None) -> None:
+    """Copy every record, artifact, log, derived metric and manifest into another store.
+
+    Idempotent: running it again copies only what changed.
+    """
+    _transfer("export", source, destination, experiment)
+
+
+@store.command("import")
+@click.option("--from", "source", required=True, help="The file store (a directory) to read.")
+@click.option("--to", "destination", required=True, help="The store to write (created if new).")
+@click.option(
+    "--experiment", "-e", default=None, help="Only this experiment (name or name:version)."
+)
+def store_import(source: str, destination: str, experiment: str | None) -> None:
+    """Import a file store into another store (e.g. PostgreSQL); idempotent."""
+    _transfer("import", source, destination, experiment)
+
+
+@store.command("sync")
+@click.option("--primary", required=True, help="The primary store (path or locator).")
+@click.option("--fallback", required=True, help="The fallback store that took writes meanwhile.")
+@click.option(
+    "--experiment", "-e", default=None, help="Only this experiment (name or name:version)."
+)
+def store_sync(primary: str, fallback: str, experiment: str | None) -> None:
+    """Copy what a FallbackStore wrote to its fallback into the primary, once it is back."""
+    from .stores.fallback import FallbackStore
+
+    try:
+        report = FallbackStore(primary, _open(fallback)).sync(experiment)
+    except MetalabError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(report))
+
+
+def _register_services() -> None:
+    from .services.cli import postgres as postgres_command
+
+    main.add_command(postgres_command)
+
+
+_register_services()
+
+
+def run() -> None:
+    """Entry point of `python -m metalab`."""
+    main(prog_name="metalab")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,123 @@
+"""`JobqueueExecutor`: Dask workers started as SLURM jobs by `dask_jobqueue.SLURMCluster`.
+
+The cluster is built from the same `SlurmConfig` as native job arrays: cores, memory, walltime,
+partition, account, QOS, GPUs and extra directives become the worker jobs' `#SBATCH` lines;
+modules, conda environment and setup lines their prologue. Workers retire gracefully a little
+before the walltime (`--lifetime`, staggered) and the cluster keeps `jobs` worker jobs up
+(`adapt` between the same bounds), so sweeps longer than one walltime keep going. The sweep
+itself runs through `DaskExecutor`: task sizing, dashboard and resubmission of lost work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ValidationError
+from .dask import DaskExecutor
+from .slurm.config import SlurmConfig, format_time
+
+LIFETIME_MARGIN = 0.1
+"""Share of the walltime (at least 2 and at most 10 minutes) a worker leaves before it."""
+
+
+class JobqueueExecutor(DaskExecutor):
+    """Run a sweep on Dask workers that are SLURM jobs (through dask-jobqueue).
+
+    `jobs` worker jobs are kept running; with `maximum_jobs`, the cluster adapts between
+    `jobs` and `maximum_jobs` to the work left. `cluster_options` go to
+    `dask_jobqueue.SLURMCluster` as given (e.g. `interface="ib0"`, `local_directory=...`).
+    The cluster is closed after the sweep.
+    """
+
+    def __init__(
+        self,
+        config: SlurmConfig | None = None,
+        jobs: int = 1,
+        *,
+        maximum_jobs: int | None = None,
+        processes: int = 1,
+        chunk_size: int | None = None,
+        **cluster_options: Any,
+    ):
+        config = SlurmConfig() if config is None else config
+        if not isinstance(config, SlurmConfig):
+            raise ValidationError(f"JobqueueExecutor needs a metalab.SlurmConfig, got {config!r}")
+        for name, value, minimum in (("jobs", jobs, 0), ("processes", processes, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if maximum_jobs is not None and (
+            isinstance(maximum_jobs, bool)
+            or not isinstance(maximum_jobs, int)
+            or maximum_jobs < max(jobs, 1)
+        ):
+            raise ValidationError(
+                f"maximum_jobs must be an integer >= jobs ({jobs}), got {maximum_jobs!r}"
+            )
+        super().__init__(None, chunk_size=chunk_size)
+        self.config = config
+        self.jobs = jobs
+        self.maximum_jobs = maximum_jobs
+        self.processes = processes
+        self.cluster_options = cluster_options
+
+    def cluster_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments `dask_jobqueue.SLURMCluster` is built with."""
+        config = self.config
+        walltime = config.time_seconds
+        margin = min(max(int(walltime * LIFETIME_MARGIN), 120), 600)
+        lifetime = max(walltime - margin, 60)
+        directives = list(config.extra_directives)
+        if config.qos:
+            directives.append(f"--qos={config.qos}")
+        if config.gpus:
+            directives.append(f"--gres=gpu:{config.gpus}")
+        prologue = [f"module load {m}" for m in config.modules]
+        if config.conda_env:
+            prologue += ['eval "$(conda shell.bash hook)"', f"conda activate {config.conda_env}"]
+        prologue += list(config.setup)
+        kwargs: dict[str, Any] = {
+            "cores": config.cpus,
+            "processes": self.processes,
+            "memory": f"{config.memory_mb}MiB",
+            "walltime": format_time(walltime),
+            "queue": config.partition_option,
+            "account": config.account,
+            "job_extra_directives": directives,
+            "job_script_prologue": prologue,
+            "python": config.python,
+            "worker_extra_args": [
+                "--lifetime",
+                f"{lifetime}s",
+                "--lifetime-stagger",
+                f"{min(60, margin // 2)}s",
+            ],
+        }
+        kwargs.update(self.cluster_options)
+        return kwargs
+
+    def _connect(self) -> tuple[Any, list[Any]]:
+        from ..errors import require
+
+        require("dask_jobqueue", "slurm", "JobqueueExecutor")
+        import distributed
+        from dask_jobqueue import SLURMCluster
+
+        cluster = SLURMCluster(**self.cluster_kwargs())
+        try:
+            cluster.adapt(minimum_jobs=self.jobs, maximum_jobs=self.maximum_jobs or self.jobs)
+            client = distributed.Client(cluster, set_as_default=False)
+            if self.jobs:
+                client.wait_for_workers(1, timeout=_startup_timeout())
+        except BaseException:
+            cluster.close()
+            raise
+        return client, [client, cluster]
+
+    def __repr__(self) -> str:
+        return f"JobqueueExecutor({self.config!r}, jobs={self.jobs})"
+
+
+def _startup_timeout() -> float:
+    from .. import config
+
+    return float(config.get("slurm.worker-start-timeout"))

@@ -1,0 +1,143 @@
+"""Render the sbatch script of one array job.
+
+The script holds the `#SBATCH` directives from a `SlurmConfig` and an `ArrayJob`, the user's
+environment setup (modules, conda, setup lines) and, last, the command each array task runs:
+by default `python -m metalab.executors.slurm.entry ...`, which finds its runs from
+`SLURM_ARRAY_TASK_ID` and the run offset of its shard. Every value is shell-quoted; sbatch
+reads quoted `#SBATCH` values the same way the shell does.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from ...errors import ValidationError
+from .arrays import ArrayJob
+from .config import SlurmConfig, format_memory
+
+ENTRY_MODULE = "metalab.executors.slurm.entry"
+"""The module an array task runs (`python -m ENTRY_MODULE ...`)."""
+
+LOG_SUBDIR = Path("slurm") / "logs"
+"""Where, under a store's root directory, the array tasks' stdout and stderr files go."""
+
+LOG_PATTERN = "%A_%a"
+"""Log file stem: array job id and array task id, as sbatch expands them."""
+
+
+def log_dir(store_root: str | os.PathLike[str]) -> Path:
+    """Return the directory of the array tasks' log files for a store rooted at `store_root`."""
+    return Path(store_root) / LOG_SUBDIR
+
+
+def entry_command(
+    python: str,
+    *,
+    job_file: str,
+    offset: int,
+    runs_per_task: int,
+    total: int,
+    attempt: int = 1,
+) -> list[str]:
+    """Return the command line an array task runs: the entry module with its arguments.
+
+    `job_file` holds the sweep's job description (store locator, experiment key, session and
+    options), written once by the submitting process; `offset` is the run index of array
+    task id 0 of the shard; `total` the number of runs of the sweep.
+    """
+    return [
+        python,
+        "-m",
+        ENTRY_MODULE,
+        "--job",
+        job_file,
+        "--offset",
+        str(offset),
+        "--runs-per-task",
+        str(runs_per_task),
+        "--total",
+        str(total),
+        "--attempt",
+        str(attempt),
+    ]
+
+
+def render_script(
+    config: SlurmConfig,
+    job: ArrayJob,
+    *,
+    job_name: str,
+    logs: str | os.PathLike[str],
+    command: Sequence[str],
+) -> str:
+    """Return the text of the sbatch script that runs `command` in every task of `job`.
+
+    `logs` is the directory of the `<array job id>_<task id>.out` / `.err` files; `command` is
+    usually `entry_command(...)`. Raises `ValidationError` if a directive or setup value spans
+    several lines.
+    """
+    lines = [
+        "#!/bin/bash",
+        *(f"#SBATCH {option}" for option in directives(config, job, job_name=job_name, logs=logs)),
+        "",
+        "set -e",
+        "export PYTHONUNBUFFERED=1",
+        *setup_lines(config),
+        "exec " + _join(command),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def directives(
+    config: SlurmConfig, job: ArrayJob, *, job_name: str, logs: str | os.PathLike[str]
+) -> list[str]:
+    """Return the sbatch options of the script, values quoted, without the `#SBATCH` prefix."""
+    logs = os.fspath(logs)
+    options = [
+        ("--job-name", job_name),
+        ("--partition", config.partition_option),
+        ("--time", config.time),
+        ("--ntasks", "1"),
+        ("--cpus-per-task", str(config.cpus)),
+        ("--mem", format_memory(config.memory_mb)),
+        ("--gres", f"gpu:{config.gpus}" if config.gpus else None),
+        ("--account", config.account),
+        ("--qos", config.qos),
+        ("--array", job.array),
+        ("--output", os.path.join(logs, f"{LOG_PATTERN}.out")),
+        ("--error", os.path.join(logs, f"{LOG_PATTERN}.err")),
+    ]
+    rendered = [f"{name}={_quote(value)}" for name, value in options if value is not None]
+    return rendered + [_one_line(option) for option in config.extra_directives]
+
+
+def setup_lines(config: SlurmConfig) -> list[str]:
+    """Return the shell lines that prepare a task's environment: modules, conda, setup."""
+    lines = [f"module load {_quote(module)}" for module in config.modules]
+    if config.conda_env is not None:
+        lines += [
+            'eval "$(conda shell.bash hook)"',
+            f"conda activate {_quote(config.conda_env)}",
+        ]
+    return lines + [_one_line(line) for line in config.setup]
+
+
+def _quote(value: str) -> str:
+    return shlex.quote(_one_line(value))
+
+
+def _join(command: Sequence[str]) -> str:
+    """Quote a command line; an argument may span lines, bash reads it back whole."""
+    if not command or any("\0" in part for part in command):
+        raise ValidationError(f"not a command an array task can run: {list(command)!r}")
+    return " ".join(shlex.quote(part) for part in command)
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ValidationError(f"{value!r} cannot go into an sbatch script: it spans lines")
+    return value

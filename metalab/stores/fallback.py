@@ -1,0 +1,497 @@
+"""`FallbackStore`: write to a primary store, and to a fallback while the primary is down.
+
+    primary = create_store("postgresql://localhost/db")
+    fallback = create_store("./runs/backup")
+    store = FallbackStore(primary, fallback, write_to_both=False)
+    handle = metalab.run(exp, store=store)
+    ...
+    store.sync()   # later: copy what went to the fallback into the primary
+
+Every write goes to the primary; when it fails because the primary cannot be reached
+(`StoreUnavailableError`, or a connection error from its driver), that write and the writes
+of the next `retry_after` seconds go to the fallback, so nothing is lost while the primary is
+down. With `write_to_both=True` every write also goes to the fallback (a live backup). Reads
+merge both stores: a run recorded in both is read from the newer record.
+
+The store travels to workers as a `fallback:?primary=...&fallback=...` locator.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from ..errors import StoreError, StoreUnavailableError, ValidationError
+
+logger = logging.getLogger("metalab")
+
+SCHEME = "fallback"
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means a store cannot be reached (rather than a bad request)."""
+    if isinstance(exc, StoreUnavailableError | ConnectionError | TimeoutError):
+        return True
+    return any(
+        cls.__name__ in ("OperationalError", "InterfaceError", "PoolTimeout")
+        for cls in type(exc).__mro__
+    )
+
+
+class FallbackStore:
+    """A primary store with a fallback for the times it cannot be reached; see the module doc."""
+
+    scheme = SCHEME
+
+    def __init__(
+        self,
+        primary: Any,
+        fallback: Any,
+        write_to_both: bool = False,
+        *,
+        retry_after: float = 30.0,
+    ):
+        from .locator import create_store
+
+        if not isinstance(write_to_both, bool):
+            raise ValidationError(f"write_to_both must be True or False, got {write_to_both!r}")
+        self.fallback = create_store(fallback)
+        self.write_to_both = write_to_both
+        self.retry_after = float(retry_after)
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self._claimed: dict[str, Any] = {}
+        try:
+            self.primary = create_store(primary)
+        except StoreError as exc:
+            if not unavailable(exc) or not isinstance(primary, str):
+                raise
+            self.primary = _Unopened(primary, exc)
+            self._mark_down(exc)
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def locator(self) -> str:
+        """`fallback:?primary=<locator>&fallback=<locator>[&write_to_both=1]`."""
+        query = {"primary": self.primary.locator, "fallback": self.fallback.locator}
+        if self.write_to_both:
+            query["write_to_both"] = "1"
+        return f"{SCHEME}:?{urllib.parse.urlencode(query)}"
+
+    @classmethod
+    def open(cls, locator: str, *, create: bool = True) -> FallbackStore:
+        """Open a `fallback:?primary=...&fallback=...` locator."""
+        query = urllib.parse.parse_qs(locator.split("?", 1)[1] if "?" in locator else "")
+        try:
+            (primary,), (fallback,) = query["primary"], query["fallback"]
+        except (KeyError, ValueError):
+            raise StoreError(
+                f"a fallback locator needs one primary= and one fallback= locator, got {locator!r}"
+            ) from None
+        both = query.get("write_to_both", ["0"])[0] in ("1", "true", "yes")
+        return cls(primary, fallback, write_to_both=both)
+
+    def __repr__(self) -> str:
+        from .locator import redact_password
+
+        return (
+            f"FallbackStore({redact_password(self.primary.locator)!r}, {self.fallback.locator!r})"
+        )
+
+    # ---------------------------------------------------------------- routing
+    def _primary_up(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _mark_down(self, exc: BaseException) -> None:
+        with self._lock:
+            first = self._primary_up()
+            self._down_until = time.monotonic() + self.retry_after
+        if first:
+            from .locator import redact_password
+
+            logger.warning(
+                "primary store unavailable (%s); writing to the fallback %s for %.0f s",
+                exc,
+                redact_password(self.fallback.locator),
+                self.retry_after,
+            )
+
+    def _write(self, name: str, *args: Any) -> Any:
+        """Call `name` on the primary, or on the fallback while the primary is down."""
+        if self.write_to_both:
+            result = getattr(self.fallback, name)(*args)
+            if self._primary_up():
+                try:
+                    return getattr(self.primary, name)(*args)
+                except Exception as exc:
+                    if not unavailable(exc):
+                        raise
+                    self._mark_down(exc)
+            return result
+        if self._primary_up():
+            try:
+                return getattr(self.primary, name)(*args)
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                self._mark_down(exc)
+        return getattr(self.fallback, name)(*args)
+
+    def _stores(self) -> list[Any]:
+        """The stores to read from: the primary when it is up, then the fallback."""
+        if not self._primary_up():
+            return [self.fallback]
+        return [self.primary, self.fallback]
+
+    def _read(self, name: str, *args: Any) -> list[Any]:
+        """Call `name` on each readable store; a primary that fails to answer is skipped.
+        Iterators are read to the end here, so a failure while reading counts too."""
+        out = []
+        for store in self._stores():
+            try:
+                result = getattr(store, name)(*args)
+                if isinstance(result, Iterator):
+                    result = list(result)
+                out.append(result)
+            except Exception as exc:
+                if store is self.fallback or not unavailable(exc):
+                    raise
+                self._mark_down(exc)
+        return out
+
+    # ---------------------------------------------------------------- experiments
+    def write_manifest(self, experiment_id: str, manifest: dict[str, Any]) -> str:
+        return self._write("write_manifest", experiment_id, manifest)
+
+    def manifests(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
+        seen: dict[tuple, dict[str, Any]] = {}
+        for found in self._read("manifests", experiment_id):
+            for manifest in found:
+                key = (
+                    manifest.get("experiment_id"),
+                    manifest.get("session"),
+                    manifest.get("submitted_at"),
+                )
+                seen.setdefault(key, manifest)
+        return sorted(seen.values(), key=lambda m: m.get("submitted_at", ""))
+
+    def save_experiment(self, key: str, blob: bytes) -> None:
+        # both: a worker must find the experiment whichever store it reaches
+        self.fallback.save_experiment(key, blob)
+        if self._primary_up():
+            try:
+                self.primary.save_experiment(key, blob)
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                self._mark_down(exc)
+
+    def load_experiment(self, key: str) -> bytes:
+        for store in self._stores():
+            try:
+                return store.load_experiment(key)
+            except Exception as exc:
+                if store is self.fallback or not (unavailable(exc) or isinstance(exc, StoreError)):
+                    raise
+                if unavailable(exc):
+                    self._mark_down(exc)
+        raise StoreError(f"no experiment {key!r} in {self!r}")  # pragma: no cover
+
+    # ---------------------------------------------------------------- records
+    def scan(self) -> tuple[set[str], set[str]]:
+        final: set[str] = set()
+        done: set[str] = set()
+        for f, d in self._read("scan"):
+            final |= f
+            done |= d
+        return final, done
+
+    def put_record(self, record: dict[str, Any]) -> None:
+        self._write("put_record", record)
+
+    def get_record(self, run_id: str) -> dict[str, Any] | None:
+        found = [r for r in self._read("get_record", run_id) if r is not None]
+        return _newest(found)
+
+    def get_records(self, run_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        for run_id in run_ids:
+            record = self.get_record(run_id)
+            if record is not None:
+                yield record
+
+    def iter_records(self, experiment_id: str | None = None) -> Iterator[dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for records in self._read("iter_records", experiment_id):
+            for record in records:
+                current = merged.get(record["run_id"])
+                if current is None or _newest([current, record]) is record:
+                    merged[record["run_id"]] = record
+        yield from merged.values()
+
+    # ---------------------------------------------------------------- artifacts, logs, derived
+    def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
+        return self._write("put_artifact", run_id, filename, data)
+
+    def read_artifact(self, ref: str) -> bytes:
+        errors = []
+        for store in self._stores():
+            try:
+                return store.read_artifact(ref)
+            except Exception as exc:
+                if not (isinstance(exc, StoreError) or unavailable(exc)):
+                    raise
+                errors.append(exc)
+        raise StoreError(f"artifact {ref!r} is in neither store: {errors[-1]}")
+
+    def open_log(self, run_id: str) -> IO[str]:
+        """A log whose lines follow the writes: to the primary while it answers, to the
+        fallback (with the lines written so far) from the moment it does not, to both with
+        `write_to_both`."""
+        return _FallbackLog(self, run_id)  # type: ignore[return-value]
+
+    def put_log(self, run_id: str, text: str) -> None:
+        self._write("put_log", run_id, text)
+
+    def read_log(self, run_id: str) -> str:
+        return "".join(self._read("read_log", run_id)[:1]) or "".join(
+            self._read("read_log", run_id)[1:]
+        )
+
+    def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
+        self._write("put_derived", run_id, values)
+
+    def get_derived(self, run_id: str) -> dict[str, Any]:
+        for document in self._read("get_derived", run_id):
+            if document:
+                return document
+        return {}
+
+    # ---------------------------------------------------------------- claims and control
+    def claim(self, run_id: str, owner: dict[str, Any]) -> bool:
+        store = self.primary if self._primary_up() else self.fallback
+        try:
+            claimed = store.claim(run_id, owner)
+        except Exception as exc:
+            if store is self.fallback or not unavailable(exc):
+                raise
+            self._mark_down(exc)
+            store = self.fallback
+            claimed = store.claim(run_id, owner)
+        if claimed:
+            self._claimed[run_id] = store
+        return claimed
+
+    def claim_owner(self, run_id: str) -> dict[str, Any] | None:
+        for owner in self._read("claim_owner", run_id):
+            if owner is not None:
+                return owner
+        return None
+
+    def release(self, run_id: str) -> None:
+        store = self._claimed.pop(run_id, None)
+        if store is None:
+            return
+        try:
+            store.release(run_id)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            self._mark_down(exc)  # the claim lapses with its lease
+
+    def release_idle(self) -> None:
+        """Let both stores drop what idle claims left behind (the end of a task)."""
+        for store in (self.primary, self.fallback):
+            if isinstance(store, _Unopened):
+                continue
+            release = getattr(store, "release_idle", None)
+            if release is not None:
+                release()
+
+    def claims(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for found in self._read("claims"):
+            out.update(found)
+        return out
+
+    def request_cancel(self, session: str) -> None:
+        self.fallback.request_cancel(session)
+        if self._primary_up():
+            try:
+                self.primary.request_cancel(session)
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                self._mark_down(exc)
+
+    def cancel_requested(self, session: str) -> bool:
+        return any(self._read("cancel_requested", session))
+
+    # ---------------------------------------------------------------- sync
+    def sync(self, experiment_id: str | None = None) -> Any:
+        """Copy every run the fallback holds into the primary (idempotent); return the report.
+
+        Run after the primary is back. Records already in the primary are kept when they
+        are the same or newer. Raises `StoreUnavailableError` if the primary is still down.
+        """
+        from .transfer import TransferReport, _copy_run, _matches
+
+        primary = self.primary
+        if isinstance(primary, _Unopened):
+            primary = self.primary = primary.reopen()
+        report = TransferReport(_public(self.fallback), _public(primary))
+        reader = _Reader(self.fallback, primary)
+
+        manifests = [
+            m for m in self.fallback.manifests() if _matches(m.get("experiment_id"), experiment_id)
+        ]
+        if experiment_id is not None and not manifests:
+            held = sorted({str(m.get("experiment_id")) for m in self.fallback.manifests()})
+            raise ValidationError(
+                f"the fallback {_public(self.fallback)} holds no experiment "
+                f"{experiment_id!r}; it holds: {', '.join(held) or 'nothing'}"
+            )
+        for manifest in manifests:
+            clean = {k: v for k, v in manifest.items() if not k.startswith("_")}
+            key = clean.get("experiment_key")
+            if key:
+                primary.save_experiment(key, self.fallback.load_experiment(key))
+            known = {
+                (m.get("experiment_id"), m.get("session"), m.get("submitted_at"))
+                for m in primary.manifests(clean.get("experiment_id"))
+            }
+            if (
+                clean.get("experiment_id"),
+                clean.get("session"),
+                clean.get("submitted_at"),
+            ) not in known:
+                primary.write_manifest(clean["experiment_id"], clean)
+                report.manifests += 1
+        for record in self.fallback.iter_records():
+            if not _matches(record.get("experiment_id"), experiment_id):
+                continue
+            _copy_run(reader, primary, record, report)
+            report.experiments = sorted({*report.experiments, record["experiment_id"]})
+        with self._lock:
+            self._down_until = 0.0
+        return report
+
+
+class _FallbackLog:
+    """The log handle `FallbackStore.open_log` returns; see there."""
+
+    def __init__(self, store: FallbackStore, run_id: str):
+        self._store, self._run_id = store, run_id
+        self._handles: dict[int, Any] = {}
+        self._lines: list[str] = []
+
+    def _targets(self) -> list[Any]:
+        store = self._store
+        if store.write_to_both:
+            return [store.fallback, store.primary] if store._primary_up() else [store.fallback]
+        return [store.primary] if store._primary_up() else [store.fallback]
+
+    def _handle(self, target: Any) -> Any:
+        handle = self._handles.get(id(target))
+        if handle is None:
+            handle = self._handles[id(target)] = target.open_log(self._run_id)
+            if target is self._store.fallback and self._lines and not self._store.write_to_both:
+                handle.write("".join(self._lines))  # what went to the primary until now
+        return handle
+
+    def _each(self, action: Any) -> None:
+        store = self._store
+        for target in self._targets():
+            try:
+                action(self._handle(target))
+            except Exception as exc:
+                if target is store.fallback or not unavailable(exc):
+                    raise
+                store._mark_down(exc)
+                self._handles.pop(id(target), None)
+                if not store.write_to_both:
+                    action(self._handle(store.fallback))
+
+    def write(self, text: str) -> int:
+        self._each(lambda handle: handle.write(text))
+        self._lines.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._each(lambda handle: handle.flush())
+
+    def close(self) -> None:
+        handles, self._handles = list(self._handles.values()), {}
+        errors = []
+        for handle in handles:
+            try:
+                handle.close()
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                errors.append(exc)
+                self._store._mark_down(exc)
+        if errors and not self._store.write_to_both:
+            # the primary went away with lines unsent: the fallback gets the whole log
+            fallback = self._store.fallback.open_log(self._run_id)
+            try:
+                fallback.write("".join(self._lines))
+            finally:
+                fallback.close()
+
+
+class _Reader:
+    """The fallback as a transfer source, finding artifacts written to either store."""
+
+    def __init__(self, fallback: Any, primary: Any):
+        self._fallback, self._primary = fallback, primary
+
+    def read_artifact(self, ref: str) -> bytes:
+        try:
+            return self._fallback.read_artifact(ref)
+        except StoreError:
+            return self._primary.read_artifact(ref)
+
+    def read_log(self, run_id: str) -> str:
+        return self._fallback.read_log(run_id)
+
+    def get_derived(self, run_id: str) -> dict[str, Any]:
+        return self._fallback.get_derived(run_id)
+
+
+class _Unopened:
+    """A primary that could not be opened yet: every call says it is unavailable."""
+
+    def __init__(self, locator: str, error: BaseException):
+        self.locator = locator
+        self._error = error
+
+    def reopen(self) -> Any:
+        from .locator import create_store
+
+        return create_store(self.locator)
+
+    def __getattr__(self, name: str) -> Any:
+        def unavailable_call(*args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailableError(str(self._error))
+
+        return unavailable_call
+
+
+def _newest(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The record finished last (a completed one wins a tie)."""
+    if not records:
+        return None
+    return max(
+        records,
+        key=lambda r: (r.get("finished_at") or "", r.get("status") == "completed"),
+    )
+
+
+def _public(store: Any) -> str:
+    from .locator import to_locator
+
+    return to_locator(store)

@@ -1,0 +1,24 @@
+#!/bin/bash
+#SBATCH --job-name=metalab-sweep
+#SBATCH --partition=gpu
+#SBATCH --time=2:00:00
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=4
+#SBATCH --mem=16G
+#SBATCH --gres=gpu:1
+#SBATCH --account=lab
+#SBATCH --qos=high
+#SBATCH --array=0-9,20%5
+#SBATCH --output='/scratch/runs/my exp/slurm/logs/%A_%a.out'
+#SBATCH --error='/scratch/runs/my exp/slurm/logs/%A_%a.err'
+#SBATCH --constraint=v100
+#SBATCH --exclusive
+
+set -e
+export PYTHONUNBUFFERED=1
+module load gcc/12
+module load 'cuda 12'
+eval "$(conda shell.bash hook)"
+conda activate ml
+export OMP_NUM_THREADS=4
+exec /opt/py/bin/python -m metalab.executors.slurm.entry --job '/scratch/runs/my exp/slurm/3f2a9c1e/job.pkl' --offset 20000 --runs-per-task 2 --total 40000 --attempt 1

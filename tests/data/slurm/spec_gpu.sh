@@ -1,0 +1,15 @@
+#!/bin/bash
+#SBATCH --job-name=metalab-sweep
+#SBATCH --partition=gpu
+#SBATCH --time=2:00:00
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=4
+#SBATCH --mem=16G
+#SBATCH --gres=gpu:1
+#SBATCH --array=0-9999%50
+#SBATCH --output='/scratch/runs/my exp/slurm/logs/%A_%a.out'
+#SBATCH --error='/scratch/runs/my exp/slurm/logs/%A_%a.err'
+
+set -e
+export PYTHONUNBUFFERED=1
+exec /opt/py/bin/python -m metalab.executors.slurm.entry --job '/scratch/runs/my exp/slurm/3f2a9c1e/job.pkl' --offset 10000 --runs-per-task 1 --total 40000 --attempt 1

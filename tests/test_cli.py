@@ -1,0 +1,83 @@
+"""The `metalab` command, run as users run it: through a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sweeps import draw_experiment
+
+import metalab
+
+
+def metalab_cmd(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "metalab", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "store"
+    metalab.run(draw_experiment("alpha"), path, executor="inline").result()
+    metalab.run(draw_experiment("beta", replicates=1), path, executor="inline").result()
+    return path
+
+
+def test_status_counts_runs_per_experiment(store):
+    out = metalab_cmd("status", str(store))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"store {store.as_uri()}"
+    alpha = next(line for line in lines if line.startswith("alpha:1")).split()
+    beta = next(line for line in lines if line.startswith("beta:1")).split()
+    # experiment, total, completed, failed, interrupted, cancelled, missing
+    assert alpha == ["alpha:1", "12", "12", "0", "0", "0", "0"]
+    assert beta == ["beta:1", "6", "6", "0", "0", "0", "0"]
+    only = metalab_cmd("status", str(store), "--experiment", "beta")
+    assert "alpha" not in only.stdout and "beta:1" in only.stdout
+
+
+def test_store_ls_lists_experiments(store):
+    out = metalab_cmd("store", "ls", store.as_uri())
+    assert out.returncode == 0, out.stderr
+    assert "alpha:1: 12 recorded of 12, 1 submission(s)" in out.stdout
+    assert "beta:1: 6 recorded of 6, 1 submission(s)" in out.stdout
+
+
+def test_errors_name_the_store_and_exit_nonzero(tmp_path):
+    out = metalab_cmd("status", str(tmp_path / "nowhere"))
+    assert out.returncode == 1
+    assert "no metalab store at" in out.stderr and "nowhere" in out.stderr
+    out = metalab_cmd("status", "ftp://host/x")
+    assert out.returncode == 1 and "unknown store scheme 'ftp://'" in out.stderr
+    out = metalab_cmd("frobnicate")
+    assert out.returncode == 2 and "No such command" in out.stderr
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    exe = shutil.which("metalab", path=os.path.dirname(sys.executable))
+    assert exe is not None
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "metalab, version" in out.stdout
+
+
+def test_report_command_and_results_report(store, tmp_path):
+    out = metalab_cmd("report", str(store), "-o", str(tmp_path / "r.html"), "-e", "alpha")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"wrote {tmp_path / 'r.html'}"
+    page = (tmp_path / "r.html").read_text()
+    assert "alpha:1" in page and "Bokeh" in page
+    path = metalab.load_results(store, "beta").report(tmp_path / "beta.html")
+    assert "beta:1" in path.read_text()
+    out = metalab_cmd("report", str(store), "-e", "gamma", cwd=tmp_path)
+    assert out.returncode == 1 and "gamma" in out.stderr and "alpha:1" in out.stderr

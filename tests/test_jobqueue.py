@@ -1,0 +1,114 @@
+"""Dask workers as SLURM jobs through dask-jobqueue, on the real local cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import metalab
+
+TESTS = Path(__file__).parent
+
+
+def slurm_config(**options) -> metalab.SlurmConfig:
+    options.setdefault("time", "10:00")
+    options.setdefault("memory", "1G")
+    return metalab.SlurmConfig(setup=[f"export PYTHONPATH={TESTS}"], **options)
+
+
+def test_cluster_options_follow_the_config():
+    executor = metalab.JobqueueExecutor(
+        metalab.SlurmConfig(
+            partition="gpu",
+            time="2:00:00",
+            cpus=4,
+            memory="16G",
+            gpus=1,
+            account="lab",
+            qos="high",
+            modules=["cuda/12"],
+            conda_env="ml",
+            setup=["export X=1"],
+            extra_directives=["--constraint=a100"],
+        ),
+        jobs=3,
+        interface="lo",
+    )
+    kwargs = executor.cluster_kwargs()
+    assert kwargs["cores"] == 4 and kwargs["memory"] == "16384MiB"
+    assert kwargs["walltime"] == "02:00:00" or kwargs["walltime"] == "2:00:00"
+    assert kwargs["queue"] == "gpu" and kwargs["account"] == "lab"
+    assert set(kwargs["job_extra_directives"]) == {
+        "--constraint=a100",
+        "--qos=high",
+        "--gres=gpu:1",
+    }
+    assert kwargs["job_script_prologue"] == [
+        "module load cuda/12",
+        'eval "$(conda shell.bash hook)"',
+        "conda activate ml",
+        "export X=1",
+    ]
+    # workers retire 10 minutes before the 2 h walltime, so a new job takes over in time
+    lifetime = kwargs["worker_extra_args"][kwargs["worker_extra_args"].index("--lifetime") + 1]
+    assert lifetime == f"{2 * 3600 - 600}s"
+    assert kwargs["interface"] == "lo"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"jobs": -1}, "jobs must be an integer >= 0"),
+        ({"jobs": 2, "maximum_jobs": 1}, "maximum_jobs must be an integer >= jobs"),
+        ({"processes": 0}, "processes must be an integer >= 1"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kwargs, match):
+    with pytest.raises(metalab.ValidationError, match=match):
+        metalab.JobqueueExecutor(metalab.SlurmConfig(), **kwargs)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_sweep_on_jobqueue_workers(tmp_path, slurm_cluster):
+    from slurm_ops import slurm_experiment
+
+    executor = metalab.JobqueueExecutor(
+        slurm_config(),
+        jobs=2,
+        interface="lo",
+        local_directory=str(tmp_path / "dask"),
+        log_directory=str(tmp_path / "logs"),
+    )
+    handle = metalab.run(slurm_experiment(n=20), tmp_path / "store", executor=executor)
+    results = handle.result(timeout=300)
+    assert len(results) == 20 and all(r.status == "completed" for r in results)
+    assert [r.metrics["square"] for r in results] == [i * i for i in range(20)]
+    # the runs ran inside SLURM jobs: their records carry the job ids
+    jobs = {r.provenance["slurm"]["job_id"] for r in results}
+    assert 1 <= len(jobs) <= 2
+    assert handle.dashboard_link
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_users_own_slurm_cluster_through_dask_executor(tmp_path, slurm_cluster):
+    from dask_jobqueue import SLURMCluster
+    from slurm_ops import slurm_experiment
+
+    with SLURMCluster(
+        cores=1,
+        memory="1GB",
+        walltime="00:10:00",
+        interface="lo",
+        job_script_prologue=[f"export PYTHONPATH={TESTS}"],
+        local_directory=str(tmp_path / "dask"),
+        log_directory=str(tmp_path / "logs"),
+    ) as cluster:
+        cluster.scale(jobs=1)
+        results = metalab.run(
+            slurm_experiment(n=5), tmp_path / "store", executor=metalab.DaskExecutor(cluster)
+        ).result(timeout=300)
+    assert [r.status for r in results] == ["completed"] * 5
+    assert all(r.provenance["slurm"]["job_id"] for r in results)
