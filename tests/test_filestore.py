@@ -28,10 +28,10 @@ def store_op(params, capture):
         raise ValueError("negative x")
 
 
-def make_exp(xs=(1, 2), **extra):
+def make_exp(xs=(1, 2), version="1", **extra):
     return metalab.Experiment(
         name="fs",
-        version="1",
+        version=version,
         context={},
         operation=store_op,
         params=metalab.grid(x=list(xs)),
@@ -315,6 +315,43 @@ def test_claims_of_one_process_share_one_owner_file(store_path, monkeypatch):
     assert not a.exists() and not b.exists() and owner_file.exists()
     store.release_idle()
     assert list(claims_dir.iterdir()) == []
+
+
+def test_threads_ending_tasks_never_unlink_an_owner_file_in_use(store_path):
+    """One thread's end of task (release_idle) runs while another thread claims: every held
+    claim stays linked to a live owner file, which its heartbeat keeps fresh."""
+    import threading
+
+    store = FileStore.open(store_path)
+    owner = _claims.owner("session-a")
+    claims_dir = store_path / "claims"
+    unlinked = []
+
+    def work(tag):
+        for i in range(400):
+            run_id = f"{tag}{i:031d}"
+            assert store.claim(run_id, owner)
+            if (
+                os.stat(claims_dir / f"{run_id}.claim").st_nlink < 2
+            ):  # the claim and its owner file, at least
+                unlinked.append(run_id)
+            store.release(run_id)
+            store.release_idle()
+
+    threads = [threading.Thread(target=work, args=(tag,)) for tag in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert unlinked == []
+    assert list(claims_dir.iterdir()) == []
+
+
+def test_a_sweep_in_threads_leaves_no_owner_file_when_it_returns(store_path):
+    for version in range(3):
+        exp = make_exp(xs=range(12), version=str(version))
+        metalab.run(exp, store_path, executor=metalab.ThreadExecutor(max_workers=2)).result()
+        assert list((store_path / "claims").iterdir()) == []
 
 
 def test_owner_file_of_a_killed_process_is_removed(store_path):

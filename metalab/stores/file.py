@@ -365,20 +365,25 @@ class FileStore:
         """
         content = self._owner_bytes(owner)
         for _ in range(2) if self._hard_links else ():
+            # counted before linking, so release_idle in another thread never removes it
             entry = self._owner_file(content)
             try:
                 os.link(entry[0], path)
-            except FileExistsError:
-                return False
-            except FileNotFoundError:  # the owner file was removed: write it again
+            except OSError as exc:
                 with self._owner_lock:
-                    self._owner_files.pop(content, None)
-                continue
-            except OSError:
+                    entry[1] -= 1
+                    # the owner file was removed: forget it
+                    if (
+                        isinstance(exc, FileNotFoundError)
+                        and self._owner_files.get(content) is entry
+                    ):
+                        del self._owner_files[content]
+                if isinstance(exc, FileExistsError):
+                    return False
+                if isinstance(exc, FileNotFoundError):
+                    continue  # write it again
                 self._hard_links = False  # a filesystem without hard links
                 break
-            with self._owner_lock:
-                entry[1] += 1
             self._held[path] = (time.monotonic(), content, entry)
             return True
         try:
@@ -411,17 +416,18 @@ class FileStore:
                 pass
 
     def _owner_file(self, content: bytes) -> list[Any]:
-        """[path, claims held through it, pid] of this process's owner file for `content`."""
+        """[path, claims held through it, pid] of this process's owner file for `content`,
+        with one more claim counted on it (the caller's)."""
         with self._owner_lock:
             entry = self._owner_files.get(content)
-            if entry is not None and entry[2] == os.getpid():
-                return entry
-            path = f"{self._top}/claims/.owner-{os.getpid()}-{next(_counter)}-{time.time_ns()}"
-            atomic_write(path, content)
-            _owner_files_to_remove.append(path)
-            # one heartbeat for every claim linked to it, until release_idle removes it
-            _claims.heartbeat.hold(path, functools.partial(os.utime, path))
-            entry = self._owner_files[content] = [path, 0, os.getpid()]
+            if entry is None or entry[2] != os.getpid():
+                path = f"{self._top}/claims/.owner-{os.getpid()}-{next(_counter)}-{time.time_ns()}"
+                atomic_write(path, content)
+                _owner_files_to_remove.append(path)
+                # one heartbeat for every claim linked to it, until release_idle removes it
+                _claims.heartbeat.hold(path, functools.partial(os.utime, path))
+                entry = self._owner_files[content] = [path, 0, os.getpid()]
+            entry[1] += 1
             return entry
 
     def _owner_bytes(self, owner: dict[str, Any]) -> bytes:
