@@ -19,7 +19,7 @@ from . import _claims, provenance
 from .capture import Capture
 from .context import context_for_run
 from .errors import RunCancelled, StoreError, StoreFormatError
-from .record import RECORD_FORMAT, Status, utc_now
+from .record import RECORD_FORMAT, Status, decode_record, encode_record, utc_now
 from .runtime import Runtime
 from .serializers import ensure_registered
 
@@ -37,15 +37,82 @@ class JobRef:
     `attempt` (a resubmission re-runs runs whose record of this sweep has a lower attempt)."""
 
 
-@dataclass
 class Outcome:
-    """What happened to one index: its final record, or why it did not run here."""
+    """What happened to one index: its final record, or why it did not run here.
 
-    index: int
-    run_id: str
-    state: str
-    """A record status, or `skipped` (already complete) or `busy` (claimed by a live owner)."""
-    record: dict[str, Any] | None = None
+    `state` is a record status, or `skipped` (already complete) or `busy` (claimed by a live
+    owner). An outcome travels from a worker to the driver as its record's JSON encoding (the
+    bytes the store wrote, when it says so), which costs a fraction of pickling the record's
+    dicts; the driver decodes it when the record is first asked for.
+    """
+
+    __slots__ = ("_encoded", "_record", "duration", "index", "run_id", "state")
+
+    def __init__(
+        self,
+        index: int,
+        run_id: str,
+        state: str,
+        record: dict[str, Any] | None = None,
+        *,
+        encoded: bytes | None = None,
+        duration: float | None = None,
+    ):
+        self.index = index
+        self.run_id = run_id
+        self.state = state
+        self._record = record
+        self._encoded = encoded if record is None or isinstance(encoded, bytes) else None
+        if duration is None and record is not None:
+            duration = record.get("duration")
+        self.duration = duration
+        """Seconds the run took, when it ran (read without decoding the record)."""
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        """The run's final record, or None when it has none from here."""
+        if self._record is None and self._encoded is not None:
+            self._record = decode_record(self._encoded)
+        return self._record
+
+    @property
+    def encoded(self) -> bytes | None:
+        """The record's JSON encoding (made now if the store did not give it)."""
+        if self._encoded is None and self._record is not None:
+            self._encoded = encode_record(self._record)
+        return self._encoded
+
+    @property
+    def has_record(self) -> bool:
+        return self._record is not None or self._encoded is not None
+
+    def __reduce__(self):
+        return (_outcome, (self.index, self.run_id, self.state, self.encoded, self.duration))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return (self.index, self.run_id, self.state, self.record) == (
+            other.index,
+            other.run_id,
+            other.state,
+            other.record,
+        )
+
+    def __repr__(self) -> str:
+        return f"Outcome(index={self.index}, run_id={self.run_id!r}, state={self.state!r})"
+
+
+def _outcome(index: int, run_id: str, state: str, encoded: bytes | None, duration) -> Outcome:
+    return Outcome(index, run_id, state, encoded=encoded, duration=duration)
+
+
+class Outcomes(list):
+    """The outcomes of one task. A list of its own type, so that Dask sends it to the driver
+    as one pickle rather than serializing each outcome separately (which costs ten times
+    more for the thousands of outcomes of a task of quick runs)."""
+
+    __slots__ = ()
 
 
 # ---------------------------------------------------------------- per-process caches
@@ -94,9 +161,9 @@ def load_experiment(store: Any, key: str) -> Any:
 
 
 # ---------------------------------------------------------------- running
-def run_indices(job: JobRef, indices: Iterable[int]) -> list[Outcome]:
+def run_indices(job: JobRef, indices: Iterable[int]) -> Outcomes:
     """Run each index of `indices` in this process; the entry point of every executor."""
-    return list(iter_run_indices(job, indices))
+    return Outcomes(iter_run_indices(job, indices))
 
 
 def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
@@ -181,14 +248,14 @@ def execute_run(
             return Outcome(index, spec.run_id, "skipped")
         attempt = _next_attempt(previous)
         try:
-            record = _run_claimed(experiment, store, spec, job, worker, cancelled, attempt)
+            record, encoded = _run_claimed(experiment, store, spec, job, worker, cancelled, attempt)
         except (KeyboardInterrupt, StoreError):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
             record = _build_record(experiment, spec, job, worker, Status.FAILED, None, _error(exc))
             record["attempt"] = attempt
-            store.put_record(record)
-        return Outcome(index, spec.run_id, record["status"], record)
+            encoded = store.put_record(record)
+        return Outcome(index, spec.run_id, record["status"], record, encoded=encoded)
     finally:
         store.release(spec.run_id)
 
@@ -223,7 +290,9 @@ def _next_attempt(previous: dict[str, Any] | None) -> int:
 
 def _run_claimed(
     experiment, store, spec, job: JobRef, worker: str, cancelled, attempt: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Any]:
+    """Run a claimed run and store its record; return the record and what `put_record`
+    returned (its encoding, from stores that give it)."""
     runtime = Runtime(
         run_id=spec.run_id,
         index=spec.index,
@@ -260,10 +329,10 @@ def _run_claimed(
     derived = job.options.get("derived")
     if derived and status == Status.COMPLETED:
         _store_derived(derived, record, store)  # before the record: a completed run has them
-    store.put_record(record)
+    encoded = store.put_record(record)
     if interrupt is not None:
         raise interrupt
-    return record
+    return record, encoded
 
 
 def _store_derived(fns, record: dict[str, Any], store: Any) -> None:

@@ -84,8 +84,8 @@ class AdaptiveChunks:
     def observe(self, outcomes: Sequence[Outcome]) -> None:
         """Learn run durations from a finished task."""
         for outcome in outcomes:
-            if outcome.record is not None:
-                self._seconds += outcome.record.get("duration") or 0.0
+            if outcome.has_record:
+                self._seconds += outcome.duration or 0.0
                 self._runs += 1
 
 

@@ -40,7 +40,8 @@ class Sink:
     def __init__(self, plan):
         self.plan = plan
         self.lock = threading.Lock()
-        self.records: dict[int, dict[str, Any]] = {}
+        self.records: dict[int, Outcome] = {}
+        """The outcomes that carry a record, by index (records decode when first read)."""
         self.counts = {"completed": 0, "failed": 0, "cancelled": 0, "skipped": 0}
         self.busy: set[int] = set()
         self.retry: set[int] = set()
@@ -65,8 +66,8 @@ class Sink:
         if outcome.index in self.reported:
             return
         self.reported.add(outcome.index)
-        if outcome.record is not None:
-            self.records[outcome.index] = outcome.record
+        if outcome.has_record:
+            self.records[outcome.index] = outcome
         state = outcome.state
         key = "cancelled" if state in ("cancelled", "interrupted") else state
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -286,7 +287,7 @@ class RunHandle:
             by_id = {
                 r["run_id"]: r for r in plan.store.get_records(plan.run_ids[i] for i in missing)
             }
-        ordered = []
+        ordered: list[Any] = []  # records, and outcomes whose records decode when first read
         for index, run_id in enumerate(plan.run_ids):
             record = records.get(index) or by_id.get(run_id)
             if record is not None:

@@ -122,6 +122,8 @@ class Progress:
 
     # ---------------------------------------------------------------- rendering
     def _collect(self, outcomes: list[Any]) -> None:
+        if not self.metrics:
+            return
         for outcome in outcomes:
             metrics = (outcome.record or {}).get("metrics", {})
             for name, _ in self.metrics:

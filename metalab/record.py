@@ -38,6 +38,28 @@ def utc_now() -> str:
     return f"{cached[1]}.{micros:06d}+00:00"
 
 
+_encoder: Any = None
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """Encode a record as the UTF-8 JSON the stores write (and workers send to the driver)."""
+    global _encoder
+    if _encoder is None:
+        import json
+
+        from .serializers import _json_default
+
+        _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False)
+    return _encoder.encode(record).encode("utf-8")
+
+
+def decode_record(data: bytes) -> dict[str, Any]:
+    """Decode what `encode_record` made."""
+    import json
+
+    return json.loads(data)
+
+
 def check_format(record: dict[str, Any], where: str) -> dict[str, Any]:
     """Return `record` if this metalab reads its format; raise `StoreFormatError` otherwise."""
     fmt = record.get("format")

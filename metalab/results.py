@@ -150,21 +150,28 @@ class Results(Sequence):
         query: dict[str, Any] | None = None,
     ):
         # records None: a selection a database store answers (`store.query_records(**query)`)
-        # when the records are first needed, so filters before that run in the database
+        # when the records are first needed, so filters before that run in the database.
+        # Entries that are not dicts are a sweep's outcomes, still encoded as the workers sent
+        # them (`Outcome.record` decodes one): they are decoded when the records are first read.
         self._loaded = records
+        self._encoded = records is not None and not all(isinstance(r, dict) for r in records)
         self._store = store
         self._query = query
         self._run_cache: list[Run | None] | None = None
 
     @property
     def _records(self) -> list[dict[str, Any]]:
-        if self._loaded is None:
+        if self._loaded is None or self._encoded:
             import gc
 
             enabled = gc.isenabled()
             gc.disable()  # 100,000s of new dicts: no collection could free any of them
             try:
-                self._loaded = list(self._store.query_records(**(self._query or {})))
+                if self._loaded is None:
+                    self._loaded = list(self._store.query_records(**(self._query or {})))
+                else:
+                    self._loaded = [r if isinstance(r, dict) else r.record for r in self._loaded]
+                    self._encoded = False
             finally:
                 if enabled:
                     gc.enable()
@@ -186,6 +193,8 @@ class Results(Sequence):
         return self._store
 
     def __len__(self) -> int:
+        if self._loaded is not None:
+            return len(self._loaded)
         return len(self._records)
 
     def __getitem__(self, item):  # type: ignore[override]

@@ -52,3 +52,62 @@ def test_static_chunking_for_to_delayed():
     assert chunk_size_for(4500) == 3
     assert chunk_size_for(10, chunk_size=4) == 4
     assert chunks([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]]
+
+
+# ---------------------------------------------------------------- outcomes on the wire
+def _record(i):
+    return {
+        "run_id": f"id{i}",
+        "index": i,
+        "status": "completed",
+        "duration": 0.25,
+        "params": {"name": "é ü", "x": i},
+        "metrics": {"loss": 1 / (i + 1)},
+        "provenance": {"host": "h", "git": {"commit": None, "dirty": False}},
+    }
+
+
+def test_an_outcome_travels_as_its_record_encoding_and_decodes_equal():
+    import pickle
+
+    from metalab.record import encode_record
+
+    record = _record(3)
+    outcome = Outcome(3, "id3", "completed", record)
+    back = pickle.loads(pickle.dumps(outcome))
+    assert back._record is None and back._encoded == encode_record(record)  # not yet decoded
+    assert back.duration == 0.25 and back.has_record  # readable without decoding
+    assert back.record == record
+    assert back == outcome
+    # the bytes a store gave are what travels, not a second encoding
+    given = Outcome(3, "id3", "completed", record, encoded=b'{"run_id": "id3"}')
+    assert pickle.loads(pickle.dumps(given)).record == {"run_id": "id3"}
+    # outcomes without a record stay without one
+    busy = pickle.loads(pickle.dumps(Outcome(4, "id4", "busy")))
+    assert (busy.state, busy.record, busy.has_record, busy.duration) == ("busy", None, False, None)
+
+
+def test_a_task_s_outcomes_are_sent_by_dask_as_one_frame():
+    from distributed.protocol import serialize
+
+    from metalab.execute import Outcomes
+
+    outcomes = Outcomes(Outcome(i, f"id{i}", "completed", _record(i)) for i in range(200))
+    header, frames = serialize(outcomes, iterate_collection=True)
+    assert len(frames) == 1  # a plain list would be 200 frames, one serialization each
+    assert header["serializer"] == "pickle"
+
+
+def test_results_of_a_sweep_decode_records_when_first_read():
+    import pickle
+
+    from metalab.results import Results
+
+    sent = [
+        pickle.loads(pickle.dumps(Outcome(i, f"id{i}", "completed", _record(i)))) for i in range(5)
+    ]
+    results = Results([*sent, _record(5)], store=None)
+    assert len(results) == 6
+    assert all(o._record is None for o in sent)  # len() decoded nothing
+    assert [r["index"] for r in results.records] == list(range(6))
+    assert results[2].params == {"name": "é ü", "x": 2}

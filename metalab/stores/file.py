@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from .. import _claims
 from ..errors import StoreError, StoreFormatError
-from ..record import check_format
+from ..record import check_format, encode_record
 
 STORE_FORMAT = "metalab.filestore"
 STORE_VERSION = 1
@@ -64,16 +64,8 @@ def _remove_owner_files() -> None:
                 pass
 
 
-_encoder: json.JSONEncoder | None = None
-
-
 def _dumps(value: Any) -> bytes:
-    global _encoder
-    if _encoder is None:
-        from ..serializers import _json_default
-
-        _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False)
-    return _encoder.encode(value).encode("utf-8")
+    return encode_record(value)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -245,13 +237,16 @@ class FileStore:
                 done.add(name[:-5])
         return final, done
 
-    def put_record(self, record: dict[str, Any]) -> None:
-        """Persist a final record; the `.done` marker follows a completed one, never precedes it."""
+    def put_record(self, record: dict[str, Any]) -> bytes:
+        """Persist a final record; the `.done` marker follows a completed one, never precedes it.
+
+        Returns the record's encoding as written (`metalab.record.encode_record`)."""
         run_id = record["run_id"]
         marker = self._file("runs", f"{run_id}.done")
+        data = encode_record(record)
         if record["status"] == "completed":
             path = self._record_path(run_id)
-            atomic_write(path, _dumps(record))
+            atomic_write(path, data)
             try:
                 os.link(path, marker)  # one call, no file to open; the marker's content is unused
             except FileExistsError:
@@ -263,7 +258,8 @@ class FileStore:
                 os.unlink(marker)
             except FileNotFoundError:
                 pass
-            atomic_write(self._record_path(run_id), _dumps(record))
+            atomic_write(self._record_path(run_id), data)
+        return data
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""
