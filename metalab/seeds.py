@@ -81,24 +81,13 @@ class SeedBundle:
         """Return a fresh `numpy.random.Generator` (PCG64) for this bundle or its child `name`."""
         import numpy as np
 
-        return np.random.Generator(np.random.PCG64(self._shared_sequence(name)))
+        key = self._key if name is None else self._key + _name_words(name)
+        return np.random.Generator(np.random.PCG64(StreamSeedSequence(self._base, key)))
 
     def _shared_sequence(self, name: str | None):
-        """The `SeedSequence` of this bundle or its child `name`, built once per process.
-
-        Only read through `generate_state` (what bit generators call), which never changes
-        it; `sequence()` hands users a new one, since `spawn()` would.
-        """
+        """The `SeedSequence` of this bundle or its child `name`, built once per process."""
         key = self._key if name is None else self._key + _name_words(name)
-        cache_key = (self._base, key)
-        seq = _sequences.get(cache_key)
-        if seq is None:
-            import numpy as np
-
-            if len(_sequences) >= 4096:
-                _sequences.clear()
-            seq = _sequences[cache_key] = np.random.SeedSequence(entropy=self._base, spawn_key=key)
-        return seq
+        return _shared_sequence(self._base, key)
 
     def rng(self, name: str | None = None) -> _random.Random:
         """Return a fresh `random.Random` seeded with 256 bits of this bundle's stream."""
@@ -142,6 +131,93 @@ class SeedBundle:
 
     def __setstate__(self, state):
         self._base, self._key = state
+
+
+_states: dict[tuple[Any, ...], Any] = {}
+_registered: list[bool] = []
+
+
+class StreamSeedSequence:
+    """`SeedSequence(entropy=base, spawn_key=key)` as a bit generator sees it, made cheap.
+
+    Bit generators only ask a seed sequence for its first state words: these are computed
+    once per process for each stream and copied, which makes a fresh generator several times
+    cheaper than hashing the sequence again for every run. Everything else (`spawn`,
+    `entropy`, `spawn_key`, `state`, ...) is answered by a `numpy.random.SeedSequence`
+    made on first use, fresh for each generator, so `Generator.spawn()` and pickling behave
+    as with a plain `SeedSequence`: the same children, the same streams.
+    """
+
+    __slots__ = ("_base", "_key", "_sequence")
+
+    def __new__(cls, base: int, key: tuple[int, ...], sequence: Any = None):
+        if not _registered:
+            from numpy.random.bit_generator import ISpawnableSeedSequence
+
+            ISpawnableSeedSequence.register(cls)
+            _registered.append(True)
+        return super().__new__(cls)
+
+    def __init__(self, base: int, key: tuple[int, ...], sequence: Any = None):
+        self._base = base
+        self._key = key
+        self._sequence = sequence
+
+    @property
+    def sequence(self):
+        """The `numpy.random.SeedSequence` this stands for (made on first use)."""
+        if self._sequence is None:
+            import numpy as np
+
+            self._sequence = np.random.SeedSequence(entropy=self._base, spawn_key=self._key)
+        return self._sequence
+
+    def generate_state(self, n_words: int, dtype: Any = None):
+        """What `SeedSequence.generate_state` returns (a new array each call)."""
+        import numpy as np
+
+        dtype = np.dtype(np.uint32 if dtype is None else dtype)
+        cache_key = (self._base, self._key, n_words, dtype.char)
+        words = _states.get(cache_key)
+        if words is None:
+            if self._sequence is None:  # a sequence only read here: share one per process
+                seq = _shared_sequence(self._base, self._key)
+            else:
+                seq = self._sequence
+            words = seq.generate_state(n_words, dtype)
+            if len(_states) >= 4096:
+                _states.clear()
+            _states[cache_key] = words
+        return words.copy()
+
+    def spawn(self, n_children: int) -> list:
+        """What `SeedSequence.spawn` returns: `n_children` child sequences."""
+        return self.sequence.spawn(n_children)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.sequence, name)
+
+    def __reduce__(self):
+        return (StreamSeedSequence, (self._base, self._key, self._sequence))
+
+    def __repr__(self) -> str:
+        return repr(self.sequence)
+
+
+def _shared_sequence(base: int, key: tuple[int, ...]):
+    """The `SeedSequence` of a stream, built once per process, only read through
+    `generate_state` (which never changes it)."""
+    cache_key = (base, key)
+    seq = _sequences.get(cache_key)
+    if seq is None:
+        import numpy as np
+
+        if len(_sequences) >= 4096:
+            _sequences.clear()
+        seq = _sequences[cache_key] = np.random.SeedSequence(entropy=base, spawn_key=key)
+    return seq
 
 
 class SeedPlan:

@@ -259,6 +259,42 @@ def test_bundle_survives_pickling():
     assert clone.fingerprint == bundle.fingerprint
 
 
+def test_a_bundle_generator_behaves_as_one_seeded_with_its_seed_sequence():
+    """`numpy()` hands the bit generator a cached stand-in for the bundle's SeedSequence:
+    streams, spawned children, the seed sequence's fields and pickling are all those of
+    `PCG64(bundle.sequence())`."""
+    import copy
+    import pickle
+
+    bundle = SeedBundle.for_replicate(2**100 + 7, 3)
+
+    def pair(name):
+        plain = np.random.Generator(np.random.PCG64(bundle.sequence(name)))
+        return bundle.numpy(name), plain
+
+    for name in (None, "noise"):
+        ours, plain = pair(name)
+        assert ours.random(4).tolist() == plain.random(4).tolist()
+        for _ in range(2):  # each spawn gives new children, as numpy's does
+            kids, plain_kids = ours.spawn(2), plain.spawn(2)
+            assert [k.random(3).tolist() for k in kids] == [
+                k.random(3).tolist() for k in plain_kids
+            ]
+        seq, plain_seq = ours.bit_generator.seed_seq, plain.bit_generator.seed_seq
+        assert (seq.entropy, seq.spawn_key, seq.n_children_spawned) == (
+            plain_seq.entropy,
+            plain_seq.spawn_key,
+            4,
+        )
+        # a copy made partway continues the stream and the spawn counter
+        for clone in (pickle.loads(pickle.dumps(ours)), copy.deepcopy(ours)):
+            expected = copy.deepcopy(plain)
+            assert clone.random(5).tolist() == expected.random(5).tolist()
+            assert clone.spawn(1)[0].random(2).tolist() == expected.spawn(1)[0].random(2).tolist()
+    # a fresh generator starts its stream and its spawn counter afresh
+    assert bundle.numpy().bit_generator.seed_seq.n_children_spawned == 0
+
+
 # ---------------------------------------------------------------- golden values
 
 
