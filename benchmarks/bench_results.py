@@ -58,9 +58,11 @@ def baseline(path: str) -> float:
     t0 = time.perf_counter()
     runs = os.path.join(path, "runs")
     rows = []
-    for name in os.listdir(runs):
-        if name.endswith(".json"):
-            with open(os.path.join(runs, name), "rb") as fh:
+    for shard in os.listdir(runs):
+        for name in os.listdir(os.path.join(runs, shard)):
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(runs, shard, name), "rb") as fh:
                 record = json.loads(fh.read())
             flat = {"run_id": record["run_id"], "status": record["status"]}
             flat.update({f"param_{k}": v for k, v in record["params"].items()})

@@ -349,7 +349,7 @@ def test_log_file_lives_in_the_store(store_path):
         capture.log("saved with the run")
 
     (run, _) = only_run(op, store_path)
-    log_file = store_path / "logs" / f"{run.run_id}.log"
+    log_file = store_path / "logs" / run.run_id[:2] / f"{run.run_id}.log"
     assert "saved with the run" in log_file.read_text()
 
 

@@ -141,7 +141,7 @@ def test_counts_come_from_the_store_and_follow_new_records(cluster, sweep):
         assert dashboard.registered_sweeps(client)[0]["running"] == 1
     finally:
         store.release("e" * 64)
-        Path(sweep.store.root, "runs", "f" * 64 + ".json").unlink()
+        sweep.store.record_path("f" * 64).unlink()
 
 
 def test_run_ids_restrict_the_counts_to_the_sweep(cluster, sweep):

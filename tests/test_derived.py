@@ -141,7 +141,7 @@ def test_on_the_fly_derived_metrics_are_not_persisted(tmp_path):
     assert df["derived_final_loss"].notna().all()
     assert not any(c.startswith("derived_") and "broken" in c for c in df.columns)
     assert all(r.derived == {} for r in metalab.load_results(store))
-    assert not list((store / "derived").iterdir())
+    assert not list((store / "derived").rglob("*.json"))
 
 
 def test_derived_functions_only_run_on_completed_runs(tmp_path):
@@ -176,7 +176,7 @@ def test_derived_functions_only_run_on_completed_runs(tmp_path):
 def test_stored_document_names_function_and_hash(tmp_path):
     store = tmp_path / "store"
     metalab.run(make_experiment(), store, executor="inline", derived_metrics=[final_loss]).result()
-    files = sorted((store / "derived").iterdir())
+    files = sorted((store / "derived").glob("*/*.json"))
     assert len(files) == 4
     document = json.loads(files[0].read_text())
     assert document["format"] == "metalab.derived/1"

@@ -41,7 +41,7 @@ def table_rows(output: str) -> list[str]:
 def record_files(store: Path) -> dict[str, tuple[int, bytes]]:
     return {
         path.name: (path.stat().st_mtime_ns, path.read_bytes())
-        for path in sorted((store / "runs").iterdir())
+        for path in sorted((store / "runs").glob("*/*"))
     }
 
 
@@ -54,10 +54,10 @@ def test_pi_mc_runs_then_skips_everything(tmp_path):
     assert re.search(r"\b9\b[^\n]*executed", out), out
 
     store = tmp_path / "runs" / "pi_mc"
-    records = [json.loads(p.read_text()) for p in (store / "runs").glob("*.json")]
+    records = [json.loads(p.read_text()) for p in (store / "runs").glob("*/*.json")]
     assert len(records) == 9
     assert all(r["status"] == "completed" for r in records)
-    assert len(list((store / "runs").glob("*.done"))) == 9
+    assert len(list((store / "runs").glob("*/*.done"))) == 9
     before = record_files(store)
 
     out = run_example("pi_mc.py", tmp_path)
@@ -104,7 +104,7 @@ def test_quickstart_script_without_main_guard_runs_on_a_local_cluster(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(table_rows(proc.stdout)) == 9
     assert all(row.rstrip().endswith("completed") for row in table_rows(proc.stdout))
-    assert len(list((tmp_path / "runs" / "pi_mc" / "runs").glob("*.done"))) == 9
+    assert len(list((tmp_path / "runs" / "pi_mc" / "runs").glob("*/*.done"))) == 9
 
 
 @pytest.mark.slow

@@ -49,8 +49,8 @@ def test_unreadable_record_is_run_again_and_named_when_loading(tmp_path):
     store = create_store(tmp_path)
     exp = _exp()
     metalab.run(exp, store, executor="inline").result()
-    broken = tmp_path / "runs" / f"{exp.run_id(1)}.json"
-    (tmp_path / "runs" / f"{exp.run_id(1)}.done").unlink()
+    broken = store.record_path(exp.run_id(1))
+    broken.with_suffix(".done").unlink()
     broken.write_text('{"format": "metalab.run/1", "run_')  # a write cut short
     with pytest.raises(metalab.StoreFormatError, match=exp.run_id(1)):
         metalab.load_results(tmp_path)

@@ -48,6 +48,20 @@ def names(directory):
     return sorted(os.listdir(directory))
 
 
+def shard(root, sub, run_id):
+    """The directory of `sub` holding `run_id`'s files: its shard, the run id's first two
+    hex digits."""
+    return root / sub / run_id[:2]
+
+
+def files_under(directory):
+    return sorted(
+        os.path.relpath(os.path.join(top, name), directory)
+        for top, _, files in os.walk(directory)
+        for name in files
+    )
+
+
 # ---------------------------------------------------------------- layout
 def test_layout_after_a_sweep(store_path):
     exp = make_exp()
@@ -63,15 +77,17 @@ def test_layout_after_a_sweep(store_path):
 
     for run in results:
         run_id = run.run_id
-        assert (store_path / "runs" / f"{run_id}.json").is_file()
-        assert (store_path / "runs" / f"{run_id}.done").exists()
-        artifact_dir = store_path / "artifacts" / run_id
+        assert (shard(store_path, "runs", run_id) / f"{run_id}.json").is_file()
+        assert (shard(store_path, "runs", run_id) / f"{run_id}.done").exists()
+        artifact_dir = shard(store_path, "artifacts", run_id) / run_id
         assert len(names(artifact_dir)) == 2
-        assert "x=" in (store_path / "logs" / f"{run_id}.log").read_text()
+        assert "x=" in (shard(store_path, "logs", run_id) / f"{run_id}.log").read_text()
+        assert results.store.record_path(run_id) == shard(store_path, "runs", run_id) / (
+            f"{run_id}.json"
+        )
 
-    assert {n[: -len(".json")] for n in names(store_path / "runs") if n.endswith(".json")} == {
-        r.run_id for r in results
-    }
+    record_files = [n for n in files_under(store_path / "runs") if n.endswith(".json")]
+    assert sorted(record_files) == sorted(f"{r.run_id[:2]}/{r.run_id}.json" for r in results)
 
 
 def test_each_submission_writes_its_own_manifest(store_path):
@@ -90,7 +106,7 @@ def test_each_submission_writes_its_own_manifest(store_path):
 def test_records_carry_their_format(store_path):
     results = sweep(store_path)
     for run in results:
-        record = json.loads((store_path / "runs" / f"{run.run_id}.json").read_text())
+        record = json.loads(results.store.record_path(run.run_id).read_text())
         assert record["format"] == "metalab.run/1"
         assert record["run_id"] == run.run_id
         assert record["status"] == "completed"
@@ -101,15 +117,46 @@ def test_failed_run_has_a_record_but_no_done_marker(store_path):
     failed, completed = results
     assert failed.status == "failed"
     assert completed.status == "completed"
-    assert (store_path / "runs" / f"{failed.run_id}.json").is_file()
-    assert not (store_path / "runs" / f"{failed.run_id}.done").exists()
+    assert (shard(store_path, "runs", failed.run_id) / f"{failed.run_id}.json").is_file()
+    assert not (shard(store_path, "runs", failed.run_id) / f"{failed.run_id}.done").exists()
+    assert (shard(store_path, "runs", completed.run_id) / f"{completed.run_id}.done").exists()
+
+
+def test_a_version_1_store_keeps_its_flat_layout(store_path):
+    """Stores made before sharding (one directory per kind) are read, resumed and written
+    in their own layout, by the driver and by workers that unpickle the store."""
+    import pickle
+
+    FileStore.open(store_path)
+    meta = json.loads((store_path / "_meta.json").read_text())
+    (store_path / "_meta.json").write_text(json.dumps({**meta, "version": 1}))
+
+    results = sweep(store_path, xs=(-1, 1))
+    failed, completed = results
+    assert (store_path / "runs" / f"{completed.run_id}.json").is_file()
     assert (store_path / "runs" / f"{completed.run_id}.done").exists()
+    assert (store_path / "runs" / f"{failed.run_id}.json").is_file()
+    assert (store_path / "logs" / f"{completed.run_id}.log").is_file()
+    assert (store_path / "artifacts" / completed.run_id).is_dir()
+    assert [p for p in (store_path / "runs").iterdir() if p.is_dir()] == []
+
+    again = metalab.run(make_exp(xs=(-1, 1)), store=store_path, executor="inline")
+    again.result()
+    assert again.status.skipped == 1  # the completed run; the failed one runs again
+    opened = create_store(store_path)
+    assert opened.version == 1 and pickle.loads(pickle.dumps(opened)).version == 1
+    assert sorted(r.run_id for r in metalab.load_results(store_path)) == sorted(
+        r.run_id for r in results
+    )
+    # a new store is sharded, and so is its unpickled copy
+    fresh = FileStore.open(store_path.parent / "fresh")
+    assert fresh.version == 2 and pickle.loads(pickle.dumps(fresh)).version == 2
 
 
 # ---------------------------------------------------------------- portability
 def test_artifact_refs_are_relative_so_the_store_can_move(store_path, tmp_path):
     sweep(store_path)
-    for record_file in (store_path / "runs").glob("*.json"):
+    for record_file in (store_path / "runs").glob("*/*.json"):
         record = json.loads(record_file.read_text())
         for artifact in record["artifacts"]:
             assert not os.path.isabs(artifact["ref"])
@@ -138,7 +185,7 @@ def test_store_can_be_given_as_path_uri_or_object(store_path, form):
     }[form]()
     results = sweep(given)
     assert [r.status for r in results] == ["completed", "completed"]
-    assert len(list((store_path / "runs").glob("*.done"))) == 2
+    assert len(list((store_path / "runs").glob("*/*.done"))) == 2
     for loader in (str(store_path), store_path, store_path.as_uri(), create_store(store_path)):
         loaded = metalab.load_results(loader)
         assert sorted(r.run_id for r in loaded) == sorted(r.run_id for r in results)
@@ -261,7 +308,8 @@ def dead_pid():
 def test_claim_of_a_dead_owner_is_taken_over(store_path):
     store = create_store(store_path)
     pid = dead_pid()
-    claim_file = store_path / "claims" / "run-2.claim"
+    claim_file = shard(store_path, "claims", "run-2") / "run-2.claim"
+    claim_file.parent.mkdir()
     claim_file.write_text(
         json.dumps({"host": socket.gethostname(), "pid": pid, "start": None, "session": "old"})
     )
@@ -281,7 +329,7 @@ def test_claim_of_a_dead_owner_is_taken_over(store_path):
 def test_sweep_leaves_no_claims_or_temporary_files(store_path):
     sweep(store_path, xs=(-1, 1, 2))
     sweep(store_path, xs=(-1, 1, 2))
-    assert names(store_path / "claims") == []
+    assert files_under(store_path / "claims") == []
     leftovers = [
         os.path.relpath(os.path.join(root, name), store_path)
         for root, dirs, files in os.walk(store_path)
@@ -298,7 +346,8 @@ def test_claims_of_one_process_share_one_owner_file(store_path, monkeypatch):
     owner = _claims.owner("session-a")
     assert store.claim("a" * 32, owner) and store.claim("b" * 32, owner)
     claims_dir = store_path / "claims"
-    a, b = claims_dir / ("a" * 32 + ".claim"), claims_dir / ("b" * 32 + ".claim")
+    a = shard(store_path, "claims", "a" * 32) / ("a" * 32 + ".claim")
+    b = shard(store_path, "claims", "b" * 32) / ("b" * 32 + ".claim")
     (owner_file,) = [p for p in claims_dir.iterdir() if p.name.startswith(".owner-")]
     assert a.stat().st_ino == b.stat().st_ino == owner_file.stat().st_ino
     assert json.loads(a.read_bytes()) == json.loads(json.dumps(owner))
@@ -314,7 +363,7 @@ def test_claims_of_one_process_share_one_owner_file(store_path, monkeypatch):
     store.release("b" * 32)
     assert not a.exists() and not b.exists() and owner_file.exists()
     store.release_idle()
-    assert list(claims_dir.iterdir()) == []
+    assert files_under(claims_dir) == []
 
 
 def test_threads_ending_tasks_never_unlink_an_owner_file_in_use(store_path):
@@ -331,9 +380,8 @@ def test_threads_ending_tasks_never_unlink_an_owner_file_in_use(store_path):
         for i in range(400):
             run_id = f"{tag}{i:031d}"
             assert store.claim(run_id, owner)
-            if (
-                os.stat(claims_dir / f"{run_id}.claim").st_nlink < 2
-            ):  # the claim and its owner file, at least
+            claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
+            if os.stat(claim).st_nlink < 2:  # the claim and its owner file, at least
                 unlinked.append(run_id)
             store.release(run_id)
             store.release_idle()
@@ -344,14 +392,14 @@ def test_threads_ending_tasks_never_unlink_an_owner_file_in_use(store_path):
     for thread in threads:
         thread.join()
     assert unlinked == []
-    assert list(claims_dir.iterdir()) == []
+    assert files_under(claims_dir) == []
 
 
 def test_a_sweep_in_threads_leaves_no_owner_file_when_it_returns(store_path):
     for version in range(3):
         exp = make_exp(xs=range(12), version=str(version))
         metalab.run(exp, store_path, executor=metalab.ThreadExecutor(max_workers=2)).result()
-        assert list((store_path / "claims").iterdir()) == []
+        assert files_under(store_path / "claims") == []
 
 
 def test_owner_file_of_a_killed_process_is_removed(store_path):
@@ -366,11 +414,11 @@ def test_owner_file_of_a_killed_process_is_removed(store_path):
     )
     FileStore.open(store_path)
     subprocess.run([sys.executable, "-c", script, str(store_path)], timeout=60)
-    names_left = sorted(p.name for p in (store_path / "claims").iterdir())
-    assert len(names_left) == 2 and names_left[1] == "c" * 32 + ".claim"
+    left = files_under(store_path / "claims")
+    assert len(left) == 2 and left[1] == f"cc/{'c' * 32}.claim" and left[0].startswith(".owner-")
     store = FileStore.open(store_path)
     assert store.claims() == {}  # the owner is dead
     assert store.claim("c" * 32, _claims.owner("t"))  # taken over
     store.release("c" * 32)
     store.release_idle()
-    assert list((store_path / "claims").iterdir()) == []
+    assert files_under(store_path / "claims") == []

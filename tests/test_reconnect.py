@@ -69,7 +69,7 @@ def test_reconnect_to_a_dead_driver_reports_the_stall_and_resume_finishes(tmp_pa
     store = tmp_path / "store"
     driver = _start_driver(tmp_path, store, 40, 0.2)
     _wait_for_manifest(store)
-    while len(list((store / "runs").glob("*.done"))) < 2:
+    while len(list((store / "runs").glob("*/*.done"))) < 2:
         time.sleep(0.05)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)

@@ -76,7 +76,7 @@ def test_resume_false_reruns_everything(env):
     metalab.run(_experiment(), store, executor="inline").result()
     metalab.run(_experiment(), store, executor="inline", resume=False).result()
     assert sorted(_executed(log)) == sorted(list(range(6)) * 2)
-    assert len(list((store / "runs").glob("*.json"))) == 6
+    assert len(list((store / "runs").glob("*/*.json"))) == 6
 
 
 def test_rerun_that_fails_after_success_removes_done_marker(env):

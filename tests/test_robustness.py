@@ -3,6 +3,7 @@ codecs on worker processes, unpicklable experiments, column collisions."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -82,6 +83,7 @@ def test_waiting_driver_reruns_a_run_whose_owner_died_without_record(tmp_path):
     )
     owner = {"host": _claims.owner()["host"], "pid": int(dead.stdout), "start": 1, "session": "x"}
     path = store._claim_path(exp.run_id(1))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
         import json
 

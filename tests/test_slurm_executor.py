@@ -94,10 +94,11 @@ def test_resume_submits_only_missing_runs_as_a_compact_spec(store):
     exp = slurm_experiment(n=12)
     metalab.run(exp, store, executor="inline").result()
     runs = store / "runs"
+    opened = FileStore.open(store)
     for index in (3, 7, 8, 9, 10):
-        run_id = exp.run_id(index)
-        (runs / f"{run_id}.json").unlink()
-        (runs / f"{run_id}.done").unlink()
+        record = opened.record_path(exp.run_id(index))
+        record.unlink()
+        record.with_suffix(".done").unlink()
     handle = metalab.run(exp, store, executor=executor(max_concurrent=4))
     assert handle.status.skipped == 7
     results = handle.result(timeout=240)
@@ -105,7 +106,7 @@ def test_resume_submits_only_missing_runs_as_a_compact_spec(store):
     (submission,) = submissions(store)
     assert [job["array"] for job in submission["jobs"]] == ["3,7-10%4"]
     # each run recorded exactly once
-    assert len(list(runs.glob("*.json"))) == 12
+    assert len(list(runs.glob("*/*.json"))) == 12
 
 
 def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp_path):
@@ -115,7 +116,7 @@ def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp
     handle = metalab.run(exp, store, executor=executor())
     (submission,) = _wait_for(lambda: submissions(store) or None, 60)
     job_id = submission["jobs"][0]["job_id"]
-    _wait_for(lambda: (store / "claims").exists() and list((store / "claims").iterdir()), 120)
+    _wait_for(lambda: (store / "claims").exists() and list((store / "claims").glob("*/*")), 120)
     commands.scancel([f"{job_id}_1"])
     results = handle.result(timeout=240)
     by_index = {r.index: r for r in results}
@@ -123,7 +124,7 @@ def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp
     assert by_index[1].status == "failed"
     assert by_index[1].error["type"] == "SlurmCancelled"
     assert f"{job_id}_1" in by_index[1].error["message"]
-    assert not list((store / "claims").iterdir())
+    assert not [p for p in (store / "claims").rglob("*") if p.is_file()]
     # resume submits only the failed run; cancelling the sweep cancels its array job
     again = metalab.run(exp, store, executor=executor())
     assert again.status.skipped == 2 and again.status.pending == 1
@@ -490,7 +491,7 @@ def test_packed_tasks_write_one_record_per_run(store):
     assert [r.index for r in results] == list(range(23))
     assert all(r.status == "completed" for r in results)
     assert sorted(r.run_id for r in results) == sorted(exp.run_id(i) for i in range(23))
-    assert len(list((store / "runs").glob("*.json"))) == 23
+    assert len(list((store / "runs").glob("*/*.json"))) == 23
     assert len(metalab.load_results(store)) == 23
     # run i ran in task i // 5 of the one array job; 5 tasks, the last one with 3 runs
     (submission,) = submissions(store)

@@ -62,7 +62,7 @@ def test_readme_minimal_working_example(chdir_tmp, capsys):
     for run in results:
         assert 2.5 < run.metrics["pi_estimate"] < 3.8
     assert len(table_rows(capsys.readouterr().out)) == 9
-    assert len(list((chdir_tmp / "runs" / "pi_mc" / "runs").glob("*.done"))) == 9
+    assert len(list((chdir_tmp / "runs" / "pi_mc" / "runs").glob("*/*.done"))) == 9
 
 
 # ================================================================ README: parameter sources
@@ -306,7 +306,7 @@ def test_readme_logging(store_path):
     assert "WARNING" in warning.upper()
     assert "Epoch 2: loss=0.4000" in run.log
     assert run.provenance["worker"] in lines[0]
-    assert (store_path / "logs" / f"{run.run_id}.log").read_text() == run.log
+    assert (store_path / "logs" / run.run_id[:2] / f"{run.run_id}.log").read_text() == run.log
 
 
 def test_readme_standard_logging_is_separate(store_path, caplog):
@@ -896,7 +896,7 @@ def test_readme_experiment_metadata(store_path):
     assert json.loads(manifests[-1].read_text())["metadata"] == metadata
 
     # Not fingerprinted - changing metadata does not create new runs
-    records_before = sorted(p.name for p in (store_path / "runs").iterdir())
+    records_before = sorted(p.name for p in (store_path / "runs").glob("*/*"))
     changed = experiment({**metadata, "notes": "different notes", "n_cells": 1})
     assert changed.run_ids() == exp.run_ids()
     handle = metalab.run(changed, store=store_path, executor="inline")
@@ -904,7 +904,7 @@ def test_readme_experiment_metadata(store_path):
     assert handle.status.skipped == 2
     assert handle.status.completed == 0
     assert [r.run_id for r in rerun] == [r.run_id for r in results]
-    assert sorted(p.name for p in (store_path / "runs").iterdir()) == records_before
+    assert sorted(p.name for p in (store_path / "runs").glob("*/*")) == records_before
 
 
 # ================================================================ quickstart

@@ -5,12 +5,19 @@ Layout::
     _meta.json                          store format and version
     experiments/<experiment_id>_<ts>.json   manifests, one per submission
     experiments/blobs/<key>.pkl         the serialized experiment workers rebuild runs from
-    runs/<run_id>.json                  final run records (versioned JSON)
-    runs/<run_id>.done                  marker: the completed record is persisted
-    artifacts/<run_id>/<name><ext>      artifacts, referenced relative to the store root
-    logs/<run_id>.log                   capture.log() lines
-    derived/<run_id>.json               derived metrics
-    claims/<run_id>.claim               who is running a run now
+    runs/<aa>/<run_id>.json             final run records (versioned JSON)
+    runs/<aa>/<run_id>.done             marker: the completed record is persisted
+    artifacts/<aa>/<run_id>/<name><ext> artifacts, referenced relative to the store root
+    logs/<aa>/<run_id>.log              capture.log() lines
+    derived/<aa>/<run_id>.json          derived metrics
+    claims/<aa>/<run_id>.claim          who is running a run now
+    claims/.owner-<pid>-<token>         the owner file a process's claims are hard links to
+
+`<aa>` is the first two hex digits of the run id: 256 shards keep every directory small (a
+300,000-run sweep leaves about 2,300 entries in each, where one directory would hold 600,000),
+and writers on different runs rarely work in the same directory, which a filesystem serializes.
+Shard directories are made when first written to. Stores of version 1 keep one directory per
+kind (`runs/<run_id>.json`, ...) and are read and written in that layout.
 
 Every file is written to a temporary name and renamed into place, so readers see whole files.
 """
@@ -35,7 +42,8 @@ from ..errors import StoreError, StoreFormatError
 from ..record import check_format, encode_record
 
 STORE_FORMAT = "metalab.filestore"
-STORE_VERSION = 1
+STORE_VERSION = 2
+"""1: one directory per kind; 2: per-run files sharded by the run id's first two hex digits."""
 _LAYOUT = (
     "experiments",
     "experiments/blobs",
@@ -68,11 +76,19 @@ def _dumps(value: Any) -> bytes:
     return encode_record(value)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
+def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False) -> None:
+    """Write `data` to `path` through a temporary file and a rename; with `make_dir`, make
+    the directory first if it is missing."""
     directory, name = os.path.split(os.fspath(path))
     tmp = f"{directory}/.{name}.{os.getpid()}.{next(_counter)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        if not make_dir:
+            raise
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
     try:
         try:
             view = memoryview(data)
@@ -104,6 +120,7 @@ class FileStore:
         self._owner_files: dict[bytes, list[Any]] = {}
         self._owner_lock = threading.Lock()
         self._hard_links = True
+        self._sharded = True  # a store of version 2; `open` reads the version of an existing one
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -126,12 +143,18 @@ class FileStore:
             return
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read {str(meta_path)!r}: {exc}") from exc
-        if meta.get("format") != STORE_FORMAT or meta.get("version", 0) > STORE_VERSION:
+        version = meta.get("version", 0)
+        if (
+            meta.get("format") != STORE_FORMAT
+            or not isinstance(version, int)
+            or version > STORE_VERSION
+        ):
             raise StoreFormatError(
                 f"{str(self.root)!r} holds store format {meta.get('format')!r} version "
-                f"{meta.get('version')!r}; this metalab reads {STORE_FORMAT!r} up to version "
+                f"{version!r}; this metalab reads {STORE_FORMAT!r} up to version "
                 f"{STORE_VERSION}"
             )
+        self._sharded = version >= 2
         if create:
             self._make_layout()
 
@@ -166,8 +189,13 @@ class FileStore:
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
 
+    @property
+    def version(self) -> int:
+        """The layout version of this store (see the module docstring)."""
+        return 2 if self._sharded else 1
+
     def __reduce__(self):
-        return (FileStore, (str(self.root),))
+        return (_reopened, (str(self.root), self.version))
 
     # ---------------------------------------------------------------- experiments
     def write_manifest(self, experiment_id: str, manifest: dict[str, Any]) -> str:
@@ -223,14 +251,43 @@ class FileStore:
         # plain strings: this runs several times per run, where pathlib's cost shows
         return f"{self._top}/{sub}/{name}"
 
+    def _run_dir(self, sub: str, run_id: str) -> str:
+        """The directory of `sub` (runs, claims, logs, derived, artifacts) holding `run_id`'s
+        files."""
+        if self._sharded:
+            return f"{self._top}/{sub}/{run_id[:2]}"
+        return f"{self._top}/{sub}"
+
+    def _run_file(self, sub: str, run_id: str, suffix: str) -> str:
+        return f"{self._run_dir(sub, run_id)}/{run_id}{suffix}"
+
     def _record_path(self, run_id: str) -> str:
-        return self._file("runs", f"{run_id}.json")
+        return self._run_file("runs", run_id, ".json")
+
+    def record_path(self, run_id: str) -> Path:
+        """The file holding `run_id`'s record (it may not exist)."""
+        return Path(self._record_path(run_id))
+
+    def _listing(self, sub: str) -> Iterator[tuple[str, str]]:
+        """(directory, name) of every per-run file of `sub`, through its shards."""
+        top = f"{self._top}/{sub}"
+        for name in os.listdir(top):
+            if self._sharded and len(name) == 2 and not name.startswith("."):
+                directory = f"{top}/{name}"
+                try:
+                    names = os.listdir(directory)
+                except (NotADirectoryError, FileNotFoundError):
+                    continue
+                for inner in names:
+                    yield directory, inner
+            else:
+                yield top, name
 
     def scan(self) -> tuple[set[str], set[str]]:
-        """One directory listing: (run ids with a final record, run ids completed)."""
+        """One listing of the records: (run ids with a final record, run ids completed)."""
         final: set[str] = set()
         done: set[str] = set()
-        for name in os.listdir(self.root / "runs"):
+        for _, name in self._listing("runs"):
             if name.endswith(".json") and not name.startswith("."):
                 final.add(name[:-5])
             elif name.endswith(".done"):
@@ -242,11 +299,11 @@ class FileStore:
 
         Returns the record's encoding as written (`metalab.record.encode_record`)."""
         run_id = record["run_id"]
-        marker = self._file("runs", f"{run_id}.done")
+        marker = self._run_file("runs", run_id, ".done")
         data = encode_record(record)
         if record["status"] == "completed":
             path = self._record_path(run_id)
-            atomic_write(path, data)
+            atomic_write(path, data, make_dir=self._sharded)
             try:
                 os.link(path, marker)  # one call, no file to open; the marker's content is unused
             except FileExistsError:
@@ -258,7 +315,7 @@ class FileStore:
                 os.unlink(marker)
             except FileNotFoundError:
                 pass
-            atomic_write(self._record_path(run_id), data)
+            atomic_write(self._record_path(run_id), data, make_dir=self._sharded)
         return data
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
@@ -301,10 +358,10 @@ class FileStore:
     # ---------------------------------------------------------------- artifacts and logs
     def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
         """Write artifact bytes; return the reference `artifacts/<run_id>/<filename>`."""
-        directory = self._file("artifacts", run_id)
+        directory = f"{self._run_dir('artifacts', run_id)}/{run_id}"
         os.makedirs(directory, exist_ok=True)
         atomic_write(f"{directory}/{filename}", data)
-        return f"artifacts/{run_id}/{filename}"
+        return os.path.relpath(f"{directory}/{filename}", self._top).replace(os.sep, "/")
 
     def read_artifact(self, ref: str) -> bytes:
         """Return the bytes of an artifact reference (relative to this store's root)."""
@@ -321,23 +378,27 @@ class FileStore:
         return self.root / ref
 
     def open_log(self, run_id: str) -> IO[str]:
-        """Open `logs/<run_id>.log` for appending (line buffered); earlier attempts' lines stay."""
-        return open(self._file("logs", f"{run_id}.log"), "a", encoding="utf-8", buffering=1)
+        """Open the run's log for appending (line buffered); earlier attempts' lines stay."""
+        path = self._run_file("logs", run_id, ".log")
+        if self._sharded:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, "a", encoding="utf-8", buffering=1)
 
     def put_log(self, run_id: str, text: str) -> None:
         """Replace the run's log with `text` (what a transfer between stores writes)."""
-        atomic_write(self._file("logs", f"{run_id}.log"), text.encode("utf-8"))
+        atomic_write(self._run_file("logs", run_id, ".log"), text.encode("utf-8"), make_dir=True)
 
     def read_log(self, run_id: str) -> str:
         """Return the run's log text, or "" when it logged nothing."""
         try:
-            return (self.root / "logs" / f"{run_id}.log").read_text(encoding="utf-8")
+            with open(self._run_file("logs", run_id, ".log"), encoding="utf-8") as fh:
+                return fh.read()
         except FileNotFoundError:
             return ""
 
     # ---------------------------------------------------------------- claims
     def _claim_path(self, run_id: str) -> str:
-        return self._file("claims", f"{run_id}.claim")
+        return self._run_file("claims", run_id, ".claim")
 
     def claim(self, run_id: str, owner: dict[str, Any]) -> bool:
         """Create the run's claim file, taking over a claim whose owner is dead."""
@@ -360,30 +421,37 @@ class FileStore:
         Where hard links are not supported, the claim is a file of its own.
         """
         content = self._owner_bytes(owner)
-        for _ in range(2) if self._hard_links else ():
+        for _ in range(3) if self._hard_links else ():
             # counted before linking, so release_idle in another thread never removes it
             entry = self._owner_file(content)
             try:
                 os.link(entry[0], path)
             except OSError as exc:
+                missing_dir = isinstance(exc, FileNotFoundError) and self._make_parent(path)
                 with self._owner_lock:
                     entry[1] -= 1
                     # the owner file was removed: forget it
                     if (
                         isinstance(exc, FileNotFoundError)
+                        and not missing_dir
                         and self._owner_files.get(content) is entry
                     ):
                         del self._owner_files[content]
                 if isinstance(exc, FileExistsError):
                     return False
                 if isinstance(exc, FileNotFoundError):
-                    continue  # write it again
+                    continue  # link again, into the new shard or from a new owner file
                 self._hard_links = False  # a filesystem without hard links
                 break
             self._held[path] = (time.monotonic(), content, entry)
             return True
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                self._make_parent(path)
+                fd = os.open(path, flags, 0o644)
         except FileExistsError:
             return False
         try:
@@ -392,6 +460,16 @@ class FileStore:
             os.close(fd)
         self._held[path] = (time.monotonic(), content, None)
         _claims.heartbeat.hold(path, functools.partial(os.utime, path))
+        return True
+
+    @staticmethod
+    def _make_parent(path: str) -> bool:
+        """Make the missing directory of `path` (a shard not written to yet); return whether
+        it was missing."""
+        directory = os.path.dirname(path)
+        if os.path.isdir(directory):
+            return False
+        os.makedirs(directory, exist_ok=True)
         return True
 
     def release_idle(self) -> None:
@@ -503,13 +581,13 @@ class FileStore:
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims: run id -> owner."""
         out = {}
-        for name in os.listdir(self.root / "claims"):
+        for directory, name in self._listing("claims"):
             if name.startswith(".owner-"):
-                self._remove_if_dead(self._file("claims", name))
+                self._remove_if_dead(f"{directory}/{name}")
                 continue
             if not name.endswith(".claim"):
                 continue
-            current = self._read_claim(self._file("claims", name))
+            current = self._read_claim(f"{directory}/{name}")
             if current is not None and _claims.is_alive(*current):
                 out[name[:-6]] = current[0]
         return out
@@ -535,15 +613,23 @@ class FileStore:
 
     # ---------------------------------------------------------------- derived metrics
     def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
-        """Replace `derived/<run_id>.json`."""
-        atomic_write(self.root / "derived" / f"{run_id}.json", _dumps(values))
+        """Replace the run's derived metrics document."""
+        atomic_write(self._run_file("derived", run_id, ".json"), _dumps(values), make_dir=True)
 
     def get_derived(self, run_id: str) -> dict[str, Any]:
-        """Return `derived/<run_id>.json`, or {}."""
+        """Return the run's derived metrics document, or {}."""
         try:
-            return json.loads((self.root / "derived" / f"{run_id}.json").read_bytes())
+            with open(self._run_file("derived", run_id, ".json"), "rb") as fh:
+                return json.loads(fh.read())
         except FileNotFoundError:
             return {}
+
+
+def _reopened(root: str, version: int) -> FileStore:
+    """A store unpickled in another process: the layout travels with it, no file is read."""
+    store = FileStore(root)
+    store._sharded = version >= 2
+    return store
 
 
 def _now() -> str:
