@@ -7,10 +7,11 @@ experiment is passed to `metalab.run(exp, store)` (default executor) and timed u
 returned handle reports `status.pending == 0` and `status.skipped == 100000`. Target: < 1 s.
 
 The baseline is the irreducible work: listing the store's record files (`os.listdir` of
-`runs/` and of its shard directories) plus 100,000 sha256 hashes of short strings. The ratio is metalab's time over the baseline's. The
-breakdown times the parts of the plan on their own: run id computation (`exp.prepare()` +
-`exp.run_ids()`), the store scan (`store.scan()`), and the manifest (`exp.manifest()` +
-`store.write_manifest`); "other" is the rest of `metalab.run`. Every figure is the best of 5.
+`runs/` and of its shard directories) plus 100,000 sha256 hashes of short strings. The ratio
+is metalab's time over the baseline's. The breakdown times the parts of the plan on their
+own: run id computation (`exp.prepare()` + `exp.run_ids()`), the store scan (`store.scan()`),
+and the manifest (`exp.manifest()` + `store.write_manifest`); "other" is the rest of
+`metalab.run`. Every figure is the best of 5.
 
     uv run --all-extras python benchmarks/bench_resume.py
 """

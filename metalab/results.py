@@ -148,6 +148,8 @@ class Results(Sequence):
         store: Any,
         *,
         query: dict[str, Any] | None = None,
+        loader: Any = None,
+        frame_cache: tuple[str, Any] | None = None,
     ):
         # records None: a selection a database store answers (`store.query_records(**query)`)
         # when the records are first needed, so filters before that run in the database.
@@ -157,6 +159,10 @@ class Results(Sequence):
         self._encoded = records is not None and not all(isinstance(r, dict) for r in records)
         self._store = store
         self._query = query
+        # `loader()` returns the records when first needed; `frame_cache` is (name, stamp) of
+        # the store's cached `to_dataframe()` of exactly these records (`load_results`)
+        self._loader = loader
+        self._frame_cache = frame_cache
         self._run_cache: list[Run | None] | None = None
 
     @property
@@ -167,7 +173,9 @@ class Results(Sequence):
             enabled = gc.isenabled()
             gc.disable()  # 100,000s of new dicts: no collection could free any of them
             try:
-                if self._loaded is None:
+                if self._loaded is None and self._loader is not None:
+                    self._loaded = list(self._loader())
+                elif self._loaded is None:
                     self._loaded = list(self._store.query_records(**(self._query or {})))
                 else:
                     self._loaded = [r if isinstance(r, dict) else r.record for r in self._loaded]
@@ -344,6 +352,44 @@ class Results(Sequence):
         from .errors import require
 
         pd = require("pandas", "pandas", "Results.to_dataframe()")
+        frame_cache = self._frame_cache
+        cacheable = frame_cache is not None and (
+            include_params
+            and include_metrics
+            and include_record
+            and not include_derived
+            and not derived_metrics
+            and not include_provenance
+        )
+        if cacheable and frame_cache is not None:
+            from ._frame import ResultsFrame
+
+            cached = self._store.read_cache(*frame_cache)
+            if cached is not None:
+                return ResultsFrame(cached)
+        frame = self._to_dataframe(
+            pd,
+            include_params,
+            include_metrics,
+            include_record,
+            include_derived,
+            derived_metrics,
+            include_provenance,
+        )
+        if cacheable and frame_cache is not None:
+            self._store.write_cache(*frame_cache, pd.DataFrame(frame))
+        return frame
+
+    def _to_dataframe(
+        self,
+        pd,
+        include_params,
+        include_metrics,
+        include_record,
+        include_derived,
+        derived_metrics,
+        include_provenance,
+    ):
         params, metrics = self._columns()
         records = self._records
         # pandas pulls the fields out of the dicts itself (much faster than a loop per column)

@@ -6,6 +6,7 @@ hand only the rest to the executor (DESIGN invariant 4).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import warnings
@@ -309,14 +310,28 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
     From a database store (PostgreSQL) the records are fetched when first needed, so
     `load_results(locator).filter(...)` and `.where(...)` select in the database.
     """
-    import gc
-
     from .results import Results
     from .stores.locator import create_store
 
     opened = create_store(store, create=False)
     if hasattr(opened, "query_records") and (experiment is None or ":" in experiment):
         return Results(None, opened, query={"experiment_id": experiment})
+    stamp = opened.records_stamp() if hasattr(opened, "records_stamp") else None
+    if stamp is not None:
+        # a file store whose records have not changed since a DataFrame of them was cached:
+        # `to_dataframe()` reads that, and the records are read only when asked for
+        name = "frame-" + hashlib.sha256(repr(experiment).encode()).hexdigest()[:16]
+        loader = functools.partial(_read_records, opened, experiment)
+        if opened.read_cache_header(name, stamp):
+            return Results(None, opened, loader=loader, frame_cache=(name, stamp))
+        return Results(_read_records(opened, experiment), opened, frame_cache=(name, stamp))
+    return Results(_read_records(opened, experiment), opened)
+
+
+def _read_records(opened: Any, experiment: str | None) -> list[dict[str, Any]]:
+    """Every record of the store (or of one experiment), by experiment id and run index."""
+    import gc
+
     enabled = gc.isenabled()
     gc.disable()  # building 100,000s of records: no collection can free any of them
     try:
@@ -331,7 +346,7 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
     finally:
         if enabled:
             gc.enable()
-    return Results(records, opened)
+    return records
 
 
 def reconnect(store: Any, experiment: str | None = None, *, progress: Any = False) -> Any:

@@ -4,6 +4,7 @@ metrics, provenance columns, and stores holding several experiments."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -150,3 +151,75 @@ def test_to_csv_has_params_and_metrics(results, tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert len(rows) == 12
     assert {"param_learning_rate", "param_optimizer", "accuracy", "final"} <= set(rows[0])
+
+
+# ---------------------------------------------------------------- the DataFrame cache
+@pytest.fixture
+def settled(monkeypatch):
+    """Records count as settled at once (not RACY_SECONDS after their last change)."""
+    from metalab.stores import file
+
+    monkeypatch.setattr(file, "RACY_SECONDS", 0.0)
+
+
+def test_a_cached_dataframe_is_the_one_the_records_give(tmp_path, settled):
+    import pandas as pd
+
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    metalab.run(experiment("other", ("adam", "bad")), store, executor="inline").result()
+    for selection in (None, "fit", "other:1"):
+        first = metalab.load_results(store, selection)
+        assert first._loaded is not None  # nothing cached yet: the records were read
+        computed = first.to_dataframe()
+        again = metalab.load_results(store, selection)
+        assert again._loaded is None  # the cache answers; records are read when asked for
+        cached = again.to_dataframe()
+        assert type(cached) is type(computed)
+        pd.testing.assert_frame_equal(cached, computed)
+        assert cached["optimizer"].tolist() == computed["param_optimizer"].tolist()
+        # everything else still works from the lazily read records
+        assert len(again) == len(first) and again.records == first.records
+        assert again.to_dataframe(include_record=False).shape[1] < cached.shape[1]
+    assert len(list((store / "cache").glob("frame-*.pkl"))) == 3
+
+
+def test_new_or_rewritten_records_are_never_hidden_by_the_cache(tmp_path, settled):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    metalab.load_results(store).to_dataframe()  # cached
+    time.sleep(0.05)
+    metalab.run(experiment("other", ("adam", "bad")), store, executor="inline").result()
+    df = metalab.load_results(store).to_dataframe()
+    assert sorted(set(df["experiment_id"])) == ["fit:1", "other:1"]
+    # a record rewritten in place of another (a re-run) changes what is cached
+    time.sleep(0.05)
+    exp = experiment("other", ("adam", "bad"))
+    metalab.run(exp, store, executor="inline", resume=False).result()
+    df = metalab.load_results(store, "other").to_dataframe()
+    fresh = {r.run_id: r.record["finished_at"] for r in metalab.load_results(store, "other")}
+    assert dict(zip(df["run_id"], df["finished_at"])) == fresh
+
+
+def test_records_changed_moments_ago_are_not_cached(tmp_path):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    metalab.load_results(store).to_dataframe()
+    assert not list((store / "cache").iterdir())  # within RACY_SECONDS of the last write
+
+
+def test_selections_and_read_only_stores_do_without_the_cache(tmp_path, settled):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    metalab.load_results(store).to_dataframe()
+    loaded = metalab.load_results(store)
+    adam = loaded.filter(optimizer="adam").to_dataframe()
+    assert set(adam["param_optimizer"]) == {"adam"} and len(adam) == len(loaded) // 2
+    # a store where nothing can be cached (here `cache` is a file, as a read-only store's
+    # directory would refuse files): loading works the same, without a cache
+    for path in (store / "cache").iterdir():
+        path.unlink()
+    (store / "cache").rmdir()
+    (store / "cache").write_text("not a directory")
+    assert len(metalab.load_results(store).to_dataframe()) == len(loaded)
+    assert metalab.load_results(store)._loaded is not None

@@ -12,6 +12,7 @@ Layout::
     derived/<aa>/<run_id>.json          derived metrics
     claims/<aa>/<run_id>.claim          who is running a run now
     claims/.owner-<pid>-<token>         the owner file a process's claims are hard links to
+    cache/<name>.pkl                    what loading results computed (safe to delete)
 
 `<aa>` is the first two hex digits of the run id: 256 shards keep every directory small (a
 300,000-run sweep leaves about 2,300 entries in each, where one directory would hold 600,000),
@@ -53,7 +54,13 @@ _LAYOUT = (
     "derived",
     "claims",
     "control",
+    "cache",
 )
+_CACHE_FORMAT = "metalab.cache/1"
+RACY_SECONDS = 5.0
+"""A record directory modified less than this long ago is not trusted as unchanged: a write
+in the same timestamp tick as a listing (or on a server whose clock runs ahead) could leave
+its modification time as it was."""
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_LEN = len("20260101T000000.000000Z")
 _counter = itertools.count()
@@ -354,6 +361,73 @@ class FileStore:
                 experiment_id is None or record.get("experiment_id") == experiment_id
             ):
                 yield record
+
+    # ---------------------------------------------------------------- cache
+    def records_stamp(self) -> tuple[Any, ...] | None:
+        """What identifies the store's records as they are now: the inode and modification
+        time of every directory holding records, or None when one was modified too recently
+        (`RACY_SECONDS`) to be sure a later change would show.
+
+        Records are only ever renamed into place, so any new, rewritten or removed record
+        changes its directory's modification time: an equal stamp means equal records.
+        """
+        now = time.time_ns()
+        margin = int(RACY_SECONDS * 1e9)
+        top = f"{self._top}/runs"
+        parts = []
+        try:
+            names = sorted(os.listdir(top)) if self._sharded else []
+            for name in ["", *names]:
+                if name and (len(name) != 2 or name.startswith(".")):
+                    continue
+                st = os.stat(f"{top}/{name}" if name else top)
+                if st.st_mtime_ns > now - margin:
+                    return None
+                parts.append((name, st.st_ino, st.st_mtime_ns))
+        except OSError:
+            return None
+        return (self.version, *parts)
+
+    def read_cache_header(self, name: str, stamp: Any) -> bool:
+        """Whether `read_cache(name, stamp)` would find a value (reads only its header)."""
+        if stamp is None:
+            return False
+        import pickle
+
+        try:
+            with open(f"{self._top}/cache/{name}.pkl", "rb") as fh:
+                return bool(pickle.load(fh) == (_CACHE_FORMAT, stamp))
+        except Exception:  # noqa: BLE001 - missing, partial, from another Python
+            return False
+
+    def read_cache(self, name: str, stamp: Any) -> Any:
+        """What `write_cache(name, stamp, value)` left, if `stamp` is the same; else None."""
+        if stamp is None:
+            return None
+        import pickle
+
+        try:
+            with open(f"{self._top}/cache/{name}.pkl", "rb") as fh:
+                header = pickle.load(fh)
+                if header != (_CACHE_FORMAT, stamp):
+                    return None
+                return pickle.load(fh)
+        except Exception:  # noqa: BLE001 - missing, partial, from another Python: not used
+            return None
+
+    def write_cache(self, name: str, stamp: Any, value: Any) -> None:
+        """Keep `value` under `name` for as long as the records match `stamp` (best effort:
+        a store that cannot be written, read-only say, just keeps nothing)."""
+        if stamp is None:
+            return
+        import pickle
+
+        try:
+            data = pickle.dumps((_CACHE_FORMAT, stamp), protocol=pickle.HIGHEST_PROTOCOL)
+            data += pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            atomic_write(f"{self._top}/cache/{name}.pkl", data, make_dir=True)
+        except (OSError, pickle.PicklingError):
+            pass
 
     # ---------------------------------------------------------------- artifacts and logs
     def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
