@@ -301,11 +301,13 @@ class Results(Sequence):
 
     # ---------------------------------------------------------------- tables
     def _columns(self) -> tuple[list[str], list[str]]:
-        param_names: dict[str, None] = {}
-        metric_names: dict[str, None] = {}
-        for record in self._records:
-            param_names.update(dict.fromkeys(record["params"]))
-            metric_names.update(dict.fromkeys(record.get("metrics", {})))
+        """Parameter and metric names, in order of first appearance."""
+        records = self._records
+        # runs of a sweep share their key sets: collect each distinct set once
+        param_sets = dict.fromkeys(tuple(r["params"]) for r in records)
+        metric_sets = dict.fromkeys(tuple(r.get("metrics") or ()) for r in records)
+        param_names = dict.fromkeys(name for names in param_sets for name in names)
+        metric_names = dict.fromkeys(name for names in metric_sets for name in names)
         return list(param_names), list(metric_names)
 
     def table(self, as_dataframe: bool = False):
@@ -367,15 +369,23 @@ class Results(Sequence):
             cached = self._store.read_cache(*frame_cache)
             if cached is not None:
                 return ResultsFrame(cached)
-        frame = self._to_dataframe(
-            pd,
-            include_params,
-            include_metrics,
-            include_record,
-            include_derived,
-            derived_metrics,
-            include_provenance,
-        )
+        import gc
+
+        enabled = gc.isenabled()
+        gc.disable()  # 100,000s of new objects: no collection could free any of them
+        try:
+            frame = self._to_dataframe(
+                pd,
+                include_params,
+                include_metrics,
+                include_record,
+                include_derived,
+                derived_metrics,
+                include_provenance,
+            )
+        finally:
+            if enabled:
+                gc.enable()
         if cacheable and frame_cache is not None:
             self._store.write_cache(*frame_cache, pd.DataFrame(frame))
         return frame
