@@ -73,6 +73,7 @@ class Outcome:
         """The run's final record, or None when it has none from here."""
         if self._record is None and self._encoded is not None:
             self._record = decode_record(self._encoded)
+            self._encoded = None  # keep one copy: a driver holds every outcome of a sweep
         return self._record
 
     @property

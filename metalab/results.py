@@ -148,8 +148,8 @@ class Results(Sequence):
         store: Any,
         *,
         query: dict[str, Any] | None = None,
-        loader: Any = None,
         frame_cache: tuple[str, Any] | None = None,
+        frame: Any = None,
     ):
         # records None: a selection a database store answers (`store.query_records(**query)`)
         # when the records are first needed, so filters before that run in the database.
@@ -159,10 +159,10 @@ class Results(Sequence):
         self._encoded = records is not None and not all(isinstance(r, dict) for r in records)
         self._store = store
         self._query = query
-        # `loader()` returns the records when first needed; `frame_cache` is (name, stamp) of
-        # the store's cached `to_dataframe()` of exactly these records (`load_results`)
-        self._loader = loader
+        # `frame_cache` is (name, stamp) under which the store keeps these records and their
+        # `to_dataframe()` (`load_results`); `frame` is that DataFrame, when it was cached
         self._frame_cache = frame_cache
+        self._frame = frame
         self._run_cache: list[Run | None] | None = None
 
     @property
@@ -173,9 +173,7 @@ class Results(Sequence):
             enabled = gc.isenabled()
             gc.disable()  # 100,000s of new dicts: no collection could free any of them
             try:
-                if self._loaded is None and self._loader is not None:
-                    self._loaded = list(self._loader())
-                elif self._loaded is None:
+                if self._loaded is None:
                     self._loaded = list(self._store.query_records(**(self._query or {})))
                 else:
                     self._loaded = [r if isinstance(r, dict) else r.record for r in self._loaded]
@@ -354,8 +352,7 @@ class Results(Sequence):
         from .errors import require
 
         pd = require("pandas", "pandas", "Results.to_dataframe()")
-        frame_cache = self._frame_cache
-        cacheable = frame_cache is not None and (
+        default = (
             include_params
             and include_metrics
             and include_record
@@ -363,12 +360,10 @@ class Results(Sequence):
             and not derived_metrics
             and not include_provenance
         )
-        if cacheable and frame_cache is not None:
+        if default and self._frame is not None:
             from ._frame import ResultsFrame
 
-            cached = self._store.read_cache(*frame_cache)
-            if cached is not None:
-                return ResultsFrame(cached)
+            return ResultsFrame(self._frame.copy())
         import gc
 
         enabled = gc.isenabled()
@@ -386,8 +381,10 @@ class Results(Sequence):
         finally:
             if enabled:
                 gc.enable()
-        if cacheable and frame_cache is not None:
-            self._store.write_cache(*frame_cache, pd.DataFrame(frame))
+        if default and self._frame_cache is not None:
+            self._frame = pd.DataFrame(frame).copy()
+            # the records and their frame, one snapshot, for the next load of the same store
+            self._store.write_cache(*self._frame_cache, (self._records, self._frame))
         return frame
 
     def _to_dataframe(

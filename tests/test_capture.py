@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import metalab
+from metalab.store import create_store
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -416,7 +417,7 @@ def test_user_codec_is_used_by_kind_and_round_trips(store_path, codec_registry):
         assert descriptor["kind"] == "csvrow"
         assert descriptor["media_type"] == "text/csv"
         assert descriptor["ref"].endswith(".csv")
-        assert (store_path / descriptor["ref"]).read_bytes() == b"3,1,2"
+        assert create_store(store_path).artifact_path(descriptor["ref"]).read_bytes() == b"3,1,2"
         assert run.artifact("row") == [3, 1, 2]
 
 

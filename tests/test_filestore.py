@@ -148,9 +148,52 @@ def test_a_version_1_store_keeps_its_flat_layout(store_path):
     assert sorted(r.run_id for r in metalab.load_results(store_path)) == sorted(
         r.run_id for r in results
     )
+    # the layout is read however the store object is made
+    assert FileStore(store_path).version == 1
+    assert len(metalab.load_results(FileStore(store_path))) == 2
     # a new store is sharded, and so is its unpickled copy
     fresh = FileStore.open(store_path.parent / "fresh")
     assert fresh.version == 2 and pickle.loads(pickle.dumps(fresh)).version == 2
+    assert FileStore(store_path.parent / "never-made").version == 2
+
+
+def test_artifact_references_do_not_name_the_shard(store_path):
+    """A fallback and its primary give the same reference for an artifact; a version 2
+    store keeps the file in its shard and finds it from that reference."""
+    store = FileStore.open(store_path)
+    ref = store.put_artifact("ab12cd", "x.bin", b"bytes")
+    assert ref == "artifacts/ab12cd/x.bin"
+    assert (store_path / "artifacts" / "ab" / "ab12cd" / "x.bin").read_bytes() == b"bytes"
+    assert store.read_artifact(ref) == b"bytes"
+    assert store.artifact_path(ref) == store_path / "artifacts" / "ab" / "ab12cd" / "x.bin"
+    with pytest.raises(metalab.StoreError, match="outside the store"):
+        store.read_artifact("artifacts/../../etc/passwd")
+
+
+def test_claims_in_shards_made_by_several_threads_at_once_leave_nothing(store_path):
+    """Threads claiming in shards not made yet (the start of a sweep): every owner file and
+    heartbeat goes when the claims are released."""
+    import threading
+
+    store = FileStore.open(store_path)
+    owner = _claims.owner("session-a")
+    start = threading.Barrier(8)
+
+    def work(k):
+        start.wait()
+        for shard in range(256):
+            run_id = f"{shard:02x}{k:030d}"
+            assert store.claim(run_id, owner)
+            store.release(run_id)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.release_idle()
+    assert files_under(store_path / "claims") == []
+    assert store._owner_files == {}
 
 
 # ---------------------------------------------------------------- portability

@@ -4,6 +4,7 @@ metrics, provenance columns, and stores holding several experiments."""
 from __future__ import annotations
 
 import io
+import os
 import time
 
 import numpy as np
@@ -170,18 +171,29 @@ def test_a_cached_dataframe_is_the_one_the_records_give(tmp_path, settled):
     metalab.run(experiment("other", ("adam", "bad")), store, executor="inline").result()
     for selection in (None, "fit", "other:1"):
         first = metalab.load_results(store, selection)
-        assert first._loaded is not None  # nothing cached yet: the records were read
+        assert first._frame is None  # nothing cached yet: the records were read from files
         computed = first.to_dataframe()
         again = metalab.load_results(store, selection)
-        assert again._loaded is None  # the cache answers; records are read when asked for
+        assert again._frame is not None  # records and frame from the cache, one snapshot
         cached = again.to_dataframe()
         assert type(cached) is type(computed)
         pd.testing.assert_frame_equal(cached, computed)
         assert cached["optimizer"].tolist() == computed["param_optimizer"].tolist()
-        # everything else still works from the lazily read records
-        assert len(again) == len(first) and again.records == first.records
+        assert again.records == first.records
         assert again.to_dataframe(include_record=False).shape[1] < cached.shape[1]
-    assert len(list((store / "cache").glob("frame-*.pkl"))) == 3
+        cached.loc[0, "run_id"] = "changed by the user"  # a copy: the cache stays as it was
+        assert again.to_dataframe()["run_id"][0] == computed["run_id"][0]
+    assert len(list((store / "cache").glob("load-*.pkl"))) == 3
+
+
+def test_a_cache_file_others_could_have_written_is_not_read(tmp_path, settled):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    metalab.load_results(store).to_dataframe()
+    (cache_file,) = (store / "cache").iterdir()
+    assert metalab.load_results(store)._frame is not None
+    os.chmod(cache_file, 0o666)  # unpickling runs code: only the user's own files count
+    assert metalab.load_results(store)._frame is None
 
 
 def test_new_or_rewritten_records_are_never_hidden_by_the_cache(tmp_path, settled):
@@ -222,4 +234,4 @@ def test_selections_and_read_only_stores_do_without_the_cache(tmp_path, settled)
     (store / "cache").rmdir()
     (store / "cache").write_text("not a directory")
     assert len(metalab.load_results(store).to_dataframe()) == len(loaded)
-    assert metalab.load_results(store)._loaded is not None
+    assert metalab.load_results(store)._frame is None

@@ -7,7 +7,7 @@ Layout::
     experiments/blobs/<key>.pkl         the serialized experiment workers rebuild runs from
     runs/<aa>/<run_id>.json             final run records (versioned JSON)
     runs/<aa>/<run_id>.done             marker: the completed record is persisted
-    artifacts/<aa>/<run_id>/<name><ext> artifacts, referenced relative to the store root
+    artifacts/<aa>/<run_id>/<name><ext> artifacts, referenced as artifacts/<run_id>/<name><ext>
     logs/<aa>/<run_id>.log              capture.log() lines
     derived/<aa>/<run_id>.json          derived metrics
     claims/<aa>/<run_id>.claim          who is running a run now
@@ -127,7 +127,7 @@ class FileStore:
         self._owner_files: dict[bytes, list[Any]] = {}
         self._owner_lock = threading.Lock()
         self._hard_links = True
-        self._sharded = True  # a store of version 2; `open` reads the version of an existing one
+        self._sharded = _layout_version(self._top) >= 2
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -388,32 +388,32 @@ class FileStore:
             return None
         return (self.version, *parts)
 
-    def read_cache_header(self, name: str, stamp: Any) -> bool:
-        """Whether `read_cache(name, stamp)` would find a value (reads only its header)."""
-        if stamp is None:
-            return False
-        import pickle
-
-        try:
-            with open(f"{self._top}/cache/{name}.pkl", "rb") as fh:
-                return bool(pickle.load(fh) == (_CACHE_FORMAT, stamp))
-        except Exception:  # noqa: BLE001 - missing, partial, from another Python
-            return False
-
     def read_cache(self, name: str, stamp: Any) -> Any:
-        """What `write_cache(name, stamp, value)` left, if `stamp` is the same; else None."""
+        """What `write_cache(name, stamp, value)` left, if `stamp` is the same; else None.
+
+        Only a cache file this user owns, and nobody else can write, is read: unpickling runs
+        code, and a store may be shared with others.
+        """
         if stamp is None:
             return None
+        import gc
         import pickle
 
+        enabled = gc.isenabled()
+        gc.disable()  # 100,000s of records: no collection could free any of them
         try:
             with open(f"{self._top}/cache/{name}.pkl", "rb") as fh:
-                header = pickle.load(fh)
-                if header != (_CACHE_FORMAT, stamp):
+                st = os.fstat(fh.fileno())
+                if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                    return None
+                if pickle.load(fh) != _cache_header(stamp):
                     return None
                 return pickle.load(fh)
         except Exception:  # noqa: BLE001 - missing, partial, from another Python: not used
             return None
+        finally:
+            if enabled:
+                gc.enable()
 
     def write_cache(self, name: str, stamp: Any, value: Any) -> None:
         """Keep `value` under `name` for as long as the records match `stamp` (best effort:
@@ -423,7 +423,7 @@ class FileStore:
         import pickle
 
         try:
-            data = pickle.dumps((_CACHE_FORMAT, stamp), protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(_cache_header(stamp), protocol=pickle.HIGHEST_PROTOCOL)
             data += pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             atomic_write(f"{self._top}/cache/{name}.pkl", data, make_dir=True)
         except (OSError, pickle.PicklingError):
@@ -431,15 +431,20 @@ class FileStore:
 
     # ---------------------------------------------------------------- artifacts and logs
     def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
-        """Write artifact bytes; return the reference `artifacts/<run_id>/<filename>`."""
+        """Write artifact bytes; return the reference `artifacts/<run_id>/<filename>`.
+
+        References do not name the shard (a store of version 2 keeps the file under
+        `artifacts/<aa>/<run_id>/`), so every store, a fallback and its primary say, gives
+        the same reference for the same artifact.
+        """
         directory = f"{self._run_dir('artifacts', run_id)}/{run_id}"
         os.makedirs(directory, exist_ok=True)
         atomic_write(f"{directory}/{filename}", data)
-        return os.path.relpath(f"{directory}/{filename}", self._top).replace(os.sep, "/")
+        return f"artifacts/{run_id}/{filename}"
 
     def read_artifact(self, ref: str) -> bytes:
         """Return the bytes of an artifact reference (relative to this store's root)."""
-        path = (self.root / ref).resolve()
+        path = self.artifact_path(ref).resolve()
         if self.root not in path.parents:
             raise StoreError(f"artifact reference {ref!r} points outside the store")
         try:
@@ -449,6 +454,11 @@ class FileStore:
 
     def artifact_path(self, ref: str) -> Path:
         """Return the file behind an artifact reference."""
+        parts = ref.split("/")
+        if self._sharded and len(parts) == 3 and parts[0] == "artifacts":
+            sharded = self.root / "artifacts" / parts[1][:2] / parts[1] / parts[2]
+            if sharded.exists() or not (self.root / ref).exists():
+                return sharded
         return self.root / ref
 
     def open_log(self, run_id: str) -> IO[str]:
@@ -501,16 +511,17 @@ class FileStore:
             try:
                 os.link(entry[0], path)
             except OSError as exc:
-                missing_dir = isinstance(exc, FileNotFoundError) and self._make_parent(path)
-                with self._owner_lock:
-                    entry[1] -= 1
-                    # the owner file was removed: forget it
-                    if (
-                        isinstance(exc, FileNotFoundError)
-                        and not missing_dir
-                        and self._owner_files.get(content) is entry
-                    ):
-                        del self._owner_files[content]
+                owner_gone = False
+                try:
+                    if isinstance(exc, FileNotFoundError):
+                        self._make_parent(path)  # a shard not written to yet
+                        owner_gone = not os.path.exists(entry[0])
+                finally:
+                    with self._owner_lock:
+                        entry[1] -= 1
+                        # the owner file was removed (not by us): forget it
+                        if owner_gone and self._owner_files.get(content) is entry:
+                            del self._owner_files[content]
                 if isinstance(exc, FileExistsError):
                     return False
                 if isinstance(exc, FileNotFoundError):
@@ -697,6 +708,24 @@ class FileStore:
                 return json.loads(fh.read())
         except FileNotFoundError:
             return {}
+
+
+def _cache_header(stamp: Any) -> tuple[Any, ...]:
+    """What a cache file starts with: what wrote it and the records it was made from."""
+    from .. import __version__
+
+    return (_CACHE_FORMAT, __version__, stamp)
+
+
+def _layout_version(root: str) -> int:
+    """The version in `root/_meta.json`, or the current one for a store not made yet (or a
+    meta file `FileStore.open` will refuse with a clear error)."""
+    try:
+        with open(f"{root}/_meta.json", "rb") as fh:
+            version = json.loads(fh.read()).get("version")
+    except (OSError, ValueError, AttributeError):
+        return STORE_VERSION
+    return version if isinstance(version, int) else STORE_VERSION
 
 
 def _reopened(root: str, version: int) -> FileStore:
