@@ -7,9 +7,9 @@ write, as when a sweep finished a moment before), `metalab.load_results(store).t
 is timed two ways, best of 3 each:
 
 * first load: the store's `cache/` is emptied before each sample, so every record file is read
-  and parsed, and the DataFrame is built and cached;
+  and parsed, and the DataFrame is built; both are then cached;
 * again: what loading the same, unchanged store costs afterwards (in a new notebook cell or a
-  new process): the cached DataFrame. Target: < 2 s.
+  new process): the records and the DataFrame read from the cache. Target: < 2 s.
 
 Baseline, same run: a plain loop that reads and `json.loads` every record file of the store,
 then builds a `pandas.DataFrame` from one flat dict per run (no framework, no cache).
