@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import ValidationError
-from .record import Status
+from .record import Status, paused_gc
 
 RECORD_COLUMNS = (
     "run_id",
@@ -168,19 +168,12 @@ class Results(Sequence):
     @property
     def _records(self) -> list[dict[str, Any]]:
         if self._loaded is None or self._encoded:
-            import gc
-
-            enabled = gc.isenabled()
-            gc.disable()  # 100,000s of new dicts: no collection could free any of them
-            try:
+            with paused_gc():
                 if self._loaded is None:
                     self._loaded = list(self._store.query_records(**(self._query or {})))
                 else:
                     self._loaded = [r if isinstance(r, dict) else r.record for r in self._loaded]
                     self._encoded = False
-            finally:
-                if enabled:
-                    gc.enable()
         return self._loaded
 
     @property
@@ -364,11 +357,7 @@ class Results(Sequence):
             from ._frame import ResultsFrame
 
             return ResultsFrame(self._frame.copy())
-        import gc
-
-        enabled = gc.isenabled()
-        gc.disable()  # 100,000s of new objects: no collection could free any of them
-        try:
+        with paused_gc():
             frame = self._to_dataframe(
                 pd,
                 include_params,
@@ -378,9 +367,6 @@ class Results(Sequence):
                 derived_metrics,
                 include_provenance,
             )
-        finally:
-            if enabled:
-                gc.enable()
         if default and self._frame_cache is not None:
             self._frame = pd.DataFrame(frame).copy()
             # the records and their frame, one snapshot, for the next load of the same store

@@ -17,7 +17,7 @@ from .derived import check_functions
 from .errors import CodeChangedWarning, MetalabWarning, StoreError, ValidationError
 from .execute import JobRef
 from .experiment import Experiment
-from .record import utc_now
+from .record import paused_gc, utc_now
 from .serializers import user_codecs
 
 
@@ -330,11 +330,7 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
 
 def _read_records(opened: Any, experiment: str | None) -> list[dict[str, Any]]:
     """Every record of the store (or of one experiment), by experiment id and run index."""
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()  # building 100,000s of records: no collection can free any of them
-    try:
+    with paused_gc():
         records = [
             record
             for record in opened.iter_records()
@@ -343,9 +339,6 @@ def _read_records(opened: Any, experiment: str | None) -> list[dict[str, Any]]:
             or record.get("experiment_id", "").split(":", 1)[0] == experiment
         ]
         records.sort(key=lambda r: (r.get("experiment_id", ""), r.get("index", 0)))
-    finally:
-        if enabled:
-            gc.enable()
     return records
 
 

@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from .. import _claims
 from ..errors import StoreError, StoreFormatError
-from ..record import check_format, encode_record
+from ..record import check_format, encode_record, paused_gc
 
 STORE_FORMAT = "metalab.filestore"
 STORE_VERSION = 2
@@ -275,11 +275,14 @@ class FileStore:
         """The file holding `run_id`'s record (it may not exist)."""
         return Path(self._record_path(run_id))
 
+    def _is_shard(self, name: str) -> bool:
+        return self._sharded and len(name) == 2 and not name.startswith(".")
+
     def _listing(self, sub: str) -> Iterator[tuple[str, str]]:
         """(directory, name) of every per-run file of `sub`, through its shards."""
         top = f"{self._top}/{sub}"
         for name in os.listdir(top):
-            if self._sharded and len(name) == 2 and not name.startswith("."):
+            if self._is_shard(name):
                 directory = f"{top}/{name}"
                 try:
                     names = os.listdir(directory)
@@ -376,10 +379,8 @@ class FileStore:
         top = f"{self._top}/runs"
         parts = []
         try:
-            names = sorted(os.listdir(top)) if self._sharded else []
-            for name in ["", *names]:
-                if name and (len(name) != 2 or name.startswith(".")):
-                    continue
+            shards = sorted(name for name in os.listdir(top) if self._is_shard(name))
+            for name in ["", *shards]:
                 st = os.stat(f"{top}/{name}" if name else top)
                 if st.st_mtime_ns > now - margin:
                     return None
@@ -396,13 +397,10 @@ class FileStore:
         """
         if stamp is None:
             return None
-        import gc
         import pickle
 
-        enabled = gc.isenabled()
-        gc.disable()  # 100,000s of records: no collection could free any of them
         try:
-            with open(f"{self._top}/cache/{name}.pkl", "rb") as fh:
+            with paused_gc(), open(f"{self._top}/cache/{name}.pkl", "rb") as fh:
                 st = os.fstat(fh.fileno())
                 if st.st_uid != os.getuid() or st.st_mode & 0o022:
                     return None
@@ -411,9 +409,6 @@ class FileStore:
                 return pickle.load(fh)
         except Exception:  # noqa: BLE001 - missing, partial, from another Python: not used
             return None
-        finally:
-            if enabled:
-                gc.enable()
 
     def write_cache(self, name: str, stamp: Any, value: Any) -> None:
         """Keep `value` under `name` for as long as the records match `stamp` (best effort:
@@ -456,9 +451,7 @@ class FileStore:
         """Return the file behind an artifact reference."""
         parts = ref.split("/")
         if self._sharded and len(parts) == 3 and parts[0] == "artifacts":
-            sharded = self.root / "artifacts" / parts[1][:2] / parts[1] / parts[2]
-            if sharded.exists() or not (self.root / ref).exists():
-                return sharded
+            return self.root / "artifacts" / parts[1][:2] / parts[1] / parts[2]
         return self.root / ref
 
     def open_log(self, run_id: str) -> IO[str]:
@@ -548,14 +541,9 @@ class FileStore:
         return True
 
     @staticmethod
-    def _make_parent(path: str) -> bool:
-        """Make the missing directory of `path` (a shard not written to yet); return whether
-        it was missing."""
-        directory = os.path.dirname(path)
-        if os.path.isdir(directory):
-            return False
-        os.makedirs(directory, exist_ok=True)
-        return True
+    def _make_parent(path: str) -> None:
+        """Make the directory of `path` (a shard not written to yet) if it is missing."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
 
     def release_idle(self) -> None:
         """Remove this process's owner files that no claim uses now (the end of a task)."""

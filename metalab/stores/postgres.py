@@ -28,7 +28,6 @@ import atexit
 import contextlib
 import dataclasses
 import functools
-import gc
 import hashlib
 import io
 import json
@@ -50,7 +49,7 @@ from ..errors import (
     StoreUnavailableError,
     ValidationError,
 )
-from ..record import RECORD_FORMAT, check_format
+from ..record import RECORD_FORMAT, check_format, paused_gc
 from ..serializers import _json_default
 from .file import atomic_write
 
@@ -504,13 +503,8 @@ def _parse_all(texts: Sequence[str]) -> list[Any]:
     scans them again and again and doubles the time it takes to load a large store. One
     array shares each key string among all the records of a batch.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return cast(list[Any], json.loads(f"[{','.join(texts)}]"))
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # ---------------------------------------------------------------- connection pools

@@ -248,13 +248,7 @@ class SlurmExecutor:
             raise
         except BaseException:
             # never leave jobs running that the sweep does not know how to follow
-            ids = [e["job_id"] for e in submitted]
-            try:
-                commands.scancel(ids)
-            finally:
-                for entry in submitted:
-                    entry["state"] = "cancelled after a failed submission"
-                _write_json(path, submission)
+            self._cancel_submitted(submitted, submission, path)
             raise
 
     def _cancel_submitted(self, submitted, submission, path) -> None:
