@@ -64,8 +64,12 @@ def plan_sweep(
     executor_name: str = "",
     dry_run: bool = False,
     executor_details: dict[str, Any] | None = None,
+    check: Any = None,
 ) -> Plan:
-    """Fingerprint the experiment, store it once, and work out which runs are left."""
+    """Fingerprint the experiment, store it once, and work out which runs are left.
+
+    `check(experiment, store, pending)`, when given, may refuse the sweep by raising, before
+    its manifest is written (an executor's `check_submission`)."""
     if not isinstance(experiment, Experiment):
         raise ValidationError(f"expected a metalab.Experiment, got {experiment!r}")
     experiment.prepare()
@@ -90,6 +94,9 @@ def plan_sweep(
     skipped = len(run_ids) - len(pending)
     if resume and skipped:
         _warn_changed_code(experiment, store, run_ids, done)
+
+    if check is not None and not dry_run:
+        check(experiment, store, pending)
 
     manifest = experiment.manifest()
     manifest.update(
@@ -209,6 +216,7 @@ def run(
         executor_name=type(resolved).__name__,
         dry_run=dry_run,
         executor_details=getattr(resolved, "manifest_details", lambda: {})(),
+        check=getattr(resolved, "check_submission", None),
     )
     if dry_run:
         planner = getattr(resolved, "plan", None)

@@ -32,6 +32,26 @@ def square(params, runtime, capture):
 
 
 @metalab.operation
+def flaky(params, runtime, capture):
+    """Raises in its first attempt when `i == fail_on`; otherwise sleeps `sleep` seconds."""
+    if params["i"] == params["fail_on"] and runtime.attempt == 1:
+        raise RuntimeError(f"run {params['i']} fails its first attempt")
+    time.sleep(params["sleep"])
+    capture.metric("square", params["i"] ** 2)
+
+
+def flaky_experiment(n: int, fail_on: int, sleep: float) -> metalab.Experiment:
+    return metalab.Experiment(
+        name="flaky_sweep",
+        version="1",
+        context={},
+        operation=flaky,
+        params=metalab.grid(i=list(range(n)), fail_on=[fail_on], sleep=[sleep]),
+        seeds=metalab.seeds(base=5),
+    )
+
+
+@metalab.operation
 def draw(params, seeds, capture):
     """One draw from the run's NumPy stream (`x`), the sum of its integer params (`total`) and,
     as data, the SLURM allocation it ran in; sleeps `METALAB_TEST_SLEEP` seconds under SLURM, so

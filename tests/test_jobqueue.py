@@ -56,6 +56,16 @@ def test_cluster_options_follow_the_config():
     assert kwargs["interface"] == "lo"
 
 
+def test_prologue_quotes_module_and_environment_names_as_the_array_scripts_do():
+    config = metalab.SlurmConfig(modules=["gcc/12 ; rm"], conda_env="my env")
+    prologue = metalab.JobqueueExecutor(config, jobs=1).cluster_kwargs()["job_script_prologue"]
+    assert prologue == [
+        "module load 'gcc/12 ; rm'",
+        'eval "$(conda shell.bash hook)"',
+        "conda activate 'my env'",
+    ]
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -112,7 +112,8 @@ def test_resume_submits_only_missing_runs_as_a_compact_spec(store):
 def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp_path):
     from slurm_ops import slurm_experiment
 
-    exp = slurm_experiment(n=3, sleep_on=1, sleep=300)
+    # run 1 sleeps in its first attempt only, so the resumed attempt finishes
+    exp = slurm_experiment(n=3, sleep_on=1, sleep=300, only_first_attempt=True)
     handle = metalab.run(exp, store, executor=executor())
     (submission,) = _wait_for(lambda: submissions(store) or None, 60)
     job_id = submission["jobs"][0]["job_id"]
@@ -125,13 +126,15 @@ def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp
     assert by_index[1].error["type"] == "SlurmCancelled"
     assert f"{job_id}_1" in by_index[1].error["message"]
     assert not [p for p in (store / "claims").rglob("*") if p.is_file()]
-    # resume submits only the failed run; cancelling the sweep cancels its array job
+    # resume submits only the failed run, which runs again and completes
     again = metalab.run(exp, store, executor=executor())
     assert again.status.skipped == 2 and again.status.pending == 1
-    again.cancel()
     (rerun,) = [r for r in again.result(timeout=120) if r.index == 1]
-    assert rerun.status in ("cancelled", "interrupted", "failed")
+    assert rerun.status == "completed" and rerun.record["attempt"] == 2
+    assert rerun.run_id == by_index[1].run_id
     assert len(submissions(store)) == 2
+    assert [job["array"] for job in submissions(store)[1]["jobs"]] == ["1"]
+    assert len(list((store / "runs").glob("*/*.json"))) == 3  # each run recorded once
 
 
 def test_timeout_is_retried_with_more_time_and_memory(store):
@@ -171,9 +174,12 @@ def test_dry_run_writes_scripts_and_submits_nothing(store):
         dry_run=True,
     )
     assert (report.total, report.done, report.to_submit) == (25, 0, 25)
-    assert [job["array"] for job in report.jobs] == ["0-9%2", "0-9%2", "0-4%2"] or len(
-        report.jobs
-    ) == 3
+    # 3 shards of at most 10 tasks, chained in one lane throttled at 4
+    assert [(job["array"], job["offset"], job["after"]) for job in report.jobs] == [
+        ("0-9%4", 0, None),
+        ("0-9%4", 10, 0),
+        ("0-4%4", 20, 1),
+    ]
     assert report.core_hours_max == pytest.approx(25 * 2 * 0.5)
     text = str(report)
     assert "25 to submit" in text and "--array=" in text
@@ -197,6 +203,37 @@ def test_refused_sbatch_carries_command_and_stderr_and_leaves_nothing(store):
     assert "partition" in raised.value.stderr.lower()
     (submission,) = submissions(store)
     assert all(job["job_id"] is None for job in submission["jobs"])
+
+
+def test_a_refused_later_shard_cancels_the_shards_already_submitted(store, monkeypatch):
+    from slurm_ops import slurm_experiment
+
+    real_sbatch, submitted = commands.sbatch, []
+
+    def sbatch(script, extra=()):
+        if submitted:  # the second shard is refused
+            raise commands.SubmissionError(["sbatch", str(script)], 1, "QOSMaxSubmitJobPerUser")
+        submitted.append(real_sbatch(script, extra))
+        return submitted[-1]
+
+    monkeypatch.setattr(commands, "sbatch", sbatch)
+    exp = slurm_experiment(n=6, sleep_on=0, sleep=300)
+    with pytest.raises(commands.SubmissionError, match="QOSMaxSubmitJobPerUser"):
+        metalab.run(exp, store, executor=executor(max_array_size=3)).result(timeout=60)
+    (submission,) = submissions(store)
+    first, second = submission["jobs"]
+    assert first["job_id"] == submitted[0]
+    assert first["state"] == "cancelled after a failed submission"
+    assert second["job_id"] is None
+    # the scheduler runs nothing of it any more
+    from metalab.executors.slurm.executor import ACTIVE_STATES
+
+    _wait_for(
+        lambda: (
+            all(t.state not in ACTIVE_STATES for t in commands.squeue(submitted).values()) or None
+        ),
+        60,
+    )
 
 
 def test_status_right_after_reconnect_counts_the_records_already_stored(store, monkeypatch):
@@ -481,6 +518,60 @@ def test_shards_and_max_concurrent_as_the_scheduler_runs_them(store):
     # the records agree: at no time did more than 2 runs overlap
     spans = [(_when(r.record["started_at"]), _when(r.record["finished_at"])) for r in results]
     assert max(sum(s <= t < e for s, e in spans) for t, _ in spans) <= 2
+
+
+def test_retries_wait_for_the_running_jobs_so_max_concurrent_holds(store):
+    from slurm_ops import flaky_experiment
+
+    # run 0 raises at once in its first attempt while the other tasks sleep; its retry
+    # (retry_on_error) must not run beside the two tasks the limit already lets run
+    exp = flaky_experiment(n=4, fail_on=0, sleep=6)
+    ex = executor(max_concurrent=2, retries=1, retry_on_error=True)
+    with RunningTasks().watching() as watch:
+        results = metalab.run(exp, store, executor=ex).result(timeout=240)
+    assert [r.status for r in results] == ["completed"] * 4
+    assert [r.record["attempt"] for r in results] == [2, 1, 1, 1]
+    (submission,) = submissions(store)
+    first, retry = submission["jobs"]
+    assert (first["array"], retry["array"], retry["attempt"]) == ("0-3%2", "0", 2)
+    assert retry["waits_for"] == [first["position"]]
+    ids = {first["job_id"], retry["job_id"]}
+    assert max(len(tasks) for tasks in watch.running(ids)) <= 2
+    spans = [(_when(r.record["started_at"]), _when(r.record["finished_at"])) for r in results]
+    assert max(sum(s <= t < e for s, e in spans) for t, _ in spans) <= 2
+    # the retry ran after every task of the first job had ended
+    assert spans[0][0] >= max(end for _, end in spans[1:])
+
+
+def test_submitting_again_while_the_first_submission_runs_is_refused(store):
+    from slurm_ops import slurm_experiment
+
+    exp = slurm_experiment(n=3, sleep_on=0, sleep=300)
+    handle = metalab.run(exp, store, executor=executor(max_concurrent=2))
+    (submission,) = _wait_for(lambda: submissions(store) or None, 60)
+    job_id = submission["jobs"][0]["job_id"]
+    manifests = sorted((store / "experiments").glob("*_*.json"))
+    try:
+        with pytest.raises(metalab.ExecutorError, match="reconnect") as refused:
+            metalab.run(exp, store, executor=executor(max_concurrent=2))
+        message = str(refused.value)
+        assert exp.experiment_id in message and job_id in message
+        assert "queued or running" in message and "max_concurrent" in message
+        # nothing was submitted, and reconnect still finds the running sweep
+        assert len(submissions(store)) == 1
+        assert sorted((store / "experiments").glob("*_*.json")) == manifests
+        follower = metalab.reconnect(store)
+        assert follower._plan.job.session == handle._plan.job.session
+    finally:
+        handle.cancel()
+        cancelled = {r.index: r.status for r in handle.result(timeout=120)}
+    assert cancelled[0] in ("cancelled", "interrupted", "failed")
+    follower.result(timeout=120)
+    # once it is cancelled, running again submits what is missing
+    again = metalab.run(exp, store, executor=executor(max_concurrent=2))
+    assert again.status.pending >= 1
+    again.cancel()
+    again.result(timeout=120)
 
 
 def test_packed_tasks_write_one_record_per_run(store):

@@ -250,6 +250,25 @@ def test_extra_directives_cannot_replace_what_metalab_sets(directives):
     assert "--array, --output and --error" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("directives", "field"),
+    [
+        (["--mem=4G"], "memory"),
+        (["--time=1:00:00"], "time"),
+        (["-t 30"], "time"),
+        ({"partition": "gpu"}, "partition"),
+        (["--cpus-per-task=4"], "cpus"),
+        (["--gres=gpu:2"], "gpus"),
+        (["-A lab"], "account"),
+        (["--qos=long"], "qos"),
+    ],
+)
+def test_extra_directives_name_the_field_that_sets_an_option(directives, field):
+    # an extra --mem or --time would silently undo the escalation of retries
+    with pytest.raises(ValidationError, match=rf"SlurmConfig\.{field}: set {field}="):
+        SlurmConfig(extra_directives=directives)
+
+
 # -------------------------------------------------------------------------------- array specs
 
 
@@ -360,6 +379,9 @@ def test_small_max_concurrent_chains_jobs_in_one_lane():
         ("0-4%4", 0, 1),
     ]
     assert dependency_option("123") == "--dependency=afterany:123"
+    assert dependency_option("123", "130") == "--dependency=afterany:123:130"
+    with pytest.raises(ValueError):
+        dependency_option()
 
 
 def test_lanes_share_max_concurrent_in_proportion_to_their_tasks():

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ValidationError
 from .dask import DaskExecutor
 from .slurm.config import SlurmConfig, format_time
+from .slurm.script import setup_lines
 
 LIFETIME_MARGIN = 0.1
 """Share of the walltime (at least 2 and at most 10 minutes) a worker leaves before it."""
@@ -71,10 +72,7 @@ class JobqueueExecutor(DaskExecutor):
             directives.append(f"--qos={config.qos}")
         if config.gpus:
             directives.append(f"--gres=gpu:{config.gpus}")
-        prologue = [f"module load {m}" for m in config.modules]
-        if config.conda_env:
-            prologue += ['eval "$(conda shell.bash hook)"', f"conda activate {config.conda_env}"]
-        prologue += list(config.setup)
+        prologue = setup_lines(config)  # as in the array scripts: values quoted
         kwargs: dict[str, Any] = {
             "cores": config.cpus,
             "processes": self.processes,

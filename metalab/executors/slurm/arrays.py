@@ -298,6 +298,9 @@ def plan_arrays(
     return jobs
 
 
-def dependency_option(job_id: str) -> str:
-    """Return the sbatch option that makes a job wait for `job_id` to end, however it ends."""
-    return f"--dependency=afterany:{job_id}"
+def dependency_option(*job_ids: str) -> str:
+    """Return the sbatch option that makes a job wait for every one of `job_ids` to end,
+    however each ends."""
+    if not job_ids:
+        raise ValueError("dependency_option needs at least one job id")
+    return f"--dependency=afterany:{':'.join(job_ids)}"

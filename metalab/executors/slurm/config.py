@@ -25,6 +25,29 @@ DEFAULT_PARTITION = "default"
 # Options metalab sets itself in every script: an extra directive may not override them.
 RESERVED_DIRECTIVES = ("array", "output", "error", "parsable", "wrap", "a", "o", "e")
 
+# Options metalab renders from a SlurmConfig field (escalation grows some of them per attempt):
+# an extra directive naming one is refused with the field to use instead.
+FIELD_DIRECTIVES = {
+    "partition": "partition",
+    "p": "partition",
+    "time": "time",
+    "t": "time",
+    "mem": "memory",
+    "mem-per-cpu": "memory",
+    "mem-per-gpu": "memory",
+    "cpus-per-task": "cpus",
+    "c": "cpus",
+    "ntasks": "cpus",
+    "n": "cpus",
+    "gres": "gpus",
+    "gpus": "gpus",
+    "G": "gpus",
+    "account": "account",
+    "A": "account",
+    "qos": "qos",
+    "q": "qos",
+}
+
 _TIME_HINT = (
     f"a SLURM time limit, one of {', '.join(repr(f) for f in TIME_FORMATS)} "
     "(e.g. '30', '2:00:00', '1-12:00:00'), greater than zero"
@@ -286,6 +309,14 @@ def _check_directive(option: str, given: object) -> None:
     name = re.split(r"[=\s]", option.lstrip("-"), maxsplit=1)[0]
     if name in RESERVED_DIRECTIVES:
         _invalid("extra_directives", given, hint)
+    if name in FIELD_DIRECTIVES:
+        field_name = FIELD_DIRECTIVES[name]
+        _invalid(
+            "extra_directives",
+            given,
+            f"{hint}; {option.split('=')[0].split()[0]!r} comes from SlurmConfig.{field_name}: "
+            f"set {field_name}=... instead (retries grow memory and time from those fields)",
+        )
 
 
 def _escalation(values: object) -> dict[str, float]:

@@ -202,6 +202,43 @@ class SlurmExecutor:
         )
 
     # ---------------------------------------------------------------- submission
+    def check_submission(self, experiment: Any, store: Any, pending: Sequence[int]) -> None:
+        """Refuse to submit runs of `experiment` while an earlier submission of it to the same
+        store still has tasks queued or running: its runs would be submitted twice, and both
+        submissions together would exceed `max_concurrent`. One `squeue` call, made only when
+        there is something to submit and an earlier submission to ask about."""
+        root = self.work_dir if self.work_dir is not None else getattr(store, "root", None)
+        if not pending or root is None:
+            return
+        earlier: dict[str, str] = {}  # job id -> session
+        for path in (Path(root) / _SESSION_DIR).glob("*/submission.json"):
+            try:
+                submission = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # being written, or not ours to read: nothing to follow
+            if submission.get("experiment_id") != experiment.experiment_id:
+                continue
+            for entry in submission.get("jobs", ()):
+                if entry.get("job_id") and entry.get("state") == "submitted":
+                    earlier[entry["job_id"]] = submission.get("session", path.parent.name)
+        if not earlier:
+            return
+        running: dict[str, str] = {}  # job id -> state
+        for key, task in commands.squeue(sorted(earlier)).items():
+            state = task.state.split(" ")[0].rstrip("+")
+            if state in ACTIVE_STATES and state != "COMPLETING":
+                running.setdefault(key.split("_")[0], state)
+        if running:
+            sessions = sorted({earlier[job] for job in running})
+            raise ExecutorError(
+                f"{experiment.experiment_id} already has SLURM jobs queued or running from an "
+                f"earlier submission (session {', '.join(sessions)}; jobs "
+                f"{', '.join(sorted(running, key=int))}): submitting again would run its runs "
+                "twice and exceed max_concurrent. Follow it with metalab.reconnect(store, "
+                "progress=True), or cancel it (handle.cancel() or scancel) and then run again, "
+                "which submits only what is missing."
+            )
+
     def open(self, plan: Any, sink: Any) -> None:
         """Submit every array job of the sweep before `metalab.run` returns."""
         if plan.job.session in self._follows:
@@ -227,15 +264,17 @@ class SlurmExecutor:
         try:
             for entry in entries:
                 extra = []
-                if entry["after"] is not None and position_to_id.get(entry["after"]):
-                    extra.append(dependency_option(position_to_id[entry["after"]]))
+                waits = [entry["after"], *entry.get("waits_for", ())]
+                ids = [position_to_id[p] for p in waits if p is not None and position_to_id.get(p)]
+                if ids:
+                    extra.append(dependency_option(*ids))
                 entry["job_id"] = commands.sbatch(entry["script"], extra)
                 entry["state"] = "submitted"
                 position_to_id[entry["position"]] = entry["job_id"]
                 submitted.append(entry)
                 _write_json(path, submission)
         except commands.SlurmCommandError as exc:
-            self._cancel_submitted(submitted, submission, path)
+            self._cancel_submitted(submitted, submission, path, exc)
             if exc.returncode is None:  # no answer: sbatch keeps retrying a refused array
                 raise commands.SubmissionError(
                     exc.command,
@@ -246,18 +285,27 @@ class SlurmExecutor:
                     "made were cancelled",
                 ) from exc
             raise
-        except BaseException:
+        except BaseException as exc:
             # never leave jobs running that the sweep does not know how to follow
-            self._cancel_submitted(submitted, submission, path)
+            self._cancel_submitted(submitted, submission, path, exc)
             raise
 
-    def _cancel_submitted(self, submitted, submission, path) -> None:
+    def _cancel_submitted(self, submitted, submission, path, cause: BaseException) -> None:
+        """Cancel the jobs a failed submission made; if that fails too, say so on `cause`
+        (the error the caller raises), which stays the error the user sees."""
         ids = [e["job_id"] for e in submitted]
+        state = "cancelled after a failed submission"
         try:
             commands.scancel(ids)
+        except commands.SlurmCommandError as failed:
+            state = "submitted; cancelling it after a failed submission failed"
+            cause.add_note(
+                f"metalab could not cancel the jobs this submission made ({', '.join(ids)}): "
+                f"{failed}; cancel them with scancel"
+            )
         finally:
             for entry in submitted:
-                entry["state"] = "cancelled after a failed submission"
+                entry["state"] = state
             _write_json(path, submission)
 
     # ---------------------------------------------------------------- following
@@ -411,6 +459,9 @@ class SlurmExecutor:
                 max_concurrent=config.max_concurrent,
             )
             base = len(submission["jobs"])
+            # with a limit, the retries wait for the jobs still queued or running, so the
+            # sweep never runs more than max_concurrent tasks at once
+            tails = self._active_tails(submission) if config.max_concurrent is not None else []
             entries = []
             for k, job in enumerate(jobs):
                 position = base + k
@@ -419,9 +470,33 @@ class SlurmExecutor:
                 entry = _entry(position, job, script, attempt=attempt)
                 if job.after is not None:
                     entry["after"] = base + job.after
+                elif tails:
+                    entry["waits_for"] = tails
                 entries.append(entry)
             submission["jobs"].extend(entries)
             self._submit(plan, submission, entries, path)
+
+    @staticmethod
+    def _active_tails(submission: dict[str, Any]) -> list[int]:
+        """Positions of the submission's last jobs (no job waits for them) that the scheduler
+        still lists as queued or running: waiting for them waits for every job before them.
+        Jobs that ended are left out (sbatch refuses a dependency on a job it forgot)."""
+        jobs = submission["jobs"]
+        followed = {e["after"] for e in jobs if e["after"] is not None}
+        followed.update(p for e in jobs for p in e.get("waits_for", ()))
+        tails = {
+            e["job_id"]: e["position"]
+            for e in jobs
+            if e.get("job_id") and e.get("state") == "submitted" and e["position"] not in followed
+        }
+        if not tails:
+            return []
+        active = {
+            key.split("_")[0]
+            for key, task in commands.squeue(sorted(tails)).items()
+            if task.state.split(" ")[0].rstrip("+") in ACTIVE_STATES
+        }
+        return sorted(position for job_id, position in tails.items() if job_id in active)
 
     def cancel(self, session: str | None = None) -> None:
         """Cancel the array jobs of one sweep (or of all); the handle records unstarted runs
