@@ -103,6 +103,42 @@ def test_sweep_on_jobqueue_workers(tmp_path, slurm_cluster):
 
 @pytest.mark.slurm
 @pytest.mark.slow
+def test_adaptive_workers_start_from_none_and_the_dashboard_shows_the_sweep(
+    tmp_path, slurm_cluster
+):
+    import urllib.request
+
+    from slurm_ops import draw_experiment
+
+    config = metalab.SlurmConfig(
+        time="10:00",
+        memory="1G",
+        setup=[f"export PYTHONPATH={TESTS}", "export METALAB_TEST_SLEEP=0.3"],
+    )
+    executor = metalab.JobqueueExecutor(
+        config,
+        jobs=0,
+        maximum_jobs=2,
+        interface="lo",
+        local_directory=str(tmp_path / "dask"),
+        log_directory=str(tmp_path / "logs"),
+    )
+    handle = metalab.run(draw_experiment(cases=16), tmp_path / "store", executor=executor)
+    link = handle.dashboard_link
+    assert link and link.startswith("http://")
+    page = link.rsplit("/", 1)[0] + "/metalab"
+    with urllib.request.urlopen(page, timeout=60) as response:
+        assert response.status == 200
+        assert "Bokeh" in response.read().decode("utf-8")
+    results = handle.result(timeout=300)
+    assert [r.status for r in results] == ["completed"] * 16
+    # workers came from SLURM jobs the cluster asked for as work appeared, at most two
+    jobs = {r.provenance["slurm"]["job_id"] for r in results}
+    assert 1 <= len(jobs) <= 2 and all(jobs)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_users_own_slurm_cluster_through_dask_executor(tmp_path, slurm_cluster):
     from dask_jobqueue import SLURMCluster
     from slurm_ops import slurm_experiment
