@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import ValidationError
-from .record import Status, paused_gc
+from .record import Status, decode_record, paused_gc
 
 RECORD_COLUMNS = (
     "run_id",
@@ -139,6 +139,15 @@ class Run:
         )
 
 
+def _decoded(entry: Any) -> dict[str, Any]:
+    """A record from what `Results` holds: a dict, a record's JSON bytes or an outcome."""
+    if isinstance(entry, dict):
+        return entry
+    if isinstance(entry, bytes):
+        return decode_record(entry)
+    return entry.record
+
+
 class Results(Sequence):
     """The runs of one or more experiments, in index order."""
 
@@ -150,19 +159,23 @@ class Results(Sequence):
         query: dict[str, Any] | None = None,
         frame_cache: tuple[str, Any] | None = None,
         frame: Any = None,
+        encoded: list[bytes] | None = None,
     ):
         # records None: a selection a database store answers (`store.query_records(**query)`)
         # when the records are first needed, so filters before that run in the database.
-        # Entries that are not dicts are a sweep's outcomes, still encoded as the workers sent
-        # them (`Outcome.record` decodes one): they are decoded when the records are first read.
+        # Entries that are not dicts are still encoded: a sweep's outcomes as the workers sent
+        # them (`Outcome.record` decodes one) or a record's JSON bytes (from the cache of
+        # `load_results`); they are decoded when the records are first read.
         self._loaded = records
         self._encoded = records is not None and not all(isinstance(r, dict) for r in records)
         self._store = store
         self._query = query
-        # `frame_cache` is (name, stamp) under which the store keeps these records and their
-        # `to_dataframe()` (`load_results`); `frame` is that DataFrame, when it was cached
+        # `frame_cache` is (name, stamp) under which the store keeps these records (encoded)
+        # and their `to_dataframe()` (`load_results`); `frame` is that DataFrame, when it was
+        # cached; `encoded` are the records' bytes as read, kept until the cache is written
         self._frame_cache = frame_cache
         self._frame = frame
+        self._encoded_copy = encoded
         self._run_cache: list[Run | None] | None = None
 
     @property
@@ -172,7 +185,7 @@ class Results(Sequence):
                 if self._loaded is None:
                     self._loaded = list(self._store.query_records(**(self._query or {})))
                 else:
-                    self._loaded = [r if isinstance(r, dict) else r.record for r in self._loaded]
+                    self._loaded = [_decoded(r) for r in self._loaded]
                     self._encoded = False
         return self._loaded
 
@@ -369,8 +382,11 @@ class Results(Sequence):
             )
         if default and self._frame_cache is not None:
             self._frame = pd.DataFrame(frame).copy()
-            # the records and their frame, one snapshot, for the next load of the same store
-            self._store.write_cache(*self._frame_cache, (self._records, self._frame))
+            if self._encoded_copy is not None:
+                # the records as read and their frame, one snapshot, for the next load of the
+                # same store (bytes: far quicker to write and read back than the dicts)
+                self._store.write_cache(*self._frame_cache, (self._encoded_copy, self._frame))
+                self._encoded_copy = None
         return frame
 
     def _to_dataframe(

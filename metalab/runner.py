@@ -330,24 +330,37 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
         name = "load-" + hashlib.sha256(repr(experiment).encode()).hexdigest()[:16]
         cached = opened.read_cache(name, stamp)
         if cached is not None:
-            records, frame = cached
-            return Results(records, opened, frame_cache=(name, stamp), frame=frame)
-        return Results(_read_records(opened, experiment), opened, frame_cache=(name, stamp))
-    return Results(_read_records(opened, experiment), opened)
-
-
-def _read_records(opened: Any, experiment: str | None) -> list[dict[str, Any]]:
-    """Every record of the store (or of one experiment), by experiment id and run index."""
+            # the records as their files hold them, decoded when first read
+            encoded, frame = cached
+            return Results(encoded, opened, frame_cache=(name, stamp), frame=frame)
+        with paused_gc():
+            pairs = _selected(opened.iter_encoded_records(), experiment)
+        return Results(
+            [record for _, record in pairs],
+            opened,
+            frame_cache=(name, stamp),
+            encoded=[data for data, _ in pairs],
+        )
     with paused_gc():
         records = [
             record
-            for record in opened.iter_records()
-            if experiment is None
-            or record.get("experiment_id") == experiment
-            or record.get("experiment_id", "").split(":", 1)[0] == experiment
+            for _, record in _selected(((None, r) for r in opened.iter_records()), experiment)
         ]
-        records.sort(key=lambda r: (r.get("experiment_id", ""), r.get("index", 0)))
-    return records
+    return Results(records, opened)
+
+
+def _selected(pairs: Any, experiment: str | None) -> list[tuple[Any, dict[str, Any]]]:
+    """The (anything, record) pairs of one experiment (all when None), by experiment id and
+    run index."""
+    selected = [
+        pair
+        for pair in pairs
+        if experiment is None
+        or pair[1].get("experiment_id") == experiment
+        or pair[1].get("experiment_id", "").split(":", 1)[0] == experiment
+    ]
+    selected.sort(key=lambda p: (p[1].get("experiment_id", ""), p[1].get("index", 0)))
+    return selected
 
 
 def reconnect(store: Any, experiment: str | None = None, *, progress: Any = False) -> Any:

@@ -176,6 +176,8 @@ def test_a_cached_dataframe_is_the_one_the_records_give(tmp_path, settled):
         again = metalab.load_results(store, selection)
         assert again._frame is not None  # records and frame from the cache, one snapshot
         cached = again.to_dataframe()
+        # the cached frame came without decoding a record: they are decoded when first read
+        assert again._encoded and all(isinstance(r, bytes) for r in again._loaded)
         assert type(cached) is type(computed)
         pd.testing.assert_frame_equal(cached, computed)
         assert cached["optimizer"].tolist() == computed["param_optimizer"].tolist()

@@ -56,7 +56,7 @@ _LAYOUT = (
     "control",
     "cache",
 )
-_CACHE_FORMAT = "metalab.cache/1"
+_CACHE_FORMAT = "metalab.cache/2"
 RACY_SECONDS = 5.0
 """A record directory modified less than this long ago is not trusted as unchanged: a write
 in the same timestamp tick as a listing (or on a server whose clock runs ahead) could leave
@@ -336,16 +336,8 @@ class FileStore:
         return self._read_record(path)
 
     def _read_record(self, path: str) -> dict[str, Any] | None:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            return None
-        try:
-            record = json.loads(data)
-        except ValueError as exc:
-            raise StoreFormatError(f"run record {path!r} is not valid JSON ({exc})") from exc
-        return check_format(record, path)
+        data = read_bytes(path)
+        return None if data is None else _decode_record(data, path)
 
     def get_records(self, run_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield the existing records of `run_ids`, in order."""
@@ -356,14 +348,19 @@ class FileStore:
 
     def iter_records(self, experiment_id: str | None = None) -> Iterator[dict[str, Any]]:
         """Yield every record of the store (or of one experiment)."""
+        for _, record in self.iter_encoded_records():
+            if experiment_id is None or record.get("experiment_id") == experiment_id:
+                yield record
+
+    def iter_encoded_records(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """Yield (the file's bytes, the record) of every record of the store."""
         final, _ = self.scan()
         for run_id in sorted(final):
             # listed a moment ago: open it directly (a record replaced meanwhile still reads)
-            record = self._read_record(self._record_path(run_id))
-            if record is not None and (
-                experiment_id is None or record.get("experiment_id") == experiment_id
-            ):
-                yield record
+            path = self._record_path(run_id)
+            data = read_bytes(path)
+            if data is not None:
+                yield data, _decode_record(data, path)
 
     # ---------------------------------------------------------------- cache
     def records_stamp(self) -> tuple[Any, ...] | None:
@@ -696,6 +693,36 @@ class FileStore:
                 return json.loads(fh.read())
         except FileNotFoundError:
             return {}
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The bytes of the file at `path`, or None if there is none: os-level calls, about half
+    the time of `open().read()` for the small files records are."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.read(fd, _READ_SIZE)
+        if len(data) < _READ_SIZE:  # a short read of a regular file: its end
+            return data
+        parts = [data]
+        while chunk := os.read(fd, _READ_SIZE):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+_READ_SIZE = 1 << 16
+
+
+def _decode_record(data: bytes, path: str) -> dict[str, Any]:
+    try:
+        record = json.loads(data)
+    except ValueError as exc:
+        raise StoreFormatError(f"run record {path!r} is not valid JSON ({exc})") from exc
+    return check_format(record, path)
 
 
 def _cache_header(stamp: Any) -> tuple[Any, ...]:
