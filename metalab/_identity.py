@@ -73,6 +73,37 @@ def _numpy_scalar(value: Any) -> Any:
     return _NOT_NUMPY
 
 
+def normalize_and_encode(values: list, where: str) -> tuple[list, list[str]]:
+    """`[normalize(v, where) for v in values]` and the canonical JSON of each, with a quick
+    path for plain ints and strings (most parameter values)."""
+    normalized: list = []
+    encoded: list[str] = []
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            normalized.append(value)
+            encoded.append(int.__repr__(value))  # canonical JSON of an int: its digits
+            continue
+        if kind is not str:
+            value = normalize(value, where)
+        normalized.append(value)
+        encoded.append(canonical_json(value))
+    return normalized, encoded
+
+
+def run_id_maker(experiment_id: str, context_fp: str) -> Any:
+    """A function `(params_fp, seed_fp) -> run id` equal to `run_id_from` for this experiment
+    and context, hashing their common prefix once."""
+    prefix = hashlib.sha256(f"metalab.run/1\n{experiment_id}\n{context_fp}\n".encode())
+
+    def make(params_fp: str, seed_fp: str) -> str:
+        h = prefix.copy()
+        h.update(f"{params_fp}\n{seed_fp}".encode())
+        return h.hexdigest()[:RUN_ID_LENGTH]
+
+    return make
+
+
 def canonical_json(value: Any) -> str:
     """Encode already-normalized `value` as canonical JSON (sorted keys, no spaces)."""
     return _encoder.encode(value)

@@ -148,9 +148,23 @@ class Experiment:
 
     def run_ids(self, indices: Sequence[int] | range | None = None) -> list[str]:
         """Return the run ids of `indices` (all runs when omitted)."""
-        if indices is None:
-            indices = range(self.total_runs)
-        return [self.run_id(i) for i in indices]
+        if indices is not None:
+            return [self.run_id(i) for i in indices]
+        # every run: each case's params hashed once for all its replicates
+        make = _identity.run_id_maker(self.experiment_id, self.context_fingerprint)
+        seed_fps = [self.seeds.fingerprint(r) for r in range(self.seeds.replicates)]
+        sha256 = hashlib.sha256
+        if len(seed_fps) == 1:
+            (seed_fp,) = seed_fps
+            return [
+                make(sha256(text.encode()).hexdigest(), seed_fp)
+                for text in self.params.canonicals()
+            ]
+        out: list[str] = []
+        for text in self.params.canonicals():
+            params_fp = sha256(text.encode()).hexdigest()
+            out.extend([make(params_fp, seed_fp) for seed_fp in seed_fps])
+        return out
 
     def params_at(self, index: int) -> dict[str, Any]:
         """Return the parameters of run `index` as the operation receives them."""

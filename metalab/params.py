@@ -7,11 +7,12 @@ a SLURM array task rebuild its run from an index alone (DESIGN invariant 1).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ._identity import canonical_json, normalize
+from ._identity import canonical_json, normalize, normalize_and_encode
 from .errors import ValidationError
 
 
@@ -37,6 +38,10 @@ class ParamSource(Sequence):
         """Return case `k` as plain JSON values and its canonical JSON, computed together."""
         params = normalize(self.case(k), "params")
         return params, canonical_json(params)
+
+    def canonicals(self) -> Iterator[str]:
+        """The canonical JSON of every case, in order (`canonical_at` of each)."""
+        return (self.canonical_at(k) for k in range(len(self)))
 
     def __getitem__(self, k):  # type: ignore[override]
         if isinstance(k, slice):
@@ -119,22 +124,28 @@ class GridSource(ParamSource):
     def validate(self) -> None:
         if self._encoded is not None:
             return
-        normalized = [
-            [normalize(v, f"params[{name!r}]") for v in values]
-            for name, values in zip(self._names, self._values)
-        ]
+        normalized, encoded = [], []
+        for name, values in zip(self._names, self._values):
+            plain, texts = normalize_and_encode(values, f"params[{name!r}]")
+            normalized.append(plain)
+            key = canonical_json(name)
+            # canonical JSON of a case is assembled from pre-encoded "name":value pieces
+            encoded.append([f"{key}:{text}" for text in texts])
         self._normalized = normalized
-        # canonical JSON of a case is assembled from pre-encoded "name":value pieces
-        self._encoded = [
-            [f"{canonical_json(self._names[a])}:{canonical_json(v)}" for v in normalized[a]]
-            for a in range(len(self._names))
-        ]
+        self._encoded = encoded
 
     def canonical_at(self, k: int) -> str:
         self.validate()
         digits = self._digits(k)
         enc = self._encoded
         return "{" + ",".join([enc[a][digits[a]] for a in self._sorted_axes]) + "}"  # type: ignore[index]
+
+    def canonicals(self) -> Iterator[str]:
+        self.validate()
+        order, pieces = self._sorted_axes, itertools.product(*self._encoded)  # type: ignore[misc]
+        if len(order) == 1:
+            return ("{" + piece + "}" for (piece,) in pieces)
+        return ("{" + ",".join([combo[a] for a in order]) + "}" for combo in pieces)
 
     def resolve(self, k: int) -> tuple[dict[str, Any], str]:
         self.validate()

@@ -44,6 +44,28 @@ def _rid(value, key="x"):
 # ---------------------------------------------------------------- value types
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        metalab.grid(
+            lr=[0.1, 1, "1", True, None, np.int64(3), -7],
+            opt=["adam", 'sgd \u00e9"q'],
+            shape=[[1, 2], (3,), {"b": 1, "a": [2.5]}],
+        ),
+        metalab.grid(x=range(50)),
+        metalab.random({"x": metalab.uniform(0, 1), "k": metalab.choice([1, "1"])}, 20, 3),
+        metalab.manual([{"x": 1}, {"y": "z", "x": [1.5]}]),
+    ],
+)
+@pytest.mark.parametrize("replicates", [1, 3])
+def test_all_run_ids_at_once_equal_each_run_id(params, replicates):
+    # run_ids() hashes a sweep in bulk; every id must be the one run_id(i) gives
+    exp = _exp(params, seeds=metalab.seeds(7, replicates))
+    assert exp.run_ids() == [exp.run_id(i) for i in range(len(exp))]
+    assert exp.run_ids(range(len(exp) - 1, -1, -1)) == exp.run_ids()[::-1]
+    assert len(set(exp.run_ids())) == len(exp)
+
+
 def test_int_float_and_string_values_identify_different_runs():
     ids = {_rid(1), _rid(1.0), _rid("1.0")}
     assert len(ids) == 3
