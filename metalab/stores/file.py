@@ -64,6 +64,8 @@ its modification time as it was."""
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_LEN = len("20260101T000000.000000Z")
 _counter = itertools.count()
+_pid = [os.getpid()]  # this process's id, for temporary file names (updated in a fork)
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 _owner_files_to_remove: list[str] = []
 
 
@@ -86,15 +88,15 @@ def _dumps(value: Any) -> bytes:
 def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False) -> None:
     """Write `data` to `path` through a temporary file and a rename; with `make_dir`, make
     the directory first if it is missing."""
-    directory, name = os.path.split(os.fspath(path))
-    tmp = f"{directory}/.{name}.{os.getpid()}.{next(_counter)}.tmp"
+    directory, slash, name = os.fspath(path).rpartition("/")
+    tmp = f"{directory}{slash}.{name}.{_pid[0]}.{next(_counter)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         fd = os.open(tmp, flags, 0o644)
     except FileNotFoundError:
         if not make_dir:
             raise
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory or ".", exist_ok=True)
         fd = os.open(tmp, flags, 0o644)
     try:
         try:
@@ -564,7 +566,7 @@ class FileStore:
         with one more claim counted on it (the caller's)."""
         with self._owner_lock:
             entry = self._owner_files.get(content)
-            if entry is None or entry[2] != os.getpid():
+            if entry is None or entry[2] != _pid[0]:
                 path = f"{self._top}/claims/.owner-{os.getpid()}-{next(_counter)}-{time.time_ns()}"
                 atomic_write(path, content)
                 _owner_files_to_remove.append(path)
