@@ -758,3 +758,53 @@ def test_task_keys():
     for bad in ("x", "123_", "123_[1-3]"):
         with pytest.raises(ValidationError):
             parse_task_key(bad)
+
+
+# ------------------------------------------------ a second submission while the first runs
+
+
+def _earlier_submission(root, experiment_id: str, job_id: str = "700") -> None:
+    """`submission.json` of an earlier sweep: 6 runs as one array job of 3 tasks x 2 runs."""
+    import json
+
+    directory = root / "slurm" / "s-earlier"
+    directory.mkdir(parents=True)
+    entry = {"job_id": job_id, "state": "submitted", "offset": 0, "runs_per_task": 2}
+    submission = {"experiment_id": experiment_id, "session": "s-earlier", "total": 6}
+    (directory / "submission.json").write_text(json.dumps({**submission, "jobs": [entry]}))
+
+
+@pytest.mark.parametrize(
+    ("squeue", "pending", "refused"),
+    [
+        ("700_1|RUNNING|None\n", [2, 3], True),  # task 1 runs runs 2 and 3, still wanted
+        ("700_1|RUNNING|None\n", [4, 5], False),  # task 1's runs are recorded: it is ending
+        ("700_2|PENDING|JobArrayTaskLimit\n", [5], True),
+        ("700_[1-2]|PENDING|JobArrayTaskLimit\n", [0], True),  # unexpanded: assume the worst
+        ("700_1|COMPLETING|None\n", [2], False),
+        ("700_1|CANCELLED|None\n", [2], False),
+        ("", [2], False),  # forgotten by the controller
+    ],
+)
+def test_a_second_submission_is_refused_while_the_first_runs_its_runs(
+    fake_slurm, tmp_path, squeue, pending, refused
+):
+    from types import SimpleNamespace
+
+    from metalab.executors.slurm import SlurmExecutor
+
+    _earlier_submission(tmp_path, "sweep:1")
+    fake_slurm("squeue", stdout=squeue)
+    experiment = SimpleNamespace(experiment_id="sweep:1")
+    executor = SlurmExecutor(SlurmConfig(), work_dir=tmp_path)
+    if refused:
+        with pytest.raises(ExecutorError, match=r"sweep:1 already has SLURM jobs .* jobs 700\)"):
+            executor.check_submission(experiment, None, pending)
+    else:
+        executor.check_submission(experiment, None, pending)
+    # one squeue call about the earlier jobs; none for another experiment or nothing to do
+    (call,) = fake_slurm.calls("squeue")
+    assert call[call.index("--jobs") + 1] == "700"
+    executor.check_submission(SimpleNamespace(experiment_id="other:1"), None, pending)
+    executor.check_submission(experiment, None, [])
+    assert len(fake_slurm.calls("squeue")) == 1

@@ -204,13 +204,14 @@ class SlurmExecutor:
     # ---------------------------------------------------------------- submission
     def check_submission(self, experiment: Any, store: Any, pending: Sequence[int]) -> None:
         """Refuse to submit runs of `experiment` while an earlier submission of it to the same
-        store still has tasks queued or running: its runs would be submitted twice, and both
-        submissions together would exceed `max_concurrent`. One `squeue` call, made only when
-        there is something to submit and an earlier submission to ask about."""
+        store still has tasks queued or running for some of them: they would run twice, and
+        both submissions together would exceed `max_concurrent`. Tasks still ending whose
+        runs all have their records do not count. One `squeue` call, made only when there is
+        something to submit and an earlier submission to ask about."""
         root = self.work_dir if self.work_dir is not None else getattr(store, "root", None)
         if not pending or root is None:
             return
-        earlier: dict[str, str] = {}  # job id -> session
+        earlier: dict[str, tuple[str, dict[str, Any], int]] = {}  # job id -> session, entry, total
         for path in (Path(root) / _SESSION_DIR).glob("*/submission.json"):
             try:
                 submission = json.loads(path.read_text())
@@ -218,18 +219,29 @@ class SlurmExecutor:
                 continue  # being written, or not ours to read: nothing to follow
             if submission.get("experiment_id") != experiment.experiment_id:
                 continue
+            session = submission.get("session", path.parent.name)
             for entry in submission.get("jobs", ()):
                 if entry.get("job_id") and entry.get("state") == "submitted":
-                    earlier[entry["job_id"]] = submission.get("session", path.parent.name)
+                    earlier[entry["job_id"]] = (session, entry, int(submission.get("total", 0)))
         if not earlier:
             return
-        running: dict[str, str] = {}  # job id -> state
+        wanted = set(pending)
+        running: dict[str, str] = {}  # job id -> state, of tasks with runs still wanted
         for key, task in commands.squeue(sorted(earlier)).items():
             state = task.state.split(" ")[0].rstrip("+")
-            if state in ACTIVE_STATES and state != "COMPLETING":
-                running.setdefault(key.split("_")[0], state)
+            job, _, task_id = key.partition("_")
+            if state not in ACTIVE_STATES or state == "COMPLETING" or job not in earlier:
+                continue
+            _, entry, total = earlier[job]
+            if task_id.isdigit():
+                per = entry["runs_per_task"]
+                start = entry["offset"] + int(task_id) * per
+                covered = range(start, min(start + per, total or start + per))
+                if wanted.isdisjoint(covered):
+                    continue  # its runs are recorded: the task is only ending
+            running.setdefault(job, state)
         if running:
-            sessions = sorted({earlier[job] for job in running})
+            sessions = sorted({earlier[job][0] for job in running})
             raise ExecutorError(
                 f"{experiment.experiment_id} already has SLURM jobs queued or running from an "
                 f"earlier submission (session {', '.join(sessions)}; jobs "
