@@ -201,31 +201,19 @@ def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
     # a database store answers one query per poll per worker: ask it less often
     cancelled = _CancelFlag(store, job.session, getattr(store, "cancel_poll_interval", 0.1))
 
-    release_idle = getattr(store, "release_idle", None)
-    pending = iter(indices)
-    index = next(pending, None)
-    try:
-        while index is not None:
-            if cancelled():
-                outcome = record_cancelled(experiment, store, index, owner, job.session)
-            else:
-                outcome = execute_run(
-                    experiment,
-                    store,
-                    index,
-                    job=job,
-                    owner=owner,
-                    worker=worker,
-                    cancelled=cancelled,
-                )
-            index = next(pending, None)
-            if index is None and release_idle is not None:
-                # before the last outcome is handed over: the sweep may end with it
-                release_idle()
-            yield outcome
-    finally:
-        if release_idle is not None:
-            release_idle()
+    for index in indices:
+        if cancelled():
+            yield record_cancelled(experiment, store, index, owner, job.session)
+        else:
+            yield execute_run(
+                experiment,
+                store,
+                index,
+                job=job,
+                owner=owner,
+                worker=worker,
+                cancelled=cancelled,
+            )
 
 
 class _CancelFlag:
@@ -539,6 +527,3 @@ def _record_unrun(
         return Outcome(index, spec.run_id, status.value, record)
     finally:
         store.release(spec.run_id)
-        release_idle = getattr(store, "release_idle", None)
-        if release_idle is not None:
-            release_idle()  # the driver records such runs one by one: leave nothing behind

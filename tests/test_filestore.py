@@ -54,6 +54,20 @@ def shard(root, sub, run_id):
     return root / sub / run_id[:2]
 
 
+def minimal_record(run_id):
+    """A record as a store keeps it (format, run id, experiment, index, status)."""
+    from metalab.record import RECORD_FORMAT
+
+    return {
+        "format": RECORD_FORMAT,
+        "run_id": run_id,
+        "experiment_id": "e:1",
+        "index": 0,
+        "status": "completed",
+        "metrics": {"x": 1.5},
+    }
+
+
 def files_under(directory):
     return sorted(
         os.path.relpath(os.path.join(top, name), directory)
@@ -171,8 +185,8 @@ def test_artifact_references_do_not_name_the_shard(store_path):
 
 
 def test_claims_in_shards_made_by_several_threads_at_once_leave_nothing(store_path):
-    """Threads claiming in shards not made yet (the start of a sweep): every owner file and
-    heartbeat goes when the claims are released."""
+    """Threads claiming in shards not made yet (the start of a sweep): every claim file,
+    descriptor and heartbeat goes when the claims are released."""
     import threading
 
     store = FileStore.open(store_path)
@@ -191,9 +205,9 @@ def test_claims_in_shards_made_by_several_threads_at_once_leave_nothing(store_pa
         thread.start()
     for thread in threads:
         thread.join()
-    store.release_idle()
     assert files_under(store_path / "claims") == []
-    assert store._owner_files == {}
+    assert store._held == {}
+    assert not [path for path in _claims.heartbeat._held if path.startswith(str(store_path))]
 
 
 # ---------------------------------------------------------------- portability
@@ -382,71 +396,69 @@ def test_sweep_leaves_no_claims_or_temporary_files(store_path):
     assert leftovers == []
 
 
-def test_claims_of_one_process_share_one_owner_file(store_path, monkeypatch):
-    """Claims are hard links to one owner file per process: one heartbeat keeps them all
-    fresh for other hosts, and the file goes when the task's claims are released."""
+def test_a_claim_file_becomes_the_record(store_path):
+    """A claim holds its owner while the run runs; its record is written into it and the
+    file renamed into runs/, which releases the claim: one file per run."""
     store = FileStore.open(store_path)
     owner = _claims.owner("session-a")
-    assert store.claim("a" * 32, owner) and store.claim("b" * 32, owner)
-    claims_dir = store_path / "claims"
-    a = shard(store_path, "claims", "a" * 32) / ("a" * 32 + ".claim")
-    b = shard(store_path, "claims", "b" * 32) / ("b" * 32 + ".claim")
-    (owner_file,) = [p for p in claims_dir.iterdir() if p.name.startswith(".owner-")]
-    assert a.stat().st_ino == b.stat().st_ino == owner_file.stat().st_ino
-    assert json.loads(a.read_bytes()) == json.loads(json.dumps(owner))
-    # touching the owner file (what the heartbeat does) refreshes every claim's lease
-    old = 1_000_000_000
-    os.utime(owner_file, (old, old))
-    assert a.stat().st_mtime == b.stat().st_mtime == old
-    os.utime(owner_file)
-    assert abs(a.stat().st_mtime - owner_file.stat().st_mtime) < 1e-6
+    run_id = "a" * 32
+    assert store.claim(run_id, owner)
+    claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
+    assert json.loads(claim.read_bytes()) == json.loads(json.dumps(owner))
+    inode = claim.stat().st_ino
     # another owner (another session) cannot take a live claim
-    assert not store.claim("a" * 32, _claims.owner("session-b"))
-    store.release("a" * 32)
-    store.release("b" * 32)
-    assert not a.exists() and not b.exists() and owner_file.exists()
-    store.release_idle()
-    assert files_under(claims_dir) == []
+    assert not store.claim(run_id, _claims.owner("session-b"))
+    record = {**minimal_record(run_id), "status": "completed"}
+    store.put_record(record)
+    assert not claim.exists() and store.claims() == {}
+    path = store.record_path(run_id)
+    assert path.stat().st_ino == inode and store.get_record(run_id) == record
+    assert path.with_suffix(".done").exists()
+    store.release(run_id)  # nothing left to release: and nothing of anyone else's removed
+    assert store.claim(run_id, _claims.owner("session-b"))
+    store.release(run_id)
+    store.release(run_id)  # idempotent
+    assert files_under(store_path / "claims") == [] and store._held == {}
 
 
-def test_threads_ending_tasks_never_unlink_an_owner_file_in_use(store_path):
-    """One thread's end of task (release_idle) runs while another thread claims: every held
-    claim stays linked to a live owner file, which its heartbeat keeps fresh."""
-    import threading
-
+def test_a_record_shorter_than_its_claim_is_written_whole(store_path):
     store = FileStore.open(store_path)
-    owner = _claims.owner("session-a")
-    claims_dir = store_path / "claims"
-    unlinked = []
-
-    def work(tag):
-        for i in range(400):
-            run_id = f"{tag}{i:031d}"
-            assert store.claim(run_id, owner)
-            claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
-            if os.stat(claim).st_nlink < 2:  # the claim and its owner file, at least
-                unlinked.append(run_id)
-            store.release(run_id)
-            store.release_idle()
-
-    threads = [threading.Thread(target=work, args=(tag,)) for tag in "ab"]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert unlinked == []
-    assert files_under(claims_dir) == []
+    run_id = "b" * 32
+    assert store.claim(run_id, {**_claims.owner("s"), "padding": "x" * 5000})
+    record = {**minimal_record(run_id), "status": "failed"}
+    store.put_record(record)
+    assert store.get_record(run_id) == record
+    assert not store.record_path(run_id).with_suffix(".done").exists()
 
 
-def test_a_sweep_in_threads_leaves_no_owner_file_when_it_returns(store_path):
+def test_a_claim_taken_over_while_stalled_is_left_to_its_new_owner(store_path):
+    """A process stalled past its lease finds its claim taken over: its record goes to its
+    own file, and the new owner's claim stays."""
+    store = FileStore.open(store_path)
+    run_id = "c" * 32
+    assert store.claim(run_id, _claims.owner("stalled"))
+    claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
+    os.unlink(claim)  # what a takeover does, then it claims anew
+    claim.write_bytes(json.dumps({**_claims.owner("other"), "pid": 1}).encode())
+    held = store._held[str(claim)]
+    store._held[str(claim)] = (held[0] - _claims.LEASE_SECONDS, *held[1:])  # held for long
+    record = {**minimal_record(run_id), "status": "completed"}
+    store.put_record(record)
+    assert store.get_record(run_id) == record
+    store.release(run_id)
+    assert json.loads(claim.read_bytes())["session"] == "other"
+
+
+def test_a_sweep_in_threads_leaves_no_claim_when_it_returns(store_path):
     for version in range(3):
         exp = make_exp(xs=range(12), version=str(version))
         metalab.run(exp, store_path, executor=metalab.ThreadExecutor(max_workers=2)).result()
         assert files_under(store_path / "claims") == []
 
 
-def test_owner_file_of_a_killed_process_is_removed(store_path):
-    """A process killed between two runs leaves its owner file; listing claims removes it."""
+def test_claim_of_a_killed_process_is_taken_over(store_path):
+    """A process killed while running a run leaves its claim; it is dead at once (same
+    host, pid gone) and another owner takes the run over."""
     script = (
         "import os, signal, sys\n"
         "from metalab.store import FileStore\n"
@@ -457,11 +469,19 @@ def test_owner_file_of_a_killed_process_is_removed(store_path):
     )
     FileStore.open(store_path)
     subprocess.run([sys.executable, "-c", script, str(store_path)], timeout=60)
-    left = files_under(store_path / "claims")
-    assert len(left) == 2 and left[1] == f"cc/{'c' * 32}.claim" and left[0].startswith(".owner-")
+    assert files_under(store_path / "claims") == [f"cc/{'c' * 32}.claim"]
     store = FileStore.open(store_path)
     assert store.claims() == {}  # the owner is dead
     assert store.claim("c" * 32, _claims.owner("t"))  # taken over
     store.release("c" * 32)
-    store.release_idle()
     assert files_under(store_path / "claims") == []
+
+
+def test_owner_file_left_by_an_older_store_is_removed_when_its_process_is_gone(store_path):
+    """Stores written by metalab 0.1 kept claims as hard links to per-process owner files;
+    a killed process could leave one behind: listing claims removes it."""
+    FileStore.open(store_path)
+    left = store_path / "claims" / ".owner-1-0-0"
+    left.write_text(json.dumps({"host": _claims.owner()["host"], "pid": 2**22 + 7}))
+    assert FileStore.open(store_path).claims() == {}
+    assert not left.exists()

@@ -302,15 +302,6 @@ class FallbackStore:
                 raise
             self._mark_down(exc)  # the claim lapses with its lease
 
-    def release_idle(self) -> None:
-        """Let both stores drop what idle claims left behind (the end of a task)."""
-        for store in (self.primary, self.fallback):
-            if isinstance(store, _Unopened):
-                continue
-            release = getattr(store, "release_idle", None)
-            if release is not None:
-                release()
-
     def claims(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for found in self._read("claims"):

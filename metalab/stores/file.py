@@ -10,8 +10,7 @@ Layout::
     artifacts/<aa>/<run_id>/<name><ext> artifacts, referenced as artifacts/<run_id>/<name><ext>
     logs/<aa>/<run_id>.log              capture.log() lines
     derived/<aa>/<run_id>.json          derived metrics
-    claims/<aa>/<run_id>.claim          who is running a run now
-    claims/.owner-<pid>-<token>         the owner file a process's claims are hard links to
+    claims/<aa>/<run_id>.claim          who is running a run now, and its record in the making
     cache/<name>.pkl                    what loading results computed (safe to delete)
 
 `<aa>` is the first two hex digits of the run id: 256 shards keep every directory small (a
@@ -25,13 +24,12 @@ Every file is written to a temporary name and renamed into place, so readers see
 
 from __future__ import annotations
 
-import atexit
 import datetime as _dt
+import errno
 import functools
 import itertools
 import json
 import os
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -66,19 +64,6 @@ _TS_LEN = len("20260101T000000.000000Z")
 _counter = itertools.count()
 _pid = [os.getpid()]  # this process's id, for temporary file names (updated in a fork)
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
-_owner_files_to_remove: list[str] = []
-
-
-@atexit.register
-def _remove_owner_files() -> None:
-    """Remove this process's claim owner files (claims still linked to them keep the data)."""
-    pid = str(os.getpid())
-    for path in _owner_files_to_remove:
-        if f"/.owner-{pid}-" in path:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
 
 
 def _dumps(value: Any) -> bytes:
@@ -124,11 +109,8 @@ class FileStore:
         self._top = str(self.root)
         self._locator = self.root.as_uri()
         self._owner_cache: tuple[dict[str, Any], bytes] | None = None
-        self._held: dict[str, tuple[float, bytes, list[Any] | None]] = {}
-        # claims are hard links to one owner file per (process, owner): see _create_claim
-        self._owner_files: dict[bytes, list[Any]] = {}
-        self._owner_lock = threading.Lock()
-        self._hard_links = True
+        # this process's claims: path -> (when claimed, owner bytes, open descriptor)
+        self._held: dict[str, tuple[float, bytes, int]] = {}
         self._sharded = _layout_version(self._top) >= 2
 
     # ---------------------------------------------------------------- opening
@@ -313,9 +295,10 @@ class FileStore:
         run_id = record["run_id"]
         marker = self._run_file("runs", run_id, ".done")
         data = encode_record(record)
+        path = self._record_path(run_id)
         if record["status"] == "completed":
-            path = self._record_path(run_id)
-            atomic_write(path, data, make_dir=self._sharded)
+            if not self._put_claimed(run_id, data, path):
+                atomic_write(path, data, make_dir=self._sharded)
             try:
                 os.link(path, marker)  # one call, no file to open; the marker's content is unused
             except FileExistsError:
@@ -327,7 +310,8 @@ class FileStore:
                 os.unlink(marker)
             except FileNotFoundError:
                 pass
-            atomic_write(self._record_path(run_id), data, make_dir=self._sharded)
+            if not self._put_claimed(run_id, data, path):
+                atomic_write(path, data, make_dir=self._sharded)
         return data
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
@@ -491,51 +475,28 @@ class FileStore:
     def _create_claim(self, path: str, owner: dict[str, Any]) -> bool:
         """Create the claim file `path` holding `owner`, atomically; False if it exists.
 
-        A claim is a hard link to a file holding the owner's JSON, one per process and owner
-        (`claims/.owner-<pid>-<token>`): one system call per claim, and one heartbeat keeps
-        every claim of the process fresh, since links share their inode's modification time.
-        Where hard links are not supported, the claim is a file of its own.
+        The claim file is also the run's record in the making: it stays open, and
+        `put_record` writes the record into it and renames it into `runs/`, so a run's
+        claim, record and release cost one file between them (see `_put_claimed`).
         """
         content = self._owner_bytes(owner)
-        for _ in range(3) if self._hard_links else ():
-            # counted before linking, so release_idle in another thread never removes it
-            entry = self._owner_file(content)
-            try:
-                os.link(entry[0], path)
-            except OSError as exc:
-                owner_gone = False
-                try:
-                    if isinstance(exc, FileNotFoundError):
-                        self._make_parent(path)  # a shard not written to yet
-                        owner_gone = not os.path.exists(entry[0])
-                finally:
-                    with self._owner_lock:
-                        entry[1] -= 1
-                        # the owner file was removed (not by us): forget it
-                        if owner_gone and self._owner_files.get(content) is entry:
-                            del self._owner_files[content]
-                if isinstance(exc, FileExistsError):
-                    return False
-                if isinstance(exc, FileNotFoundError):
-                    continue  # link again, into the new shard or from a new owner file
-                self._hard_links = False  # a filesystem without hard links
-                break
-            self._held[path] = (time.monotonic(), content, entry)
-            return True
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
         try:
             try:
                 fd = os.open(path, flags, 0o644)
             except FileNotFoundError:
-                self._make_parent(path)
+                self._make_parent(path)  # a shard not written to yet
                 fd = os.open(path, flags, 0o644)
         except FileExistsError:
             return False
         try:
             os.write(fd, content)
-        finally:
+        except BaseException:
             os.close(fd)
-        self._held[path] = (time.monotonic(), content, None)
+            os.unlink(path)
+            raise
+        self._held[path] = (time.monotonic(), content, fd)
+        # the heartbeat refreshes a claim held longer than its beat (by name: see release)
         _claims.heartbeat.hold(path, functools.partial(os.utime, path))
         return True
 
@@ -544,37 +505,49 @@ class FileStore:
         """Make the directory of `path` (a shard not written to yet) if it is missing."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
-    def release_idle(self) -> None:
-        """Remove this process's owner files that no claim uses now (the end of a task)."""
-        with self._owner_lock:
-            idle = [
-                (content, entry)
-                for content, entry in self._owner_files.items()
-                if entry[1] == 0 and entry[2] == os.getpid()
-            ]
-            for content, _ in idle:
-                del self._owner_files[content]
-        for _, entry in idle:
-            _claims.heartbeat.release(entry[0])
-            try:
-                os.unlink(entry[0])
-            except OSError:
-                pass
+    def _still_ours(self, path: str, held: tuple[float, bytes, int]) -> bool:
+        """Whether the claim file at `path` is the one we created. Only a claim held long
+        enough for its lease to lapse (a stalled process) can have been taken over by
+        another host: only then is it checked."""
+        if time.monotonic() - held[0] <= _claims.LEASE_SECONDS / 2:
+            return True
+        try:
+            return os.stat(path).st_ino == os.fstat(held[2]).st_ino
+        except FileNotFoundError:
+            return False
 
-    def _owner_file(self, content: bytes) -> list[Any]:
-        """[path, claims held through it, pid] of this process's owner file for `content`,
-        with one more claim counted on it (the caller's)."""
-        with self._owner_lock:
-            entry = self._owner_files.get(content)
-            if entry is None or entry[2] != _pid[0]:
-                path = f"{self._top}/claims/.owner-{os.getpid()}-{next(_counter)}-{time.time_ns()}"
-                atomic_write(path, content)
-                _owner_files_to_remove.append(path)
-                # one heartbeat for every claim linked to it, until release_idle removes it
-                _claims.heartbeat.hold(path, functools.partial(os.utime, path))
-                entry = self._owner_files[content] = [path, 0, os.getpid()]
-            entry[1] += 1
-            return entry
+    def _put_claimed(self, run_id: str, data: bytes, path: str) -> bool:
+        """Write `data` into this process's claim on `run_id` and rename it to `path`, which
+        also releases the claim; False (nothing written) when we hold no claim on it."""
+        claim = self._claim_path(run_id)
+        held = self._held.get(claim)
+        if held is None:
+            return False
+        fd = held[2]
+        if not self._still_ours(claim, held):
+            return False  # taken over while we were stalled: `release` leaves it alone
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            offset += os.pwrite(fd, view[offset:], offset)
+        if len(data) < len(held[1]):
+            os.ftruncate(fd, len(data))
+        try:
+            try:
+                os.rename(claim, path)  # the record appears whole, and the claim is gone
+            except FileNotFoundError:
+                if not os.path.exists(claim):
+                    raise
+                os.makedirs(os.path.dirname(path), exist_ok=True)  # a shard not written to yet
+                os.rename(claim, path)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:  # claims/ on another filesystem than runs/
+                return False
+            raise
+        del self._held[claim]
+        _claims.heartbeat.release(claim)
+        os.close(fd)
+        return True
 
     def _owner_bytes(self, owner: dict[str, Any]) -> bytes:
         cached = self._owner_cache
@@ -590,10 +563,13 @@ class FileStore:
         except FileNotFoundError:
             return None
         try:
-            return json.loads(data), age
+            found = json.loads(data)
         except ValueError:
-            # a claim is written right after it is created: an empty one is being written
+            # being written: just created, or its record half written in
             return {"host": None}, age
+        # a claim holds its owner, or, for a moment before it is renamed, the run's record:
+        # either way it is alive while its heartbeat is fresh (is_alive knows no host)
+        return (found if "pid" in found else {"host": None}), age
 
     def _take_over(self, path: str, owner: dict[str, Any], dead: dict[str, Any]) -> bool:
         lock = path[: -len(".claim")] + ".takeover"
@@ -615,11 +591,7 @@ class FileStore:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-            taken = self._create_claim(path, owner)
-            for name in os.listdir(self.root / "claims"):  # the dead owner's file, if any
-                if name.startswith(".owner-"):
-                    self._remove_if_dead(self._file("claims", name))
-            return taken
+            return self._create_claim(path, owner)
         finally:
             os.unlink(lock)
 
@@ -629,26 +601,20 @@ class FileStore:
         return None if current is None else current[0]
 
     def release(self, run_id: str) -> None:
-        """Remove this process's claim on `run_id`."""
+        """Remove this process's claim on `run_id` (nothing when `put_record` already did,
+        or when the claim is not ours)."""
         path = self._claim_path(run_id)
         held = self._held.pop(path, None)
-        entry = held[2] if held is not None else None
-        if entry is None:
-            _claims.heartbeat.release(path)
+        if held is None:
+            return
+        _claims.heartbeat.release(path)
         try:
-            if held is not None and time.monotonic() - held[0] > _claims.LEASE_SECONDS / 2:
-                # held long enough that our lease may have lapsed and another host taken the
-                # run over: remove the claim only if it is still ours
-                with open(path, "rb") as fh:
-                    if fh.read() != held[1]:
-                        return
-            os.unlink(path)
+            if self._still_ours(path, held):
+                os.unlink(path)
         except FileNotFoundError:
             pass
         finally:
-            if entry is not None:
-                with self._owner_lock:
-                    entry[1] -= 1
+            os.close(held[2])
 
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims: run id -> owner."""
@@ -665,8 +631,8 @@ class FileStore:
         return out
 
     def _remove_if_dead(self, owner_file: str) -> None:
-        """Remove the owner file of a process that is gone (killed before it could);
-        claims still linked to it keep their content and are taken over as usual."""
+        """Remove an owner file of a process that is gone: claims of metalab 0.1 stores
+        made before were hard links to one, and a killed process could leave it."""
         current = self._read_claim(owner_file)
         if current is not None and not _claims.is_alive(*current):
             try:
