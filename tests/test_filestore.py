@@ -485,3 +485,35 @@ def test_owner_file_left_by_an_older_store_is_removed_when_its_process_is_gone(s
     left.write_text(json.dumps({"host": _claims.owner()["host"], "pid": 2**22 + 7}))
     assert FileStore.open(store_path).claims() == {}
     assert not left.exists()
+
+
+def test_a_record_is_written_even_when_its_claim_file_cannot_become_it(store_path, monkeypatch):
+    """Where the claim file cannot be renamed into runs/ (claims/ on another filesystem, or
+    the claim removed by hand), the record is written the usual way and nothing is left."""
+    import errno
+
+    from metalab.stores import file
+
+    store = FileStore.open(store_path)
+    owner = _claims.owner("s")
+    # the claim removed by hand while the run ran
+    assert store.claim("d" * 32, owner)
+    os.unlink(shard(store_path, "claims", "d" * 32) / ("d" * 32 + ".claim"))
+    store.put_record(minimal_record("d" * 32))
+    assert store.get_record("d" * 32) == minimal_record("d" * 32)
+    store.release("d" * 32)
+    # claims/ on another filesystem: rename refuses to cross
+    real_rename = os.rename
+
+    def rename(src, dst, *args, **kwargs):
+        if str(src).endswith(".claim"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(file.os, "rename", rename)
+    assert store.claim("e" * 32, owner)
+    store.put_record(minimal_record("e" * 32))
+    assert store.get_record("e" * 32) == minimal_record("e" * 32)
+    store.release("e" * 32)
+    assert files_under(store_path / "claims") == [] and store._held == {}
+    assert store.scan()[1] == {"d" * 32, "e" * 32}  # both completed, both marked

@@ -110,7 +110,7 @@ class FileStore:
         self._locator = self.root.as_uri()
         self._owner_cache: tuple[dict[str, Any], bytes] | None = None
         # this process's claims: path -> (when claimed, owner bytes, open descriptor)
-        self._held: dict[str, tuple[float, bytes, int]] = {}
+        self._held: dict[str, tuple[float, bytes, int | None]] = {}
         self._sharded = _layout_version(self._top) >= 2
 
     # ---------------------------------------------------------------- opening
@@ -505,12 +505,14 @@ class FileStore:
         """Make the directory of `path` (a shard not written to yet) if it is missing."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
-    def _still_ours(self, path: str, held: tuple[float, bytes, int]) -> bool:
+    def _still_ours(self, path: str, held: tuple[float, bytes, int | None]) -> bool:
         """Whether the claim file at `path` is the one we created. Only a claim held long
         enough for its lease to lapse (a stalled process) can have been taken over by
-        another host: only then is it checked."""
+        another host: only then is it checked (by inode, through the open descriptor)."""
         if time.monotonic() - held[0] <= _claims.LEASE_SECONDS / 2:
             return True
+        if held[2] is None:
+            return False  # closed: cannot tell, so leave it to its lease
         try:
             return os.stat(path).st_ino == os.fstat(held[2]).st_ino
         except FileNotFoundError:
@@ -521,7 +523,7 @@ class FileStore:
         also releases the claim; False (nothing written) when we hold no claim on it."""
         claim = self._claim_path(run_id)
         held = self._held.get(claim)
-        if held is None:
+        if held is None or held[2] is None:
             return False
         fd = held[2]
         if not self._still_ours(claim, held):
@@ -532,12 +534,16 @@ class FileStore:
             offset += os.pwrite(fd, view[offset:], offset)
         if len(data) < len(held[1]):
             os.ftruncate(fd, len(data))
+        # closed before the rename: on NFS a close sends the data, so the record is whole
+        # on the server before its name appears there
+        self._held[claim] = (held[0], held[1], None)
+        os.close(fd)
         try:
             try:
                 os.rename(claim, path)  # the record appears whole, and the claim is gone
             except FileNotFoundError:
                 if not os.path.exists(claim):
-                    raise
+                    return False  # our claim went (removed by hand?): write the record anew
                 os.makedirs(os.path.dirname(path), exist_ok=True)  # a shard not written to yet
                 os.rename(claim, path)
         except OSError as exc:
@@ -546,7 +552,6 @@ class FileStore:
             raise
         del self._held[claim]
         _claims.heartbeat.release(claim)
-        os.close(fd)
         return True
 
     def _owner_bytes(self, owner: dict[str, Any]) -> bytes:
@@ -614,7 +619,8 @@ class FileStore:
         except FileNotFoundError:
             pass
         finally:
-            os.close(held[2])
+            if held[2] is not None:
+                os.close(held[2])
 
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims: run id -> owner."""
