@@ -8,11 +8,14 @@ decides whether its owner is alive.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 LEASE_SECONDS = 120.0
 HEARTBEAT_SECONDS = 20.0
@@ -67,6 +70,7 @@ class Heartbeat:
 
     def __init__(self) -> None:
         self._held: dict[str, Callable[[], None]] = {}
+        self._files: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -74,11 +78,21 @@ class Heartbeat:
         """Keep calling `touch` for `key` until `release(key)`."""
         with self._lock:
             self._held[key] = touch
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._beat, name="metalab-claim-heartbeat", daemon=True
-                )
-                self._thread.start()
+            self._start()
+
+    def watch_files(self, source: Any) -> None:
+        """Keep touching the files `source.held_files()` names, for as long as `source`
+        lives: one registration for all of its claims, instead of one per claim."""
+        with self._lock:
+            self._files.add(source)
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._beat, name="metalab-claim-heartbeat", daemon=True
+            )
+            self._thread.start()
 
     def release(self, key: str) -> None:
         """Stop refreshing `key`."""
@@ -88,13 +102,20 @@ class Heartbeat:
     def _beat(self) -> None:
         while True:
             time.sleep(HEARTBEAT_SECONDS)
-            with self._lock:
-                touches = list(self._held.values())
-            for touch in touches:
-                try:
-                    touch()
-                except OSError:
-                    pass
+            self.beat_once()
+
+    def beat_once(self) -> None:
+        """Touch every held claim now (what the heartbeat thread does every beat)."""
+        with self._lock:
+            touches = list(self._held.values())
+            sources = list(self._files)
+        for source in sources:
+            touches.extend(functools.partial(os.utime, path) for path in source.held_files())
+        for touch in touches:
+            try:
+                touch()
+            except OSError:
+                pass  # released (renamed or removed) meanwhile
 
 
 heartbeat = Heartbeat()

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -419,6 +420,23 @@ def test_a_claim_file_becomes_the_record(store_path):
     store.release(run_id)
     store.release(run_id)  # idempotent
     assert files_under(store_path / "claims") == [] and store._held == {}
+
+
+def test_the_heartbeat_refreshes_held_claims_and_only_those(store_path):
+    store = FileStore.open(store_path)
+    owner = _claims.owner("s")
+    held, done = "a" * 32, "b" * 32
+    assert store.claim(held, owner) and store.claim(done, owner)
+    claim = shard(store_path, "claims", held) / f"{held}.claim"
+    os.utime(claim, (1_000_000_000, 1_000_000_000))  # a lease about to lapse
+    store.put_record(minimal_record(done))  # its claim became its record
+    record_mtime = store.record_path(done).stat().st_mtime
+    _claims.heartbeat.beat_once()
+    assert time.time() - claim.stat().st_mtime < 60  # fresh again for other hosts
+    assert store.record_path(done).stat().st_mtime == record_mtime
+    assert not (shard(store_path, "claims", done) / f"{done}.claim").exists()
+    store.release(held)
+    assert files_under(store_path / "claims") == []
 
 
 def test_a_record_shorter_than_its_claim_is_written_whole(store_path):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import functools
 import itertools
 import json
 import os
@@ -111,6 +110,7 @@ class FileStore:
         self._owner_cache: tuple[dict[str, Any], bytes] | None = None
         # this process's claims: path -> (when claimed, owner bytes, open descriptor)
         self._held: dict[str, tuple[float, bytes, int | None]] = {}
+        self._watched = 0  # the pid whose heartbeat thread touches the claims in _held
         self._sharded = _layout_version(self._top) >= 2
 
     # ---------------------------------------------------------------- opening
@@ -496,9 +496,14 @@ class FileStore:
             os.unlink(path)
             raise
         self._held[path] = (time.monotonic(), content, fd)
-        # the heartbeat refreshes a claim held longer than its beat (by name: see release)
-        _claims.heartbeat.hold(path, functools.partial(os.utime, path))
+        if self._watched != _pid[0]:  # the heartbeat touches every claim in _held
+            _claims.heartbeat.watch_files(self)
+            self._watched = _pid[0]
         return True
+
+    def held_files(self) -> list[str]:
+        """The claim files this process holds (what the heartbeat touches)."""
+        return list(self._held)
 
     @staticmethod
     def _make_parent(path: str) -> None:
@@ -551,7 +556,6 @@ class FileStore:
                 return False
             raise
         del self._held[claim]
-        _claims.heartbeat.release(claim)
         return True
 
     def _owner_bytes(self, owner: dict[str, Any]) -> bytes:
@@ -612,7 +616,6 @@ class FileStore:
         held = self._held.pop(path, None)
         if held is None:
             return
-        _claims.heartbeat.release(path)
         try:
             if self._still_ours(path, held):
                 os.unlink(path)
