@@ -450,21 +450,111 @@ def test_a_record_shorter_than_its_claim_is_written_whole(store_path):
 
 
 def test_a_claim_taken_over_while_stalled_is_left_to_its_new_owner(store_path):
-    """A process stalled past its lease finds its claim taken over: its record goes to its
-    own file, and the new owner's claim stays."""
+    """A process stalled past its lease (or misjudged by a host whose clock is wrong) finds
+    its claim taken over: its record goes to a file of its own, never through the new
+    owner's claim file, and the new owner's claim stays."""
     store = FileStore.open(store_path)
     run_id = "c" * 32
     assert store.claim(run_id, _claims.owner("stalled"))
     claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
     os.unlink(claim)  # what a takeover does, then it claims anew
     claim.write_bytes(json.dumps({**_claims.owner("other"), "pid": 1}).encode())
-    held = store._held[str(claim)]
-    store._held[str(claim)] = (held[0] - _claims.LEASE_SECONDS, *held[1:])  # held for long
     record = {**minimal_record(run_id), "status": "completed"}
     store.put_record(record)
     assert store.get_record(run_id) == record
     store.release(run_id)
     assert json.loads(claim.read_bytes())["session"] == "other"
+    assert store._held == {}
+
+
+def test_a_takeover_never_replaces_a_claim_another_process_just_took_over(store_path):
+    """Two processes find the same dead claim: once one has taken it over (even if the new
+    claim file holds what the dead one held), the other's takeover stops."""
+    store = FileStore.open(store_path)
+    run_id = "f" * 32
+    claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
+    claim.parent.mkdir(parents=True)
+    claim.write_bytes(b"")  # a dead claim without an owner: a record half written in
+    os.utime(claim, (1_000_000_000, 1_000_000_000))
+    dead = store._read_claim(str(claim))
+    assert not _claims.is_alive(dead[0], dead[1])
+    # another process takes it over first; its new claim reads the same (being written)
+    os.unlink(claim)
+    claim.write_bytes(b"")
+    assert not store._take_over(str(claim), _claims.owner("late"), dead[2])
+    assert claim.read_bytes() == b"" and store._held == {}
+
+
+def test_a_failed_record_write_never_mixes_with_the_next_one(store_path, monkeypatch):
+    """A completed record whose write fails half way (disk full) is followed by the failed
+    record the run function writes: that one is whole, never mixed with the first."""
+    import errno
+
+    from metalab.stores import file
+
+    store = FileStore.open(store_path)
+    run_id = "9" * 32
+    assert store.claim(run_id, _claims.owner("s"))
+    real_pwrite, calls = os.pwrite, []
+
+    def pwrite(fd, data, offset):
+        calls.append(offset)
+        if len(calls) == 1:
+            return real_pwrite(fd, bytes(data)[:10], offset)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(file.os, "pwrite", pwrite)
+    big = {**minimal_record(run_id), "metrics": {f"m{i}": i for i in range(200)}}
+    with pytest.raises(OSError):
+        store.put_record(big)
+    monkeypatch.setattr(file.os, "pwrite", real_pwrite)
+    failed = {**minimal_record(run_id), "status": "failed"}
+    store.put_record(failed)
+    assert store.get_record(run_id) == failed
+    store.release(run_id)
+    assert files_under(store_path / "claims") == [] and store._held == {}
+
+
+def test_threads_of_one_process_never_release_each_others_claims(store_path):
+    """A thread that wrote a run's record (its claim became the record) and has yet to call
+    release must not remove the claim another thread of the process took on the run since."""
+    import threading
+
+    store = FileStore.open(store_path)
+    owner = _claims.owner("s")
+    run_id = "7" * 32
+    assert store.claim(run_id, owner)
+    store.put_record(minimal_record(run_id))  # claim gone, release still to come
+    taken = threading.Event()
+    done = threading.Event()
+
+    def other():
+        assert store.claim(run_id, owner)
+        taken.set()
+        done.wait(10)
+        store.release(run_id)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert taken.wait(10)
+    store.release(run_id)  # the first thread's release: the other's claim stays
+    assert run_id in store.claims()
+    done.set()
+    thread.join()
+    assert store.claims() == {} and files_under(store_path / "claims") == []
+
+
+def test_a_forked_child_holds_none_of_its_parents_claims(store_path):
+    store = FileStore.open(store_path)
+    assert store.claim("8" * 32, _claims.owner("s"))
+    pid = os.fork()
+    if pid == 0:  # the child: nothing to touch, release or write through
+        os._exit(0 if store._held == {} and store.held_files() == [] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert len(store._held) == 1
+    store.release("8" * 32)
+    assert files_under(store_path / "claims") == []
 
 
 def test_a_sweep_in_threads_leaves_no_claim_when_it_returns(store_path):

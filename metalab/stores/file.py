@@ -29,8 +29,10 @@ import errno
 import itertools
 import json
 import os
+import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -61,6 +63,22 @@ its modification time as it was."""
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_LEN = len("20260101T000000.000000Z")
 _counter = itertools.count()
+_stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
+
+
+def _forget_inherited_claims() -> None:
+    """In a forked child: the claims it inherited are its parent's, not its own."""
+    for store in list(_stores):
+        for _, _, fd, _ in store._held.values():
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        store._held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_claims)
 _pid = [os.getpid()]  # this process's id, for temporary file names (updated in a fork)
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
@@ -108,8 +126,10 @@ class FileStore:
         self._top = str(self.root)
         self._locator = self.root.as_uri()
         self._owner_cache: tuple[dict[str, Any], bytes] | None = None
-        # this process's claims: path -> (when claimed, owner bytes, open descriptor)
-        self._held: dict[str, tuple[float, bytes, int | None]] = {}
+        # this process's claims: (path, thread) -> (when claimed, owner bytes, open
+        # descriptor or None once the record was written into it, inode)
+        self._held: dict[tuple[str, int], tuple[float, bytes, int | None, int]] = {}
+        _stores.add(self)
         self._watched = 0  # the pid whose heartbeat thread touches the claims in _held
         self._sharded = _layout_version(self._top) >= 2
 
@@ -470,14 +490,16 @@ class FileStore:
             return self._create_claim(path, owner)
         if _claims.is_alive(current[0], current[1]):
             return False
-        return self._take_over(path, owner, current[0])
+        return self._take_over(path, owner, current[2])
 
     def _create_claim(self, path: str, owner: dict[str, Any]) -> bool:
         """Create the claim file `path` holding `owner`, atomically; False if it exists.
 
         The claim file is also the run's record in the making: it stays open, and
         `put_record` writes the record into it and renames it into `runs/`, so a run's
-        claim, record and release cost one file between them (see `_put_claimed`).
+        claim, record and release cost one file between them (see `_put_claimed`). Claims
+        are this process's and thread's: `put_record` and `release` of the same run come
+        from the thread that claimed it.
         """
         content = self._owner_bytes(owner)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
@@ -491,11 +513,12 @@ class FileStore:
             return False
         try:
             os.write(fd, content)
+            inode = os.fstat(fd).st_ino
         except BaseException:
             os.close(fd)
             os.unlink(path)
             raise
-        self._held[path] = (time.monotonic(), content, fd)
+        self._held[(path, threading.get_ident())] = (time.monotonic(), content, fd, inode)
         if self._watched != _pid[0]:  # the heartbeat touches every claim in _held
             _claims.heartbeat.watch_files(self)
             self._watched = _pid[0]
@@ -503,46 +526,48 @@ class FileStore:
 
     def held_files(self) -> list[str]:
         """The claim files this process holds (what the heartbeat touches)."""
-        return list(self._held)
+        return [path for path, _ in list(self._held)]
 
     @staticmethod
     def _make_parent(path: str) -> None:
         """Make the directory of `path` (a shard not written to yet) if it is missing."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
-    def _still_ours(self, path: str, held: tuple[float, bytes, int | None]) -> bool:
-        """Whether the claim file at `path` is the one we created. Only a claim held long
-        enough for its lease to lapse (a stalled process) can have been taken over by
-        another host: only then is it checked (by inode, through the open descriptor)."""
-        if time.monotonic() - held[0] <= _claims.LEASE_SECONDS / 2:
-            return True
-        if held[2] is None:
-            return False  # closed: cannot tell, so leave it to its lease
+    @staticmethod
+    def _still_ours(path: str, held: tuple[float, bytes, int | None, int]) -> bool:
+        """Whether the file at `path` is the claim file we created (not one another host
+        made after taking the run over, its clock or ours having gone wrong)."""
         try:
-            return os.stat(path).st_ino == os.fstat(held[2]).st_ino
-        except FileNotFoundError:
+            return os.stat(path).st_ino == held[3]
+        except OSError:  # gone, or a stale NFS handle: not ours to touch
             return False
 
     def _put_claimed(self, run_id: str, data: bytes, path: str) -> bool:
-        """Write `data` into this process's claim on `run_id` and rename it to `path`, which
-        also releases the claim; False (nothing written) when we hold no claim on it."""
+        """Write `data` into this thread's claim on `run_id` and rename it to `path`, which
+        also releases the claim; False (nothing published) when it holds no claim on it."""
         claim = self._claim_path(run_id)
-        held = self._held.get(claim)
+        key = (claim, threading.get_ident())
+        held = self._held.get(key)
         if held is None or held[2] is None:
             return False
         fd = held[2]
-        if not self._still_ours(claim, held):
-            return False  # taken over while we were stalled: `release` leaves it alone
-        view = memoryview(data)
-        offset = 0
-        while offset < len(view):
-            offset += os.pwrite(fd, view[offset:], offset)
-        if len(data) < len(held[1]):
-            os.ftruncate(fd, len(data))
-        # closed before the rename: on NFS a close sends the data, so the record is whole
-        # on the server before its name appears there
-        self._held[claim] = (held[0], held[1], None)
-        os.close(fd)
+        # whatever happens now, the descriptor is used once: a failed write never mixes
+        # with a later one (the record then goes through a file of its own)
+        self._held[key] = (held[0], held[1], None, held[3])
+        try:
+            view = memoryview(data)
+            offset = 0
+            while offset < len(view):
+                offset += os.pwrite(fd, view[offset:], offset)
+            if len(data) < len(held[1]):
+                os.ftruncate(fd, len(data))
+            ours = self._still_ours(claim, held)  # checked while open: its inode is unique
+        finally:
+            # closed before the rename: on NFS a close sends the data (and reports a failed
+            # write), so the record is whole on the server before its name appears there
+            os.close(fd)
+        if not ours:
+            return False
         try:
             try:
                 os.rename(claim, path)  # the record appears whole, and the claim is gone
@@ -555,7 +580,7 @@ class FileStore:
             if exc.errno == errno.EXDEV:  # claims/ on another filesystem than runs/
                 return False
             raise
-        del self._held[claim]
+        del self._held[key]
         return True
 
     def _owner_bytes(self, owner: dict[str, Any]) -> bytes:
@@ -564,23 +589,33 @@ class FileStore:
             cached = self._owner_cache = (owner, _dumps(owner))
         return cached[1]
 
-    def _read_claim(self, path: str) -> tuple[dict[str, Any], float] | None:
+    def _read_claim(self, path: str) -> tuple[dict[str, Any], float, tuple[int, int]] | None:
+        """(owner, heartbeat age in seconds, identity) of the claim file at `path`, or None.
+
+        The identity (inode, modification time) tells this claim file from any later one at
+        the same path, whatever they hold."""
         try:
-            age = time.time() - os.stat(path).st_mtime
+            st = os.stat(path)
             with open(path, "rb") as fh:
                 data = fh.read()
         except FileNotFoundError:
             return None
+        age, identity = time.time() - st.st_mtime, (st.st_ino, st.st_mtime_ns)
         try:
             found = json.loads(data)
         except ValueError:
             # being written: just created, or its record half written in
-            return {"host": None}, age
-        # a claim holds its owner, or, for a moment before it is renamed, the run's record:
-        # either way it is alive while its heartbeat is fresh (is_alive knows no host)
-        return (found if "pid" in found else {"host": None}), age
+            return {"host": None}, age, identity
+        if isinstance(found, dict) and "pid" in found:
+            return found, age, identity
+        # for a moment before it is renamed, a claim holds the run's record: its owner is
+        # alive while its heartbeat is fresh (is_alive knows no such host)
+        provenance = found.get("provenance") if isinstance(found, dict) else None
+        session = provenance.get("session") if isinstance(provenance, dict) else None
+        return {"host": None, "session": session}, age, identity
 
-    def _take_over(self, path: str, owner: dict[str, Any], dead: dict[str, Any]) -> bool:
+    def _take_over(self, path: str, owner: dict[str, Any], dead: tuple[int, int]) -> bool:
+        """Replace the dead claim file whose identity is `dead`, unless it changed since."""
         lock = path[: -len(".claim")] + ".takeover"
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -594,8 +629,8 @@ class FileStore:
         os.close(fd)
         try:
             current = self._read_claim(path)
-            if current is not None and current[0] != dead:
-                return False  # someone else took it over meanwhile
+            if current is not None and current[2] != dead:
+                return False  # someone else took it over, or it beat, meanwhile
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -610,20 +645,23 @@ class FileStore:
         return None if current is None else current[0]
 
     def release(self, run_id: str) -> None:
-        """Remove this process's claim on `run_id` (nothing when `put_record` already did,
+        """Remove this thread's claim on `run_id` (nothing when `put_record` already did,
         or when the claim is not ours)."""
         path = self._claim_path(run_id)
-        held = self._held.pop(path, None)
+        held = self._held.pop((path, threading.get_ident()), None)
         if held is None:
             return
-        try:
-            if self._still_ours(path, held):
+        ours = self._still_ours(path, held)
+        if held[2] is not None:
+            try:
+                os.close(held[2])  # before the unlink: NFS renames open files it unlinks
+            except OSError:
+                pass
+        if ours:
+            try:
                 os.unlink(path)
-        except FileNotFoundError:
-            pass
-        finally:
-            if held[2] is not None:
-                os.close(held[2])
+            except FileNotFoundError:
+                pass
 
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims: run id -> owner."""
@@ -635,7 +673,7 @@ class FileStore:
             if not name.endswith(".claim"):
                 continue
             current = self._read_claim(f"{directory}/{name}")
-            if current is not None and _claims.is_alive(*current):
+            if current is not None and _claims.is_alive(current[0], current[1]):
                 out[name[:-6]] = current[0]
         return out
 
@@ -643,7 +681,7 @@ class FileStore:
         """Remove an owner file of a process that is gone: claims of metalab 0.1 stores
         made before were hard links to one, and a killed process could leave it."""
         current = self._read_claim(owner_file)
-        if current is not None and not _claims.is_alive(*current):
+        if current is not None and not _claims.is_alive(current[0], current[1]):
             try:
                 os.unlink(owner_file)
             except FileNotFoundError:
