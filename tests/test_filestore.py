@@ -625,3 +625,30 @@ def test_a_record_is_written_even_when_its_claim_file_cannot_become_it(store_pat
     store.release("e" * 32)
     assert files_under(store_path / "claims") == [] and store._held == {}
     assert store.scan()[1] == {"d" * 32, "e" * 32}  # both completed, both marked
+
+
+def test_a_claim_killed_while_its_record_was_written_in_is_dead_at_once(store_path):
+    """Killed between writing its record into the claim and renaming it: the record names
+    the writing process, so on its host the claim is dead as soon as that process is, with
+    no wait for the lease."""
+    store = FileStore.open(store_path)
+    run_id = "6" * 32
+    claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
+    claim.parent.mkdir(parents=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    host = _claims.owner()["host"]
+    record = {**minimal_record(run_id), "provenance": {"host": host, "pid": int(gone.stdout)}}
+    claim.write_text(json.dumps(record))  # fresh: the heartbeat would say alive
+    assert store.claims() == {}
+    assert store.claim(run_id, _claims.owner("t"))  # taken over at once
+    store.release(run_id)
+    # a record written in by a live process is a live claim, reported with its session
+    record["provenance"] = {"host": host, "pid": os.getpid(), "session": "s1"}
+    claim.write_text(json.dumps(record))
+    assert store.claims()[run_id]["session"] == "s1"
+    assert not store.claim(run_id, _claims.owner("t"))

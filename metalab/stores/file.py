@@ -608,11 +608,14 @@ class FileStore:
             return {"host": None}, age, identity
         if isinstance(found, dict) and "pid" in found:
             return found, age, identity
-        # for a moment before it is renamed, a claim holds the run's record: its owner is
-        # alive while its heartbeat is fresh (is_alive knows no such host)
+        # for a moment before it is renamed, a claim holds the run's record, whose provenance
+        # names the process writing it (its host and pid: no start time, so a reused pid
+        # counts as alive while the heartbeat is fresh)
         provenance = found.get("provenance") if isinstance(found, dict) else None
-        session = provenance.get("session") if isinstance(provenance, dict) else None
-        return {"host": None, "session": session}, age, identity
+        if not isinstance(provenance, dict):
+            return {"host": None}, age, identity
+        writer = {key: provenance.get(key) for key in ("host", "pid", "session")}
+        return {**writer, "start": None}, age, identity
 
     def _take_over(self, path: str, owner: dict[str, Any], dead: tuple[int, int]) -> bool:
         """Replace the dead claim file whose identity is `dead`, unless it changed since."""
