@@ -681,8 +681,8 @@ class FileStore:
         return out
 
     def _remove_if_dead(self, owner_file: str) -> None:
-        """Remove an owner file of a process that is gone: claims of metalab 0.1 stores
-        made before were hard links to one, and a killed process could leave it."""
+        """Remove an owner file of a process that is gone. Earlier metalab versions made
+        claims as hard links to one owner file per process, which a killed process left."""
         current = self._read_claim(owner_file)
         if current is not None and not _claims.is_alive(current[0], current[1]):
             try:
