@@ -94,7 +94,7 @@ def normalize_and_encode(values: list, where: str) -> tuple[list, list[str]]:
 def run_id_maker(experiment_id: str, context_fp: str) -> Any:
     """A function `(params_fp, seed_fp) -> run id` equal to `run_id_from` for this experiment
     and context, hashing their common prefix once."""
-    prefix = hashlib.sha256(f"metalab.run/1\n{experiment_id}\n{context_fp}\n".encode())
+    prefix = hashlib.sha256(_run_id_prefix(experiment_id, context_fp).encode())
 
     def make(params_fp: str, seed_fp: str) -> str:
         h = prefix.copy()
@@ -124,5 +124,10 @@ RUN_ID_LENGTH = 32
 
 def run_id_from(experiment_id: str, context_fp: str, params_fp: str, seed_fp: str) -> str:
     """Combine the four fingerprints into a run id (128 bits of sha256, hex)."""
-    material = f"metalab.run/1\n{experiment_id}\n{context_fp}\n{params_fp}\n{seed_fp}"
+    material = f"{_run_id_prefix(experiment_id, context_fp)}{params_fp}\n{seed_fp}"
     return sha256_hex(material)[:RUN_ID_LENGTH]
+
+
+def _run_id_prefix(experiment_id: str, context_fp: str) -> str:
+    """What a run id hashes before the params and seed fingerprints."""
+    return f"metalab.run/1\n{experiment_id}\n{context_fp}\n"

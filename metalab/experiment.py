@@ -153,16 +153,9 @@ class Experiment:
         # every run: each case's params hashed once for all its replicates
         make = _identity.run_id_maker(self.experiment_id, self.context_fingerprint)
         seed_fps = [self.seeds.fingerprint(r) for r in range(self.seeds.replicates)]
-        sha256 = hashlib.sha256
-        if len(seed_fps) == 1:
-            (seed_fp,) = seed_fps
-            return [
-                make(sha256(text.encode()).hexdigest(), seed_fp)
-                for text in self.params.canonicals()
-            ]
         out: list[str] = []
         for text in self.params.canonicals():
-            params_fp = sha256(text.encode()).hexdigest()
+            params_fp = hashlib.sha256(text.encode()).hexdigest()
             out.extend([make(params_fp, seed_fp) for seed_fp in seed_fps])
         return out
 

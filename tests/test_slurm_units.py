@@ -769,7 +769,13 @@ def _earlier_submission(root, experiment_id: str, job_id: str = "700") -> None:
 
     directory = root / "slurm" / "s-earlier"
     directory.mkdir(parents=True)
-    entry = {"job_id": job_id, "state": "submitted", "offset": 0, "runs_per_task": 2}
+    entry = {
+        "job_id": job_id,
+        "state": "submitted",
+        "offset": 0,
+        "runs_per_task": 2,
+        "task_ranges": [[0, 2]],
+    }
     submission = {"experiment_id": experiment_id, "session": "s-earlier", "total": 6}
     (directory / "submission.json").write_text(json.dumps({**submission, "jobs": [entry]}))
 

@@ -66,8 +66,12 @@ _counter = itertools.count()
 _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 
 
-def _forget_inherited_claims() -> None:
-    """In a forked child: the claims it inherited are its parent's, not its own."""
+_pid = [os.getpid()]  # this process's id, for temporary file names (updated in a fork)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has a pid of its own, and the claims it inherited are its parent's."""
+    _pid[0] = os.getpid()
     for store in list(_stores):
         for _, _, fd, _ in store._held.values():
             if fd is not None:
@@ -78,9 +82,7 @@ def _forget_inherited_claims() -> None:
         store._held.clear()
 
 
-os.register_at_fork(after_in_child=_forget_inherited_claims)
-_pid = [os.getpid()]  # this process's id, for temporary file names (updated in a fork)
-os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _dumps(value: Any) -> bytes:
@@ -317,8 +319,7 @@ class FileStore:
         data = encode_record(record)
         path = self._record_path(run_id)
         if record["status"] == "completed":
-            if not self._put_claimed(run_id, data, path):
-                atomic_write(path, data, make_dir=self._sharded)
+            self._write_record(run_id, data, path)
             try:
                 os.link(path, marker)  # one call, no file to open; the marker's content is unused
             except FileExistsError:
@@ -330,9 +331,13 @@ class FileStore:
                 os.unlink(marker)
             except FileNotFoundError:
                 pass
-            if not self._put_claimed(run_id, data, path):
-                atomic_write(path, data, make_dir=self._sharded)
+            self._write_record(run_id, data, path)
         return data
+
+    def _write_record(self, run_id: str, data: bytes, path: str) -> None:
+        """Write a record through this thread's claim on the run, or else a file of its own."""
+        if not self._put_claimed(run_id, data, path):
+            atomic_write(path, data, make_dir=self._sharded)
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""

@@ -211,7 +211,9 @@ class SlurmExecutor:
         root = self.work_dir if self.work_dir is not None else getattr(store, "root", None)
         if not pending or root is None:
             return
-        earlier: dict[str, tuple[str, dict[str, Any], int]] = {}  # job id -> session, entry, total
+        wanted = set(pending)
+        covering: dict[str, set[str]] = {}  # job id -> its task ids that run wanted runs
+        session_of: dict[str, str] = {}
         for path in (Path(root) / _SESSION_DIR).glob("*/submission.json"):
             try:
                 submission = json.loads(path.read_text())
@@ -219,29 +221,23 @@ class SlurmExecutor:
                 continue  # being written, or not ours to read: nothing to follow
             if submission.get("experiment_id") != experiment.experiment_id:
                 continue
-            session = submission.get("session", path.parent.name)
-            for entry in submission.get("jobs", ()):
-                if entry.get("job_id") and entry.get("state") == "submitted":
-                    earlier[entry["job_id"]] = (session, entry, int(submission.get("total", 0)))
-        if not earlier:
+            total = int(submission.get("total", 0))
+            for job, task in _tasks_of(submission, wanted, total):
+                covering.setdefault(job, set()).add(str(task))
+                session_of[job] = submission.get("session", path.parent.name)
+        if not covering:
             return
-        wanted = set(pending)
         running: dict[str, str] = {}  # job id -> state, of tasks with runs still wanted
-        for key, task in commands.squeue(sorted(earlier)).items():
-            state = task.state.split(" ")[0].rstrip("+")
+        for key, task in commands.squeue(sorted(covering)).items():
+            state = _state(task.state)
             job, _, task_id = key.partition("_")
-            if state not in ACTIVE_STATES or state == "COMPLETING" or job not in earlier:
+            if state not in ACTIVE_STATES or state == "COMPLETING" or job not in covering:
                 continue
-            _, entry, total = earlier[job]
-            if task_id.isdigit():
-                per = entry["runs_per_task"]
-                start = entry["offset"] + int(task_id) * per
-                covered = range(start, min(start + per, total or start + per))
-                if wanted.isdisjoint(covered):
-                    continue  # its runs are recorded: the task is only ending
+            if task_id.isdigit() and task_id not in covering[job]:
+                continue  # its runs are recorded: the task is only ending
             running.setdefault(job, state)
         if running:
-            sessions = sorted({earlier[job][0] for job in running})
+            sessions = sorted({session_of[job] for job in running})
             raise ExecutorError(
                 f"{experiment.experiment_id} already has SLURM jobs queued or running from an "
                 f"earlier submission (session {', '.join(sessions)}; jobs "
@@ -418,7 +414,7 @@ class SlurmExecutor:
             state = states.get(f"{job}_{task}")
             if state is None:
                 continue  # the scheduler does not know it (yet, or any more): wait
-            state = state.split(" ")[0].rstrip("+")
+            state = _state(state)
             if state in ACTIVE_STATES:
                 active = True
             elif state in LOST_STATES:
@@ -506,7 +502,7 @@ class SlurmExecutor:
         active = {
             key.split("_")[0]
             for key, task in commands.squeue(sorted(tails)).items()
-            if task.state.split(" ")[0].rstrip("+") in ACTIVE_STATES
+            if _state(task.state) in ACTIVE_STATES
         }
         return sorted(position for job_id, position in tails.items() if job_id in active)
 
@@ -583,6 +579,12 @@ def _task_ids(entry: dict[str, Any]) -> Iterator[int]:
 
 def _job_ids(submission: dict[str, Any]) -> list[str]:
     return [e["job_id"] for e in submission["jobs"] if e.get("job_id")]
+
+
+def _state(reported: str) -> str:
+    """A task's state as squeue or sacct report it, without details (`CANCELLED by 0`,
+    `RUNNING+`)."""
+    return reported.split(" ")[0].rstrip("+")
 
 
 def _tasks_of(submission: dict[str, Any], waiting: set[int], total: int):
