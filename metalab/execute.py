@@ -201,19 +201,24 @@ def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
     # a database store answers one query per poll per worker: ask it less often
     cancelled = _CancelFlag(store, job.session, getattr(store, "cancel_poll_interval", 0.1))
 
-    for index in indices:
-        if cancelled():
-            yield record_cancelled(experiment, store, index, owner, job.session)
-        else:
-            yield execute_run(
-                experiment,
-                store,
-                index,
-                job=job,
-                owner=owner,
-                worker=worker,
-                cancelled=cancelled,
-            )
+    try:
+        for index in indices:
+            if cancelled():
+                yield record_cancelled(experiment, store, index, owner, job.session)
+            else:
+                yield execute_run(
+                    experiment,
+                    store,
+                    index,
+                    job=job,
+                    owner=owner,
+                    worker=worker,
+                    cancelled=cancelled,
+                )
+    finally:
+        flush = getattr(store, "flush_journal", None)
+        if flush is not None:  # a file store notes its records for loading (best effort)
+            flush()
 
 
 class _CancelFlag:

@@ -157,25 +157,21 @@ class Results(Sequence):
         store: Any,
         *,
         query: dict[str, Any] | None = None,
-        frame_cache: tuple[str, Any] | None = None,
-        frame: Any = None,
-        encoded: list[bytes] | None = None,
+        rows: list[dict[str, Any]] | None = None,
     ):
         # records None: a selection a database store answers (`store.query_records(**query)`)
         # when the records are first needed, so filters before that run in the database.
         # Entries that are not dicts are still encoded: a sweep's outcomes as the workers sent
-        # them (`Outcome.record` decodes one) or a record's JSON bytes (from the cache of
-        # `load_results`); they are decoded when the records are first read.
+        # them (`Outcome.record` decodes one) or a record's JSON bytes (from a file store's
+        # journal); they are decoded when the records are first read.
         self._loaded = records
         self._encoded = records is not None and not all(isinstance(r, dict) for r in records)
         self._store = store
         self._query = query
-        # `frame_cache` is (name, stamp) under which the store keeps these records (encoded)
-        # and their `to_dataframe()` (`load_results`); `frame` is that DataFrame, when it was
-        # cached; `encoded` are the records' bytes as read, kept until the cache is written
-        self._frame_cache = frame_cache
-        self._frame = frame
-        self._encoded_copy = encoded
+        # `rows`, one per record when given, hold what tables and selections by params,
+        # metrics and status read (`metalab.stores._journal.ROW_KEYS`): those need no record
+        # decoded
+        self._rows = rows
         self._run_cache: list[Run | None] | None = None
 
     @property
@@ -211,6 +207,8 @@ class Results(Sequence):
 
     def __getitem__(self, item):  # type: ignore[override]
         if isinstance(item, slice):
+            if self._rows is not None and self._loaded is not None:
+                return Results(self._loaded[item], self._store, rows=self._rows[item])
             return Results(self._records[item], self._store)
         run = self._runs[item]
         if run is None:
@@ -228,6 +226,14 @@ class Results(Sequence):
 
     # ---------------------------------------------------------------- selection
     def _where(self, keep) -> Results:
+        """The runs whose record (or row, which has the fields `keep` reads) passes `keep`."""
+        if self._rows is not None and self._loaded is not None:
+            kept = [i for i, row in enumerate(self._rows) if keep(row)]
+            return Results(
+                [self._loaded[i] for i in kept],
+                self._store,
+                rows=[self._rows[i] for i in kept],
+            )
         return Results([r for r in self._records if keep(r)], self._store)
 
     @property
@@ -292,21 +298,26 @@ class Results(Sequence):
                     return selected.where(status=leftover_status, **rest)
                 return selected
         tests = [_condition(name, value, "metric") for name, value in metrics.items()]
-        kept = []
-        for record in self._records:
+
+        def keep(record: dict[str, Any]) -> bool:
             if statuses is not None and record["status"] not in statuses:
-                continue
-            if tests and not all(t(record.get("metrics", {})) for t in tests):
-                continue
-            if predicate is not None and not predicate(Run(record, self._store)):
-                continue
-            kept.append(record)
-        return Results(kept, self._store)
+                return False
+            return all(t(record.get("metrics") or {}) for t in tests)
+
+        if predicate is None:
+            return self._where(keep)
+        return Results(
+            [r for r in self._records if keep(r) and predicate(Run(r, self._store))], self._store
+        )
 
     # ---------------------------------------------------------------- tables
+    def _tabled(self) -> list[dict[str, Any]]:
+        """What tables read: the rows when there are, else the records."""
+        return self._rows if self._rows is not None else self._records
+
     def _columns(self) -> tuple[list[str], list[str]]:
         """Parameter and metric names, in order of first appearance."""
-        records = self._records
+        records = self._tabled()
         # runs of a sweep share their key sets: collect each distinct set once
         param_sets = dict.fromkeys(tuple(r["params"]) for r in records)
         metric_sets = dict.fromkeys(tuple(r.get("metrics") or ()) for r in records)
@@ -318,7 +329,7 @@ class Results(Sequence):
         """A table of params, metrics and status: a string, or a DataFrame with `as_dataframe`."""
         if as_dataframe:
             return self.to_dataframe(include_record=False).assign(
-                status=[r["status"] for r in self._records]
+                status=[r["status"] for r in self._tabled()]
             )
         params, metrics = self._columns()
         header = ["#", *params, *metrics, "status"]
@@ -326,10 +337,10 @@ class Results(Sequence):
             [
                 str(r.get("index", "")),
                 *(_cell(r["params"].get(p)) for p in params),
-                *(_cell(r.get("metrics", {}).get(m)) for m in metrics),
+                *(_cell((r.get("metrics") or {}).get(m)) for m in metrics),
                 r["status"],
             ]
-            for r in self._records
+            for r in self._tabled()
         ]
         widths = [
             max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
@@ -358,20 +369,8 @@ class Results(Sequence):
         from .errors import require
 
         pd = require("pandas", "pandas", "Results.to_dataframe()")
-        default = (
-            include_params
-            and include_metrics
-            and include_record
-            and not include_derived
-            and not derived_metrics
-            and not include_provenance
-        )
-        if default and self._frame is not None:
-            from ._frame import ResultsFrame
-
-            return ResultsFrame(self._frame.copy())
         with paused_gc():
-            frame = self._to_dataframe(
+            return self._to_dataframe(
                 pd,
                 include_params,
                 include_metrics,
@@ -380,14 +379,6 @@ class Results(Sequence):
                 derived_metrics,
                 include_provenance,
             )
-        if default and self._frame_cache is not None:
-            self._frame = pd.DataFrame(frame).copy()
-            if self._encoded_copy is not None:
-                # the records as read and their frame, one snapshot, for the next load of the
-                # same store (bytes: far quicker to write and read back than the dicts)
-                self._store.write_cache(*self._frame_cache, (self._encoded_copy, self._frame))
-                self._encoded_copy = None
-        return frame
 
     def _to_dataframe(
         self,
@@ -400,7 +391,7 @@ class Results(Sequence):
         include_provenance,
     ):
         params, metrics = self._columns()
-        records = self._records
+        records = self._tabled()
         # pandas pulls the fields out of the dicts itself (much faster than a loop per column)
         parts = []
         taken: set[str] = set()
@@ -547,12 +538,13 @@ class Results(Sequence):
     def summary(self) -> dict[str, Any]:
         """Counts by status and experiment."""
         by_status: dict[str, int] = {}
-        for r in self._records:
+        records = self._tabled()
+        for r in records:
             by_status[r["status"]] = by_status.get(r["status"], 0) + 1
         return {
-            "runs": len(self._records),
+            "runs": len(records),
             "by_status": by_status,
-            "experiments": sorted({r["experiment_id"] for r in self._records}),
+            "experiments": sorted({r["experiment_id"] for r in records}),
         }
 
     def report(self, path: Any = "report.html", *, title: str | None = None):

@@ -323,24 +323,12 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
     opened = create_store(store, create=False)
     if hasattr(opened, "query_records") and (experiment is None or ":" in experiment):
         return Results(None, opened, query={"experiment_id": experiment})
-    stamp = opened.records_stamp() if hasattr(opened, "records_stamp") else None
-    if stamp is not None:
-        # a file store keeps the records and DataFrame of a selection, valid while no record
-        # changed: both come from one snapshot, read in a fraction of the files' time
-        name = "load-" + hashlib.sha256(repr(experiment).encode()).hexdigest()[:16]
-        cached = opened.read_cache(name, stamp)
-        if cached is not None:
-            # the records as their files hold them, decoded when first read
-            encoded, frame = cached
-            return Results(encoded, opened, frame_cache=(name, stamp), frame=frame)
+    if hasattr(opened, "load_records"):
+        # a file store: the records its writers' journals hold come as bytes, parsed only
+        # when first read, with the fields a table needs beside them (see `load_records`)
         with paused_gc():
-            pairs = _selected(opened.iter_encoded_records(), experiment)
-        return Results(
-            [record for _, record in pairs],
-            opened,
-            frame_cache=(name, stamp),
-            encoded=[data for data, _ in pairs],
-        )
+            pairs = _selected(opened.load_records(), experiment)
+        return Results([entry for entry, _ in pairs], opened, rows=[row for _, row in pairs])
     with paused_gc():
         records = [
             record

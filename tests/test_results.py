@@ -12,6 +12,7 @@ import pytest
 
 import metalab
 from metalab.errors import ValidationError
+from metalab.store import FileStore
 
 RATES = [0.1 * k for k in (1, 2, 3)]  # the last is 0.30000000000000004, not 0.3
 
@@ -154,86 +155,215 @@ def test_to_csv_has_params_and_metrics(results, tmp_path):
     assert {"param_learning_rate", "param_optimizer", "accuracy", "final"} <= set(rows[0])
 
 
-# ---------------------------------------------------------------- the DataFrame cache
+# ---------------------------------------------------------------- loading through journals
 @pytest.fixture
-def settled(monkeypatch):
-    """Records count as settled at once (not RACY_SECONDS after their last change)."""
-    from metalab.stores import file
+def journaled(monkeypatch):
+    """Every task writes a journal entry, however few runs it had."""
+    from metalab.stores import _journal
 
-    monkeypatch.setattr(file, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(_journal, "MIN_FIRST_ENTRY", 1)
 
 
-def test_a_cached_dataframe_is_the_one_the_records_give(tmp_path, settled):
+def journal_files(store):
+    directory = store / "cache" / "journal"
+    return sorted(directory.glob("*.jnl")) if directory.is_dir() else []
+
+
+def from_files(store, selection=None):
+    """What loading gives when every record is read from its file."""
+    import shutil
+
+    moved = store / "cache-set-aside"
+    (store / "cache").rename(moved)
+    try:
+        return metalab.load_results(store, selection)
+    finally:
+        shutil.rmtree(store / "cache", ignore_errors=True)  # in case the load wrote one
+        moved.rename(store / "cache")
+
+
+def test_a_load_from_journals_is_the_load_from_the_files(tmp_path, journaled):
     import pandas as pd
 
     store = tmp_path / "store"
     metalab.run(experiment(), store, executor="inline").result()
-    metalab.run(experiment("other", ("adam", "bad")), store, executor="inline").result()
+    metalab.run(experiment("other", ("adam", "bad")), store, executor="threads").result()
+    assert journal_files(store)
     for selection in (None, "fit", "other:1"):
-        first = metalab.load_results(store, selection)
-        assert first._frame is None  # nothing cached yet: the records were read from files
-        computed = first.to_dataframe()
-        again = metalab.load_results(store, selection)
-        assert again._frame is not None  # records and frame from the cache, one snapshot
-        cached = again.to_dataframe()
-        # the cached frame came without decoding a record: they are decoded when first read
-        assert again._encoded and all(isinstance(r, bytes) for r in again._loaded)
-        assert type(cached) is type(computed)
-        pd.testing.assert_frame_equal(cached, computed)
-        assert cached["optimizer"].tolist() == computed["param_optimizer"].tolist()
-        assert again.records == first.records
-        assert again.to_dataframe(include_record=False).shape[1] < cached.shape[1]
-        cached.loc[0, "run_id"] = "changed by the user"  # a copy: the cache stays as it was
-        assert again.to_dataframe()["run_id"][0] == computed["run_id"][0]
-    assert len(list((store / "cache").glob("load-*.pkl"))) == 3
+        loaded = metalab.load_results(store, selection)
+        # the records came from the journals: not parsed yet, and no file read
+        assert loaded._encoded and all(isinstance(r, bytes) for r in loaded._loaded)
+        frame = loaded.to_dataframe()
+        assert loaded._encoded  # the table came from the rows beside them
+        plain = from_files(store, selection)
+        assert not plain._encoded
+        expected = plain.to_dataframe()
+        assert type(frame) is type(expected)
+        pd.testing.assert_frame_equal(frame, expected)
+        assert frame["optimizer"].tolist() == expected["param_optimizer"].tolist()
+        assert loaded.table() == plain.table()
+        pd.testing.assert_frame_equal(
+            loaded.table(as_dataframe=True), plain.table(as_dataframe=True)
+        )
+        assert loaded.summary() == plain.summary()
+        # selections by params, metrics and status, and slices, work on the rows too
+        for pick in (
+            lambda r: r.filter(optimizer="adam"),
+            lambda r: r.where(accuracy__gt=0.5),
+            lambda r: r.where(status="failed"),
+            lambda r: r.successful,
+            lambda r: r[2:5],
+        ):
+            chosen, wanted = pick(loaded), pick(plain)
+            assert chosen._encoded or len(chosen) == 0
+            pd.testing.assert_frame_equal(chosen.to_dataframe(), wanted.to_dataframe())
+            assert chosen.records == wanted.records
+        assert loaded.records == plain.records
+        assert [r.metric_series("loss") for r in loaded] == [r.metric_series("loss") for r in plain]
 
 
-def test_a_cache_file_others_could_have_written_is_not_read(tmp_path, settled):
+def test_rewritten_records_are_never_taken_from_an_outdated_journal(tmp_path, journaled):
     store = tmp_path / "store"
-    metalab.run(experiment(), store, executor="inline").result()
-    metalab.load_results(store).to_dataframe()
-    (cache_file,) = (store / "cache").iterdir()
-    assert metalab.load_results(store)._frame is not None
-    os.chmod(cache_file, 0o666)  # unpickling runs code: only the user's own files count
-    assert metalab.load_results(store)._frame is None
-
-
-def test_new_or_rewritten_records_are_never_hidden_by_the_cache(tmp_path, settled):
-    store = tmp_path / "store"
-    metalab.run(experiment(), store, executor="inline").result()
-    metalab.load_results(store).to_dataframe()  # cached
-    time.sleep(0.05)
-    metalab.run(experiment("other", ("adam", "bad")), store, executor="inline").result()
-    df = metalab.load_results(store).to_dataframe()
-    assert sorted(set(df["experiment_id"])) == ["fit:1", "other:1"]
-    # a record rewritten in place of another (a re-run) changes what is cached
-    time.sleep(0.05)
-    exp = experiment("other", ("adam", "bad"))
+    exp = experiment()
+    metalab.run(exp, store, executor="inline").result()
+    before = {r.run_id: r.record["finished_at"] for r in metalab.load_results(store)}
+    time.sleep(0.01)
+    # a re-run rewrites every record, and journals them again
     metalab.run(exp, store, executor="inline", resume=False).result()
-    df = metalab.load_results(store, "other").to_dataframe()
-    fresh = {r.run_id: r.record["finished_at"] for r in metalab.load_results(store, "other")}
+    after = metalab.load_results(store)
+    assert all(isinstance(r, bytes) for r in after._loaded)
+    fresh = {r.run_id: r.record["finished_at"] for r in after}
+    assert fresh.keys() == before.keys() and all(fresh[k] != before[k] for k in fresh)
+    df = after.to_dataframe()
     assert dict(zip(df["run_id"], df["finished_at"])) == fresh
 
-
-def test_records_changed_moments_ago_are_not_cached(tmp_path):
-    store = tmp_path / "store"
-    metalab.run(experiment(), store, executor="inline").result()
-    metalab.load_results(store).to_dataframe()
-    assert not list((store / "cache").iterdir())  # within RACY_SECONDS of the last write
-
-
-def test_selections_and_read_only_stores_do_without_the_cache(tmp_path, settled):
-    store = tmp_path / "store"
-    metalab.run(experiment(), store, executor="inline").result()
-    metalab.load_results(store).to_dataframe()
+    # a record changed by another tool, in place or through a rename, without a journal
+    run_id = sorted(fresh)[0]
+    path = FileStore(store).record_path(run_id)
+    text = path.read_text()
+    assert '"status": "completed"' in text
+    path.write_text(text.replace('"status": "completed"', '"status": "cancelled"'))
     loaded = metalab.load_results(store)
-    adam = loaded.filter(optimizer="adam").to_dataframe()
-    assert set(adam["param_optimizer"]) == {"adam"} and len(adam) == len(loaded) // 2
-    # a store where nothing can be cached (here `cache` is a file, as a read-only store's
-    # directory would refuse files): loading works the same, without a cache
-    for path in (store / "cache").iterdir():
-        path.unlink()
-    (store / "cache").rmdir()
-    (store / "cache").write_text("not a directory")
-    assert len(metalab.load_results(store).to_dataframe()) == len(loaded)
-    assert metalab.load_results(store)._frame is None
+    assert loaded.filter().where(status="cancelled").records[0]["run_id"] == run_id
+    assert (loaded.to_dataframe()["status"] == "cancelled").sum() == 1
+    other = sorted(fresh)[1]
+    path = FileStore(store).record_path(other)
+    replacement = path.with_name("replacement")
+    replacement.write_text(path.read_text().replace('"status": "completed"', '"status": "failed"'))
+    os.replace(replacement, path)
+    df = metalab.load_results(store).to_dataframe().set_index("run_id")
+    assert df.loc[run_id, "status"] == "cancelled" and df.loc[other, "status"] == "failed"
+
+
+def test_a_copied_store_is_read_from_its_files_then_from_a_snapshot(
+    tmp_path, journaled, monkeypatch
+):
+    import shutil
+
+    import pandas as pd
+
+    from metalab.stores import _journal, file
+
+    original = tmp_path / "store"
+    metalab.run(experiment(), original, executor="inline").result()
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)  # new files: the journal names none of them
+    (old,) = journal_files(copy)
+    expected = metalab.load_results(original).to_dataframe()
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 1)
+    loaded = metalab.load_results(copy)
+    assert not loaded._encoded  # every record read from its file
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
+    # ... and kept in a snapshot: the next load reads that one file
+    (snapshot,) = (p for p in journal_files(copy) if p != old)
+    assert snapshot.name.startswith("load-")
+    again = metalab.load_results(copy)
+    assert all(isinstance(r, bytes) for r in again._loaded)
+    pd.testing.assert_frame_equal(again.to_dataframe(), expected)
+    # the outdated journal was written to moments ago (by a writer still at work, for all a
+    # load knows): it stays until idle; then the next snapshot replaces it and the earlier one
+    assert old.exists()
+    monkeypatch.setattr(_journal, "IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_FILES", 0)
+    metalab.load_results(copy)
+    (newest,) = journal_files(copy)
+    assert newest.name.startswith("load-") and newest != snapshot
+    pd.testing.assert_frame_equal(metalab.load_results(copy).to_dataframe(), expected)
+    # a store without journals (deleted, or written by an earlier metalab): files are read
+    # and, from SNAPSHOT_AFTER_READS of them, a snapshot written
+    shutil.rmtree(copy / "cache")
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 13)
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_FILES", 64)
+    assert len(metalab.load_results(copy)) == 12
+    assert not journal_files(copy)
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 12)
+    metalab.load_results(copy)
+    assert [p.name.startswith("load-") for p in journal_files(copy)] == [True]
+
+
+def test_damaged_or_untrusted_journals_cost_time_never_records(tmp_path, journaled):
+    import pandas as pd
+
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    expected = from_files(store).to_dataframe()
+    (journal,) = journal_files(store)
+    data = journal.read_bytes()
+
+    journal.write_bytes(data[: len(data) - 100])  # cut short, as by a killed writer
+    loaded = metalab.load_results(store)
+    assert not loaded._encoded
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
+
+    journal.write_bytes(b"MLJ1" + os.urandom(4000))
+    pd.testing.assert_frame_equal(metalab.load_results(store).to_dataframe(), expected)
+
+    journal.write_bytes(data)
+    assert metalab.load_results(store)._encoded
+    os.chmod(journal, 0o666)  # others could have written it: it vouches for nothing
+    loaded = metalab.load_results(store)
+    assert not loaded._encoded
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
+
+
+def test_a_journal_file_is_started_for_batches_worth_one(tmp_path):
+    from metalab.stores import _journal
+
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()  # 12 runs in one task
+    assert _journal.MIN_FIRST_ENTRY > 12 and not journal_files(store)
+    metalab.run(
+        metalab.Experiment(
+            name="many",
+            version="1",
+            context={},
+            operation=fit,
+            params=metalab.grid(learning_rate=RATES, optimizer=["adam", "sgd", "bad"]),
+            seeds=metalab.seeds(base=3, replicates=2),
+        ),
+        store,
+        executor="inline",
+    ).result()
+    assert len(journal_files(store)) == 1
+    loaded = metalab.load_results(store, "many")
+    assert len(loaded) == 18 and all(isinstance(r, bytes) for r in loaded._loaded)
+
+
+def test_stores_that_cannot_keep_journals_run_and_load_the_same(tmp_path, journaled):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    expected = from_files(store).to_dataframe()
+    # `cache/journal` is a file here, as a directory a store's writers cannot write would
+    # refuse files: sweeps and loads work the same, without journals
+    import shutil
+
+    shutil.rmtree(store / "cache" / "journal")
+    (store / "cache" / "journal").write_text("not a directory")
+    handle = metalab.run(experiment("other", ("adam", "bad")), store, executor="inline")
+    assert handle.status.completed == 6 and handle.status.failed == 6
+    loaded = metalab.load_results(store, "fit")
+    assert not loaded._encoded
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
+    assert len(metalab.load_results(store)) == 24

@@ -213,6 +213,13 @@ class FallbackStore:
     def put_record(self, record: dict[str, Any]) -> None:
         self._write("put_record", record)
 
+    def flush_journal(self) -> None:
+        """Let a file store among the two journal what it was given (see `FileStore`)."""
+        for store in (self.primary, self.fallback):
+            flush = getattr(type(store), "flush_journal", None)
+            if flush is not None:
+                flush(store)
+
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         found = [r for r in self._read("get_record", run_id) if r is not None]
         return _newest(found)

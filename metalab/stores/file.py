@@ -11,7 +11,7 @@ Layout::
     logs/<aa>/<run_id>.log              capture.log() lines
     derived/<aa>/<run_id>.json          derived metrics
     claims/<aa>/<run_id>.claim          who is running a run now, and its record in the making
-    cache/<name>.pkl                    what loading results computed (safe to delete)
+    cache/journal/<name>.jnl            records noted by their writers, for loading (safe to delete)
 
 `<aa>` is the first two hex digits of the run id: 256 shards keep every directory small (a
 300,000-run sweep leaves about 2,300 entries in each, where one directory would hold 600,000),
@@ -39,7 +39,8 @@ from typing import IO, Any
 
 from .. import _claims
 from ..errors import StoreError, StoreFormatError
-from ..record import check_format, encode_record, paused_gc
+from ..record import check_format, encode_record
+from . import _journal
 
 STORE_FORMAT = "metalab.filestore"
 STORE_VERSION = 2
@@ -55,11 +56,10 @@ _LAYOUT = (
     "control",
     "cache",
 )
-_CACHE_FORMAT = "metalab.cache/2"
-RACY_SECONDS = 5.0
-"""A record directory modified less than this long ago is not trusted as unchanged: a write
-in the same timestamp tick as a listing (or on a server whose clock runs ahead) could leave
-its modification time as it was."""
+SNAPSHOT_AFTER_READS = 1000
+"""A load that read at least this many record files from disk (no journal held them) writes
+a snapshot journal of everything it loaded, so the next load reads few files."""
+SNAPSHOT_AFTER_FILES = 64
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_LEN = len("20260101T000000.000000Z")
 _counter = itertools.count()
@@ -80,6 +80,7 @@ def _after_fork_in_child() -> None:
                 except OSError:
                     pass
         store._held.clear()
+        store._journal.forget()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -89,9 +90,9 @@ def _dumps(value: Any) -> bytes:
     return encode_record(value)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False) -> None:
+def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False) -> os.stat_result:
     """Write `data` to `path` through a temporary file and a rename; with `make_dir`, make
-    the directory first if it is missing."""
+    the directory first if it is missing. Returns the file's stat as written."""
     directory, slash, name = os.fspath(path).rpartition("/")
     tmp = f"{directory}{slash}.{name}.{_pid[0]}.{next(_counter)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -107,9 +108,11 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            st = os.fstat(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        return st
     except BaseException:
         try:
             os.unlink(tmp)
@@ -133,6 +136,8 @@ class FileStore:
         self._held: dict[tuple[str, int], tuple[float, bytes, int | None, int]] = {}
         _stores.add(self)
         self._watched = 0  # the pid whose heartbeat thread touches the claims in _held
+        # what this process noted of the records it wrote, for loading
+        self._journal = _journal.Journal(f"{self._top}/cache/journal")
         self._sharded = _layout_version(self._top) >= 2
 
     # ---------------------------------------------------------------- opening
@@ -319,7 +324,7 @@ class FileStore:
         data = encode_record(record)
         path = self._record_path(run_id)
         if record["status"] == "completed":
-            self._write_record(run_id, data, path)
+            st = self._write_record(run_id, data, path)
             try:
                 os.link(path, marker)  # one call, no file to open; the marker's content is unused
             except FileExistsError:
@@ -331,13 +336,22 @@ class FileStore:
                 os.unlink(marker)
             except FileNotFoundError:
                 pass
-            self._write_record(run_id, data, path)
+            st = self._write_record(run_id, data, path)
+        self._journal.note(run_id, st, data, record)
         return data
 
-    def _write_record(self, run_id: str, data: bytes, path: str) -> None:
-        """Write a record through this thread's claim on the run, or else a file of its own."""
-        if not self._put_claimed(run_id, data, path):
-            atomic_write(path, data, make_dir=self._sharded)
+    def _write_record(self, run_id: str, data: bytes, path: str) -> os.stat_result:
+        """Write a record through this thread's claim on the run, or else a file of its own;
+        return the stat of the file written."""
+        st = self._put_claimed(run_id, data, path)
+        if st is None:
+            st = atomic_write(path, data, make_dir=self._sharded)
+        return st
+
+    def flush_journal(self) -> None:
+        """Append the records this process wrote since the last call to its journal (the end
+        of a task calls it; see `metalab.stores._journal`)."""
+        self._journal.flush()
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""
@@ -373,64 +387,130 @@ class FileStore:
             if data is not None:
                 yield data, _decode_record(data, path)
 
-    # ---------------------------------------------------------------- cache
-    def records_stamp(self) -> tuple[Any, ...] | None:
-        """What identifies the store's records as they are now: the inode and modification
-        time of every directory holding records, or None when one was modified too recently
-        (`RACY_SECONDS`) to be sure a later change would show.
+    # ---------------------------------------------------------------- loading
+    def load_records(self) -> list[tuple[bytes | dict[str, Any], dict[str, Any]]]:
+        """Every record of the store as (entry, row).
 
-        Records are only ever renamed into place, so any new, rewritten or removed record
-        changes its directory's modification time: an equal stamp means equal records.
+        `entry` is the record's bytes, as a journal holds them (parse them with
+        `metalab.record.decode_record`), or the record itself, read from its file; `row` is
+        what a results table needs of it (the keys `_journal.ROW_KEYS`). A load that read
+        many files, or found journals worth merging, writes a snapshot journal (see
+        `metalab.stores._journal`).
         """
-        now = time.time_ns()
-        margin = int(RACY_SECONDS * 1e9)
+        files = self._record_stats()
+        found: dict[str, bytes | dict[str, Any]] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        journals = self._read_journals()
+        if journals:
+            current = _Current(files)
+            matched = [current.take(data, jst, found, rows) for _, jst, data in journals]
+        else:
+            matched = []
+        read: dict[str, bytes] = {}  # the records read from their files
+        for run_id in files.keys() - found.keys():
+            path = self._record_path(run_id)
+            raw = read_bytes(path)
+            if raw is None:  # removed since the listing
+                continue
+            found[run_id] = rows[run_id] = _decode_record(raw, path)
+            read[run_id] = raw
+        # journal bytes no record of the store needs: records rewritten or removed since
+        outdated = sum(len(data) for _, _, data in journals) - sum(matched)
+        if (
+            len(read) >= SNAPSHOT_AFTER_READS
+            or len(journals) > SNAPSHOT_AFTER_FILES
+            or outdated > sum(matched) // 2 + (1 << 20)
+        ):
+            self._write_snapshot(found, rows, read, files, journals)
+        return [(entry, rows[run_id]) for run_id, entry in found.items()]
+
+    def _record_stats(self) -> dict[str, os.stat_result]:
+        """Run id -> stat of its record file, for every record of the store."""
         top = f"{self._top}/runs"
-        parts = []
+        out: dict[str, os.stat_result] = {}
+        directories = [top]
+        if self._sharded:
+            directories += [f"{top}/{name}" for name in os.listdir(top) if self._is_shard(name)]
+        for directory in directories:
+            try:
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                for name in os.listdir(fd):
+                    if name.endswith(".json") and not name.startswith("."):
+                        try:
+                            out[name[:-5]] = os.stat(name, dir_fd=fd)
+                        except FileNotFoundError:  # removed since the listing
+                            pass
+            finally:
+                os.close(fd)
+        return out
+
+    def _read_journals(self) -> list[tuple[str, os.stat_result, bytes]]:
+        """(path, stat, bytes) of every journal file of the store."""
+        directory = f"{self._top}/cache/journal"
         try:
-            shards = sorted(name for name in os.listdir(top) if self._is_shard(name))
-            for name in ["", *shards]:
-                st = os.stat(f"{top}/{name}" if name else top)
-                if st.st_mtime_ns > now - margin:
-                    return None
-                parts.append((name, st.st_ino, st.st_mtime_ns))
-        except OSError:
-            return None
-        return (self.version, *parts)
+            names = os.listdir(directory)
+        except OSError:  # no journal yet, or no cache at all
+            return []
+        out = []
+        for name in names:
+            if not name.endswith(_journal.SUFFIX) or name.startswith("."):
+                continue
+            path = f"{directory}/{name}"
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                data = os.read(fd, st.st_size + 1)
+                if len(data) > st.st_size:  # grew since: read the rest as well
+                    parts = [data]
+                    while chunk := os.read(fd, 1 << 24):
+                        parts.append(chunk)
+                    data = b"".join(parts)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            out.append((path, st, data))
+        return out
 
-    def read_cache(self, name: str, stamp: Any) -> Any:
-        """What `write_cache(name, stamp, value)` left, if `stamp` is the same; else None.
-
-        Only a cache file this user owns, and nobody else can write, is read: unpickling runs
-        code, and a store may be shared with others.
-        """
-        if stamp is None:
-            return None
-        import pickle
-
+    def _write_snapshot(
+        self,
+        found: dict[str, bytes | dict[str, Any]],
+        rows: dict[str, dict[str, Any]],
+        read: dict[str, bytes],
+        files: dict[str, os.stat_result],
+        journals: list[tuple[str, os.stat_result, bytes]],
+    ) -> None:
+        """Write one journal of the records loaded (`read`: the bytes of those read from
+        their files), then remove the journal files read that it makes redundant (see
+        `_journal.removable`). Best effort: a store this
+        user cannot write keeps its journals as they are."""
+        items = []
+        for run_id, entry in found.items():
+            st = files[run_id]
+            data = entry if isinstance(entry, bytes) else read[run_id]
+            try:
+                fields = [rows[run_id][key] for key in _journal.ROW_FIELDS]
+            except KeyError:  # not a record a table can show
+                continue
+            items.append(([run_id, st.st_ino, st.st_mtime_ns, st.st_size, *fields], data))
+        path = f"{self._top}/cache/journal/{_journal.snapshot_name()}"
         try:
-            with paused_gc(), open(f"{self._top}/cache/{name}.pkl", "rb") as fh:
-                st = os.fstat(fh.fileno())
-                if st.st_uid != os.getuid() or st.st_mode & 0o022:
-                    return None
-                if pickle.load(fh) != _cache_header(stamp):
-                    return None
-                return pickle.load(fh)
-        except Exception:  # noqa: BLE001 - missing, partial, from another Python: not used
-            return None
-
-    def write_cache(self, name: str, stamp: Any, value: Any) -> None:
-        """Keep `value` under `name` for as long as the records match `stamp` (best effort:
-        a store that cannot be written, read-only say, just keeps nothing)."""
-        if stamp is None:
+            atomic_write(path, _journal.encode_entry(items), make_dir=True)
+        except (OSError, ValueError, TypeError):
             return
-        import pickle
-
-        try:
-            data = pickle.dumps(_cache_header(stamp), protocol=pickle.HIGHEST_PROTOCOL)
-            data += pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-            atomic_write(f"{self._top}/cache/{name}.pkl", data, make_dir=True)
-        except (OSError, pickle.PicklingError):
-            pass
+        now = time.time()
+        for path, st, _ in journals:
+            if _journal.removable(path, st, now):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     # ---------------------------------------------------------------- artifacts and logs
     def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
@@ -539,22 +619,24 @@ class FileStore:
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
     @staticmethod
-    def _still_ours(path: str, held: tuple[float, bytes, int | None, int]) -> bool:
-        """Whether the file at `path` is the claim file we created (not one another host
-        made after taking the run over, its clock or ours having gone wrong)."""
+    def _still_ours(path: str, held: tuple[float, bytes, int | None, int]) -> os.stat_result | None:
+        """The stat of the file at `path` if it is the claim file we created (not one another
+        host made after taking the run over, its clock or ours having gone wrong); else None."""
         try:
-            return os.stat(path).st_ino == held[3]
+            st = os.stat(path)
         except OSError:  # gone, or a stale NFS handle: not ours to touch
-            return False
+            return None
+        return st if st.st_ino == held[3] else None
 
-    def _put_claimed(self, run_id: str, data: bytes, path: str) -> bool:
+    def _put_claimed(self, run_id: str, data: bytes, path: str) -> os.stat_result | None:
         """Write `data` into this thread's claim on `run_id` and rename it to `path`, which
-        also releases the claim; False (nothing published) when it holds no claim on it."""
+        also releases the claim; return the file's stat, or None (nothing published) when
+        this thread holds no claim on the run."""
         claim = self._claim_path(run_id)
         key = (claim, threading.get_ident())
         held = self._held.get(key)
         if held is None or held[2] is None:
-            return False
+            return None
         fd = held[2]
         # whatever happens now, the descriptor is used once: a failed write never mixes
         # with a later one (the record then goes through a file of its own)
@@ -571,22 +653,22 @@ class FileStore:
             # closed before the rename: on NFS a close sends the data (and reports a failed
             # write), so the record is whole on the server before its name appears there
             os.close(fd)
-        if not ours:
-            return False
+        if ours is None:
+            return None
         try:
             try:
                 os.rename(claim, path)  # the record appears whole, and the claim is gone
             except FileNotFoundError:
                 if not os.path.exists(claim):
-                    return False  # our claim went (removed by hand?): write the record anew
+                    return None  # our claim went (removed by hand?): write the record anew
                 os.makedirs(os.path.dirname(path), exist_ok=True)  # a shard not written to yet
                 os.rename(claim, path)
         except OSError as exc:
             if exc.errno == errno.EXDEV:  # claims/ on another filesystem than runs/
-                return False
+                return None
             raise
         del self._held[key]
-        return True
+        return ours  # its identity as the record: a rename keeps inode and mtime
 
     def _owner_bytes(self, owner: dict[str, Any]) -> bytes:
         cached = self._owner_cache
@@ -659,7 +741,7 @@ class FileStore:
         held = self._held.pop((path, threading.get_ident()), None)
         if held is None:
             return
-        ours = self._still_ours(path, held)
+        ours = self._still_ours(path, held) is not None
         if held[2] is not None:
             try:
                 os.close(held[2])  # before the unlink: NFS renames open files it unlinks
@@ -718,6 +800,68 @@ class FileStore:
             return {}
 
 
+class _Current:
+    """The record files of a store as listed, to take from journals what is still theirs."""
+
+    def __init__(self, files: dict[str, os.stat_result]):
+        self.files = files
+        # (run id, inode, mtime_ns, size) of every record file: a journal entry whose records
+        # are all here is taken whole, compared and sliced in bulk
+        self.identities = {(r, s.st_ino, s.st_mtime_ns, s.st_size) for r, s in files.items()}
+        self.owners = {(s.st_uid, s.st_mode) for s in files.values()}
+
+    def take(
+        self,
+        data: bytes,
+        jst: os.stat_result,
+        found: dict[str, bytes | dict[str, Any]],
+        rows: dict[str, dict[str, Any]],
+    ) -> int:
+        """Take from the journal bytes `data` every record whose file is the one it noted,
+        into `found` (run id -> bytes) and `rows`; return how many bytes of records it gave."""
+        given = 0
+        trust = {owner: _journal.trusted(jst, *owner) for owner in self.owners}
+        trusted = all(trust.values())
+        for columns, offset, length in _journal.read_entries(data):
+            run_ids, inodes, mtimes, sizes = columns[:4]
+            fields = columns[4:]
+            try:
+                if sum(sizes) != length:
+                    continue  # not what a journal writes: skip it whole
+                whole = (
+                    trusted
+                    and self.identities.issuperset(zip(run_ids, inodes, mtimes, sizes))
+                    and found.keys().isdisjoint(run_ids)
+                )
+            except TypeError:  # a column of the wrong kind
+                continue
+            if whole:
+                ends = list(itertools.accumulate(sizes, initial=offset))
+                found.update(zip(run_ids, [data[a:b] for a, b in itertools.pairwise(ends)]))
+                rows.update(zip(run_ids, [dict(zip(_ROW_KEYS, t)) for t in zip(run_ids, *fields)]))
+                given += length
+                continue
+            for i, run_id in enumerate(run_ids):  # some records rewritten since, say
+                size = sizes[i]
+                st = self.files.get(run_id)
+                if (
+                    st is not None
+                    and st.st_mtime_ns == mtimes[i]
+                    and st.st_ino == inodes[i]
+                    and st.st_size == size
+                    and run_id not in found
+                    and trust[st.st_uid, st.st_mode]
+                ):
+                    found[run_id] = data[offset : offset + size]
+                    rows[run_id] = dict(zip(_ROW_KEYS, [run_id, *(c[i] for c in fields)]))
+                    given += size
+                offset += size
+        return given
+
+
+_ROW_KEYS = _journal.ROW_KEYS
+
+
 def read_bytes(path: str) -> bytes | None:
     """The bytes of the file at `path`, or None if there is none: os-level calls, about half
     the time of `open().read()` for the small files records are."""
@@ -746,13 +890,6 @@ def _decode_record(data: bytes, path: str) -> dict[str, Any]:
     except ValueError as exc:
         raise StoreFormatError(f"run record {path!r} is not valid JSON ({exc})") from exc
     return check_format(record, path)
-
-
-def _cache_header(stamp: Any) -> tuple[Any, ...]:
-    """What a cache file starts with: what wrote it and the records it was made from."""
-    from .. import __version__
-
-    return (_CACHE_FORMAT, __version__, stamp)
 
 
 def _layout_version(root: str) -> int:

@@ -76,6 +76,9 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
             continue
         experiments.add(exp_id)
         _copy_run(src, dst, record, report)
+    flush = getattr(dst, "flush_journal", None)
+    if flush is not None:  # a file store notes the records it was given, for loading
+        flush()
     if experiment_id is not None and not experiments and not manifests:
         known = sorted({m.get("experiment_id") for m in src.manifests()} - {None})
         raise ValidationError(
