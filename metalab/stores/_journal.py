@@ -14,26 +14,34 @@ data, writes one journal of everything it loaded (a snapshot, in the same format
 the user's journal files nobody wrote to for a while. Journals are only an accelerator: a
 missing, truncated or removed journal costs time, never a record; deleting `cache/` is safe.
 
-Entry format: `ENTRY` (magic, header length, body length), then the header, UTF-8 JSON: a list
-of columns, each with one value per record: run id, inode, mtime_ns, size, then `ROW_FIELDS`;
-then the body: the records' bytes, one after the other (each as long as its `size`). JSON,
-never pickle: a journal another user wrote is safe to parse, and is trusted for records that
-user could rewrite anyway (see `trusted`).
+Entry format: `ENTRY` (magic, and the lengths of the three parts that follow), then
+* the header, UTF-8 JSON: `[run ids, *ROW_FIELDS]`, a column each, with one value per record.
+  A column is a JSON list, or `{"f8": k}`: the k-th array of the binary part (floats, which
+  JSON is slow to write and read). `metrics` is a list of dicts, or, when every record of the
+  entry has the same metric names, `{"keys": [names], "columns": [a column per name]}`;
+* the binary part: arrays of 8-byte little-endian values, one value per record: inodes,
+  mtimes (ns) and sizes of the record files, then the float columns;
+* the body: the records' bytes, one after the other (each as long as its size).
+
+No pickle: a journal another user wrote is safe to read, and is trusted for records that user
+could rewrite anyway (see `trusted`).
 """
 
 from __future__ import annotations
 
+import array
 import os
 import socket
 import struct
+import sys
 import threading
 from typing import Any
 
 from ..record import encode_record
 
-ENTRY = struct.Struct("<4sII")
+ENTRY = struct.Struct("<4sIII")
 MAGIC = b"MLJ1"
-COLUMNS = 4 + 9  # run id, the file's identity (3), ROW_FIELDS
+_IDENTITY = ("Q", "q", "Q")  # array types of inode, mtime_ns, size
 ROW_FIELDS = (
     "experiment_id",
     "index",
@@ -46,6 +54,7 @@ ROW_FIELDS = (
     "metrics",
 )
 ROW_KEYS = ("run_id", *ROW_FIELDS)
+_FIELDS = frozenset(ROW_FIELDS)
 """The keys of a row: what `Results` needs of a record to select, sort and tabulate it."""
 SUFFIX = ".jnl"
 MIN_FIRST_ENTRY = 16
@@ -64,22 +73,19 @@ class Journal:
     def __init__(self, directory: str):
         self._dir = directory
         self._lock = threading.Lock()
-        self._pending: list[tuple[list[Any], bytes]] = []
+        # (run id, stat, bytes, record) of each record written since the last entry
+        self._pending: list[tuple[str, os.stat_result, bytes, dict[str, Any]]] = []
         self._pending_bytes = 0
         self._path: str | None = None  # this process's journal file, once it has one
 
     def note(self, run_id: str, st: os.stat_result, data: bytes, record: dict[str, Any]) -> None:
-        """Remember that `data`, `record`'s encoding, is the file whose stat is `st`."""
-        try:
-            row = [run_id, st.st_ino, st.st_mtime_ns, st.st_size]
-            row.extend([record[key] for key in ROW_FIELDS])
-        except KeyError:  # not a record a table can show: loading reads its file
-            return
-        with self._lock:
-            self._pending.append((row, data))
-            self._pending_bytes += len(data)
-            full = len(self._pending) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES
-        if full:
+        """Remember that `data`, `record`'s encoding, is the file whose stat is `st`.
+
+        Called for every record written, so it only appends (atomic under the GIL: the
+        threads of a process share a journal); `flush` does the rest, once per batch."""
+        self._pending.append((run_id, st, data, record))
+        self._pending_bytes += len(data)  # an estimate when threads race: bounds memory only
+        if len(self._pending) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES:
             self.flush(force=True)
 
     def flush(self, force: bool = False) -> None:
@@ -92,13 +98,20 @@ class Journal:
             if self._path is None and not force and len(self._pending) < MIN_FIRST_ENTRY:
                 return
             pending, self._pending, self._pending_bytes = self._pending, [], 0
+            # a copy: a thread that read `_pending` before the swap may still append to it
+            items = [item for item in list(pending) if item[3].keys() >= _FIELDS]
+            if not items:
+                return
             try:
-                entry = encode_entry(pending)
+                entry = encode_entry(
+                    [item[0] for item in items],
+                    [item[1] for item in items],
+                    [item[2] for item in items],
+                    [[item[3][key] for item in items] for key in ROW_FIELDS],
+                )
                 fd = self._open()
                 try:
-                    view = memoryview(entry)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    write_all(fd, entry)
                 finally:
                     os.close(fd)  # no descriptor held between batches
             except (OSError, ValueError, TypeError):
@@ -131,40 +144,134 @@ class Journal:
         self._pending, self._pending_bytes, self._path = [], 0, None
 
 
-def encode_entry(items: list[tuple[list[Any], bytes]]) -> bytes:
-    """One journal entry of (row, record bytes) pairs."""
-    columns = [list(column) for column in zip(*(row for row, _ in items))]
+def encode_entry(
+    run_ids: list[str],
+    stats: list[os.stat_result],
+    records: list[bytes],
+    fields: list[list[Any]],
+) -> list[bytes]:
+    """One journal entry, in parts to write one after the other: the records' run ids, file
+    stats and bytes, and their `ROW_FIELDS` (one list per field)."""
+    arrays = [
+        _packed("Q", [st.st_ino for st in stats]),
+        _packed("q", [st.st_mtime_ns for st in stats]),
+        _packed("Q", [st.st_size for st in stats]),
+    ]
+    columns: list[Any] = [run_ids]
+    for name, values in zip(ROW_FIELDS, fields):
+        if name == "metrics":
+            columns.append(_metrics_column(values, arrays))
+        else:
+            columns.append(_column(values, arrays))
     header = encode_record(columns)  # type: ignore[arg-type]
-    body = b"".join(data for _, data in items)
-    return ENTRY.pack(MAGIC, len(header), len(body)) + header + body
+    binary = b"".join(arrays)
+    body = sum(map(len, records))
+    return [ENTRY.pack(MAGIC, len(header), len(binary), body), header, binary, *records]
+
+
+def write_all(fd: int, parts: list[bytes]) -> None:
+    """Write `parts` to `fd` in order, in as few calls as the system allows (one `writev`
+    for up to 1,000 of them: no copy of the records into one buffer)."""
+    index = 0
+    while index < len(parts):
+        batch = parts[index : index + 1000]
+        written = os.writev(fd, batch)
+        for part in batch:  # a short write: go on from where it stopped
+            if written >= len(part):
+                written -= len(part)
+                index += 1
+                continue
+            parts[index] = part[written:]
+            break
+
+
+def _packed(code: str, values: list[Any]) -> bytes:
+    packed = array.array(code, values)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _column(values: list[Any], arrays: list[bytes]) -> Any:
+    """A column as the header holds it: floats go to the binary part."""
+    if values and set(map(type, values)) == {float}:
+        arrays.append(_packed("d", values))
+        return {"f8": len(arrays) - 1}
+    return values
+
+
+def _metrics_column(values: list[Any], arrays: list[bytes]) -> Any:
+    first = values[0] if values else None
+    if type(first) is not dict:
+        return values
+    keys = tuple(first)
+    if not all(type(m) is dict and tuple(m) == keys for m in values):
+        return values  # records with different metrics: a dict each
+    return {"keys": keys, "columns": [_column([m[k] for m in values], arrays) for k in keys]}
 
 
 def read_entries(data: bytes) -> list[tuple[list[list[Any]], int, int]]:
-    """The (columns, body offset, body length) of each whole entry of a journal file's bytes;
-    reading stops at the first entry that is cut short or not an entry."""
+    """The (columns, body offset, body length) of each whole entry of a journal file's bytes,
+    the columns `[run ids, inodes, mtimes, sizes, *ROW_FIELDS]`; reading stops at the first
+    entry that is cut short or not an entry."""
     import json
 
     out = []
     view = memoryview(data)
     offset = 0
     while offset + ENTRY.size <= len(data):
-        magic, header_len, body_len = ENTRY.unpack_from(data, offset)
+        magic, header_len, binary_len, body_len = ENTRY.unpack_from(data, offset)
         start = offset + ENTRY.size
-        end = start + header_len + body_len
+        end = start + header_len + binary_len + body_len
         if magic != MAGIC or end > len(data):
             break
         try:
-            columns = json.loads(view[start : start + header_len].tobytes())
-        except ValueError:
-            break
-        if (
-            isinstance(columns, list)
-            and len(columns) == COLUMNS
-            and all(isinstance(c, list) and len(c) == len(columns[0]) for c in columns)
-        ):
-            out.append((columns, start + header_len, body_len))
+            header = json.loads(view[start : start + header_len].tobytes())
+            columns = _columns(header, view[start + header_len : start + header_len + binary_len])
+        except (ValueError, TypeError, KeyError, IndexError):
+            columns = None  # not an entry this metalab wrote: skipped
+        if columns is not None:
+            out.append((columns, start + header_len + binary_len, body_len))
         offset = end
     return out
+
+
+def _columns(header: Any, binary: memoryview) -> list[list[Any]] | None:
+    """The columns of an entry from its header and binary part; None when malformed."""
+    if not isinstance(header, list) or len(header) != 1 + len(ROW_FIELDS):
+        return None
+    run_ids = header[0]
+    n = len(run_ids)
+    if binary.nbytes % (8 * n if n else 1):
+        return None
+    arrays = [binary[i * 8 * n : (i + 1) * 8 * n] for i in range(binary.nbytes // (8 * n or 1))]
+
+    def unpacked(code: str, k: int) -> list[Any]:
+        values = array.array(code)
+        values.frombytes(arrays[k])
+        if sys.byteorder != "little":
+            values.byteswap()
+        return values.tolist()
+
+    def column(spec: Any) -> list[Any]:
+        values = unpacked("d", spec["f8"]) if isinstance(spec, dict) else spec
+        if not isinstance(values, list) or len(values) != n:
+            raise ValueError("a column of the wrong length")
+        return values
+
+    columns = [run_ids, *(unpacked(code, k) for k, code in enumerate(_IDENTITY))]
+    for name, spec in zip(ROW_FIELDS, header[1:]):
+        if name == "metrics" and isinstance(spec, dict):
+            keys = spec["keys"]
+            values = [column(c) for c in spec["columns"]]
+            if len(values) != len(keys):
+                return None
+            columns.append(
+                [dict(zip(keys, row)) for row in zip(*values)] if keys else [{} for _ in range(n)]
+            )
+        else:
+            columns.append(column(spec))
+    return columns
 
 
 def trusted(journal: os.stat_result, uid: int, mode: int) -> bool:

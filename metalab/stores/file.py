@@ -490,18 +490,17 @@ class FileStore:
         their files), then remove the journal files read that it makes redundant (see
         `_journal.removable`). Best effort: a store this
         user cannot write keeps its journals as they are."""
-        items = []
-        for run_id, entry in found.items():
-            st = files[run_id]
-            data = entry if isinstance(entry, bytes) else read[run_id]
-            try:
-                fields = [rows[run_id][key] for key in _journal.ROW_FIELDS]
-            except KeyError:  # not a record a table can show
-                continue
-            items.append(([run_id, st.st_ino, st.st_mtime_ns, st.st_size, *fields], data))
+        wanted = _journal.ROW_FIELDS
+        ids = [run_id for run_id in found if all(key in rows[run_id] for key in wanted)]
+        entry = _journal.encode_entry(
+            ids,
+            [files[run_id] for run_id in ids],
+            [e if isinstance(e := found[run_id], bytes) else read[run_id] for run_id in ids],
+            [[rows[run_id][key] for run_id in ids] for key in wanted],
+        )
         path = f"{self._top}/cache/journal/{_journal.snapshot_name()}"
         try:
-            atomic_write(path, _journal.encode_entry(items), make_dir=True)
+            atomic_write(path, b"".join(entry), make_dir=True)
         except (OSError, ValueError, TypeError):
             return
         now = time.time()
