@@ -48,6 +48,7 @@ def build(path: str) -> float:
     t0 = time.perf_counter()
     exp = _ops.experiment_of(_ops.three_metrics, "results", **AXES)
     handle = metalab.run(exp, path)
+    handle.result()
     if handle.status.completed != len(exp):
         raise RuntimeError(f"the sweep did not complete: {handle.status}")
     return time.perf_counter() - t0

@@ -414,14 +414,20 @@ class FileStore:
                 continue
             found[run_id] = rows[run_id] = _decode_record(raw, path)
             read[run_id] = raw
-        # journal bytes no record of the store needs: records rewritten or removed since
-        outdated = sum(len(data) for _, _, data in journals) - sum(matched)
+        # the journal files a snapshot would replace, and the bytes of theirs no load needs
+        # (records rewritten or removed since, or given by another journal first)
+        now = time.time()
+        removable = [
+            (path, len(data) - given)
+            for (path, st, data), given in zip(journals, matched)
+            if _journal.removable(path, st, now)
+        ]
         if (
             len(read) >= SNAPSHOT_AFTER_READS
-            or len(journals) > SNAPSHOT_AFTER_FILES
-            or outdated > sum(matched) // 2 + (1 << 20)
+            or len(removable) > SNAPSHOT_AFTER_FILES
+            or sum(waste for _, waste in removable) > sum(matched) // 2 + (1 << 20)
         ):
-            self._write_snapshot(found, rows, read, files, journals)
+            self._write_snapshot(found, rows, read, files, [path for path, _ in removable])
         return [(entry, rows[run_id]) for run_id, entry in found.items()]
 
     def _record_stats(self) -> dict[str, os.stat_result]:
@@ -484,14 +490,14 @@ class FileStore:
         rows: dict[str, dict[str, Any]],
         read: dict[str, bytes],
         files: dict[str, os.stat_result],
-        journals: list[tuple[str, os.stat_result, bytes]],
+        replaced: list[str],
     ) -> None:
         """Write one journal of the records loaded (`read`: the bytes of those read from
-        their files), then remove the journal files read that it makes redundant (see
-        `_journal.removable`). Best effort: a store this
-        user cannot write keeps its journals as they are."""
+        their files), in the order loads sort them, then remove the journal files it
+        `replaced`. Best effort: a store this user cannot write keeps its journals."""
         wanted = _journal.ROW_FIELDS
         ids = [run_id for run_id in found if all(key in rows[run_id] for key in wanted)]
+        ids.sort(key=lambda run_id: _order(rows[run_id]))
         entry = _journal.encode_entry(
             ids,
             [files[run_id] for run_id in ids],
@@ -503,13 +509,11 @@ class FileStore:
             atomic_write(path, b"".join(entry), make_dir=True)
         except (OSError, ValueError, TypeError):
             return
-        now = time.time()
-        for path, st, _ in journals:
-            if _journal.removable(path, st, now):
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+        for path in replaced:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     # ---------------------------------------------------------------- artifacts and logs
     def put_artifact(self, run_id: str, filename: str, data: bytes) -> str:
@@ -834,6 +838,8 @@ class _Current:
                 )
             except TypeError:  # a column of the wrong kind
                 continue
+            if not whole and found.keys() >= set(run_ids):
+                continue  # all given by another journal (a snapshot, say) already
             if whole:
                 ends = list(itertools.accumulate(sizes, initial=offset))
                 found.update(zip(run_ids, [data[a:b] for a, b in itertools.pairwise(ends)]))
@@ -859,6 +865,12 @@ class _Current:
 
 
 _ROW_KEYS = _journal.ROW_KEYS
+
+
+def _order(row: dict[str, Any]) -> tuple[str, int]:
+    """Where a record goes when loaded: by experiment id, then index (as `load_results`)."""
+    index = row.get("index")
+    return str(row.get("experiment_id", "")), index if type(index) is int else 0
 
 
 def read_bytes(path: str) -> bytes | None:
