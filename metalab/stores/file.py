@@ -472,9 +472,9 @@ class FileStore:
             try:
                 st = os.fstat(fd)
                 data = os.read(fd, st.st_size + 1)
-                if len(data) > st.st_size:  # grew since: read the rest as well
+                if len(data) != st.st_size:  # grew since, or too large for one read
                     parts = [data]
-                    while chunk := os.read(fd, 1 << 24):
+                    while chunk := os.read(fd, 1 << 26):
                         parts.append(chunk)
                     data = b"".join(parts)
             except OSError:
