@@ -414,18 +414,18 @@ class FileStore:
                 continue
             found[run_id] = rows[run_id] = _decode_record(raw, path)
             read[run_id] = raw
-        # the journal files a snapshot would replace, and the bytes of theirs no load needs
-        # (records rewritten or removed since, or given by another journal first)
+        # the journal files a snapshot would replace, and the bytes of their records no load
+        # needs (rewritten or removed since, or given by another journal first)
         now = time.time()
         removable = [
-            (path, len(data) - given)
-            for (path, st, data), given in zip(journals, matched)
+            (path, held - given)
+            for (path, st, _), (given, held) in zip(journals, matched)
             if _journal.removable(path, st, now)
         ]
         if (
             len(read) >= SNAPSHOT_AFTER_READS
             or len(removable) > SNAPSHOT_AFTER_FILES
-            or sum(waste for _, waste in removable) > sum(matched) // 2 + (1 << 20)
+            or sum(w for _, w in removable) > sum(g for g, _ in matched) // 2 + (1 << 20)
         ):
             self._write_snapshot(found, rows, read, files, [path for path, _ in removable])
         return [(entry, rows[run_id]) for run_id, entry in found.items()]
@@ -819,13 +819,15 @@ class _Current:
         jst: os.stat_result,
         found: dict[str, bytes | dict[str, Any]],
         rows: dict[str, dict[str, Any]],
-    ) -> int:
+    ) -> tuple[int, int]:
         """Take from the journal bytes `data` every record whose file is the one it noted,
-        into `found` (run id -> bytes) and `rows`; return how many bytes of records it gave."""
-        given = 0
+        into `found` (run id -> bytes) and `rows`; return how many bytes of records it gave,
+        and how many it holds."""
+        given = held = 0
         trust = {owner: _journal.trusted(jst, *owner) for owner in self.owners}
         trusted = all(trust.values())
         for columns, offset, length in _journal.read_entries(data):
+            held += length
             run_ids, inodes, mtimes, sizes = columns[:4]
             fields = columns[4:]
             try:
@@ -861,7 +863,7 @@ class _Current:
                     rows[run_id] = dict(zip(_ROW_KEYS, [run_id, *(c[i] for c in fields)]))
                     given += size
                 offset += size
-        return given
+        return given, held
 
 
 _ROW_KEYS = _journal.ROW_KEYS
