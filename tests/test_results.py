@@ -222,6 +222,31 @@ def test_a_load_from_journals_is_the_load_from_the_files(tmp_path, journaled):
         assert [r.metric_series("loss") for r in loaded] == [r.metric_series("loss") for r in plain]
 
 
+def test_a_sweep_on_the_local_dask_cluster_leaves_journals_loads_use(tmp_path):
+    import pandas as pd
+
+    store = tmp_path / "store"
+    exp = metalab.Experiment(
+        name="wide",
+        version="1",
+        context={},
+        operation=fit,
+        params=metalab.grid(learning_rate=[0.01 * k for k in range(1, 17)], optimizer=["sgd"]),
+        seeds=metalab.seeds(base=3, replicates=4),
+    )
+    handle = metalab.run(exp, store)  # worker processes of a local cluster
+    handle.result()
+    assert handle.status.completed == 64
+    loaded = metalab.load_results(store)
+    # a worker process journals once it has written 16 records, so at least the one that
+    # ran half the sweep did
+    assert journal_files(store)
+    assert sum(isinstance(r, bytes) for r in loaded._loaded) >= 32
+    plain = from_files(store)
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), plain.to_dataframe())
+    assert loaded.records == plain.records
+
+
 def test_rewritten_records_are_never_taken_from_an_outdated_journal(tmp_path, journaled):
     store = tmp_path / "store"
     exp = experiment()
