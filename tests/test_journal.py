@@ -147,3 +147,37 @@ def test_short_writes_go_on_where_they_stopped(tmp_path, monkeypatch):
     finally:
         os.close(fd)
     assert path.read_bytes() == expected
+
+
+def test_headers_of_the_wrong_shape_are_skipped(tmp_path):
+    parts, _ = entry_of([record(i, {"loss": i / 3}) for i in range(3)], tmp_path)
+    import json
+
+    header = json.loads(parts[1])
+    for bad_ids in ([["x"], ["y"], ["z"]], [1, 2, 3], "abc"):
+        header[0] = bad_ids
+        text = json.dumps(header).encode()
+        data = _journal.ENTRY.pack(
+            _journal.MAGIC, len(text), len(parts[2]), len(b"".join(parts[3:]))
+        )
+        assert _journal.read_entries(data + text + b"".join(parts[2:])) == []
+    deep = b"[" * 100_000 + b"]" * 100_000  # deeper than the JSON parser goes
+    data = _journal.ENTRY.pack(_journal.MAGIC, len(deep), 0, 0) + deep
+    assert _journal.read_entries(data) == []
+
+
+def test_records_of_another_format_are_read_from_their_files(tmp_path):
+    import metalab
+    from metalab.store import FileStore
+
+    store = FileStore.open(tmp_path / "store")
+    for i in range(20):
+        store.put_record(record(i, {"loss": i / 3}, format="metalab.run/1"))
+    store.flush_journal()
+    assert all(isinstance(r, bytes) for r in metalab.load_results(tmp_path / "store")._loaded)
+    # the same records, noted as another format (a later metalab's, say): not taken
+    (path,) = (tmp_path / "store" / "cache" / "journal").iterdir()
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"metalab.run/1"', b'"metalab.run/9"', 1))
+    loaded = metalab.load_results(tmp_path / "store")
+    assert len(loaded) == 20 and not any(isinstance(r, bytes) for r in loaded._loaded)

@@ -398,3 +398,117 @@ def test_stores_that_cannot_keep_journals_run_and_load_the_same(tmp_path, journa
 
     pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
     assert len(metalab.load_results(store)) == 24
+
+
+def test_a_record_changed_after_it_was_written_keeps_its_row_as_written(tmp_path):
+    from metalab.record import decode_record
+
+    store = FileStore.open(tmp_path / "store")
+    records = []
+    for i in range(16):
+        record = {
+            "format": "metalab.run/1",
+            "run_id": f"{i:032x}",
+            "experiment_id": "e:1",
+            "index": i,
+            "replicate": 0,
+            "status": "completed",
+            "params": {"i": i, "tags": ["a"]},
+            "duration": 0.5,
+            "started_at": "2026-11-22T00:00:00+00:00",
+            "finished_at": "2026-11-22T00:00:01+00:00",
+            "metrics": {"m": 1.0},
+        }
+        store.put_record(record)
+        records.append(record)
+    # the caller owns the dicts it passed (a sweep hands them on to the user): changing them
+    # before the journal is written must not change what the journal says
+    for record in records:
+        record["metrics"]["m"] = 999.0
+        record["params"]["tags"].append("changed")
+        record["status"] = "failed"
+    store.flush_journal()
+    assert journal_files(tmp_path / "store")
+    loaded = metalab.load_results(tmp_path / "store")
+    assert all(isinstance(r, bytes) for r in loaded._loaded)
+    rows = loaded._rows
+    assert [r["metrics"] for r in rows] == [{"m": 1.0}] * 16
+    assert [r["params"]["tags"] for r in rows] == [["a"]] * 16
+    assert loaded.summary()["by_status"] == {"completed": 16}
+    assert [decode_record(b)["metrics"] for b in loaded._loaded] == [{"m": 1.0}] * 16
+
+
+def test_a_record_replaced_while_loading_is_never_paired_with_the_old_identity(
+    tmp_path, journaled, monkeypatch
+):
+    from metalab.stores import file
+
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    shutil_rmtree(store / "cache")  # every record is read from its file
+    run_id = metalab.load_results(store)[0].run_id
+    path = FileStore(store).record_path(run_id)
+    real = file._read_with_stat
+
+    def replaced_meanwhile(name):
+        if name == str(path):  # another writer renames a new version into place
+            replacement = path.with_name("replacement")
+            replacement.write_text(path.read_text().replace('"completed"', '"cancelled"'))
+            os.replace(replacement, path)
+        return real(name)
+
+    monkeypatch.setattr(file, "_read_with_stat", replaced_meanwhile)
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 1)
+    loaded = metalab.load_results(store)
+    assert loaded.filter().where(status="cancelled").records[0]["run_id"] == run_id
+    assert len(journal_files(store)) == 1  # a snapshot of the other records
+    monkeypatch.setattr(file, "_read_with_stat", real)
+    # the snapshot left that record out (it knew the listed identity, not the one read)
+    again = metalab.load_results(store)
+    decoded = [r for r in again._loaded if not isinstance(r, bytes)]
+    assert [r["run_id"] for r in decoded] == [run_id]
+    assert again.where(status="cancelled").records[0]["run_id"] == run_id
+
+
+def test_journals_a_load_cannot_use_never_make_it_write_snapshots(tmp_path, journaled, monkeypatch):
+    from metalab.stores import file
+
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    # a writer's journal still fresh, and a snapshot of the same records: the snapshot is
+    # read first and gives everything; the fresh journal (not to be removed) changes nothing
+    (writer,) = journal_files(store)
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_FILES", -1)
+    metalab.load_results(store)
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_FILES", 64)
+    snapshot = next(p for p in journal_files(store) if p.name.startswith("load-"))
+    early = writer.with_name("0-listed-first.jnl")
+    writer.rename(early)
+    for _ in range(3):
+        metalab.load_results(store)
+    assert sorted(journal_files(store)) == sorted([early, snapshot])
+    # records of another user: read from their files (no journal of ours vouches for them),
+    # and never put in a snapshot of ours, which could not vouch for them either
+    shutil_rmtree(store / "cache")
+    for path in (store / "runs").rglob("*.json"):
+        os.chown(path, 12345, 12345)
+    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 1)
+    assert len(metalab.load_results(store)) == 12
+    assert journal_files(store) == []
+
+
+def test_journal_files_that_are_no_files_are_passed_over(tmp_path, journaled):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    directory = store / "cache" / "journal"
+    os.mkfifo(directory / "a-fifo.jnl")  # opened for reading, it would block forever
+    os.symlink("/dev/zero", directory / "b-endless.jnl")
+    (directory / "c-directory.jnl").mkdir()
+    loaded = metalab.load_results(store)
+    assert len(loaded) == 12 and all(isinstance(r, bytes) for r in loaded._loaded)
+
+
+def shutil_rmtree(path):
+    import shutil
+
+    shutil.rmtree(path)

@@ -30,6 +30,8 @@ could rewrite anyway (see `trusted`).
 from __future__ import annotations
 
 import array
+import copy
+import operator
 import os
 import socket
 import struct
@@ -43,6 +45,7 @@ ENTRY = struct.Struct("<4sIII")
 MAGIC = b"MLJ1"
 _IDENTITY = ("Q", "q", "Q")  # array types of inode, mtime_ns, size
 ROW_FIELDS = (
+    "format",
     "experiment_id",
     "index",
     "replicate",
@@ -53,15 +56,20 @@ ROW_FIELDS = (
     "params",
     "metrics",
 )
+"""What a journal notes of each record (a change here changes `MAGIC`)."""
 ROW_KEYS = ("run_id", *ROW_FIELDS)
-_FIELDS = frozenset(ROW_FIELDS)
 """The keys of a row: what `Results` needs of a record to select, sort and tabulate it."""
+_row_of = operator.itemgetter(*ROW_FIELDS)
+_MUTABLE = frozenset((dict, list))
 SUFFIX = ".jnl"
 MIN_FIRST_ENTRY = 16
 """A process starts a journal file once it has this many records to note (a task of one run,
 as a SLURM array task may be, is not worth a file of its own); after that, every batch."""
 MAX_PENDING = 1024
 MAX_PENDING_BYTES = 8 << 20
+MAX_FILE_BYTES = 256 << 20
+"""A writer starts a new journal file past this size, so that a long-lived one (a Dask worker
+serving many sweeps) leaves files that go idle and can be replaced by a snapshot."""
 IDLE_SECONDS = 300.0
 """A journal file nobody wrote to for this long may be removed once a snapshot holds its
 records (a writer still alive just starts another)."""
@@ -73,17 +81,26 @@ class Journal:
     def __init__(self, directory: str):
         self._dir = directory
         self._lock = threading.Lock()
-        # (run id, stat, bytes, record) of each record written since the last entry
-        self._pending: list[tuple[str, os.stat_result, bytes, dict[str, Any]]] = []
+        # (run id, stat, bytes, row values) of each record written since the last entry
+        self._pending: list[tuple[str, os.stat_result, bytes, tuple[Any, ...]]] = []
         self._pending_bytes = 0
         self._path: str | None = None  # this process's journal file, once it has one
+        self._written = 0  # bytes written to it
 
     def note(self, run_id: str, st: os.stat_result, data: bytes, record: dict[str, Any]) -> None:
         """Remember that `data`, `record`'s encoding, is the file whose stat is `st`.
 
-        Called for every record written, so it only appends (atomic under the GIL: the
-        threads of a process share a journal); `flush` does the rest, once per batch."""
-        self._pending.append((run_id, st, data, record))
+        Called for every record written, so it only takes the row's values (copies of the
+        params and metrics: the record dict goes on to the caller, who may change it) and
+        appends (atomic under the GIL: the threads of a process share a journal); `flush`
+        does the rest, once per batch."""
+        try:
+            row = _row_of(record)
+        except KeyError:  # not a record a table can show: loading reads its file
+            return
+        params, metrics = row[-2], row[-1]
+        row = (*row[:-2], _copied(params), _copied(metrics))
+        self._pending.append((run_id, st, data, row))
         self._pending_bytes += len(data)  # an estimate when threads race: bounds memory only
         if len(self._pending) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES:
             self.flush(force=True)
@@ -99,21 +116,20 @@ class Journal:
                 return
             pending, self._pending, self._pending_bytes = self._pending, [], 0
             # a copy: a thread that read `_pending` before the swap may still append to it
-            items = [item for item in list(pending) if item[3].keys() >= _FIELDS]
-            if not items:
-                return
+            items = list(pending)
             try:
                 entry = encode_entry(
                     [item[0] for item in items],
                     [item[1] for item in items],
                     [item[2] for item in items],
-                    [[item[3][key] for item in items] for key in ROW_FIELDS],
+                    [[item[3][k] for item in items] for k in range(len(ROW_FIELDS))],
                 )
                 fd = self._open()
                 try:
                     write_all(fd, entry)
                 finally:
                     os.close(fd)  # no descriptor held between batches
+                self._written += sum(map(len, entry))
             except (OSError, ValueError, TypeError):
                 # a store that cannot be written here, a value JSON cannot hold: nothing is
                 # lost but time (loading reads these records' files); a later batch starts
@@ -123,7 +139,7 @@ class Journal:
     def _open(self) -> int:
         """This process's journal file, opened to append; a new one the first time, or when
         a load removed it."""
-        if self._path is not None:
+        if self._path is not None and self._written < MAX_FILE_BYTES:
             try:
                 return os.open(self._path, os.O_WRONLY | os.O_APPEND)
             except FileNotFoundError:
@@ -135,13 +151,22 @@ class Journal:
         except FileNotFoundError:
             os.makedirs(self._dir, exist_ok=True)
             fd = os.open(path, flags, 0o644)
-        self._path = path
+        self._path, self._written = path, 0
         return fd
 
     def forget(self) -> None:
         """In a forked child: the parent's pending records and journal file are the parent's."""
         self._lock = threading.Lock()
-        self._pending, self._pending_bytes, self._path = [], 0, None
+        self._pending, self._pending_bytes, self._path, self._written = [], 0, None, 0
+
+
+def _copied(value: Any) -> Any:
+    """`value` as it is now: a copy of a dict, deep where it holds dicts or lists."""
+    if type(value) is dict:
+        if _MUTABLE.isdisjoint(map(type, value.values())):
+            return value.copy()
+        return copy.deepcopy(value)
+    return copy.deepcopy(value) if type(value) in _MUTABLE else value
 
 
 def encode_entry(
@@ -228,7 +253,7 @@ def read_entries(data: bytes) -> list[tuple[list[list[Any]], int, int]]:
         try:
             header = json.loads(view[start : start + header_len].tobytes())
             columns = _columns(header, view[start + header_len : start + header_len + binary_len])
-        except (ValueError, TypeError, KeyError, IndexError):
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError):
             columns = None  # not an entry this metalab wrote: skipped
         if columns is not None:
             out.append((columns, start + header_len + binary_len, body_len))
@@ -241,6 +266,8 @@ def _columns(header: Any, binary: memoryview) -> list[list[Any]] | None:
     if not isinstance(header, list) or len(header) != 1 + len(ROW_FIELDS):
         return None
     run_ids = header[0]
+    if not isinstance(run_ids, list) or not set(map(type, run_ids)) <= {str}:
+        return None
     n = len(run_ids)
     if binary.nbytes % (8 * n if n else 1):
         return None

@@ -29,6 +29,7 @@ import errno
 import itertools
 import json
 import os
+import stat
 import threading
 import time
 import urllib.parse
@@ -39,7 +40,7 @@ from typing import IO, Any
 
 from .. import _claims
 from ..errors import StoreError, StoreFormatError
-from ..record import check_format, encode_record
+from ..record import RECORD_FORMAT, check_format, encode_record
 from . import _journal
 
 STORE_FORMAT = "metalab.filestore"
@@ -406,14 +407,20 @@ class FileStore:
             matched = [current.take(data, jst, found, rows) for _, jst, data in journals]
         else:
             matched = []
-        read: dict[str, bytes] = {}  # the records read from their files
-        for run_id in files.keys() - found.keys():
+        # the records read from their files that a snapshot may hold: this user's, still the
+        # file listed (one renamed over it meanwhile is returned, but its identity is unknown)
+        read: dict[str, bytes] = {}
+        uid = os.getuid()
+        for run_id in sorted(files.keys() - found.keys()):
             path = self._record_path(run_id)
-            raw = read_bytes(path)
-            if raw is None:  # removed since the listing
+            got = _read_with_stat(path)
+            if got is None:  # removed since the listing
                 continue
+            raw, st = got
             found[run_id] = rows[run_id] = _decode_record(raw, path)
-            read[run_id] = raw
+            listed = files[run_id]
+            if st.st_uid == uid and _identity(st) == _identity(listed):
+                read[run_id] = raw
         # the journal files a snapshot would replace, and the bytes of their records no load
         # needs (rewritten or removed since, or given by another journal first)
         now = time.time()
@@ -426,7 +433,7 @@ class FileStore:
             len(read) >= SNAPSHOT_AFTER_READS
             or len(removable) > SNAPSHOT_AFTER_FILES
             or sum(w for _, w in removable) > sum(g for g, _ in matched) // 2 + (1 << 20)
-        ):
+        ) and self._journal_writable():
             self._write_snapshot(found, rows, read, files, [path for path, _ in removable])
         return [(entry, rows[run_id]) for run_id, entry in found.items()]
 
@@ -453,24 +460,35 @@ class FileStore:
                 os.close(fd)
         return out
 
+    def _journal_writable(self) -> bool:
+        """Whether this user may write journals here (else a load builds no snapshot)."""
+        for directory in (f"{self._top}/cache/journal", f"{self._top}/cache", self._top):
+            if os.path.lexists(directory):  # the first that exists is the one written to
+                return os.path.isdir(directory) and os.access(directory, os.W_OK)
+        return False
+
     def _read_journals(self) -> list[tuple[str, os.stat_result, bytes]]:
-        """(path, stat, bytes) of every journal file of the store."""
+        """(path, stat, bytes) of every journal file of the store, snapshots first (what
+        they give, a writer's journal need not)."""
         directory = f"{self._top}/cache/journal"
         try:
             names = os.listdir(directory)
         except OSError:  # no journal yet, or no cache at all
             return []
+        names.sort(key=lambda name: (not name.startswith("load-"), name))
         out = []
         for name in names:
             if not name.endswith(_journal.SUFFIX) or name.startswith("."):
                 continue
             path = f"{directory}/{name}"
-            try:
-                fd = os.open(path, os.O_RDONLY)
+            try:  # a regular file, not followed through a link: a FIFO would never end
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
             except OSError:
                 continue
             try:
                 st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
                 data = os.read(fd, st.st_size + 1)
                 if len(data) != st.st_size:  # grew since, or too large for one read
                     parts = [data]
@@ -496,16 +514,21 @@ class FileStore:
         their files), in the order loads sort them, then remove the journal files it
         `replaced`. Best effort: a store this user cannot write keeps its journals."""
         wanted = _journal.ROW_FIELDS
-        ids = [run_id for run_id in found if all(key in rows[run_id] for key in wanted)]
+        ids = [
+            run_id
+            for run_id, entry in found.items()
+            if (isinstance(entry, bytes) or run_id in read)
+            and all(key in rows[run_id] for key in wanted)
+        ]
         ids.sort(key=lambda run_id: _order(rows[run_id]))
-        entry = _journal.encode_entry(
-            ids,
-            [files[run_id] for run_id in ids],
-            [e if isinstance(e := found[run_id], bytes) else read[run_id] for run_id in ids],
-            [[rows[run_id][key] for run_id in ids] for key in wanted],
-        )
         path = f"{self._top}/cache/journal/{_journal.snapshot_name()}"
         try:
+            entry = _journal.encode_entry(
+                ids,
+                [files[run_id] for run_id in ids],
+                [e if isinstance(e := found[run_id], bytes) else read[run_id] for run_id in ids],
+                [[rows[run_id][key] for run_id in ids] for key in wanted],
+            )
             atomic_write(path, b"".join(entry), make_dir=True)
         except (OSError, ValueError, TypeError):
             return
@@ -825,45 +848,57 @@ class _Current:
         and how many it holds."""
         given = held = 0
         trust = {owner: _journal.trusted(jst, *owner) for owner in self.owners}
-        trusted = all(trust.values())
         for columns, offset, length in _journal.read_entries(data):
             held += length
-            run_ids, inodes, mtimes, sizes = columns[:4]
-            fields = columns[4:]
             try:
-                if sum(sizes) != length:
-                    continue  # not what a journal writes: skip it whole
-                whole = (
-                    trusted
-                    and self.identities.issuperset(zip(run_ids, inodes, mtimes, sizes))
-                    and found.keys().isdisjoint(run_ids)
-                )
-            except TypeError:  # a column of the wrong kind
-                continue
-            if not whole and found.keys() >= set(run_ids):
-                continue  # all given by another journal (a snapshot, say) already
-            if whole:
-                ends = list(itertools.accumulate(sizes, initial=offset))
-                found.update(zip(run_ids, [data[a:b] for a, b in itertools.pairwise(ends)]))
-                rows.update(zip(run_ids, [dict(zip(_ROW_KEYS, t)) for t in zip(run_ids, *fields)]))
-                given += length
-                continue
-            for i, run_id in enumerate(run_ids):  # some records rewritten since, say
-                size = sizes[i]
-                st = self.files.get(run_id)
-                if (
-                    st is not None
-                    and st.st_mtime_ns == mtimes[i]
-                    and st.st_ino == inodes[i]
-                    and st.st_size == size
-                    and run_id not in found
-                    and trust[st.st_uid, st.st_mode]
-                ):
-                    found[run_id] = data[offset : offset + size]
-                    rows[run_id] = dict(zip(_ROW_KEYS, [run_id, *(c[i] for c in fields)]))
-                    given += size
-                offset += size
+                given += self._take_entry(columns, offset, length, data, trust, found, rows)
+            except (TypeError, ValueError, KeyError, IndexError):
+                continue  # not an entry this metalab wrote (its records are read from files)
         return given, held
+
+    def _take_entry(
+        self,
+        columns: list[list[Any]],
+        offset: int,
+        length: int,
+        data: bytes,
+        trust: dict[tuple[int, int], bool],
+        found: dict[str, bytes | dict[str, Any]],
+        rows: dict[str, dict[str, Any]],
+    ) -> int:
+        """Take what one journal entry gives; return how many bytes of records."""
+        run_ids, inodes, mtimes, sizes = columns[:4]
+        fields = columns[4:]
+        if sum(sizes) != length or (run_ids and set(fields[0]) != {RECORD_FORMAT}):
+            return 0  # not what this metalab writes: its records are read from their files
+        if found.keys() >= set(run_ids):
+            return 0  # all given by another journal (a snapshot, say) already
+        if (
+            all(trust.values())
+            and self.identities.issuperset(zip(run_ids, inodes, mtimes, sizes))
+            and found.keys().isdisjoint(run_ids)
+        ):
+            ends = list(itertools.accumulate(sizes, initial=offset))
+            found.update(zip(run_ids, [data[a:b] for a, b in itertools.pairwise(ends)]))
+            rows.update(zip(run_ids, [dict(zip(_ROW_KEYS, t)) for t in zip(run_ids, *fields)]))
+            return length
+        given = 0
+        for i, run_id in enumerate(run_ids):  # some records rewritten since, say
+            size = sizes[i]
+            st = self.files.get(run_id)
+            if (
+                st is not None
+                and st.st_mtime_ns == mtimes[i]
+                and st.st_ino == inodes[i]
+                and st.st_size == size
+                and run_id not in found
+                and trust[st.st_uid, st.st_mode]
+            ):
+                found[run_id] = data[offset : offset + size]
+                rows[run_id] = dict(zip(_ROW_KEYS, [run_id, *(c[i] for c in fields)]))
+                given += size
+            offset += size
+        return given
 
 
 _ROW_KEYS = _journal.ROW_KEYS
@@ -873,6 +908,29 @@ def _order(row: dict[str, Any]) -> tuple[str, int]:
     """Where a record goes when loaded: by experiment id, then index (as `load_results`)."""
     index = row.get("index")
     return str(row.get("experiment_id", "")), index if type(index) is int else 0
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _read_with_stat(path: str) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of the file at `path` and its stat as opened, or None if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, _READ_SIZE)
+        if len(data) < _READ_SIZE:  # a short read of a regular file: its end
+            return data, st
+        parts = [data]
+        while chunk := os.read(fd, _READ_SIZE):
+            parts.append(chunk)
+        return b"".join(parts), st
+    finally:
+        os.close(fd)
 
 
 def read_bytes(path: str) -> bytes | None:
