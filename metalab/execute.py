@@ -529,6 +529,9 @@ def _record_unrun(
         record["attempt"] = _next_attempt(existing)
         record["error"] = {"type": error_type, "message": message, "traceback": ""}
         store.put_record(record)
+        flush = getattr(store, "flush_journal", None)
+        if flush is not None:  # before the record goes to the caller (see iter_run_indices)
+            flush()
         return Outcome(index, spec.run_id, status.value, record)
     finally:
         store.release(spec.run_id)

@@ -81,8 +81,11 @@ class Journal:
     def __init__(self, directory: str):
         self._dir = directory
         self._lock = threading.Lock()
-        # (run id, stat, bytes, row values) of each record written since the last entry
+        # (run id, stat, bytes, row values) of each record written since the last entry; the
+        # values are the record's own (its params and metrics dicts, not copies) until a
+        # batch ends without an entry, when those kept for the next are copied
         self._pending: list[tuple[str, os.stat_result, bytes, tuple[Any, ...]]] = []
+        self._kept: list[tuple[str, os.stat_result, bytes, tuple[Any, ...]]] = []
         self._pending_bytes = 0
         self._path: str | None = None  # this process's journal file, once it has one
         self._written = 0  # bytes written to it
@@ -90,16 +93,13 @@ class Journal:
     def note(self, run_id: str, st: os.stat_result, data: bytes, record: dict[str, Any]) -> None:
         """Remember that `data`, `record`'s encoding, is the file whose stat is `st`.
 
-        Called for every record written, so it only takes the row's values (copies of the
-        params and metrics: the record dict goes on to the caller, who may change it) and
-        appends (atomic under the GIL: the threads of a process share a journal); `flush`
-        does the rest, once per batch."""
+        Called for every record written, so it only takes the row's values and appends
+        (atomic under the GIL: the threads of a process share a journal); `flush` does the
+        rest, once per batch, before the batch's records leave the task's hands."""
         try:
             row = _row_of(record)
         except KeyError:  # not a record a table can show: loading reads its file
             return
-        params, metrics = row[-2], row[-1]
-        row = (*row[:-2], _copied(params), _copied(metrics))
         self._pending.append((run_id, st, data, row))
         self._pending_bytes += len(data)  # an estimate when threads race: bounds memory only
         if len(self._pending) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES:
@@ -110,13 +110,17 @@ class Journal:
         and loading reads their files). Without `force`, a process with no journal file yet
         waits until it has `MIN_FIRST_ENTRY` records."""
         with self._lock:
-            if not self._pending:
-                return
-            if self._path is None and not force and len(self._pending) < MIN_FIRST_ENTRY:
-                return
-            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            pending, self._pending = self._pending, []
             # a copy: a thread that read `_pending` before the swap may still append to it
-            items = list(pending)
+            items = self._kept + list(pending)
+            if not items:
+                return
+            if self._path is None and not force and len(items) < MIN_FIRST_ENTRY:
+                # kept for the next batch: the values as they are now, since the caller
+                # gets the records (and may change them) once this batch ends
+                self._kept = [(*item[:3], _copied_row(item[3])) for item in items]
+                return
+            self._kept, self._pending_bytes = [], 0
             try:
                 entry = encode_entry(
                     [item[0] for item in items],
@@ -157,7 +161,13 @@ class Journal:
     def forget(self) -> None:
         """In a forked child: the parent's pending records and journal file are the parent's."""
         self._lock = threading.Lock()
-        self._pending, self._pending_bytes, self._path, self._written = [], 0, None, 0
+        self._pending, self._kept = [], []
+        self._pending_bytes, self._path, self._written = 0, None, 0
+
+
+def _copied_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row's values as they are now (its params and metrics copied)."""
+    return (*row[:-2], _copied(row[-2]), _copied(row[-1]))
 
 
 def _copied(value: Any) -> Any:

@@ -319,7 +319,9 @@ class FileStore:
     def put_record(self, record: dict[str, Any]) -> bytes:
         """Persist a final record; the `.done` marker follows a completed one, never precedes it.
 
-        Returns the record's encoding as written (`metalab.record.encode_record`)."""
+        Returns the record's encoding as written (`metalab.record.encode_record`). The
+        journal takes the record's fields when `flush_journal` is next called (the end of a
+        task): the caller leaves the record as it is until then."""
         run_id = record["run_id"]
         marker = self._run_file("runs", run_id, ".done")
         data = encode_record(record)
