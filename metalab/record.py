@@ -11,6 +11,17 @@ from enum import StrEnum
 from typing import Any
 
 RECORD_FORMAT = "metalab.run/1"
+RECORD_COLUMNS = (
+    "run_id",
+    "experiment_id",
+    "index",
+    "replicate",
+    "status",
+    "duration",
+    "started_at",
+    "finished_at",
+)
+"""The record fields `Results.to_dataframe()` has a column for."""
 
 
 class Status(StrEnum):

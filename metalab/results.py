@@ -7,18 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import ValidationError
-from .record import Status, decode_record, paused_gc
-
-RECORD_COLUMNS = (
-    "run_id",
-    "experiment_id",
-    "index",
-    "replicate",
-    "status",
-    "duration",
-    "started_at",
-    "finished_at",
-)
+from .record import RECORD_COLUMNS, Status, decode_record, paused_gc
 
 
 class Run:

@@ -39,24 +39,13 @@ import sys
 import threading
 from typing import Any
 
-from ..record import encode_record
+from ..record import RECORD_COLUMNS, encode_record
 
 ENTRY = struct.Struct("<4sIII")
 MAGIC = b"MLJ1"
 _IDENTITY = ("Q", "q", "Q")  # array types of inode, mtime_ns, size
-ROW_FIELDS = (
-    "format",
-    "experiment_id",
-    "index",
-    "replicate",
-    "status",
-    "duration",
-    "started_at",
-    "finished_at",
-    "params",
-    "metrics",
-)
-"""What a journal notes of each record (a change here changes `MAGIC`)."""
+ROW_FIELDS = ("format", *RECORD_COLUMNS[1:], "params", "metrics")
+"""What a journal notes of each record besides its run id (a change here changes `MAGIC`)."""
 ROW_KEYS = ("run_id", *ROW_FIELDS)
 """The keys of a row: what `Results` needs of a record to select, sort and tabulate it."""
 _row_of = operator.itemgetter(*ROW_FIELDS)
