@@ -200,11 +200,15 @@ class Capture:
             self._log = None
 
     def summary(self) -> dict[str, Any]:
-        """The parts of the record this capture contributes."""
+        """The parts of the record this capture contributes, as they are now (copies: a
+        capture used after its run ended, by a callback kept from it say, changes no record)."""
         return {
-            "metrics": self.metrics,
-            "series": self.series,
-            "artifacts": list(self.artifacts.values()),
+            "metrics": dict(self.metrics),
+            "series": {
+                name: {"steps": list(s["steps"]), "values": list(s["values"])}
+                for name, s in self.series.items()
+            },
+            "artifacts": [dict(a) for a in self.artifacts.values()],
         }
 
     def __repr__(self) -> str:

@@ -19,7 +19,7 @@ from . import _claims, provenance
 from .capture import Capture
 from .context import context_for_run
 from .errors import RunCancelled, StoreError, StoreFormatError
-from .record import RECORD_FORMAT, Status, decode_record, encode_record, utc_now
+from .record import RECORD_FORMAT, Status, copied, decode_record, encode_record, utc_now
 from .runtime import Runtime
 from .serializers import ensure_registered
 
@@ -325,8 +325,10 @@ def _run_claimed(
     error = None
     interrupt: BaseException | None = None
     try:
+        # a copy of its own: what the operation does to its params (a list appended to, say)
+        # changes neither the record nor the runs after it
         returned = experiment.operation.run(
-            context_for_run(experiment.context), dict(spec.params), spec.seeds, runtime, capture
+            context_for_run(experiment.context), copied(spec.params), spec.seeds, runtime, capture
         )
         _capture_return(capture, returned)
         status = Status.COMPLETED

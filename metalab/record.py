@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as _dt
 import gc
 import time
@@ -64,6 +65,19 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+_MUTABLE = frozenset((dict, list))
+
+
+def copied(value: Any) -> Any:
+    """`value` as it is now, for keeping: a dict copied, deeply where it holds dicts or lists
+    (JSON values: the containers are dicts and lists, everything else is immutable)."""
+    if type(value) is dict:
+        if _MUTABLE.isdisjoint(map(type, value.values())):
+            return value.copy()
+        return copy.deepcopy(value)
+    return copy.deepcopy(value) if type(value) in _MUTABLE else value
 
 
 _encoder: Any = None

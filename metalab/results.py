@@ -196,7 +196,7 @@ class Results(Sequence):
 
     def __getitem__(self, item):  # type: ignore[override]
         if isinstance(item, slice):
-            if self._rows is not None and self._loaded is not None:
+            if self._by_rows():
                 return Results(self._loaded[item], self._store, rows=self._rows[item])
             return Results(self._records[item], self._store)
         run = self._runs[item]
@@ -216,13 +216,10 @@ class Results(Sequence):
     # ---------------------------------------------------------------- selection
     def _where(self, keep) -> Results:
         """The runs whose record (or row, which has the fields `keep` reads) passes `keep`."""
-        if self._rows is not None and self._loaded is not None:
-            kept = [i for i, row in enumerate(self._rows) if keep(row)]
-            return Results(
-                [self._loaded[i] for i in kept],
-                self._store,
-                rows=[self._rows[i] for i in kept],
-            )
+        rows, loaded = self._rows, self._loaded
+        if self._by_rows() and rows is not None and loaded is not None:
+            kept = [i for i, row in enumerate(rows) if keep(row)]
+            return Results([loaded[i] for i in kept], self._store, rows=[rows[i] for i in kept])
         return Results([r for r in self._records if keep(r)], self._store)
 
     @property
@@ -301,8 +298,12 @@ class Results(Sequence):
 
     # ---------------------------------------------------------------- tables
     def _tabled(self) -> list[dict[str, Any]]:
-        """What tables read: the rows when there are, else the records."""
-        return self._rows if self._rows is not None else self._records
+        """What tables read: the rows while the records are not decoded, else the records
+        (which their user may have changed)."""
+        return self._rows if self._by_rows() else self._records  # type: ignore[return-value]
+
+    def _by_rows(self) -> bool:
+        return self._rows is not None and self._loaded is not None and self._encoded
 
     def _columns(self) -> tuple[list[str], list[str]]:
         """Parameter and metric names, in order of first appearance."""

@@ -338,8 +338,8 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
 
 
 def _selected(pairs: Any, experiment: str | None) -> list[tuple[Any, dict[str, Any]]]:
-    """The (anything, record) pairs of one experiment (all when None), by experiment id and
-    run index."""
+    """The (anything, record) pairs of one experiment (all when None), by experiment id, run
+    index and run id (two versions of a grid under one experiment id share indices)."""
     selected = [
         pair
         for pair in pairs
@@ -347,7 +347,9 @@ def _selected(pairs: Any, experiment: str | None) -> list[tuple[Any, dict[str, A
         or pair[1].get("experiment_id") == experiment
         or pair[1].get("experiment_id", "").split(":", 1)[0] == experiment
     ]
-    selected.sort(key=lambda p: (p[1].get("experiment_id", ""), p[1].get("index", 0)))
+    selected.sort(
+        key=lambda p: (p[1].get("experiment_id", ""), p[1].get("index", 0), p[1].get("run_id", ""))
+    )
     return selected
 
 

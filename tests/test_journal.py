@@ -29,6 +29,15 @@ def record(i: int, metrics: dict, **fields) -> dict:
     }
 
 
+def sealed(header: bytes, binary: bytes, body: bytes) -> bytes:
+    """An entry with a valid CRC around the given parts (whatever they hold)."""
+    import zlib
+
+    check = zlib.crc32(header + binary + body)
+    head = _journal.ENTRY.pack(_journal.MAGIC, len(header), len(binary), len(body), check)
+    return head + header + binary + body
+
+
 def entry_of(records: list[dict], tmp_path) -> tuple[list[bytes], list[os.stat_result]]:
     datas, stats = [], []
     for rec in records:
@@ -82,17 +91,17 @@ def test_entries_cut_short_or_damaged_are_skipped_never_misread(tmp_path):
     # a writer killed mid-entry: the whole entries before it are read
     assert len(_journal.read_entries(one + two[: len(two) // 2])) == 1
     assert _journal.read_entries(one[:10]) == []
-    # a damaged header skips that entry, and reading goes on from its declared end
-    header_at = _journal.ENTRY.size
-    broken = bytearray(one)
-    broken[header_at] = ord("{")
-    (kept,) = _journal.read_entries(bytes(broken) + two)
-    assert kept[0][0] == [f"{i:032x}" for i in range(3, 6)]
-    # columns of the wrong length, or another magic, are not entries
-    parts = list(first)
-    parts[1] = parts[1].replace(f'"{0:032x}", '.encode(), b"", 1)
-    parts[0] = _journal.ENTRY.pack(_journal.MAGIC, len(parts[1]), len(parts[2]), len(one) - 100)
-    assert _journal.read_entries(b"".join(parts)) == []
+    # a damaged byte anywhere (header, binary part, a record) skips that entry by its CRC,
+    # and reading goes on from its declared end
+    for at in (_journal.ENTRY.size, len(one) // 2, len(one) - 10):
+        broken = bytearray(one)
+        broken[at] ^= 0x01
+        (kept,) = _journal.read_entries(bytes(broken) + two)
+        assert kept[0][0] == [f"{i:032x}" for i in range(3, 6)]
+    # whole but malformed: a header of columns of the wrong length, or another magic
+    header = first[1].replace(f'"{0:032x}", '.encode(), b"", 1)
+    assert _journal.read_entries(sealed(header, first[2], b"".join(first[3:]))) == []
+    assert _journal.read_entries(sealed(first[1], first[2], b"".join(first[3:]))) != []
     assert _journal.read_entries(b"XXXX" + one[4:]) == []
 
 
@@ -157,13 +166,9 @@ def test_headers_of_the_wrong_shape_are_skipped(tmp_path):
     for bad_ids in ([["x"], ["y"], ["z"]], [1, 2, 3], "abc"):
         header[0] = bad_ids
         text = json.dumps(header).encode()
-        data = _journal.ENTRY.pack(
-            _journal.MAGIC, len(text), len(parts[2]), len(b"".join(parts[3:]))
-        )
-        assert _journal.read_entries(data + text + b"".join(parts[2:])) == []
+        assert _journal.read_entries(sealed(text, parts[2], b"".join(parts[3:]))) == []
     deep = b"[" * 100_000 + b"]" * 100_000  # deeper than the JSON parser goes
-    data = _journal.ENTRY.pack(_journal.MAGIC, len(deep), 0, 0) + deep
-    assert _journal.read_entries(data) == []
+    assert _journal.read_entries(sealed(deep, b"", b"")) == []
 
 
 def test_records_of_another_format_are_read_from_their_files(tmp_path):

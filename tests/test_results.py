@@ -496,3 +496,94 @@ def shutil_rmtree(path):
     import shutil
 
     shutil.rmtree(path)
+
+
+_kept_captures: list = []
+
+
+@metalab.operation
+def grows(params, capture):
+    params["layers"].append(params["i"])  # changes the operation's own copy only
+    params["cfg"]["seen"] = params["i"]
+    capture.metric("width", len(params["layers"]))
+    if _kept_captures:  # a capture kept from an earlier run, used after that run ended
+        _kept_captures[0].metric("late", float(params["i"]))
+    else:
+        capture.metric("late", 0.0)
+        _kept_captures.append(capture)
+
+
+def test_what_operations_do_after_or_to_their_inputs_changes_no_record(tmp_path, journaled):
+    import pandas as pd
+
+    store = tmp_path / "store"
+    _kept_captures.clear()
+    exp = metalab.Experiment(
+        name="grows",
+        version="1",
+        context={},
+        operation=grows,
+        params=metalab.grid(i=range(20), layers=[[64, 64]], cfg=[{"a": 1}]),
+        seeds=metalab.seeds(base=0),
+    )
+    results = metalab.run(exp, store, executor="inline").result()
+    # every run received the parameters its run id stands for, and its record holds them
+    assert [r.params["layers"] for r in results] == [[64, 64]] * 20
+    assert [r.params["cfg"] for r in results] == [{"a": 1}] * 20
+    assert [r.metrics["width"] for r in results] == [3] * 20
+    assert exp.params_at(5) == {"i": 5, "layers": [64, 64], "cfg": {"a": 1}}
+    assert results[0].metrics["late"] == 0.0
+    loaded = metalab.load_results(store)
+    assert all(isinstance(r, bytes) for r in loaded._loaded)
+    plain = from_files(store)
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), plain.to_dataframe())
+    assert loaded.records == plain.records
+    assert loaded.where(late__gt=5).records == []
+
+
+def test_a_loaded_results_shows_its_users_changes_however_it_was_loaded(tmp_path, journaled):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    for loaded in (metalab.load_results(store), from_files(store)):
+        loaded.records[0]["metrics"]["accuracy"] = 12345.0
+        loaded[1].params["optimizer"] = "changed"
+        assert loaded.to_dataframe()["accuracy"][0] == 12345.0
+        assert len(loaded.filter(optimizer="changed")) == 1
+        assert "12345" in loaded.table()
+
+
+def test_runs_sharing_an_index_load_in_one_order(tmp_path, journaled):
+    store = tmp_path / "store"
+    for values in (range(20), range(100, 120)):  # a grid changed without a new version
+        exp = metalab.Experiment(
+            name="tie",
+            version="1",
+            context={},
+            operation=fit,
+            params=metalab.grid(learning_rate=[0.1 * v for v in values], optimizer=["sgd"]),
+            seeds=metalab.seeds(base=0),
+        )
+        metalab.run(exp, store, executor="inline").result()
+    loaded, plain = metalab.load_results(store), from_files(store)
+    assert all(isinstance(r, bytes) for r in loaded._loaded)
+    assert [r.run_id for r in loaded] == [r.run_id for r in plain]
+    keys = [(r.index, r.run_id) for r in loaded]
+    assert keys == sorted(keys) and len(set(r.index for r in loaded)) == 20
+
+
+def test_a_journal_damaged_inside_a_record_gives_the_file_instead(tmp_path, journaled):
+    import pandas as pd
+
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    (journal,) = journal_files(store)
+    data = bytearray(journal.read_bytes())
+    at = data.rindex(b'"duration": ') + len(b'"duration": ')
+    data[at] = ord("9") if data[at] != ord("9") else ord("8")  # one digit of a record
+    journal.write_bytes(bytes(data))
+    loaded = metalab.load_results(store)
+    assert not any(isinstance(r, bytes) for r in loaded._loaded)
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), from_files(store).to_dataframe())
+    data[at - 5] = 0xFF  # not even UTF-8
+    journal.write_bytes(bytes(data))
+    assert len(metalab.load_results(store).records) == 12

@@ -14,7 +14,8 @@ data, writes one journal of everything it loaded (a snapshot, in the same format
 the user's journal files nobody wrote to for a while. Journals are only an accelerator: a
 missing, truncated or removed journal costs time, never a record; deleting `cache/` is safe.
 
-Entry format: `ENTRY` (magic, and the lengths of the three parts that follow), then
+Entry format: `ENTRY` (magic, the lengths of the three parts that follow, and the CRC-32 of
+them, so that a damaged entry is never read), then
 * the header, UTF-8 JSON: `[run ids, *ROW_FIELDS]`, a column each, with one value per record.
   A column is a JSON list, or `{"f8": k}`: the k-th array of the binary part (floats, which
   JSON is slow to write and read). `metrics` is a list of dicts, or, when every record of the
@@ -30,18 +31,18 @@ could rewrite anyway (see `trusted`).
 from __future__ import annotations
 
 import array
-import copy
 import operator
 import os
 import socket
 import struct
 import sys
 import threading
+import zlib
 from typing import Any
 
-from ..record import RECORD_COLUMNS, encode_record
+from ..record import RECORD_COLUMNS, copied, encode_record
 
-ENTRY = struct.Struct("<4sIII")
+ENTRY = struct.Struct("<4sIIII")
 MAGIC = b"MLJ1"
 _IDENTITY = ("Q", "q", "Q")  # array types of inode, mtime_ns, size
 ROW_FIELDS = ("format", *RECORD_COLUMNS[1:], "params", "metrics")
@@ -49,7 +50,6 @@ ROW_FIELDS = ("format", *RECORD_COLUMNS[1:], "params", "metrics")
 ROW_KEYS = ("run_id", *ROW_FIELDS)
 """The keys of a row: what `Results` needs of a record to select, sort and tabulate it."""
 _row_of = operator.itemgetter(*ROW_FIELDS)
-_MUTABLE = frozenset((dict, list))
 SUFFIX = ".jnl"
 MIN_FIRST_ENTRY = 16
 """A process starts a journal file once it has this many records to note (a task of one run,
@@ -156,16 +156,7 @@ class Journal:
 
 def _copied_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """A row's values as they are now (its params and metrics copied)."""
-    return (*row[:-2], _copied(row[-2]), _copied(row[-1]))
-
-
-def _copied(value: Any) -> Any:
-    """`value` as it is now: a copy of a dict, deep where it holds dicts or lists."""
-    if type(value) is dict:
-        if _MUTABLE.isdisjoint(map(type, value.values())):
-            return value.copy()
-        return copy.deepcopy(value)
-    return copy.deepcopy(value) if type(value) in _MUTABLE else value
+    return (*row[:-2], copied(row[-2]), copied(row[-1]))
 
 
 def encode_entry(
@@ -190,7 +181,10 @@ def encode_entry(
     header = encode_record(columns)  # type: ignore[arg-type]
     binary = b"".join(arrays)
     body = sum(map(len, records))
-    return [ENTRY.pack(MAGIC, len(header), len(binary), body), header, binary, *records]
+    check = zlib.crc32(binary, zlib.crc32(header))
+    for record in records:
+        check = zlib.crc32(record, check)
+    return [ENTRY.pack(MAGIC, len(header), len(binary), body, check), header, binary, *records]
 
 
 def write_all(fd: int, parts: list[bytes]) -> None:
@@ -244,11 +238,14 @@ def read_entries(data: bytes) -> list[tuple[list[list[Any]], int, int]]:
     view = memoryview(data)
     offset = 0
     while offset + ENTRY.size <= len(data):
-        magic, header_len, binary_len, body_len = ENTRY.unpack_from(data, offset)
+        magic, header_len, binary_len, body_len, check = ENTRY.unpack_from(data, offset)
         start = offset + ENTRY.size
         end = start + header_len + binary_len + body_len
         if magic != MAGIC or end > len(data):
             break
+        if zlib.crc32(view[start:end]) != check:  # damaged: its records are read from files
+            offset = end
+            continue
         try:
             header = json.loads(view[start : start + header_len].tobytes())
             columns = _columns(header, view[start + header_len : start + header_len + binary_len])

@@ -906,10 +906,10 @@ class _Current:
 _ROW_KEYS = _journal.ROW_KEYS
 
 
-def _order(row: dict[str, Any]) -> tuple[str, int]:
-    """Where a record goes when loaded: by experiment id, then index (as `load_results`)."""
+def _order(row: dict[str, Any]) -> tuple[str, int, str]:
+    """Where a record goes when loaded: by experiment id, index and run id (`load_results`)."""
     index = row.get("index")
-    return str(row.get("experiment_id", "")), index if type(index) is int else 0
+    return str(row.get("experiment_id", "")), index if type(index) is int else 0, row["run_id"]
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
