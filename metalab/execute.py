@@ -22,6 +22,7 @@ from .errors import RunCancelled, StoreError, StoreFormatError
 from .record import RECORD_FORMAT, Status, copied, decode_record, encode_record, utc_now
 from .runtime import Runtime
 from .serializers import ensure_registered
+from .stores.base import flush_journal
 
 
 @dataclass(frozen=True)
@@ -216,9 +217,7 @@ def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
                     cancelled=cancelled,
                 )
     finally:
-        flush = getattr(store, "flush_journal", None)
-        if flush is not None:  # a file store notes its records for loading (best effort)
-            flush()
+        flush_journal(store)
 
 
 class _CancelFlag:
@@ -531,9 +530,7 @@ def _record_unrun(
         record["attempt"] = _next_attempt(existing)
         record["error"] = {"type": error_type, "message": message, "traceback": ""}
         store.put_record(record)
-        flush = getattr(store, "flush_journal", None)
-        if flush is not None:  # before the record goes to the caller (see iter_run_indices)
-            flush()
+        flush_journal(store)  # before the record goes to the caller
         return Outcome(index, spec.run_id, status.value, record)
     finally:
         store.release(spec.run_id)

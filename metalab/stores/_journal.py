@@ -33,13 +33,13 @@ from __future__ import annotations
 import array
 import operator
 import os
-import socket
 import struct
 import sys
 import threading
 import zlib
 from typing import Any
 
+from .. import _claims
 from ..record import RECORD_COLUMNS, copied, encode_record
 
 ENTRY = struct.Struct("<4sIIII")
@@ -137,7 +137,7 @@ class Journal:
                 return os.open(self._path, os.O_WRONLY | os.O_APPEND)
             except FileNotFoundError:
                 pass
-        path = f"{self._dir}/{_host()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
+        path = f"{self._dir}/{_HOST}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
         try:
             fd = os.open(path, flags, 0o644)
@@ -314,13 +314,7 @@ def removable(path: str, st: os.stat_result, now: float) -> bool:
 
 
 def snapshot_name() -> str:
-    return f"load-{_host()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
+    return f"load-{_HOST}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
 
 
-_hostname: list[str] = []
-
-
-def _host() -> str:
-    if not _hostname:
-        _hostname.append(socket.gethostname().split(".")[0].replace("-", "_") or "host")
-    return _hostname[0]
+_HOST = _claims._HOST.split(".")[0].replace("-", "_") or "host"  # for file names

@@ -10,6 +10,15 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any, Protocol, runtime_checkable
 
 
+def flush_journal(store: Any) -> None:
+    """End a batch of records: a store that journals them for loading (`FileStore`) writes
+    its entry now, before the records leave the batch's hands; other stores have nothing to
+    do. Looked up on the type, so a stand-in that answers every attribute is no journal."""
+    flush = getattr(type(store), "flush_journal", None)
+    if flush is not None:
+        flush(store)
+
+
 @runtime_checkable
 class Store(Protocol):
     """Persistence for experiments, run records, artifacts, logs, claims and derived metrics."""

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from ..errors import StoreError, StoreUnavailableError, ValidationError
+from .base import flush_journal
 
 logger = logging.getLogger("metalab")
 
@@ -216,9 +217,7 @@ class FallbackStore:
     def flush_journal(self) -> None:
         """Let a file store among the two journal what it was given (see `FileStore`)."""
         for store in (self.primary, self.fallback):
-            flush = getattr(type(store), "flush_journal", None)
-            if flush is not None:
-                flush(store)
+            flush_journal(store)
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         found = [r for r in self._read("get_record", run_id) if r is not None]

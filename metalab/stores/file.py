@@ -491,12 +491,7 @@ class FileStore:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     continue
-                data = os.read(fd, st.st_size + 1)
-                if len(data) != st.st_size:  # grew since, or too large for one read
-                    parts = [data]
-                    while chunk := os.read(fd, 1 << 26):
-                        parts.append(chunk)
-                    data = b"".join(parts)
+                data = _read_fd(fd, st.st_size + 1)  # one read, unless it grew since
             except OSError:
                 continue
             finally:
@@ -923,14 +918,7 @@ def _read_with_stat(path: str) -> tuple[bytes, os.stat_result] | None:
     except FileNotFoundError:
         return None
     try:
-        st = os.fstat(fd)
-        data = os.read(fd, _READ_SIZE)
-        if len(data) < _READ_SIZE:  # a short read of a regular file: its end
-            return data, st
-        parts = [data]
-        while chunk := os.read(fd, _READ_SIZE):
-            parts.append(chunk)
-        return b"".join(parts), st
+        return _read_fd(fd), os.fstat(fd)
     finally:
         os.close(fd)
 
@@ -943,18 +931,24 @@ def read_bytes(path: str) -> bytes | None:
     except FileNotFoundError:
         return None
     try:
-        data = os.read(fd, _READ_SIZE)
-        if len(data) < _READ_SIZE:  # a short read of a regular file: its end
-            return data
-        parts = [data]
-        while chunk := os.read(fd, _READ_SIZE):
-            parts.append(chunk)
-        return b"".join(parts)
+        return _read_fd(fd)
     finally:
         os.close(fd)
 
 
 _READ_SIZE = 1 << 16
+
+
+def _read_fd(fd: int, size: int = _READ_SIZE) -> bytes:
+    """Everything left to read from `fd`, asking for `size` bytes first: a regular file
+    shorter than that comes in one call (a short read of one is its end)."""
+    data = os.read(fd, size)
+    if len(data) < size:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, max(size, _READ_SIZE)):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _decode_record(data: bytes, path: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import StoreError, ValidationError
+from .base import flush_journal
 from .locator import create_store
 
 
@@ -76,9 +77,7 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
             continue
         experiments.add(exp_id)
         _copy_run(src, dst, record, report)
-    flush = getattr(dst, "flush_journal", None)
-    if flush is not None:  # a file store notes the records it was given, for loading
-        flush()
+    flush_journal(dst)
     if experiment_id is not None and not experiments and not manifests:
         known = sorted({m.get("experiment_id") for m in src.manifests()} - {None})
         raise ValidationError(
