@@ -74,14 +74,59 @@ def postgres_server() -> str:
     return POSTGRES_URL
 
 
+CI_SLURM_MARKER = "# metalab-ci: single-node test cluster written by ci/start-slurm.sh"
+"""The first line of the `slurm.conf` that `ci/start-slurm.sh` writes."""
+
+CI_SLURM_LAYOUT = {"debug", "gpu", "cpu"}
+"""The partitions of the cluster `ci/start-slurm.sh` starts (one node, one counted GPU)."""
+
+
+def _slurm_conf_path() -> str:
+    """The `slurm.conf` the SLURM commands on PATH read, as `scontrol show config` reports it."""
+    import subprocess
+
+    out = subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+    ).stdout
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "SLURM_CONF":
+            return value.strip()
+    return os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
+
+
+def started_by_ci(conf: str) -> bool:
+    """Whether the cluster configured by `conf` is the test cluster that `ci/` starts."""
+    try:
+        with open(conf, encoding="utf-8", errors="replace") as fh:
+            return any(line.rstrip("\n") == CI_SLURM_MARKER for line in fh)
+    except OSError:
+        return False
+
+
+def foreign_clusters_allowed() -> bool:
+    """Whether the user opted in to test jobs on a cluster that `ci/` did not start."""
+    return os.environ.get("METALAB_TEST_SLURM", "") not in ("", "0")
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> str:
-    """The name of the default partition of a reachable SLURM cluster."""
+    """The name of the default partition of a reachable SLURM cluster.
+
+    Tests submit jobs only to the cluster `ci/start-slurm.sh` started, unless
+    `METALAB_TEST_SLURM=1` allows another one.
+    """
     import shutil
     import subprocess
 
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         missing_service("SLURM is not installed (bash ci/start-slurm.sh starts a local cluster)")
+    conf = _slurm_conf_path()
+    if not started_by_ci(conf) and not foreign_clusters_allowed():
+        missing_service(
+            f"the SLURM cluster configured by {conf} was not started by ci/start-slurm.sh; "
+            "the tests submit jobs to it only when METALAB_TEST_SLURM=1"
+        )
     out = subprocess.run(["sinfo", "-h", "-o", "%P %t"], capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         missing_service(f"sinfo failed: {out.stderr.strip() or out.stdout.strip()}")
@@ -91,3 +136,24 @@ def slurm_cluster() -> str:
             return partition.rstrip("*")
     missing_service(f"no default SLURM partition with a working node: {out.stdout.strip()!r}")
     raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def slurm_test_layout(slurm_cluster) -> str:
+    """The default partition of a cluster laid out as `ci/start-slurm.sh` lays it out.
+
+    Tests that name the `gpu` or `cpu` partition, ask for a GPU or read `sacct` take this
+    fixture: elsewhere they skip with the reason (or fail under METALAB_REQUIRE_SERVICES=1).
+    """
+    import subprocess
+
+    out = subprocess.run(["sinfo", "-h", "-o", "%P %G"], capture_output=True, text=True, timeout=30)
+    rows = dict(line.split(None, 1) for line in out.stdout.splitlines() if " " in line)
+    partitions = {name.rstrip("*") for name in rows}
+    gpus = rows.get("gpu", "")
+    if not CI_SLURM_LAYOUT <= partitions or not gpus.startswith("gpu:1"):
+        missing_service(
+            "this test needs the test cluster's layout (partitions debug, gpu and cpu; one "
+            f"gres gpu), as ci/start-slurm.sh starts it; sinfo shows {out.stdout.strip()!r}"
+        )
+    return slurm_cluster

@@ -174,7 +174,7 @@ def test_a_refused_submission_names_the_command_and_slurms_error(slurm_cluster, 
     assert "invalid partition" in str(info.value).lower()
 
 
-def test_the_test_cluster_has_gpu_and_cpu_partitions_and_one_gpu(slurm_cluster, root):
+def test_the_test_cluster_has_gpu_and_cpu_partitions_and_one_gpu(slurm_test_layout, root):
     out = subprocess.run(
         ["sinfo", "-h", "-o", "%P %G %m"], capture_output=True, text=True, check=True
     ).stdout

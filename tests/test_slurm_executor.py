@@ -306,7 +306,7 @@ def _requested(job_id: str) -> dict[str, str]:
 # ------------------------------------------------------------------- the spec, as written
 
 
-def test_spec_gpu_sweep_as_written_then_reconnect(tmp_path, slurm_cluster, monkeypatch, capsys):
+def test_spec_gpu_sweep_as_written_then_reconnect(tmp_path, slurm_test_layout, monkeypatch, capsys):
     from slurm_ops import draw_experiment
 
     # the config below is the spec's, unchanged: tasks find the test operations through the
@@ -418,7 +418,7 @@ REDUCED_GENES = 4
 array task each, the spec's config unchanged)."""
 
 
-def test_spec_large_sweep_config_runs_a_reduced_sweep(tmp_path, slurm_cluster, monkeypatch):
+def test_spec_large_sweep_config_runs_a_reduced_sweep(tmp_path, slurm_test_layout, monkeypatch):
     from slurm_ops import large_sweep
 
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
