@@ -34,6 +34,17 @@ MAX_RESUBMITS = 3
 """How often a run whose worker died before it started is submitted again."""
 
 
+@dataclass(frozen=True)
+class SchedulerQueue:
+    """The batch jobs of a sweep and its unrecorded runs by the state of their tasks."""
+
+    jobs: tuple[str, ...]
+    queued: int
+    """Runs whose tasks wait in the scheduler's queue."""
+    started: int
+    """Runs whose tasks the scheduler started (they may still wait inside a packed task)."""
+
+
 class Sink:
     """Collects outcomes from an executor; thread-safe."""
 
@@ -48,6 +59,8 @@ class Sink:
         self.resubmits: dict[int, int] = {}
         self.reported: set[int] = set()
         self.dashboard_link: str | None = None
+        self.queue: SchedulerQueue | None = None
+        """What a batch scheduler holds for the sweep, as its executor last saw it."""
         self.listeners: list[Any] = []
 
     def outcomes(self, outcomes: list[Outcome]) -> None:
@@ -71,6 +84,10 @@ class Sink:
         state = outcome.state
         key = "cancelled" if state in ("cancelled", "interrupted") else state
         self.counts[key] = self.counts.get(key, 0) + 1
+
+    def scheduler_queue(self, jobs: list[str], queued: int, started: int) -> None:
+        """Note the sweep's batch jobs and how many of its runs are queued or started."""
+        self.queue = SchedulerQueue(tuple(jobs), queued, started)
 
     def lost(self, indices: list[int], error: BaseException, *, worker_died: bool) -> None:
         """Handle a task that ended without outcomes.
@@ -226,6 +243,11 @@ class RunHandle:
     def dashboard_link(self) -> str | None:
         """The Dask dashboard of the cluster running the sweep, when there is one."""
         return self._sink.dashboard_link
+
+    @property
+    def scheduler_queue(self) -> SchedulerQueue | None:
+        """The sweep's batch jobs and runs queued in them, for executors that submit jobs."""
+        return self._sink.queue
 
     @property
     def status(self) -> RunStatus:

@@ -53,7 +53,8 @@ class Progress:
             self._write(
                 stream,
                 f"{self.title}: {handle.status.total} runs"
-                + (f", dashboard {handle.dashboard_link}" if handle.dashboard_link else ""),
+                + (f", dashboard {handle.dashboard_link}" if handle.dashboard_link else "")
+                + _jobs_note(handle.scheduler_queue),
             )
         if self.metrics:
             handle._sink.listeners.append(self._collect)
@@ -95,6 +96,8 @@ class Progress:
         )
         if handle.dashboard_link:
             self._rich.console.print(f"{self.title}: dashboard {handle.dashboard_link}")
+        if handle.scheduler_queue is not None:
+            self._rich.console.print(f"{self.title}{_jobs_note(handle.scheduler_queue)}")
         self._rich.start()
         self._task = self._rich.add_task(self.title, total=handle.status.total, detail="")
 
@@ -105,13 +108,13 @@ class Progress:
             return
         with self._lock:
             self._last = now
-            self._render(handle.status, final=False)
+            self._render(handle.status, final=False, queue=handle.scheduler_queue)
 
     def finish(self, handle: Any) -> None:
         """Show the final counts and stop."""
         self._stop.set()
         with self._lock:
-            self._render(handle.status, final=True)
+            self._render(handle.status, final=True, queue=handle.scheduler_queue)
             if self._rich is not None:
                 self._rich.stop()
                 self._rich = None
@@ -130,10 +133,12 @@ class Progress:
                 if name in metrics:
                     self._values[name].append(metrics[name])
 
-    def _detail(self, status: Any) -> str:
+    def _detail(self, status: Any, queue: Any = None) -> str:
         elapsed = max(time.monotonic() - self._started, 1e-9)
         done = status.completed + status.failed + status.cancelled
         parts = [f"ok {status.completed}", f"failed {status.failed}", f"running {status.running}"]
+        if queue is not None and (queue.queued or queue.started) and done < status.total:
+            parts.append(f"queued {queue.queued} | started {queue.started}")
         if status.skipped:
             parts.append(f"skipped {status.skipped}")
         if status.cancelled:
@@ -146,9 +151,9 @@ class Progress:
                 parts.append(f"{name} {format(values[-1], fmt)} (mean {format(mean, fmt)})")
         return " | ".join(parts)
 
-    def _render(self, status: Any, final: bool) -> None:
+    def _render(self, status: Any, final: bool, queue: Any = None) -> None:
         if self._rich is not None:
-            self._rich.update(self._task, completed=status.done, detail=self._detail(status))
+            self._rich.update(self._task, completed=status.done, detail=self._detail(status, queue))
             return
         stream = self.stream or sys.stderr
         left = status.total - status.done
@@ -156,7 +161,8 @@ class Progress:
         done = status.completed + status.failed + status.cancelled
         eta = f", eta {left * elapsed / done:.0f}s" if done and left and not final else ""
         self._write(
-            stream, f"{self.title}: {status.done}/{status.total} | {self._detail(status)}{eta}"
+            stream,
+            f"{self.title}: {status.done}/{status.total} | {self._detail(status, queue)}{eta}",
         )
 
     def _write(self, stream: TextIO, line: str) -> None:
@@ -193,3 +199,10 @@ def make_progress(progress: Any, experiment: Any) -> Progress | None:
     if isinstance(progress, Progress):
         return progress
     raise ValidationError(f"progress must be True, False or a metalab.Progress, got {progress!r}")
+
+
+def _jobs_note(queue: Any) -> str:
+    """`, SLURM jobs 12, 13` for a sweep a batch scheduler runs; empty otherwise."""
+    if queue is None or not queue.jobs:
+        return ""
+    return f", SLURM jobs {', '.join(queue.jobs)}"

@@ -649,3 +649,24 @@ def test_reconnect_to_a_sweep_in_a_postgres_store(tmp_path, slurm_cluster, postg
         from metalab.stores.postgres import PostgresStore, parse_locator
 
         PostgresStore(parse_locator(locator)).drop()
+
+
+def test_progress_names_the_array_jobs_and_splits_queued_from_started(store):
+    import io
+
+    from slurm_ops import flaky_experiment
+
+    exp = flaky_experiment(n=4, fail_on=-1, sleep=2)
+    stream = io.StringIO()
+    progress = metalab.Progress(stream=stream, use_rich=False, interval=0.2)
+    handle = metalab.run(exp, store, executor=executor(max_concurrent=1), progress=progress)
+    results = handle.result(timeout=240)
+    assert [r.status for r in results] == ["completed"] * 4
+    (submission,) = submissions(store)
+    (job_id,) = [job["job_id"] for job in submission["jobs"]]
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == f"{exp.experiment_id}: 4 runs, SLURM jobs {job_id}", lines
+    # one task runs at a time: while the first runs, the other three wait in the queue
+    split = [re.search(r"queued (\d+) \| started (\d+)", line) for line in lines[1:-1]]
+    assert any(m and int(m.group(1)) >= 2 for m in split), lines
+    assert "queued" not in lines[-1] and lines[-1].startswith(f"{exp.experiment_id}: 4/4"), lines

@@ -258,6 +258,7 @@ class SlurmExecutor:
         path = self.session_dir(plan) / "submission.json"
         _write_json(path, submission)  # the plan first, then each job id as it is submitted
         self._submit(plan, submission, submission["jobs"], path)
+        sink.scheduler_queue(_job_ids(submission), queued=len(plan.pending), started=0)
         self._follows[plan.job.session] = {
             "plan": plan,
             "submission": submission,
@@ -335,7 +336,8 @@ class SlurmExecutor:
                 waiting.difference_update(o.index for o in found)
                 quiet_since = time.monotonic()
             if waiting:
-                lost, active = self._classify(plan, submission, waiting)
+                lost, active, split = self._classify(plan, submission, waiting)
+                sink.scheduler_queue(_job_ids(submission), *split)
                 if active:
                     quiet_since = time.monotonic()
                 for index, (kind, message) in lost.items():
@@ -395,10 +397,14 @@ class SlurmExecutor:
         return True
 
     def _classify(self, plan, submission, waiting: set[int]):
-        """Ask the scheduler about the tasks of unrecorded runs: (lost runs, anything active)."""
+        """Ask the scheduler about the tasks of unrecorded runs.
+
+        Returns the lost runs, whether any task is active, and how many unrecorded runs
+        belong to tasks still queued and to tasks that started.
+        """
         tasks = _tasks_of(submission, waiting, len(plan.run_ids))
         if not tasks:
-            return {}, False
+            return {}, False, (0, 0)
         job_ids = sorted({job for job, _ in tasks})
         states = {k: s.state for k, s in commands.squeue(job_ids).items()}
         unknown = [key for key in tasks if f"{key[0]}_{key[1]}" not in states]
@@ -410,6 +416,7 @@ class SlurmExecutor:
                     states[f"{job}_{task}"] = record.state
         lost: dict[int, tuple[str, str]] = {}
         active = False
+        queued = started = 0
         for (job, task), runs in tasks.items():
             state = states.get(f"{job}_{task}")
             if state is None:
@@ -417,6 +424,10 @@ class SlurmExecutor:
             state = _state(state)
             if state in ACTIVE_STATES:
                 active = True
+                if state == "PENDING":
+                    queued += len(runs)
+                else:
+                    started += len(runs)
             elif state in LOST_STATES:
                 kind = LOST_STATES[state]
                 message = (
@@ -425,7 +436,7 @@ class SlurmExecutor:
                 )
                 for index in runs:
                     lost[index] = (kind, message)
-        return lost, active
+        return lost, active, (queued, started)
 
     def _resolve(self, plan, unresolved, owner, submission):
         """Record lost runs failed (or mark them for retry); returns (retry, outcomes)."""
