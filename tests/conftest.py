@@ -151,7 +151,7 @@ def slurm_test_layout(slurm_cluster) -> str:
     rows = dict(line.split(None, 1) for line in out.stdout.splitlines() if " " in line)
     partitions = {name.rstrip("*") for name in rows}
     gpus = rows.get("gpu", "")
-    if not CI_SLURM_LAYOUT <= partitions or not gpus.startswith("gpu:1"):
+    if not partitions >= CI_SLURM_LAYOUT or not gpus.startswith("gpu:1"):
         missing_service(
             "this test needs the test cluster's layout (partitions debug, gpu and cpu; one "
             f"gres gpu), as ci/start-slurm.sh starts it; sinfo shows {out.stdout.strip()!r}"
