@@ -2,7 +2,9 @@
 
 The page embeds BokehJS (inline resources), so it opens offline and can be archived beside the
 store. Large sweeps are summarised: the runs table, the scattered points and the curves are
-capped (the page says so), while means, spreads and counts always use every run.
+capped (the page says so), while means, spreads and counts always use every completed run
+(runs that did not complete are counted beside them). A store holding several experiment ids
+gets one section per experiment id.
 
 `write_report(results, path)` is the entry point; `report_from_store(store)` loads a store
 first. Bokeh comes from the `dashboard` extra and is imported only when a report is built.
@@ -12,15 +14,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 import math
 import os
-import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ._aggregate import (
+    canonical,
+    continuous,
+    evenly,
+    is_number,
+    log_axis,
+    others_text,
+    split_by_status,
+    spread,
+    trend,
+)
+from ._aggregate import finite as _number
 
 MAX_TABLE_ROWS = 5000
 """Rows of the runs table; further runs are counted in a note."""
@@ -38,8 +51,10 @@ MAX_FAILURE_GROUPS = 50
 """Distinct (error type, message) groups listed under failures."""
 MAX_LISTED = 20
 """Values listed in one provenance row or run indices in one failure group."""
-TRACEBACK_LINES = 25
-"""Last lines of a traceback shown for a failure group."""
+TRACEBACK_LINES = 400
+"""Lines of a traceback shown for a failure group; of a longer one, its first and last lines."""
+MAX_ERROR_CHARS = 300
+"""Characters of an error message shown in the runs table."""
 
 STATUS_COLORS = {
     "completed": "#2ca02c",
@@ -123,7 +138,13 @@ def report_html(results: Any, *, title: str | None = None) -> str:
 
     sweep = Sweep.of(results)
     page_title = title if title is not None else sweep.default_title()
-    children = _Page(sweep).build(page_title)
+    parts = sweep.by_experiment()
+    if len(parts) <= 1:
+        children = _Page(sweep).build(page_title)
+    else:
+        children = [_Page(sweep).div(_overview(page_title, parts))]
+        for part in parts:
+            children += _Page(part).build(f"Experiment {part.experiments[0]}", section=True)
     layout = column(children=children, sizing_mode="stretch_width")
     return file_html(layout, resources=INLINE, title=page_title)
 
@@ -140,7 +161,13 @@ class Param:
     @property
     def numeric(self) -> bool:
         """Whether every value is a number (not a bool): the axis is then continuous."""
-        return all(_is_number(v) for v in self.values.values())
+        return all(is_number(v) for v in self.values.values())
+
+    @property
+    def binned(self) -> bool:
+        """Whether a numeric parameter takes so many values (a random search) that its trend
+        is drawn per bin of the axis rather than per value."""
+        return self.numeric and continuous(len(self.values))
 
     @property
     def swept(self) -> bool:
@@ -150,10 +177,7 @@ class Param:
     @property
     def log_scale(self) -> bool:
         """Whether a numeric parameter spans two decades or more of positive values."""
-        if not self.numeric:
-            return False
-        numbers = [float(v) for v in self.values.values()]
-        return min(numbers) > 0 and max(numbers) / min(numbers) >= 100
+        return self.numeric and log_axis(float(v) for v in self.values.values())
 
     def factors(self) -> list[str]:
         """Axis labels of a categorical parameter, in first-seen order, all distinct."""
@@ -215,15 +239,36 @@ class Sweep:
         return [p for p in self.params if p.swept]
 
     @property
+    def completed(self) -> list[dict[str, Any]]:
+        """The completed runs' records: what means, spreads and trends are computed over."""
+        return split_by_status(self.records)[0]
+
+    def left_out(self) -> str:
+        """The runs that did not complete, per status (`2 failed, 1 interrupted`), or ''."""
+        return others_text(split_by_status(self.records)[1])
+
+    def by_experiment(self) -> list[Sweep]:
+        """One sweep per experiment id, the one with the latest finished run first."""
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for record in self.records:
+            groups.setdefault(str(record.get("experiment_id", "")), []).append(record)
+        parts = []
+        for records in groups.values():
+            part = Sweep(records, self.locator)
+            part._collect()
+            parts.append(part)
+        return sorted(parts, key=_recency, reverse=True)
+
+    @property
     def experiments(self) -> list[str]:
         """Experiment ids, sorted."""
         return sorted({str(r.get("experiment_id", "")) for r in self.records})
 
     def numeric_metrics(self) -> set[str]:
-        """Metrics with at least one numeric (or bool) value."""
+        """Metrics with at least one numeric (or bool) value in a completed run."""
         return {
             name
-            for record in self.records
+            for record in self.completed
             for name, value in (record.get("metrics") or {}).items()
             if _number(value) is not None
         }
@@ -259,12 +304,13 @@ class Sweep:
         return sum(d for r in self.records if (d := _number(r.get("duration"))) is not None)
 
 
-def key(value: Any) -> str:
-    """A canonical, hashable key of a parameter value (`1`, `1.0` and `True` stay distinct)."""
-    try:
-        return json.dumps(value, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
+def _recency(sweep: Sweep) -> tuple[str, str]:
+    span = sweep.time_span()
+    return ("" if span is None else span[1].isoformat(), sweep.experiments[0])
+
+
+key = canonical
+"""A canonical, hashable key of a parameter value (`1`, `1.0` and `True` stay distinct)."""
 
 
 def label(value: Any) -> str:
@@ -278,18 +324,6 @@ def label(value: Any) -> str:
     return key(value)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> float | None:
-    """`value` as a finite float (bools as 0/1), else None."""
-    if isinstance(value, (bool, int, float)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return None
-
-
 def _time(value: Any) -> _dt.datetime | None:
     if not isinstance(value, str):
         return None
@@ -298,22 +332,6 @@ def _time(value: Any) -> _dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.UTC)
-
-
-def spread(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation; 0 for one value) of `values`."""
-    mean = statistics.fmean(values)
-    return mean, statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def evenly(items: Sequence[Any], limit: int) -> list[Any]:
-    """At most `limit` items spread evenly over `items`, first and last kept, order kept."""
-    if len(items) <= limit:
-        return list(items)
-    if limit <= 1:
-        return list(items[:limit])
-    step = (len(items) - 1) / (limit - 1)
-    return [items[round(i * step)] for i in range(limit)]
 
 
 def _esc(value: Any) -> str:
@@ -346,11 +364,14 @@ class _Page:
         """A Div of trusted HTML (every value in it was escaped by the caller)."""
         from bokeh.models.widgets.markups import Div
 
-        return Div(text=text, sizing_mode="stretch_width", stylesheets=[self.style])
+        # tracebacks and messages hold `$$` and `\\(`: they are text, never typeset as TeX
+        return Div(
+            text=text, sizing_mode="stretch_width", stylesheets=[self.style], disable_math=True
+        )
 
-    def build(self, title: str) -> list[Any]:
-        """Every section, top to bottom."""
-        out = [self.div(self.header(title))]
+    def build(self, title: str, *, section: bool = False) -> list[Any]:
+        """Every section, top to bottom (`section`: the part of one experiment id of a page)."""
+        out = [self.div(self.header(title, section=section))]
         if not self.sweep.records:
             out.append(self.div('<p class="note">The store holds no runs to report.</p>'))
             return out
@@ -363,18 +384,14 @@ class _Page:
         return out
 
     # ------------------------------------------------------------ header
-    def header(self, title: str) -> str:
+    def header(self, title: str, *, section: bool = False) -> str:
         """Title, experiments, status counts, time span, store."""
         sweep = self.sweep
-        badges = "".join(
-            f'<span class="badge" style="background:{STATUS_COLORS.get(s, "#555")}">'
-            f"{_esc(s)}: {n}</span>"
-            for s, n in sweep.status_counts().items()
-        )
+        style = ' style="border-top: 3px solid #888; padding-top: 0.3em"' if section else ""
         lines = [
-            f"<h1>{_esc(title)}</h1>",
+            f"<h1{style}>{_esc(title)}</h1>",
             f"<p><b>Experiments:</b> {_esc(', '.join(sweep.experiments) or 'none')}</p>",
-            f"<p><b>{_plural(len(sweep.records), 'run')}</b> {badges}</p>",
+            f"<p><b>{_plural(len(sweep.records), 'run')}</b> {_badges(sweep)}</p>",
         ]
         span = sweep.time_span()
         if span is not None:
@@ -391,8 +408,10 @@ class _Page:
                 f"{p.name} = {label(next(iter(p.values.values())))}" for p in constant
             )
             lines.append(f"<p><b>Fixed parameters:</b> {_esc(fixed)}</p>")
-        if sweep.locator:
+        if sweep.locator and not section:
             lines.append(f"<p><b>Store:</b> <code>{_esc(sweep.locator)}</code></p>")
+        if section:
+            return "\n".join(lines)
         from . import __version__
 
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -436,13 +455,15 @@ class _Page:
         if len(self.sweep.experiments) > 1:
             columns.append(("experiment", [r.get("experiment_id") for r in records], "text"))
         columns.append(("status", [r.get("status") for r in records], "status"))
+        if self.sweep.left_out():
+            columns.append(("error", [_error_text(r) for r in records], "text"))
         columns.append(("duration (s)", [r.get("duration") for r in records], "float"))
         for param in self.sweep.params:
             values = [(r.get("params") or {}).get(param.name) for r in records]
             columns.append((param.name, values, "number" if param.numeric else "text"))
         for name in self.sweep.metrics:
             values = [(r.get("metrics") or {}).get(name) for r in records]
-            numeric = all(v is None or _is_number(v) for v in values)
+            numeric = all(v is None or is_number(v) for v in values)
             columns.append((name, values, "number" if numeric else "text"))
         columns.append(("run id", [str(r.get("run_id", ""))[:12] for r in records], "text"))
         return [_column_values(title, values, kind) for title, values, kind in columns]
@@ -478,8 +499,9 @@ class _Page:
                 note += " (stepped metrics are plotted below)"
             return [self.div(f'<h2>Metrics</h2><p class="note">{note}.</p>')]
         rows = []
+        completed = sweep.completed
         for name in sweep.metrics:
-            raw = [(r.get("metrics") or {}).get(name) for r in sweep.records]
+            raw = [(r.get("metrics") or {}).get(name) for r in completed]
             present = [v for v in raw if v is not None]
             numbers = [n for v in present if (n := _number(v)) is not None]
             other = len(present) - len(numbers)
@@ -494,7 +516,19 @@ class _Page:
             f"<th>{h}</th>"
             for h in ("metric", "runs", "mean", "std", "min", "max", "non-numeric values")
         )
-        return [self.div(f"<h2>Metrics</h2><table><tr>{head}</tr>{''.join(rows)}</table>")]
+        table = f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+        return [self.div(f"<h2>Metrics</h2>{self._over_completed()}{table}")]
+
+    def _over_completed(self) -> str:
+        """A note saying that statistics use completed runs and which runs they leave out."""
+        left_out = self.sweep.left_out()
+        text = f"Over the {_plural(len(self.sweep.completed), 'completed run')}"
+        if left_out:
+            text += (
+                f"; {left_out} runs are left out (the runs table shows the metrics they "
+                "recorded before they stopped)"
+            )
+        return f'<p class="note">{_esc(text)}.</p>'
 
     def metric_plots(self) -> list[Any]:
         """For each metric and swept parameter, the metric against the parameter."""
@@ -513,9 +547,16 @@ class _Page:
                 )
             ]
         head += (
-            '<p class="note">Line: mean over the runs at each parameter value; band: mean '
+            '<p class="note">Line: mean over the runs at each parameter value (or, for a '
+            "parameter with many distinct numeric values, in each bin of its axis); band: mean "
             "&plusmn; one standard deviation; dots: individual runs. Bool metrics count as "
             "0/1; non-numeric values are left out.</p>"
+        ) + self._over_completed()
+        binned = [p for p in swept if p.binned]
+        head += _notes(
+            f"{p.name}: {len(p.values)} distinct values: the line is the mean of the runs in "
+            f"each of a few equal-width bins of the {'log10 ' if p.log_scale else ''}axis"
+            for p in binned
         )
         numeric = sweep.numeric_metrics()
         plottable = [m for m in sweep.metrics if m in numeric]
@@ -559,8 +600,9 @@ class _Page:
                 notes.extend(made[1])
         head = (
             "<h2>Stepped metrics</h2>"
-            '<p class="note">One curve per run; the black line is the mean over every run '
-            "at each step.</p>" + _notes(notes)
+            '<p class="note">One curve per run (dashed, in the colour of its status, for a run '
+            "that did not complete); the black line is the mean over the completed runs at "
+            "each step.</p>" + _notes(notes)
         )
         if not figures:
             return [self.div(head + '<p class="note">No stepped metric has numeric values.</p>')]
@@ -661,16 +703,62 @@ def _provenance_row(name: str, values: list[Any]) -> str:
     return f"<tr><td>{_esc(name)}{distinct}</td><td>{cells}</td></tr>"
 
 
+def _traceback_text(traceback: str) -> str:
+    """A stored traceback as shown: whole, or its first and last lines when very long."""
+    lines = traceback.rstrip().splitlines()
+    if len(lines) <= TRACEBACK_LINES:
+        return "\n".join(lines)
+    head = TRACEBACK_LINES // 10
+    skipped = len(lines) - TRACEBACK_LINES
+    return "\n".join(
+        [*lines[:head], f"... ({skipped} lines left out) ...", *lines[head - TRACEBACK_LINES :]]
+    )
+
+
+def _error_text(record: dict[str, Any]) -> str:
+    """`Type: message` of a run that did not complete ('' for a completed one)."""
+    if record.get("status") == "completed":
+        return ""
+    error = record.get("error") or {}
+    text = f"{error.get('type') or record.get('status')}: {error.get('message') or ''}"
+    text = " ".join(text.split()) if "\n" in text else text
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + " ..."
+
+
+def _badges(sweep: Sweep) -> str:
+    return "".join(
+        f'<span class="badge" style="background:{STATUS_COLORS.get(s, "#555")}">'
+        f"{_esc(s)}: {n}</span>"
+        for s, n in sweep.status_counts().items()
+    )
+
+
+def _overview(title: str, parts: list[Sweep]) -> str:
+    """The head of a page of several experiment ids: what they are, then a section each."""
+    from . import __version__
+
+    items = "".join(
+        f"<li><b>{_esc(part.experiments[0])}</b>: {_plural(len(part.records), 'run')} "
+        f"{_badges(part)}</li>"
+        for part in parts
+    )
+    locator = parts[0].locator
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return (
+        f"<h1>{_esc(title)}</h1><p>These runs belong to {len(parts)} experiment ids (versions "
+        "of an experiment are told apart by their id). Each has its own section below, the "
+        f"one with the latest finished run first:</p><ul>{items}</ul>"
+        + (f"<p><b>Store:</b> <code>{_esc(locator)}</code></p>" if locator else "")
+        + f'<p class="note">Generated {_esc(now)} by metalab {_esc(__version__)}.</p>'
+    )
+
+
 def _failure_group(error_type: str, message: str, records: list[dict[str, Any]]) -> str:
     statuses = Counter(str(r.get("status")) for r in records)
     indices = [str(r.get("index")) for r in records[:MAX_LISTED]]
     more = f" and {len(records) - MAX_LISTED} more" if len(records) > MAX_LISTED else ""
     short = message if len(message) <= 500 else message[:500] + " ..."
-    traceback = str((records[0].get("error") or {}).get("traceback") or "")
-    lines = traceback.rstrip().splitlines()
-    excerpt = "\n".join(lines[-TRACEBACK_LINES:])
-    if len(lines) > TRACEBACK_LINES:
-        excerpt = f"... ({len(lines) - TRACEBACK_LINES} lines above)\n{excerpt}"
+    excerpt = _traceback_text(str((records[0].get("error") or {}).get("traceback") or ""))
     body = f"<pre>{_esc(excerpt)}</pre>" if excerpt else "<p class='note'>no traceback</p>"
     status_text = ", ".join(f"{s} {n}" for s, n in statuses.items())
     return (
@@ -691,7 +779,7 @@ def _metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[s
     others = [p for p in sweep.swept if p is not param]
     points: dict[tuple[str, ...], list[tuple[Any, float, Any]]] = {}
     factor_of = param.factor_map()
-    for record in sweep.records:
+    for record in sweep.completed:
         y = _number((record.get("metrics") or {}).get(metric))
         if y is None:
             continue
@@ -758,7 +846,12 @@ def _metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[s
     fig.add_tools(
         HoverTool(
             renderers=hover_means,
-            tooltips=[("value", "@x"), ("mean", "@mean{0.0000}"), ("std", "@std"), ("runs", "@n")],
+            tooltips=[
+                ("value", "@x" if not param.binned else "@low to @high"),
+                ("mean", "@mean{0.0000}"),
+                ("std", "@std"),
+                ("runs", "@n"),
+            ],
         )
     )
     if len(points) > 1:
@@ -770,64 +863,57 @@ def _metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[s
 
 
 def _by_x(rows: list[tuple[Any, float, Any]], param: Param) -> dict[str, list[Any]]:
-    """Mean, std and band bounds of the y values at each x, in axis order."""
-    by_x: dict[Any, list[float]] = {}
-    for x, y, _ in rows:
-        by_x.setdefault(x, []).append(y)
+    """Mean, std and band bounds of the y values at each x (or bin of x), in axis order."""
     if param.numeric:
-        xs = sorted(by_x)
+        found = trend([(x, y) for x, y, _ in rows], log=param.log_scale, binned=param.binned)
+        xs, means, stds, counts = found.x, found.mean, found.std, found.n
+        low, high = found.low, found.high
     else:
+        by_x: dict[Any, list[float]] = {}
+        for x, y, _ in rows:
+            by_x.setdefault(x, []).append(y)
         rank = {name: i for i, name in enumerate(param.factors())}
         xs = sorted(by_x, key=lambda x: rank.get(x, len(rank)))
-    stats = [spread(by_x[x]) for x in xs]
+        stats = [spread(by_x[x]) for x in xs]
+        means, stds = [m for m, _ in stats], [s for _, s in stats]
+        counts, low, high = [len(by_x[x]) for x in xs], xs, xs
     return {
         "x": xs,
-        "mean": [m for m, _ in stats],
-        "std": [s for _, s in stats],
-        "lo": [m - s for m, s in stats],
-        "hi": [m + s for m, s in stats],
-        "n": [len(by_x[x]) for x in xs],
+        "mean": means,
+        "std": stds,
+        "lo": [m - s for m, s in zip(means, stds)],
+        "hi": [m + s for m, s in zip(means, stds)],
+        "n": counts,
+        "low": low,
+        "high": high,
     }
 
 
 def _series_figure(sweep: Sweep, name: str) -> tuple[Any, list[str]] | None:
-    """Curves of the stepped metric `name`: some runs, and the mean over all of them."""
+    """Curves of the stepped metric `name`: some runs, and the mean over the completed ones."""
     from bokeh.models import ColumnDataSource, HoverTool
     from bokeh.palettes import viridis
     from bokeh.plotting import figure
 
-    curves = []
-    sums: dict[int, list[float]] = {}
-    for record in sweep.records:
-        series = (record.get("series") or {}).get(name)
-        if not isinstance(series, dict):
-            continue
-        pairs = [
-            (int(s), y)
-            for s, v in zip(series.get("steps") or [], series.get("values") or [])
-            if _is_number(s) and (y := _number(v)) is not None
-        ]
-        if not pairs:
-            continue
-        curves.append((record, pairs))
-        for step, y in pairs:
-            total = sums.setdefault(step, [0.0, 0.0])
-            total[0] += y
-            total[1] += 1
+    curves = [(r, pairs) for r in sweep.records if (pairs := _steps(r, name))]
     if not curves:
         return None
     notes = []
     shown = evenly(curves, MAX_CURVES)
     if len(curves) > MAX_CURVES:
         notes.append(f"{name}: {MAX_CURVES} of {len(curves)} runs drawn (evenly chosen)")
-    colors = viridis(len(shown)) if len(shown) > 1 else ["#1f77b4"]
-    data: dict[str, list[Any]] = {"xs": [], "ys": [], "color": [], "run": [], "params": []}
-    for (record, pairs), color in zip(shown, colors):
+    colors = iter(viridis(len(shown)) if len(shown) > 1 else ["#1f77b4"])
+    data: dict[str, list[Any]] = {"xs": [], "ys": [], "color": [], "dash": [], "run": []}
+    data["params"] = []
+    for record, pairs in shown:
         thin = evenly(pairs, MAX_CURVE_POINTS)
+        status = str(record.get("status"))
+        completed = status == "completed"
         data["xs"].append([p[0] for p in thin])
         data["ys"].append([p[1] for p in thin])
-        data["color"].append(color)
-        data["run"].append(record.get("index"))
+        data["color"].append(next(colors) if completed else STATUS_COLORS.get(status, "#555"))
+        data["dash"].append("solid" if completed else "dashed")
+        data["run"].append(f"{record.get('index')} ({status})")
         data["params"].append(
             ", ".join(f"{k}={label(v)}" for k, v in (record.get("params") or {}).items())[:120]
         )
@@ -841,10 +927,40 @@ def _series_figure(sweep: Sweep, name: str) -> tuple[Any, list[str]] | None:
     fig.xaxis.axis_label = "step"
     fig.yaxis.axis_label = name
     lines = fig.multi_line(
-        xs="xs", ys="ys", source=ColumnDataSource(data), color="color", alpha=0.6, line_width=1
+        xs="xs",
+        ys="ys",
+        source=ColumnDataSource(data),
+        color="color",
+        line_dash="dash",
+        alpha=0.6,
+        line_width=1,
     )
     fig.add_tools(HoverTool(renderers=[lines], tooltips=[("run", "@run"), ("params", "@params")]))
-    if len(curves) > 1:
-        steps = evenly(sorted(sums), MAX_CURVE_POINTS)
-        fig.line(steps, [sums[s][0] / sums[s][1] for s in steps], color="black", line_width=2.5)
+    mean = _step_means([pairs for record, pairs in curves if record.get("status") == "completed"])
+    if len(mean["step"]) > 0 and len(curves) > 1:
+        fig.line("step", "mean", source=ColumnDataSource(mean), color="black", line_width=2.5)
     return fig, notes
+
+
+def _steps(record: dict[str, Any], name: str) -> list[tuple[int, float]]:
+    """(step, value) of the stepped metric `name` of a run, numeric values only."""
+    series = (record.get("series") or {}).get(name)
+    if not isinstance(series, dict):
+        return []
+    return [
+        (int(s), y)
+        for s, v in zip(series.get("steps") or [], series.get("values") or [])
+        if is_number(s) and (y := _number(v)) is not None
+    ]
+
+
+def _step_means(curves: list[list[tuple[int, float]]]) -> dict[str, list[float]]:
+    """The mean value at each step over `curves` (at most `MAX_CURVE_POINTS` steps)."""
+    sums: dict[int, list[float]] = {}
+    for pairs in curves:
+        for step, y in pairs:
+            total = sums.setdefault(step, [0.0, 0.0])
+            total[0] += y
+            total[1] += 1
+    steps = evenly(sorted(sums), MAX_CURVE_POINTS)
+    return {"step": steps, "mean": [sums[s][0] / sums[s][1] for s in steps]}
