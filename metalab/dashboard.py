@@ -3,8 +3,9 @@
 A driver calls `register_sweep(client, ...)` when a sweep starts and `unregister_sweep(client,
 session)` when it ends. The first call installs `MetalabPlugin` on the scheduler; the plugin
 keeps the registry of sweeps and adds a bokeh page at `<dashboard>/metalab` to the scheduler's
-dashboard. The page lists every sweep with its runs per status and plots a chosen metric
-against a chosen parameter.
+dashboard, at `PAGE` below the dashboard's prefix; `page_link(client.dashboard_link)` is its
+URL. The page lists every sweep with its runs per status and plots a chosen metric of the
+completed runs against a chosen parameter.
 
 Stores are read by locator in one background thread, incrementally (a record is read again
 only when its completion changes), at most every `REFRESH_SECONDS` and only while a page (or
@@ -29,11 +30,14 @@ from typing import Any, TypeVar
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from ._aggregate import COMPLETED, continuous, evenly, log_axis, others_text, trend
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PLUGIN_NAME = "metalab"
 PAGE = "/metalab"
+"""The page's path below the dashboard's prefix: beside the dashboard's own `/status`."""
 REFRESH_SECONDS = 1.5
 """Least time between two reads of one sweep's store."""
 MAX_READS = 5000
@@ -55,6 +59,71 @@ def dashboard_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("bokeh") is not None
+
+
+def page_link(dashboard_link: str) -> str:
+    """The metalab page's URL, given the Dask dashboard's link (`client.dashboard_link`).
+
+    The page lives beside the dashboard's `status` page, so `http://host:8787/status` gives
+    `http://host:8787/metalab`, and a link with a path prefix (`.../proxy/8787/status`) keeps
+    its prefix. A link that does not end in `status` gets `metalab` appended to its path.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dashboard_link)
+    path = parts.path.rstrip("/")
+    if path.rsplit("/", 1)[-1] == "status":
+        path = path.rsplit("/", 1)[0]
+    return urlunsplit((parts.scheme, parts.netloc, path + PAGE, "", ""))
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The Dask dashboard's link of `client`, with a host its dashboard listens on.
+
+    Starts from `client.dashboard_link`, so a configured `distributed.dashboard.link` (a
+    proxy, a prefix) is kept. An in-process cluster's link names the machine's network
+    address while its dashboard may listen on a loopback address only: the link then names
+    that loopback address. Returns None when there is no dashboard; never raises.
+    """
+    try:
+        link = client.dashboard_link
+    except Exception:  # noqa: BLE001 - a cluster without a dashboard is fine
+        return None
+    if not link:
+        return None
+    try:
+        bound = client.run_on_scheduler(_dashboard_address)
+    except Exception:  # noqa: BLE001 - the link as distributed formats it
+        return str(link)
+    return _reachable(str(link), bound)
+
+
+def _dashboard_address(dask_scheduler: Any = None) -> tuple[str, int] | None:
+    server = getattr(dask_scheduler, "http_server", None)
+    address, port = getattr(server, "address", None), getattr(server, "port", None)
+    return None if address is None or port is None else (str(address), int(port))
+
+
+def _reachable(link: str, bound: tuple[str, int] | None) -> str:
+    """`link` with the dashboard's loopback address when its host cannot reach that address."""
+    import ipaddress
+    from urllib.parse import urlsplit, urlunsplit
+
+    if bound is None:
+        return link
+    address, port = bound
+    parts = urlsplit(link)
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+        link_loopback = parts.hostname == "localhost" or (
+            parts.hostname is not None and ipaddress.ip_address(parts.hostname).is_loopback
+        )
+    except ValueError:  # a host name in the link: it is the user's to choose
+        return link
+    if not loopback or link_loopback or parts.port != port:
+        return link
+    host = f"[{address}]" if ":" in address else address
+    return urlunsplit(parts._replace(netloc=f"{host}:{port}"))
 
 
 def _redacted(locator: str) -> str:
@@ -244,9 +313,7 @@ class _StoreView:
             unread=unread,
             params=tuple(params),
             metrics=tuple(metrics),
-            rows=tuple(
-                (s["params"], s["metrics"]) for s in summaries if s["status"] == "completed"
-            ),
+            rows=tuple((s["params"], s["metrics"]) for s in summaries if s["status"] == COMPLETED),
             version=self.snapshot.version + 1,
         )
 
@@ -440,10 +507,16 @@ class LivePage:
 
         self.scheduler = scheduler
         self.doc = doc
-        self.heading = Div(text="<h2>metalab sweeps</h2>", sizing_mode="stretch_width")
-        self.message = Div(text="", sizing_mode="stretch_width")
+        # names, locators and store errors are text: `$$` or `\(` in them is not TeX
+        self.heading = Div(
+            text="<h2>metalab sweeps</h2>", sizing_mode="stretch_width", disable_math=True
+        )
+        self.message = Div(text="", sizing_mode="stretch_width", disable_math=True)
         self.table = Div(
-            text="", sizing_mode="stretch_width", stylesheets=[InlineStyleSheet(css=_TABLE_CSS)]
+            text="",
+            sizing_mode="stretch_width",
+            stylesheets=[InlineStyleSheet(css=_TABLE_CSS)],
+            disable_math=True,
         )
         self.sweep = Select(title="sweep", options=[], width=320)
         self.metric = Select(title="metric", options=[], width=220)
@@ -557,7 +630,7 @@ class LivePage:
         data.axis.apply(self.figure)
         metric, param = key[2], key[3]
         title: Any = self.figure.title
-        title.text = f"{metric} vs {param}" if data.dots["x"] else "no completed runs yet"
+        title.text = data.title(metric, param)
         self.figure.xaxis.axis_label = data.axis.label(param)
         self.figure.yaxis.axis_label = metric
 
@@ -569,17 +642,36 @@ class PlotData:
     dots: dict[str, list[float]]
     means: dict[str, list[float]]
     axis: _Axis
+    binned: bool = False
+    """Whether the means are per bin of the axis (many distinct values) rather than per value."""
+    left_out: str = ""
+    """The sweep's runs that did not complete, per status: never in dots or means."""
+
+    def title(self, metric: str, param: str) -> str:
+        """`score vs lr: mean of 10 completed runs per value (2 failed left out)`."""
+        runs = int(sum(self.means["n"]))
+        if runs == 0:
+            text = "no completed runs yet"
+        else:
+            unit = "bin" if self.binned else "value"
+            text = f"{metric} vs {param}: mean of {runs} completed run{'s' * (runs != 1)}"
+            text += f" per {unit}"
+        return text + (f" ({self.left_out} left out)" if self.left_out else "")
 
 
 def _plot_data(snapshot: Snapshot | None, metric: str, param: str) -> PlotData:
-    """Dots (a sample of at most `MAX_POINTS` runs) and means (over every run)."""
+    """Dots (a sample of at most `MAX_POINTS` runs) and means (over every completed run)."""
     points = [] if snapshot is None else _points(snapshot, metric, param)
     axis = _Axis.of([x for x, _ in points])
-    dots = _evenly(points, MAX_POINTS)
+    dots = evenly(points, MAX_POINTS)
+    binned = axis.kind != "categorical" and continuous(len({axis.position(x) for x, _ in points}))
+    counts = {} if snapshot is None else snapshot.counts
     return PlotData(
         dots={"x": [axis.position(x) for x, _ in dots], "y": [y for _, y in dots]},
-        means=_means(points, axis),
+        means=_means(points, axis, binned),
         axis=axis,
+        binned=binned,
+        left_out=others_text({s: n for s, n in counts.items() if s != COMPLETED}),
     )
 
 
@@ -645,13 +737,6 @@ def _points(snapshot: Snapshot, metric: str, param: str) -> list[tuple[Any, floa
     ]
 
 
-def _evenly(items: list[Any], limit: int) -> list[Any]:
-    if len(items) <= limit:
-        return items
-    step = len(items) / limit
-    return [items[int(i * step)] for i in range(limit)]
-
-
 @dataclass
 class _Axis:
     """How parameter values map to x positions: numbers (maybe as log10), or categories."""
@@ -665,8 +750,7 @@ class _Axis:
         """The axis that suits `values`."""
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if values and len(numbers) == len(values):
-            positive = min(numbers) > 0
-            return cls("log" if positive and max(numbers) / min(numbers) >= 100 else "linear")
+            return cls("log" if log_axis(numbers) else "linear")
         # sorted: the records' order says nothing about the values' order
         labels = sorted({_text(value) for value in values})
         return cls("categorical", {label: i for i, label in enumerate(labels)})
@@ -707,14 +791,8 @@ def _text(value: Any) -> str:
         return repr(value)
 
 
-def _means(points: list[tuple[Any, float]], axis: _Axis) -> dict[str, list[float]]:
-    """Mean metric value at each x position, in x order, with the number of runs."""
-    by_x: dict[float, list[float]] = {}
-    for x, y in points:
-        by_x.setdefault(axis.position(x), []).append(y)
-    xs = sorted(by_x)
-    return {
-        "x": xs,
-        "y": [sum(by_x[x]) / len(by_x[x]) for x in xs],
-        "n": [float(len(by_x[x])) for x in xs],
-    }
+def _means(points: list[tuple[Any, float]], axis: _Axis, binned: bool) -> dict[str, list[float]]:
+    """Mean metric value at each x position (or bin of positions), in x order, with the
+    number of runs."""
+    found = trend([(axis.position(x), y) for x, y in points], binned=binned)
+    return {"x": found.x, "y": found.mean, "n": [float(n) for n in found.n]}
