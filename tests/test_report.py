@@ -401,7 +401,7 @@ def test_names_needing_escaping_in_params_values_and_title():
 
 
 def test_thousands_of_runs_are_summarised(monkeypatch):
-    monkeypatch.setattr(report, "MAX_TABLE_ROWS", 500)
+    monkeypatch.setattr(report.limits, "MAX_TABLE_ROWS", 500)
     series = {"loss": {"steps": list(range(300)), "values": [1 / (s + 1) for s in range(300)]}}
     records = [
         _record(i, params={"x": i % 4, "w": i % 30}, series=series, replicate=i // 120)
