@@ -20,7 +20,7 @@ from typing import Any
 from . import limits
 from ._page import Page
 from ._sweep import STATUS_COLORS, Param, Sweep, key, label
-from .text import overview
+from ._text import overview
 
 
 def write_report(results: Any, path: str | os.PathLike[str], *, title: str | None = None) -> Path:

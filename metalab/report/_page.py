@@ -11,7 +11,7 @@ from .._aggregate import is_number, spread
 from . import limits
 from ._figures import metric_figure, series_figure
 from ._sweep import STATUS_COLORS, Sweep, label
-from .text import (
+from ._text import (
     badges,
     code_text,
     error_text,
