@@ -24,6 +24,7 @@ from distributed import Client, LocalCluster
 
 import metalab
 from metalab import _claims, dashboard
+from metalab.dashboard._page import plot_data
 from metalab.stores.locator import create_store
 
 pytest.importorskip("bokeh", reason="the dashboard page needs bokeh (uv sync --extra dashboard)")
@@ -250,7 +251,7 @@ def _live_page(sweep, doc) -> tuple[dashboard.LivePage, dashboard.MetalabPlugin]
 @pytest.mark.parametrize("in_thread", [False, True], ids=["on-the-loop", "in-the-thread"])
 def test_the_plot_shows_the_metric_against_the_parameter(sweep, monkeypatch, in_thread):
     if in_thread:
-        monkeypatch.setattr(dashboard, "INLINE_ROWS", 0)
+        monkeypatch.setattr(dashboard.limits, "INLINE_ROWS", 0)
     doc = _Doc()
     page, plugin = _live_page(sweep, doc)
     try:
@@ -294,12 +295,12 @@ def test_a_parameter_with_many_distinct_values_gets_a_binned_trend():
     snapshot = dashboard.Snapshot(
         counts={"completed": 60}, params=("lr",), metrics=("score",), rows=rows
     )
-    data = dashboard._plot_data(snapshot, "score", "lr")
+    data = plot_data(snapshot, "score", "lr")
     assert len(data.dots["x"]) == 60, "every run is a dot"
     assert 5 <= len(data.means["x"]) <= 10, "a few bins, not a line through every value"
     assert sum(data.means["n"]) == 60 and data.means["x"] == sorted(data.means["x"])
     assert data.means["y"] == sorted(data.means["y"])
-    few = dashboard._plot_data(dashboard.Snapshot(rows=rows[:10]), "score", "lr")
+    few = plot_data(dashboard.Snapshot(rows=rows[:10]), "score", "lr")
     assert len(few.means["x"]) == 10, "few values: a mean at each"
 
 
