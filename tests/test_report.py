@@ -506,7 +506,7 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
     assert METRIC in rendered and "report-sweep:1" in rendered
     assert "ValueError" in rendered and "completed: 15" in rendered
     # the error message and its traceback are text, never typeset as mathematics
-    assert "beyond $$1/0$$" in rendered
+    assert 'raise ValueError("diverged: loss <inf> & beyond $$1/0$$")' in rendered
 
     shot = tmp_path / "shot.png"
     _run_chromium(
