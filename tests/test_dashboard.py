@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -16,12 +17,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import dask
 import pytest
 from conftest import missing_service
 from distributed import Client, LocalCluster
 
 import metalab
 from metalab import _claims, dashboard
+from metalab.dashboard._page import plot_data
 from metalab.stores.locator import create_store
 
 pytest.importorskip("bokeh", reason="the dashboard page needs bokeh (uv sync --extra dashboard)")
@@ -248,7 +251,7 @@ def _live_page(sweep, doc) -> tuple[dashboard.LivePage, dashboard.MetalabPlugin]
 @pytest.mark.parametrize("in_thread", [False, True], ids=["on-the-loop", "in-the-thread"])
 def test_the_plot_shows_the_metric_against_the_parameter(sweep, monkeypatch, in_thread):
     if in_thread:
-        monkeypatch.setattr(dashboard, "INLINE_ROWS", 0)
+        monkeypatch.setattr(dashboard.limits, "INLINE_ROWS", 0)
     doc = _Doc()
     page, plugin = _live_page(sweep, doc)
     try:
@@ -272,6 +275,106 @@ def test_the_plot_shows_the_metric_against_the_parameter(sweep, monkeypatch, in_
         assert "dash-sweep:1" in page.table.text and '<td class="num">10</td>' in page.table.text
     finally:
         asyncio.run(plugin.close())
+
+
+def test_the_plot_counts_the_runs_left_out_of_its_means(sweep):
+    doc = _Doc()
+    page, plugin = _live_page(sweep, doc)
+    try:
+        page.update()
+        title = page.figure.title.text
+        assert "10 completed runs" in title and "2 failed left out" in title
+        assert sum(page.means.data["n"]) == 10
+    finally:
+        asyncio.run(plugin.close())
+
+
+def test_a_parameter_with_many_distinct_values_gets_a_binned_trend():
+    lrs = [10 ** (-4 + 3 * i / 59) for i in range(60)]  # a random search's 60 learning rates
+    rows = tuple(({"lr": lr}, {"score": math.log10(lr)}) for lr in lrs)
+    snapshot = dashboard.Snapshot(
+        counts={"completed": 60}, params=("lr",), metrics=("score",), rows=rows
+    )
+    data = plot_data(snapshot, "score", "lr")
+    assert len(data.dots["x"]) == 60, "every run is a dot"
+    assert 5 <= len(data.means["x"]) <= 10, "a few bins, not a line through every value"
+    assert sum(data.means["n"]) == 60 and data.means["x"] == sorted(data.means["x"])
+    assert data.means["y"] == sorted(data.means["y"])
+    few = plot_data(dashboard.Snapshot(rows=rows[:10]), "score", "lr")
+    assert len(few.means["x"]) == 10, "few values: a mean at each"
+
+
+def test_every_div_shows_text_not_typeset_mathematics(sweep):
+    plugin = dashboard.MetalabPlugin()
+    plugin.register(dashboard.SweepEntry("cost $$a$$:1", sweep.store.locator, 1, "s"))
+    page = dashboard.LivePage(SimpleNamespace(plugins={"metalab": plugin}), _Doc())
+    page.update()
+    divs = [page.heading, page.message, page.table]
+    assert all(div.disable_math for div in divs)
+    asyncio.run(plugin.close())
+
+
+@pytest.mark.parametrize(
+    ("link", "page"),
+    [
+        ("http://127.0.0.1:8787/status", "http://127.0.0.1:8787/metalab"),
+        ("http://host:8787/dask/status", "http://host:8787/dask/metalab"),
+        ("https://hub/user/me/proxy/8787/status", "https://hub/user/me/proxy/8787/metalab"),
+        ("http://host:8787/", "http://host:8787/metalab"),
+        ("http://host:8787", "http://host:8787/metalab"),
+    ],
+)
+def test_page_link_turns_the_dashboard_link_into_the_page_link(link, page):
+    assert dashboard.page_link(link) == page
+    assert dashboard.PAGE == "/metalab"
+
+
+def test_an_in_process_cluster_gets_a_link_its_dashboard_answers(cluster, sweep):
+    # an in-process cluster's own link names the machine's network address, while its
+    # dashboard listens on 127.0.0.1 only
+    _, client = cluster
+    _register(client, sweep)
+    link = dashboard.dashboard_link(client)
+    assert link is not None and link.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(dashboard.page_link(link), timeout=30) as response:
+        assert response.status == 200
+
+
+def test_a_sweep_s_dashboard_link_leads_to_the_page(tmp_path):
+    """`page_link(handle.dashboard_link)` opens the page, for the executors that start their
+    own cluster in this process."""
+    exp = metalab.Experiment(
+        name="thread-linked",
+        version="1",
+        context={},
+        operation=slow_square,
+        params=metalab.grid(x=[1, 2]),
+        seeds=metalab.seeds(base=0),
+    )
+    handle = metalab.run(exp, tmp_path / "store", executor=metalab.ThreadExecutor(1))
+    handle.result()
+    with urllib.request.urlopen(dashboard.page_link(handle.dashboard_link), timeout=30) as page:
+        assert page.status == 200 and "Bokeh" in page.read().decode("utf-8")
+
+
+def test_the_page_follows_the_dashboard_prefix(sweep):
+    with (
+        dask.config.set({"distributed.dashboard.link": "{scheme}://{host}:{port}/dask/status"}),
+        LocalCluster(
+            processes=False,
+            n_workers=1,
+            threads_per_worker=1,
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"http_prefix": "/dask"},
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        _register(client, sweep)
+        link = dashboard.page_link(dashboard.dashboard_link(client))
+        assert link.endswith("/dask/metalab")
+        with urllib.request.urlopen(link, timeout=30) as response:
+            assert response.status == 200 and "Bokeh" in response.read().decode("utf-8")
 
 
 def test_the_sweeps_table_escapes_what_it_shows(sweep):
@@ -438,3 +541,29 @@ def test_a_running_sweep_registers_itself_and_its_page_is_served(cluster, tmp_pa
     handle.result()
     (entry,) = dashboard.registered_sweeps(client)
     assert entry["ended_at"] is not None
+
+
+@pytest.mark.slow
+def test_the_link_of_a_running_sweep_opens_the_page_in_headless_chromium(cluster, tmp_path):
+    """`page_link(handle.dashboard_link)`: what a sweep's progress line can print."""
+    binary = _chromium()
+    _, client = cluster
+    exp = metalab.Experiment(
+        name="linked",
+        version="1",
+        context={},
+        operation=slow_square,
+        params=metalab.grid(x=list(range(6))),
+        seeds=metalab.seeds(base=0),
+    )
+    handle = metalab.run(exp, tmp_path / "store", executor=client)
+    handle.result()
+    link = dashboard.page_link(handle.dashboard_link)
+
+    def shows_the_sweep(rendered: dict[str, Any]) -> bool:
+        row = r"linked:1\s*finished\s*6\s*6\s*0\s*0\s*0\s*0\s*0\s*100%"
+        return re.search(row, rendered.get("text", "")) is not None and rendered["canvases"] > 0
+
+    rendered = asyncio.run(_rendered(binary, link, tmp_path / "profile", shows_the_sweep, 60))
+    assert shows_the_sweep(rendered), rendered.get("text", "")[-2000:]
+    assert re.search(r"metric\s*square", rendered["text"])

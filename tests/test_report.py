@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ def train(params, seeds, capture):
     rng = seeds.numpy()
     lr, optimizer = params["lr"], params[PARAM]
     if optimizer == "adam" and lr > 0.05:
-        raise ValueError("diverged: loss <inf> & beyond")
+        raise ValueError("diverged: loss <inf> & beyond $$1/0$$")
     loss = 1.0
     for step in range(15):
         loss = loss * (1 - 4 * lr) + float(rng.normal(0, 0.01))
@@ -155,7 +156,7 @@ def test_names_are_escaped_everywhere(page):
     texts = _texts(page)
     assert html.escape(METRIC) in texts
     assert "<i id='injected'>" not in texts and "<b>imizer" not in texts
-    assert "diverged: loss &lt;inf&gt; &amp; beyond" in texts
+    assert "diverged: loss &lt;inf&gt; &amp; beyond $$1/0$$" in texts
 
 
 def test_a_plot_per_metric_and_swept_parameter_and_per_stepped_metric(page):
@@ -219,6 +220,144 @@ def test_missing_bokeh_names_the_dashboard_extra(monkeypatch):
         report.report_html([])
 
 
+def test_failed_runs_show_their_error_in_the_runs_table(page):
+    document = _document(page)
+    columns = {c["title"]: c["field"] for c in _models(document, "TableColumn")}
+    (data,) = [
+        _data(s) for s in _models(document, "ColumnDataSource") if "status_color" in _data(s)
+    ]
+    rows = list(zip(data[columns["status"]], data[columns["error"]]))
+    assert {error for status, error in rows if status == "completed"} == {""}
+    failed = {error for status, error in rows if status == "failed"}
+    assert failed == {"ValueError: diverged: loss <inf> & beyond $$1/0$$"}
+
+
+def test_tracebacks_are_shown_whole_as_stored_text():
+    frames = "".join(f'  File "/work/lib_{i}.py", line {i}, in f{i}\n    g()\n' for i in range(60))
+    traceback = (
+        "Traceback (most recent call last):\n"
+        '  File "/home/me/train.py", line 7, in train\n    fit(r"\\(x\\)")\n'
+        f"{frames}ValueError: cost $$a+b$$ <b>x</b>\n"
+    )
+    error = {"type": "ValueError", "message": "cost $$a+b$$ <b>x</b>", "traceback": traceback}
+    records = [_record(0), _record(1, status="failed", error=error)]
+    page = report.report_html(records)
+    texts = _texts(page)
+    assert html.escape(traceback.rstrip()) in texts
+    assert "<b>x</b>" not in texts
+    divs = _models(_document(page), "Div")
+    assert divs and all(div.get("disable_math") is True for div in divs), (
+        "dollar signs and \\( in tracebacks must stay text, not become typeset mathematics"
+    )
+
+
+@metalab.operation
+def partial(params, capture):
+    capture.metric("score", params["x"] * 1.0)
+    capture.metric("loss", 100.0 - params["x"], step=0)
+    if params["x"] >= 4:
+        capture.metric("score", 1000.0)
+        capture.metric("loss", 1000.0, step=1)
+        raise RuntimeError("late failure")
+    capture.metric("loss", 50.0, step=1)
+
+
+def test_summary_and_plots_use_completed_runs_only_and_count_the_others(tmp_path):
+    exp = metalab.Experiment(
+        name="partial",
+        version="1",
+        context={},
+        operation=partial,
+        params=metalab.grid(x=[0, 1, 2, 3, 4, 5]),
+        seeds=metalab.seeds(base=0),
+    )
+    results = metalab.run(exp, tmp_path / "store", executor="inline").result()
+    assert results.summary()["by_status"] == {"completed": 4, "failed": 2}
+    page = report.report_html(results)
+    texts = _texts(page)
+    summary = re.search(r"<h2>Metrics</h2>.*?</table>", texts, re.S).group(0)
+    # score over the 4 completed runs only: 0, 1, 2, 3
+    assert re.search(r"<td>score</td><td class=\"num\">4</td><td class=\"num\">1.5</td>", summary)
+    assert "2 failed" in summary
+    sources = [_data(s) for s in _models(_document(page), "ColumnDataSource")]
+    (line,) = [s for s in sources if "mean" in s and "x" in s]
+    assert _values(line["x"]) == [0, 1, 2, 3] and max(_values(line["mean"])) == 3
+    assert "2 failed runs are left out" in texts
+    (stepped,) = [s for s in sources if "step" in s and "mean" in s]
+    assert _values(stepped["mean"]) == [98.5, 50.0], "the stepped mean is over completed runs"
+
+
+def _values(column: Any) -> list[Any]:
+    """A serialized column as a list (bokeh sends numeric columns as typed arrays)."""
+    if isinstance(column, dict) and column.get("type") == "ndarray":
+        import base64
+
+        import numpy as np
+
+        array = column["array"]
+        if isinstance(array, dict):
+            raw = base64.b64decode(array["data"])
+            return np.frombuffer(raw, dtype=column["dtype"]).tolist()
+        return list(array)
+    return list(column)
+
+
+@metalab.operation
+def tuned(params, seeds, capture):
+    capture.metric("score", math.log10(params["lr"]) + 0.1 * float(seeds.numpy().random()))
+
+
+def test_a_random_search_parameter_is_a_scatter_with_a_binned_trend(tmp_path):
+    exp = metalab.Experiment(
+        name="random-search",
+        version="1",
+        context={},
+        operation=tuned,
+        params=metalab.random({"lr": metalab.loguniform(1e-4, 1e-1)}, n_trials=60, seed=1),
+        seeds=metalab.seeds(base=0),
+    )
+    results = metalab.run(exp, tmp_path / "store", executor="inline").result()
+    page = report.report_html(results)
+    sources = [_data(s) for s in _models(_document(page), "ColumnDataSource")]
+    (dots,) = [s for s in sources if "run" in s and "x" in s and "mean" not in s]
+    (line,) = [s for s in sources if "mean" in s]
+    assert len(_values(dots["x"])) == 60, "every run is a dot"
+    xs = _values(line["x"])
+    assert 5 <= len(xs) <= 10, "the trend is a few bins, not a line through every value"
+    assert xs == sorted(xs) and sum(_values(line["n"])) == 60
+    assert _values(line["mean"]) == sorted(_values(line["mean"])), "score grows with lr"
+    assert "lr: 60 distinct values" in _texts(page)
+
+
+@metalab.operation
+def versioned(params, capture):
+    capture.metric("score", params["x"] + (100.0 if params["version"] == 2 else 0.0))
+
+
+def test_several_versions_of_an_experiment_get_one_section_each(tmp_path):
+    store = tmp_path / "store"
+    for version in (1, 2):
+        exp = metalab.Experiment(
+            name="versions",
+            version=str(version),
+            context={},
+            operation=versioned,
+            params=metalab.grid(x=[0, 1, 2], version=[version]),
+            seeds=metalab.seeds(base=0),
+        )
+        metalab.run(exp, store, executor="inline").result()
+    page = report.report_from_store(store, tmp_path / "r.html").read_text(encoding="utf-8")
+    texts = _texts(page)
+    sections = re.findall(r"<h1[^>]*>Experiment (versions:\d)</h1>", texts)
+    assert sections == ["versions:2", "versions:1"], "newest first, one section each"
+    means = re.findall(
+        r"<td>score</td><td class=\"num\">3</td><td class=\"num\">([\d.]+)</td>", texts
+    )
+    assert sorted(means) == ["1", "101"], "each version's summary holds its own runs only"
+    titles = [f["title"]["attributes"]["text"] for f in _figures(page)]
+    assert titles.count("score vs x") == 2
+
+
 # ---------------------------------------------------------------- edge cases
 def test_no_runs():
     assert "no runs" in _texts(report.report_html([]))
@@ -262,7 +401,7 @@ def test_names_needing_escaping_in_params_values_and_title():
 
 
 def test_thousands_of_runs_are_summarised(monkeypatch):
-    monkeypatch.setattr(report, "MAX_TABLE_ROWS", 500)
+    monkeypatch.setattr(report.limits, "MAX_TABLE_ROWS", 500)
     series = {"loss": {"steps": list(range(300)), "values": [1 / (s + 1) for s in range(300)]}}
     records = [
         _record(i, params={"x": i % 4, "w": i % 30}, series=series, replicate=i // 120)
@@ -366,6 +505,8 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
     assert int(attributes["injected"]) == 0, "a metric name became HTML"
     assert METRIC in rendered and "report-sweep:1" in rendered
     assert "ValueError" in rendered and "completed: 15" in rendered
+    # the error message and its traceback are text, never typeset as mathematics
+    assert 'raise ValueError("diverged: loss <inf> & beyond $$1/0$$")' in rendered
 
     shot = tmp_path / "shot.png"
     _run_chromium(

@@ -412,10 +412,9 @@ def _worker_died(error: BaseException) -> bool:
 
 
 def _dashboard(client: Any) -> str | None:
-    try:
-        return client.dashboard_link
-    except Exception:  # noqa: BLE001 - a cluster without a dashboard is fine
-        return None
+    from ..dashboard import dashboard_link
+
+    return dashboard_link(client)
 
 
 class ThreadExecutor(DaskExecutor):

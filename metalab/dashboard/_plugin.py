@@ -1,0 +1,100 @@
+"""The scheduler plugin: the registry of sweeps, and the thread that reads their stores."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from . import limits
+from ._page import add_page
+from ._view import Snapshot, StoreView, SweepEntry
+from .links import PLUGIN_NAME
+
+T = TypeVar("T")
+
+
+class MetalabPlugin(SchedulerPlugin):
+    """The scheduler's registry of metalab sweeps, and the dashboard page that shows them."""
+
+    name = PLUGIN_NAME
+    idempotent = True
+
+    def __init__(self) -> None:
+        self.sweeps: dict[str, SweepEntry] = {}
+        self.page: str | None = None
+        """The page's URL path once the scheduler serves it."""
+        self._views: dict[str, StoreView] = {}
+        self._stores: dict[str, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def start(self, scheduler: Any) -> None:
+        """Add the page to the scheduler's dashboard, when it has one and bokeh is installed."""
+        self.page = add_page(scheduler)
+
+    async def close(self) -> None:
+        """Stop the store-reading thread."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def register(self, entry: SweepEntry) -> None:
+        """List `entry` (replacing an entry of the same session)."""
+        self.sweeps[entry.session] = entry
+        self._views[entry.session] = StoreView(entry)
+
+    def unregister(self, session: str) -> None:
+        """Mark the sweep `session` finished; forget the oldest finished ones. Idempotent."""
+        entry = self.sweeps.get(session)
+        if entry is not None and entry.ended_at is None:
+            entry.ended_at = time.time()
+        finished = [e for e in self.entries() if not e.running]
+        for old in finished[limits.MAX_FINISHED :]:
+            self.sweeps.pop(old.session, None)
+            self._views.pop(old.session, None)
+
+    def entries(self) -> list[SweepEntry]:
+        """Registered sweeps, newest first."""
+        return sorted(self.sweeps.values(), key=lambda e: -e.started_at)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Registered sweeps as plain data, newest first, with their latest counts.
+
+        Like the page, asking schedules a store read when the counts are stale."""
+        out = []
+        for entry in self.entries():
+            snapshot = self.snapshot(entry.session) or Snapshot()
+            out.append(
+                entry.describe()
+                | {"counts": dict(snapshot.counts), "running": snapshot.running}
+                | {"error": snapshot.error}
+            )
+        return out
+
+    def snapshot(self, session: str) -> Snapshot | None:
+        """The latest snapshot of a sweep, at once; schedules a refresh when it is stale."""
+        view = self._views.get(session)
+        if view is None:
+            return None
+        if not view.busy and time.monotonic() - view.refreshed_at >= limits.REFRESH_SECONDS:
+            view.busy = True
+            self.in_thread(view.refresh, self._open_store)
+        return view.snapshot
+
+    def in_thread(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run `fn(*args)` in the plugin's one background thread (store reads, aggregation)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="metalab-dashboard")
+        return self._pool.submit(fn, *args)
+
+    def _open_store(self, locator: str) -> Any:
+        """Open a store once per locator (called in the reading thread only)."""
+        store = self._stores.get(locator)
+        if store is None:
+            from ..stores.locator import create_store
+
+            store = self._stores[locator] = create_store(locator, create=False)
+        return store
