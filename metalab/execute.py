@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _claims, provenance
+from . import _claims, provenance, working_directory
 from .capture import Capture
 from .context import context_for_run
 from .errors import RunCancelled, StoreError, StoreFormatError
@@ -36,6 +36,9 @@ class JobRef:
     options: Mapping[str, Any] = field(default_factory=dict)
     """`git` (computed once by the driver), `resume`, `codecs`, `derived`, `chunk_size`, and
     `attempt` (a resubmission re-runs runs whose record of this sweep has a lower attempt)."""
+    origin: working_directory.Origin | None = field(default_factory=working_directory.origin)
+    """The driver's working directory, machine and process when the job was made (at
+    `metalab.run()`): local worker processes enter that directory for the sweep's tasks."""
 
 
 class Outcome:
@@ -192,7 +195,14 @@ def run_indices(job: JobRef, indices: Iterable[int]) -> Outcomes:
 
 
 def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
-    """Run each index of `indices`, yielding each outcome as soon as its record is written."""
+    """Run each index of `indices`, yielding each outcome as soon as its record is written.
+
+    The runs see the driver's working directory (see `metalab.working_directory`)."""
+    with working_directory.entered(job.origin):
+        yield from _iter_runs(job, indices)
+
+
+def _iter_runs(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
     store = open_store(job.store)
     experiment = load_experiment(store, job.experiment_key)
     ensure_registered(job.options.get("codecs") or [])
@@ -327,7 +337,11 @@ def _run_claimed(
         # a copy of its own: what the operation does to its params (a list appended to, say)
         # changes neither the record nor the runs after it
         returned = experiment.operation.run(
-            context_for_run(experiment.context), copied(spec.params), spec.seeds, runtime, capture
+            context_for_run(experiment.run_context),
+            copied(spec.params),
+            spec.seeds,
+            runtime,
+            capture,
         )
         _capture_return(capture, returned)
         status = Status.COMPLETED
