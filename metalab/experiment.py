@@ -21,6 +21,9 @@ from .seeds import SeedBundle, SeedPlan
 
 MANIFEST_FORMAT = "metalab.experiment/1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+MAX_NAME_LENGTH = 100
+"""Most characters of a name or a version: both name files and directories (a file store's
+manifest file name holds both), which hold at most 255 bytes."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,11 @@ class RunSpec:
 def _check_text(field: str, value: Any, *, pattern: re.Pattern | None = None) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError(f"Experiment {field} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValidationError(
+            f"Experiment {field} {value[:20] + '...'!r} has {len(value)} characters; at most "
+            f"{MAX_NAME_LENGTH} are allowed (it names directories and files)"
+        )
     if pattern is not None and not pattern.match(value):
         raise ValidationError(
             f"Experiment {field} {value!r} may hold only letters, digits and . _ + - "
