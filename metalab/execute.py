@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from .errors import RunCancelled, StoreError, StoreFormatError
 from .record import RECORD_FORMAT, Status, copied, decode_record, encode_record, utc_now
 from .runtime import Runtime
 from .serializers import ensure_registered
+from .source import format_exception
 from .stores.base import flush_journal
 
 
@@ -394,7 +394,7 @@ def _error(exc: BaseException) -> dict[str, str]:
     return {
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
         "message": message,
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "traceback": format_exception(exc),
     }
 
 
