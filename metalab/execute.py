@@ -7,6 +7,7 @@ record; release the claim. Executors differ only in where this runs.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -163,9 +164,14 @@ def open_store(store: Any) -> Any:
 
 
 def remember_experiment(locator: str, key: str, experiment: Any) -> None:
-    """Cache the driver's own experiment object, so in-process executors use it unpickled."""
+    """Cache the driver's own experiment, so in-process executors use it unpickled.
+
+    A shallow copy is kept: the fingerprint and resolved context it holds stay this sweep's
+    when the same object is prepared again for another sweep (from another directory, say)
+    while this one runs.
+    """
     with _lock:
-        _remember(_experiments, (locator, key), experiment)
+        _remember(_experiments, (locator, key), copy.copy(experiment))
 
 
 def _remember(cache: dict, key: Any, value: Any, limit: int = 16) -> None:

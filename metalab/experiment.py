@@ -121,9 +121,9 @@ class Experiment:
     @property
     def run_context(self) -> Any:
         """The context runs receive: the one fingerprinted at `prepare()`, its paths absolute."""
-        if self._prepared is None:
-            self.prepare()
-        return self._prepared.context  # type: ignore[union-attr]
+        if self._prepared is None and self._context_fp is not None:
+            return self.context  # unpickled from a metalab that kept no resolved context
+        return self._prepared_now().context
 
     @property
     def context_fingerprint(self) -> str:

@@ -170,6 +170,33 @@ def test_a_driver_that_moves_mid_sweep_leaves_file_paths_on_the_fingerprinted_fi
     assert {r.data("text") for r in results} == {"a"}
 
 
+@pytest.mark.slow
+def test_one_experiment_run_from_two_directories_at_once_keeps_each_sweeps_files(
+    tmp_path, monkeypatch
+):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "data.csv").write_text(name)
+    monkeypatch.chdir(tmp_path / "a")
+    exp = metalab.Experiment(
+        name="one_object",
+        version="1",
+        context={"data": metalab.FilePath("data.csv")},
+        operation=_read_later,
+        params=metalab.grid(i=list(range(4))),
+        seeds=metalab.seeds(base=0),
+    )
+    executor = metalab.ThreadExecutor(max_workers=2)
+    first = metalab.run(exp, tmp_path / "store_a", executor=executor)
+    ids_a = exp.run_ids()
+    os.chdir(tmp_path / "b")
+    second = metalab.run(exp, tmp_path / "store_b", executor=executor)  # prepared again, in b
+    a, b = first.result(timeout=60), second.result(timeout=60)
+    assert [r.run_id for r in a] == ids_a != [r.run_id for r in b]
+    assert {r.data("text") for r in a} == {"a"}
+    assert {r.data("text") for r in b} == {"b"}
+
+
 def _read_later(context, capture):
     time.sleep(0.3)
     with open(context["data"]) as fh:

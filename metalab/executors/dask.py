@@ -113,7 +113,8 @@ class DaskExecutor:
         client, owned = self._connect()
         self._cancelled.discard(plan.job.session)
         self._connections[plan.job.session] = (client, owned)
-        sink.dashboard_link = _dashboard(client)
+        started_here = any(isinstance(item, _Lease) for item in owned)
+        sink.dashboard_link = _dashboard(client, started_here)
         from ..dashboard import register_sweep
 
         register_sweep(
@@ -431,12 +432,14 @@ def _worker_died(error: BaseException) -> bool:
     return isinstance(error, (KilledWorker, CommClosedError))
 
 
-def _dashboard(client: Any) -> str | None:
+def _dashboard(client: Any, started_here: bool = False) -> str | None:
+    """The dashboard's link; for a local cluster metalab started, on the address its
+    dashboard listens on."""
     try:
         link = client.dashboard_link
     except Exception:  # noqa: BLE001 - a cluster without a dashboard is fine
         return None
-    return _on_bound_host(client, link)
+    return _on_bound_host(client, link) if started_here else link
 
 
 def _on_bound_host(client: Any, link: str) -> str:
