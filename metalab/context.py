@@ -19,9 +19,11 @@ from .errors import ContextFileError, ValidationError
 
 
 class _PathRef:
-    """A path the context points at; `str()` and `os.fspath()` give the path as written."""
+    """A path the context points at, as written; once the sweep's fingerprint is taken, the
+    copy a run receives also knows the absolute path that was fingerprinted (`resolved`),
+    which `str()` and `os.fspath()` then give."""
 
-    __slots__ = ("path",)
+    __slots__ = ("_resolved", "path")
     kind = "path"
     path: str
 
@@ -38,12 +40,18 @@ class _PathRef:
             self.path = os.fsdecode(self.path)
         if not self.path:
             raise ValidationError(f"{type(self).__name__} needs a non-empty path")
+        self._resolved: str | None = None
+
+    @property
+    def resolved(self) -> str | None:
+        """The absolute path the sweep fingerprinted, or None outside a sweep's context."""
+        return self._resolved
 
     def __str__(self) -> str:
-        return self.path
+        return self._resolved or self.path
 
     def __fspath__(self) -> str:
-        return self.path
+        return self._resolved or self.path
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
@@ -55,14 +63,14 @@ class _PathRef:
         return hash((type(self).__name__, self.path))
 
     def __getstate__(self):
-        return self.path
+        return self.path if self._resolved is None else (self.path, self._resolved)
 
     def __setstate__(self, state):
-        self.path = state
+        self.path, self._resolved = (state, None) if isinstance(state, str) else state
 
     def exists(self) -> bool:
         """Return whether the path exists now."""
-        return os.path.exists(self.path)
+        return os.path.exists(self)
 
     def metadata(self, where: str) -> dict:
         """Return the metadata the fingerprint hashes; raise `ContextFileError` if missing."""
@@ -81,13 +89,13 @@ class FilePath(_PathRef):
 
     def metadata(self, where: str) -> dict:
         try:
-            st = os.stat(self.path)
+            st = os.stat(self)
         except FileNotFoundError:
             raise ContextFileError(
                 f"context field {where} points to {self.path!r}, which does not exist "
                 f"(cwd: {os.getcwd()}); create it before calling metalab.run()"
             ) from None
-        if not os.path.isfile(self.path):
+        if not os.path.isfile(self):
             raise ContextFileError(f"context field {where}: {self.path!r} is not a file")
         return {"path": os.path.normpath(self.path), "stat": _stat_entry(st)}
 
@@ -99,14 +107,15 @@ class DirPath(_PathRef):
     kind = "DirPath"
 
     def metadata(self, where: str) -> dict:
-        if not os.path.isdir(self.path):
-            state = "is not a directory" if os.path.exists(self.path) else "does not exist"
+        if not os.path.isdir(self):
+            state = "is not a directory" if os.path.exists(self) else "does not exist"
             raise ContextFileError(
                 f"context field {where} points to {self.path!r}, which {state} "
                 f"(cwd: {os.getcwd()}); create it before calling metalab.run()"
             )
         entries = []
-        for root, dirs, files in os.walk(self.path):
+        top = os.fspath(self)
+        for root, dirs, files in os.walk(top):
             dirs.sort()
             for name in sorted(files):
                 full = os.path.join(root, name)
@@ -114,7 +123,7 @@ class DirPath(_PathRef):
                     st = os.stat(full)
                 except FileNotFoundError:
                     continue
-                entries.append([os.path.relpath(full, self.path), *_stat_entry(st)])
+                entries.append([os.path.relpath(full, top), *_stat_entry(st)])
         return {"path": os.path.normpath(self.path), "entries": sha256_hex(canonical_json(entries))}
 
 
@@ -206,8 +215,12 @@ def context_spec(cls: type | None = None, /):
 
 
 def is_context_spec(obj: Any) -> bool:
-    """Return whether `obj` is an instance of a `@context_spec` class."""
-    return getattr(type(obj), "__metalab_context_spec__", False) and dataclasses.is_dataclass(obj)
+    """Return whether `obj` is a context spec: an instance of a `@context_spec` class or of
+    any frozen dataclass."""
+    if isinstance(obj, type) or not dataclasses.is_dataclass(obj):
+        return False
+    cls: Any = type(obj)
+    return bool(getattr(cls, "__metalab_context_spec__", False) or cls.__dataclass_params__.frozen)
 
 
 def check_context(context: Any) -> Any:
@@ -222,11 +235,59 @@ def check_context(context: Any) -> Any:
                 raise ValidationError(f"context keys must be strings, got {key!r}")
         return FrozenContext(context)
     if is_context_spec(context):
-        return context
+        return _with_path_objects(context)
+    if dataclasses.is_dataclass(context) and not isinstance(context, type):
+        raise ValidationError(
+            f"context {context!r} is an instance of a dataclass that is not frozen; a context "
+            f"is read-only: declare {type(context).__name__} with @dataclass(frozen=True) or "
+            "@metalab.context_spec"
+        )
     raise ValidationError(
-        f"context must be a dict or an instance of a @metalab.context_spec class, "
-        f"got {context!r} ({type(context).__name__})"
+        f"context must be a dict, an instance of a @metalab.context_spec class or of a "
+        f"frozen dataclass, got {context!r} ({type(context).__name__})"
     )
+
+
+def _with_path_objects(spec: Any) -> Any:
+    """`spec`, or a copy of it whose fields annotated FilePath/DirPath hold such objects
+    (a plain dataclass keeps the strings it was given)."""
+    fields = _path_fields(type(spec))
+    if all(isinstance(getattr(spec, name), _PathRef) for name in fields):
+        return spec
+    spec = copy.copy(spec)
+    _coerce_paths(spec)
+    return spec
+
+
+def resolved_context(context: Any) -> Any:
+    """Return a copy of `context` in which each `FilePath`/`DirPath` knows its absolute path,
+    resolved against the current directory: the context runs of a sweep receive, and the
+    one whose files are fingerprinted, so that runs open exactly the fingerprinted files."""
+    resolved = copy.deepcopy(context)
+    for ref in _path_refs(resolved):
+        try:
+            ref._resolved = os.path.abspath(ref.path)
+        except FileNotFoundError:
+            raise ContextFileError(
+                f"the current directory was removed: relative path {ref.path!r} in the "
+                "context names nothing; change to an existing directory first"
+            ) from None
+    return resolved
+
+
+def _path_refs(value: Any) -> Iterator[_PathRef]:
+    if isinstance(value, _PathRef):
+        yield value
+    elif is_context_spec(value):
+        _coerce_paths(value)
+        for f in dataclasses.fields(value):
+            yield from _path_refs(getattr(value, f.name))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _path_refs(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _path_refs(item)
 
 
 def _describe(value: Any, where: str, resolve: bool) -> Any:
@@ -261,8 +322,12 @@ def context_manifest(context: Any, *, resolve: bool = False) -> dict:
 
 def context_fingerprint(context: Any) -> str:
     """Hash the context's fields and file metadata (the class name does not enter it)."""
-    fields = context_manifest(context, resolve=True)["fields"]
-    return sha256_hex(canonical_json(fields))
+    return manifest_fingerprint(context_manifest(context, resolve=True))
+
+
+def manifest_fingerprint(manifest: Mapping[str, Any]) -> str:
+    """Hash a resolved `context_manifest` (its fields: the class name does not enter it)."""
+    return sha256_hex(canonical_json(manifest["fields"]))
 
 
 def context_for_run(context: Any) -> Any:

@@ -25,10 +25,10 @@ by an older definition are visible (`stale`) and can be recomputed.
 from __future__ import annotations
 
 import numbers
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from . import source
 from .errors import ValidationError
 from .record import utc_now
 
@@ -39,6 +39,8 @@ DerivedFunction = Callable[[Any], Mapping[str, Any]]
 
 def function_ref(fn: DerivedFunction) -> str:
     """`module:qualname` of a derived metric function."""
+    if isinstance(fn, Checked):
+        return fn.ref
     module = getattr(fn, "__module__", None) or "__main__"
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{module}:{name}"
@@ -46,16 +48,45 @@ def function_ref(fn: DerivedFunction) -> str:
 
 def function_hash(fn: DerivedFunction) -> str:
     """The code hash of a derived metric function ("" when its source cannot be read)."""
-    from .operation import _source_hash
-
+    if isinstance(fn, Checked):
+        return fn.code_hash
     try:
-        return str(_source_hash(fn))
+        return source.code_hash(fn)
     except Exception:  # noqa: BLE001 - builtins, lambdas in a REPL: no source, no hash
         return ""
 
 
+class Checked:
+    """A derived metric function with its name and code hash taken where it was given.
+
+    It travels to workers with them and with its source lines, so a value computed on a
+    worker that cannot read the function's file (a notebook cell) records the same code hash
+    as the driver computes, and its tracebacks show the cell's lines.
+    """
+
+    __slots__ = ("code_hash", "fn", "ref")
+
+    def __init__(self, fn: DerivedFunction, ref: str, code_hash: str):
+        self.fn, self.ref, self.code_hash = fn, ref, code_hash
+
+    def __call__(self, run: Any) -> Mapping[str, Any]:
+        return self.fn(run)
+
+    def __reduce__(self):
+        return (_checked, (self.fn, self.ref, self.code_hash, source.lines_of(self.fn)))
+
+    def __repr__(self) -> str:
+        return f"<derived metric {self.ref}>"
+
+
+def _checked(fn, ref: str, code_hash: str, lines: source.SourceLines) -> Checked:
+    source.register(lines)
+    return Checked(fn, ref, code_hash)
+
+
 def check_functions(fns: Any, argument: str = "derived_metrics") -> list[DerivedFunction]:
-    """Validate a list of derived metric functions; return it as a list."""
+    """Validate a list of derived metric functions; return them, each with its name and
+    code hash (`Checked`)."""
     if fns is None:
         return []
     if callable(fns) or isinstance(fns, (str, bytes)) or not isinstance(fns, Iterable):
@@ -76,7 +107,10 @@ def check_functions(fns: Any, argument: str = "derived_metrics") -> list[Derived
                 "its own name (def ..., or set __qualname__)"
             )
         seen[ref] = fn
-    return out
+    return [
+        fn if isinstance(fn, Checked) else Checked(fn, function_ref(fn), function_hash(fn))
+        for fn in out
+    ]
 
 
 def empty_document() -> dict[str, Any]:
@@ -162,7 +196,7 @@ def compute(
             document["errors"][ref] = {
                 "type": type(exc).__name__,
                 "message": str(exc),
-                "traceback": "".join(traceback.format_exception(exc)),
+                "traceback": source.format_exception(exc),
                 "code_hash": code_hash,
                 "computed_at": utc_now(),
             }

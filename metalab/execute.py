@@ -7,21 +7,22 @@ record; release the claim. Executors differ only in where this runs.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _claims, provenance
+from . import _claims, provenance, working_directory
 from .capture import Capture
 from .context import context_for_run
 from .errors import RunCancelled, StoreError, StoreFormatError
 from .record import RECORD_FORMAT, Status, copied, decode_record, encode_record, utc_now
 from .runtime import Runtime
 from .serializers import ensure_registered
+from .source import format_exception
 from .stores.base import flush_journal
 
 
@@ -36,6 +37,9 @@ class JobRef:
     options: Mapping[str, Any] = field(default_factory=dict)
     """`git` (computed once by the driver), `resume`, `codecs`, `derived`, `chunk_size`, and
     `attempt` (a resubmission re-runs runs whose record of this sweep has a lower attempt)."""
+    origin: working_directory.Origin | None = field(default_factory=working_directory.origin)
+    """The driver's working directory, machine and process when the job was made (at
+    `metalab.run()`): local worker processes enter that directory for the sweep's tasks."""
 
 
 class Outcome:
@@ -160,9 +164,14 @@ def open_store(store: Any) -> Any:
 
 
 def remember_experiment(locator: str, key: str, experiment: Any) -> None:
-    """Cache the driver's own experiment object, so in-process executors use it unpickled."""
+    """Cache the driver's own experiment, so in-process executors use it unpickled.
+
+    A shallow copy is kept: the fingerprint and resolved context it holds stay this sweep's
+    when the same object is prepared again for another sweep (from another directory, say)
+    while this one runs.
+    """
     with _lock:
-        _remember(_experiments, (locator, key), experiment)
+        _remember(_experiments, (locator, key), copy.copy(experiment))
 
 
 def _remember(cache: dict, key: Any, value: Any, limit: int = 16) -> None:
@@ -192,7 +201,14 @@ def run_indices(job: JobRef, indices: Iterable[int]) -> Outcomes:
 
 
 def iter_run_indices(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
-    """Run each index of `indices`, yielding each outcome as soon as its record is written."""
+    """Run each index of `indices`, yielding each outcome as soon as its record is written.
+
+    The runs see the driver's working directory (see `metalab.working_directory`)."""
+    with working_directory.entered(job.origin):
+        yield from _iter_runs(job, indices)
+
+
+def _iter_runs(job: JobRef, indices: Iterable[int]) -> Iterator[Outcome]:
     store = open_store(job.store)
     experiment = load_experiment(store, job.experiment_key)
     ensure_registered(job.options.get("codecs") or [])
@@ -327,7 +343,11 @@ def _run_claimed(
         # a copy of its own: what the operation does to its params (a list appended to, say)
         # changes neither the record nor the runs after it
         returned = experiment.operation.run(
-            context_for_run(experiment.context), copied(spec.params), spec.seeds, runtime, capture
+            context_for_run(experiment.run_context),
+            copied(spec.params),
+            spec.seeds,
+            runtime,
+            capture,
         )
         _capture_return(capture, returned)
         status = Status.COMPLETED
@@ -380,7 +400,7 @@ def _error(exc: BaseException) -> dict[str, str]:
     return {
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
         "message": message,
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "traceback": format_exception(exc),
     }
 
 

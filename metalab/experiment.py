@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _identity
-from .context import check_context, context_fingerprint, context_manifest
+from . import _identity, working_directory
+from .context import check_context, context_manifest, manifest_fingerprint, resolved_context
 from .errors import ValidationError
 from .operation import OperationWrapper, operation
 from .params import ParamSource
@@ -21,6 +21,9 @@ from .seeds import SeedBundle, SeedPlan
 
 MANIFEST_FORMAT = "metalab.experiment/1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+MAX_NAME_LENGTH = 100
+"""Most characters of a name or a version: both name files and directories (a file store's
+manifest file name holds both), which hold at most 255 bytes."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,11 @@ class RunSpec:
 def _check_text(field: str, value: Any, *, pattern: re.Pattern | None = None) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError(f"Experiment {field} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValidationError(
+            f"Experiment {field} {value[:20] + '...'!r} has {len(value)} characters; at most "
+            f"{MAX_NAME_LENGTH} are allowed (it names directories and files)"
+        )
     if pattern is not None and not pattern.match(value):
         raise ValidationError(
             f"Experiment {field} {value!r} may hold only letters, digits and . _ + - "
@@ -75,6 +83,7 @@ class Experiment:
         self.description = description
         self.tags = _check_tags(tags)
         self._context_fp: str | None = None
+        self._prepared: _Prepared | None = None
 
     # ---------------------------------------------------------------- identity
     @property
@@ -99,10 +108,22 @@ class Experiment:
         """Check params can identify runs and fingerprint the context now (files must exist).
 
         Called by `metalab.run()`; the fingerprint is then fixed for the sweep and travels
-        with the experiment to workers, which never re-read the files' metadata.
+        with the experiment to workers, which never re-read the files' metadata. Relative
+        `FilePath`/`DirPath`s are resolved against the current directory now: runs receive
+        them as the absolute paths that were fingerprinted.
         """
         self.params.validate()
-        self._context_fp = context_fingerprint(self.context)
+        context = resolved_context(self.context)
+        described = context_manifest(context, resolve=True)
+        self._prepared = _Prepared(context, described, working_directory.origin().path)
+        self._context_fp = manifest_fingerprint(described)
+
+    @property
+    def run_context(self) -> Any:
+        """The context runs receive: the one fingerprinted at `prepare()`, its paths absolute."""
+        if self._prepared is None and self._context_fp is not None:
+            return self.context  # unpickled from a metalab that kept no resolved context
+        return self._prepared_now().context
 
     @property
     def context_fingerprint(self) -> str:
@@ -205,8 +226,9 @@ class Experiment:
             },
             "params": self.params.to_manifest(),
             "seeds": self.seeds.to_manifest(),
-            "context": context_manifest(self.context, resolve=True),
+            "context": self._prepared_now().description,
             "context_fingerprint": self.context_fingerprint,
+            "working_directory": self._prepared_now().directory,
             "metadata": self.metadata,
             "n_cases": self.n_cases,
             "replicates": self.seeds.replicates,
@@ -220,8 +242,29 @@ class Experiment:
             f"cases={self.n_cases}, replicates={self.seeds.replicates}, runs={self.total_runs})"
         )
 
+    def _prepared_now(self) -> _Prepared:
+        if self._prepared is None:
+            self.prepare()
+        return self._prepared  # type: ignore[return-value]
+
     def __getstate__(self):
         return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        state.setdefault("_prepared", None)  # pickled by a metalab that did not keep it
+        self.__dict__.update(state)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """What `Experiment.prepare()` fixed for a sweep."""
+
+    context: Any
+    """The context with its paths resolved (what runs receive)."""
+    description: dict[str, Any]
+    """Its manifest entry, file metadata included (what the fingerprint hashes)."""
+    directory: str | None
+    """The working directory relative paths were resolved against."""
 
 
 def _as_int(index: Any) -> int:

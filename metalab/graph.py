@@ -6,7 +6,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import config
+from .errors import ValidationError
 from .execute import JobRef, Outcome, run_indices
+
+
+def check_chunk_size(chunk_size: Any) -> int | None:
+    """Return `chunk_size` if it is None or a positive integer; else raise `ValidationError`."""
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValidationError(
+            f"chunk_size must be a positive integer (runs per task) or None, got {chunk_size!r}"
+        )
+    return chunk_size
 
 
 def chunk_size_for(n_pending: int, chunk_size: int | None = None) -> int:
@@ -15,10 +27,8 @@ def chunk_size_for(n_pending: int, chunk_size: int | None = None) -> int:
     Small sweeps get one task per run; larger ones about `metalab.dask.target-tasks` tasks
     (both limits are in `metalab.yaml`).
     """
-    if chunk_size is not None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        return chunk_size
+    if check_chunk_size(chunk_size) is not None:
+        return chunk_size  # type: ignore[return-value]
     if n_pending <= config.get("dask.single-task-limit"):
         return 1
     return -(-n_pending // config.get("dask.target-tasks"))

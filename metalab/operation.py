@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import inspect
 import sys
-import textwrap
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
+
+from . import source
 
 INJECTABLE = ("context", "params", "seeds", "runtime", "capture")
 
@@ -43,14 +43,6 @@ def _requested_arguments(func: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-def _source_hash(func: Callable[..., Any]) -> str:
-    try:
-        source = inspect.getsource(func)
-    except (OSError, TypeError):
-        return ""
-    return hashlib.sha256(textwrap.dedent(source).encode("utf-8")).hexdigest()
-
-
 class OperationWrapper:
     """Wrapper around an operation function: name, reference, code hash and injection."""
 
@@ -81,7 +73,7 @@ class OperationWrapper:
     def code_hash(self) -> str:
         """The sha256 of the function's source, or "" when the source cannot be read."""
         if self._code_hash is None:
-            self._code_hash = _source_hash(self.func)
+            self._code_hash = source.code_hash(self.func)
         return str(self._code_hash)
 
     @property
@@ -114,7 +106,8 @@ class OperationWrapper:
         # defined in __main__ or a notebook travels by value through cloudpickle.
         if self._importable_as_ref():
             return (import_operation, (self.ref,))
-        return (_rebuild, (type(self), self.__getstate__()))
+        # by value: its source lines travel too, for tracebacks where its file is not readable
+        return (_rebuild, (type(self), self.__getstate__(), source.lines_of(self.func)))
 
     def _importable_as_ref(self) -> bool:
         module_name, qualname = self.ref.split(":", 1)
@@ -129,7 +122,8 @@ class OperationWrapper:
         return f"<metalab.operation {self._name!r} ({self.ref})>"
 
 
-def _rebuild(cls, state):
+def _rebuild(cls, state, lines=None):
+    source.register(lines)
     obj = cls.__new__(cls)
     obj.__dict__.update(state)
     return obj

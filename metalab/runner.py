@@ -298,10 +298,11 @@ def to_delayed(
 
     Each task returns a list of outcomes; the records land in the store either way.
     """
-    from .graph import build_tasks, chunk_size_for, chunks
+    from .graph import build_tasks, check_chunk_size, chunk_size_for, chunks
 
     if not isinstance(experiment, Experiment):
         raise ValidationError(f"to_delayed() needs a metalab.Experiment, got {experiment!r}")
+    check_chunk_size(chunk_size)  # before anything is written
     experiment.prepare()
     store = open_store(store, experiment)
     plan = plan_sweep(experiment, store, resume=resume, executor_name="to_delayed")

@@ -366,3 +366,56 @@ def test_equal_contexts_give_equal_run_ids(tmp_path):
     a = _experiment(DataContext(dataset=metalab.FilePath(str(target))))
     b = _experiment(DataContext(dataset=str(target)))
     assert a.run_ids() == b.run_ids()
+
+
+# ---------------------------------------------------------------- plain frozen dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainContext:
+    dataset: metalab.FilePath
+    scale: float = 2.0
+
+
+@dataclasses.dataclass
+class MutableContext:
+    scale: float = 2.0
+
+
+def _read_plain(context, capture):
+    with open(context.dataset) as fh:
+        capture.metric("rows", len(fh.read().splitlines()))
+    capture.metric("scale", context.scale)
+    capture.metric("is_plain", float(type(context).__name__ == "PlainContext"))
+
+
+def test_a_plain_frozen_dataclass_is_a_context_like_a_spec(tmp_path):
+    target = tmp_path / "d.csv"
+    target.write_text("a\nb\nc\n")
+    plain = PlainContext(dataset=str(target))  # a plain str, as a spec would take it
+    exp = _experiment(plain, operation=_read_plain)
+    assert isinstance(exp.context.dataset, metalab.FilePath)
+    assert plain.dataset == str(target)  # the user's instance is left alone
+    results = metalab.run(exp, tmp_path / "store", executor="inline").result()
+    assert results[0].metrics == {"rows": 3, "scale": 2.0, "is_plain": 1.0}
+
+    @metalab.context_spec
+    class PlainContextSpec:
+        dataset: metalab.FilePath
+        scale: float = 2.0
+
+    # the same fields and files: the same fingerprint as a spec (the class does not enter it)
+    spec = PlainContextSpec(dataset=str(target))
+    assert exp.context_fingerprint == _experiment(spec).context_fingerprint
+    assert exp.manifest()["context"]["type"] == "spec"
+    target.write_text("a\n")  # its file is fingerprinted, not its path string
+    assert _experiment(PlainContext(dataset=str(target))).context_fingerprint != (
+        exp.context_fingerprint
+    )
+
+
+def test_a_dataclass_that_is_not_frozen_is_refused_naming_it():
+    with pytest.raises(metalab.ValidationError, match=r"MutableContext.*frozen=True"):
+        _experiment(MutableContext())
+    with pytest.raises(metalab.ValidationError, match="frozen dataclass"):
+        _experiment(PlainContext)  # the class, not an instance

@@ -286,3 +286,20 @@ def test_cancelling_one_sweep_leaves_another_on_the_same_executor(tmp_path):
     results_b = b.result(timeout=120)
     assert "cancelled" in {r.status for r in results_a}
     assert [r.status for r in results_b] == ["completed"] * 12
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: metalab.ThreadExecutor(max_workers=True), "max_workers .* got True"),
+        (lambda: metalab.ProcessExecutor(max_workers="2"), "max_workers .* got '2'"),
+        (lambda: metalab.DaskExecutor(n_workers=0), "n_workers must be a positive integer"),
+        (lambda: metalab.DaskExecutor(processes="no"), "processes must be True or False, got 'no'"),
+        (lambda: metalab.DaskExecutor(dashboard_address=8787), "dashboard_address .* got 8787"),
+        (lambda: metalab.DaskExecutor("tcp://127.0.0.1:8786"), "pass distributed.Client"),
+        (lambda: metalab.DaskExecutor(chunk_size=2.5), "chunk_size .* got 2.5"),
+    ],
+)
+def test_executor_arguments_are_checked_when_it_is_made(make, match):
+    with pytest.raises(metalab.ValidationError, match=match):
+        make()

@@ -39,6 +39,20 @@ def test_bad_name_is_rejected_naming_the_field(bad):
         _exp(name=bad)
 
 
+@pytest.mark.parametrize("field", ["name", "version"])
+def test_a_name_longer_than_a_path_component_allows_is_refused_at_once(tmp_path, field):
+    with pytest.raises(metalab.ValidationError, match=rf"{field} 'a{{10}}.*' has 300 characters"):
+        _exp(**{field: "a" * 300})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_longest_name_and_version_fit_a_file_store(tmp_path):
+    exp = _exp(name="n" * 100, version="v" * 100)
+    results = metalab.run(exp, tmp_path / "store", executor="inline").result()
+    assert len(results) == 18 and {r.status for r in results} == {"completed"}
+    assert metalab.load_results(tmp_path / "store", exp.experiment_id)[0].status == "completed"
+
+
 @pytest.mark.parametrize("bad", [1, 0.1, None, "", "1/2"])
 def test_bad_version_is_rejected_naming_the_field(bad):
     with pytest.raises(ValueError, match="version"):

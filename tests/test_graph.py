@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
+import metalab
 from metalab.execute import Outcome
 from metalab.graph import AdaptiveChunks, chunk_size_for, chunks
 
@@ -111,3 +116,25 @@ def test_results_of_a_sweep_decode_records_when_first_read():
     assert all(o._record is None for o in sent)  # len() decoded nothing
     assert [r["index"] for r in results.records] == list(range(6))
     assert results[2].params == {"name": "é ü", "x": 2}
+
+
+def _noop():
+    return None
+
+
+@pytest.mark.parametrize("bad", ["3", 2.5, 0, -1, True])
+def test_to_delayed_refuses_a_bad_chunk_size_before_writing_anything(tmp_path, bad):
+    exp = metalab.Experiment(
+        name="chunks",
+        version="1",
+        context={},
+        operation=_noop,
+        params=metalab.grid(i=[1, 2, 3]),
+        seeds=metalab.seeds(base=0),
+    )
+    store = tmp_path / "store"
+    with pytest.raises(metalab.ValidationError, match=re.escape(f"got {bad!r}")):
+        metalab.to_delayed(exp, store, chunk_size=bad)
+    assert not store.exists()
+    with pytest.raises(metalab.ValidationError, match="chunk_size must be a positive integer"):
+        metalab.DaskExecutor(chunk_size=bad)

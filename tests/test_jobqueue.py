@@ -72,6 +72,9 @@ def test_prologue_quotes_module_and_environment_names_as_the_array_scripts_do():
         ({"jobs": -1}, "jobs must be an integer >= 0"),
         ({"jobs": 2, "maximum_jobs": 1}, "maximum_jobs must be an integer >= jobs"),
         ({"processes": 0}, "processes must be an integer >= 1"),
+        ({"jobs": 0}, "jobs=0 without maximum_jobs starts no worker job"),
+        ({"jobs": 0, "maximum_jobs": 0}, "maximum_jobs must be an integer >= jobs"),
+        ({"jobs": "2"}, r"jobs must be an integer >= 0, got '2'"),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, match):

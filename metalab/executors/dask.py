@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import config
 from ..errors import ExecutorError, ValidationError
-from ..graph import AdaptiveChunks, run_chunk, task_prefix
+from ..graph import AdaptiveChunks, check_chunk_size, run_chunk, task_prefix
 
 logger = logging.getLogger("metalab")
 
@@ -36,6 +36,8 @@ class DaskExecutor:
     With nothing given it uses the active `distributed` client if there is one, else a
     `LocalCluster` on 127.0.0.1: started by the first sweep, kept for the next sweeps in this
     process and closed after `metalab.dask.local-cluster-idle-timeout` idle seconds or at exit.
+    Its scheduler, workers and dashboards listen on 127.0.0.1 only (the dashboard elsewhere
+    only when `dashboard_address` says so).
     """
 
     synchronous = False
@@ -51,14 +53,16 @@ class DaskExecutor:
         chunk_size: int | None = None,
     ):
         for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValidationError(f"{name} must be a positive integer or None, got {value!r}")
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            _check_count(name, value)
+        if not isinstance(processes, bool):
+            raise ValidationError(f"processes must be True or False, got {processes!r}")
+        if dashboard_address is not None and not isinstance(dashboard_address, str):
             raise ValidationError(
-                f"chunk_size must be a positive integer or None, got {chunk_size!r}"
+                f"dashboard_address must be a string such as '127.0.0.1:8787' or None, "
+                f"got {dashboard_address!r}"
             )
+        _check_target(client_or_cluster)
+        check_chunk_size(chunk_size)
         self.target = client_or_cluster
         self.cluster_options = {
             "n_workers": n_workers,
@@ -81,10 +85,6 @@ class DaskExecutor:
         if isinstance(target, distributed.Client):
             return target, []
         if target is not None:
-            if not hasattr(target, "scheduler_address"):
-                raise ValidationError(
-                    f"DaskExecutor needs a distributed.Client or a Dask cluster, got {target!r}"
-                )
             client = distributed.Client(target, set_as_default=False)
             return client, [client]
         try:
@@ -99,9 +99,12 @@ class DaskExecutor:
         options.setdefault("dashboard_address", config.get("dask.dashboard-address"))
         if options.get("processes", True):
             options.setdefault("threads_per_worker", 1)
-            options["host"] = "127.0.0.1"
+            options["host"] = "127.0.0.1"  # scheduler and workers, their HTTP servers too
         else:
             options.setdefault("n_workers", 1)  # threads in this process talk in-process
+            # an in-process worker has no host to bind its HTTP server to: without an
+            # address it would listen on every interface
+            options["worker_dashboard_address"] = "127.0.0.1:0"
         return _local.acquire(options)
 
     # ---------------------------------------------------------------- execution
@@ -205,6 +208,23 @@ class DaskExecutor:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r})"
+
+
+def _check_count(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValidationError(f"{name} must be a positive integer or None, got {value!r}")
+
+
+def _check_target(target: Any) -> None:
+    """Refuse, when the executor is made, what is neither a Client nor a Dask cluster."""
+    if target is None or hasattr(target, "scheduler_address"):
+        return  # a cluster
+    if "distributed" in sys.modules and isinstance(target, sys.modules["distributed"].Client):
+        return
+    raise ValidationError(
+        f"DaskExecutor needs a distributed.Client, a Dask cluster or None (a local cluster), "
+        f"got {target!r} (for a scheduler's address, pass distributed.Client(address))"
+    )
 
 
 @contextlib.contextmanager
@@ -421,8 +441,7 @@ class ThreadExecutor(DaskExecutor):
     """A local Dask cluster of `max_workers` threads in this process."""
 
     def __init__(self, max_workers: int | None = None, **options: Any):
-        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
-            raise ValidationError(f"max_workers must be a positive integer, got {max_workers!r}")
+        _check_count("max_workers", max_workers)
         super().__init__(
             None, n_workers=1, threads_per_worker=max_workers, processes=False, **options
         )
@@ -436,8 +455,7 @@ class ProcessExecutor(DaskExecutor):
     """A local Dask cluster of `max_workers` single-threaded worker processes."""
 
     def __init__(self, max_workers: int | None = None, **options: Any):
-        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
-            raise ValidationError(f"max_workers must be a positive integer, got {max_workers!r}")
+        _check_count("max_workers", max_workers)
         super().__init__(
             None, n_workers=max_workers, threads_per_worker=1, processes=True, **options
         )

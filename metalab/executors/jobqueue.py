@@ -52,7 +52,12 @@ class JobqueueExecutor(DaskExecutor):
             or maximum_jobs < max(jobs, 1)
         ):
             raise ValidationError(
-                f"maximum_jobs must be an integer >= jobs ({jobs}), got {maximum_jobs!r}"
+                f"maximum_jobs must be an integer >= jobs ({jobs}) and >= 1, got {maximum_jobs!r}"
+            )
+        if jobs == 0 and maximum_jobs is None:
+            raise ValidationError(
+                "jobs=0 without maximum_jobs starts no worker job, so the sweep would never "
+                "start: pass jobs >= 1, or maximum_jobs >= 1 to start jobs as work appears"
             )
         super().__init__(None, chunk_size=chunk_size)
         self.config = config
@@ -91,6 +96,7 @@ class JobqueueExecutor(DaskExecutor):
             ],
         }
         kwargs.update(self.cluster_options)
+        kwargs["scheduler_options"] = _scheduler_options(kwargs.get("scheduler_options"))
         return kwargs
 
     def _connect(self) -> tuple[Any, list[Any]]:
@@ -113,6 +119,21 @@ class JobqueueExecutor(DaskExecutor):
 
     def __repr__(self) -> str:
         return f"JobqueueExecutor({self.config!r}, jobs={self.jobs})"
+
+
+def _scheduler_options(given: dict[str, Any] | None) -> dict[str, Any]:
+    """The scheduler's options: the user's (or dask-jobqueue's configured ones), with the
+    dashboard on metalab's dashboard address (127.0.0.1) unless they name one. The scheduler
+    itself listens where dask-jobqueue puts it: workers on compute nodes must reach it."""
+    import dask.config
+
+    from .. import config
+
+    if given is None:
+        given = dask.config.get("jobqueue.slurm.scheduler-options", default={}) or {}
+    options = dict(given)
+    options.setdefault("dashboard_address", config.get("dask.dashboard-address"))
+    return options
 
 
 def _startup_timeout() -> float:
