@@ -20,6 +20,14 @@ Shard directories are made when first written to. Stores of version 1 keep one d
 kind (`runs/<run_id>.json`, ...) and are read and written in that layout.
 
 Every file is written to a temporary name and renamed into place, so readers see whole files.
+A temporary name says who writes it (`.<name>.<host>-<pid>.<n>.tmp`): one left by a killed
+writer is removed when a listing comes across it, once its writer is dead by the rule claims
+follow (`metalab._claims.is_alive`).
+
+A store may come from anyone, so what it holds is checked before it becomes a path (see
+`metalab._trust`): a record is read only from a file named after its run id, a manifest
+only when its experiment id, name and session have their form; anything else is skipped
+with an `UnsafeStoreWarning`.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .. import _claims
+from .. import _claims, _trust
 from ..errors import StoreError, StoreFormatError
 from ..record import RECORD_FORMAT, check_format, encode_record
 from . import _journal
@@ -67,12 +75,14 @@ _counter = itertools.count()
 _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 
 
-_pid = [os.getpid()]  # this process's id, for temporary file names (updated in a fork)
+_pid = [os.getpid()]  # this process's id (updated in a fork)
+_tag = [_claims.writer_tag()]  # who writes a temporary file, as its name says
 
 
 def _after_fork_in_child() -> None:
     """A forked child has a pid of its own, and the claims it inherited are its parent's."""
     _pid[0] = os.getpid()
+    _tag[0] = _claims.writer_tag()
     for store in list(_stores):
         for _, _, fd, _ in store._held.values():
             if fd is not None:
@@ -95,7 +105,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False
     """Write `data` to `path` through a temporary file and a rename; with `make_dir`, make
     the directory first if it is missing. Returns the file's stat as written."""
     directory, slash, name = os.fspath(path).rpartition("/")
-    tmp = f"{directory}{slash}.{name}.{_pid[0]}.{next(_counter)}.tmp"
+    tmp = f"{directory}{slash}{_temporary(name)}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         fd = os.open(tmp, flags, 0o644)
@@ -106,9 +116,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False
         fd = os.open(tmp, flags, 0o644)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_fd(fd, data)
             st = os.fstat(fd)
         finally:
             os.close(fd)
@@ -120,6 +128,31 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False
         except OSError:
             pass
         raise
+
+
+def _temporary(name: str) -> str:
+    """A temporary name for the file `name`, saying who writes it."""
+    return f".{name}.{_tag[0]}.{next(_counter)}.tmp"
+
+
+def remove_if_left(directory: str, name: str, now: float | None = None) -> bool:
+    """Remove the temporary file `name` of `directory` if its writer is dead (killed while
+    writing it); return whether `name` is a temporary file at all."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    parts = name.rsplit(".", 3)
+    owner = _claims.tag_owner(parts[1]) if len(parts) == 4 else None
+    # a name of an earlier metalab (`.<name>.<pid>.<n>.tmp`): its host unknown, it is dead
+    # once nobody wrote to it for a lease
+    owner = owner or {"host": "", "pid": None}
+    path = f"{directory}/{name}"
+    try:
+        age = (time.time() if now is None else now) - os.lstat(path).st_mtime
+        if not _claims.is_alive(owner, age):
+            os.unlink(path)
+    except OSError:  # removed meanwhile, or not ours to remove
+        pass
+    return True
 
 
 class FileStore:
@@ -140,6 +173,9 @@ class FileStore:
         # what this process noted of the records it wrote, for loading
         self._journal = _journal.Journal(f"{self._top}/cache/journal")
         self._sharded = _layout_version(self._top) >= 2
+        # the identity (inode, mtime, size) of records read as not completed, which have no
+        # `.done` marker for that reason (see `scan`)
+        self._not_completed: dict[str, tuple[int, int, int]] = {}
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -160,22 +196,59 @@ class FileStore:
                 ) from None
             self._create()
             return
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:  # empty or cut short: a kill or a full disk as it was written
+            meta = self._repaired_meta(exc)
+        except OSError as exc:
             raise StoreError(f"cannot read {str(meta_path)!r}: {exc}") from exc
-        version = meta.get("version", 0)
+        version = meta.get("version", 0) if isinstance(meta, dict) else None
         if (
-            meta.get("format") != STORE_FORMAT
+            not isinstance(meta, dict)
+            or meta.get("format") != STORE_FORMAT
             or not isinstance(version, int)
             or version > STORE_VERSION
         ):
+            found = meta.get("format") if isinstance(meta, dict) else meta
             raise StoreFormatError(
-                f"{str(self.root)!r} holds store format {meta.get('format')!r} version "
+                f"{str(self.root)!r} holds store format {found!r} version "
                 f"{version!r}; this metalab reads {STORE_FORMAT!r} up to version "
                 f"{STORE_VERSION}"
             )
         self._sharded = version >= 2
         if create:
             self._make_layout()
+
+    def _repaired_meta(self, damage: ValueError) -> dict[str, Any]:
+        """The meta data of a store whose `_meta.json` is empty or cut short, written anew
+        when its directories are a store's (else a `StoreError`): its version is the one
+        its layout shows. A store this user cannot write is read as it is."""
+        path = f"{self._top}/_meta.json"
+        if not all(os.path.isdir(f"{self._top}/{sub}") for sub in ("runs", "experiments")):
+            raise StoreError(
+                f"{path!r} is damaged ({damage}) and {str(self.root)!r} does not look like a "
+                "metalab store (no runs/ and experiments/ directories)"
+            )
+        meta = {
+            "format": STORE_FORMAT,
+            "version": self._version_from_layout(),
+            "created_at": _now(),
+            "repaired": True,
+        }
+        try:
+            atomic_write(path, _dumps(meta))
+        except OSError:
+            pass
+        return meta
+
+    def _version_from_layout(self) -> int:
+        """1 when a per-run directory holds a run's file directly, else the current version."""
+        for sub in ("runs", "claims", "logs", "derived", "artifacts"):
+            try:
+                names = os.listdir(f"{self._top}/{sub}")
+            except OSError:
+                continue
+            if any(_trust.is_run_id(name.partition(".")[0]) for name in names):
+                return 1
+        return STORE_VERSION
 
     def _create(self) -> None:
         if self.root.exists() and not self.root.is_dir():
@@ -187,14 +260,25 @@ class FileStore:
                 f"{str(self.root)!r} is a non-empty directory that is not a metalab store; "
                 "choose an empty or new directory"
             )
-        self._make_layout()
         meta = {"format": STORE_FORMAT, "version": STORE_VERSION, "created_at": _now()}
+        tmp = f"{self._top}/{_temporary('_meta.json')}"
         try:
-            fd = os.open(self.root / "_meta.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return  # another process created it first
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_dumps(meta))
+            self._make_layout()
+            # whole or absent: written aside, then linked into place, which fails if another
+            # process created it first
+            atomic_write(tmp, _dumps(meta))
+            linked = _link_exclusive(tmp, f"{self._top}/_meta.json")
+            if linked is None and not os.path.exists(f"{self._top}/_meta.json"):
+                os.replace(tmp, f"{self._top}/_meta.json")  # a filesystem without hard links
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create a store at {str(self.root)!r}: {exc.strerror or exc}"
+            ) from exc
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
     def _make_layout(self) -> None:
         for sub in _LAYOUT:
@@ -219,51 +303,99 @@ class FileStore:
     # ---------------------------------------------------------------- experiments
     def write_manifest(self, experiment_id: str, manifest: dict[str, Any]) -> str:
         """Write a manifest under a unique timestamped name; never overwrites."""
+        if not _trust.is_experiment_id(experiment_id):
+            raise StoreError(
+                f"{experiment_id!r} is not an experiment id (name:version): metalab makes no "
+                "path of it"
+            )
         data = _dumps(manifest)
-        directory = self.root / "experiments"
-        tmp = directory / f".manifest.{os.getpid()}.{next(_counter)}.tmp"
-        tmp.write_bytes(data)
+        directory = f"{self._top}/experiments"
+        tmp = f"{directory}/{_temporary('manifest')}"
         try:
-            stamp = _dt.datetime.now(_dt.UTC)
-            while True:
-                path = directory / f"{experiment_id}_{stamp.strftime(_TS_FORMAT)}.json"
-                try:
-                    os.link(tmp, path)
-                    return str(path)
-                except FileExistsError:
-                    stamp += _dt.timedelta(microseconds=1)
-        finally:
-            tmp.unlink()
+            atomic_write(tmp, data)
+            try:
+                stamp = _dt.datetime.now(_dt.UTC)
+                while True:
+                    path = f"{directory}/{experiment_id}_{stamp.strftime(_TS_FORMAT)}.json"
+                    try:
+                        os.link(tmp, path)
+                        return path
+                    except FileExistsError:
+                        stamp += _dt.timedelta(microseconds=1)
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise self._write_failed(f"the manifest of {experiment_id!r}", exc) from exc
 
     def manifests(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
-        """Return manifests, oldest first, each with its file name under `_file`."""
+        """Return manifests, oldest first, each with its file name under `_file`.
+
+        A manifest whose experiment id is not the one its file is named after, or whose
+        name, version, session or experiment key has not their form, is skipped with an
+        `UnsafeStoreWarning`."""
         out = []
-        for name in sorted(os.listdir(self.root / "experiments"), key=lambda n: n[-_TS_LEN - 5 :]):
-            if not name.endswith(".json") or name.startswith("."):
+        directory = f"{self._top}/experiments"
+        for name in sorted(os.listdir(directory), key=lambda n: n[-_TS_LEN - 5 :]):
+            if remove_if_left(directory, name) or not name.endswith(".json"):
+                continue
+            if name.startswith("."):
                 continue
             exp_id = name[: -_TS_LEN - 6]
             if experiment_id is not None and exp_id != experiment_id:
                 continue
             try:
-                manifest = json.loads((self.root / "experiments" / name).read_bytes())
+                manifest = json.loads(read_bytes(f"{directory}/{name}") or b"")
             except (OSError, ValueError):
+                continue
+            why = _manifest_problem(manifest, exp_id)
+            if why is not None:
+                _trust.skipped(f"manifest {directory}/{name}", why)
                 continue
             manifest["_file"] = f"experiments/{name}"
             out.append(manifest)
         return out
 
     def save_experiment(self, key: str, blob: bytes) -> None:
-        """Write the serialized experiment once; later calls with the same key do nothing."""
-        path = self.root / "experiments" / "blobs" / f"{key}.pkl"
-        if not path.exists():
-            atomic_write(path, blob)
+        """Write the serialized experiment once; later calls with the same key do nothing,
+        unless the file holds other bytes (damaged, or changed by someone), which are
+        replaced."""
+        path = self._blob_path(key)
+        if read_bytes(path) != blob:
+            try:
+                atomic_write(path, blob)
+            except OSError as exc:
+                raise self._write_failed(f"experiment {key!r}", exc) from exc
+
+    def _blob_path(self, key: str) -> str:
+        return f"{self._top}/experiments/blobs/{_trust.check_experiment_key(key)}.pkl"
 
     def load_experiment(self, key: str) -> bytes:
         """Return the serialized experiment `key`."""
+        data = read_bytes(self._blob_path(key))
+        if data is None:
+            raise StoreError(f"store {str(self.root)!r} has no experiment {key!r}")
+        return data
+
+    def read_pickled(self, kind: str, key: str) -> tuple[bytes, str | None]:
+        """Return the bytes of experiment `key` (`kind` "experiment") or of the artifact
+        reference `key` ("artifact"), and why someone other than this user could have
+        written them: the file is not the user's, or group or others may write it (None
+        when nobody else could). Raises `StoreError` when they are missing."""
+        if kind == "experiment":
+            path, what = self._blob_path(key), f"experiment {key!r}"
+        else:
+            path, what = str(self._inside(key)), f"artifact {key!r}"
         try:
-            return (self.root / "experiments" / "blobs" / f"{key}.pkl").read_bytes()
+            return _trust.read_for_unpickling(path)
         except FileNotFoundError:
-            raise StoreError(f"store {str(self.root)!r} has no experiment {key!r}") from None
+            raise StoreError(f"{what} is missing from store {str(self.root)!r}") from None
+
+    def _write_failed(self, what: str, exc: OSError) -> StoreError:
+        """The error for `what` that could not be written (a full disk, say)."""
+        return StoreError(
+            f"cannot write {what} to store {str(self.root)!r}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+        )
 
     # ---------------------------------------------------------------- records
     def _file(self, sub: str, name: str) -> str:
@@ -272,7 +404,8 @@ class FileStore:
 
     def _run_dir(self, sub: str, run_id: str) -> str:
         """The directory of `sub` (runs, claims, logs, derived, artifacts) holding `run_id`'s
-        files."""
+        files; a `StoreError` for anything but a run id, which no path is made of."""
+        _trust.check_run_id(run_id)
         if self._sharded:
             return f"{self._top}/{sub}/{run_id[:2]}"
         return f"{self._top}/{sub}"
@@ -291,8 +424,10 @@ class FileStore:
         return self._sharded and len(name) == 2 and not name.startswith(".")
 
     def _listing(self, sub: str) -> Iterator[tuple[str, str]]:
-        """(directory, name) of every per-run file of `sub`, through its shards."""
+        """(directory, name) of every per-run file of `sub`, through its shards; temporary
+        files left by dead writers are removed on the way, and not given."""
         top = f"{self._top}/{sub}"
+        now = time.time()
         for name in os.listdir(top):
             if self._is_shard(name):
                 directory = f"{top}/{name}"
@@ -301,20 +436,80 @@ class FileStore:
                 except (NotADirectoryError, FileNotFoundError):
                     continue
                 for inner in names:
-                    yield directory, inner
-            else:
+                    if not remove_if_left(directory, inner, now):
+                        yield directory, inner
+            elif not remove_if_left(top, name, now):
                 yield top, name
 
+    def _run_of(self, sub: str, directory: str, name: str, suffix: str) -> str | None:
+        """The run id of the file `name` of `directory` (in `sub`) if it ends with `suffix`;
+        None for other names, and, with an `UnsafeStoreWarning`, for a name that is not a
+        run id's, or a file not where the store keeps that run's files."""
+        if not name.endswith(suffix) or name.startswith("."):
+            return None
+        run_id = name[: -len(suffix)]
+        if _trust.is_run_id(run_id) and directory == self._run_dir(sub, run_id):
+            return run_id
+        _trust.skipped(
+            f"{directory}/{name}",
+            "its name is not a run id (32 hexadecimal digits) in the directory of its run",
+        )
+        return None
+
     def scan(self) -> tuple[set[str], set[str]]:
-        """One listing of the records: (run ids with a final record, run ids completed)."""
+        """One listing of the records: (run ids with a final record, run ids completed).
+
+        A completed record whose `.done` marker is missing (its writer was killed between
+        the two) counts as completed, and its marker is made again."""
         final: set[str] = set()
         done: set[str] = set()
-        for _, name in self._listing("runs"):
-            if name.endswith(".json") and not name.startswith("."):
-                final.add(name[:-5])
+        for directory, name in self._listing("runs"):
+            if name.endswith(".json"):
+                run_id = self._run_of("runs", directory, name, ".json")
+                if run_id is not None:
+                    final.add(run_id)
             elif name.endswith(".done"):
-                done.add(name[:-5])
+                run_id = self._run_of("runs", directory, name, ".done")
+                if run_id is not None:
+                    done.add(run_id)
+        for run_id in final - done:
+            if self._completed_unmarked(run_id):
+                done.add(run_id)
         return final, done
+
+    def _completed_unmarked(self, run_id: str) -> bool:
+        """Whether the record of `run_id`, which has no `.done` marker, is completed; if so
+        the marker is made again (where this user may write). A run claimed now is being
+        run again: its record is left to its writer."""
+        path = self._record_path(run_id)
+        try:
+            identity = _identity(os.stat(path))
+        except FileNotFoundError:
+            return False
+        if self._not_completed.get(run_id) == identity or os.path.exists(self._claim_path(run_id)):
+            return False
+        try:
+            record = self._read_record(path)
+        except StoreFormatError:  # unreadable: the run is run again
+            record = None
+        if record is None or record.get("status") != "completed":
+            self._not_completed[run_id] = identity
+            return False
+        self._mark_done(path, self._run_file("runs", run_id, ".done"))
+        return True
+
+    @staticmethod
+    def _mark_done(path: str, marker: str) -> None:
+        """Make the `.done` marker of the completed record at `path`."""
+        try:
+            os.link(path, marker)  # one call, no file to open; the marker's content is unused
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links, or a store this user cannot write
+            try:
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
+            except OSError:
+                pass
 
     def put_record(self, record: dict[str, Any]) -> bytes:
         """Persist a final record; the `.done` marker follows a completed one, never precedes it.
@@ -326,20 +521,18 @@ class FileStore:
         marker = self._run_file("runs", run_id, ".done")
         data = encode_record(record)
         path = self._record_path(run_id)
-        if record["status"] == "completed":
-            st = self._write_record(run_id, data, path)
-            try:
-                os.link(path, marker)  # one call, no file to open; the marker's content is unused
-            except FileExistsError:
-                pass
-            except OSError:  # a filesystem without hard links
-                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
-        else:
-            try:
-                os.unlink(marker)
-            except FileNotFoundError:
-                pass
-            st = self._write_record(run_id, data, path)
+        try:
+            if record["status"] == "completed":
+                st = self._write_record(run_id, data, path)
+                self._mark_done(path, marker)
+            else:
+                try:
+                    os.unlink(marker)
+                except FileNotFoundError:
+                    pass
+                st = self._write_record(run_id, data, path)
+        except OSError as exc:
+            raise self._write_failed(f"the record of run {run_id}", exc) from exc
         self._journal.note(run_id, st, data, record)
         return data
 
@@ -365,7 +558,7 @@ class FileStore:
 
     def _read_record(self, path: str) -> dict[str, Any] | None:
         data = read_bytes(path)
-        return None if data is None else _decode_record(data, path)
+        return None if data is None else _named_record(data, path)
 
     def get_records(self, run_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield the existing records of `run_ids`, in order."""
@@ -387,8 +580,8 @@ class FileStore:
             # listed a moment ago: open it directly (a record replaced meanwhile still reads)
             path = self._record_path(run_id)
             data = read_bytes(path)
-            if data is not None:
-                yield data, _decode_record(data, path)
+            if data is not None and (record := _named_record(data, path)) is not None:
+                yield data, record
 
     # ---------------------------------------------------------------- loading
     def load_records(self) -> list[tuple[bytes | dict[str, Any], dict[str, Any]]]:
@@ -419,7 +612,10 @@ class FileStore:
             if got is None:  # removed since the listing
                 continue
             raw, st = got
-            found[run_id] = rows[run_id] = _decode_record(raw, path)
+            record = _named_record(raw, path)
+            if record is None:
+                continue
+            found[run_id] = rows[run_id] = record
             listed = files[run_id]
             if st.st_uid == uid and _identity(st) == _identity(listed):
                 read[run_id] = raw
@@ -453,9 +649,10 @@ class FileStore:
                 continue
             try:
                 for name in os.listdir(fd):
-                    if name.endswith(".json") and not name.startswith("."):
+                    run_id = self._run_of("runs", directory, name, ".json")
+                    if run_id is not None:
                         try:
-                            out[name[:-5]] = os.stat(name, dir_fd=fd)
+                            out[run_id] = os.stat(name, dir_fd=fd)
                         except FileNotFoundError:  # removed since the listing
                             pass
             finally:
@@ -480,7 +677,9 @@ class FileStore:
         names.sort(key=lambda name: (not name.startswith("load-"), name))
         out = []
         for name in names:
-            if not name.endswith(_journal.SUFFIX) or name.startswith("."):
+            if remove_if_left(directory, name) or not name.endswith(_journal.SUFFIX):
+                continue
+            if name.startswith("."):
                 continue
             path = f"{directory}/{name}"
             try:  # a regular file, not followed through a link: a FIFO would never end
@@ -544,19 +743,32 @@ class FileStore:
         the same reference for the same artifact.
         """
         directory = f"{self._run_dir('artifacts', run_id)}/{run_id}"
-        os.makedirs(directory, exist_ok=True)
-        atomic_write(f"{directory}/{filename}", data)
+        if not _trust.is_file_name(filename):
+            raise StoreError(
+                f"artifact file name {filename!r} of run {run_id} cannot name a file in its "
+                "run's directory (one path component, not starting with '.')"
+            )
+        try:
+            os.makedirs(directory, exist_ok=True)
+            atomic_write(f"{directory}/{filename}", data)
+        except OSError as exc:
+            raise self._write_failed(f"artifact {filename!r} of run {run_id}", exc) from exc
         return f"artifacts/{run_id}/{filename}"
 
     def read_artifact(self, ref: str) -> bytes:
         """Return the bytes of an artifact reference (relative to this store's root)."""
-        path = self.artifact_path(ref).resolve()
-        if self.root not in path.parents:
-            raise StoreError(f"artifact reference {ref!r} points outside the store")
+        path = self._inside(ref)
         try:
             return path.read_bytes()
         except FileNotFoundError:
             raise StoreError(f"artifact {ref!r} is missing from store {str(self.root)!r}") from None
+
+    def _inside(self, ref: str) -> Path:
+        """The file behind an artifact reference; a `StoreError` if it is outside the store."""
+        path = self.artifact_path(ref).resolve()
+        if self.root.resolve() not in path.parents:
+            raise StoreError(f"artifact reference {ref!r} points outside the store")
+        return path
 
     def artifact_path(self, ref: str) -> Path:
         """Return the file behind an artifact reference."""
@@ -568,13 +780,20 @@ class FileStore:
     def open_log(self, run_id: str) -> IO[str]:
         """Open the run's log for appending (line buffered); earlier attempts' lines stay."""
         path = self._run_file("logs", run_id, ".log")
-        if self._sharded:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, "a", encoding="utf-8", buffering=1)
+        try:
+            if self._sharded:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "a", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise self._write_failed(f"the log of run {run_id}", exc) from exc
 
     def put_log(self, run_id: str, text: str) -> None:
         """Replace the run's log with `text` (what a transfer between stores writes)."""
-        atomic_write(self._run_file("logs", run_id, ".log"), text.encode("utf-8"), make_dir=True)
+        path = self._run_file("logs", run_id, ".log")
+        try:
+            atomic_write(path, text.encode("utf-8"), make_dir=True)
+        except OSError as exc:
+            raise self._write_failed(f"the log of run {run_id}", exc) from exc
 
     def read_log(self, run_id: str) -> str:
         """Return the run's log text, or "" when it logged nothing."""
@@ -603,29 +822,40 @@ class FileStore:
     def _create_claim(self, path: str, owner: dict[str, Any]) -> bool:
         """Create the claim file `path` holding `owner`, atomically; False if it exists.
 
-        The claim file is also the run's record in the making: it stays open, and
-        `put_record` writes the record into it and renames it into `runs/`, so a run's
-        claim, record and release cost one file between them (see `_put_claimed`). Claims
-        are this process's and thread's: `put_record` and `release` of the same run come
-        from the thread that claimed it.
+        The owner is written to a temporary file first, which is then linked to `path`
+        (which fails if `path` exists): a claim file never exists without its owner, even
+        if the process is killed as it claims. The claim file is also the run's record in
+        the making: it stays open, and `put_record` writes the record into it and renames it
+        into `runs/`, so a run's claim, record and release cost one file between them (see
+        `_put_claimed`). Claims are this process's and thread's: `put_record` and `release`
+        of the same run come from the thread that claimed it.
         """
         content = self._owner_bytes(owner)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+        directory, _, name = path.rpartition("/")
+        tmp = f"{directory}/{_temporary(name)}"
         try:
+            fd = _create_exclusive(tmp)
             try:
-                fd = os.open(path, flags, 0o644)
-            except FileNotFoundError:
-                self._make_parent(path)  # a shard not written to yet
-                fd = os.open(path, flags, 0o644)
+                _write_fd(fd, content)
+                inode = os.fstat(fd).st_ino
+                linked = _link_exclusive(tmp, path)
+            except BaseException:
+                os.close(fd)
+                raise
+            finally:
+                os.unlink(tmp)
+            if linked is None:  # a filesystem without hard links: created, then written
+                os.close(fd)
+                fd = _create_exclusive(path, make_dir=False)
+                _write_fd(fd, content)
+                inode, linked = os.fstat(fd).st_ino, True
         except FileExistsError:
             return False
-        try:
-            os.write(fd, content)
-            inode = os.fstat(fd).st_ino
-        except BaseException:
+        except OSError as exc:
+            raise self._write_failed(f"the claim on run {name[:-6]}", exc) from exc
+        if not linked:
             os.close(fd)
-            os.unlink(path)
-            raise
+            return False
         self._held[(path, threading.get_ident())] = (time.monotonic(), content, fd, inode)
         if self._watched != _pid[0]:  # the heartbeat touches every claim in _held
             _claims.heartbeat.watch_files(self)
@@ -635,11 +865,6 @@ class FileStore:
     def held_files(self) -> list[str]:
         """The claim files this process holds (what the heartbeat touches)."""
         return [path for path, _ in list(self._held)]
-
-    @staticmethod
-    def _make_parent(path: str) -> None:
-        """Make the directory of `path` (a shard not written to yet) if it is missing."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
 
     @staticmethod
     def _still_ours(path: str, held: tuple[float, bytes, int | None, int]) -> os.stat_result | None:
@@ -748,9 +973,25 @@ class FileStore:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+            self._tidy_run(path.rpartition("/")[2][: -len(".claim")])
             return self._create_claim(path, owner)
         finally:
             os.unlink(lock)
+
+    def _tidy_run(self, run_id: str) -> None:
+        """Remove the temporary files a dead owner of `run_id`'s claim left (its log,
+        derived metrics or artifacts being written when it was killed)."""
+        now = time.time()
+        places = [(self._run_dir(sub, run_id), f".{run_id}.") for sub in ("logs", "derived")]
+        places.append((f"{self._run_dir('artifacts', run_id)}/{run_id}", "."))
+        for directory, prefix in places:
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith(prefix):
+                    remove_if_left(directory, name, now)
 
     def claim_owner(self, run_id: str) -> dict[str, Any] | None:
         """Return the owner of the claim on `run_id`, alive or dead, or None when unclaimed."""
@@ -783,11 +1024,12 @@ class FileStore:
             if name.startswith(".owner-"):
                 self._remove_if_dead(f"{directory}/{name}")
                 continue
-            if not name.endswith(".claim"):
+            run_id = self._run_of("claims", directory, name, ".claim")
+            if run_id is None:
                 continue
             current = self._read_claim(f"{directory}/{name}")
             if current is not None and _claims.is_alive(current[0], current[1]):
-                out[name[:-6]] = current[0]
+                out[run_id] = current[0]
         return out
 
     def _remove_if_dead(self, owner_file: str) -> None:
@@ -803,16 +1045,20 @@ class FileStore:
     # ---------------------------------------------------------------- control
     def request_cancel(self, session: str) -> None:
         """Leave a cancellation marker for `session`."""
-        (self.root / "control" / f"cancel-{session}").touch()
+        (self.root / "control" / f"cancel-{_session(session)}").touch()
 
     def cancel_requested(self, session: str) -> bool:
         """Whether the cancellation marker of `session` exists."""
-        return os.path.exists(self._file("control", f"cancel-{session}"))
+        return os.path.exists(self._file("control", f"cancel-{_session(session)}"))
 
     # ---------------------------------------------------------------- derived metrics
     def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
         """Replace the run's derived metrics document."""
-        atomic_write(self._run_file("derived", run_id, ".json"), _dumps(values), make_dir=True)
+        path = self._run_file("derived", run_id, ".json")
+        try:
+            atomic_write(path, _dumps(values), make_dir=True)
+        except OSError as exc:
+            raise self._write_failed(f"the derived metrics of run {run_id}", exc) from exc
 
     def get_derived(self, run_id: str) -> dict[str, Any]:
         """Return the run's derived metrics document, or {}."""
@@ -844,7 +1090,7 @@ class _Current:
         into `found` (run id -> bytes) and `rows`; return how many bytes of records it gave,
         and how many it holds."""
         given = held = 0
-        trust = {owner: _journal.trusted(jst, *owner) for owner in self.owners}
+        trust = {owner: _trust.may_vouch(jst, *owner) for owner in self.owners}
         for columns, offset, length in _journal.read_entries(data):
             held += length
             try:
@@ -876,9 +1122,11 @@ class _Current:
             and found.keys().isdisjoint(run_ids)
         ):
             ends = list(itertools.accumulate(sizes, initial=offset))
-            found.update(zip(run_ids, [data[a:b] for a, b in itertools.pairwise(ends)]))
-            rows.update(zip(run_ids, [dict(zip(_ROW_KEYS, t)) for t in zip(run_ids, *fields)]))
-            return length
+            records = [data[a:b] for a, b in itertools.pairwise(ends)]
+            if all(map(_journal.names_run, records, run_ids)):
+                found.update(zip(run_ids, records))
+                rows.update(zip(run_ids, [dict(zip(_ROW_KEYS, t)) for t in zip(run_ids, *fields)]))
+                return length
         given = 0
         for i, run_id in enumerate(run_ids):  # some records rewritten since, say
             size = sizes[i]
@@ -890,6 +1138,7 @@ class _Current:
                 and st.st_size == size
                 and run_id not in found
                 and trust[st.st_uid, st.st_mode]
+                and _journal.names_run(data[offset : offset + size], run_id)
             ):
                 found[run_id] = data[offset : offset + size]
                 rows[run_id] = dict(zip(_ROW_KEYS, [run_id, *(c[i] for c in fields)]))
@@ -905,6 +1154,39 @@ def _order(row: dict[str, Any]) -> tuple[str, int, str]:
     """Where a record goes when loaded: by experiment id, index and run id (`load_results`)."""
     index = row.get("index")
     return str(row.get("experiment_id", "")), index if type(index) is int else 0, row["run_id"]
+
+
+def _create_exclusive(path: str, *, make_dir: bool = True) -> int:
+    """Create the file `path` to read and write; `FileExistsError` if it exists. With
+    `make_dir`, its directory (a shard not written to yet) is made if it is missing."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        if not make_dir:
+            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o644)
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _link_exclusive(source: str, path: str) -> bool | None:
+    """Link `source` to `path`: True, or False if `path` exists; None where the filesystem
+    has no hard links."""
+    try:
+        os.link(source, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            return None
+        raise
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -956,7 +1238,23 @@ def _decode_record(data: bytes, path: str) -> dict[str, Any]:
         record = json.loads(data)
     except ValueError as exc:
         raise StoreFormatError(f"run record {path!r} is not valid JSON ({exc})") from exc
+    if not isinstance(record, dict):
+        raise StoreFormatError(f"run record {path!r} is not a JSON object")
     return check_format(record, path)
+
+
+def _named_record(data: bytes, path: str) -> dict[str, Any] | None:
+    """The record in `data`, read from `path`; None, with an `UnsafeStoreWarning`, when it
+    is not the record of the run its file is named after."""
+    record = _decode_record(data, path)
+    run_id = record.get("run_id")
+    if run_id == path.rpartition("/")[2][:-5] and _trust.is_run_id(run_id):
+        return record
+    _trust.skipped(
+        f"run record {path}",
+        f"its run id {run_id!r} is not the one its file is named after",
+    )
+    return None
 
 
 def _layout_version(root: str) -> int:
@@ -968,6 +1266,30 @@ def _layout_version(root: str) -> int:
     except (OSError, ValueError, AttributeError):
         return STORE_VERSION
     return version if isinstance(version, int) else STORE_VERSION
+
+
+def _session(session: str) -> str:
+    if not _trust.is_name(session):
+        raise StoreError(f"{session!r} is not a session: metalab makes no path of it")
+    return session
+
+
+def _manifest_problem(manifest: Any, exp_id: str) -> str | None:
+    """Why a manifest read from a file named after `exp_id` cannot be used, or None."""
+    if not isinstance(manifest, dict):
+        return "it is not a JSON object"
+    found = manifest.get("experiment_id")
+    if found != exp_id or not _trust.is_experiment_id(found):
+        return f"its experiment id {found!r} is not {exp_id!r}, the one its file is named after"
+    for field, check in (
+        ("name", _trust.is_name),
+        ("version", _trust.is_name),
+        ("session", _trust.is_name),
+        ("experiment_key", _trust.is_experiment_key),
+    ):
+        if field in manifest and not check(manifest[field]):
+            return f"its {field} {manifest[field]!r} has not the form metalab gives it"
+    return None
 
 
 def _reopened(root: str, version: int) -> FileStore:
