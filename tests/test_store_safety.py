@@ -616,3 +616,48 @@ def test_workers_load_the_experiment_the_sweep_stored_whoever_wrote_its_file(
         execute.load_experiment(store, key)
     assert len(sweep(store_path)) == 3  # a new submission stores its experiment anew
     assert blob.stat().st_uid == os.getuid()
+
+
+@pytest.fixture
+def pg_locator(postgres_server):
+    import uuid
+
+    from metalab.stores.postgres import PostgresStore, parse_locator
+
+    schema = f"trust_{uuid.uuid4().hex[:12]}"
+    locator = f"{postgres_server}{'&' if '?' in postgres_server else '?'}schema={schema}"
+    yield locator
+    PostgresStore(parse_locator(locator)).drop()
+    import psycopg
+
+    with psycopg.connect(postgres_server.split("?")[0], autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS metalab_test_other")
+
+
+@pytest.mark.postgres
+def test_a_database_whose_tables_others_may_write_is_trusted_only_when_asked(pg_locator):
+    """Pickles from PostgreSQL are the user's own when the store's role owns their table and
+    no other role may write it."""
+    import psycopg
+
+    from metalab.store import create_store
+
+    sweep(pg_locator)
+    assert len(metalab.reconnect(pg_locator).result()) == 3
+    assert metalab.load_results(pg_locator)[0].artifact("obj")["set"] == {1, 2}
+    schema = create_store(pg_locator).schema
+    with psycopg.connect(pg_locator.split("?")[0], autocommit=True) as conn:
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE metalab_test_other; EXCEPTION WHEN OTHERS THEN END $$"
+        )
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO metalab_test_other")
+        conn.execute(f"ALTER TABLE {schema}.experiments OWNER TO metalab_test_other")
+        conn.execute(f"GRANT INSERT ON {schema}.artifacts TO PUBLIC")
+    with pytest.raises(UntrustedDataError, match="owned by role 'metalab_test_other'"):
+        metalab.reconnect(pg_locator)
+    assert len(metalab.reconnect(pg_locator, trust=True).result()) == 3
+    run = metalab.load_results(pg_locator)[0]
+    with pytest.raises(UntrustedDataError, match="may write table"):
+        run.artifact("obj")
+    assert run.artifact("obj", trust=True)["set"] == {1, 2}
+    assert run.artifact("cfg") == {"x": 0}
