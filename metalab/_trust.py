@@ -29,7 +29,9 @@ from typing import Any
 from ._identity import RUN_ID_LENGTH
 from .errors import StoreError, UnsafeStoreWarning, UntrustedDataError
 
-_RUN_ID = re.compile(f"[0-9a-f]{{{RUN_ID_LENGTH}}}")
+RUN_ID_PATTERN = f"[0-9a-f]{{{RUN_ID_LENGTH}}}"
+"""What a run id is, as a regular expression (to check many names in one pass)."""
+_RUN_ID = re.compile(RUN_ID_PATTERN)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 """Experiment names and versions (as `Experiment` accepts them), sessions."""
 _KEY = re.compile(r"[0-9a-f]{1,64}")

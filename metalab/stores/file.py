@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import functools
 import itertools
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -423,38 +425,46 @@ class FileStore:
     def _is_shard(self, name: str) -> bool:
         return self._sharded and len(name) == 2 and not name.startswith(".")
 
-    def _listing(self, sub: str) -> Iterator[tuple[str, str]]:
-        """(directory, name) of every per-run file of `sub`, through its shards; temporary
-        files left by dead writers are removed on the way, and not given."""
+    def _listings(self, sub: str) -> Iterator[tuple[str, list[str]]]:
+        """(directory, names) of the directories of `sub` holding per-run files: its shards
+        and itself. Temporary files left by dead writers are removed on the way."""
         top = f"{self._top}/{sub}"
+        names = os.listdir(top)
         now = time.time()
-        for name in os.listdir(top):
+        for name in names:
             if self._is_shard(name):
                 directory = f"{top}/{name}"
                 try:
-                    names = os.listdir(directory)
+                    inner = os.listdir(directory)
                 except (NotADirectoryError, FileNotFoundError):
                     continue
-                for inner in names:
-                    if not remove_if_left(directory, inner, now):
-                        yield directory, inner
-            elif not remove_if_left(top, name, now):
-                yield top, name
+                yield directory, _without_leftovers(directory, inner, now)
+        yield top, [n for n in _without_leftovers(top, names, now) if not self._is_shard(n)]
 
-    def _run_of(self, sub: str, directory: str, name: str, suffix: str) -> str | None:
-        """The run id of the file `name` of `directory` (in `sub`) if it ends with `suffix`;
-        None for other names, and, with an `UnsafeStoreWarning`, for a name that is not a
-        run id's, or a file not where the store keeps that run's files."""
-        if not name.endswith(suffix) or name.startswith("."):
-            return None
-        run_id = name[: -len(suffix)]
-        if _trust.is_run_id(run_id) and directory == self._run_dir(sub, run_id):
-            return run_id
-        _trust.skipped(
-            f"{directory}/{name}",
-            "its name is not a run id (32 hexadecimal digits) in the directory of its run",
-        )
-        return None
+    def _runs_in(
+        self, sub: str, directory: str, names: list[str], suffixes: str
+    ) -> list[tuple[str, str]]:
+        """(run id, suffix) of the files of `directory` (of `sub`) named `<run id><suffix>`,
+        a suffix of `suffixes` (`json|done`, say). A file whose name ends so but is not a
+        run id's, or that is not where the store keeps that run's files, is skipped with an
+        `UnsafeStoreWarning`."""
+        found = _run_files(suffixes).findall("\n".join(names))
+        shard = directory[len(self._top) + len(sub) + 2 :]
+        if self._sharded:
+            placed = [item for item in found if shard and item[0].startswith(shard)]
+        else:
+            placed = found if not shard else []
+        ends = tuple(f".{suffix}" for suffix in suffixes.split("|"))
+        if len(placed) != sum(1 for n in names if n.endswith(ends) and not n.startswith(".")):
+            good = {f"{run_id}.{suffix}" for run_id, suffix in placed}
+            for name in names:
+                if name.endswith(ends) and not name.startswith(".") and name not in good:
+                    _trust.skipped(
+                        f"{directory}/{name}",
+                        "its name is not a run id (32 hexadecimal digits) in the directory "
+                        "of its run",
+                    )
+        return placed
 
     def scan(self) -> tuple[set[str], set[str]]:
         """One listing of the records: (run ids with a final record, run ids completed).
@@ -463,15 +473,9 @@ class FileStore:
         the two) counts as completed, and its marker is made again."""
         final: set[str] = set()
         done: set[str] = set()
-        for directory, name in self._listing("runs"):
-            if name.endswith(".json"):
-                run_id = self._run_of("runs", directory, name, ".json")
-                if run_id is not None:
-                    final.add(run_id)
-            elif name.endswith(".done"):
-                run_id = self._run_of("runs", directory, name, ".done")
-                if run_id is not None:
-                    done.add(run_id)
+        for directory, names in self._listings("runs"):
+            for run_id, suffix in self._runs_in("runs", directory, names, "json|done"):
+                (final if suffix == "json" else done).add(run_id)
         for run_id in final - done:
             if self._completed_unmarked(run_id):
                 done.add(run_id)
@@ -648,13 +652,11 @@ class FileStore:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             try:
-                for name in os.listdir(fd):
-                    run_id = self._run_of("runs", directory, name, ".json")
-                    if run_id is not None:
-                        try:
-                            out[run_id] = os.stat(name, dir_fd=fd)
-                        except FileNotFoundError:  # removed since the listing
-                            pass
+                for run_id, _ in self._runs_in("runs", directory, os.listdir(fd), "json"):
+                    try:
+                        out[run_id] = os.stat(f"{run_id}.json", dir_fd=fd)
+                    except FileNotFoundError:  # removed since the listing
+                        pass
             finally:
                 os.close(fd)
         return out
@@ -1020,16 +1022,14 @@ class FileStore:
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims: run id -> owner."""
         out = {}
-        for directory, name in self._listing("claims"):
-            if name.startswith(".owner-"):
-                self._remove_if_dead(f"{directory}/{name}")
-                continue
-            run_id = self._run_of("claims", directory, name, ".claim")
-            if run_id is None:
-                continue
-            current = self._read_claim(f"{directory}/{name}")
-            if current is not None and _claims.is_alive(current[0], current[1]):
-                out[run_id] = current[0]
+        for directory, names in self._listings("claims"):
+            for name in names:
+                if name.startswith(".owner-"):
+                    self._remove_if_dead(f"{directory}/{name}")
+            for run_id, _ in self._runs_in("claims", directory, names, "claim"):
+                current = self._read_claim(f"{directory}/{run_id}.claim")
+                if current is not None and _claims.is_alive(current[0], current[1]):
+                    out[run_id] = current[0]
         return out
 
     def _remove_if_dead(self, owner_file: str) -> None:
@@ -1154,6 +1154,21 @@ def _order(row: dict[str, Any]) -> tuple[str, int, str]:
     """Where a record goes when loaded: by experiment id, index and run id (`load_results`)."""
     index = row.get("index")
     return str(row.get("experiment_id", "")), index if type(index) is int else 0, row["run_id"]
+
+
+def _without_leftovers(directory: str, names: list[str], now: float) -> list[str]:
+    """`names` of `directory` but temporary files, removing those of dead writers."""
+    hidden = [name for name in names if name[:1] == "."]
+    if not hidden:
+        return names
+    left = {name for name in hidden if remove_if_left(directory, name, now)}
+    return [name for name in names if name not in left] if left else names
+
+
+@functools.lru_cache(maxsize=8)
+def _run_files(suffixes: str) -> re.Pattern[str]:
+    """The lines of a listing that are `<run id>.<suffix>`, a suffix of `suffixes`."""
+    return re.compile(f"^({_trust.RUN_ID_PATTERN})\\.({suffixes})$", re.MULTILINE)
 
 
 def _create_exclusive(path: str, *, make_dir: bool = True) -> int:
