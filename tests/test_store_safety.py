@@ -339,12 +339,12 @@ def test_a_kill_while_the_meta_file_is_written_leaves_no_empty_one(tmp_path):
     store_path = tmp_path / "store"
     script = """
         import os, sys
-        from metalab.stores import file
+        from metalab.stores import _files, file
 
         def killed(fd, data):
             os._exit(9)
 
-        file._write_fd = killed
+        _files.write_fd = killed
         file.FileStore.open(sys.argv[1])
     """
     proc = run_script(script, str(store_path))
@@ -620,12 +620,14 @@ def test_workers_load_the_experiment_the_sweep_stored_whoever_wrote_its_file(
 
 @pytest.fixture
 def pg_locator(postgres_server):
+    import urllib.parse
     import uuid
 
     from metalab.stores.postgres import PostgresStore, parse_locator
 
-    schema = f"trust_{uuid.uuid4().hex[:12]}"
-    locator = f"{postgres_server}{'&' if '?' in postgres_server else '?'}schema={schema}"
+    schema = f"Trust {uuid.uuid4().hex[:12]}"  # a name that needs quoting
+    quoted = urllib.parse.quote(schema)
+    locator = f"{postgres_server}{'&' if '?' in postgres_server else '?'}schema={quoted}"
     yield locator
     PostgresStore(parse_locator(locator)).drop()
     import psycopg
@@ -639,13 +641,14 @@ def test_a_database_whose_tables_others_may_write_is_trusted_only_when_asked(pg_
     """Pickles from PostgreSQL are the user's own when the store's role owns their table and
     no other role may write it."""
     import psycopg
+    from psycopg import sql
 
     from metalab.store import create_store
 
     sweep(pg_locator)
     assert len(metalab.reconnect(pg_locator).result()) == 3
     assert metalab.load_results(pg_locator)[0].artifact("obj")["set"] == {1, 2}
-    schema = create_store(pg_locator).schema
+    schema = sql.Identifier(create_store(pg_locator).schema).as_string(None)
     with psycopg.connect(pg_locator.split("?")[0], autocommit=True) as conn:
         conn.execute(
             "DO $$ BEGIN CREATE ROLE metalab_test_other; EXCEPTION WHEN OTHERS THEN END $$"

@@ -52,6 +52,19 @@ from .. import _claims, _trust
 from ..errors import StoreError, StoreFormatError
 from ..record import RECORD_FORMAT, check_format, encode_record
 from . import _journal
+from ._files import (
+    atomic_write,
+    create_exclusive,
+    identity,
+    link_exclusive,
+    read_bytes,
+    read_fd,
+    read_with_stat,
+    remove_if_left,
+    temporary,
+    without_leftovers,
+    write_fd,
+)
 
 STORE_FORMAT = "metalab.filestore"
 STORE_VERSION = 2
@@ -73,18 +86,15 @@ a snapshot journal of everything it loaded, so the next load reads few files."""
 SNAPSHOT_AFTER_FILES = 64
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_LEN = len("20260101T000000.000000Z")
-_counter = itertools.count()
 _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 
 
 _pid = [os.getpid()]  # this process's id (updated in a fork)
-_tag = [_claims.writer_tag()]  # who writes a temporary file, as its name says
 
 
 def _after_fork_in_child() -> None:
     """A forked child has a pid of its own, and the claims it inherited are its parent's."""
     _pid[0] = os.getpid()
-    _tag[0] = _claims.writer_tag()
     for store in list(_stores):
         for _, _, fd, _ in store._held.values():
             if fd is not None:
@@ -101,60 +111,6 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _dumps(value: Any) -> bytes:
     return encode_record(value)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False) -> os.stat_result:
-    """Write `data` to `path` through a temporary file and a rename; with `make_dir`, make
-    the directory first if it is missing. Returns the file's stat as written."""
-    directory, slash, name = os.fspath(path).rpartition("/")
-    tmp = f"{directory}{slash}{_temporary(name)}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    try:
-        fd = os.open(tmp, flags, 0o644)
-    except FileNotFoundError:
-        if not make_dir:
-            raise
-        os.makedirs(directory or ".", exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
-    try:
-        try:
-            _write_fd(fd, data)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        return st
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _temporary(name: str) -> str:
-    """A temporary name for the file `name`, saying who writes it."""
-    return f".{name}.{_tag[0]}.{next(_counter)}.tmp"
-
-
-def remove_if_left(directory: str, name: str, now: float | None = None) -> bool:
-    """Remove the temporary file `name` of `directory` if its writer is dead (killed while
-    writing it); return whether `name` is a temporary file at all."""
-    if not (name.startswith(".") and name.endswith(".tmp")):
-        return False
-    parts = name.rsplit(".", 3)
-    owner = _claims.tag_owner(parts[1]) if len(parts) == 4 else None
-    # a name of an earlier metalab (`.<name>.<pid>.<n>.tmp`): its host unknown, it is dead
-    # once nobody wrote to it for a lease
-    owner = owner or {"host": "", "pid": None}
-    path = f"{directory}/{name}"
-    try:
-        age = (time.time() if now is None else now) - os.lstat(path).st_mtime
-        if not _claims.is_alive(owner, age):
-            os.unlink(path)
-    except OSError:  # removed meanwhile, or not ours to remove
-        pass
-    return True
 
 
 class FileStore:
@@ -263,13 +219,13 @@ class FileStore:
                 "choose an empty or new directory"
             )
         meta = {"format": STORE_FORMAT, "version": STORE_VERSION, "created_at": _now()}
-        tmp = f"{self._top}/{_temporary('_meta.json')}"
+        tmp = f"{self._top}/{temporary('_meta.json')}"
         try:
             self._make_layout()
             # whole or absent: written aside, then linked into place, which fails if another
             # process created it first
             atomic_write(tmp, _dumps(meta))
-            linked = _link_exclusive(tmp, f"{self._top}/_meta.json")
+            linked = link_exclusive(tmp, f"{self._top}/_meta.json")
             if linked is None and not os.path.exists(f"{self._top}/_meta.json"):
                 os.replace(tmp, f"{self._top}/_meta.json")  # a filesystem without hard links
         except OSError as exc:
@@ -312,7 +268,7 @@ class FileStore:
             )
         data = _dumps(manifest)
         directory = f"{self._top}/experiments"
-        tmp = f"{directory}/{_temporary('manifest')}"
+        tmp = f"{directory}/{temporary('manifest')}"
         try:
             atomic_write(tmp, data)
             try:
@@ -438,8 +394,8 @@ class FileStore:
                     inner = os.listdir(directory)
                 except (NotADirectoryError, FileNotFoundError):
                     continue
-                yield directory, _without_leftovers(directory, inner, now)
-        yield top, [n for n in _without_leftovers(top, names, now) if not self._is_shard(n)]
+                yield directory, without_leftovers(directory, inner, now)
+        yield top, [n for n in without_leftovers(top, names, now) if not self._is_shard(n)]
 
     def _runs_in(
         self, sub: str, directory: str, names: list[str], suffixes: str
@@ -487,17 +443,17 @@ class FileStore:
         run again: its record is left to its writer."""
         path = self._record_path(run_id)
         try:
-            identity = _identity(os.stat(path))
+            seen = identity(os.stat(path))
         except FileNotFoundError:
             return False
-        if self._not_completed.get(run_id) == identity or os.path.exists(self._claim_path(run_id)):
+        if self._not_completed.get(run_id) == seen or os.path.exists(self._claim_path(run_id)):
             return False
         try:
             record = self._read_record(path)
         except StoreFormatError:  # unreadable: the run is run again
             record = None
         if record is None or record.get("status") != "completed":
-            self._not_completed[run_id] = identity
+            self._not_completed[run_id] = seen
             return False
         self._mark_done(path, self._run_file("runs", run_id, ".done"))
         return True
@@ -612,7 +568,7 @@ class FileStore:
         uid = os.getuid()
         for run_id in sorted(files.keys() - found.keys()):
             path = self._record_path(run_id)
-            got = _read_with_stat(path)
+            got = read_with_stat(path)
             if got is None:  # removed since the listing
                 continue
             raw, st = got
@@ -621,7 +577,7 @@ class FileStore:
                 continue
             found[run_id] = rows[run_id] = record
             listed = files[run_id]
-            if st.st_uid == uid and _identity(st) == _identity(listed):
+            if st.st_uid == uid and identity(st) == identity(listed):
                 read[run_id] = raw
         # the journal files a snapshot would replace, and the bytes of their records no load
         # needs (rewritten or removed since, or given by another journal first)
@@ -692,7 +648,7 @@ class FileStore:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     continue
-                data = _read_fd(fd, st.st_size + 1)  # one read, unless it grew since
+                data = read_fd(fd, st.st_size + 1)  # one read, unless it grew since
             except OSError:
                 continue
             finally:
@@ -834,13 +790,13 @@ class FileStore:
         """
         content = self._owner_bytes(owner)
         directory, _, name = path.rpartition("/")
-        tmp = f"{directory}/{_temporary(name)}"
+        tmp = f"{directory}/{temporary(name)}"
         try:
-            fd = _create_exclusive(tmp)
+            fd = create_exclusive(tmp)
             try:
-                _write_fd(fd, content)
+                write_fd(fd, content)
                 inode = os.fstat(fd).st_ino
-                linked = _link_exclusive(tmp, path)
+                linked = link_exclusive(tmp, path)
             except BaseException:
                 os.close(fd)
                 raise
@@ -848,8 +804,8 @@ class FileStore:
                 os.unlink(tmp)
             if linked is None:  # a filesystem without hard links: created, then written
                 os.close(fd)
-                fd = _create_exclusive(path, make_dir=False)
-                _write_fd(fd, content)
+                fd = create_exclusive(path, make_dir=False)
+                write_fd(fd, content)
                 inode, linked = os.fstat(fd).st_ino, True
         except FileExistsError:
             return False
@@ -937,22 +893,23 @@ class FileStore:
                 data = fh.read()
         except FileNotFoundError:
             return None
-        age, identity = time.time() - st.st_mtime, (st.st_ino, st.st_mtime_ns)
+        age, which = time.time() - st.st_mtime, (st.st_ino, st.st_mtime_ns)
         try:
             found = json.loads(data)
         except ValueError:
-            # being written: just created, or its record half written in
-            return {"host": None}, age, identity
+            # no owner: cut short by a kill as it was written (dead once it is a few seconds
+            # old, see `metalab._claims.is_alive`), or its record being written in now
+            return {"host": None}, age, which
         if isinstance(found, dict) and "pid" in found:
-            return found, age, identity
+            return found, age, which
         # for a moment before it is renamed, a claim holds the run's record, whose provenance
         # names the process writing it (its host and pid: no start time, so a reused pid
         # counts as alive while the heartbeat is fresh)
         provenance = found.get("provenance") if isinstance(found, dict) else None
         if not isinstance(provenance, dict):
-            return {"host": None}, age, identity
+            return {"host": None}, age, which
         writer = {key: provenance.get(key) for key in ("host", "pid", "session")}
-        return {**writer, "start": None}, age, identity
+        return {**writer, "start": None}, age, which
 
     def _take_over(self, path: str, owner: dict[str, Any], dead: tuple[int, int]) -> bool:
         """Replace the dead claim file whose identity is `dead`, unless it changed since."""
@@ -1156,96 +1113,10 @@ def _order(row: dict[str, Any]) -> tuple[str, int, str]:
     return str(row.get("experiment_id", "")), index if type(index) is int else 0, row["run_id"]
 
 
-def _without_leftovers(directory: str, names: list[str], now: float) -> list[str]:
-    """`names` of `directory` but temporary files, removing those of dead writers."""
-    hidden = [name for name in names if name[:1] == "."]
-    if not hidden:
-        return names
-    left = {name for name in hidden if remove_if_left(directory, name, now)}
-    return [name for name in names if name not in left] if left else names
-
-
 @functools.lru_cache(maxsize=8)
 def _run_files(suffixes: str) -> re.Pattern[str]:
     """The lines of a listing that are `<run id>.<suffix>`, a suffix of `suffixes`."""
     return re.compile(f"^({_trust.RUN_ID_PATTERN})\\.({suffixes})$", re.MULTILINE)
-
-
-def _create_exclusive(path: str, *, make_dir: bool = True) -> int:
-    """Create the file `path` to read and write; `FileExistsError` if it exists. With
-    `make_dir`, its directory (a shard not written to yet) is made if it is missing."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
-    try:
-        return os.open(path, flags, 0o644)
-    except FileNotFoundError:
-        if not make_dir:
-            raise
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return os.open(path, flags, 0o644)
-
-
-def _write_fd(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _link_exclusive(source: str, path: str) -> bool | None:
-    """Link `source` to `path`: True, or False if `path` exists; None where the filesystem
-    has no hard links."""
-    try:
-        os.link(source, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-            return None
-        raise
-
-
-def _identity(st: os.stat_result) -> tuple[int, int, int]:
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def _read_with_stat(path: str) -> tuple[bytes, os.stat_result] | None:
-    """The bytes of the file at `path` and its stat as opened, or None if there is none."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        return _read_fd(fd), os.fstat(fd)
-    finally:
-        os.close(fd)
-
-
-def read_bytes(path: str) -> bytes | None:
-    """The bytes of the file at `path`, or None if there is none: os-level calls, about half
-    the time of `open().read()` for the small files records are."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        return _read_fd(fd)
-    finally:
-        os.close(fd)
-
-
-_READ_SIZE = 1 << 16
-
-
-def _read_fd(fd: int, size: int = _READ_SIZE) -> bytes:
-    """Everything left to read from `fd`, asking for `size` bytes first: a regular file
-    shorter than that comes in one call (a short read of one is its end)."""
-    data = os.read(fd, size)
-    if len(data) < size:
-        return data
-    parts = [data]
-    while chunk := os.read(fd, max(size, _READ_SIZE)):
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def _decode_record(data: bytes, path: str) -> dict[str, Any]:

@@ -889,7 +889,7 @@ class PostgresStore:
 
     def _why_shared(self, table: str) -> str | None:
         """Why roles other than this store's could have written `table`, or None."""
-        name = f"{self.schema}.{table}"
+        name = sql.Identifier(self.schema, table).as_string(None)
         owner, user, shared = self._execute(_TABLE_WRITERS, (name,))[0]
         if owner != user:
             return (
