@@ -2,7 +2,7 @@
 
 Every file a reader might look at is written to a temporary file in its directory and renamed
 over its name (`atomic_write`); a file that must be created once is written aside and
-hard-linked to its name, which fails if it exists (`create_linked`). A temporary name says
+hard-linked to its name, which fails if it exists (`link_exclusive`). A temporary name says
 who writes it (`.<name>.<host>-<pid>.<n>.tmp`): one left by a killed writer is removed when a
 listing comes across it (`remove_if_left`), once its writer is dead by the rule claims follow
 (`metalab._claims.is_alive`).
@@ -105,6 +105,7 @@ def create_exclusive(path: str, *, make_dir: bool = True) -> int:
 
 
 def write_fd(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (a write may take only part of it)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
