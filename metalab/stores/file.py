@@ -55,11 +55,7 @@ from . import _journal
 from ._files import (
     atomic_write,
     create_exclusive,
-    identity,
     link_exclusive,
-    read_bytes,
-    read_fd,
-    read_with_stat,
     remove_if_left,
     temporary,
     without_leftovers,
@@ -443,7 +439,7 @@ class FileStore:
         run again: its record is left to its writer."""
         path = self._record_path(run_id)
         try:
-            seen = identity(os.stat(path))
+            seen = _identity(os.stat(path))
         except FileNotFoundError:
             return False
         if self._not_completed.get(run_id) == seen or os.path.exists(self._claim_path(run_id)):
@@ -568,7 +564,7 @@ class FileStore:
         uid = os.getuid()
         for run_id in sorted(files.keys() - found.keys()):
             path = self._record_path(run_id)
-            got = read_with_stat(path)
+            got = _read_with_stat(path)
             if got is None:  # removed since the listing
                 continue
             raw, st = got
@@ -577,7 +573,7 @@ class FileStore:
                 continue
             found[run_id] = rows[run_id] = record
             listed = files[run_id]
-            if st.st_uid == uid and identity(st) == identity(listed):
+            if st.st_uid == uid and _identity(st) == _identity(listed):
                 read[run_id] = raw
         # the journal files a snapshot would replace, and the bytes of their records no load
         # needs (rewritten or removed since, or given by another journal first)
@@ -648,7 +644,7 @@ class FileStore:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     continue
-                data = read_fd(fd, st.st_size + 1)  # one read, unless it grew since
+                data = _read_fd(fd, st.st_size + 1)  # one read, unless it grew since
             except OSError:
                 continue
             finally:
@@ -1117,6 +1113,50 @@ def _order(row: dict[str, Any]) -> tuple[str, int, str]:
 def _run_files(suffixes: str) -> re.Pattern[str]:
     """The lines of a listing that are `<run id>.<suffix>`, a suffix of `suffixes`."""
     return re.compile(f"^({_trust.RUN_ID_PATTERN})\\.({suffixes})$", re.MULTILINE)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _read_with_stat(path: str) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of the file at `path` and its stat as opened, or None if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return _read_fd(fd), os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The bytes of the file at `path`, or None if there is none: os-level calls, about half
+    the time of `open().read()` for the small files records are."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return _read_fd(fd)
+    finally:
+        os.close(fd)
+
+
+_READ_SIZE = 1 << 16
+
+
+def _read_fd(fd: int, size: int = _READ_SIZE) -> bytes:
+    """Everything left to read from `fd`, asking for `size` bytes first: a regular file
+    shorter than that comes in one call (a short read of one is its end)."""
+    data = os.read(fd, size)
+    if len(data) < size:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, max(size, _READ_SIZE)):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _decode_record(data: bytes, path: str) -> dict[str, Any]:
