@@ -428,7 +428,12 @@ class FileStore:
         for directory, names in self._listings("runs"):
             for run_id, suffix in self._runs_in("runs", directory, names, "json|done"):
                 (final if suffix == "json" else done).add(run_id)
-        for run_id in final - done:
+        unmarked = final - done
+        if len(self._not_completed) > len(unmarked):  # forget runs completed or gone since
+            self._not_completed = {
+                run_id: seen for run_id, seen in self._not_completed.items() if run_id in unmarked
+            }
+        for run_id in unmarked:
             if self._completed_unmarked(run_id):
                 done.add(run_id)
         return final, done
