@@ -806,7 +806,12 @@ class FileStore:
             if linked is None:  # a filesystem without hard links: created, then written
                 os.close(fd)
                 fd = create_exclusive(path, make_dir=False)
-                write_fd(fd, content)
+                try:
+                    write_fd(fd, content)
+                except BaseException:
+                    os.close(fd)
+                    os.unlink(path)
+                    raise
                 inode, linked = os.fstat(fd).st_ino, True
         except FileExistsError:
             return False
