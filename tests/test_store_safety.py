@@ -479,6 +479,21 @@ def test_a_kill_as_a_run_is_claimed_leaves_no_claim_and_stalls_no_resume(tmp_pat
     assert files_under(store_path / "claims") == []
 
 
+def test_claims_and_markers_work_where_the_filesystem_has_no_hard_links(tmp_path, monkeypatch):
+    import errno
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    store_path = tmp_path / "store"
+    results = sweep(store_path)
+    assert [run.status for run in results] == ["completed"] * 3
+    assert json.loads((store_path / "_meta.json").read_bytes())["version"] == 2
+    assert len(list((store_path / "runs").rglob("*.done"))) == 3
+    assert files_under(store_path / "claims") == []
+
+
 # ---------------------------------------------------------------- temporary files
 def test_temporary_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     store_path = tmp_path / "store"

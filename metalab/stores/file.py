@@ -223,7 +223,9 @@ class FileStore:
             atomic_write(tmp, _dumps(meta))
             linked = link_exclusive(tmp, f"{self._top}/_meta.json")
             if linked is None and not os.path.exists(f"{self._top}/_meta.json"):
-                os.replace(tmp, f"{self._top}/_meta.json")  # a filesystem without hard links
+                # a filesystem without hard links: a store made at once by two processes
+                # gets the same meta data twice, whole either way
+                os.replace(tmp, f"{self._top}/_meta.json")
         except OSError as exc:
             raise StoreError(
                 f"cannot create a store at {str(self.root)!r}: {exc.strerror or exc}"
@@ -271,11 +273,9 @@ class FileStore:
                 stamp = _dt.datetime.now(_dt.UTC)
                 while True:
                     path = f"{directory}/{experiment_id}_{stamp.strftime(_TS_FORMAT)}.json"
-                    try:
-                        os.link(tmp, path)
+                    if _create_once(tmp, path, data):
                         return path
-                    except FileExistsError:
-                        stamp += _dt.timedelta(microseconds=1)
+                    stamp += _dt.timedelta(microseconds=1)
             finally:
                 os.unlink(tmp)
         except OSError as exc:
@@ -1123,6 +1123,23 @@ def _order(row: dict[str, Any]) -> tuple[str, int, str]:
 def _run_files(suffixes: str) -> re.Pattern[str]:
     """The lines of a listing that are `<run id>.<suffix>`, a suffix of `suffixes`."""
     return re.compile(f"^({_trust.RUN_ID_PATTERN})\\.({suffixes})$", re.MULTILINE)
+
+
+def _create_once(written: str, path: str, data: bytes) -> bool:
+    """Give the file `written` (holding `data`) the name `path` unless it exists: True if
+    it did. Where the filesystem has no hard links, `path` is created and written instead."""
+    linked = link_exclusive(written, path)
+    if linked is not None:
+        return linked
+    try:
+        fd = create_exclusive(path, make_dir=False)
+    except FileExistsError:
+        return False
+    try:
+        write_fd(fd, data)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
