@@ -92,6 +92,37 @@ def is_file_name(value: Any) -> bool:
     )
 
 
+def manifest_problem(manifest: Any) -> str | None:
+    """Why the ids and names of a manifest read from a store cannot become paths, or None."""
+    if not isinstance(manifest, dict):
+        return "it is not a JSON object"
+    if not is_experiment_id(manifest.get("experiment_id")):
+        return f"its experiment id {manifest.get('experiment_id')!r} is not name:version"
+    for field, check in (
+        ("name", is_name),
+        ("version", is_name),
+        ("session", is_name),
+        ("experiment_key", is_experiment_key),
+    ):
+        if field in manifest and not check(manifest[field]):
+            return f"its {field} {manifest[field]!r} has not the form metalab gives it"
+    return None
+
+
+def usable_manifests(manifests: list[Any], store: Any) -> list[dict[str, Any]]:
+    """The manifests of `manifests` (read from `store`) whose ids and names may become
+    paths; the others are skipped with an `UnsafeStoreWarning`."""
+    out = []
+    for manifest in manifests:
+        why = manifest_problem(manifest)
+        if why is None:
+            out.append(manifest)
+        else:
+            where = manifest.get("_file", "?") if isinstance(manifest, dict) else "?"
+            skipped(f"manifest {where} of {store!r}", why)
+    return out
+
+
 def skipped(where: str, why: str) -> None:
     """Warn that `where` (a file, or a store's item) was skipped because of `why`."""
     warnings.warn(

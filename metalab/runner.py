@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import execute, provenance
-from ._trust import experiment_key, pickled_bytes
+from ._trust import experiment_key, pickled_bytes, usable_manifests
 from .derived import check_functions
 from .errors import CodeChangedWarning, MetalabWarning, StoreError, ValidationError
 from .execute import JobRef
@@ -430,7 +430,7 @@ def _load_submitted(store: Any, manifest: dict[str, Any], trust: bool) -> Experi
 def _latest_manifest(store: Any, experiment: str | None) -> dict[str, Any]:
     manifests = [
         m
-        for m in store.manifests()
+        for m in usable_manifests(store.manifests(), store)
         if experiment is None or experiment in (m.get("experiment_id"), m.get("name"))
     ]
     if not manifests:

@@ -238,6 +238,24 @@ def test_a_manifest_with_a_session_that_is_no_name_is_skipped(tmp_path):
         assert FileStore.open(store_path).manifests() == []
 
 
+@pytest.mark.postgres
+def test_reconnect_skips_a_database_manifest_whose_session_is_no_name(pg_locator):
+    """Whatever the store, a manifest is used only when its ids and names may become paths
+    (reconnect builds paths from its session)."""
+    from metalab.store import create_store
+
+    sweep(pg_locator)
+    store = create_store(pg_locator)
+    (good,) = store.manifests()
+    forged = {k: v for k, v in good.items() if not k.startswith("_")}
+    forged.update(session="../../elsewhere", submitted_at="9999")
+    store.write_manifest(forged["experiment_id"], forged)
+    with pytest.warns(UnsafeStoreWarning, match="its session '../../elsewhere'"):
+        handle = metalab.reconnect(pg_locator)
+    assert handle._plan.job.session == good["session"]
+    assert len(handle.result()) == 3
+
+
 # ---------------------------------------------------------------- a completed run's marker
 def test_a_completed_record_without_its_marker_counts_as_done_and_is_marked_again(
     tmp_path, monkeypatch

@@ -1229,20 +1229,10 @@ def _session(session: str) -> str:
 
 def _manifest_problem(manifest: Any, exp_id: str) -> str | None:
     """Why a manifest read from a file named after `exp_id` cannot be used, or None."""
-    if not isinstance(manifest, dict):
-        return "it is not a JSON object"
-    found = manifest.get("experiment_id")
-    if found != exp_id or not _trust.is_experiment_id(found):
+    if isinstance(manifest, dict) and manifest.get("experiment_id") != exp_id:
+        found = manifest.get("experiment_id")
         return f"its experiment id {found!r} is not {exp_id!r}, the one its file is named after"
-    for field, check in (
-        ("name", _trust.is_name),
-        ("version", _trust.is_name),
-        ("session", _trust.is_name),
-        ("experiment_key", _trust.is_experiment_key),
-    ):
-        if field in manifest and not check(manifest[field]):
-            return f"its {field} {manifest[field]!r} has not the form metalab gives it"
-    return None
+    return _trust.manifest_problem(manifest)
 
 
 def _reopened(root: str, version: int) -> FileStore:

@@ -62,8 +62,8 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
 
     manifests = [
         m
-        for m in src.manifests()
-        if _matches(m.get("experiment_id"), experiment_id) and _safe_manifest(src, m)
+        for m in _trust.usable_manifests(src.manifests(), src)
+        if _matches(m.get("experiment_id"), experiment_id)
     ]
     existing = {_manifest_key(m) for m in dst.manifests()}
     for manifest in manifests:
@@ -107,18 +107,6 @@ def _matches(exp_id: Any, experiment_id: str | None) -> bool:
         or exp_id in (experiment_id, None)
         or (isinstance(exp_id, str) and exp_id.split(":", 1)[0] == experiment_id)
     )
-
-
-def _safe_manifest(src: Any, manifest: dict[str, Any]) -> bool:
-    """Whether a manifest's experiment id and key may name files; warns when not."""
-    exp_id, key = manifest.get("experiment_id"), manifest.get("experiment_key")
-    if _trust.is_experiment_id(exp_id) and (key is None or _trust.is_experiment_key(key)):
-        return True
-    _trust.skipped(
-        f"manifest {manifest.get('_file', '?')} of {_name(src)}",
-        f"its experiment id {exp_id!r} or experiment key {key!r} has not the form metalab gives it",
-    )
-    return False
 
 
 def _safe_run(src: Any, record: dict[str, Any]) -> bool:
