@@ -32,6 +32,7 @@ names the run its file is named after (`names_run`).
 from __future__ import annotations
 
 import array
+import itertools
 import json
 import operator
 import os
@@ -297,7 +298,24 @@ def _columns(header: Any, binary: memoryview) -> list[list[Any]] | None:
     return columns
 
 
-_PREFIX = b'{"format": "%s", "run_id": "%%s"' % RECORD_FORMAT.encode()
+_HEAD = b'{"format": "%s", ' % RECORD_FORMAT.encode()
+_PREFIX = _HEAD + b'"run_id": "%s"'
+_KEYED_HEAD = _HEAD + b'"run_id": "'
+
+
+def name_their_runs(data: bytes, starts: list[int], end: int, run_ids: list[str]) -> bool:
+    """Whether the records in `data` starting at `starts` (the last ending at `end`) name
+    their runs, `run_ids`, as `names_run` says, checked for a whole journal entry at once:
+    each record has its `run_id` key right after its head, with its run id, and there is no
+    other."""
+    begin = starts[0] if starts else end
+    at = len(_KEYED_HEAD)
+    return (
+        data.count(b'"run_id"', begin, end) == len(run_ids)
+        and data.find(b"\\u", begin, end) < 0
+        and all(map(data.startswith, itertools.repeat(_KEYED_HEAD), starts))
+        and [data[s + at : s + at + 33] for s in starts] == [b'%s"' % r.encode() for r in run_ids]
+    )
 
 
 def names_run(data: bytes, run_id: str) -> bool:

@@ -1086,7 +1086,9 @@ class _Current:
         ):
             ends = list(itertools.accumulate(sizes, initial=offset))
             records = [data[a:b] for a, b in itertools.pairwise(ends)]
-            if all(map(_journal.names_run, records, run_ids)):
+            if _journal.name_their_runs(data, ends[:-1], ends[-1], run_ids) or all(
+                map(_journal.names_run, records, run_ids)
+            ):
                 found.update(zip(run_ids, records))
                 rows.update(zip(run_ids, [dict(zip(_ROW_KEYS, t)) for t in zip(run_ids, *fields)]))
                 return length
