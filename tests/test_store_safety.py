@@ -162,6 +162,37 @@ def test_a_journal_entry_naming_another_run_is_not_taken(tmp_path):
     assert sorted(run.run_id for run in loaded) == run_ids
 
 
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"format": "metalab.run/1", "run_id": "%s", "status": "completed"}',
+        '{"format": "metalab.run/1", "run_id": "%s", "params": {"note": "run_id"}}',
+        '{"status": "completed", "run_id": "%s", "format": "metalab.run/1"}',
+    ],
+)
+def test_journal_records_naming_their_run_are_taken(record):
+    run_id = "a" * 32
+    data = (record % run_id).encode()
+    assert _journal.names_run(data, run_id)
+    assert _journal.name_their_runs(data, [0], len(data), [run_id]) == data.startswith(b'{"format"')
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"format": "metalab.run/1", "run_id": "%s", "run_id": "../x"}',
+        '{"format": "metalab.run/1", "run_id": "%s", "run\\u005fid": "../x"}',
+        '{"format": "metalab.run/1", "params": {"run_id": "%s"}}',
+        '{"format": "metalab.run/1", "run_id": "%s0"}',
+    ],
+)
+def test_journal_records_naming_another_run_are_not_taken(record):
+    run_id = "a" * 32
+    data = (record % run_id).encode()
+    assert not _journal.names_run(data, run_id)
+    assert not _journal.name_their_runs(data, [0], len(data), [run_id])
+
+
 def test_run_log_never_reads_outside_the_store(tmp_path):
     """Defence in depth: a run id that reached a `Run` some other way still makes no path."""
     store_path, outside = tmp_path / "store", tmp_path / "outside"
