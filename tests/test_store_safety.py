@@ -174,7 +174,9 @@ def test_journal_records_naming_their_run_are_taken(record):
     run_id = "a" * 32
     data = (record % run_id).encode()
     assert _journal.names_run(data, run_id)
-    assert _journal.name_their_runs(data, [0], len(data), [run_id]) == data.startswith(b'{"format"')
+    if record.startswith('{"format": "metalab.run/1", "run_id": "%s", "status"'):
+        # what metalab writes: taken without parsing, by the check of a whole entry
+        assert _journal.name_their_runs(data, [0], len(data), [run_id])
 
 
 @pytest.mark.parametrize(
