@@ -19,6 +19,9 @@ from typing import Any
 
 LEASE_SECONDS = 120.0
 HEARTBEAT_SECONDS = 20.0
+OWNERLESS_SECONDS = 5.0
+"""A claim that names no owner (cut short by a kill while it was written) is dead once it
+was last written this long ago: a live writer finishes a write in far less."""
 
 
 def _process_start(pid: int) -> int | None:
@@ -33,6 +36,8 @@ def _process_start(pid: int) -> int | None:
 
 
 _HOST = socket.gethostname()
+HOST_TAG = _HOST.split(".")[0].replace("-", "_") or "host"
+"""This host's name as file names carry it (no `.` or `-`), with `writer_tag`."""
 
 
 _started: dict[int, int | None] = {}
@@ -47,7 +52,10 @@ def owner(session: str = "") -> dict:
 
 
 def is_alive(claim_owner: dict, heartbeat_age: float) -> bool:
-    """Return whether the owner of a claim may still be running it."""
+    """Return whether the owner of a claim (or of a file being written) may still be running:
+    the one rule of liveness, with `heartbeat_age` the seconds since it last gave a sign."""
+    if claim_owner.get("host") is None:  # ownerless: the writer was killed mid-write
+        return heartbeat_age < OWNERLESS_SECONDS
     if claim_owner.get("host") == _HOST:
         pid = claim_owner.get("pid")
         if not isinstance(pid, int):
@@ -63,6 +71,19 @@ def is_alive(claim_owner: dict, heartbeat_age: float) -> bool:
             return heartbeat_age < LEASE_SECONDS
         return now == start
     return heartbeat_age < LEASE_SECONDS
+
+
+def writer_tag() -> str:
+    """This process as the temporary files it writes name it: `<host>-<pid>`."""
+    return f"{HOST_TAG}-{os.getpid()}"
+
+
+def tag_owner(tag: str) -> dict[str, Any] | None:
+    """The owner a `writer_tag` names (its start time unknown), or None if `tag` is none."""
+    host, dash, pid = tag.rpartition("-")
+    if not dash or not pid.isdigit():
+        return None
+    return {"host": _HOST if host == HOST_TAG else host, "pid": int(pid), "start": None}
 
 
 class Heartbeat:

@@ -31,6 +31,12 @@ class StoreFormatError(StoreError):
     """A store holds data of a format or version this metalab cannot read."""
 
 
+class UntrustedDataError(StoreError):
+    """Pickled data in a store (an experiment, a pickle artifact) could have been written by
+    someone other than the user, and loading it would run their code; the message says why
+    and how to load it anyway (`trust=True`)."""
+
+
 class ExecutorError(MetalabError):
     """An executor could not run the sweep."""
 
@@ -49,6 +55,11 @@ class MetalabWarning(UserWarning):
 
 class CodeChangedWarning(MetalabWarning):
     """Completed runs in the store were produced by different operation source."""
+
+
+class UnsafeStoreWarning(MetalabWarning):
+    """A file in a store holds an id or name metalab will not make a path of (not of its
+    form, or not the one its file is named after); the file is skipped, never followed."""
 
 
 def require(module: str, extra: str, feature: str):

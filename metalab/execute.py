@@ -188,7 +188,9 @@ def load_experiment(store: Any, key: str) -> Any:
     if cached is None:
         import cloudpickle
 
-        cached = cloudpickle.loads(store.load_experiment(key))
+        from ._trust import experiment_bytes
+
+        cached = cloudpickle.loads(experiment_bytes(store, key))
         with _lock:
             _remember(_experiments, cache_key, cached)
     return cached

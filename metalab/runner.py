@@ -6,13 +6,13 @@ hand only the rest to the executor (DESIGN invariant 4).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import execute, provenance
+from ._trust import experiment_key, pickled_bytes, usable_manifests
 from .derived import check_functions
 from .errors import CodeChangedWarning, MetalabWarning, StoreError, ValidationError
 from .execute import JobRef
@@ -74,7 +74,7 @@ def plan_sweep(
         raise ValidationError(f"expected a metalab.Experiment, got {experiment!r}")
     experiment.prepare()
     blob = _serialize(experiment)
-    key = hashlib.sha256(blob).hexdigest()[:32]
+    key = experiment_key(blob)
     store.save_experiment(key, blob)
     locator = getattr(store, "locator", None)
     execute.remember_experiment(locator or repr(store), key, experiment)
@@ -354,11 +354,16 @@ def _selected(pairs: Any, experiment: str | None) -> list[tuple[Any, dict[str, A
     return selected
 
 
-def reconnect(store: Any, experiment: str | None = None, *, progress: Any = False) -> Any:
+def reconnect(
+    store: Any, experiment: str | None = None, *, progress: Any = False, trust: bool = False
+) -> Any:
     """Return a handle on the latest sweep submitted to `store`, from any process.
 
     `experiment` picks one experiment (name or `name:version`) when the store holds several.
     The handle reads progress from the store; `result()` waits for every run's record.
+    The sweep's experiment is unpickled from the store only when nobody but you could have
+    written it; `trust=True` loads it from a store you trust whoever wrote
+    (`UntrustedDataError` otherwise).
     """
 
     from .executors import resolve_executor
@@ -368,7 +373,7 @@ def reconnect(store: Any, experiment: str | None = None, *, progress: Any = Fals
 
     opened = create_store(store, create=False)
     manifest = _latest_manifest(opened, experiment)
-    exp = _load_submitted(opened, manifest)
+    exp = _load_submitted(opened, manifest, trust)
     locator = getattr(opened, "locator", None)
     job = JobRef(
         store=locator if isinstance(locator, str) else opened,
@@ -405,11 +410,15 @@ def _count_recorded(handle: Any, plan: Plan, floors: dict[int, int]) -> None:
         handle._sink.outcomes(found)
 
 
-def _load_submitted(store: Any, manifest: dict[str, Any]) -> Experiment:
+def _load_submitted(store: Any, manifest: dict[str, Any], trust: bool) -> Experiment:
     import cloudpickle
 
+    key = manifest["experiment_key"]
+    opt_in = "metalab.reconnect(store, trust=True)"
     try:
-        return cloudpickle.loads(store.load_experiment(manifest["experiment_key"]))
+        return cloudpickle.loads(
+            pickled_bytes(store, "experiment", key, trust=trust, opt_in=opt_in)
+        )
     except ImportError as exc:
         raise StoreError(
             f"cannot rebuild experiment {manifest['experiment_id']!r} from {store!r}: its "
@@ -422,7 +431,7 @@ def _load_submitted(store: Any, manifest: dict[str, Any]) -> Experiment:
 def _latest_manifest(store: Any, experiment: str | None) -> dict[str, Any]:
     manifests = [
         m
-        for m in store.manifests()
+        for m in usable_manifests(store.manifests(), store)
         if experiment is None or experiment in (m.get("experiment_id"), m.get("name"))
     ]
     if not manifests:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _trust
 from .errors import ValidationError
 
 
@@ -27,6 +28,10 @@ class Codec:
     decode: Callable[[bytes], Any]
     accepts: Callable[[Any], bool] | None = None
     """When given, the codec is chosen for values it accepts if no kind is named."""
+    runs_code: bool = False
+    """Whether decoding may run code the bytes hold (pickle): such artifacts are decoded
+    only from bytes nobody but the user could have written, unless the caller trusts the
+    store (`Run.artifact(name, trust=True)`)."""
 
 
 def _json_default(value: Any) -> Any:
@@ -101,7 +106,14 @@ _BUILTIN = [
         _numpy_decode,
         accepts=_is_ndarray,
     ),
-    Codec("pickle", "application/x-python-pickle", ".pkl", _pickle_encode, pickle.loads),
+    Codec(
+        "pickle",
+        "application/x-python-pickle",
+        ".pkl",
+        _pickle_encode,
+        pickle.loads,
+        runs_code=True,
+    ),
     Codec(
         "text",
         "text/plain; charset=utf-8",
@@ -190,3 +202,18 @@ def infer_codec(value: Any) -> Codec:
     if _codecs["png"].accepts(value):  # type: ignore[misc]
         return _codecs["png"]
     return _codecs["pickle"]
+
+
+def decode_artifact(store: Any, descriptor: dict[str, Any], *, trust: bool = False) -> Any:
+    """Load the artifact `descriptor` describes from `store`, decoded by its codec.
+
+    A codec that runs code when decoding (`Codec.runs_code`, pickle) gets only bytes nobody
+    but the user could have written; others raise `UntrustedDataError` unless `trust`."""
+    ref, kind = descriptor["ref"], descriptor["kind"]
+    if kind == "file":
+        return store.read_artifact(ref)
+    codec = get_codec(kind)
+    if not codec.runs_code:
+        return codec.decode(store.read_artifact(ref))
+    opt_in = f"run.artifact({descriptor.get('name')!r}, trust=True)"
+    return codec.decode(_trust.pickled_bytes(store, "artifact", ref, trust=trust, opt_in=opt_in))

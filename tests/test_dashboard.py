@@ -133,8 +133,8 @@ def test_counts_come_from_the_store_and_follow_new_records(cluster, sweep):
     assert counts == {"completed": 10, "failed": 2}
 
     store = create_store(sweep.store.locator, create=False)
-    extra = dict(sweep[0].record, run_id="f" * 64, status="interrupted")
-    assert store.claim("e" * 64, _claims.owner("s1"))  # a run of this session executing now
+    extra = dict(sweep[0].record, run_id="f" * 32, status="interrupted")
+    assert store.claim("e" * 32, _claims.owner("s1"))  # a run of this session executing now
     store.put_record(extra)
     try:
         _wait_for(
@@ -143,8 +143,8 @@ def test_counts_come_from_the_store_and_follow_new_records(cluster, sweep):
         )
         assert dashboard.registered_sweeps(client)[0]["running"] == 1
     finally:
-        store.release("e" * 64)
-        sweep.store.record_path("f" * 64).unlink()
+        store.release("e" * 32)
+        sweep.store.record_path("f" * 32).unlink()
 
 
 def test_run_ids_restrict_the_counts_to_the_sweep(cluster, sweep):

@@ -150,14 +150,14 @@ def test_reconnect_names_a_module_it_cannot_import(tmp_path, monkeypatch):
 def test_release_keeps_a_claim_taken_over_by_someone_else(tmp_path, monkeypatch):
     monkeypatch.setattr(_claims, "LEASE_SECONDS", 0.0)  # every claim is past its lease
     store = create_store(tmp_path)
-    assert store.claim("r1", _claims.owner("mine"))
-    path = store._claim_path("r1")
+    assert store.claim("a1" * 16, _claims.owner("mine"))
+    path = store._claim_path("a1" * 16)
     import os
 
     os.unlink(path)  # our lease lapsed and another host took the run over
     other = create_store(tmp_path)
-    assert other.claim("r1", {"host": "elsewhere", "pid": 1, "start": 1, "session": "theirs"})
-    store.release("r1")
+    assert other.claim("a1" * 16, {"host": "elsewhere", "pid": 1, "start": 1, "session": "theirs"})
+    store.release("a1" * 16)
     assert os.path.exists(path)
-    other.release("r1")
+    other.release("a1" * 16)
     assert not os.path.exists(path)

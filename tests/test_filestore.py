@@ -176,11 +176,12 @@ def test_artifact_references_do_not_name_the_shard(store_path):
     """A fallback and its primary give the same reference for an artifact; a version 2
     store keeps the file in its shard and finds it from that reference."""
     store = FileStore.open(store_path)
-    ref = store.put_artifact("ab12cd", "x.bin", b"bytes")
-    assert ref == "artifacts/ab12cd/x.bin"
-    assert (store_path / "artifacts" / "ab" / "ab12cd" / "x.bin").read_bytes() == b"bytes"
+    run_id = "ab12cd" + "0" * 26
+    ref = store.put_artifact(run_id, "x.bin", b"bytes")
+    assert ref == f"artifacts/{run_id}/x.bin"
+    assert (store_path / "artifacts" / "ab" / run_id / "x.bin").read_bytes() == b"bytes"
     assert store.read_artifact(ref) == b"bytes"
-    assert store.artifact_path(ref) == store_path / "artifacts" / "ab" / "ab12cd" / "x.bin"
+    assert store.artifact_path(ref) == store_path / "artifacts" / "ab" / run_id / "x.bin"
     with pytest.raises(metalab.StoreError, match="outside the store"):
         store.read_artifact("artifacts/../../etc/passwd")
 
@@ -336,21 +337,24 @@ def test_manifest_describes_the_experiment(store_path):
 
 
 # ---------------------------------------------------------------- claims
+RUN_1, RUN_2 = "1" * 32, "2" * 32
+
+
 def test_claim_is_exclusive_while_the_owner_lives(store_path):
     store = create_store(store_path)
     owner = _claims.owner("session-a")
     try:
-        assert store.claim("run-1", owner) is True
-        assert store.claim("run-1", owner) is False
-        assert store.claim("run-1", _claims.owner("session-b")) is False
-        assert "run-1" in store.claims()
+        assert store.claim(RUN_1, owner) is True
+        assert store.claim(RUN_1, owner) is False
+        assert store.claim(RUN_1, _claims.owner("session-b")) is False
+        assert RUN_1 in store.claims()
     finally:
-        store.release("run-1")
-    store.release("run-1")  # idempotent
-    store.release("never-claimed")
-    assert "run-1" not in store.claims()
-    assert store.claim("run-1", owner) is True
-    store.release("run-1")
+        store.release(RUN_1)
+    store.release(RUN_1)  # idempotent
+    store.release("0" * 32)
+    assert RUN_1 not in store.claims()
+    assert store.claim(RUN_1, owner) is True
+    store.release(RUN_1)
 
 
 def dead_pid():
@@ -366,21 +370,21 @@ def dead_pid():
 def test_claim_of_a_dead_owner_is_taken_over(store_path):
     store = create_store(store_path)
     pid = dead_pid()
-    claim_file = shard(store_path, "claims", "run-2") / "run-2.claim"
+    claim_file = shard(store_path, "claims", RUN_2) / f"{RUN_2}.claim"
     claim_file.parent.mkdir()
     claim_file.write_text(
         json.dumps({"host": socket.gethostname(), "pid": pid, "start": None, "session": "old"})
     )
-    assert "run-2" not in store.claims()
+    assert RUN_2 not in store.claims()
     me = _claims.owner("new")
     try:
-        assert store.claim("run-2", me) is True
+        assert store.claim(RUN_2, me) is True
         holder = json.loads(claim_file.read_text())
         assert holder["pid"] == os.getpid()
         assert holder["session"] == "new"
-        assert store.claim("run-2", _claims.owner("third")) is False
+        assert store.claim(RUN_2, _claims.owner("third")) is False
     finally:
-        store.release("run-2")
+        store.release(RUN_2)
     assert not claim_file.exists()
 
 
@@ -505,7 +509,7 @@ def test_a_failed_record_write_never_mixes_with_the_next_one(store_path, monkeyp
 
     monkeypatch.setattr(file.os, "pwrite", pwrite)
     big = {**minimal_record(run_id), "metrics": {f"m{i}": i for i in range(200)}}
-    with pytest.raises(OSError):
+    with pytest.raises(metalab.StoreError, match="No space left on device"):
         store.put_record(big)
     monkeypatch.setattr(file.os, "pwrite", real_pwrite)
     failed = {**minimal_record(run_id), "status": "failed"}

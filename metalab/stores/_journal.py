@@ -25,12 +25,15 @@ them, so that a damaged entry is never read), then
 * the body: the records' bytes, one after the other (each as long as its size).
 
 No pickle: a journal another user wrote is safe to read, and is trusted for records that user
-could rewrite anyway (see `trusted`).
+could rewrite anyway (`metalab._trust.may_vouch`). A record it holds is taken only when it
+names the run its file is named after (`names_run`).
 """
 
 from __future__ import annotations
 
 import array
+import itertools
+import json
 import operator
 import os
 import struct
@@ -40,7 +43,7 @@ import zlib
 from typing import Any
 
 from .. import _claims
-from ..record import RECORD_COLUMNS, copied, encode_record
+from ..record import RECORD_COLUMNS, RECORD_FORMAT, copied, encode_record
 
 ENTRY = struct.Struct("<4sIIII")
 MAGIC = b"MLJ1"
@@ -232,8 +235,6 @@ def read_entries(data: bytes) -> list[tuple[list[list[Any]], int, int]]:
     """The (columns, body offset, body length) of each whole entry of a journal file's bytes,
     the columns `[run ids, inodes, mtimes, sizes, *ROW_FIELDS]`; reading stops at the first
     entry that is cut short or not an entry."""
-    import json
-
     out = []
     view = memoryview(data)
     offset = 0
@@ -297,10 +298,43 @@ def _columns(header: Any, binary: memoryview) -> list[list[Any]] | None:
     return columns
 
 
-def trusted(journal: os.stat_result, uid: int, mode: int) -> bool:
-    """Whether a journal file may vouch for a record file of owner `uid` and `mode`: both
-    have the same owner, and no one can write the journal who could not write the record."""
-    return journal.st_uid == uid and not (journal.st_mode & ~mode & 0o022)
+_HEAD = b'{"format": "%s", ' % RECORD_FORMAT.encode()
+_PREFIX = _HEAD + b'"run_id": "%s"'
+_KEYED_HEAD = _HEAD + b'"run_id": "'
+
+
+def name_their_runs(data: bytes, starts: list[int], end: int, run_ids: list[str]) -> bool:
+    """Whether the records in `data` starting at `starts` (the last ending at `end`) name
+    their runs, `run_ids`, as `names_run` says, checked for a whole journal entry at once:
+    each record has its `run_id` key right after its head, with its run id, and there is no
+    other."""
+    begin = starts[0] if starts else end
+    at = len(_KEYED_HEAD)
+    return (
+        data.count(b'"run_id"', begin, end) == len(run_ids)
+        and data.find(b"\\u", begin, end) < 0
+        and all(map(data.startswith, itertools.repeat(_KEYED_HEAD), starts))
+        and [data[s + at : s + at + 33] for s in starts] == [b'%s"' % r.encode() for r in run_ids]
+    )
+
+
+def names_run(data: bytes, run_id: str) -> bool:
+    """Whether the record bytes `data` name `run_id` as their run id (and no other).
+
+    Records are JSON whose first keys are `format` and `run_id`, as `encode_record` writes
+    them: when that key appears once in the bytes, with no `\\u` escape that could spell it
+    otherwise, the prefix decides without parsing the record; any other record is parsed."""
+    if (
+        data.startswith(_PREFIX % run_id.encode())
+        and data.count(b'"run_id"') == 1
+        and b"\\u" not in data
+    ):
+        return True
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and record.get("run_id") == run_id
 
 
 def removable(path: str, st: os.stat_result, now: float) -> bool:
@@ -317,4 +351,4 @@ def snapshot_name() -> str:
     return f"load-{_HOST}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
 
 
-_HOST = _claims._HOST.split(".")[0].replace("-", "_") or "host"  # for file names
+_HOST = _claims.HOST_TAG

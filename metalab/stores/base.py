@@ -41,6 +41,13 @@ class Store(Protocol):
         """Return the serialized experiment stored under `key`; raise StoreError if absent."""
         ...
 
+    def read_pickled(self, kind: str, key: str) -> tuple[bytes, str | None]:
+        """Return the bytes of the experiment `key` (`kind` "experiment") or of the artifact
+        reference `key` ("artifact"), about to be unpickled, and why someone other than the
+        user could have written them (None when nobody else could; see `metalab._trust`).
+        Raise StoreError when they are missing."""
+        ...
+
     def scan(self) -> tuple[set[str], set[str]]:
         """Return (ids with a final record, ids completed) in one pass over the store."""
         ...

@@ -202,6 +202,20 @@ class FallbackStore:
                     self._mark_down(exc)
         raise StoreError(f"no experiment {key!r} in {self!r}")  # pragma: no cover
 
+    def read_pickled(self, kind: str, key: str) -> tuple[bytes, str | None]:
+        """Read as `load_experiment` and `read_artifact` do: the first store that has it."""
+        errors = []
+        for store in self._stores():
+            try:
+                return store.read_pickled(kind, key)
+            except Exception as exc:
+                if not (isinstance(exc, StoreError) or unavailable(exc)):
+                    raise
+                if unavailable(exc):
+                    self._mark_down(exc)
+                errors.append(exc)
+        raise StoreError(f"{kind} {key!r} is in neither store: {errors[-1]}")
+
     # ---------------------------------------------------------------- records
     def scan(self) -> tuple[set[str], set[str]]:
         final: set[str] = set()

@@ -20,15 +20,25 @@ Shard directories are made when first written to. Stores of version 1 keep one d
 kind (`runs/<run_id>.json`, ...) and are read and written in that layout.
 
 Every file is written to a temporary name and renamed into place, so readers see whole files.
+A temporary name says who writes it (`.<name>.<host>-<pid>.<n>.tmp`): one left by a killed
+writer is removed when a listing comes across it, once its writer is dead by the rule claims
+follow (`metalab._claims.is_alive`).
+
+A store may come from anyone, so what it holds is checked before it becomes a path (see
+`metalab._trust`): a record is read only from a file named after its run id, a manifest
+only when its experiment id, name and session have their form; anything else is skipped
+with an `UnsafeStoreWarning`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import errno
+import functools
 import itertools
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -38,10 +48,19 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .. import _claims
+from .. import _claims, _trust
 from ..errors import StoreError, StoreFormatError
 from ..record import RECORD_FORMAT, check_format, encode_record
 from . import _journal
+from ._files import (
+    atomic_write,
+    create_exclusive,
+    link_exclusive,
+    remove_if_left,
+    temporary,
+    without_leftovers,
+    write_fd,
+)
 
 STORE_FORMAT = "metalab.filestore"
 STORE_VERSION = 2
@@ -63,11 +82,10 @@ a snapshot journal of everything it loaded, so the next load reads few files."""
 SNAPSHOT_AFTER_FILES = 64
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_LEN = len("20260101T000000.000000Z")
-_counter = itertools.count()
 _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 
 
-_pid = [os.getpid()]  # this process's id, for temporary file names (updated in a fork)
+_pid = [os.getpid()]  # this process's id (updated in a fork)
 
 
 def _after_fork_in_child() -> None:
@@ -91,37 +109,6 @@ def _dumps(value: Any) -> bytes:
     return encode_record(value)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False) -> os.stat_result:
-    """Write `data` to `path` through a temporary file and a rename; with `make_dir`, make
-    the directory first if it is missing. Returns the file's stat as written."""
-    directory, slash, name = os.fspath(path).rpartition("/")
-    tmp = f"{directory}{slash}.{name}.{_pid[0]}.{next(_counter)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    try:
-        fd = os.open(tmp, flags, 0o644)
-    except FileNotFoundError:
-        if not make_dir:
-            raise
-        os.makedirs(directory or ".", exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        return st
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class FileStore:
     """A store in a directory tree; safe for many processes and hosts on a shared filesystem."""
 
@@ -140,6 +127,9 @@ class FileStore:
         # what this process noted of the records it wrote, for loading
         self._journal = _journal.Journal(f"{self._top}/cache/journal")
         self._sharded = _layout_version(self._top) >= 2
+        # the identity (inode, mtime, size) of records read as not completed, which have no
+        # `.done` marker for that reason (see `scan`)
+        self._not_completed: dict[str, tuple[int, int, int]] = {}
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -160,22 +150,59 @@ class FileStore:
                 ) from None
             self._create()
             return
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:  # empty or cut short: a kill or a full disk as it was written
+            meta = self._repaired_meta(exc)
+        except OSError as exc:
             raise StoreError(f"cannot read {str(meta_path)!r}: {exc}") from exc
-        version = meta.get("version", 0)
+        version = meta.get("version", 0) if isinstance(meta, dict) else None
         if (
-            meta.get("format") != STORE_FORMAT
+            not isinstance(meta, dict)
+            or meta.get("format") != STORE_FORMAT
             or not isinstance(version, int)
             or version > STORE_VERSION
         ):
+            found = meta.get("format") if isinstance(meta, dict) else meta
             raise StoreFormatError(
-                f"{str(self.root)!r} holds store format {meta.get('format')!r} version "
+                f"{str(self.root)!r} holds store format {found!r} version "
                 f"{version!r}; this metalab reads {STORE_FORMAT!r} up to version "
                 f"{STORE_VERSION}"
             )
         self._sharded = version >= 2
         if create:
             self._make_layout()
+
+    def _repaired_meta(self, damage: ValueError) -> dict[str, Any]:
+        """The meta data of a store whose `_meta.json` is empty or cut short, written anew
+        when its directories are a store's (else a `StoreError`): its version is the one
+        its layout shows. A store this user cannot write is read as it is."""
+        path = f"{self._top}/_meta.json"
+        if not all(os.path.isdir(f"{self._top}/{sub}") for sub in ("runs", "experiments")):
+            raise StoreError(
+                f"{path!r} is damaged ({damage}) and {str(self.root)!r} does not look like a "
+                "metalab store (no runs/ and experiments/ directories)"
+            )
+        meta = {
+            "format": STORE_FORMAT,
+            "version": self._version_from_layout(),
+            "created_at": _now(),
+            "repaired": True,
+        }
+        try:
+            atomic_write(path, _dumps(meta))
+        except OSError:
+            pass
+        return meta
+
+    def _version_from_layout(self) -> int:
+        """1 when a per-run directory holds a run's file directly, else the current version."""
+        for sub in ("runs", "claims", "logs", "derived", "artifacts"):
+            try:
+                names = os.listdir(f"{self._top}/{sub}")
+            except OSError:
+                continue
+            if any(_trust.is_run_id(name.partition(".")[0]) for name in names):
+                return 1
+        return STORE_VERSION
 
     def _create(self) -> None:
         if self.root.exists() and not self.root.is_dir():
@@ -187,14 +214,27 @@ class FileStore:
                 f"{str(self.root)!r} is a non-empty directory that is not a metalab store; "
                 "choose an empty or new directory"
             )
-        self._make_layout()
         meta = {"format": STORE_FORMAT, "version": STORE_VERSION, "created_at": _now()}
+        tmp = f"{self._top}/{temporary('_meta.json')}"
         try:
-            fd = os.open(self.root / "_meta.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return  # another process created it first
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_dumps(meta))
+            self._make_layout()
+            # whole or absent: written aside, then linked into place, which fails if another
+            # process created it first
+            atomic_write(tmp, _dumps(meta))
+            linked = link_exclusive(tmp, f"{self._top}/_meta.json")
+            if linked is None and not os.path.exists(f"{self._top}/_meta.json"):
+                # a filesystem without hard links: a store made at once by two processes
+                # gets the same meta data twice, whole either way
+                os.replace(tmp, f"{self._top}/_meta.json")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create a store at {str(self.root)!r}: {exc.strerror or exc}"
+            ) from exc
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
     def _make_layout(self) -> None:
         for sub in _LAYOUT:
@@ -219,51 +259,97 @@ class FileStore:
     # ---------------------------------------------------------------- experiments
     def write_manifest(self, experiment_id: str, manifest: dict[str, Any]) -> str:
         """Write a manifest under a unique timestamped name; never overwrites."""
+        if not _trust.is_experiment_id(experiment_id):
+            raise StoreError(
+                f"{experiment_id!r} is not an experiment id (name:version): metalab makes no "
+                "path of it"
+            )
         data = _dumps(manifest)
-        directory = self.root / "experiments"
-        tmp = directory / f".manifest.{os.getpid()}.{next(_counter)}.tmp"
-        tmp.write_bytes(data)
+        directory = f"{self._top}/experiments"
+        tmp = f"{directory}/{temporary('manifest')}"
         try:
-            stamp = _dt.datetime.now(_dt.UTC)
-            while True:
-                path = directory / f"{experiment_id}_{stamp.strftime(_TS_FORMAT)}.json"
-                try:
-                    os.link(tmp, path)
-                    return str(path)
-                except FileExistsError:
+            atomic_write(tmp, data)
+            try:
+                stamp = _dt.datetime.now(_dt.UTC)
+                while True:
+                    path = f"{directory}/{experiment_id}_{stamp.strftime(_TS_FORMAT)}.json"
+                    if _create_once(tmp, path, data):
+                        return path
                     stamp += _dt.timedelta(microseconds=1)
-        finally:
-            tmp.unlink()
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise self._write_failed(f"the manifest of {experiment_id!r}", exc) from exc
 
     def manifests(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
-        """Return manifests, oldest first, each with its file name under `_file`."""
+        """Return manifests, oldest first, each with its file name under `_file`.
+
+        A manifest whose experiment id is not the one its file is named after, or whose
+        name, version, session or experiment key has not their form, is skipped with an
+        `UnsafeStoreWarning`."""
         out = []
-        for name in sorted(os.listdir(self.root / "experiments"), key=lambda n: n[-_TS_LEN - 5 :]):
-            if not name.endswith(".json") or name.startswith("."):
+        directory = f"{self._top}/experiments"
+        for name in sorted(os.listdir(directory), key=lambda n: n[-_TS_LEN - 5 :]):
+            if remove_if_left(directory, name) or not name.endswith(".json"):
+                continue
+            if name.startswith("."):
                 continue
             exp_id = name[: -_TS_LEN - 6]
             if experiment_id is not None and exp_id != experiment_id:
                 continue
             try:
-                manifest = json.loads((self.root / "experiments" / name).read_bytes())
+                manifest = json.loads(read_bytes(f"{directory}/{name}") or b"")
             except (OSError, ValueError):
+                continue
+            why = _manifest_problem(manifest, exp_id)
+            if why is not None:
+                _trust.skipped(f"manifest {directory}/{name}", why)
                 continue
             manifest["_file"] = f"experiments/{name}"
             out.append(manifest)
         return out
 
     def save_experiment(self, key: str, blob: bytes) -> None:
-        """Write the serialized experiment once; later calls with the same key do nothing."""
-        path = self.root / "experiments" / "blobs" / f"{key}.pkl"
-        if not path.exists():
-            atomic_write(path, blob)
+        """Write the serialized experiment once; later calls with the same key do nothing,
+        unless the file holds other bytes (damaged, or changed by someone), which are
+        replaced."""
+        path = self._blob_path(key)
+        if read_bytes(path) != blob:
+            try:
+                atomic_write(path, blob)
+            except OSError as exc:
+                raise self._write_failed(f"experiment {key!r}", exc) from exc
+
+    def _blob_path(self, key: str) -> str:
+        return f"{self._top}/experiments/blobs/{_trust.check_experiment_key(key)}.pkl"
 
     def load_experiment(self, key: str) -> bytes:
         """Return the serialized experiment `key`."""
+        data = read_bytes(self._blob_path(key))
+        if data is None:
+            raise StoreError(f"store {str(self.root)!r} has no experiment {key!r}")
+        return data
+
+    def read_pickled(self, kind: str, key: str) -> tuple[bytes, str | None]:
+        """Return the bytes of experiment `key` (`kind` "experiment") or of the artifact
+        reference `key` ("artifact"), and why someone other than this user could have
+        written them: the file is not the user's, or group or others may write it (None
+        when nobody else could). Raises `StoreError` when they are missing."""
+        if kind == "experiment":
+            path, what = self._blob_path(key), f"experiment {key!r}"
+        else:
+            path, what = str(self._inside(key)), f"artifact {key!r}"
         try:
-            return (self.root / "experiments" / "blobs" / f"{key}.pkl").read_bytes()
+            return _trust.read_for_unpickling(path)
         except FileNotFoundError:
-            raise StoreError(f"store {str(self.root)!r} has no experiment {key!r}") from None
+            raise StoreError(f"{what} is missing from store {str(self.root)!r}") from None
+
+    def _write_failed(self, what: str, exc: OSError) -> StoreError:
+        """The error for `what` that could not be written (a full disk, say)."""
+        return StoreError(
+            f"cannot write {what} to store {str(self.root)!r}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+        )
 
     # ---------------------------------------------------------------- records
     def _file(self, sub: str, name: str) -> str:
@@ -272,7 +358,8 @@ class FileStore:
 
     def _run_dir(self, sub: str, run_id: str) -> str:
         """The directory of `sub` (runs, claims, logs, derived, artifacts) holding `run_id`'s
-        files."""
+        files; a `StoreError` for anything but a run id, which no path is made of."""
+        _trust.check_run_id(run_id)
         if self._sharded:
             return f"{self._top}/{sub}/{run_id[:2]}"
         return f"{self._top}/{sub}"
@@ -290,31 +377,100 @@ class FileStore:
     def _is_shard(self, name: str) -> bool:
         return self._sharded and len(name) == 2 and not name.startswith(".")
 
-    def _listing(self, sub: str) -> Iterator[tuple[str, str]]:
-        """(directory, name) of every per-run file of `sub`, through its shards."""
+    def _listings(self, sub: str) -> Iterator[tuple[str, list[str]]]:
+        """(directory, names) of the directories of `sub` holding per-run files: its shards
+        and itself. Temporary files left by dead writers are removed on the way."""
         top = f"{self._top}/{sub}"
-        for name in os.listdir(top):
+        names = os.listdir(top)
+        now = time.time()
+        for name in names:
             if self._is_shard(name):
                 directory = f"{top}/{name}"
                 try:
-                    names = os.listdir(directory)
+                    inner = os.listdir(directory)
                 except (NotADirectoryError, FileNotFoundError):
                     continue
-                for inner in names:
-                    yield directory, inner
-            else:
-                yield top, name
+                yield directory, without_leftovers(directory, inner, now)
+        yield top, [n for n in without_leftovers(top, names, now) if not self._is_shard(n)]
+
+    def _runs_in(
+        self, sub: str, directory: str, names: list[str], suffixes: str
+    ) -> list[tuple[str, str]]:
+        """(run id, suffix) of the files of `directory` (of `sub`) named `<run id><suffix>`,
+        a suffix of `suffixes` (`json|done`, say). A file whose name ends so but is not a
+        run id's, or that is not where the store keeps that run's files, is skipped with an
+        `UnsafeStoreWarning`."""
+        found = _run_files(suffixes).findall("\n".join(names))
+        shard = directory[len(self._top) + len(sub) + 2 :]
+        if self._sharded:
+            placed = [item for item in found if shard and item[0].startswith(shard)]
+        else:
+            placed = found if not shard else []
+        ends = tuple(f".{suffix}" for suffix in suffixes.split("|"))
+        if len(placed) != sum(1 for n in names if n.endswith(ends) and not n.startswith(".")):
+            good = {f"{run_id}.{suffix}" for run_id, suffix in placed}
+            for name in names:
+                if name.endswith(ends) and not name.startswith(".") and name not in good:
+                    _trust.skipped(
+                        f"{directory}/{name}",
+                        "its name is not a run id (32 hexadecimal digits) in the directory "
+                        "of its run",
+                    )
+        return placed
 
     def scan(self) -> tuple[set[str], set[str]]:
-        """One listing of the records: (run ids with a final record, run ids completed)."""
+        """One listing of the records: (run ids with a final record, run ids completed).
+
+        A completed record whose `.done` marker is missing (its writer was killed between
+        the two) counts as completed, and its marker is made again."""
         final: set[str] = set()
         done: set[str] = set()
-        for _, name in self._listing("runs"):
-            if name.endswith(".json") and not name.startswith("."):
-                final.add(name[:-5])
-            elif name.endswith(".done"):
-                done.add(name[:-5])
+        for directory, names in self._listings("runs"):
+            for run_id, suffix in self._runs_in("runs", directory, names, "json|done"):
+                (final if suffix == "json" else done).add(run_id)
+        unmarked = final - done
+        if len(self._not_completed) > len(unmarked):  # forget runs completed or gone since
+            self._not_completed = {
+                run_id: seen for run_id, seen in self._not_completed.items() if run_id in unmarked
+            }
+        for run_id in unmarked:
+            if self._completed_unmarked(run_id):
+                done.add(run_id)
         return final, done
+
+    def _completed_unmarked(self, run_id: str) -> bool:
+        """Whether the record of `run_id`, which has no `.done` marker, is completed; if so
+        the marker is made again (where this user may write). A run claimed now is being
+        run again: its record is left to its writer."""
+        path = self._record_path(run_id)
+        try:
+            seen = _identity(os.stat(path))
+        except FileNotFoundError:
+            return False
+        if self._not_completed.get(run_id) == seen or os.path.exists(self._claim_path(run_id)):
+            return False
+        try:
+            record = self._read_record(path)
+        except StoreFormatError:  # unreadable: the run is run again
+            record = None
+        if record is None or record.get("status") != "completed":
+            self._not_completed[run_id] = seen
+            return False
+        self._mark_done(path, self._run_file("runs", run_id, ".done"))
+        return True
+
+    @staticmethod
+    def _mark_done(path: str, marker: str) -> None:
+        """Make the `.done` marker of the completed record at `path`."""
+        try:
+            os.link(path, marker)  # one call, no file to open; the marker's content is unused
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links, or a store this user cannot write
+            try:
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
+            except OSError:
+                pass
 
     def put_record(self, record: dict[str, Any]) -> bytes:
         """Persist a final record; the `.done` marker follows a completed one, never precedes it.
@@ -326,20 +482,18 @@ class FileStore:
         marker = self._run_file("runs", run_id, ".done")
         data = encode_record(record)
         path = self._record_path(run_id)
-        if record["status"] == "completed":
-            st = self._write_record(run_id, data, path)
-            try:
-                os.link(path, marker)  # one call, no file to open; the marker's content is unused
-            except FileExistsError:
-                pass
-            except OSError:  # a filesystem without hard links
-                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
-        else:
-            try:
-                os.unlink(marker)
-            except FileNotFoundError:
-                pass
-            st = self._write_record(run_id, data, path)
+        try:
+            if record["status"] == "completed":
+                st = self._write_record(run_id, data, path)
+                self._mark_done(path, marker)
+            else:
+                try:
+                    os.unlink(marker)
+                except FileNotFoundError:
+                    pass
+                st = self._write_record(run_id, data, path)
+        except OSError as exc:
+            raise self._write_failed(f"the record of run {run_id}", exc) from exc
         self._journal.note(run_id, st, data, record)
         return data
 
@@ -365,7 +519,7 @@ class FileStore:
 
     def _read_record(self, path: str) -> dict[str, Any] | None:
         data = read_bytes(path)
-        return None if data is None else _decode_record(data, path)
+        return None if data is None else _named_record(data, path)
 
     def get_records(self, run_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield the existing records of `run_ids`, in order."""
@@ -387,8 +541,8 @@ class FileStore:
             # listed a moment ago: open it directly (a record replaced meanwhile still reads)
             path = self._record_path(run_id)
             data = read_bytes(path)
-            if data is not None:
-                yield data, _decode_record(data, path)
+            if data is not None and (record := _named_record(data, path)) is not None:
+                yield data, record
 
     # ---------------------------------------------------------------- loading
     def load_records(self) -> list[tuple[bytes | dict[str, Any], dict[str, Any]]]:
@@ -419,7 +573,10 @@ class FileStore:
             if got is None:  # removed since the listing
                 continue
             raw, st = got
-            found[run_id] = rows[run_id] = _decode_record(raw, path)
+            record = _named_record(raw, path)
+            if record is None:
+                continue
+            found[run_id] = rows[run_id] = record
             listed = files[run_id]
             if st.st_uid == uid and _identity(st) == _identity(listed):
                 read[run_id] = raw
@@ -452,12 +609,11 @@ class FileStore:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             try:
-                for name in os.listdir(fd):
-                    if name.endswith(".json") and not name.startswith("."):
-                        try:
-                            out[name[:-5]] = os.stat(name, dir_fd=fd)
-                        except FileNotFoundError:  # removed since the listing
-                            pass
+                for run_id, _ in self._runs_in("runs", directory, os.listdir(fd), "json"):
+                    try:
+                        out[run_id] = os.stat(f"{run_id}.json", dir_fd=fd)
+                    except FileNotFoundError:  # removed since the listing
+                        pass
             finally:
                 os.close(fd)
         return out
@@ -480,7 +636,9 @@ class FileStore:
         names.sort(key=lambda name: (not name.startswith("load-"), name))
         out = []
         for name in names:
-            if not name.endswith(_journal.SUFFIX) or name.startswith("."):
+            if remove_if_left(directory, name) or not name.endswith(_journal.SUFFIX):
+                continue
+            if name.startswith("."):
                 continue
             path = f"{directory}/{name}"
             try:  # a regular file, not followed through a link: a FIFO would never end
@@ -544,19 +702,32 @@ class FileStore:
         the same reference for the same artifact.
         """
         directory = f"{self._run_dir('artifacts', run_id)}/{run_id}"
-        os.makedirs(directory, exist_ok=True)
-        atomic_write(f"{directory}/{filename}", data)
+        if not _trust.is_file_name(filename):
+            raise StoreError(
+                f"artifact file name {filename!r} of run {run_id} cannot name a file in its "
+                "run's directory (one path component, not starting with '.')"
+            )
+        try:
+            os.makedirs(directory, exist_ok=True)
+            atomic_write(f"{directory}/{filename}", data)
+        except OSError as exc:
+            raise self._write_failed(f"artifact {filename!r} of run {run_id}", exc) from exc
         return f"artifacts/{run_id}/{filename}"
 
     def read_artifact(self, ref: str) -> bytes:
         """Return the bytes of an artifact reference (relative to this store's root)."""
-        path = self.artifact_path(ref).resolve()
-        if self.root not in path.parents:
-            raise StoreError(f"artifact reference {ref!r} points outside the store")
+        path = self._inside(ref)
         try:
             return path.read_bytes()
         except FileNotFoundError:
             raise StoreError(f"artifact {ref!r} is missing from store {str(self.root)!r}") from None
+
+    def _inside(self, ref: str) -> Path:
+        """The file behind an artifact reference; a `StoreError` if it is outside the store."""
+        path = self.artifact_path(ref).resolve()
+        if self.root.resolve() not in path.parents:
+            raise StoreError(f"artifact reference {ref!r} points outside the store")
+        return path
 
     def artifact_path(self, ref: str) -> Path:
         """Return the file behind an artifact reference."""
@@ -568,13 +739,20 @@ class FileStore:
     def open_log(self, run_id: str) -> IO[str]:
         """Open the run's log for appending (line buffered); earlier attempts' lines stay."""
         path = self._run_file("logs", run_id, ".log")
-        if self._sharded:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, "a", encoding="utf-8", buffering=1)
+        try:
+            if self._sharded:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "a", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise self._write_failed(f"the log of run {run_id}", exc) from exc
 
     def put_log(self, run_id: str, text: str) -> None:
         """Replace the run's log with `text` (what a transfer between stores writes)."""
-        atomic_write(self._run_file("logs", run_id, ".log"), text.encode("utf-8"), make_dir=True)
+        path = self._run_file("logs", run_id, ".log")
+        try:
+            atomic_write(path, text.encode("utf-8"), make_dir=True)
+        except OSError as exc:
+            raise self._write_failed(f"the log of run {run_id}", exc) from exc
 
     def read_log(self, run_id: str) -> str:
         """Return the run's log text, or "" when it logged nothing."""
@@ -603,29 +781,45 @@ class FileStore:
     def _create_claim(self, path: str, owner: dict[str, Any]) -> bool:
         """Create the claim file `path` holding `owner`, atomically; False if it exists.
 
-        The claim file is also the run's record in the making: it stays open, and
-        `put_record` writes the record into it and renames it into `runs/`, so a run's
-        claim, record and release cost one file between them (see `_put_claimed`). Claims
-        are this process's and thread's: `put_record` and `release` of the same run come
-        from the thread that claimed it.
+        The owner is written to a temporary file first, which is then linked to `path`
+        (which fails if `path` exists): a claim file never exists without its owner, even
+        if the process is killed as it claims. The claim file is also the run's record in
+        the making: it stays open, and `put_record` writes the record into it and renames it
+        into `runs/`, so a run's claim, record and release cost one file between them (see
+        `_put_claimed`). Claims are this process's and thread's: `put_record` and `release`
+        of the same run come from the thread that claimed it.
         """
         content = self._owner_bytes(owner)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+        directory, _, name = path.rpartition("/")
+        tmp = f"{directory}/{temporary(name)}"
         try:
+            fd = create_exclusive(tmp)
             try:
-                fd = os.open(path, flags, 0o644)
-            except FileNotFoundError:
-                self._make_parent(path)  # a shard not written to yet
-                fd = os.open(path, flags, 0o644)
+                write_fd(fd, content)
+                inode = os.fstat(fd).st_ino
+                linked = link_exclusive(tmp, path)
+            except BaseException:
+                os.close(fd)
+                raise
+            finally:
+                os.unlink(tmp)
+            if linked is None:  # a filesystem without hard links: created, then written
+                os.close(fd)
+                fd = create_exclusive(path, make_dir=False)
+                try:
+                    write_fd(fd, content)
+                except BaseException:
+                    os.close(fd)
+                    os.unlink(path)
+                    raise
+                inode, linked = os.fstat(fd).st_ino, True
         except FileExistsError:
             return False
-        try:
-            os.write(fd, content)
-            inode = os.fstat(fd).st_ino
-        except BaseException:
+        except OSError as exc:
+            raise self._write_failed(f"the claim on run {name[:-6]}", exc) from exc
+        if not linked:
             os.close(fd)
-            os.unlink(path)
-            raise
+            return False
         self._held[(path, threading.get_ident())] = (time.monotonic(), content, fd, inode)
         if self._watched != _pid[0]:  # the heartbeat touches every claim in _held
             _claims.heartbeat.watch_files(self)
@@ -635,11 +829,6 @@ class FileStore:
     def held_files(self) -> list[str]:
         """The claim files this process holds (what the heartbeat touches)."""
         return [path for path, _ in list(self._held)]
-
-    @staticmethod
-    def _make_parent(path: str) -> None:
-        """Make the directory of `path` (a shard not written to yet) if it is missing."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
 
     @staticmethod
     def _still_ours(path: str, held: tuple[float, bytes, int | None, int]) -> os.stat_result | None:
@@ -710,22 +899,23 @@ class FileStore:
                 data = fh.read()
         except FileNotFoundError:
             return None
-        age, identity = time.time() - st.st_mtime, (st.st_ino, st.st_mtime_ns)
+        age, which = time.time() - st.st_mtime, (st.st_ino, st.st_mtime_ns)
         try:
             found = json.loads(data)
         except ValueError:
-            # being written: just created, or its record half written in
-            return {"host": None}, age, identity
+            # no owner: cut short by a kill as it was written (dead once it is a few seconds
+            # old, see `metalab._claims.is_alive`), or its record being written in now
+            return {"host": None}, age, which
         if isinstance(found, dict) and "pid" in found:
-            return found, age, identity
+            return found, age, which
         # for a moment before it is renamed, a claim holds the run's record, whose provenance
         # names the process writing it (its host and pid: no start time, so a reused pid
         # counts as alive while the heartbeat is fresh)
         provenance = found.get("provenance") if isinstance(found, dict) else None
         if not isinstance(provenance, dict):
-            return {"host": None}, age, identity
+            return {"host": None}, age, which
         writer = {key: provenance.get(key) for key in ("host", "pid", "session")}
-        return {**writer, "start": None}, age, identity
+        return {**writer, "start": None}, age, which
 
     def _take_over(self, path: str, owner: dict[str, Any], dead: tuple[int, int]) -> bool:
         """Replace the dead claim file whose identity is `dead`, unless it changed since."""
@@ -748,9 +938,25 @@ class FileStore:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+            self._tidy_run(path.rpartition("/")[2][: -len(".claim")])
             return self._create_claim(path, owner)
         finally:
             os.unlink(lock)
+
+    def _tidy_run(self, run_id: str) -> None:
+        """Remove the temporary files a dead owner of `run_id`'s claim left (its log,
+        derived metrics or artifacts being written when it was killed)."""
+        now = time.time()
+        places = [(self._run_dir(sub, run_id), f".{run_id}.") for sub in ("logs", "derived")]
+        places.append((f"{self._run_dir('artifacts', run_id)}/{run_id}", "."))
+        for directory, prefix in places:
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith(prefix):
+                    remove_if_left(directory, name, now)
 
     def claim_owner(self, run_id: str) -> dict[str, Any] | None:
         """Return the owner of the claim on `run_id`, alive or dead, or None when unclaimed."""
@@ -779,15 +985,14 @@ class FileStore:
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims: run id -> owner."""
         out = {}
-        for directory, name in self._listing("claims"):
-            if name.startswith(".owner-"):
-                self._remove_if_dead(f"{directory}/{name}")
-                continue
-            if not name.endswith(".claim"):
-                continue
-            current = self._read_claim(f"{directory}/{name}")
-            if current is not None and _claims.is_alive(current[0], current[1]):
-                out[name[:-6]] = current[0]
+        for directory, names in self._listings("claims"):
+            for name in names:
+                if name.startswith(".owner-"):
+                    self._remove_if_dead(f"{directory}/{name}")
+            for run_id, _ in self._runs_in("claims", directory, names, "claim"):
+                current = self._read_claim(f"{directory}/{run_id}.claim")
+                if current is not None and _claims.is_alive(current[0], current[1]):
+                    out[run_id] = current[0]
         return out
 
     def _remove_if_dead(self, owner_file: str) -> None:
@@ -803,16 +1008,20 @@ class FileStore:
     # ---------------------------------------------------------------- control
     def request_cancel(self, session: str) -> None:
         """Leave a cancellation marker for `session`."""
-        (self.root / "control" / f"cancel-{session}").touch()
+        (self.root / "control" / f"cancel-{_session(session)}").touch()
 
     def cancel_requested(self, session: str) -> bool:
         """Whether the cancellation marker of `session` exists."""
-        return os.path.exists(self._file("control", f"cancel-{session}"))
+        return os.path.exists(self._file("control", f"cancel-{_session(session)}"))
 
     # ---------------------------------------------------------------- derived metrics
     def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
         """Replace the run's derived metrics document."""
-        atomic_write(self._run_file("derived", run_id, ".json"), _dumps(values), make_dir=True)
+        path = self._run_file("derived", run_id, ".json")
+        try:
+            atomic_write(path, _dumps(values), make_dir=True)
+        except OSError as exc:
+            raise self._write_failed(f"the derived metrics of run {run_id}", exc) from exc
 
     def get_derived(self, run_id: str) -> dict[str, Any]:
         """Return the run's derived metrics document, or {}."""
@@ -844,7 +1053,7 @@ class _Current:
         into `found` (run id -> bytes) and `rows`; return how many bytes of records it gave,
         and how many it holds."""
         given = held = 0
-        trust = {owner: _journal.trusted(jst, *owner) for owner in self.owners}
+        trust = {owner: _trust.may_vouch(jst, *owner) for owner in self.owners}
         for columns, offset, length in _journal.read_entries(data):
             held += length
             try:
@@ -876,9 +1085,13 @@ class _Current:
             and found.keys().isdisjoint(run_ids)
         ):
             ends = list(itertools.accumulate(sizes, initial=offset))
-            found.update(zip(run_ids, [data[a:b] for a, b in itertools.pairwise(ends)]))
-            rows.update(zip(run_ids, [dict(zip(_ROW_KEYS, t)) for t in zip(run_ids, *fields)]))
-            return length
+            records = [data[a:b] for a, b in itertools.pairwise(ends)]
+            if _journal.name_their_runs(data, ends[:-1], ends[-1], run_ids) or all(
+                map(_journal.names_run, records, run_ids)
+            ):
+                found.update(zip(run_ids, records))
+                rows.update(zip(run_ids, [dict(zip(_ROW_KEYS, t)) for t in zip(run_ids, *fields)]))
+                return length
         given = 0
         for i, run_id in enumerate(run_ids):  # some records rewritten since, say
             size = sizes[i]
@@ -890,6 +1103,7 @@ class _Current:
                 and st.st_size == size
                 and run_id not in found
                 and trust[st.st_uid, st.st_mode]
+                and _journal.names_run(data[offset : offset + size], run_id)
             ):
                 found[run_id] = data[offset : offset + size]
                 rows[run_id] = dict(zip(_ROW_KEYS, [run_id, *(c[i] for c in fields)]))
@@ -905,6 +1119,29 @@ def _order(row: dict[str, Any]) -> tuple[str, int, str]:
     """Where a record goes when loaded: by experiment id, index and run id (`load_results`)."""
     index = row.get("index")
     return str(row.get("experiment_id", "")), index if type(index) is int else 0, row["run_id"]
+
+
+@functools.lru_cache(maxsize=8)
+def _run_files(suffixes: str) -> re.Pattern[str]:
+    """The lines of a listing that are `<run id>.<suffix>`, a suffix of `suffixes`."""
+    return re.compile(f"^({_trust.RUN_ID_PATTERN})\\.({suffixes})$", re.MULTILINE)
+
+
+def _create_once(written: str, path: str, data: bytes) -> bool:
+    """Give the file `written` (holding `data`) the name `path` unless it exists: True if
+    it did. Where the filesystem has no hard links, `path` is created and written instead."""
+    linked = link_exclusive(written, path)
+    if linked is not None:
+        return linked
+    try:
+        fd = create_exclusive(path, make_dir=False)
+    except FileExistsError:
+        return False
+    try:
+        write_fd(fd, data)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -956,7 +1193,23 @@ def _decode_record(data: bytes, path: str) -> dict[str, Any]:
         record = json.loads(data)
     except ValueError as exc:
         raise StoreFormatError(f"run record {path!r} is not valid JSON ({exc})") from exc
+    if not isinstance(record, dict):
+        raise StoreFormatError(f"run record {path!r} is not a JSON object")
     return check_format(record, path)
+
+
+def _named_record(data: bytes, path: str) -> dict[str, Any] | None:
+    """The record in `data`, read from `path`; None, with an `UnsafeStoreWarning`, when it
+    is not the record of the run its file is named after."""
+    record = _decode_record(data, path)
+    run_id = record.get("run_id")
+    if run_id == path.rpartition("/")[2][:-5] and _trust.is_run_id(run_id):
+        return record
+    _trust.skipped(
+        f"run record {path}",
+        f"its run id {run_id!r} is not the one its file is named after",
+    )
+    return None
 
 
 def _layout_version(root: str) -> int:
@@ -968,6 +1221,20 @@ def _layout_version(root: str) -> int:
     except (OSError, ValueError, AttributeError):
         return STORE_VERSION
     return version if isinstance(version, int) else STORE_VERSION
+
+
+def _session(session: str) -> str:
+    if not _trust.is_name(session):
+        raise StoreError(f"{session!r} is not a session: metalab makes no path of it")
+    return session
+
+
+def _manifest_problem(manifest: Any, exp_id: str) -> str | None:
+    """Why a manifest read from a file named after `exp_id` cannot be used, or None."""
+    if isinstance(manifest, dict) and manifest.get("experiment_id") != exp_id:
+        found = manifest.get("experiment_id")
+        return f"its experiment id {found!r} is not {exp_id!r}, the one its file is named after"
+    return _trust.manifest_problem(manifest)
 
 
 def _reopened(root: str, version: int) -> FileStore:

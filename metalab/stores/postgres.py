@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, cast
 
 from .. import _claims
+from .._trust import read_for_unpickling
 from ..errors import (
     MissingDependencyError,
     StoreError,
@@ -452,6 +453,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
+_TABLE_WRITERS = (
+    "SELECT pg_get_userbyid(c.relowner), current_user, EXISTS (SELECT 1 FROM"
+    " aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) AS a"
+    " WHERE a.grantee <> c.relowner AND a.privilege_type IN ('INSERT', 'UPDATE'))"
+    " FROM pg_class AS c WHERE c.oid = %s::regclass"
+)
+"""The owner of a table, the role connected, and whether other roles may write the table."""
+
+
 def _render(template: str, schema: str) -> str:
     return sql.SQL(template).format(schema=sql.Identifier(schema)).as_string(None)
 
@@ -857,6 +867,38 @@ class PostgresStore:
         if not rows:
             raise StoreError(f"store {self.public_locator!r} has no experiment {key!r}")
         return bytes(rows[0][0])
+
+    def read_pickled(self, kind: str, key: str) -> tuple[bytes, str | None]:
+        """Return the bytes of experiment `key` (`kind` "experiment") or of the artifact
+        reference `key` ("artifact"), and why someone other than the user could have
+        written them (None when nobody else could).
+
+        Bytes kept in the database are the user's own when the role this store connects as
+        owns the table holding them and no other role was granted to write it; an artifact
+        kept as a file under `artifact_root` follows the rule for files."""
+        if kind == "experiment":
+            return self.load_experiment(key), self._why_shared("experiments")
+        root = self._location.artifact_root
+        if root is not None:
+            _parse_ref(key)
+            try:
+                return read_for_unpickling(os.path.join(root, key))
+            except FileNotFoundError:
+                pass  # it may be in the database, written before artifact_root was set
+        return self.read_artifact(key), self._why_shared("artifacts")
+
+    def _why_shared(self, table: str) -> str | None:
+        """Why roles other than this store's could have written `table`, or None."""
+        name = sql.Identifier(self.schema, table).as_string(None)
+        owner, user, shared = self._execute(_TABLE_WRITERS, (name,))[0]
+        if owner != user:
+            return (
+                f"table {name} is owned by role {owner!r}, not by {user!r}, the role this "
+                "store connects as"
+            )
+        if shared:
+            return f"roles other than {user!r} may write table {name}"
+        return None
 
     # ---------------------------------------------------------------- records
     def scan(self) -> tuple[set[str], set[str]]:

@@ -4,6 +4,10 @@ derived metric. Idempotent: copying again changes nothing and copies nothing twi
 A run is copied in the order a sweep writes it: artifacts, log and derived metrics first, the
 record last (with its artifact references rewritten for the destination), so a destination
 never holds a completed record whose artifacts are missing, even if a copy is interrupted.
+
+The source may come from anyone: a manifest or run whose ids or artifact names have not the
+form metalab gives them (see `metalab._trust`) is skipped with an `UnsafeStoreWarning`, and
+nothing is written for it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _trust
 from ..errors import StoreError, ValidationError
 from .base import flush_journal
 from .locator import create_store
@@ -55,7 +60,11 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
         raise ValidationError(f"source and destination are the same store: {_name(src)}")
     report = TransferReport(_name(src), _name(dst))
 
-    manifests = [m for m in src.manifests() if _matches(m.get("experiment_id"), experiment_id)]
+    manifests = [
+        m
+        for m in _trust.usable_manifests(src.manifests(), src)
+        if _matches(m.get("experiment_id"), experiment_id)
+    ]
     existing = {_manifest_key(m) for m in dst.manifests()}
     for manifest in manifests:
         clean = {k: v for k, v in manifest.items() if not k.startswith("_")}
@@ -74,6 +83,8 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
     for record in src.iter_records():
         exp_id = record.get("experiment_id")
         if not _matches(exp_id, experiment_id):
+            continue
+        if not _safe_run(src, record):
             continue
         experiments.add(exp_id)
         _copy_run(src, dst, record, report)
@@ -96,6 +107,31 @@ def _matches(exp_id: Any, experiment_id: str | None) -> bool:
         or exp_id in (experiment_id, None)
         or (isinstance(exp_id, str) and exp_id.split(":", 1)[0] == experiment_id)
     )
+
+
+def _safe_run(src: Any, record: dict[str, Any]) -> bool:
+    """Whether a record's run id and artifact names may name files; warns when not."""
+    run_id = record.get("run_id")
+    if not _trust.is_run_id(run_id):
+        why = f"its run id {run_id!r} is not a run id (32 hexadecimal digits)"
+    else:
+        bad = [d for d in _descriptors(record) if not _safe_descriptor(d)]
+        if not bad:
+            return True
+        why = f"its artifact {bad[0]!r} names no file of the run's directory"
+    _trust.skipped(f"run record {run_id!r} of {_name(src)}", why)
+    return False
+
+
+def _descriptors(record: dict[str, Any]) -> list[Any]:
+    artifacts = record.get("artifacts") or []
+    return list(artifacts.values() if isinstance(artifacts, dict) else artifacts)
+
+
+def _safe_descriptor(descriptor: Any) -> bool:
+    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("ref"), str):
+        return False
+    return _trust.is_file_name(_filename({"name": None, **descriptor}))
 
 
 def export_store(source: Any, destination: Any, experiment_id: str | None = None) -> TransferReport:

@@ -1,0 +1,125 @@
+"""Files written whole or not at all, and what a killed writer leaves of them.
+
+Every file a reader might look at is written to a temporary file in its directory and renamed
+over its name (`atomic_write`); a file that must be created once is written aside and
+hard-linked to its name, which fails if it exists (`link_exclusive`). A temporary name says
+who writes it (`.<name>.<host>-<pid>.<n>.tmp`): one left by a killed writer is removed when a
+listing comes across it (`remove_if_left`), once its writer is dead by the rule claims follow
+(`metalab._claims.is_alive`).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import time
+
+from .. import _claims
+
+_counter = itertools.count()
+_tag = [_claims.writer_tag()]  # who writes a temporary file, as its name says
+
+
+def _after_fork_in_child() -> None:
+    _tag[0] = _claims.writer_tag()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, *, make_dir: bool = False) -> os.stat_result:
+    """Write `data` to `path` through a temporary file and a rename; with `make_dir`, make
+    the directory first if it is missing. Returns the file's stat as written."""
+    directory, slash, name = os.fspath(path).rpartition("/")
+    tmp = f"{directory}{slash}{temporary(name)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        if not make_dir:
+            raise
+        os.makedirs(directory or ".", exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
+    try:
+        try:
+            write_fd(fd, data)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        return st
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def temporary(name: str) -> str:
+    """A temporary name for the file `name`, saying who writes it."""
+    return f".{name}.{_tag[0]}.{next(_counter)}.tmp"
+
+
+def remove_if_left(directory: str, name: str, now: float | None = None) -> bool:
+    """Remove the temporary file `name` of `directory` if its writer is dead (killed while
+    writing it); return whether `name` is a temporary file at all."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    parts = name.rsplit(".", 3)
+    owner = _claims.tag_owner(parts[1]) if len(parts) == 4 else None
+    # a name of an earlier metalab (`.<name>.<pid>.<n>.tmp`): its host unknown, it is dead
+    # once nobody wrote to it for a lease
+    owner = owner or {"host": "", "pid": None}
+    path = f"{directory}/{name}"
+    try:
+        age = (time.time() if now is None else now) - os.lstat(path).st_mtime
+        if not _claims.is_alive(owner, age):
+            os.unlink(path)
+    except OSError:  # removed meanwhile, or not ours to remove
+        pass
+    return True
+
+
+def without_leftovers(directory: str, names: list[str], now: float) -> list[str]:
+    """`names` of `directory` but temporary files, removing those of dead writers."""
+    hidden = [name for name in names if name[:1] == "."]
+    if not hidden:
+        return names
+    left = {name for name in hidden if remove_if_left(directory, name, now)}
+    return [name for name in names if name not in left] if left else names
+
+
+def create_exclusive(path: str, *, make_dir: bool = True) -> int:
+    """Create the file `path` to read and write; `FileExistsError` if it exists. With
+    `make_dir`, its directory (a shard not written to yet) is made if it is missing."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        if not make_dir:
+            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o644)
+
+
+def write_fd(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def link_exclusive(source: str, path: str) -> bool | None:
+    """Link `source` to `path`: True, or False if `path` exists; None where the filesystem
+    has no hard links."""
+    try:
+        os.link(source, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            return None
+        raise
