@@ -88,6 +88,7 @@ ARTIFACT_MARKER = "_metalab_artifacts.json"
 _LOG_FLUSH_SECONDS = 1.0
 _LOG_FLUSH_BYTES = 64 * 1024
 _IDLE_CHECK_SECONDS = 30.0
+_RECONNECTING_WAIT = 2.0
 _BATCH = 2000
 # SQLSTATEs that mean the server went away or will not take connections now
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
@@ -861,8 +862,11 @@ class PostgresStore:
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Lend a pooled connection; psycopg's errors leave as StoreError, and as its
         subclass StoreUnavailableError when the server cannot be reached."""
+        # while the pool may be reconnecting, a checkout waits briefly: the retry that follows
+        # checks whether the server answers, and waits between attempts
+        wait = min(_pool_wait(self._location), _RECONNECTING_WAIT) if _reconnecting() else None
         try:
-            with _pool(self._location).connection() as conn:
+            with _pool(self._location).connection(timeout=wait) as conn:
                 yield conn
         except PoolTimeout as exc:
             with self._direct_connection():  # raises StoreUnavailableError if the server is gone
