@@ -665,6 +665,20 @@ def _reconnectable(exc: psycopg.OperationalError) -> bool:
     return exc.sqlstate is None or exc.sqlstate.startswith(_UNAVAILABLE_STATES)
 
 
+def _renew_pool(location: PostgresLocation, stale: ConnectionPool) -> ConnectionPool:
+    """Replace `stale`, this process's pool for `location`, by a new one (once, whichever
+    thread asks first); return the pool to use. Connections lent by the old pool are
+    closed when they come back; its waiting callers get `PoolClosed` and retry."""
+    key = _pool_key(location)
+    with _pools_lock:
+        current = _pools.get(key)
+        if current is not None and current is not stale:
+            return current
+        fresh = _pools[key] = _open_pool(location)
+    stale.close(timeout=1.0)
+    return fresh
+
+
 def _close_pool(location: PostgresLocation) -> None:
     if _pools_pid != os.getpid():
         _forget_inherited_pools()
@@ -862,27 +876,45 @@ class PostgresStore:
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Lend a pooled connection; psycopg's errors leave as StoreError, and as its
         subclass StoreUnavailableError when the server cannot be reached."""
-        # while the pool may be reconnecting, a checkout waits briefly: the retry that follows
-        # checks whether the server answers, and waits between attempts
-        wait = min(_pool_wait(self._location), _RECONNECTING_WAIT) if _reconnecting() else None
         try:
-            with _pool(self._location).connection(timeout=wait) as conn:
+            pool, conn = self._checkout()
+            try:
                 yield conn
+            finally:
+                pool.putconn(conn)
+        except psycopg.Error as exc:
+            raise self._translated(exc) from exc
+
+    def _checkout(self) -> tuple[ConnectionPool, psycopg.Connection[Any]]:
+        """A connection from this process's pool, and the pool to give it back to.
+
+        A pool that lost its connections reconnects on a schedule of its own, which after a
+        long outage may lag well behind a server that is back. So while connections failed
+        lately, a checkout waits briefly; if the server then answers, the lagging pool is
+        replaced by a fresh one, which connects at once.
+        """
+        pool = _pool(self._location)
+        reconnecting = _reconnecting()
+        wait = min(_pool_wait(self._location), _RECONNECTING_WAIT) if reconnecting else None
+        try:
+            return pool, pool.getconn(timeout=wait)
         except PoolTimeout as exc:
             with self._direct_connection():  # raises StoreUnavailableError if the server is gone
                 pass
-            if _reconnecting():
-                raise StoreUnavailableError(
-                    f"{self._unreachable(exc)}: the server answers again, the connection pool "
-                    "is reconnecting"
-                ) from exc
-            raise StoreError(
-                f"PostgreSQL store {self.public_locator!r}: all {self._location.pool_size} "
-                f"pooled connections stayed busy for {_pool_wait(self._location):g} s; raise "
-                "?pool_size="
-            ) from exc
-        except psycopg.Error as exc:
-            raise self._translated(exc) from exc
+            if not reconnecting:
+                raise self._busy(exc) from exc
+        pool = _renew_pool(self._location, pool)
+        try:
+            return pool, pool.getconn()
+        except PoolTimeout as exc:
+            raise self._busy(exc) from exc
+
+    def _busy(self, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"PostgreSQL store {self.public_locator!r}: all {self._location.pool_size} "
+            f"pooled connections stayed busy for {_pool_wait(self._location):g} s; raise "
+            "?pool_size="
+        )
 
     def _translated(self, exc: psycopg.Error) -> StoreError:
         """psycopg's error as a StoreError: a StoreUnavailableError when the server went away,
