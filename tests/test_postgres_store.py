@@ -122,10 +122,22 @@ def test_locator_options_are_parsed_and_checked(postgres_server, tmp_path, monke
         "synchronous_commit=maybe": "maybe.*on, off, local",
         "schema=a&schema=b": "'schema' is given twice",
         "colour=blue": "colour.*schema, artifact_root, max_artifact_bytes",
+        "reconnect_timeout=-1": "reconnect_timeout='-1'.*seconds from 0 to 86,400",
+        "reconnect_timeout=nan": "reconnect_timeout='nan'",
+        "reconnect_timeout=soon": "reconnect_timeout='soon'",
     }
     for query, message in bad.items():
-        with pytest.raises(metalab.StoreError, match=message):
+        with pytest.raises(metalab.StoreError, match=message) as caught:
             postgres.parse_locator(f"postgresql://u:pw@h/db?{query}")
+        assert isinstance(caught.value, metalab.ValidationError)  # a value metalab refuses
+    for value in (None, 5):
+        with pytest.raises(metalab.ValidationError, match=f"locator is a string, got {value}"):
+            postgres.parse_locator(value)
+    with pytest.raises(metalab.ValidationError, match="create must be True or False"):
+        postgres.PostgresStore.open(f"{postgres_server}?schema=x", create="no")
+    timed = postgres.parse_locator("postgresql://u@h/db?reconnect_timeout=2.5")
+    assert timed.reconnect_timeout == 2.5
+    assert postgres.parse_locator(timed.locator) == timed
     with pytest.raises(metalab.StoreError, match="not a postgresql") as caught:
         postgres.parse_locator("mysql://u:pw@h/db")
     assert "pw" not in str(caught.value)

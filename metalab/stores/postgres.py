@@ -96,6 +96,10 @@ _T = TypeVar("_T")
 
 
 # ---------------------------------------------------------------- locators
+class LocatorError(StoreError, ValidationError):
+    """A `postgresql://` locator, or one of its options, is not valid; the message names it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PostgresLocation:
     """A parsed `postgresql://` locator: the server to reach and the store's options."""
@@ -176,11 +180,13 @@ def parse_locator(text: str) -> PostgresLocation:
     metalab's own options are `schema`, `artifact_root`, `max_artifact_bytes`, `pool_size`,
     `synchronous_commit` and `reconnect_timeout`; every other query parameter goes to libpq
     (`sslmode`, ...).
-    Raises StoreError naming the offending part.
+    Raises LocatorError (a StoreError and a ValidationError) naming the offending part.
     """
+    if not isinstance(text, str):
+        raise LocatorError(f"a PostgreSQL locator is a string, got {text!r}")
     scheme, sep, rest = text.partition("://")
     if not sep or scheme.lower() not in ("postgresql", "postgres"):
-        raise StoreError(f"{redact(text)!r} is not a postgresql:// locator")
+        raise LocatorError(f"{redact(text)!r} is not a postgresql:// locator")
     base, _, query = rest.partition("?")
     options: dict[str, str] = {}
     passed: list[str] = []
@@ -190,7 +196,7 @@ def parse_locator(text: str) -> PostgresLocation:
         if key not in OPTIONS:
             passed.append(pair)
         elif key in options:
-            raise StoreError(f"option {key!r} is given twice in {redact(text)!r}")
+            raise LocatorError(f"option {key!r} is given twice in {redact(text)!r}")
         else:
             options[key] = urllib.parse.unquote(value)
     uri = f"postgresql://{base}" + (f"?{'&'.join(passed)}" if passed else "")
@@ -198,7 +204,7 @@ def parse_locator(text: str) -> PostgresLocation:
     try:
         location.params  # noqa: B018 - libpq validates the URI and its parameters here
     except psycopg.Error as exc:
-        raise StoreError(
+        raise LocatorError(
             f"invalid PostgreSQL locator {redact(text)!r}: {_one_line(exc)}. metalab's own "
             f"options are {', '.join(OPTIONS)}; other query parameters must be libpq connection "
             "parameters"
@@ -212,7 +218,7 @@ def _checked_options(options: dict[str, str], text: str) -> dict[str, Any]:
         checked["schema"] = _check_schema(options["schema"])
     if "artifact_root" in options:
         if not options["artifact_root"]:
-            raise StoreError(f"artifact_root is empty in {redact(text)!r}")
+            raise LocatorError(f"artifact_root is empty in {redact(text)!r}")
         checked["artifact_root"] = os.path.abspath(os.path.expanduser(options["artifact_root"]))
     if "max_artifact_bytes" in options:
         checked["max_artifact_bytes"] = _int_option(
@@ -223,7 +229,7 @@ def _checked_options(options: dict[str, str], text: str) -> dict[str, Any]:
     if "synchronous_commit" in options:
         value = options["synchronous_commit"].lower()
         if value not in SYNCHRONOUS_COMMIT_VALUES:
-            raise StoreError(
+            raise LocatorError(
                 f"synchronous_commit={options['synchronous_commit']!r} is not valid; use one "
                 f"of {', '.join(SYNCHRONOUS_COMMIT_VALUES)}"
             )
@@ -237,7 +243,7 @@ def _checked_options(options: dict[str, str], text: str) -> dict[str, Any]:
 
 def _check_schema(schema: str) -> str:
     if not schema or "\x00" in schema or len(schema.encode("utf-8")) > 63:
-        raise StoreError(
+        raise LocatorError(
             f"schema name {schema!r} is not valid: it must be 1 to 63 bytes without NUL "
             "(PostgreSQL cuts longer names short, which could make two stores one)"
         )
@@ -250,7 +256,7 @@ def _seconds_option(name: str, value: str, high: float) -> float:
     except ValueError:
         number = math.nan
     if not 0 <= number <= high:  # NaN fails too
-        raise StoreError(
+        raise LocatorError(
             f"{name}={value!r} is not valid: use a number of seconds from 0 to {high:,g}"
         )
     return number
@@ -262,7 +268,7 @@ def _int_option(name: str, value: str, low: int, high: int) -> int:
     except ValueError:
         number = low - 1
     if not low <= number <= high:
-        raise StoreError(f"{name}={value!r} is not valid: use an integer from {low} to {high:,}")
+        raise LocatorError(f"{name}={value!r} is not valid: use an integer from {low} to {high:,}")
     return number
 
 
