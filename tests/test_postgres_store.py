@@ -135,6 +135,8 @@ def test_locator_options_are_parsed_and_checked(postgres_server, tmp_path, monke
             postgres.parse_locator(value)
     with pytest.raises(metalab.ValidationError, match="create must be True or False"):
         postgres.PostgresStore.open(f"{postgres_server}?schema=x", create="no")
+    with pytest.raises(metalab.ValidationError, match=r"PostgresStore\.open\(locator\)"):
+        postgres.PostgresStore(postgres_server)
     timed = postgres.parse_locator("postgresql://u@h/db?reconnect_timeout=2.5")
     assert timed.reconnect_timeout == 2.5
     assert postgres.parse_locator(timed.locator) == timed

@@ -723,6 +723,11 @@ class PostgresStore:
     scheme = "postgresql"
 
     def __init__(self, location: PostgresLocation):
+        if not isinstance(location, PostgresLocation):
+            raise ValidationError(
+                f"PostgresStore takes a parsed location, got {location!r}: open a locator "
+                "string with PostgresStore.open(locator) or metalab.store.create_store(locator)"
+            )
         self._location = location
         self._sql = _statements(location.schema)
         self._held: dict[str, str] = {}
@@ -823,6 +828,9 @@ class PostgresStore:
     def drop(self) -> None:
         """Delete this store: its tables, views and function, then its schema if it is empty
         (never `public`). Files under `artifact_root` are left alone. Idempotent."""
+        self._retrying(self._drop)
+
+    def _drop(self) -> None:
         schema = self._location.schema
         with self._direct_connection() as conn, conn.transaction():
             conn.execute(self._sql.lock, (_lock_key(schema),))
