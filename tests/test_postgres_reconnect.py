@@ -232,3 +232,35 @@ def test_a_server_down_longer_than_reconnect_timeout_is_an_error(locator, cluste
     assert "cannot reach the PostgreSQL server" in message and "port" in message
     assert "still unreachable after retrying for 1 s" in message
     assert "reconnect_timeout" in message
+
+
+def test_writes_resume_as_soon_as_a_server_down_for_long_is_back(locator, cluster):
+    """After a long outage the pool's own reconnection schedule lags behind the server:
+    writes must not wait for it."""
+    store = create_store(locator)
+    written: list[float] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            store.put_record(a_record(f"r{i}"))
+            written.append(time.monotonic())
+            i += 1
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        with server_stopped(cluster):
+            time.sleep(20)
+        back = time.monotonic()
+        time.sleep(6)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert not writer.is_alive()
+    after = [t for t in written if t > back]
+    assert after and after[0] - back < 3, "the first write after the restart waited"
+    assert len(store.scan()[1]) == len(written)

@@ -916,14 +916,14 @@ class PostgresStore:
             with self._direct_connection():  # raises StoreUnavailableError if the server is gone
                 pass
             if not reconnecting:
-                raise self._busy(exc) from exc
+                raise self._busy() from exc
         pool = _renew_pool(self._location, pool)
         try:
             return pool, pool.getconn()
         except PoolTimeout as exc:
-            raise self._busy(exc) from exc
+            raise self._busy() from exc
 
-    def _busy(self, exc: BaseException) -> StoreError:
+    def _busy(self) -> StoreError:
         return StoreError(
             f"PostgreSQL store {self.public_locator!r}: all {self._location.pool_size} "
             f"pooled connections stayed busy for {_pool_wait(self._location):g} s; raise "
