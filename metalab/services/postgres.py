@@ -519,7 +519,8 @@ def status(*, store: StorePath | None = None) -> ServiceStatus:
         up = reachable and _local_running(record)
     uptime = seconds_since(record.started_at) if up else None
     other = None
-    if reachable and not up and record.host is not None and record.port is not None:
+    own_job = record.kind == "slurm" and job_state in _JOB_ACTIVE  # its server may still run
+    if reachable and not up and not own_job and record.host is not None and record.port:
         other = listener(record.host, record.port)
     return ServiceStatus(directory, record, up, reachable, job_state, uptime, other)
 
