@@ -93,6 +93,8 @@ _BATCH = 2000
 # SQLSTATEs that mean the server went away or will not take connections now
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 _T = TypeVar("_T")
+_ENDED_BY_RECORD = ""
+"""What a held claim's token becomes once the record that ends the run deleted the claim."""
 
 
 # ---------------------------------------------------------------- locators
@@ -1021,11 +1023,12 @@ class PostgresStore:
         the record that ends it, even if the process dies before `release`. Idempotent.
         """
         run_id, status = _required(record, "run_id"), _required(record, "status")
+        token = self._held.get(run_id) or None
         self._execute(
             self._sql.put_record,
             (
                 run_id,
-                self._held.get(run_id),
+                token,
                 run_id,
                 record.get("experiment_id", ""),
                 record.get("index"),
@@ -1037,6 +1040,8 @@ class PostgresStore:
                 _json_text(record),
             ),
         )
+        if token is not None:
+            self._held[run_id] = _ENDED_BY_RECORD  # release() has nothing left to delete
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None when it has none."""
@@ -1342,6 +1347,8 @@ class PostgresStore:
         after our lease lapsed) stays. Idempotent."""
         _claims.heartbeat.release(self._heartbeat_key(run_id))
         token = self._held.pop(run_id, None)
+        if token == _ENDED_BY_RECORD:
+            return
         if token is not None:
             self._execute(self._sql.release_exact, (run_id, token))
         else:
