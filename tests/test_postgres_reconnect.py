@@ -20,7 +20,7 @@ from conftest import POSTGRES_URL, missing_service
 
 import metalab
 from metalab import _claims
-from metalab.store import create_store
+from metalab.store import FallbackStore, create_store
 
 try:
     import psycopg
@@ -264,3 +264,15 @@ def test_writes_resume_as_soon_as_a_server_down_for_long_is_back(locator, cluste
     after = [t for t in written if t > back]
     assert after and after[0] - back < 3, "the first write after the restart waited"
     assert len(store.scan()[1]) == len(written)
+
+
+def test_sync_after_a_restart_reaches_the_primary(locator, cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(postgres, "_probe_until", [0.0])  # no failure seen lately
+    store = FallbackStore(locator, tmp_path / "fallback")
+    taken = a_record(uuid.uuid4().hex)  # what the fallback took while the primary was down
+    store.fallback.put_record(taken)
+    assert store.primary.get_record(taken["run_id"]) is None  # the pool holds a connection
+    restart(cluster)
+    report = store.sync()
+    assert report.records == 1
+    assert create_store(locator).get_record(taken["run_id"]) == taken

@@ -68,6 +68,7 @@ class FallbackStore:
         from .locator import create_store, without_reconnect_wait
 
         _check_arguments(primary, fallback, write_to_both, retry_after)
+        self._given_primary = primary
         if isinstance(primary, str | os.PathLike):
             primary = without_reconnect_wait(os.fspath(primary))
         self.fallback = create_store(fallback)
@@ -361,17 +362,27 @@ class FallbackStore:
         return any(self._read("cancel_requested", session))
 
     # ---------------------------------------------------------------- sync
+    def _syncing_primary(self) -> Any:
+        """The primary as `sync` writes to it: opened from the locator it was given, so that
+        a PostgreSQL primary waits for its server as it does outside a FallbackStore."""
+        from .locator import create_store
+
+        given = self._given_primary
+        return create_store(given) if isinstance(given, str | os.PathLike) else self.primary
+
     def sync(self, experiment_id: str | None = None) -> Any:
         """Copy every run the fallback holds into the primary (idempotent); return the report.
 
         Run after the primary is back. Records already in the primary are kept when they
-        are the same or newer. Raises `StoreUnavailableError` if the primary is still down.
+        are the same or newer. The primary is written as when it is used alone (a PostgreSQL
+        primary given as a locator retries for its `reconnect_timeout`). Raises
+        `StoreUnavailableError` if the primary is still down.
         """
         from .transfer import TransferReport, _copy_run, _matches
 
-        primary = self.primary
-        if isinstance(primary, _Unopened):
-            primary = self.primary = primary.reopen()
+        if isinstance(self.primary, _Unopened):
+            self.primary = self.primary.reopen()
+        primary = self._syncing_primary()
         report = TransferReport(_public(self.fallback), _public(primary))
         reader = _Reader(self.fallback, primary)
 
