@@ -110,17 +110,16 @@ class FallbackStore:
                 f"unknown option {unknown[0]!r} in fallback locator {shown!r}; the options are "
                 f"{', '.join(LOCATOR_OPTIONS)}"
             )
-        if any(len(values) != 1 for values in query.values()) or not {
-            "primary",
-            "fallback",
-        } <= set(query):
+        given_once = all(len(values) == 1 for values in query.values())
+        if not given_once or not {"primary", "fallback"} <= set(query):
             raise StoreError(
                 f"a fallback locator needs one primary= and one fallback= locator, got {shown!r}"
             )
         both = query.get("write_to_both", ["0"])[0].lower()
         if both not in _TRUE + _FALSE:
             raise ValidationError(
-                f"write_to_both={both!r} in fallback locator {shown!r} is not valid: use 1 or 0"
+                f"write_to_both={both!r} in fallback locator {shown!r} is not valid: use one of "
+                f"{', '.join(_TRUE + _FALSE)}"
             )
         retry_after = _seconds(query.get("retry_after", [str(DEFAULT_RETRY_AFTER)])[0])
         return cls(
