@@ -91,5 +91,10 @@ def test_a_postgresql_primary_does_not_wait_for_its_server(postgres_server, tmp_
         assert create_store(store.locator).primary.locator == store.primary.locator
         waiting = FallbackStore(primary + "&reconnect_timeout=5", tmp_path / "fallback")
         assert waiting.primary.locator.endswith("&reconnect_timeout=5")
+        # a store object as the primary too; sync() uses the store as it was given
+        given = create_store(primary)
+        from_object = FallbackStore(given, tmp_path / "fallback")
+        assert from_object.primary.locator.endswith("&reconnect_timeout=0")
+        assert from_object._syncing_primary() is given
     finally:
         PostgresStore(parse_locator(primary)).drop()

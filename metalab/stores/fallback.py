@@ -13,9 +13,9 @@ of the next `retry_after` seconds go to the fallback, so nothing is lost while t
 down. With `write_to_both=True` every write also goes to the fallback (a live backup). Reads
 merge both stores: a run recorded in both is read from the newer record.
 
-A PostgreSQL primary opened here from its locator does not wait for its server to come
-back (it is given `reconnect_timeout=0` unless its locator sets one): while it cannot be
-reached, writes go to the fallback at once.
+A PostgreSQL primary (a locator or a store) is used without waiting for its server to come
+back (with `reconnect_timeout=0`, unless its locator sets another value): while it cannot be
+reached, writes go to the fallback at once. `sync()` uses the primary as it was given.
 
 The store travels to workers as a `fallback:?primary=...&fallback=...` locator.
 """
@@ -65,12 +65,11 @@ class FallbackStore:
         *,
         retry_after: float = DEFAULT_RETRY_AFTER,
     ):
-        from .locator import create_store, without_reconnect_wait
+        from .locator import create_store
 
         _check_arguments(primary, fallback, write_to_both, retry_after)
         self._given_primary = primary
-        if isinstance(primary, str | os.PathLike):
-            primary = without_reconnect_wait(os.fspath(primary))
+        primary = _without_reconnect_wait(primary)
         self.fallback = create_store(fallback)
         self.write_to_both = write_to_both
         self.retry_after = float(retry_after)
@@ -362,12 +361,12 @@ class FallbackStore:
 
     # ---------------------------------------------------------------- sync
     def _syncing_primary(self) -> Any:
-        """The primary as `sync` writes to it: opened from the locator it was given, so that
-        a PostgreSQL primary waits for its server as it does outside a FallbackStore."""
+        """The primary as `sync` writes to it: as it was given, so that a PostgreSQL primary
+        waits for its server as it does outside a FallbackStore."""
         from .locator import create_store
 
         given = self._given_primary
-        return create_store(given) if isinstance(given, str | os.PathLike) else self.primary
+        return create_store(given) if isinstance(given, str | os.PathLike) else given
 
     def sync(self, experiment_id: str | None = None) -> Any:
         """Copy every run the fallback holds into the primary (idempotent); return the report.
@@ -418,6 +417,19 @@ class FallbackStore:
         with self._lock:
             self._down_until = 0.0
         return report
+
+
+def _without_reconnect_wait(primary: Any) -> Any:
+    """The primary, as a locator that does not wait for its server to come back when it is
+    a PostgreSQL store (given as a locator or as a store) whose locator sets no
+    `reconnect_timeout`; otherwise unchanged."""
+    from .locator import without_reconnect_wait
+
+    if isinstance(primary, str | os.PathLike):
+        return without_reconnect_wait(os.fspath(primary))
+    locator = primary.locator
+    fast = without_reconnect_wait(locator)
+    return primary if fast == locator else fast
 
 
 def _check_arguments(primary: Any, fallback: Any, write_to_both: Any, retry_after: Any) -> None:
