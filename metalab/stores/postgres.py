@@ -89,6 +89,7 @@ _LOG_FLUSH_SECONDS = 1.0
 _LOG_FLUSH_BYTES = 64 * 1024
 _IDLE_CHECK_SECONDS = 30.0
 _RECONNECTING_WAIT = 2.0
+_RENEW_SECONDS = 5.0
 _BATCH = 2000
 # SQLSTATEs that mean the server went away or will not take connections now
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
@@ -578,6 +579,7 @@ _pools: dict[tuple[str, int, str | None], ConnectionPool] = {}
 _pools_pid = os.getpid()
 _pools_lock = threading.Lock()
 _inherited: list[ConnectionPool] = []
+_renewed_at: dict[tuple[str, int, str | None], float] = {}
 _lent_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
@@ -585,6 +587,7 @@ def _forget_inherited_pools() -> None:
     global _pools_pid, _pools_lock
     _inherited.extend(_pools.values())
     _pools.clear()
+    _renewed_at.clear()
     _pools_lock = threading.Lock()
     _pools_pid = os.getpid()
 
@@ -673,15 +676,20 @@ def _reconnectable(exc: psycopg.OperationalError) -> bool:
     return exc.sqlstate is None or exc.sqlstate.startswith(_UNAVAILABLE_STATES)
 
 
-def _renew_pool(location: PostgresLocation, stale: ConnectionPool) -> ConnectionPool:
+def _renew_pool(location: PostgresLocation, stale: ConnectionPool) -> ConnectionPool | None:
     """Replace `stale`, this process's pool for `location`, by a new one (once, whichever
-    thread asks first); return the pool to use. Connections lent by the old pool are
-    closed when they come back; its waiting callers get `PoolClosed` and retry."""
+    thread asks first); return the pool to use, or None when the pool was renewed less than
+    `_RENEW_SECONDS` ago. Connections lent by the old pool are closed when they come back;
+    its waiting callers get `PoolClosed` and retry."""
     key = _pool_key(location)
+    now = time.monotonic()
     with _pools_lock:
         current = _pools.get(key)
         if current is not None and current is not stale:
             return current
+        if now - _renewed_at.get(key, -math.inf) < _RENEW_SECONDS:
+            return None
+        _renewed_at[key] = now
         fresh = _pools[key] = _open_pool(location)
     stale.close(timeout=1.0)
     return fresh
@@ -907,7 +915,8 @@ class PostgresStore:
         A pool that lost its connections reconnects on a schedule of its own, which after a
         long outage may lag well behind a server that is back. So while connections failed
         lately, a checkout waits briefly; if the server then answers, the lagging pool is
-        replaced by a fresh one, which connects at once.
+        replaced by a fresh one, which connects at once (at most every few seconds: a pool
+        that is merely busy is not replaced over and over).
         """
         pool = _pool(self._location)
         reconnecting = _reconnecting()
@@ -919,7 +928,13 @@ class PostgresStore:
                 pass
             if not reconnecting:
                 raise self._busy() from exc
-        pool = _renew_pool(self._location, pool)
+            renewed = _renew_pool(self._location, pool)
+            if renewed is None:
+                raise StoreUnavailableError(
+                    f"{self._unreachable(exc)}: the server answers again, the connection pool "
+                    "is reconnecting"
+                ) from exc
+            pool = renewed
         try:
             return pool, pool.getconn()
         except PoolTimeout as exc:
