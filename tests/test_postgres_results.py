@@ -320,6 +320,6 @@ def test_a_wrong_database_is_an_error_not_an_outage(postgres_server, tmp_path):
     assert "no_such_database_here" in str(raised.value)
     with pytest.raises(StoreError, match="refused the connection"):
         FallbackStore(wrong, tmp_path / "fallback")
-    unreachable = "postgresql://postgres@127.0.0.1:1/test"
+    unreachable = "postgresql://postgres@127.0.0.1:1/test?reconnect_timeout=0"
     with pytest.raises(StoreUnavailableError, match="port 1"):
         create_store(unreachable)

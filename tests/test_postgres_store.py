@@ -122,10 +122,24 @@ def test_locator_options_are_parsed_and_checked(postgres_server, tmp_path, monke
         "synchronous_commit=maybe": "maybe.*on, off, local",
         "schema=a&schema=b": "'schema' is given twice",
         "colour=blue": "colour.*schema, artifact_root, max_artifact_bytes",
+        "reconnect_timeout=-1": "reconnect_timeout='-1'.*seconds from 0 to 86,400",
+        "reconnect_timeout=nan": "reconnect_timeout='nan'",
+        "reconnect_timeout=soon": "reconnect_timeout='soon'",
     }
     for query, message in bad.items():
-        with pytest.raises(metalab.StoreError, match=message):
+        with pytest.raises(metalab.StoreError, match=message) as caught:
             postgres.parse_locator(f"postgresql://u:pw@h/db?{query}")
+        assert isinstance(caught.value, metalab.ValidationError)  # a value metalab refuses
+    for value in (None, 5):
+        with pytest.raises(metalab.ValidationError, match=f"locator is a string, got {value}"):
+            postgres.parse_locator(value)
+    with pytest.raises(metalab.ValidationError, match="create must be True or False"):
+        postgres.PostgresStore.open(f"{postgres_server}?schema=x", create="no")
+    with pytest.raises(metalab.ValidationError, match=r"PostgresStore\.open\(locator\)"):
+        postgres.PostgresStore(postgres_server)
+    timed = postgres.parse_locator("postgresql://u@h/db?reconnect_timeout=2.5")
+    assert timed.reconnect_timeout == 2.5
+    assert postgres.parse_locator(timed.locator) == timed
     with pytest.raises(metalab.StoreError, match="not a postgresql") as caught:
         postgres.parse_locator("mysql://u:pw@h/db")
     assert "pw" not in str(caught.value)
@@ -148,7 +162,7 @@ def test_locator_reopens_the_store_in_another_process(store):
 def test_unreachable_server_fails_fast_naming_host_port_and_database(postgres_server):
     started = time.monotonic()
     with pytest.raises(metalab.StoreUnavailableError) as caught:
-        create_store("postgresql://ann:pw@127.0.0.1:1/somedb?schema=x")
+        create_store("postgresql://ann:pw@127.0.0.1:1/somedb?schema=x&reconnect_timeout=0")
     assert time.monotonic() - started < 5
     assert isinstance(caught.value, metalab.StoreError)
     message = str(caught.value)
@@ -159,7 +173,7 @@ def test_unreachable_server_fails_fast_naming_host_port_and_database(postgres_se
 def test_unroutable_server_fails_within_connect_timeout(postgres_server):
     started = time.monotonic()
     with pytest.raises(metalab.StoreError, match=r"host '10\.255\.255\.1', port 5432"):
-        create_store("postgresql://u@10.255.255.1/db?connect_timeout=1")
+        create_store("postgresql://u@10.255.255.1/db?connect_timeout=1&reconnect_timeout=0")
     assert time.monotonic() - started < 5
 
 
@@ -401,21 +415,30 @@ def test_put_log_replaces_the_whole_log(store):
     assert sql(store, "SELECT count(*) FROM {schema}.logs") == [(0,)]
 
 
-def test_a_server_that_goes_away_is_reported_unavailable(locator, monkeypatch):
-    from metalab.stores import postgres
-
-    # no failure seen lately in this process: connections are lent without a probe
-    monkeypatch.setattr(postgres, "_probe_until", [0.0])
-    store = create_store(with_options(locator, pool_size="1"))  # one connection to cut
-    store.put_record(record())
+def _cut_pooled_connection(store) -> None:
+    """Terminate the server session behind the store's one pooled connection."""
     with store._connection() as conn:
         pid = conn.info.backend_pid
     with store._direct_connection() as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s", (pid,)
         )
-    with pytest.raises(metalab.StoreUnavailableError, match="cannot reach the PostgreSQL server"):
-        store.get_record("r1")
+
+
+@pytest.mark.parametrize("reconnect", ["0", "30"])
+def test_a_lost_connection_is_retried_or_reported_unavailable(locator, monkeypatch, reconnect):
+    from metalab.stores import postgres
+
+    # no failure seen lately in this process: connections are lent without a probe
+    monkeypatch.setattr(postgres, "_probe_until", [0.0])
+    store = create_store(with_options(locator, pool_size="1", reconnect_timeout=reconnect))
+    store.put_record(record())
+    _cut_pooled_connection(store)
+    if reconnect == "0":
+        with pytest.raises(metalab.StoreUnavailableError, match="cannot reach the PostgreSQL"):
+            store.get_record("r1")
+    else:
+        assert store.get_record("r1") == record()  # retried on a new connection
     assert store.get_record("r1") == record()  # the pool replaces the lost connection
 
 
@@ -480,7 +503,11 @@ def test_release_leaves_a_claim_someone_else_holds(store, locator):
     mine = _claims.owner("mine")
     assert store.claim("r2", mine)
     # our lease lapsed and another host took the run over
-    sql(store, "UPDATE {schema}.claims SET owner = %s WHERE run_id = 'r2'", (json.dumps(remote),))
+    sql(
+        store,
+        "UPDATE {schema}.claims SET owner = %s, token = gen_random_uuid() WHERE run_id = 'r2'",
+        (json.dumps(remote),),
+    )
     store.release("r2")
     assert store.claim_owner("r2") == remote
     assert store.claim("r3", mine)

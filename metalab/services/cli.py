@@ -203,6 +203,13 @@ def _status_dict(result: ServiceStatus) -> dict[str, Any]:
         "up": result.up,
         "reachable": result.reachable,
         "job_state": result.job_state,
+        "other_server": None
+        if result.other is None
+        else {
+            "address": result.other.address,
+            "started_by_metalab": result.other.started_by_metalab,
+            "data_dir": None if result.other.data_dir is None else str(result.other.data_dir),
+        },
         "uptime_seconds": None if result.uptime is None else round(result.uptime),
         "locator": None if record is None or record.host is None else record.locator(),
         "service_dir": str(result.service_dir),
@@ -212,9 +219,14 @@ def _status_dict(result: ServiceStatus) -> dict[str, Any]:
 
 def _status_text(result: ServiceStatus) -> str:
     record = result.record
+    other = [] if result.other is None else [f"  note:     {result.other.describe()}"]
+    if other and record is not None:
+        other[0] += ": it is not this service's server, which is not running"
     if record is None:
-        return f"PostgreSQL: absent (no service recorded in {result.service_dir})"
-    lines = [f"PostgreSQL: {result.state}", f"  kind:     {record.kind}"]
+        return "\n".join(
+            [f"PostgreSQL: absent (no service recorded in {result.service_dir})", *other]
+        )
+    lines = [f"PostgreSQL: {result.state}", *other, f"  kind:     {record.kind}"]
     if record.host is not None:
         lines.append(
             f"  address:  {record.host}:{record.port} (database {record.database}, "

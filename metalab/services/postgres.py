@@ -30,6 +30,7 @@ from ..errors import ValidationError
 from ..executors.slurm.config import SlurmConfig
 from . import server
 from .errors import PortInUseError, PostgresNotFoundError, ServiceError, ServiceTimeoutError
+from .listener import Listener, listener
 from .record import (
     ACTIVE_STATES,
     ServiceRecord,
@@ -106,7 +107,9 @@ class ServiceStatus:
     """The state of a service: its record, whether it is up, its SLURM job and uptime.
 
     `up` means the server process (or SLURM job) runs and answers at its address;
-    `reachable` only that something answers PostgreSQL's protocol there.
+    `reachable` only that something answers PostgreSQL's protocol there. `other` is a server
+    that answers although it is not this service's: at the service's address while the
+    service is not up, or, with no service recorded, at PostgreSQL's default port here.
     """
 
     service_dir: Path
@@ -115,6 +118,7 @@ class ServiceStatus:
     reachable: bool
     job_state: str | None = None
     uptime: float | None = None
+    other: Listener | None = None
 
     @property
     def state(self) -> str:
@@ -497,20 +501,34 @@ def status(*, store: StorePath | None = None) -> ServiceStatus:
 
     A local service is up when its postmaster runs and answers at its address; a SLURM one
     when its job runs (squeue) and the server answers. No record means state `absent`.
+    A server that answers but is not the service's is reported as `other`.
     """
     directory = service_dir(store)
     record = read_record(directory)
     if record is None:
-        return ServiceStatus(directory, None, up=False, reachable=False)
-    reachable = record.state == "running" and _answers(record)
+        port = _default_port()
+        found = server.answers(DEFAULT_HOST, port) if port is not None else False
+        other = listener(DEFAULT_HOST, port) if found and port is not None else None
+        return ServiceStatus(directory, None, up=False, reachable=False, other=other)
+    reachable = _answers(record)
     if record.kind == "slurm":
         job_state = _job_state(record.job_id)
-        up = reachable and job_state == "RUNNING"
+        up = reachable and record.state == "running" and job_state == "RUNNING"
     else:
         job_state = None
         up = reachable and _local_running(record)
     uptime = seconds_since(record.started_at) if up else None
-    return ServiceStatus(directory, record, up, reachable, job_state, uptime)
+    other = None
+    own_job = record.kind == "slurm" and job_state in _JOB_ACTIVE  # its server may still run
+    if reachable and not up and not own_job and record.host is not None and record.port:
+        other = listener(record.host, record.port)
+    return ServiceStatus(directory, record, up, reachable, job_state, uptime, other)
+
+
+def _default_port() -> int | None:
+    """PostgreSQL's port when none is named: `$PGPORT`, else 5432 (None if `$PGPORT` is bad)."""
+    text = os.environ.get("PGPORT") or "5432"
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def _answers(record: ServiceRecord) -> bool:

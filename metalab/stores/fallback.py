@@ -13,12 +13,18 @@ of the next `retry_after` seconds go to the fallback, so nothing is lost while t
 down. With `write_to_both=True` every write also goes to the fallback (a live backup). Reads
 merge both stores: a run recorded in both is read from the newer record.
 
+A PostgreSQL primary (a locator or a store) is used without waiting for its server to come
+back (with `reconnect_timeout=0`, unless its locator sets another value): while it cannot be
+reached, writes go to the fallback at once. `sync()` uses the primary as it was given.
+
 The store travels to workers as a `fallback:?primary=...&fallback=...` locator.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 import time
 import urllib.parse
@@ -31,6 +37,9 @@ from .base import flush_journal
 logger = logging.getLogger("metalab")
 
 SCHEME = "fallback"
+DEFAULT_RETRY_AFTER = 30.0
+LOCATOR_OPTIONS = ("primary", "fallback", "write_to_both", "retry_after")
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
 
 def unavailable(exc: BaseException) -> bool:
@@ -54,12 +63,13 @@ class FallbackStore:
         fallback: Any,
         write_to_both: bool = False,
         *,
-        retry_after: float = 30.0,
+        retry_after: float = DEFAULT_RETRY_AFTER,
     ):
         from .locator import create_store
 
-        if not isinstance(write_to_both, bool):
-            raise ValidationError(f"write_to_both must be True or False, got {write_to_both!r}")
+        _check_arguments(primary, fallback, write_to_both, retry_after)
+        self._given_primary = primary
+        primary = _without_reconnect_wait(primary)
         self.fallback = create_store(fallback)
         self.write_to_both = write_to_both
         self.retry_after = float(retry_after)
@@ -77,24 +87,46 @@ class FallbackStore:
     # ---------------------------------------------------------------- identity
     @property
     def locator(self) -> str:
-        """`fallback:?primary=<locator>&fallback=<locator>[&write_to_both=1]`."""
+        """`fallback:?primary=<locator>&fallback=<locator>[&write_to_both=1][&retry_after=s]`."""
         query = {"primary": self.primary.locator, "fallback": self.fallback.locator}
         if self.write_to_both:
             query["write_to_both"] = "1"
+        if self.retry_after != DEFAULT_RETRY_AFTER:
+            query["retry_after"] = f"{self.retry_after:g}"
         return f"{SCHEME}:?{urllib.parse.urlencode(query)}"
 
     @classmethod
     def open(cls, locator: str, *, create: bool = True) -> FallbackStore:
-        """Open a `fallback:?primary=...&fallback=...` locator."""
+        """Open a `fallback:?primary=...&fallback=...` locator; a ValidationError names an
+        option that is unknown, given twice or not valid."""
+        from .locator import redact_password
+
         query = urllib.parse.parse_qs(locator.split("?", 1)[1] if "?" in locator else "")
-        try:
-            (primary,), (fallback,) = query["primary"], query["fallback"]
-        except (KeyError, ValueError):
+        shown = redact_password(locator)
+        unknown = sorted(set(query) - set(LOCATOR_OPTIONS))
+        if unknown:
+            raise ValidationError(
+                f"unknown option {unknown[0]!r} in fallback locator {shown!r}; the options are "
+                f"{', '.join(LOCATOR_OPTIONS)}"
+            )
+        given_once = all(len(values) == 1 for values in query.values())
+        if not given_once or not {"primary", "fallback"} <= set(query):
             raise StoreError(
-                f"a fallback locator needs one primary= and one fallback= locator, got {locator!r}"
-            ) from None
-        both = query.get("write_to_both", ["0"])[0] in ("1", "true", "yes")
-        return cls(primary, fallback, write_to_both=both)
+                f"a fallback locator needs one primary= and one fallback= locator, got {shown!r}"
+            )
+        both = query.get("write_to_both", ["0"])[0].lower()
+        if both not in _TRUE + _FALSE:
+            raise ValidationError(
+                f"write_to_both={both!r} in fallback locator {shown!r} is not valid: use one of "
+                f"{', '.join(_TRUE + _FALSE)}"
+            )
+        retry_after = _seconds(query.get("retry_after", [str(DEFAULT_RETRY_AFTER)])[0])
+        return cls(
+            query["primary"][0],
+            query["fallback"][0],
+            write_to_both=both in _TRUE,
+            retry_after=retry_after,
+        )
 
     def __repr__(self) -> str:
         from .locator import redact_password
@@ -342,17 +374,27 @@ class FallbackStore:
         return any(self._read("cancel_requested", session))
 
     # ---------------------------------------------------------------- sync
+    def _syncing_primary(self) -> Any:
+        """The primary as `sync` writes to it: as it was given, so that a PostgreSQL primary
+        waits for its server as it does outside a FallbackStore."""
+        from .locator import create_store
+
+        given = self._given_primary
+        return create_store(given) if isinstance(given, str | os.PathLike) else given
+
     def sync(self, experiment_id: str | None = None) -> Any:
         """Copy every run the fallback holds into the primary (idempotent); return the report.
 
         Run after the primary is back. Records already in the primary are kept when they
-        are the same or newer. Raises `StoreUnavailableError` if the primary is still down.
+        are the same or newer. The primary is written as when it is used alone (a PostgreSQL
+        primary given as a locator retries for its `reconnect_timeout`). Raises
+        `StoreUnavailableError` if the primary is still down.
         """
         from .transfer import TransferReport, _copy_run, _matches
 
-        primary = self.primary
-        if isinstance(primary, _Unopened):
-            primary = self.primary = primary.reopen()
+        if isinstance(self.primary, _Unopened):
+            self.primary = self.primary.reopen()
+        primary = self._syncing_primary()
         report = TransferReport(_public(self.fallback), _public(primary))
         reader = _Reader(self.fallback, primary)
 
@@ -389,6 +431,80 @@ class FallbackStore:
         with self._lock:
             self._down_until = 0.0
         return report
+
+
+def _without_reconnect_wait(primary: Any) -> Any:
+    """The primary, as a locator that does not wait for its server to come back when it is
+    a PostgreSQL store (given as a locator or as a store) whose locator sets no
+    `reconnect_timeout`; otherwise unchanged."""
+    from .locator import without_reconnect_wait
+
+    if isinstance(primary, str | os.PathLike):
+        return without_reconnect_wait(os.fspath(primary))
+    locator = primary.locator
+    fast = without_reconnect_wait(locator)
+    return primary if fast == locator else fast
+
+
+def _check_arguments(primary: Any, fallback: Any, write_to_both: Any, retry_after: Any) -> None:
+    """Refuse arguments `FallbackStore` cannot work with, before anything is opened."""
+    if not isinstance(write_to_both, bool):
+        raise ValidationError(f"write_to_both must be True or False, got {write_to_both!r}")
+    if (
+        isinstance(retry_after, bool)
+        or not isinstance(retry_after, int | float)
+        or not math.isfinite(retry_after)
+        or retry_after < 0
+    ):
+        raise ValidationError(
+            f"retry_after={retry_after!r} is not valid: expected the seconds to write to the "
+            "fallback before trying the primary again, a finite number >= 0"
+        )
+    for name, store in (("primary", primary), ("fallback", fallback)):
+        if store is None or isinstance(store, bool | int | float | bytes):
+            raise ValidationError(
+                f"{name}={store!r} is not valid: expected a path, a locator string or a store"
+            )
+    if _same_store(primary, fallback):
+        raise ValidationError(
+            f"primary and fallback are the same store ({_shown(primary)}): the fallback must "
+            "be another store, one that stays reachable when the primary does not"
+        )
+
+
+def _same_store(primary: Any, fallback: Any) -> bool:
+    if not isinstance(primary, str | os.PathLike) or not isinstance(fallback, str | os.PathLike):
+        return primary is fallback
+    return _normalized(primary) == _normalized(fallback)
+
+
+def _normalized(locator: str | os.PathLike[str]) -> str:
+    text = os.fspath(locator)
+    if text.startswith("file://"):
+        from .file import path_from_file_uri
+
+        text = os.fspath(path_from_file_uri(text))
+    elif "://" in text or text.startswith(f"{SCHEME}:"):
+        return text
+    return os.path.realpath(os.path.expanduser(text))
+
+
+def _shown(store: Any) -> str:
+    from .locator import redact_password
+
+    if isinstance(store, str | os.PathLike):
+        return repr(redact_password(os.fspath(store)))
+    return repr(store)
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValidationError(
+            f"retry_after={text!r} in a fallback locator is not valid: expected seconds, "
+            "a finite number >= 0"
+        ) from None
 
 
 class _FallbackLog:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import StoreError, ValidationError
 
 KNOWN_SCHEMES = ("file://", "postgresql://", "postgres://", "fallback:")
 
@@ -15,6 +15,8 @@ def create_store(locator: Any, *, create: bool = True) -> Any:
 
     A store object is returned unchanged. With `create=False` a missing file store is an error.
     """
+    if not isinstance(create, bool):
+        raise ValidationError(f"create must be True or False, got {create!r}")
     if not isinstance(locator, (str, os.PathLike)):
         if hasattr(locator, "put_record"):
             return locator
@@ -49,6 +51,22 @@ def create_store(locator: Any, *, create: bool = True) -> Any:
         f"unknown store scheme {scheme + '://'!r} in {text!r}; known schemes: "
         f"{', '.join(KNOWN_SCHEMES)} (or a plain filesystem path)"
     )
+
+
+def without_reconnect_wait(locator: str) -> str:
+    """`locator`, set to fail at once while its server cannot be reached, unless it says how
+    long to wait: a `postgresql://` locator without `reconnect_timeout` gets
+    `reconnect_timeout=0`; every other locator is returned unchanged."""
+    scheme, sep, rest = locator.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres"):
+        return locator
+    import urllib.parse
+
+    query = rest.partition("?")[2]
+    names = {urllib.parse.unquote(pair.split("=", 1)[0]) for pair in query.split("&") if pair}
+    if "reconnect_timeout" in names:
+        return locator
+    return f"{locator}{'&' if '?' in locator else '?'}reconnect_timeout=0"
 
 
 def to_locator(store: Any, *, include_password: bool = False) -> str:

@@ -38,8 +38,8 @@ import time
 import urllib.parse
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import IO, Any, cast
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, TypeVar, cast
 
 from .. import _claims
 from .._trust import read_for_unpickling
@@ -52,6 +52,9 @@ from ..errors import (
 )
 from ..record import RECORD_FORMAT, check_format, paused_gc
 from ..serializers import _json_default
+from ._reconnect import DEFAULT_TIMEOUT as DEFAULT_RECONNECT_TIMEOUT
+from ._reconnect import MAX_TIMEOUT as MAX_RECONNECT_TIMEOUT
+from ._reconnect import retry_unavailable
 from .file import atomic_write
 
 try:
@@ -65,26 +68,42 @@ except ImportError as _exc:
     ) from _exc
 
 STORE_FORMAT = "metalab.pgstore"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_SCHEMA = "metalab"
 DEFAULT_MAX_ARTIFACT_BYTES = 64 * 2**20
 DEFAULT_POOL_SIZE = 4
 DEFAULT_CONNECT_TIMEOUT = 5
 MAX_ARTIFACT_BYTES_LIMIT = 2**30 - 1  # PostgreSQL's largest bytea value
 SYNCHRONOUS_COMMIT_VALUES = ("on", "off", "local", "remote_write", "remote_apply")
-OPTIONS = ("schema", "artifact_root", "max_artifact_bytes", "pool_size", "synchronous_commit")
+OPTIONS = (
+    "schema",
+    "artifact_root",
+    "max_artifact_bytes",
+    "pool_size",
+    "synchronous_commit",
+    "reconnect_timeout",
+)
 METRIC_OPERATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "="}
 
 ARTIFACT_MARKER = "_metalab_artifacts.json"
 _LOG_FLUSH_SECONDS = 1.0
 _LOG_FLUSH_BYTES = 64 * 1024
 _IDLE_CHECK_SECONDS = 30.0
+_RECONNECTING_WAIT = 2.0
+_RENEW_SECONDS = 5.0
 _BATCH = 2000
 # SQLSTATEs that mean the server went away or will not take connections now
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+_T = TypeVar("_T")
+_ENDED_BY_RECORD = ""
+"""What a held claim's token becomes once the record that ends the run deleted the claim."""
 
 
 # ---------------------------------------------------------------- locators
+class LocatorError(StoreError, ValidationError):
+    """A `postgresql://` locator, or one of its options, is not valid; the message names it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PostgresLocation:
     """A parsed `postgresql://` locator: the server to reach and the store's options."""
@@ -96,6 +115,8 @@ class PostgresLocation:
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
     pool_size: int = DEFAULT_POOL_SIZE
     synchronous_commit: str | None = None
+    reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT
+    """Seconds a call keeps retrying while the server cannot be reached (0: fail at once)."""
 
     @functools.cached_property
     def params(self) -> dict[str, str]:
@@ -137,6 +158,8 @@ class PostgresLocation:
             options.append(("pool_size", str(self.pool_size)))
         if self.synchronous_commit is not None:
             options.append(("synchronous_commit", self.synchronous_commit))
+        if self.reconnect_timeout != DEFAULT_RECONNECT_TIMEOUT:
+            options.append(("reconnect_timeout", f"{self.reconnect_timeout:g}"))
         query = "&".join(f"{k}={urllib.parse.quote(v, safe='/:')}" for k, v in options)
         return f"{uri}{'&' if '?' in uri else '?'}{query}"
 
@@ -158,13 +181,16 @@ def _login_name() -> str:
 def parse_locator(text: str) -> PostgresLocation:
     """Parse `postgresql://user[:password]@host[:port]/db?schema=...&artifact_root=...`.
 
-    metalab's own options are `schema`, `artifact_root`, `max_artifact_bytes`, `pool_size` and
-    `synchronous_commit`; every other query parameter goes to libpq (`sslmode`, ...).
-    Raises StoreError naming the offending part.
+    metalab's own options are `schema`, `artifact_root`, `max_artifact_bytes`, `pool_size`,
+    `synchronous_commit` and `reconnect_timeout`; every other query parameter goes to libpq
+    (`sslmode`, ...).
+    Raises LocatorError (a StoreError and a ValidationError) naming the offending part.
     """
+    if not isinstance(text, str):
+        raise LocatorError(f"a PostgreSQL locator is a string, got {text!r}")
     scheme, sep, rest = text.partition("://")
     if not sep or scheme.lower() not in ("postgresql", "postgres"):
-        raise StoreError(f"{redact(text)!r} is not a postgresql:// locator")
+        raise LocatorError(f"{redact(text)!r} is not a postgresql:// locator")
     base, _, query = rest.partition("?")
     options: dict[str, str] = {}
     passed: list[str] = []
@@ -174,7 +200,7 @@ def parse_locator(text: str) -> PostgresLocation:
         if key not in OPTIONS:
             passed.append(pair)
         elif key in options:
-            raise StoreError(f"option {key!r} is given twice in {redact(text)!r}")
+            raise LocatorError(f"option {key!r} is given twice in {redact(text)!r}")
         else:
             options[key] = urllib.parse.unquote(value)
     uri = f"postgresql://{base}" + (f"?{'&'.join(passed)}" if passed else "")
@@ -182,7 +208,7 @@ def parse_locator(text: str) -> PostgresLocation:
     try:
         location.params  # noqa: B018 - libpq validates the URI and its parameters here
     except psycopg.Error as exc:
-        raise StoreError(
+        raise LocatorError(
             f"invalid PostgreSQL locator {redact(text)!r}: {_one_line(exc)}. metalab's own "
             f"options are {', '.join(OPTIONS)}; other query parameters must be libpq connection "
             "parameters"
@@ -196,7 +222,7 @@ def _checked_options(options: dict[str, str], text: str) -> dict[str, Any]:
         checked["schema"] = _check_schema(options["schema"])
     if "artifact_root" in options:
         if not options["artifact_root"]:
-            raise StoreError(f"artifact_root is empty in {redact(text)!r}")
+            raise LocatorError(f"artifact_root is empty in {redact(text)!r}")
         checked["artifact_root"] = os.path.abspath(os.path.expanduser(options["artifact_root"]))
     if "max_artifact_bytes" in options:
         checked["max_artifact_bytes"] = _int_option(
@@ -207,21 +233,37 @@ def _checked_options(options: dict[str, str], text: str) -> dict[str, Any]:
     if "synchronous_commit" in options:
         value = options["synchronous_commit"].lower()
         if value not in SYNCHRONOUS_COMMIT_VALUES:
-            raise StoreError(
+            raise LocatorError(
                 f"synchronous_commit={options['synchronous_commit']!r} is not valid; use one "
                 f"of {', '.join(SYNCHRONOUS_COMMIT_VALUES)}"
             )
         checked["synchronous_commit"] = value
+    if "reconnect_timeout" in options:
+        checked["reconnect_timeout"] = _seconds_option(
+            "reconnect_timeout", options["reconnect_timeout"], MAX_RECONNECT_TIMEOUT
+        )
     return checked
 
 
 def _check_schema(schema: str) -> str:
     if not schema or "\x00" in schema or len(schema.encode("utf-8")) > 63:
-        raise StoreError(
+        raise LocatorError(
             f"schema name {schema!r} is not valid: it must be 1 to 63 bytes without NUL "
             "(PostgreSQL cuts longer names short, which could make two stores one)"
         )
     return schema
+
+
+def _seconds_option(name: str, value: str, high: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 <= number <= high:  # NaN fails too
+        raise LocatorError(
+            f"{name}={value!r} is not valid: use a number of seconds from 0 to {high:,g}"
+        )
+    return number
 
 
 def _int_option(name: str, value: str, low: int, high: int) -> int:
@@ -230,7 +272,7 @@ def _int_option(name: str, value: str, low: int, high: int) -> int:
     except ValueError:
         number = low - 1
     if not low <= number <= high:
-        raise StoreError(f"{name}={value!r} is not valid: use an integer from {low} to {high:,}")
+        raise LocatorError(f"{name}={value!r} is not valid: use an integer from {low} to {high:,}")
     return number
 
 
@@ -296,8 +338,16 @@ class _Statements:
     )
     drop_schema: str = "DROP SCHEMA IF EXISTS {schema}"
 
+    # idempotent: a manifest written again (a retry whose acknowledgement was lost) is found
     insert_manifest: str = (
-        "INSERT INTO {schema}.manifests (experiment_id, manifest) VALUES (%s, %s) RETURNING id"
+        "WITH found AS (SELECT id FROM {schema}.manifests WHERE experiment_id = %s"
+        " AND manifest = %s), added AS (INSERT INTO {schema}.manifests (experiment_id, manifest)"
+        " SELECT %s, %s WHERE NOT EXISTS (SELECT 1 FROM found) RETURNING id)"
+        " SELECT id FROM added UNION ALL SELECT id FROM found ORDER BY id LIMIT 1"
+    )
+    clean_claims: str = (
+        "DELETE FROM {schema}.claims AS c USING {schema}.runs AS r WHERE r.run_id = c.run_id"
+        " AND r.completed AND c.heartbeat_at < now() - make_interval(secs => %s)"
     )
     all_manifests: str = "SELECT id, manifest FROM {schema}.manifests ORDER BY id"
     manifests_of: str = (
@@ -309,8 +359,10 @@ class _Statements:
     load_experiment: str = "SELECT blob FROM {schema}.experiments WHERE key = %s"
 
     scan: str = "SELECT run_id, completed FROM {schema}.runs"
+    # the record ends the claim its writer holds, in the same transaction
     put_record: str = (
-        "INSERT INTO {schema}.runs (run_id, experiment_id, run_index, status, completed,"
+        "WITH released AS (DELETE FROM {schema}.claims WHERE run_id = %s AND token = %s::uuid)"
+        " INSERT INTO {schema}.runs (run_id, experiment_id, run_index, status, completed,"
         " params, metrics, series, record)"
         " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s)"
         " ON CONFLICT (run_id) DO UPDATE SET experiment_id = EXCLUDED.experiment_id,"
@@ -337,7 +389,10 @@ class _Statements:
     read_artifact: str = (
         "SELECT data, artifact_root FROM {schema}.artifacts WHERE run_id = %s AND filename = %s"
     )
-    append_log: str = "INSERT INTO {schema}.logs (run_id, chunk) VALUES (%s, %s)"
+    append_log: str = (
+        "INSERT INTO {schema}.logs (run_id, chunk, chunk_id) VALUES (%s, %s, %s::uuid)"
+        " ON CONFLICT (chunk_id) DO NOTHING"
+    )
     read_log: str = "SELECT chunk FROM {schema}.logs WHERE run_id = %s ORDER BY id"
     put_log: str = (
         "WITH cleared AS (DELETE FROM {schema}.logs WHERE run_id = %s)"
@@ -345,22 +400,25 @@ class _Statements:
         " SELECT %s, chunk FROM (SELECT %s::bytea AS chunk) AS new WHERE octet_length(chunk) > 0"
     )
 
+    # taking a claim again with its token succeeds: a retry whose acknowledgement was lost
     claim: str = (
-        "INSERT INTO {schema}.claims (run_id, owner) VALUES (%s, %s::jsonb)"
-        " ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
+        "INSERT INTO {schema}.claims AS c (run_id, owner, token) VALUES (%s, %s::jsonb, %s::uuid)"
+        " ON CONFLICT (run_id) DO UPDATE SET heartbeat_at = now()"
+        " WHERE c.token = EXCLUDED.token RETURNING run_id"
     )
     read_claim: str = (
         "SELECT owner, extract(epoch FROM now() - heartbeat_at)::float8, heartbeat_at"
         " FROM {schema}.claims WHERE run_id = %s"
     )
     take_over: str = (
-        "UPDATE {schema}.claims SET owner = %s::jsonb, claimed_at = now(), heartbeat_at = now()"
+        "UPDATE {schema}.claims SET owner = %s::jsonb, token = %s::uuid, claimed_at = now(),"
+        " heartbeat_at = now()"
         " WHERE run_id = %s AND owner = %s::jsonb AND heartbeat_at = %s RETURNING run_id"
     )
     touch_claim: str = (
-        "UPDATE {schema}.claims SET heartbeat_at = now() WHERE run_id = %s AND owner = %s::jsonb"
+        "UPDATE {schema}.claims SET heartbeat_at = now() WHERE run_id = %s AND token = %s::uuid"
     )
-    release_exact: str = "DELETE FROM {schema}.claims WHERE run_id = %s AND owner = %s::jsonb"
+    release_exact: str = "DELETE FROM {schema}.claims WHERE run_id = %s AND token = %s::uuid"
     release_process: str = "DELETE FROM {schema}.claims WHERE run_id = %s AND owner @> %s::jsonb"
     all_claims: str = (
         "SELECT run_id, owner, extract(epoch FROM now() - heartbeat_at)::float8"
@@ -449,7 +507,13 @@ _SCHEMA_V1 = (
     " CROSS JOIN LATERAL ROWS FROM (jsonb_array_elements(s.curve -> 'steps'),"
     " jsonb_array_elements(s.curve -> 'values')) WITH ORDINALITY AS p(step, value, position)",
 )
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+# version 2: writes that can be retried safely (a log chunk and a claim carry their own id)
+_SCHEMA_V2 = (
+    "ALTER TABLE {schema}.logs ADD COLUMN chunk_id uuid",
+    "CREATE UNIQUE INDEX logs_chunk ON {schema}.logs (chunk_id)",
+    "ALTER TABLE {schema}.claims ADD COLUMN token uuid",
+)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -525,6 +589,7 @@ _pools: dict[tuple[str, int, str | None], ConnectionPool] = {}
 _pools_pid = os.getpid()
 _pools_lock = threading.Lock()
 _inherited: list[ConnectionPool] = []
+_renewed_at: dict[tuple[str, int, str | None], float] = {}
 _lent_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
@@ -532,6 +597,7 @@ def _forget_inherited_pools() -> None:
     global _pools_pid, _pools_lock
     _inherited.extend(_pools.values())
     _pools.clear()
+    _renewed_at.clear()
     _pools_lock = threading.Lock()
     _pools_pid = os.getpid()
 
@@ -608,6 +674,37 @@ def _connection_failed() -> None:
     _probe_until[0] = time.monotonic() + 120.0
 
 
+def _reconnecting() -> bool:
+    """Whether a connection failed lately (the pools may still be reconnecting)."""
+    return time.monotonic() < _probe_until[0]
+
+
+def _reconnectable(exc: psycopg.OperationalError) -> bool:
+    """Whether `exc` says the server cannot be reached now, rather than a bad request."""
+    if _misconfigured(exc):
+        return False
+    return exc.sqlstate is None or exc.sqlstate.startswith(_UNAVAILABLE_STATES)
+
+
+def _renew_pool(location: PostgresLocation, stale: ConnectionPool) -> ConnectionPool | None:
+    """Replace `stale`, this process's pool for `location`, by a new one (once, whichever
+    thread asks first); return the pool to use, or None when the pool was renewed less than
+    `_RENEW_SECONDS` ago. Connections lent by the old pool are closed when they come back;
+    its waiting callers get `PoolClosed` and retry."""
+    key = _pool_key(location)
+    now = time.monotonic()
+    with _pools_lock:
+        current = _pools.get(key)
+        if current is not None and current is not stale:
+            return current
+        if now - _renewed_at.get(key, -math.inf) < _RENEW_SECONDS:
+            return None
+        _renewed_at[key] = now
+        fresh = _pools[key] = _open_pool(location)
+    stale.close(timeout=1.0)
+    return fresh
+
+
 def _close_pool(location: PostgresLocation) -> None:
     if _pools_pid != os.getpid():
         _forget_inherited_pools()
@@ -646,6 +743,11 @@ class PostgresStore:
     scheme = "postgresql"
 
     def __init__(self, location: PostgresLocation):
+        if not isinstance(location, PostgresLocation):
+            raise ValidationError(
+                f"PostgresStore takes a parsed location, got {location!r}: open a locator "
+                "string with PostgresStore.open(locator) or metalab.store.create_store(locator)"
+            )
         self._location = location
         self._sql = _statements(location.schema)
         self._held: dict[str, str] = {}
@@ -658,12 +760,16 @@ class PostgresStore:
     def open(cls, locator: str, *, create: bool = True) -> PostgresStore:
         """Open the store named by `locator`, creating or migrating its schema as needed.
 
-        With `create=False` a schema without a store is a StoreError. An unreachable server
-        is a StoreError naming host, port and database, after at most `connect_timeout`
-        seconds (5 unless the locator sets it).
+        With `create=False` a schema without a store is a StoreError. A server that cannot
+        be reached is a StoreUnavailableError naming host, port and database once
+        `reconnect_timeout` seconds (30 unless the locator sets it) of retries have passed;
+        a server that refuses the login (a wrong database, role or password) is a StoreError
+        at once.
         """
+        if not isinstance(create, bool):
+            raise ValidationError(f"create must be True or False, got {create!r}")
         store = cls(parse_locator(locator))
-        store._prepare(create)
+        store._retrying(functools.partial(store._prepare, create))
         return store
 
     def _prepare(self, create: bool) -> None:
@@ -689,7 +795,7 @@ class PostgresStore:
             with conn:
                 yield conn
         except psycopg.Error as exc:
-            raise StoreError(self._failed(exc)) from exc
+            raise self._translated(exc) from exc
 
     def _read_meta(self, conn: psycopg.Connection[Any]) -> _Meta | None:
         if conn.execute(self._sql.meta_table, (self._location.schema,)).fetchone() == (False,):
@@ -742,6 +848,9 @@ class PostgresStore:
     def drop(self) -> None:
         """Delete this store: its tables, views and function, then its schema if it is empty
         (never `public`). Files under `artifact_root` are left alone. Idempotent."""
+        self._retrying(self._drop)
+
+    def _drop(self) -> None:
         schema = self._location.schema
         with self._direct_connection() as conn, conn.transaction():
             conn.execute(self._sql.lock, (_lock_key(schema),))
@@ -791,31 +900,82 @@ class PostgresStore:
         return (PostgresStore, (self._location,))
 
     # ---------------------------------------------------------------- connections
+    def _retrying(self, call: Callable[[], _T]) -> _T:
+        """Return `call()`, made again while the server cannot be reached (a restart), for up
+        to `reconnect_timeout` seconds. `call` must be safe to repeat: every write is."""
+        what = f"the PostgreSQL server of store {self.public_locator!r}"
+        return retry_unavailable(call, self._location.reconnect_timeout, what)
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Lend a pooled connection; psycopg's errors leave as StoreError, and as its
         subclass StoreUnavailableError when the server cannot be reached."""
         try:
-            with _pool(self._location).connection() as conn:
+            pool, conn = self._checkout()
+            try:
                 yield conn
+            finally:
+                pool.putconn(conn)
+        except psycopg.Error as exc:
+            raise self._translated(exc) from exc
+
+    def _checkout(self) -> tuple[ConnectionPool, psycopg.Connection[Any]]:
+        """A connection from this process's pool, and the pool to give it back to.
+
+        A pool that lost its connections reconnects on a schedule of its own, which after a
+        long outage may lag well behind a server that is back. So while connections failed
+        lately, a checkout waits briefly; if the server then answers, the lagging pool is
+        replaced by a fresh one, which connects at once (at most every few seconds: a pool
+        that is merely busy is not replaced over and over).
+        """
+        pool = _pool(self._location)
+        reconnecting = _reconnecting()
+        wait = min(_pool_wait(self._location), _RECONNECTING_WAIT) if reconnecting else None
+        try:
+            return pool, pool.getconn(timeout=wait)
         except PoolTimeout as exc:
             with self._direct_connection():  # raises StoreUnavailableError if the server is gone
                 pass
-            raise StoreError(
-                f"PostgreSQL store {self.public_locator!r}: all {self._location.pool_size} "
-                f"pooled connections stayed busy for {_pool_wait(self._location):g} s; raise "
-                "?pool_size="
-            ) from exc
-        except psycopg.OperationalError as exc:
-            if exc.sqlstate is None or exc.sqlstate.startswith(_UNAVAILABLE_STATES):
-                _connection_failed()
-                raise StoreUnavailableError(self._unreachable(exc)) from exc
-            raise StoreError(self._failed(exc)) from exc
-        except psycopg.Error as exc:
-            raise StoreError(self._failed(exc)) from exc
+            if not reconnecting:
+                raise self._busy() from exc
+            renewed = _renew_pool(self._location, pool)
+            if renewed is None:
+                raise StoreUnavailableError(
+                    f"{self._unreachable(exc)}: the server answers again, the connection pool "
+                    "is reconnecting"
+                ) from exc
+            pool = renewed
+        try:
+            return pool, pool.getconn()
+        except PoolTimeout as exc:
+            raise self._busy() from exc
 
-    def _execute(self, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement on a pooled connection; return its rows ([] when it has none)."""
+    def _busy(self) -> StoreError:
+        return StoreError(
+            f"PostgreSQL store {self.public_locator!r}: all {self._location.pool_size} "
+            f"pooled connections stayed busy for {_pool_wait(self._location):g} s; raise "
+            "?pool_size="
+        )
+
+    def _translated(self, exc: psycopg.Error) -> StoreError:
+        """psycopg's error as a StoreError: a StoreUnavailableError when the server went away,
+        shuts down, starts up or takes no more connections (a retry may work)."""
+        if isinstance(exc, psycopg.OperationalError) and _reconnectable(exc):
+            _connection_failed()
+            return StoreUnavailableError(self._unreachable(exc))
+        return StoreError(self._failed(exc))
+
+    def _execute(
+        self, query: str | sql.Composed, args: Sequence[Any] = (), *, retry: bool = True
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement on a pooled connection; return its rows ([] when it has none).
+        Retried while the server cannot be reached (see `_retrying`), unless `retry=False`."""
+        run = functools.partial(self._execute_once, query, args)
+        return self._retrying(run) if retry else run()
+
+    def _execute_once(
+        self, query: str | sql.Composed, args: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
             cursor = conn.execute(query, args)
             return cursor.fetchall() if cursor.description is not None else []
@@ -837,8 +997,15 @@ class PostgresStore:
 
     # ---------------------------------------------------------------- experiments
     def write_manifest(self, experiment_id: str, manifest: dict[str, Any]) -> str:
-        """Add a manifest row (never overwrites one); return `manifests/<id>`."""
-        rows = self._execute(self._sql.insert_manifest, (experiment_id, _json_text(manifest)))
+        """Add a manifest row (never overwrites one); return `manifests/<id>`.
+
+        Idempotent: the same manifest written again is the row already there. A new sweep
+        also deletes claims left on completed runs (a record written by another writer than
+        the claim's owner, say, whose owner then died) once their lease is over.
+        """
+        text = _json_text(manifest)
+        rows = self._execute(self._sql.insert_manifest, (experiment_id, text, experiment_id, text))
+        self._execute(self._sql.clean_claims, (_claims.LEASE_SECONDS,))
         return f"manifests/{rows[0][0]}"
 
     def manifests(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
@@ -907,11 +1074,18 @@ class PostgresStore:
         return {run_id for run_id, _ in rows}, {run_id for run_id, done in rows if done}
 
     def put_record(self, record: dict[str, Any]) -> None:
-        """Persist a final record in one statement, replacing any earlier record of the run."""
+        """Persist a final record in one statement, replacing any earlier record of the run.
+
+        The same transaction deletes this process's claim on the run: a claim never outlives
+        the record that ends it, even if the process dies before `release`. Idempotent.
+        """
         run_id, status = _required(record, "run_id"), _required(record, "status")
+        token = self._held.get(run_id) or None
         self._execute(
             self._sql.put_record,
             (
+                run_id,
+                token,
                 run_id,
                 record.get("experiment_id", ""),
                 record.get("index"),
@@ -923,6 +1097,8 @@ class PostgresStore:
                 _json_text(record),
             ),
         )
+        if token is not None:
+            self._held[run_id] = _ENDED_BY_RECORD  # release() has nothing left to delete
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None when it has none."""
@@ -969,8 +1145,7 @@ class PostgresStore:
         parameter value that is not JSON (as `Results.filter` does).
         """
         query, args = self._query_sql(experiment_id, params or {}, metric_filters, status)
-        with self._connection() as conn:
-            rows = conn.execute(query, args).fetchall()
+        rows = self._execute(query, args)
         return self._parse_rows(rows)
 
     def _query_sql(
@@ -1010,14 +1185,31 @@ class PostgresStore:
         return query, args
 
     def _stream(self, query: str, args: Sequence[Any]) -> Iterator[dict[str, Any]]:
+        """Yield the records `query` selects, read in batches; the first batch is retried
+        while the server cannot be reached, a failure after it raises."""
+        rows, first = self._retrying(functools.partial(self._start_stream, query, args))
+        try:
+            yield from self._parse_rows(first)
+            for batch in rows:
+                yield from self._parse_rows(batch)
+        finally:
+            rows.close()  # lends the connection back when the caller stops early
+
+    def _start_stream(
+        self, query: str, args: Sequence[Any]
+    ) -> tuple[Generator[list[tuple[Any, ...]]], list[tuple[Any, ...]]]:
+        rows = self._stream_rows(query, args)
+        return rows, next(rows)
+
+    def _stream_rows(self, query: str, args: Sequence[Any]) -> Generator[list[tuple[Any, ...]]]:
         with self._connection() as conn:
             batch: list[tuple[Any, ...]] = []
             for row in conn.cursor().stream(query, args, size=_BATCH):
                 batch.append(row)
                 if len(batch) == _BATCH:
-                    yield from self._parse_rows(batch)
+                    yield batch
                     batch = []
-            yield from self._parse_rows(batch)
+            yield batch
 
     def _parse(self, run_id: str, text: str) -> dict[str, Any]:
         return self._parse_rows([(run_id, text)])[0]
@@ -1144,7 +1336,8 @@ class PostgresStore:
         return cast(IO[str], _RunLog(functools.partial(self._append_log, run_id)))
 
     def _append_log(self, run_id: str, chunk: bytes) -> None:
-        self._execute(self._sql.append_log, (run_id, chunk))
+        # the chunk's id makes a retried append (its acknowledgement lost) add it once
+        self._execute(self._sql.append_log, (run_id, chunk, str(uuid.uuid4())))
 
     def put_log(self, run_id: str, text: str) -> None:
         """Replace the run's log with `text` in one statement (what a transfer writes)."""
@@ -1158,28 +1351,33 @@ class PostgresStore:
     # ---------------------------------------------------------------- claims
     def claim(self, run_id: str, owner: dict[str, Any]) -> bool:
         """Claim `run_id` for `owner`, taking over a claim whose owner is dead; False while
-        another live owner holds it. Atomic: of many claimants, exactly one wins."""
+        another live owner holds it. Atomic: of many claimants, exactly one wins.
+
+        Each claim has a token of its own; a retry (the server went away before it
+        acknowledged the claim) finds the claim it took and wins it again.
+        """
         owner_json = self._owner_json(owner)
-        with self._connection() as conn:
-            won = conn.execute(self._sql.claim, (run_id, owner_json)).fetchone() is not None
-            if not won:
-                won = self._claim_held_one(conn, run_id, owner_json)
+        token = str(uuid.uuid4())
+        won = self._retrying(functools.partial(self._claim_once, run_id, owner_json, token))
         if won:
-            self._held[run_id] = owner_json
-            touch = functools.partial(self._touch, run_id, owner_json)
+            self._held[run_id] = token
+            touch = functools.partial(self._touch, run_id, token)
             _claims.heartbeat.hold(self._heartbeat_key(run_id), touch)
         return won
 
-    def _claim_held_one(self, conn: psycopg.Connection[Any], run_id: str, owner: str) -> bool:
-        current = conn.execute(self._sql.read_claim, (run_id,)).fetchone()
-        if current is None:  # released since our attempt
-            return conn.execute(self._sql.claim, (run_id, owner)).fetchone() is not None
-        holder, age, heartbeat_at = current
-        if _claims.is_alive(holder, age):
-            return False
-        # compare-and-set: fails if the holder beat or someone else took over meanwhile
-        args = (owner, run_id, json.dumps(holder), heartbeat_at)
-        return conn.execute(self._sql.take_over, args).fetchone() is not None
+    def _claim_once(self, run_id: str, owner: str, token: str) -> bool:
+        with self._connection() as conn:
+            if conn.execute(self._sql.claim, (run_id, owner, token)).fetchone() is not None:
+                return True
+            current = conn.execute(self._sql.read_claim, (run_id,)).fetchone()
+            if current is None:  # released since our attempt
+                return conn.execute(self._sql.claim, (run_id, owner, token)).fetchone() is not None
+            holder, age, heartbeat_at = current
+            if _claims.is_alive(holder, age):
+                return False
+            # compare-and-set: fails if the holder beat or someone else took over meanwhile
+            args = (owner, token, run_id, json.dumps(holder), heartbeat_at)
+            return conn.execute(self._sql.take_over, args).fetchone() is not None
 
     def _owner_json(self, owner: dict[str, Any]) -> str:
         cached = self._owner_cache
@@ -1190,9 +1388,9 @@ class PostgresStore:
     def _heartbeat_key(self, run_id: str) -> str:
         return f"{self.public_locator}#claim/{run_id}"
 
-    def _touch(self, run_id: str, owner: str) -> None:
+    def _touch(self, run_id: str, token: str) -> None:
         try:
-            self._execute(self._sql.touch_claim, (run_id, owner))
+            self._execute(self._sql.touch_claim, (run_id, token), retry=False)
         except StoreError:
             pass  # the next beat tries again; a lapsed lease only lets other hosts take over
 
@@ -1205,9 +1403,11 @@ class PostgresStore:
         """Give up this process's claim on `run_id`; a claim someone else holds (or took over
         after our lease lapsed) stays. Idempotent."""
         _claims.heartbeat.release(self._heartbeat_key(run_id))
-        owner = self._held.pop(run_id, None)
-        if owner is not None:
-            self._execute(self._sql.release_exact, (run_id, owner))
+        token = self._held.pop(run_id, None)
+        if token == _ENDED_BY_RECORD:
+            return
+        if token is not None:
+            self._execute(self._sql.release_exact, (run_id, token))
         else:
             me = _claims.owner()
             process = {"host": me["host"], "pid": me["pid"], "start": me["start"]}
