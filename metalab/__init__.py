@@ -18,9 +18,11 @@ from .errors import (
     MetalabWarning,
     MissingDependencyError,
     RunCancelled,
+    RunsFailedWarning,
     StoreError,
     StoreFormatError,
     StoreUnavailableError,
+    SweepInterrupted,
     ValidationError,
 )
 from .executors.dask import DaskExecutor, ProcessExecutor, ThreadExecutor
@@ -78,6 +80,7 @@ __all__ = [
     "RunSpec",
     "RunStatus",
     "Runtime",
+    "RunsFailedWarning",
     "SeedBundle",
     "SeedPlan",
     "SlurmConfig",
@@ -86,6 +89,7 @@ __all__ = [
     "StoreError",
     "StoreFormatError",
     "StoreUnavailableError",
+    "SweepInterrupted",
     "ThreadExecutor",
     "ValidationError",
     "__version__",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import _claims
-from .errors import ExecutorError, SweepInterrupted
+from .errors import ExecutorError, SweepInterrupted, ValidationError
 from .execute import Outcome, record_cancelled, record_lost
 
 
@@ -268,6 +268,12 @@ class RunHandle:
         """Block until the sweep ends or `timeout` seconds pass; return whether it ended.
 
         Ctrl-C while waiting stops the sweep as `result()` does."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise ValidationError(
+                f"timeout must be a number of seconds (0 or more) or None, got {timeout!r}"
+            )
         try:
             return self._done.wait(timeout)
         except KeyboardInterrupt:

@@ -84,7 +84,14 @@ def test_rich_progress_keeps_bar_and_totals_in_80_columns(tmp_path, monkeypatch)
     assert "50/50" in last and "ok 50" in last
 
 
-def test_progress_prints_the_dashboard_link(tmp_path):
+def _page_path(dask_scheduler=None):
+    return dask_scheduler.plugins["metalab"].page
+
+
+def test_progress_prints_the_link_of_the_metalab_page(tmp_path):
+    import urllib.request
+    from urllib.parse import urlsplit
+
     from distributed import Client, LocalCluster
 
     with (
@@ -95,4 +102,26 @@ def test_progress_prints_the_dashboard_link(tmp_path):
         progress = metalab.Progress(stream=stream, use_rich=False)
         handle = metalab.run(_exp(5), tmp_path, executor=client, progress=progress)
         handle.result()
-        assert client.dashboard_link in stream.getvalue().splitlines()[0]
+        first = stream.getvalue().splitlines()[0]
+        link = first.rsplit("dashboard ", 1)[1]
+        assert link == handle.dashboard_link
+        # the page the dashboard registered, on the dashboard's host and port
+        page = client.run_on_scheduler(_page_path)
+        assert urlsplit(link).path == page == "/metalab"
+        assert urlsplit(link).netloc == urlsplit(client.dashboard_link).netloc
+        port = cluster.scheduler.http_server.port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{urlsplit(link).path}") as response:
+            assert response.status == 200
+            assert "Bokeh" in response.read().decode("utf-8")
+
+
+def test_the_metalab_page_of_a_dashboard_link():
+    from metalab.handle import metalab_page
+
+    assert metalab_page("http://h:8787/status") == "http://h:8787/metalab"
+    assert metalab_page("http://h:8787/prefix/status") == "http://h:8787/prefix/metalab"
+    assert metalab_page("https://hub/user/a/proxy/8787/status?x=1") == (
+        "https://hub/user/a/proxy/8787/metalab?x=1"
+    )
+    assert metalab_page("http://h:8787/") == "http://h:8787/metalab"
+    assert metalab_page(None) is None
