@@ -916,8 +916,9 @@ class PostgresStore:
 
     def field_names(self, experiment_id: str | None = None) -> dict[str, list[str]]:
         """The names of the parameters, scalar metrics and stepped metrics (`params`,
-        `metrics`, `series`) of the records (of one experiment, or all), in order of first
-        appearance by run index. Read-only; raises StoreError when the database fails."""
+        `metrics`, `series`) of the records (of one experiment, or all), by the first run
+        index holding them, then by name. Read-only; raises StoreError when the database
+        fails."""
         names: dict[str, list[str]] = {"params": [], "metrics": [], "series": []}
         for kind, name in self._execute(self._sql.field_names, [experiment_id] * 6):
             names[kind].append(name)
