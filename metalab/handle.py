@@ -132,7 +132,10 @@ class RunHandle:
             self._progress.start(self)
             self._sink.listeners.append(lambda _: self._progress.update(self))
         if getattr(self._executor, "synchronous", False):
-            self._drive()
+            try:
+                self._drive()
+            except KeyboardInterrupt:
+                self._interrupted()
             return
         self._thread = threading.Thread(
             target=self._drive, name=f"metalab-{self._plan.experiment.name}", daemon=True
@@ -143,7 +146,13 @@ class RunHandle:
         try:
             pending = list(self._plan.pending)
             while pending and not self._cancelled:
-                self._executor.execute(self._plan, pending, self._sink)
+                try:
+                    self._executor.execute(self._plan, pending, self._sink)
+                except Exception:
+                    if not self._cancelled:
+                        raise
+                    # the cancel cut the executor short (a task cancelled while its result
+                    # was fetched, say): the runs without an outcome are recorded below
                 pending = self._wait_for_busy()
             if self._cancelled:
                 self._record_cancelled()
@@ -336,7 +345,7 @@ class RunHandle:
             f"recorded ({status.completed} completed, {status.failed} failed), "
             f"{status.cancelled} cancelled"
             + (f", {status.skipped} done before" if status.skipped else "")
-            + (f", {stopped} still stopping" if stopped else "")
+            + (f", {stopped} not run" if stopped else "")
             + ". Run the same metalab.run(...) again to resume: completed runs are skipped."
         )
         if _interactive():

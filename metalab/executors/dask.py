@@ -297,6 +297,10 @@ class _LocalClusters:
             warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
             cluster = distributed.LocalCluster(silence_logs=logging.ERROR, **options)
         client = distributed.Client(cluster, set_as_default=False)
+        if options.get("processes", True):
+            from .interrupt import IgnoreInterrupt
+
+            client.register_plugin(IgnoreInterrupt())
         entry = {"cluster": cluster, "client": client, "users": 0, "timer": None}
         entry["modules"] = _user_module_stamps()
         self._entries[key] = entry
