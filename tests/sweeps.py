@@ -81,10 +81,15 @@ def checked_result(handle, **kwargs):
         warnings.simplefilter("always", metalab.RunsFailedWarning)
         results = handle.result(**kwargs)
     warned = [w for w in caught if issubclass(w.category, metalab.RunsFailedWarning)]
-    failed = [r for r in results if r.status in ("failed", "interrupted")]
+    failed = [r for r in results if r.status == "failed" or _interrupted_itself(r)]
     assert len(warned) == (1 if failed else 0), [str(w.message) for w in warned]
     if failed:
         message = str(warned[0].message)
         assert f"{len(failed)} of {handle.status.total} run" in message, message
         assert failed[0].error["type"].rsplit(".", 1)[-1] in message, message
     return results
+
+
+def _interrupted_itself(run) -> bool:
+    """An interrupted run that its sweep's cancellation did not stop."""
+    return run.status == "interrupted" and not run.error["type"].endswith("RunCancelled")

@@ -133,10 +133,31 @@ def test_a_long_error_is_cut_in_the_text_table_not_in_the_dataframe(tmp_path):
 def test_cancelled_runs_are_not_failures_and_interrupted_ones_are():
     from metalab.results.failures import failure_summary
 
-    cancelled = {"status": "cancelled", "error": {"type": "RunCancelled", "message": "x"}}
+    cancelled = {"status": "cancelled", "error": {"type": "Cancelled", "message": "x"}}
     assert failure_summary([cancelled], 1) is None
+    stopped = {"status": "interrupted", "error": {"type": "metalab.errors.RunCancelled"}}
+    assert failure_summary([stopped], 1) is None  # running when its sweep was cancelled
     interrupted = {"status": "interrupted", "error": {"type": "Interrupted", "message": "TERM"}}
     failed = {"status": "failed", "error": {"type": "OSError", "message": "disk"}}
     summary = failure_summary([cancelled, interrupted, failed], 3)
     assert summary.startswith("2 of 3 runs did not complete (1 failed and 1 was interrupted)")
     assert "Interrupted: TERM; OSError: disk" in summary
+
+
+def test_a_metric_called_error_keeps_its_column(tmp_path):
+    @metalab.operation
+    def measured(params, capture):
+        capture.metric("error", 0.5)
+        if params["i"] == 1:
+            raise RuntimeError("broke")
+
+    with pytest.warns(metalab.RunsFailedWarning):
+        results = metalab.run(
+            indexed_experiment(measured, 2, "err"), tmp_path, executor="inline"
+        ).result()
+    lines = results.table().splitlines()
+    assert lines[0].split() == ["#", "replicate", "i", "error", "status", "run_error"]
+    assert lines[3].split()[-3:] == ["failed", "RuntimeError:", "broke"]
+    frame = results.table(as_dataframe=True)
+    assert list(frame["error"]) == [0.5, 0.5]
+    assert list(frame["run_error"]) == ["", "RuntimeError: broke"]

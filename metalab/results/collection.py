@@ -286,7 +286,9 @@ class Results(Sequence):
             if "replicate" not in frame.columns:
                 frame.insert(0, "replicate", [r.get("replicate") for r in self._tabled()])
             frame = frame.assign(status=[r["status"] for r in self._tabled()])
-            return frame.assign(error=errors) if any(errors) else frame
+            if not any(errors):
+                return frame
+            return frame.assign(**{tables.error_column(*self._columns()): errors})
         params, metrics = self._columns()
         header, rows = tables.rows_of(self._tabled(), errors, params, metrics)
         return tables.text_table(header, rows)

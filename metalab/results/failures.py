@@ -15,13 +15,14 @@ MESSAGE_WIDTH = 200
 
 
 def failure_summary(records: Iterable[dict[str, Any]], total: int) -> str | None:
-    """`"2 of 40 runs failed: ..."` naming the first distinct errors (type and message), or None
-    when no run failed or was interrupted (cancelled runs are the user's doing)."""
+    """`"2 of 40 runs did not complete ..."` naming the first distinct errors (type and
+    message), or None when no run failed or was interrupted: runs cancelled, or interrupted by
+    their sweep's cancellation, are the user's doing."""
     counts = {"failed": 0, "interrupted": 0}
     errors: dict[str, int] = {}
     for record in records:
         status = record.get("status")
-        if status not in counts:
+        if status not in counts or _cancelled(record):
             continue
         counts[status] += 1
         text = error_text(record.get("error")) or f"{status} (no error recorded)"
@@ -48,6 +49,12 @@ def failure_summary(records: Iterable[dict[str, Any]], total: int) -> str | None
         f"({what}): {'; '.join(shown)}{tail}. results.failed lists them "
         "(results.failed.table() shows each error, run.error['traceback'] its traceback)"
     )
+
+
+def _cancelled(record: dict[str, Any]) -> bool:
+    """Whether a run was interrupted because its sweep was cancelled (the user's doing)."""
+    error = record.get("error") or {}
+    return str(error.get("type", "")).rsplit(".", 1)[-1] == "RunCancelled"
 
 
 def warn_failed(records: Iterable[dict[str, Any]], total: int, stacklevel: int) -> None:

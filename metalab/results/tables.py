@@ -22,6 +22,11 @@ def error_text(error: dict[str, Any] | None) -> str:
     return f"{error.get('type', 'Error')}: {message[0] if message else ''}".rstrip(": ")
 
 
+def error_column(params: list[str], metrics: list[str]) -> str:
+    """`error`, or `run_error` when a parameter or metric is called `error`."""
+    return "run_error" if "error" in params or "error" in metrics else "error"
+
+
 def rows_of(
     records: Sequence[dict[str, Any]],
     errors: Sequence[str],
@@ -33,7 +38,7 @@ def rows_of(
     header = ["#", "replicate", *params, *metrics, "status"]
     with_errors = any(errors)
     if with_errors:
-        header.append("error")
+        header.append(error_column(params, metrics))
     rows = []
     for record, error in zip(records, errors):
         row = [
@@ -51,7 +56,7 @@ def rows_of(
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     """Right-aligned columns, the error column (last, when present) left-aligned and cut."""
-    left = header[-1] == "error"
+    left = header[-1] in ("error", "run_error")
     if left:
         rows = [[*row[:-1], _cut(row[-1], ERROR_WIDTH)] for row in rows]
     widths = [
