@@ -88,6 +88,8 @@ class Results(Sequence):
 
     def _check(self, keys: Any, kind: str, call: str) -> None:
         """Raise `UnknownNameError` for a condition on a name none of the runs has."""
+        if not keys:
+            return
         known = self._known(kind)
         if known:  # runs without any such name (none at all, say) cannot tell a typo
             check_names(
