@@ -324,7 +324,8 @@ class RunHandle:
         ]
 
     def failure_summary(self) -> str | None:
-        """`"2 of 40 runs failed: ..."` with the first distinct errors, or None."""
+        """`"2 of 40 runs did not complete (2 failed): ..."` naming the first distinct errors,
+        or None when no run of this submission failed."""
         from .results.failures import failure_summary
 
         return failure_summary(self._failed_records(), self._plan.total)
