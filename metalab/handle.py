@@ -53,6 +53,8 @@ class Sink:
         self.resubmits: dict[int, int] = {}
         self.reported: set[int] = set()
         self.dashboard_link: str | None = None
+        self.dashboard_page = False
+        """Whether the scheduler at `dashboard_link` lists the sweep on metalab's page."""
         self.listeners: list[Any] = []
 
     def outcomes(self, outcomes: list[Outcome]) -> None:
@@ -238,8 +240,10 @@ class RunHandle:
 
     @property
     def dashboard_link(self) -> str | None:
-        """The metalab page of the Dask dashboard of the cluster running the sweep, when
-        there is one (the sweeps it runs, live)."""
+        """The metalab page of the Dask dashboard of the cluster running the sweep (the
+        sweeps it runs, live), or the dashboard itself when the page could not be added."""
+        if not self._sink.dashboard_page:
+            return self._sink.dashboard_link
         return metalab_page(self._sink.dashboard_link)
 
     @property

@@ -125,3 +125,18 @@ def test_the_metalab_page_of_a_dashboard_link():
     )
     assert metalab_page("http://h:8787/") == "http://h:8787/metalab"
     assert metalab_page(None) is None
+
+
+def test_without_the_metalab_page_the_link_is_the_dashboard(tmp_path, monkeypatch):
+    import sys
+
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        monkeypatch.setitem(sys.modules, "bokeh", None)  # the page cannot be added
+        handle = metalab.run(_exp(2), tmp_path, executor=client)
+        handle.result()
+        assert handle.dashboard_link == client.dashboard_link

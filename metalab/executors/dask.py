@@ -113,7 +113,7 @@ class DaskExecutor:
         sink.dashboard_link = _dashboard(client)
         from ..dashboard import register_sweep
 
-        register_sweep(
+        sink.dashboard_page = register_sweep(
             client,
             experiment_id=plan.experiment.experiment_id,
             store_locator=plan.job.store,
