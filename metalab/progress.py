@@ -241,7 +241,7 @@ def _in_notebook() -> bool:
 
 
 def _is_terminal(stream: TextIO) -> bool:
-    if "ipykernel" in sys.modules:
+    if _in_notebook():
         return True
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())

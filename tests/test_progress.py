@@ -140,3 +140,14 @@ def test_without_the_metalab_page_the_link_is_the_dashboard(tmp_path, monkeypatc
         handle = metalab.run(_exp(2), tmp_path, executor=client)
         handle.result()
         assert handle.dashboard_link == client.dashboard_link
+
+
+def test_an_imported_ipykernel_is_not_a_notebook(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    # a process that imported ipykernel (a test runner, a tool) without running a kernel
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    stream = io.StringIO()
+    metalab.run(_exp(3), tmp_path, executor="inline", progress=metalab.Progress(stream=stream))
+    assert stream.getvalue().splitlines()[-1].startswith("prog:1: 3/3 | ok 3")
