@@ -18,9 +18,11 @@ from .errors import (
     MetalabWarning,
     MissingDependencyError,
     RunCancelled,
+    RunsFailedWarning,
     StoreError,
     StoreFormatError,
     StoreUnavailableError,
+    SweepInterrupted,
     ValidationError,
 )
 from .executors.dask import DaskExecutor, ProcessExecutor, ThreadExecutor
@@ -77,6 +79,7 @@ __all__ = [
     "RunRecord",
     "RunSpec",
     "RunStatus",
+    "RunsFailedWarning",
     "Runtime",
     "SeedBundle",
     "SeedPlan",
@@ -86,6 +89,7 @@ __all__ = [
     "StoreError",
     "StoreFormatError",
     "StoreUnavailableError",
+    "SweepInterrupted",
     "ThreadExecutor",
     "ValidationError",
     "__version__",

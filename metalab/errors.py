@@ -73,3 +73,29 @@ def require(module: str, extra: str, feature: str):
             f"{feature} needs the '{module}' package: install it with "
             f"`uv add 'metalab[{extra}]'` (or `pip install 'metalab[{extra}]'`)"
         ) from exc
+
+
+class UnknownNameError(ValidationError, KeyError):
+    """A parameter, metric or artifact name the runs do not have; the message lists theirs.
+
+    A `KeyError` too, as a missing key of a mapping would be."""
+
+    __str__ = Exception.__str__
+
+
+class RunsFailedWarning(MetalabWarning):
+    """Runs of a sweep failed; the message counts them and names their first errors."""
+
+
+class SweepInterrupted(SystemExit, KeyboardInterrupt):
+    """The user interrupted a sweep (Ctrl-C): pending runs were recorded cancelled.
+
+    A `KeyboardInterrupt` to `except` clauses; left uncaught it ends a script as `SystemExit`
+    does, silently, with exit status 130 (the shell's code for an interrupt)."""
+
+    def __init__(self, message: str):
+        super().__init__(130)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

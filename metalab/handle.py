@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _claims
-from .errors import ExecutorError
+from .errors import ExecutorError, SweepInterrupted, ValidationError
 from .execute import Outcome, record_cancelled, record_lost
 
 
@@ -32,6 +34,9 @@ class RunStatus:
 
 MAX_RESUBMITS = 3
 """How often a run whose worker died before it started is submitted again."""
+STOP_SECONDS = 30.0
+"""How long Ctrl-C waits for the sweep to record its cancelled runs (a second Ctrl-C stops
+waiting at once)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class Sink:
         self.dashboard_link: str | None = None
         self.queue: SchedulerQueue | None = None
         """What a batch scheduler holds for the sweep, as its executor last saw it."""
+        self.dashboard_page = False
+        """Whether the scheduler at `dashboard_link` lists the sweep on metalab's page."""
         self.listeners: list[Any] = []
 
     def outcomes(self, outcomes: list[Outcome]) -> None:
@@ -144,7 +151,10 @@ class RunHandle:
             self._progress.start(self)
             self._sink.listeners.append(lambda _: self._progress.update(self))
         if getattr(self._executor, "synchronous", False):
-            self._drive()
+            try:
+                self._drive()
+            except KeyboardInterrupt:
+                self._interrupted()
             return
         self._thread = threading.Thread(
             target=self._drive, name=f"metalab-{self._plan.experiment.name}", daemon=True
@@ -155,7 +165,13 @@ class RunHandle:
         try:
             pending = list(self._plan.pending)
             while pending and not self._cancelled:
-                self._executor.execute(self._plan, pending, self._sink)
+                try:
+                    self._executor.execute(self._plan, pending, self._sink)
+                except Exception:
+                    if not self._cancelled:
+                        raise
+                    # the cancel cut the executor short (a task cancelled while its result
+                    # was fetched, say): the runs without an outcome are recorded below
                 pending = self._wait_for_busy()
             if self._cancelled:
                 self._record_cancelled()
@@ -241,8 +257,14 @@ class RunHandle:
 
     @property
     def dashboard_link(self) -> str | None:
-        """The Dask dashboard of the cluster running the sweep, when there is one."""
-        return self._sink.dashboard_link
+        """The metalab page of the Dask dashboard of the cluster running the sweep (the
+        sweeps it runs, live), or the dashboard itself when the page could not be added."""
+        link = self._sink.dashboard_link
+        if not self._sink.dashboard_page or not link:
+            return link
+        from .dashboard.links import page_link  # a dashboard link: distributed is imported
+
+        return page_link(link)
 
     @property
     def scheduler_queue(self) -> SchedulerQueue | None:
@@ -281,22 +303,85 @@ class RunHandle:
         return self._done.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the sweep ends or `timeout` seconds pass; return whether it ended."""
-        return self._done.wait(timeout)
+        """Block until the sweep ends or `timeout` seconds pass; return whether it ended.
+
+        Ctrl-C while waiting stops the sweep as `result()` does."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise ValidationError(
+                f"timeout must be a number of seconds (0 or more) or None, got {timeout!r}"
+            )
+        try:
+            return self._done.wait(timeout)
+        except KeyboardInterrupt:
+            self._interrupted()
 
     def result(self, timeout: float | None = None):
-        """Block until every run is final; return `Results` in run-index order."""
-        if not self._done.wait(timeout):
+        """Block until every run is final; return `Results` in run-index order.
+
+        Warns with `RunsFailedWarning` (once per sweep) when runs failed, naming their first
+        errors. Ctrl-C while waiting cancels the runs not yet started, records them
+        cancelled, prints one line (what was recorded, how to resume) and raises
+        `SweepInterrupted`: a `KeyboardInterrupt` that ends a script with exit status 130
+        and no traceback."""
+        if not self.wait(timeout):
             raise TimeoutError(f"the sweep did not finish within {timeout} s: {self.status}")
+        if self._progress is not None:
+            self._progress.redraw(self)
         if self._error is not None:
             if isinstance(self._error, ExecutorError):
                 raise self._error
             raise ExecutorError(f"the sweep stopped: {self._error}") from self._error
         if self._results is None:
             self._results = self._collect()
+            from .results.failures import warn_failed
+
+            warn_failed(self._failed_records(), self._plan.total, stacklevel=2)
         return self._results
 
     results = result
+
+    def _failed_records(self) -> list[dict[str, Any]]:
+        """The records of this sweep's runs that failed (decoded from the workers' outcomes)."""
+        with self._sink.lock:
+            outcomes = list(self._sink.records.values())
+        return [
+            outcome.record
+            for outcome in sorted(outcomes, key=lambda o: o.index)
+            if outcome.state in ("failed", "interrupted")
+        ]
+
+    def failure_summary(self) -> str | None:
+        """`"2 of 40 runs did not complete (2 failed): ..."` naming the first distinct errors,
+        or None when no run of this submission failed."""
+        from .results.failures import failure_summary
+
+        return failure_summary(self._failed_records(), self._plan.total)
+
+    def _interrupted(self) -> NoReturn:
+        """Stop the sweep after Ctrl-C: cancel it, let it record its cancelled runs, say what
+        is recorded and how to resume, and raise `SweepInterrupted`."""
+        self.cancel()
+        try:
+            self._done.wait(STOP_SECONDS)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: stop waiting
+        status = self.status
+        recorded = status.completed + status.failed
+        stopped = status.total - status.done
+        line = (
+            f"metalab: {self._plan.experiment.experiment_id} interrupted: {recorded} run(s) "
+            f"recorded ({status.completed} completed, {status.failed} failed), "
+            f"{status.cancelled} cancelled"
+            + (f", {status.skipped} done before" if status.skipped else "")
+            + (f", {stopped} not run" if stopped else "")
+            + ". Run the same metalab.run(...) again to resume: completed runs are skipped."
+        )
+        if _interactive():
+            raise KeyboardInterrupt(line) from None
+        print(line, file=sys.stderr, flush=True)
+        raise SweepInterrupted(line) from None
 
     def _collect(self):
         from .results import Results
@@ -331,3 +416,27 @@ class RunHandle:
 
     def __repr__(self) -> str:
         return f"<RunHandle {self._plan.experiment.experiment_id} {self.status}>"
+
+    def _repr_html_(self) -> str:
+        status = self.status
+        state = "finished" if self.is_complete else "running"
+        counts = ", ".join(
+            f"{name} {getattr(status, name)}"
+            for name in ("completed", "failed", "running", "pending", "skipped", "cancelled")
+            if getattr(status, name) or name in ("completed", "failed")
+        )
+        link = self.dashboard_link
+        page = f" · <a href='{html.escape(link)}' target='_blank'>dashboard</a>" if link else ""
+        return (
+            f"<div><b>{html.escape(self._plan.experiment.experiment_id)}</b> {state}: "
+            f"{status.done}/{status.total} · {html.escape(counts)}{page}</div>"
+        )
+
+
+def _interactive() -> bool:
+    """Whether this is an interactive session (a REPL, IPython, Jupyter), which Ctrl-C must
+    not end."""
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return True
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None

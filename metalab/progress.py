@@ -1,7 +1,9 @@
-"""Progress display for a running sweep: a rich live bar, or throttled plain text lines."""
+"""Progress display for a running sweep: a rich live bar, a notebook display, or throttled
+plain text lines."""
 
 from __future__ import annotations
 
+import html
 import sys
 import threading
 import time
@@ -14,8 +16,10 @@ class Progress:
     """How `metalab.run(..., progress=...)` shows a sweep: title, metrics, output stream.
 
     `display_metrics` entries are metric names with an optional format, e.g. `"loss:.4f"`.
-    Rich is used when installed and the stream is a terminal (or Jupyter); otherwise one
-    plain line is printed at most every `interval` seconds.
+    In Jupyter (no `stream` or `use_rich` given) one output shows a bar and the counts, as
+    HTML and as text, updated in place and left on the final counts. Rich is used when
+    installed and the stream is a terminal; otherwise one plain line is printed at most every
+    `interval` seconds. The final counts end with how many runs failed and their first errors.
     """
 
     def __init__(
@@ -37,6 +41,9 @@ class Progress:
         self._started = 0.0
         self._values: dict[str, list[float]] = {name: [] for name, _ in self.metrics}
         self._rich: Any = None
+        self._notebook: Any = None
+        self._link: str | None = None
+        self._summary: str | None = None
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -47,7 +54,12 @@ class Progress:
         if self.title is None:
             self.title = handle.experiment.experiment_id
         stream = self.stream or sys.stderr
-        if self._want_rich(stream):
+        self._link = handle.dashboard_link
+        if self.stream is None and self.use_rich is None and _in_notebook():
+            from IPython.display import display
+
+            self._notebook = display(self._frame(handle.status, final=False), display_id=True)
+        elif self._want_rich(stream):
             self._start_rich(handle, stream)
         else:
             self._write(
@@ -111,13 +123,25 @@ class Progress:
             self._render(handle.status, final=False, queue=handle.scheduler_queue)
 
     def finish(self, handle: Any) -> None:
-        """Show the final counts and stop."""
+        """Show the final counts, and the failures when runs failed, and stop."""
         self._stop.set()
+        self._summary = handle.failure_summary()
         with self._lock:
             self._render(handle.status, final=True, queue=handle.scheduler_queue)
             if self._rich is not None:
                 self._rich.stop()
+                if self._summary:
+                    self._rich.console.print(f"{self.title}: {self._summary}")
                 self._rich = None
+            elif self._summary and self._notebook is None:
+                self._write(self.stream or sys.stderr, f"{self.title}: {self._summary}")
+
+    def redraw(self, handle: Any) -> None:
+        """Show the final state again from the calling thread (a notebook cell keeps what its
+        own thread displays, not what the sweep's thread displayed after the cell began)."""
+        if self._notebook is not None:
+            with self._lock:
+                self._render(handle.status, final=True, queue=handle.scheduler_queue)
 
     def _tick(self, handle: Any) -> None:
         while not self._stop.wait(self.interval if self._rich is None else 0.5):
@@ -152,6 +176,9 @@ class Progress:
         return " | ".join(parts)
 
     def _render(self, status: Any, final: bool, queue: Any = None) -> None:
+        if self._notebook is not None:
+            self._notebook.update(self._frame(status, final, queue))
+            return
         if self._rich is not None:
             self._rich.update(self._task, completed=status.done, detail=self._detail(status, queue))
             return
@@ -165,13 +192,63 @@ class Progress:
             f"{self.title}: {status.done}/{status.total} | {self._detail(status, queue)}{eta}",
         )
 
+    def _frame(self, status: Any, final: bool, queue: Any = None) -> _Frame:
+        """What a notebook shows: a bar and the counts, as HTML and as text."""
+        detail = self._detail(status, queue)
+        text = f"{self.title}: {status.done}/{status.total} | {detail}"
+        lines = [text]
+        if self._link:
+            lines.append(f"dashboard: {self._link}")
+        if final and self._summary:
+            lines.append(self._summary)
+        link = (
+            f" <a href='{html.escape(self._link)}' target='_blank'>dashboard</a>"
+            if self._link
+            else ""
+        )
+        summary = (
+            f"<div style='color:#b00'>{html.escape(self._summary)}</div>"
+            if final and self._summary
+            else ""
+        )
+        markup = (
+            f"<div><progress value='{status.done}' max='{max(status.total, 1)}' "
+            f"style='width:12em'></progress> <b>{html.escape(str(self.title))}</b>: "
+            f"{status.done}/{status.total} | {html.escape(detail)}{link}"
+            f"{summary}</div>"
+        )
+        return _Frame("\n".join(lines), markup)
+
     def _write(self, stream: TextIO, line: str) -> None:
         stream.write(line + "\n")
         stream.flush()
 
 
+class _Frame:
+    """One state of a notebook's progress output: HTML for Jupyter, text for any viewer."""
+
+    def __init__(self, text: str, markup: str):
+        self._text, self._markup = text, markup
+
+    def __repr__(self) -> str:
+        return self._text
+
+    def _repr_html_(self) -> str:
+        return self._markup
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel running the caller's code."""
+    if "ipykernel" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
 def _is_terminal(stream: TextIO) -> bool:
-    if "ipykernel" in sys.modules:
+    if _in_notebook():
         return True
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())

@@ -17,6 +17,7 @@ from .derived import check_functions
 from .errors import CodeChangedWarning, MetalabWarning, StoreError, ValidationError
 from .execute import JobRef
 from .experiment import Experiment
+from .graph import check_chunk_size
 from .record import paused_gc, utc_now
 from .serializers import user_codecs
 
@@ -37,6 +38,37 @@ class Plan:
     def total(self) -> int:
         """Runs in the experiment."""
         return len(self.run_ids)
+
+
+def check_flag(name: str, value: Any) -> None:
+    """Raise `ValidationError` unless `value` is True or False (`"no"` is not False)."""
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be True or False, got {value!r}")
+
+
+def check_store(store: Any, *, optional: bool = False) -> None:
+    """Raise `ValidationError` unless `store` is a path, a locator string or a store object."""
+    import os
+
+    if (store is None and optional) or isinstance(store, (str, os.PathLike)):
+        if isinstance(store, str) and not store.strip():
+            raise ValidationError("store must be a path or a locator, got an empty string")
+        return
+    if not hasattr(store, "put_record"):
+        raise ValidationError(
+            "store must be a path, a locator string ('file://...', 'postgresql://...') or a "
+            f"store object{', or None for ./runs/<name>' if optional else ''}; got {store!r}"
+        )
+
+
+def check_experiment_id(experiment: Any) -> None:
+    """Raise `ValidationError` unless `experiment` is None or an experiment name or
+    `name:version`."""
+    if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
+        raise ValidationError(
+            "experiment must be an experiment's name or 'name:version' (a string), or None "
+            f"for every experiment in the store; got {experiment!r}"
+        )
 
 
 def default_store_path(experiment: Experiment) -> str:
@@ -199,10 +231,10 @@ def run(
         )
     if _in_worker_bootstrap():
         return _inert_handle(experiment)
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValidationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    check_store(store, optional=True)
+    check_flag("resume", resume)
+    check_flag("dry_run", dry_run)
+    check_chunk_size(chunk_size)
     derived = check_functions(derived_metrics)
     shown = make_progress(progress, experiment)
     resolved = resolve_executor(executor)
@@ -298,11 +330,13 @@ def to_delayed(
 
     Each task returns a list of outcomes; the records land in the store either way.
     """
-    from .graph import build_tasks, check_chunk_size, chunk_size_for, chunks
+    from .graph import build_tasks, chunk_size_for, chunks
 
     if not isinstance(experiment, Experiment):
         raise ValidationError(f"to_delayed() needs a metalab.Experiment, got {experiment!r}")
-    check_chunk_size(chunk_size)  # before anything is written
+    check_store(store, optional=True)
+    check_flag("resume", resume)
+    check_chunk_size(chunk_size)
     experiment.prepare()
     store = open_store(store, experiment)
     plan = plan_sweep(experiment, store, resume=resume, executor_name="to_delayed")
@@ -321,6 +355,8 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
     from .results import Results
     from .stores.locator import create_store
 
+    check_store(store)
+    check_experiment_id(experiment)
     opened = create_store(store, create=False)
     if hasattr(opened, "query_records") and (experiment is None or ":" in experiment):
         return Results(None, opened, query={"experiment_id": experiment})
@@ -371,6 +407,9 @@ def reconnect(
     from .progress import make_progress
     from .stores.locator import create_store
 
+    check_store(store)
+    check_experiment_id(experiment)
+    shown = make_progress(progress, None)
     opened = create_store(store, create=False)
     manifest = _latest_manifest(opened, experiment)
     exp = _load_submitted(opened, manifest, trust)
@@ -393,7 +432,7 @@ def reconnect(
         directory = Path(root) / "slurm" / manifest["session"]
         if (directory / "submission.json").exists():
             executor = SlurmExecutor.following(plan, directory)
-    handle = RunHandle(plan, executor, make_progress(progress, exp))
+    handle = RunHandle(plan, executor, shown)
     floors = getattr(executor, "min_attempts", None)
     # status is right from the first look, not after a poll
     _count_recorded(handle, plan, floors(plan) if floors is not None else {})

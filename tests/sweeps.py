@@ -70,3 +70,26 @@ def executions(log_path) -> list[str]:
             return [line.split()[0] for line in fh if line.strip()]
     except FileNotFoundError:
         return []
+
+
+def checked_result(handle, **kwargs):
+    """`handle.result(**kwargs)`, checking that it warns `RunsFailedWarning` exactly when runs
+    failed (or were interrupted), with their count: for sweeps some of whose runs fail."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", metalab.RunsFailedWarning)
+        results = handle.result(**kwargs)
+    warned = [w for w in caught if issubclass(w.category, metalab.RunsFailedWarning)]
+    failed = [r for r in results if r.status == "failed" or _interrupted_itself(r)]
+    assert len(warned) == (1 if failed else 0), [str(w.message) for w in warned]
+    if failed:
+        message = str(warned[0].message)
+        assert f"{len(failed)} of {handle.status.total} run" in message, message
+        assert failed[0].error["type"].rsplit(".", 1)[-1] in message, message
+    return results
+
+
+def _interrupted_itself(run) -> bool:
+    """An interrupted run that its sweep's cancellation did not stop."""
+    return run.status == "interrupted" and not run.error["type"].endswith("RunCancelled")

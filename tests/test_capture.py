@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sweeps import checked_result
 
 import metalab
 from metalab.store import create_store
@@ -29,7 +30,7 @@ def run_op(op, store, *, params=None, replicates=1, name="cap"):
         params=params if params is not None else metalab.grid(x=[0]),
         seeds=metalab.seeds(base=0, replicates=replicates),
     )
-    return metalab.run(exp, store=store, executor="inline").result()
+    return checked_result(metalab.run(exp, store=store, executor="inline"))
 
 
 def only_run(op, store):

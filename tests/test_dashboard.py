@@ -21,6 +21,7 @@ import dask
 import pytest
 from conftest import missing_service
 from distributed import Client, LocalCluster
+from sweeps import checked_result
 
 import metalab
 from metalab import _claims, dashboard
@@ -52,7 +53,7 @@ def _experiment() -> metalab.Experiment:
 def sweep(tmp_path_factory):
     """A file store holding a finished sweep: 10 completed runs, 2 failed."""
     store = tmp_path_factory.mktemp("dash") / "store"
-    results = metalab.run(_experiment(), store, executor="inline").result()
+    results = checked_result(metalab.run(_experiment(), store, executor="inline"))
     assert results.summary()["by_status"] == {"completed": 10, "failed": 2}
     return results
 

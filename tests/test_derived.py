@@ -8,6 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from sweeps import checked_result
 
 import metalab
 from metalab.errors import CodeChangedWarning, ValidationError
@@ -165,7 +166,7 @@ def test_derived_functions_only_run_on_completed_runs(tmp_path):
         calls.append(run.run_id)
         return {"twice": run.metrics["y"] * 2}
 
-    results = metalab.run(exp, tmp_path, executor="inline", derived_metrics=[twice]).result()
+    results = checked_result(metalab.run(exp, tmp_path, executor="inline", derived_metrics=[twice]))
     assert [r.status for r in results] == ["completed", "failed"]
     assert results[0].derived == {"twice": 2} and results[1].derived == {}
     assert len(calls) == 1

@@ -9,7 +9,7 @@ import textwrap
 import dask
 import pytest
 from distributed import Client, LocalCluster
-from sweeps import draw_experiment, executions, sleep_experiment
+from sweeps import checked_result, draw_experiment, executions, sleep_experiment
 
 import metalab
 from metalab.store import create_store
@@ -56,11 +56,11 @@ def test_client_as_executor_and_active_client(tmp_path, cluster, reference):
     with Client(cluster) as client:
         handle = metalab.run(draw_experiment(), tmp_path / "a", executor=client)
         assert _summary(handle.result()) == reference
-        assert handle.dashboard_link == client.dashboard_link
+        assert handle.dashboard_link == client.dashboard_link.replace("/status", "/metalab")
         # with no executor given, the active client is used instead of a new cluster
         handle = metalab.run(draw_experiment(), tmp_path / "b")
         assert _summary(handle.result()) == reference
-        assert handle.dashboard_link == client.dashboard_link
+        assert handle.dashboard_link == client.dashboard_link.replace("/status", "/metalab")
 
 
 @pytest.mark.slow
@@ -203,7 +203,7 @@ def test_cancel_records_pending_runs_cancelled_and_resume_finishes(tmp_path, mon
     while handle.status.completed < 2:
         handle.wait(0.05)
     handle.cancel()
-    results = handle.result(timeout=60)
+    results = checked_result(handle, timeout=60)
     statuses = [r.status for r in results]
     assert len(results) == 12
     assert statuses.count("completed") >= 2
@@ -212,7 +212,7 @@ def test_cancel_records_pending_runs_cancelled_and_resume_finishes(tmp_path, mon
     assert handle.status.running == 0 and handle.status.pending == 0
     ran_before = len(executions(log))
 
-    again = metalab.run(exp, tmp_path / "store", executor="inline").result()
+    again = checked_result(metalab.run(exp, tmp_path / "store", executor="inline"))
     assert [r.status for r in again] == ["completed"] * 12
     assert len(executions(log)) - ran_before == 12 - statuses.count("completed")
 
@@ -220,18 +220,21 @@ def test_cancel_records_pending_runs_cancelled_and_resume_finishes(tmp_path, mon
 @pytest.mark.slow
 def test_worker_that_dies_marks_its_runs_failed(tmp_path):
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        results = metalab.run(
-            metalab.Experiment(
-                name="crash",
-                version="1",
-                context={},
-                operation=_crash_op,
-                params=metalab.grid(crash=[False, True]),
-                seeds=metalab.seeds(base=0),
+        results = checked_result(
+            metalab.run(
+                metalab.Experiment(
+                    name="crash",
+                    version="1",
+                    context={},
+                    operation=_crash_op,
+                    params=metalab.grid(crash=[False, True]),
+                    seeds=metalab.seeds(base=0),
+                ),
+                tmp_path,
+                executor=metalab.ProcessExecutor(max_workers=1),
             ),
-            tmp_path,
-            executor=metalab.ProcessExecutor(max_workers=1),
-        ).result(timeout=120)
+            timeout=120,
+        )
     by_param = {r.params["crash"]: r for r in results}
     assert by_param[False].status == "completed"
     assert by_param[True].status == "failed"

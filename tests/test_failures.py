@@ -34,7 +34,9 @@ def raises_unprintable(params):
 
 
 def test_exception_with_a_broken_message_is_still_recorded(tmp_path):
-    results = metalab.run(_exp(raises_unprintable, n=1), tmp_path, executor="inline").result()
+    handle = metalab.run(_exp(raises_unprintable, n=1), tmp_path, executor="inline")
+    with pytest.warns(metalab.RunsFailedWarning, match="BadMessage: <BadMessage whose message"):
+        results = handle.result()
     assert results[0].status == "failed"
     assert "BadMessage" in results[0].error["type"]
     assert "could not be rendered" in results[0].error["message"]
@@ -92,7 +94,8 @@ def test_task_that_cannot_load_the_experiment_fails_its_runs_instead_of_looping(
             tmp_path / "store",
             executor=metalab.DaskExecutor(cluster),
         )
-        results = handle.result(timeout=120)
+        with pytest.warns(metalab.RunsFailedWarning, match="4 of 4 runs.*ModuleNotFoundError"):
+            results = handle.result(timeout=120)
     assert [r.status for r in results] == ["failed"] * 4
     assert {r.error["type"] for r in results} == {"ModuleNotFoundError"}
     assert "driver_only_ops" in results[0].error["message"]

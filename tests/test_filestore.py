@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from sweeps import checked_result
 
 import metalab
 from metalab import _claims
@@ -42,7 +43,7 @@ def make_exp(xs=(1, 2), version="1", **extra):
 
 
 def sweep(store, xs=(1, 2), **extra):
-    return metalab.run(make_exp(xs, **extra), store=store, executor="inline").result()
+    return checked_result(metalab.run(make_exp(xs, **extra), store=store, executor="inline"))
 
 
 def names(directory):
@@ -156,7 +157,7 @@ def test_a_version_1_store_keeps_its_flat_layout(store_path):
     assert [p for p in (store_path / "runs").iterdir() if p.is_dir()] == []
 
     again = metalab.run(make_exp(xs=(-1, 1)), store=store_path, executor="inline")
-    again.result()
+    checked_result(again)
     assert again.status.skipped == 1  # the completed run; the failed one runs again
     opened = create_store(store_path)
     assert opened.version == 1 and pickle.loads(pickle.dumps(opened)).version == 1

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sweeps import checked_result
 
 import metalab
 from metalab.store import (
@@ -61,8 +62,8 @@ def sweep(name="pg_sweep"):
 
 
 def test_filters_run_in_the_database_and_match_memory(locator, tmp_path):
-    metalab.run(sweep(), locator, executor="threads").result()
-    metalab.run(sweep("other"), locator, executor="inline").result()
+    checked_result(metalab.run(sweep(), locator, executor="threads"))
+    checked_result(metalab.run(sweep("other"), locator, executor="inline"))
     export_store(locator, tmp_path / "copy")
     in_memory = metalab.load_results(tmp_path / "copy")  # the same runs, filtered in memory
     results = metalab.load_results(locator)
@@ -100,7 +101,7 @@ def test_filters_run_in_the_database_and_match_memory(locator, tmp_path):
 def test_spec_storage_snippets(locator, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     handle = metalab.run(sweep(), store=locator, executor="inline")
-    assert len(handle.result()) == 18
+    assert len(checked_result(handle)) == 18
     store = create_store(locator)
     assert to_locator(store) == store.public_locator
     # a password never shows in to_locator unless asked

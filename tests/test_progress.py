@@ -84,7 +84,14 @@ def test_rich_progress_keeps_bar_and_totals_in_80_columns(tmp_path, monkeypatch)
     assert "50/50" in last and "ok 50" in last
 
 
-def test_progress_prints_the_dashboard_link(tmp_path):
+def _page_path(dask_scheduler=None):
+    return dask_scheduler.plugins["metalab"].page
+
+
+def test_progress_prints_the_link_of_the_metalab_page(tmp_path):
+    import urllib.request
+    from urllib.parse import urlsplit
+
     from distributed import Client, LocalCluster
 
     from metalab import dashboard
@@ -97,7 +104,53 @@ def test_progress_prints_the_dashboard_link(tmp_path):
         progress = metalab.Progress(stream=stream, use_rich=False)
         handle = metalab.run(_exp(5), tmp_path, executor=client, progress=progress)
         handle.result()
-        # a link the dashboard answers: an in-process cluster's own link names the machine's
-        # network address, while its dashboard listens on 127.0.0.1
-        link = dashboard.dashboard_link(client)
-        assert link is not None and link in stream.getvalue().splitlines()[0]
+        first = stream.getvalue().splitlines()[0]
+        link = first.rsplit("dashboard ", 1)[1]
+        assert link == handle.dashboard_link
+        # the page the dashboard registered, on the dashboard's host and port
+        page = client.run_on_scheduler(_page_path)
+        assert urlsplit(link).path == page == "/metalab"
+        # a host the dashboard answers on: an in-process cluster's own link names the
+        # machine's network address, while its dashboard listens on 127.0.0.1
+        assert urlsplit(link).netloc == urlsplit(dashboard.dashboard_link(client)).netloc
+        port = cluster.scheduler.http_server.port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{urlsplit(link).path}") as response:
+            assert response.status == 200
+            assert "Bokeh" in response.read().decode("utf-8")
+
+
+def test_the_metalab_page_of_a_dashboard_link():
+    from metalab.dashboard import page_link as metalab_page
+
+    assert metalab_page("http://h:8787/status") == "http://h:8787/metalab"
+    assert metalab_page("http://h:8787/prefix/status") == "http://h:8787/prefix/metalab"
+    assert metalab_page("https://hub/user/a/proxy/8787/status?x=1") == (
+        "https://hub/user/a/proxy/8787/metalab?x=1"
+    )
+    assert metalab_page("http://h:8787/") == "http://h:8787/metalab"
+
+
+def test_without_the_metalab_page_the_link_is_the_dashboard(tmp_path, monkeypatch):
+    import sys
+
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        monkeypatch.setitem(sys.modules, "bokeh", None)  # the page cannot be added
+        handle = metalab.run(_exp(2), tmp_path, executor=client)
+        handle.result()
+        assert handle.dashboard_link == client.dashboard_link
+
+
+def test_an_imported_ipykernel_is_not_a_notebook(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    # a process that imported ipykernel (a test runner, a tool) without running a kernel
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    stream = io.StringIO()
+    metalab.run(_exp(3), tmp_path, executor="inline", progress=metalab.Progress(stream=stream))
+    assert stream.getvalue().splitlines()[-1].startswith("prog:1: 3/3 | ok 3")

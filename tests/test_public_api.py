@@ -70,6 +70,8 @@ def test_every_public_attribute_is_in_all():
         "register_codec",
         "StoreError",
         "StoreFormatError",
+        "RunsFailedWarning",
+        "SweepInterrupted",
     ],
 )
 def test_names_the_spec_uses_are_exported(name):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import missing_service
+from sweeps import checked_result
 
 import metalab
 from metalab.errors import MissingDependencyError, ValidationError
@@ -58,7 +59,7 @@ def _experiment() -> metalab.Experiment:
 def sweep(tmp_path_factory):
     """A real sweep: a swept float, a categorical param, replicates, a stepped metric, failures."""
     store = tmp_path_factory.mktemp("report") / "store"
-    results = metalab.run(_experiment(), store, executor="inline").result()
+    results = checked_result(metalab.run(_experiment(), store, executor="inline"))
     assert results.summary()["by_status"] == {"completed": 15, "failed": 3}
     return results
 

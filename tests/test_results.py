@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from sweeps import checked_result
 
 import metalab
 from metalab.errors import ValidationError
@@ -45,7 +46,8 @@ def experiment(name="fit", optimizers=("adam", "sgd")):
 def results(tmp_path_factory):
     store = tmp_path_factory.mktemp("results") / "store"
     metalab.run(experiment(), store, executor="inline").result()
-    metalab.run(experiment("other", ("adam", "bad")), store, executor="inline").result()
+    with pytest.warns(metalab.RunsFailedWarning, match="6 of 12 runs"):
+        metalab.run(experiment("other", ("adam", "bad")), store, executor="inline").result()
     return metalab.load_results(store, "fit")
 
 
@@ -63,7 +65,8 @@ def test_filter_lists_and_comparisons(results):
     assert len(results.filter(learning_rate__in=[0.1, 0.3])) == 8
     assert len(results.filter(learning_rate__gt=0.15)) == 8
     assert len(results.filter(learning_rate__le=0.2, optimizer__ne="adam")) == 4
-    assert len(results.filter(missing_param=1)) == 0
+    with pytest.raises(ValidationError, match="no parameter is called 'missing_param'"):
+        results.filter(missing_param=1)
     with pytest.raises(ValidationError, match="needs a single value"):
         results.filter(learning_rate__lt=[1, 2])
 
@@ -94,7 +97,8 @@ def test_loads_one_experiment_or_all(results):
 
 def test_display_groups_mean_and_std(results):
     out = io.StringIO()
-    table = results.display(group_by=["learning_rate"], file=out)
+    assert results.display(group_by=["learning_rate"], file=out) is None  # shown once
+    table = results.grouped(["learning_rate"])
     text = out.getvalue()
     assert "learning_rate" in text and "mean" in text and "std" in text
     assert list(table.index) == RATES
@@ -102,7 +106,7 @@ def test_display_groups_mean_and_std(results):
     assert table.loc[RATES[2], ("accuracy", "mean")] == pytest.approx(
         np.mean([r.metrics["accuracy"] for r in sub])
     )
-    assert table.loc[RATES[2], ("runs", "count")] == 4
+    assert table.loc[RATES[2], ("runs", "completed")] == 4
     with pytest.raises(ValidationError, match="not parameters"):
         results.display(group_by=["loss"])
 
@@ -187,7 +191,7 @@ def test_a_load_from_journals_is_the_load_from_the_files(tmp_path, journaled):
 
     store = tmp_path / "store"
     metalab.run(experiment(), store, executor="inline").result()
-    metalab.run(experiment("other", ("adam", "bad")), store, executor="threads").result()
+    checked_result(metalab.run(experiment("other", ("adam", "bad")), store, executor="threads"))
     assert journal_files(store)
     for selection in (None, "fit", "other:1"):
         loaded = metalab.load_results(store, selection)
@@ -363,18 +367,15 @@ def test_a_journal_file_is_started_for_batches_worth_one(tmp_path):
     store = tmp_path / "store"
     metalab.run(experiment(), store, executor="inline").result()  # 12 runs in one task
     assert _journal.MIN_FIRST_ENTRY > 12 and not journal_files(store)
-    metalab.run(
-        metalab.Experiment(
-            name="many",
-            version="1",
-            context={},
-            operation=fit,
-            params=metalab.grid(learning_rate=RATES, optimizer=["adam", "sgd", "bad"]),
-            seeds=metalab.seeds(base=3, replicates=2),
-        ),
-        store,
-        executor="inline",
-    ).result()
+    many = metalab.Experiment(
+        name="many",
+        version="1",
+        context={},
+        operation=fit,
+        params=metalab.grid(learning_rate=RATES, optimizer=["adam", "sgd", "bad"]),
+        seeds=metalab.seeds(base=3, replicates=2),
+    )
+    checked_result(metalab.run(many, store, executor="inline"))
     assert len(journal_files(store)) == 1
     loaded = metalab.load_results(store, "many")
     assert len(loaded) == 18 and all(isinstance(r, bytes) for r in loaded._loaded)

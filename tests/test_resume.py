@@ -6,6 +6,7 @@ import math
 import os
 
 import pytest
+from sweeps import checked_result
 
 import metalab
 
@@ -48,7 +49,7 @@ def _executed(log) -> list[int]:
 
 def test_resume_skips_completed_and_reruns_failed(env):
     log, flag, store = env
-    first = metalab.run(_experiment(), store, executor="inline").result()
+    first = checked_result(metalab.run(_experiment(), store, executor="inline"))
     assert [r.status for r in first] == ["completed", "failed"] * 3
     assert first[1].error["type"] == "RuntimeError"
     assert "odd x=1 fails" in first[1].error["message"]
@@ -58,7 +59,7 @@ def test_resume_skips_completed_and_reruns_failed(env):
     flag.unlink()
     log.unlink()
     handle = metalab.run(_experiment(), store, executor="inline")
-    second = handle.result()
+    second = checked_result(handle)
     assert sorted(_executed(log)) == [1, 3, 5]
     assert [r.status for r in second] == ["completed"] * 6
     assert handle.status.skipped == 3 and handle.status.completed == 3
@@ -67,7 +68,7 @@ def test_resume_skips_completed_and_reruns_failed(env):
     third = metalab.run(_experiment(), store, executor="inline")
     assert _executed(log) == []
     assert third.status.skipped == 6
-    assert [r.run_id for r in third.result()] == [r.run_id for r in second]
+    assert [r.run_id for r in checked_result(third)] == [r.run_id for r in second]
 
 
 def test_resume_false_reruns_everything(env):
@@ -82,16 +83,16 @@ def test_resume_false_reruns_everything(env):
 def test_rerun_that_fails_after_success_removes_done_marker(env):
     log, flag, store = env
     flag.unlink()
-    metalab.run(_experiment(), store, executor="inline").result()
+    checked_result(metalab.run(_experiment(), store, executor="inline"))
     flag.touch()
-    results = metalab.run(_experiment(), store, executor="inline", resume=False).result()
+    results = checked_result(metalab.run(_experiment(), store, executor="inline", resume=False))
     failed = [r.run_id for r in results if r.status == "failed"]
     assert len(failed) == 3
     for run_id in failed:
         assert not (store / "runs" / f"{run_id}.done").exists()
     flag.unlink()
     log.unlink()
-    metalab.run(_experiment(), store, executor="inline").result()
+    checked_result(metalab.run(_experiment(), store, executor="inline"))
     assert sorted(_executed(log)) == [1, 3, 5]
 
 

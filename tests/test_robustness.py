@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from sweeps import indexed_experiment
+from sweeps import checked_result, indexed_experiment
 
 import metalab
 from metalab import _claims
@@ -31,9 +31,9 @@ def _exp(op, n=2, name="rob"):
 
 
 def test_attempts_count_up_and_logs_keep_every_attempt(tmp_path):
-    first = metalab.run(_exp(fail_first), tmp_path, executor="inline").result()
+    first = checked_result(metalab.run(_exp(fail_first), tmp_path, executor="inline"))
     assert [(r.status, r.record["attempt"]) for r in first] == [("failed", 1)] * 2
-    second = metalab.run(_exp(fail_first), tmp_path, executor="inline").result()
+    second = checked_result(metalab.run(_exp(fail_first), tmp_path, executor="inline"))
     assert [(r.status, r.record["attempt"], r.metrics["attempt"]) for r in second] == [
         ("completed", 2, 2)
     ] * 2
@@ -53,7 +53,7 @@ def broken(params, capture):
 
 
 def test_waiting_driver_takes_the_new_record_not_an_old_failure(tmp_path):
-    metalab.run(_exp(broken, n=3, name="wait"), tmp_path, executor="inline").result()
+    checked_result(metalab.run(_exp(broken, n=3, name="wait"), tmp_path, executor="inline"))
     store = create_store(tmp_path)
     exp = _exp(quick, n=3, name="wait")
     held = exp.run_id(0)
@@ -70,7 +70,7 @@ def test_waiting_driver_takes_the_new_record_not_an_old_failure(tmp_path):
     finished["metrics"] = {"value": -1}
     store.put_record(finished)
     store.release(held)
-    results = handle.result(timeout=60)
+    results = checked_result(handle, timeout=60)
     assert [r.status for r in results] == ["completed"] * 3
     assert results[0].metrics == {"value": -1}
 
@@ -109,7 +109,7 @@ def test_cancel_keeps_interrupted_records_with_their_partial_metrics(tmp_path):
     while handle.status.running < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     handle.cancel()
-    results = handle.result(timeout=60)
+    results = checked_result(handle, timeout=60)
     by_status = {}
     for r in results:
         by_status.setdefault(r.status, []).append(r)

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sweeps import checked_result
 
 import metalab
 from metalab.executors.slurm import commands
@@ -119,7 +120,7 @@ def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp
     job_id = submission["jobs"][0]["job_id"]
     _wait_for(lambda: (store / "claims").exists() and list((store / "claims").glob("*/*")), 120)
     commands.scancel([f"{job_id}_1"])
-    results = handle.result(timeout=240)
+    results = checked_result(handle, timeout=240)
     by_index = {r.index: r for r in results}
     assert by_index[0].status == "completed" and by_index[2].status == "completed"
     assert by_index[1].status == "failed"
@@ -129,7 +130,7 @@ def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp
     # resume submits only the failed run, which runs again and completes
     again = metalab.run(exp, store, executor=executor())
     assert again.status.skipped == 2 and again.status.pending == 1
-    (rerun,) = [r for r in again.result(timeout=120) if r.index == 1]
+    (rerun,) = [r for r in checked_result(again, timeout=120) if r.index == 1]
     assert rerun.status == "completed" and rerun.record["attempt"] == 2
     assert rerun.run_id == by_index[1].run_id
     assert len(submissions(store)) == 2
@@ -564,14 +565,14 @@ def test_submitting_again_while_the_first_submission_runs_is_refused(store):
         assert follower._plan.job.session == handle._plan.job.session
     finally:
         handle.cancel()
-        cancelled = {r.index: r.status for r in handle.result(timeout=120)}
+        cancelled = {r.index: r.status for r in checked_result(handle, timeout=120)}
     assert cancelled[0] in ("cancelled", "interrupted", "failed")
-    follower.result(timeout=120)
+    checked_result(follower, timeout=120)
     # once it is cancelled, running again submits what is missing
     again = metalab.run(exp, store, executor=executor(max_concurrent=2))
     assert again.status.pending >= 1
     again.cancel()
-    again.result(timeout=120)
+    checked_result(again, timeout=120)
 
 
 def test_packed_tasks_write_one_record_per_run(store):

@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from distributed import LocalCluster
-from sweeps import executions, sleep_experiment
+from sweeps import checked_result, executions, sleep_experiment
 
 import metalab
 from metalab.store import create_store
@@ -80,7 +80,7 @@ def _executed(log) -> list[int]:
 
 def test_resume_skips_completed_runs_and_reruns_failed_ones(store, env):
     log, flag = env
-    first = metalab.run(flaky_experiment(), store, executor="inline").result()
+    first = checked_result(metalab.run(flaky_experiment(), store, executor="inline"))
     assert [r.status for r in first] == ["completed", "failed"] * 3
     assert first[1].error["type"] == "RuntimeError"
     assert "odd x=1 fails" in first[1].error["message"]
@@ -90,7 +90,7 @@ def test_resume_skips_completed_runs_and_reruns_failed_ones(store, env):
     flag.unlink()
     log.unlink()
     handle = metalab.run(flaky_experiment(), store, executor="inline")
-    second = handle.result()
+    second = checked_result(handle)
     assert _executed(log) == [1, 3, 5]
     assert [r.status for r in second] == ["completed"] * 6
     assert handle.status.skipped == 3 and handle.status.completed == 3
@@ -100,15 +100,15 @@ def test_resume_skips_completed_runs_and_reruns_failed_ones(store, env):
     third = metalab.run(flaky_experiment(), store, executor="inline")
     assert third.status.skipped == 6
     assert _executed(log) == []
-    assert [r.run_id for r in third.result()] == [r.run_id for r in second]
+    assert [r.run_id for r in checked_result(third)] == [r.run_id for r in second]
 
 
 def test_resume_false_reruns_everything_and_replaces_records(store, env):
     log, flag = env
     flag.unlink()
-    metalab.run(flaky_experiment(), store, executor="inline").result()
+    checked_result(metalab.run(flaky_experiment(), store, executor="inline"))
     flag.touch()
-    again = metalab.run(flaky_experiment(), store, executor="inline", resume=False).result()
+    again = checked_result(metalab.run(flaky_experiment(), store, executor="inline", resume=False))
     assert _executed(log) == sorted(list(range(6)) * 2)
     final, done = create_store(store).scan()
     assert final == {r.run_id for r in again}
@@ -119,9 +119,9 @@ def test_resume_false_reruns_everything_and_replaces_records(store, env):
 
 def test_artifacts_logs_and_derived_metrics_through_load_results(store, env):
     _log, flag = env
-    metalab.run(flaky_experiment(4), store, executor="inline").result()
+    checked_result(metalab.run(flaky_experiment(4), store, executor="inline"))
     flag.unlink()
-    metalab.run(flaky_experiment(4), store, executor="inline").result()
+    checked_result(metalab.run(flaky_experiment(4), store, executor="inline"))
 
     results = metalab.load_results(store)
     assert [r.params["x"] for r in results] == [0, 1, 2, 3]
@@ -183,14 +183,14 @@ def test_cancel_records_every_run_and_resume_finishes(store, tmp_path, monkeypat
     while handle.status.completed < 2 and time.monotonic() < deadline:
         handle.wait(0.05)
     handle.cancel()
-    statuses = [r.status for r in handle.result(timeout=60)]
+    statuses = [r.status for r in checked_result(handle, timeout=60)]
     assert len(statuses) == 12
     assert set(statuses) <= {"completed", "cancelled", "interrupted"}
     assert "cancelled" in statuses
     assert create_store(store).claims() == {}
 
     ran_before = len(executions(log))
-    again = metalab.run(exp, store, executor="inline").result()
+    again = checked_result(metalab.run(exp, store, executor="inline"))
     assert [r.status for r in again] == ["completed"] * 12
     assert len(executions(log)) - ran_before == 12 - statuses.count("completed")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sweeps import checked_result
 
 import metalab
 from metalab.errors import StoreUnavailableError, ValidationError
@@ -82,8 +83,8 @@ def snapshot(store_path) -> dict:
 @pytest.fixture
 def source(tmp_path):
     path = tmp_path / "source"
-    metalab.run(experiment(), path, executor="inline", derived_metrics=[double]).result()
-    metalab.run(experiment("other"), path, executor="inline").result()
+    checked_result(metalab.run(experiment(), path, executor="inline", derived_metrics=[double]))
+    checked_result(metalab.run(experiment("other"), path, executor="inline"))
     return path
 
 
@@ -321,10 +322,11 @@ def test_a_transfer_never_replaces_a_newer_record(tmp_path):
             params=metalab.grid(x=[0, 1]),
             seeds=metalab.seeds(base=0),
         )
-        metalab.run(exp, tmp_path / "src", executor="inline").result()
+        checked_result(metalab.run(exp, tmp_path / "src", executor="inline"))
         import_from_filestore(tmp_path / "src", tmp_path / "dst")
         flag.unlink()
-        metalab.run(exp, tmp_path / "dst", executor="inline").result()  # the failed run passes
+        # the failed run passes
+        checked_result(metalab.run(exp, tmp_path / "dst", executor="inline"))
         report = import_from_filestore(tmp_path / "src", tmp_path / "dst")
         assert report.kept_newer == 1 and report.records == 0
         assert {r.status for r in metalab.load_results(tmp_path / "dst")} == {"completed"}

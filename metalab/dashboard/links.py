@@ -15,7 +15,8 @@ def page_link(dashboard_link: str) -> str:
 
     The page lives beside the dashboard's `status` page, so `http://host:8787/status` gives
     `http://host:8787/metalab`, and a link with a path prefix (`.../proxy/8787/status`) keeps
-    its prefix. A link that does not end in `status` gets `metalab` appended to its path.
+    its prefix and its query (a proxy's token). A link that does not end in `status` gets
+    `metalab` appended to its path.
     """
     from urllib.parse import urlsplit, urlunsplit
 
@@ -23,7 +24,7 @@ def page_link(dashboard_link: str) -> str:
     path = parts.path.rstrip("/")
     if path.rsplit("/", 1)[-1] == "status":
         path = path.rsplit("/", 1)[0]
-    return urlunsplit((parts.scheme, parts.netloc, path + PAGE, "", ""))
+    return urlunsplit(parts._replace(path=path + PAGE, fragment=""))
 
 
 def dashboard_link(client: Any) -> str | None:

@@ -116,7 +116,7 @@ class DaskExecutor:
         sink.dashboard_link = _dashboard(client)
         from ..dashboard import register_sweep
 
-        register_sweep(
+        sink.dashboard_page = register_sweep(
             client,
             experiment_id=plan.experiment.experiment_id,
             store_locator=plan.job.store,
@@ -317,6 +317,10 @@ class _LocalClusters:
             warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
             cluster = distributed.LocalCluster(silence_logs=logging.ERROR, **options)
         client = distributed.Client(cluster, set_as_default=False)
+        if options.get("processes", True):
+            from .interrupt import IgnoreInterrupt
+
+            client.register_plugin(IgnoreInterrupt())
         entry = {"cluster": cluster, "client": client, "users": 0, "timer": None}
         entry["modules"] = _user_module_stamps()
         self._entries[key] = entry

@@ -380,6 +380,16 @@ class _Statements:
         " ORDER BY run_index, run_id"
     )
 
+    field_names: str = (
+        "SELECT kind, name FROM ("
+        + " UNION ALL ".join(
+            f"SELECT '{column}' AS kind, jsonb_object_keys({column}) AS name, run_index"
+            " FROM {schema}.runs WHERE %s::text IS NULL OR experiment_id = %s"
+            for column in ("params", "metrics", "series")
+        )
+        + ") AS names GROUP BY kind, name ORDER BY kind, min(run_index), name"
+    )
+
     put_artifact: str = (
         "INSERT INTO {schema}.artifacts (run_id, filename, size, data, artifact_root)"
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, filename) DO UPDATE SET"
@@ -1121,6 +1131,16 @@ class PostgresStore:
             yield from self._stream(self._sql.all_records, ())
         else:
             yield from self._stream(self._sql.records_of, (experiment_id,))
+
+    def field_names(self, experiment_id: str | None = None) -> dict[str, list[str]]:
+        """The names of the parameters, scalar metrics and stepped metrics (`params`,
+        `metrics`, `series`) of the records (of one experiment, or all), by the first run
+        index holding them, then by name. Read-only; raises StoreError when the database
+        fails."""
+        names: dict[str, list[str]] = {"params": [], "metrics": [], "series": []}
+        for kind, name in self._execute(self._sql.field_names, [experiment_id] * 6):
+            names[kind].append(name)
+        return names
 
     def query_records(
         self,

@@ -1,132 +1,20 @@
-"""`Results` and `Run`: the runs of a sweep as objects, tables and DataFrames."""
+"""`Results`: the runs of one or more experiments as a sequence, selections and tables."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .errors import ValidationError
-from .record import RECORD_COLUMNS, Status, decode_record, paused_gc
-
-
-class Run:
-    """One run's record, with lazy access to its artifacts, log and derived metrics."""
-
-    __slots__ = ("_derived", "_record", "_store")
-
-    def __init__(self, record: dict[str, Any], store: Any):
-        self._record = record
-        self._store = store
-        self._derived: dict[str, Any] | None = None
-
-    @property
-    def record(self) -> dict[str, Any]:
-        """The stored record as a dict."""
-        return self._record
-
-    @property
-    def run_id(self) -> str:
-        """The run's content hash."""
-        return self._record["run_id"]
-
-    @property
-    def experiment_id(self) -> str:
-        """`name:version` of the experiment the run belongs to."""
-        return self._record["experiment_id"]
-
-    @property
-    def index(self) -> int:
-        """The run's index in its experiment."""
-        return self._record["index"]
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The resolved parameters."""
-        return self._record["params"]
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        """Scalar metrics captured without a step."""
-        return self._record.get("metrics", {})
-
-    @property
-    def status(self) -> str:
-        """`completed`, `failed`, `interrupted` or `cancelled`."""
-        return self._record["status"]
-
-    @property
-    def error(self) -> dict[str, Any] | None:
-        """`{"type", "message", "traceback"}` of a failed run, else None."""
-        return self._record.get("error")
-
-    @property
-    def duration(self) -> float:
-        """Seconds the operation ran."""
-        return self._record.get("duration", 0.0)
-
-    @property
-    def provenance(self) -> dict[str, Any]:
-        """Code hash, git state, versions, host, worker."""
-        return self._record.get("provenance", {})
-
-    @property
-    def artifacts(self) -> list[str]:
-        """Names of the run's artifacts (data, figures and files included)."""
-        return [a["name"] for a in self._record.get("artifacts", [])]
-
-    def artifact(self, name: str, *, trust: bool = False) -> Any:
-        """Load artifact `name`, decoded by the codec it was stored with.
-
-        A pickle artifact is unpickled only from a file nobody but you could have written;
-        `trust=True` loads one from a store you trust whoever wrote (`UntrustedDataError`
-        otherwise)."""
-        from .serializers import decode_artifact
-
-        for descriptor in self._record.get("artifacts", []):
-            if descriptor["name"] == name:
-                return decode_artifact(self._store, descriptor, trust=trust)
-        raise KeyError(f"run {self.run_id} has no artifact {name!r}; it has {self.artifacts}")
-
-    data = artifact
-
-    def metric_series(self, name: str) -> tuple[list[int], list[Any]]:
-        """Return (steps, values) of a metric captured with `step=`."""
-        series = self._record.get("series", {}).get(name)
-        if series is None:
-            raise KeyError(f"run {self.run_id} has no stepped metric {name!r}")
-        return list(series["steps"]), list(series["values"])
-
-    @property
-    def log(self) -> str:
-        """The run's `capture.log` lines."""
-        return self._store.read_log(self.run_id)
-
-    @property
-    def derived(self) -> dict[str, Any]:
-        """Persisted derived metrics (name -> value)."""
-        from .derived import values_of
-
-        return values_of(self._derived_document())
-
-    @property
-    def derived_info(self) -> dict[str, Any]:
-        """Persisted derived metrics with their provenance: name -> {value, function,
-        code_hash, computed_at}; and failures under `errors`: function -> error."""
-        document = self._derived_document()
-        return {"values": dict(document["values"]), "errors": dict(document["errors"])}
-
-    def _derived_document(self) -> dict[str, Any]:
-        if self._derived is None:
-            from .derived import read_document
-
-            self._derived = read_document(self._store.get_derived(self.run_id))
-        return self._derived
-
-    def __repr__(self) -> str:
-        return (
-            f"Run({self.run_id[:12]}, {self.status}, params={self.params}, metrics={self.metrics})"
-        )
+from ..errors import ValidationError
+from ..record import RECORD_COLUMNS, Status, decode_record, paused_gc
+from . import tables
+from .run import Run
+from .selection import (
+    check_names,
+    condition,
+    split_metric_conditions,
+    split_param_conditions,
+)
 
 
 def _decoded(entry: Any) -> dict[str, Any]:
@@ -148,6 +36,7 @@ class Results(Sequence):
         *,
         query: dict[str, Any] | None = None,
         rows: list[dict[str, Any]] | None = None,
+        origin: Results | None = None,
     ):
         # records None: a selection a database store answers (`store.query_records(**query)`)
         # when the records are first needed, so filters before that run in the database.
@@ -163,6 +52,52 @@ class Results(Sequence):
         # decoded
         self._rows = rows
         self._run_cache: list[Run | None] | None = None
+        # the results this selection was made from: the names its runs have are what a
+        # filter may use (a selection of failed runs may lack the metrics of the others)
+        self._origin: Results = origin._origin if origin is not None else self
+        self._names: dict[str, list[str]] = {}
+
+    def _select(
+        self,
+        records: list[Any] | None,
+        *,
+        rows: list[dict[str, Any]] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Results:
+        """A selection of these runs: a `Results` that knows where it came from."""
+        return Results(records, self._store, rows=rows, query=query, origin=self)
+
+    def _known(self, kind: str) -> list[str]:
+        """The names of `kind` (`params`, `metrics` or `series`) that the runs this selection
+        was made from have, in order of first appearance."""
+        origin = self._origin
+        if kind not in origin._names:
+            origin._names[kind] = origin._names_of(kind)
+        return origin._names[kind]
+
+    def _names_of(self, kind: str) -> list[str]:
+        if self._pushable():
+            return list(self._store.field_names(**self._query_scope())[kind])
+        records = self._records if kind == "series" else self._tabled()
+        # runs of a sweep share their key sets: collect each distinct set once
+        sets = dict.fromkeys(tuple(r.get(kind) or ()) for r in records)
+        return list(dict.fromkeys(name for names in sets for name in names))
+
+    def _query_scope(self) -> dict[str, Any]:
+        return {"experiment_id": (self._query or {}).get("experiment_id")}
+
+    def _check(self, keys: Any, kind: str, call: str) -> None:
+        """Raise `UnknownNameError` for a condition on a name none of the runs has."""
+        if not keys:
+            return
+        known = self._known(kind)
+        if known:  # runs without any such name (none at all, say) cannot tell a typo
+            check_names(
+                keys,
+                known,
+                {"params": "parameter", "metrics": "metric", "series": "stepped metric"}[kind],
+                call,
+            )
 
     @property
     def _records(self) -> list[dict[str, Any]]:
@@ -198,8 +133,20 @@ class Results(Sequence):
     def __getitem__(self, item):  # type: ignore[override]
         if isinstance(item, slice):
             if self._by_rows():
-                return Results(self._loaded[item], self._store, rows=self._rows[item])
-            return Results(self._records[item], self._store)
+                return self._select(self._loaded[item], rows=self._rows[item])  # type: ignore[index]
+            return self._select(self._records[item])
+        if isinstance(item, bool) or not hasattr(item, "__index__"):
+            raise TypeError(
+                f"runs are indexed by position or slice, got {item!r}; select runs by their "
+                "parameters with filter(...) and by their metrics with where(...)"
+            )
+        count = len(self)
+        if not -count <= item < count:
+            which = f"0..{count - 1} or -{count}..-1" if count else "none: there are no runs"
+            raise IndexError(
+                f"run position {item} is out of range: these results hold {count} "
+                f"run{'s' if count != 1 else ''} (positions {which})"
+            )
         run = self._runs[item]
         if run is None:
             run = self._runs[item] = Run(self._records[item], self._store)
@@ -220,8 +167,8 @@ class Results(Sequence):
         rows, loaded = self._rows, self._loaded
         if self._by_rows() and rows is not None and loaded is not None:
             kept = [i for i, row in enumerate(rows) if keep(row)]
-            return Results([loaded[i] for i in kept], self._store, rows=[rows[i] for i in kept])
-        return Results([r for r in self._records if keep(r)], self._store)
+            return self._select([loaded[i] for i in kept], rows=[rows[i] for i in kept])
+        return self._select([r for r in self._records if keep(r)])
 
     @property
     def successful(self) -> Results:
@@ -241,14 +188,15 @@ class Results(Sequence):
         its values (`filter(optimizer=["adam", "sgd"])`); a suffix compares:
         `filter(lr__lt=0.1)` (`__lt`, `__le`, `__gt`, `__ge`, `__ne`, `__in`).
         """
+        self._check(params, "params", "filter()")
         if self._pushable():
-            pushed, rest = _split_param_conditions(params, (self._query or {}).get("params", {}))
+            pushed, rest = split_param_conditions(params, (self._query or {}).get("params", {}))
             if pushed:
                 query = dict(self._query or {})
                 query["params"] = {**query.get("params", {}), **pushed}
-                selected = Results(None, self._store, query=query)
+                selected = self._select(None, query=query)
                 return selected.filter(**rest) if rest else selected
-        tests = [_condition(name, value, "parameter") for name, value in params.items()]
+        tests = [condition(name, value, "parameter") for name, value in params.items()]
         return self._where(lambda r: all(t(r["params"]) for t in tests))
 
     def where(self, predicate: Any = None, /, *, status: Any = None, **metrics: Any) -> Results:
@@ -271,20 +219,21 @@ class Results(Sequence):
                 raise ValidationError(
                     f"unknown status {sorted(unknown)!r}; statuses are {sorted(known)}"
                 )
+        self._check(metrics, "metrics", "where()")
         if self._pushable() and predicate is None:
-            pushed, rest = _split_metric_conditions(metrics)
+            pushed, rest = split_metric_conditions(metrics)
             query = dict(self._query or {})
             push_status = statuses is not None and len(statuses) == 1 and "status" not in query
             if pushed or push_status:
                 query["metric_filters"] = [*query.get("metric_filters", []), *pushed]
                 if push_status:
                     query["status"] = next(iter(statuses))  # type: ignore[arg-type]
-                selected = Results(None, self._store, query=query)
+                selected = self._select(None, query=query)
                 leftover_status = None if push_status else status
                 if rest or leftover_status is not None:
                     return selected.where(status=leftover_status, **rest)
                 return selected
-        tests = [_condition(name, value, "metric") for name, value in metrics.items()]
+        tests = [condition(name, value, "metric") for name, value in metrics.items()]
 
         def keep(record: dict[str, Any]) -> bool:
             if statuses is not None and record["status"] not in statuses:
@@ -293,8 +242,8 @@ class Results(Sequence):
 
         if predicate is None:
             return self._where(keep)
-        return Results(
-            [r for r in self._records if keep(r) and predicate(Run(r, self._store))], self._store
+        return self._select(
+            [r for r in self._records if keep(r) and predicate(Run(r, self._store))]
         )
 
     # ---------------------------------------------------------------- tables
@@ -316,31 +265,52 @@ class Results(Sequence):
         metric_names = dict.fromkeys(name for names in metric_sets for name in names)
         return list(param_names), list(metric_names)
 
+    def _errors(self) -> list[str]:
+        """`"Type: message"` of each tabled run that did not complete, `""` for the others
+        (a journaled record is decoded only when its run did not complete)."""
+        tabled = self._tabled()
+        loaded = self._loaded if self._by_rows() else None
+        out = []
+        for i, r in enumerate(tabled):
+            if r["status"] == "completed":
+                out.append("")
+                continue
+            record = _decoded(loaded[i]) if loaded is not None else r
+            out.append(tables.error_text(record.get("error")))
+        return out
+
     def table(self, as_dataframe: bool = False):
-        """A table of params, metrics and status: a string, or a DataFrame with `as_dataframe`."""
+        """The runs table: index, replicate, params, metrics, status, and each failed run's
+        error type and message; a string, or a DataFrame with `as_dataframe`."""
+        errors = self._errors()
         if as_dataframe:
-            return self.to_dataframe(include_record=False).assign(
-                status=[r["status"] for r in self._tabled()]
-            )
+            frame = self.to_dataframe(include_record=False)
+            if "replicate" not in frame.columns:
+                frame.insert(0, "replicate", [r.get("replicate") for r in self._tabled()])
+            frame = frame.assign(status=[r["status"] for r in self._tabled()])
+            if not any(errors):
+                return frame
+            return frame.assign(**{tables.error_column(*self._columns()): errors})
         params, metrics = self._columns()
-        header = ["#", *params, *metrics, "status"]
-        rows = [
-            [
-                str(r.get("index", "")),
-                *(_cell(r["params"].get(p)) for p in params),
-                *(_cell((r.get("metrics") or {}).get(m)) for m in metrics),
-                r["status"],
-            ]
-            for r in self._tabled()
-        ]
-        widths = [
-            max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
-            for i, h in enumerate(header)
-        ]
-        lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
-        lines.append("  ".join("-" * w for w in widths))
-        lines.extend("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)
-        return "\n".join(lines)
+        header, rows = tables.rows_of(self._tabled(), errors, params, metrics)
+        return tables.text_table(header, rows)
+
+    def _repr_html_(self) -> str:
+        tabled, errors = self._tabled(), self._errors()
+        shown = list(range(len(tabled)))
+        if len(shown) > tables.HTML_ROWS:
+            half = tables.HTML_ROWS // 2
+            shown = shown[:half] + shown[-half:]
+        params, metrics = self._columns()
+        header, rows = tables.rows_of(
+            [tabled[i] for i in shown], [errors[i] for i in shown], params, metrics
+        )
+        if len(tabled) > len(shown):
+            half = tables.HTML_ROWS // 2
+            rows = [*rows[:half], *([["…"] * len(header)]), *rows[half:]]
+        counts = ", ".join(f"{n} {s}" for s, n in self.summary()["by_status"].items())
+        caption = f"{len(tabled)} runs ({counts or 'none'})"
+        return tables.html_table(header, rows, caption)
 
     def to_dataframe(
         self,
@@ -357,7 +327,7 @@ class Results(Sequence):
         `code_hash`, `git_commit`, `git_dirty`, `host`, `worker`, `slurm_job_id` and
         `slurm_array_task_id`.
         """
-        from .errors import require
+        from ..errors import require
 
         pd = require("pandas", "pandas", "Results.to_dataframe()")
         with paused_gc():
@@ -406,17 +376,17 @@ class Results(Sequence):
             for name in dict.fromkeys(k for row in derived_rows for k in row):
                 data[f"derived_{name}"] = [row.get(name) for row in derived_rows]
         if derived_metrics:
-            from .derived import check_functions, compute, values_of
+            from ..derived import check_functions, compute, values_of
 
             fns = check_functions(derived_metrics)
             computed = [values_of(compute(fns, self[i])[0]) for i in range(len(self))]
             for name in dict.fromkeys(k for row in computed for k in row):
                 data[f"derived_{name}"] = [row.get(name) for row in computed]
         if include_provenance:
-            rows = [_provenance_columns(r) for r in self._records]
-            for column in PROVENANCE_COLUMNS:
+            rows = [tables.provenance_columns(r) for r in self._records]
+            for column in tables.PROVENANCE_COLUMNS:
                 data[column] = [row[column] for row in rows]
-        from ._frame import ResultsFrame
+        from .._frame import ResultsFrame
 
         if data:
             parts.append(pd.DataFrame(data))
@@ -434,7 +404,7 @@ class Results(Sequence):
         function (another code hash). A function that raises records its error for that run
         (see `Run.derived_info`) and the others still run. Returns these results.
         """
-        from .derived import check_functions, compute, read_document, stale
+        from ..derived import check_functions, compute, read_document, stale
 
         fns = check_functions(derived_metrics)
         if overwrite not in (True, False, "changed"):
@@ -453,7 +423,7 @@ class Results(Sequence):
         if outdated:
             import warnings
 
-            from .errors import CodeChangedWarning
+            from ..errors import CodeChangedWarning
 
             warnings.warn(
                 CodeChangedWarning(
@@ -467,11 +437,13 @@ class Results(Sequence):
     # ---------------------------------------------------------------- series
     def metric_series(self, name: str | None = None):
         """Stepped metrics as a long DataFrame: run_id, index, param_*, metric, step, value."""
-        from .errors import require
+        from ..errors import require
 
         require("pandas", "pandas", "Results.metric_series()")
         import pandas as pd
 
+        if name is not None:
+            self._check([name], "series", "metric_series()")
         params, _ = self._columns()
         rows = []
         for r in self._records:
@@ -486,41 +458,38 @@ class Results(Sequence):
         return pd.DataFrame(rows, columns=columns)
 
     # ---------------------------------------------------------------- display
-    def display(self, group_by: Sequence[str] | str | None = None, *, file: Any = None):
-        """Print the mean and std of each metric per group of parameter values.
+    def display(self, group_by: Sequence[str] | str | None = None, *, file: Any = None) -> None:
+        """Print the mean and std of each metric of the completed runs per group of parameter
+        values, with the runs of each group by status; without `group_by`, the runs table.
 
-        A rich table when rich is installed (and in Jupyter), plain text otherwise; without
-        `group_by`, the runs table. Returns the table as a DataFrame (pandas) or text.
+        A rich table when rich is installed (and in Jupyter), plain text otherwise. Prints
+        only (so a notebook shows the table once): `grouped()` returns it as a DataFrame.
         """
-        table = self.grouped(group_by) if group_by else None
-        if table is None:
-            text = self.table()
-            print(text, file=file)
-            return text
-        _print_table(table, title=f"{len(self)} runs by {', '.join(table.index.names)}", file=file)
-        return table
+        if not group_by:
+            print(self.table(), file=file)
+            return
+        table = self.grouped(group_by)
+        statuses = self.summary()["by_status"]
+        completed = statuses.get("completed", 0)
+        others = ", ".join(f"{n} {s}" for s, n in statuses.items() if s != "completed")
+        title = (
+            f"{len(self)} runs by {', '.join(table.index.names)}: means of the "
+            f"{completed} completed" + (f" ({others} not counted)" if others else "")
+        )
+        tables.print_table(table, title=title, file=file)
 
     def grouped(self, group_by: Sequence[str] | str):
-        """Mean, std and count of each numeric metric per group of parameter values."""
-        from .errors import require
+        """Mean and std of each numeric metric of the completed runs per group of parameter
+        values, and the runs of each group by status: `("runs", "completed")`, then one
+        column per other status present (`("runs", "failed")`, ...)."""
+        from ..errors import require
 
         require("pandas", "pandas", "Results.display(group_by=...)")
         keys = [group_by] if isinstance(group_by, str) else list(group_by)
         params, metrics = self._columns()
-        unknown = [k for k in keys if k.removeprefix("param_") not in params]
-        if unknown:
-            raise ValidationError(
-                f"group_by names {unknown!r} that are not parameters; parameters: {params}"
-            )
         frame = self.to_dataframe(include_record=False)
-        columns = [f"param_{k.removeprefix('param_')}" for k in keys]
-        numeric = [m for m in metrics if m in frame.columns and frame[m].dtype.kind in "biuf"]
-        grouped = frame.groupby(columns, dropna=False)
-        table = grouped[numeric].agg(["mean", "std"]) if numeric else grouped.size().to_frame()
-        if numeric:
-            table[("runs", "count")] = grouped.size()
-        table.index.names = [c.removeprefix("param_") for c in columns]
-        return table
+        statuses = [r["status"] for r in self._tabled()]
+        return tables.grouped(frame, statuses, keys, params, metrics)
 
     def to_csv(self, path: str, **kwargs: Any) -> None:
         """Write `to_dataframe()` to a CSV file."""
@@ -544,162 +513,10 @@ class Results(Sequence):
         The runs table, every metric against every swept parameter (mean and spread over
         replicates), stepped metrics as curves, failures with their errors, and provenance.
         """
-        from .report import write_report
+        from ..report import write_report
 
         return write_report(self, path, title=title)
 
     def __repr__(self) -> str:
         s = self.summary()
         return f"<Results {s['runs']} runs {s['by_status']}>"
-
-
-PROVENANCE_COLUMNS = (
-    "code_hash",
-    "git_commit",
-    "git_dirty",
-    "host",
-    "worker",
-    "slurm_job_id",
-    "slurm_array_task_id",
-)
-
-
-def _provenance_columns(record: dict[str, Any]) -> dict[str, Any]:
-    prov = record.get("provenance") or {}
-    git = prov.get("git") or {}
-    slurm = prov.get("slurm") or {}
-    return {
-        "code_hash": prov.get("code_hash"),
-        "git_commit": git.get("commit"),
-        "git_dirty": git.get("dirty"),
-        "host": prov.get("host"),
-        "worker": prov.get("worker"),
-        "slurm_job_id": slurm.get("job_id"),
-        "slurm_array_task_id": slurm.get("array_task_id"),
-    }
-
-
-_OPERATORS = {
-    "lt": lambda a, b: a < b,
-    "le": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b,
-    "ge": lambda a, b: a >= b,
-}
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equality for filters: numbers compare by value, and when one side is a float within
-    a relative 1e-9 (integers compare exactly); anything else by type and value."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        if isinstance(a, float) or isinstance(b, float):
-            return a == b or math.isclose(a, b, rel_tol=1e-9)
-        return a == b
-    return type(a) is type(b) and a == b
-
-
-def _condition(key: str, value: Any, kind: str):
-    """A test of a params or metrics mapping for `filter`/`where` keyword `key=value`."""
-    from ._identity import normalize
-
-    name, _, op = key.rpartition("__")
-    if not name or op not in (*_OPERATORS, "ne", "in", "eq"):
-        name, op = key, "eq"
-    if op in _OPERATORS:
-        if isinstance(value, (list, tuple, set, dict)) or value is None:
-            raise ValidationError(
-                f"{key}={value!r}: a comparison needs a single value to compare the {kind} to"
-            )
-        compare = _OPERATORS[op]
-
-        def test(mapping):
-            if name not in mapping or mapping[name] is None:
-                return False
-            try:
-                return bool(compare(mapping[name], value))
-            except TypeError:
-                return False
-
-        return test
-    if op == "in" or (op == "eq" and isinstance(value, (list, tuple, set))):
-        if not isinstance(value, (list, tuple, set)):
-            raise ValidationError(f"{key}={value!r}: __in needs a list of values")
-        options = [normalize(v, f"{kind} {name!r}") for v in value]
-        return lambda m: name in m and any(_same(m[name], v) for v in options)
-    wanted = normalize(value, f"{kind} {name!r}")
-    if op == "ne":
-        return lambda m: name in m and not _same(m[name], wanted)
-    return lambda m: name in m and _same(m[name], wanted)
-
-
-_SQL_OPERATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-
-
-def _split_param_conditions(
-    params: dict[str, Any], already: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(equalities a database answers exactly as `filter` does, the other conditions).
-
-    Only strings and booleans go to the database: numbers compare with a tolerance in
-    memory (and a stored 3.0 equals 3), which JSON equality would not reproduce; a second
-    condition on a parameter the query already constrains stays in memory too."""
-    pushed: dict[str, Any] = {}
-    rest: dict[str, Any] = {}
-    for key, value in params.items():
-        name, _, op = key.rpartition("__")
-        if not name or op not in (*_OPERATORS, "ne", "in", "eq"):
-            name, op = key, "eq"
-        if op == "eq" and isinstance(value, (str, bool)) and name not in already:
-            if name in pushed:
-                rest[key] = value
-            else:
-                pushed[name] = value
-        else:
-            rest[key] = value
-    return pushed, rest
-
-
-def _split_metric_conditions(
-    metrics: dict[str, Any],
-) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
-    """(comparisons with a number a database answers as `where` does, the other conditions)."""
-    pushed: list[tuple[str, str, float]] = []
-    rest: dict[str, Any] = {}
-    for key, value in metrics.items():
-        name, _, op = key.rpartition("__")
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if name and op in _SQL_OPERATORS and number and math.isfinite(value):
-            pushed.append((name, _SQL_OPERATORS[op], value))
-        else:
-            rest[key] = value
-    return pushed, rest
-
-
-def _print_table(table: Any, *, title: str, file: Any = None) -> None:
-    """Print a grouped DataFrame: a rich table when rich is installed, plain text otherwise."""
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title, file=file)
-        print(table.to_string(float_format=lambda v: f"{v:.6g}"), file=file)
-        return
-    rich_table = Table(title=title)
-    for name in table.index.names:
-        rich_table.add_column(str(name), style="bold")
-    for column in table.columns:
-        label = " ".join(str(c) for c in column) if isinstance(column, tuple) else str(column)
-        rich_table.add_column(label, justify="right")
-    for key, row in table.iterrows():
-        keys = key if isinstance(key, tuple) else (key,)
-        rich_table.add_row(*(_cell(k) for k in keys), *(_cell(v) for v in row.tolist()))
-    Console(file=file).print(rich_table)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)

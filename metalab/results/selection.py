@@ -1,0 +1,129 @@
+"""What `Results.filter` and `Results.where` select: conditions on params and metrics, the
+part of them a database answers, and the names a condition may use."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import UnknownNameError, ValidationError
+
+_OPERATORS = {
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+}
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality for filters: numbers compare by value, and when one side is a float within
+    a relative 1e-9 (integers compare exactly); anything else by type and value."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if isinstance(a, float) or isinstance(b, float):
+            return a == b or math.isclose(a, b, rel_tol=1e-9)
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def condition(key: str, value: Any, kind: str):
+    """A test of a params or metrics mapping for `filter`/`where` keyword `key=value`."""
+    from .._identity import normalize
+
+    name, op = split_key(key)
+    if op in _OPERATORS:
+        if isinstance(value, (list, tuple, set, dict)) or value is None:
+            raise ValidationError(
+                f"{key}={value!r}: a comparison needs a single value to compare the {kind} to"
+            )
+        compare = _OPERATORS[op]
+
+        def test(mapping):
+            if name not in mapping or mapping[name] is None:
+                return False
+            try:
+                return bool(compare(mapping[name], value))
+            except TypeError:
+                return False
+
+        return test
+    if op == "in" or (op == "eq" and isinstance(value, (list, tuple, set))):
+        if not isinstance(value, (list, tuple, set)):
+            raise ValidationError(f"{key}={value!r}: __in needs a list of values")
+        options = [normalize(v, f"{kind} {name!r}") for v in value]
+        return lambda m: name in m and any(same(m[name], v) for v in options)
+    wanted = normalize(value, f"{kind} {name!r}")
+    if op == "ne":
+        return lambda m: name in m and not same(m[name], wanted)
+    return lambda m: name in m and same(m[name], wanted)
+
+
+_SQL_OPERATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+def split_param_conditions(
+    params: dict[str, Any], already: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(equalities a database answers exactly as `filter` does, the other conditions).
+
+    Only strings and booleans go to the database: numbers compare with a tolerance in
+    memory (and a stored 3.0 equals 3), which JSON equality would not reproduce; a second
+    condition on a parameter the query already constrains stays in memory too."""
+    pushed: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in params.items():
+        name, op = split_key(key)
+        if op == "eq" and isinstance(value, (str, bool)) and name not in already:
+            if name in pushed:
+                rest[key] = value
+            else:
+                pushed[name] = value
+        else:
+            rest[key] = value
+    return pushed, rest
+
+
+def split_metric_conditions(
+    metrics: dict[str, Any],
+) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
+    """(comparisons with a number a database answers as `where` does, the other conditions)."""
+    pushed: list[tuple[str, str, float]] = []
+    rest: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name, _, op = key.rpartition("__")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if name and op in _SQL_OPERATORS and number and math.isfinite(value):
+            pushed.append((name, _SQL_OPERATORS[op], value))
+        else:
+            rest[key] = value
+    return pushed, rest
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """`"lr__lt"` -> `("lr", "lt")`; a key without a known operator suffix -> `(key, "eq")`."""
+    name, _, op = key.rpartition("__")
+    if not name or op not in (*_OPERATORS, "ne", "in", "eq"):
+        return key, "eq"
+    return name, op
+
+
+def closest(name: str, known: Iterable[str]) -> str:
+    """`" (did you mean 'x'?)"` for the known name closest to `name`, or `""`."""
+    match = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def check_names(keys: Iterable[str], known: Iterable[str], kind: str, call: str) -> None:
+    """Raise `UnknownNameError` when a condition of `call` names no `kind` of the runs."""
+    names = sorted(set(known))
+    for key in keys:
+        name, _ = split_key(key)
+        if name not in names:
+            raise UnknownNameError(
+                f"{call}: no {kind} is called {name!r}{closest(name, names)}; "
+                f"the runs' {kind}s are {names}"
+            )

@@ -1,0 +1,124 @@
+"""Ctrl-C during a sweep: one line on stderr (what is recorded, how to resume), exit status
+130, a consistent store, and a resume that finishes the sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sweeps import executions
+
+import metalab
+from metalab.store import create_store
+
+TESTS = Path(__file__).parent
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    sys.path.insert(0, {tests!r})
+    import metalab
+    from sweeps import sleep_experiment
+
+    if __name__ == "__main__":
+        executor = None if sys.argv[2] == "default" else sys.argv[2]
+        exp = sleep_experiment(40, 0.3, name="ctrlc")
+        handle = metalab.run(exp, sys.argv[1], executor=executor)
+        results = handle.result()
+        print(f"finished {{len(results)}} {{results.summary()['by_status']}}")
+    """
+)
+
+
+def _start(tmp_path: Path, executor: str) -> subprocess.Popen:
+    script = tmp_path / "sweep.py"
+    script.write_text(SCRIPT.format(tests=str(TESTS)))
+    env = dict(os.environ, METALAB_TEST_EXEC_LOG=str(tmp_path / "exec.log"))
+    # its own process group, as a terminal's foreground job: Ctrl-C reaches every process
+    return subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "store"), executor],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _ctrl_c_after(process: subprocess.Popen, log: Path, started: int) -> tuple[str, str]:
+    deadline = time.monotonic() + 120
+    while len(executions(log)) < started:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the sweep did not start"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    return process.communicate(timeout=120)
+
+
+def _check_interrupted(tmp_path: Path, process: subprocess.Popen, out: str, err: str) -> None:
+    assert process.returncode == 130, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("metalab: ctrlc:1 interrupted: ") and "run(s) recorded" in line
+    assert "cancelled" in line and "again to resume" in line
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and out == ""
+    store = create_store(tmp_path / "store")
+    assert store.claims() == {}  # no run left claimed
+    results = metalab.load_results(tmp_path / "store")
+    assert len({r.run_id for r in results}) == len(results) <= 40
+    completed = len(results.successful)
+    assert 1 <= completed < 40
+    assert f"({completed} completed, 0 failed)" in line
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+
+
+def _resume(tmp_path: Path, executor: str) -> None:
+    before = {r.run_id for r in metalab.load_results(tmp_path / "store").successful}
+    process = _start(tmp_path, executor)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "finished 40 {'completed': 40}" in out
+    runs = executions(tmp_path / "exec.log")
+    assert all(runs.count(run_id) == 1 for run_id in before)  # done runs were skipped
+    assert len(metalab.load_results(tmp_path / "store").successful) == 40
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_default_executor(tmp_path):
+    process = _start(tmp_path, "default")
+    out, err = _ctrl_c_after(process, tmp_path / "exec.log", started=6)
+    _check_interrupted(tmp_path, process, out, err)
+    assert " cancelled" in err and "not run" not in err  # the rest was recorded cancelled
+    statuses = metalab.load_results(tmp_path / "store").summary()["by_status"]
+    assert sum(statuses.values()) == 40 and statuses["cancelled"] >= 1
+    _resume(tmp_path, "default")
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_inline_executor(tmp_path):
+    process = _start(tmp_path, "inline")
+    out, err = _ctrl_c_after(process, tmp_path / "exec.log", started=4)
+    _check_interrupted(tmp_path, process, out, err)
+    _resume(tmp_path, "inline")
+
+
+def test_sweep_interrupted_is_a_keyboard_interrupt_that_exits_130():
+    error = metalab.SweepInterrupted("stopped")
+    assert isinstance(error, KeyboardInterrupt) and isinstance(error, SystemExit)
+    assert error.code == 130 and str(error) == "stopped"
+    process = subprocess.run(
+        [sys.executable, "-c", "import metalab; raise metalab.SweepInterrupted('x')"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 130 and process.stderr == ""

@@ -1,0 +1,92 @@
+"""Arguments of `run`, `to_delayed`, `load_results`, `reconnect` and `result` are checked at
+once: a bad one is a ValidationError naming the value and what was expected, and nothing is
+written."""
+
+from __future__ import annotations
+
+import pytest
+from sweeps import indexed_experiment
+
+import metalab
+from metalab.errors import ValidationError
+
+
+@metalab.operation
+def ok(params, capture):
+    capture.metric("i", params["i"])
+
+
+def _exp():
+    return indexed_experiment(ok, 2, "args")
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0, 1, None, "True"])
+def test_resume_takes_true_or_false_only(tmp_path, value):
+    store = tmp_path / "store"
+    with pytest.raises(ValidationError, match=rf"resume must be True or False, got {value!r}"):
+        metalab.run(_exp(), store, executor="inline", resume=value)
+    with pytest.raises(ValidationError, match="resume must be True or False"):
+        metalab.to_delayed(_exp(), store, resume=value)
+    assert not store.exists()
+
+
+def test_resume_false_still_reruns_everything(tmp_path):
+    metalab.run(_exp(), tmp_path, executor="inline").result()
+    handle = metalab.run(_exp(), tmp_path, executor="inline", resume=False)
+    assert handle.status.skipped == 0 and handle.status.completed == 2
+
+
+def test_dry_run_takes_true_or_false_only(tmp_path):
+    with pytest.raises(ValidationError, match="dry_run must be True or False, got 'yes'"):
+        metalab.run(_exp(), tmp_path / "s", executor="inline", dry_run="yes")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("store", [5, 2.5, ["a"], b"/tmp/x"])
+def test_a_store_that_is_no_path_locator_or_store_is_named(tmp_path, store, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match="store must be a path, a locator string"):
+        metalab.run(_exp(), store, executor="inline")
+    with pytest.raises(ValidationError, match="store must be a path, a locator string"):
+        metalab.load_results(store)
+    with pytest.raises(ValidationError, match="store must be a path, a locator string"):
+        metalab.reconnect(store)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_store_string_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match="store must be a path or a locator, got an empty"):
+        metalab.run(_exp(), "  ", executor="inline")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("experiment", [5, "", "  ", ["args"], b"args"])
+def test_load_results_experiment_must_be_a_name(tmp_path, experiment):
+    metalab.run(_exp(), tmp_path, executor="inline").result()
+    message = rf"experiment must be an experiment's name or 'name:version'.*got {experiment!r}"
+    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        metalab.load_results(tmp_path, experiment=experiment)
+    with pytest.raises(ValidationError, match="experiment must be an experiment's name"):
+        metalab.reconnect(tmp_path, experiment=experiment)
+    assert len(metalab.load_results(tmp_path, experiment="args")) == 2
+
+
+def test_reconnect_checks_progress_before_opening_anything(tmp_path):
+    with pytest.raises(ValidationError, match="progress must be"):
+        metalab.reconnect(tmp_path / "missing", progress="yes")
+
+
+@pytest.mark.parametrize("chunk_size", ["3", 2.5, 0, True])
+def test_to_delayed_checks_chunk_size_before_writing(tmp_path, chunk_size):
+    with pytest.raises(ValidationError, match="chunk_size must be a positive integer"):
+        metalab.to_delayed(_exp(), tmp_path / "s", chunk_size=chunk_size)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("timeout", ["10", -1, True])
+def test_result_timeout_is_a_number_of_seconds(tmp_path, timeout):
+    handle = metalab.run(_exp(), tmp_path, executor="inline")
+    with pytest.raises(ValidationError, match="timeout must be a number of seconds"):
+        handle.result(timeout=timeout)
+    assert len(handle.result(timeout=0)) == 2
