@@ -135,6 +135,8 @@ def test_without_the_metalab_page_the_link_is_the_dashboard(tmp_path, monkeypatc
 
     from distributed import Client, LocalCluster
 
+    from metalab import dashboard
+
     with (
         LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster,
         Client(cluster, set_as_default=False) as client,
@@ -142,7 +144,8 @@ def test_without_the_metalab_page_the_link_is_the_dashboard(tmp_path, monkeypatc
         monkeypatch.setitem(sys.modules, "bokeh", None)  # the page cannot be added
         handle = metalab.run(_exp(2), tmp_path, executor=client)
         handle.result()
-        assert handle.dashboard_link == client.dashboard_link
+        assert handle.dashboard_link == dashboard.dashboard_link(client)
+        assert handle.dashboard_link.endswith("/status")
 
 
 def test_an_imported_ipykernel_is_not_a_notebook(tmp_path, monkeypatch):

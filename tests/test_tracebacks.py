@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from sweeps import checked_result
 
 import metalab
 from metalab.source import format_exception
@@ -59,7 +60,11 @@ NOTEBOOK = textwrap.dedent(
         executor = {"processes": metalab.ProcessExecutor(max_workers=1),
                     "threads": metalab.ThreadExecutor(max_workers=1),
                     "inline": "inline"}[sys.argv[2]]
-        results = metalab.run(exp, executor=executor, derived_metrics=[doubled, broken]).result()
+        with warnings.catch_warnings(record=True) as caught:  # run 1 fails: one warning
+            warnings.simplefilter("always", metalab.RunsFailedWarning)
+            handle = metalab.run(exp, executor=executor, derived_metrics=[doubled, broken])
+            results = handle.result()
+        assert [w.category for w in caught] == [metalab.RunsFailedWarning], caught
         completed, failed = results[0], results[1]
         print("=== run")
         print(failed.error["traceback"])
@@ -112,7 +117,7 @@ def test_a_recorded_traceback_starts_at_the_users_code(tmp_path):
         params=metalab.grid(x=[1]),
         seeds=metalab.seeds(base=0),
     )
-    text = metalab.run(exp, tmp_path, executor="inline").result()[0].error["traceback"]
+    text = checked_result(metalab.run(exp, tmp_path, executor="inline"))[0].error["traceback"]
     frames = [line for line in text.splitlines() if line.startswith('  File "')]
     assert frames == [f'  File "{__file__}", line {_fails.__code__.co_firstlineno + 1}, in _fails']
     assert text.startswith("Traceback (most recent call last):\n")
