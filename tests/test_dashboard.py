@@ -342,7 +342,7 @@ def test_an_in_process_cluster_gets_a_link_its_dashboard_answers(cluster, sweep)
 
 
 def test_a_sweep_s_dashboard_link_leads_to_the_page(tmp_path):
-    """`page_link(handle.dashboard_link)` opens the page, for the executors that start their
+    """`handle.dashboard_link` opens the page, for the executors that start their
     own cluster in this process."""
     exp = metalab.Experiment(
         name="thread-linked",
@@ -354,7 +354,8 @@ def test_a_sweep_s_dashboard_link_leads_to_the_page(tmp_path):
     )
     handle = metalab.run(exp, tmp_path / "store", executor=metalab.ThreadExecutor(1))
     handle.result()
-    with urllib.request.urlopen(dashboard.page_link(handle.dashboard_link), timeout=30) as page:
+    assert handle.dashboard_link.endswith(dashboard.PAGE)
+    with urllib.request.urlopen(handle.dashboard_link, timeout=30) as page:
         assert page.status == 200 and "Bokeh" in page.read().decode("utf-8")
 
 
@@ -546,7 +547,7 @@ def test_a_running_sweep_registers_itself_and_its_page_is_served(cluster, tmp_pa
 
 @pytest.mark.slow
 def test_the_link_of_a_running_sweep_opens_the_page_in_headless_chromium(cluster, tmp_path):
-    """`page_link(handle.dashboard_link)`: what a sweep's progress line can print."""
+    """`handle.dashboard_link`: what a sweep's progress line prints."""
     binary = _chromium()
     _, client = cluster
     exp = metalab.Experiment(
@@ -559,7 +560,8 @@ def test_the_link_of_a_running_sweep_opens_the_page_in_headless_chromium(cluster
     )
     handle = metalab.run(exp, tmp_path / "store", executor=client)
     handle.result()
-    link = dashboard.page_link(handle.dashboard_link)
+    link = handle.dashboard_link
+    assert link == dashboard.page_link(link)  # already the page
 
     def shows_the_sweep(rendered: dict[str, Any]) -> bool:
         row = r"linked:1\s*finished\s*6\s*6\s*0\s*0\s*0\s*0\s*0\s*100%"

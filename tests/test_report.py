@@ -272,7 +272,7 @@ def test_summary_and_plots_use_completed_runs_only_and_count_the_others(tmp_path
         params=metalab.grid(x=[0, 1, 2, 3, 4, 5]),
         seeds=metalab.seeds(base=0),
     )
-    results = metalab.run(exp, tmp_path / "store", executor="inline").result()
+    results = checked_result(metalab.run(exp, tmp_path / "store", executor="inline"))
     assert results.summary()["by_status"] == {"completed": 4, "failed": 2}
     page = report.report_html(results)
     texts = _texts(page)

@@ -16,12 +16,14 @@ def page_link(dashboard_link: str) -> str:
     The page lives beside the dashboard's `status` page, so `http://host:8787/status` gives
     `http://host:8787/metalab`, and a link with a path prefix (`.../proxy/8787/status`) keeps
     its prefix and its query (a proxy's token). A link that does not end in `status` gets
-    `metalab` appended to its path.
+    `metalab` appended to its path; the page's own link is returned as it is.
     """
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(dashboard_link)
     path = parts.path.rstrip("/")
+    if path.endswith(PAGE):
+        return dashboard_link  # already the page
     if path.rsplit("/", 1)[-1] == "status":
         path = path.rsplit("/", 1)[0]
     return urlunsplit(parts._replace(path=path + PAGE, fragment=""))
