@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import faulthandler
 import json
 import math
 import os
@@ -77,6 +78,7 @@ def campaign_experiment(runs: int, sleep: float, executions: str) -> metalab.Exp
 
 def driver(spec: dict[str, Any]) -> int:
     """Run the sweep `spec` describes to its end (what a campaign subprocess does)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     exp = campaign_experiment(spec["runs"], spec["sleep"], spec["executions"])
     results = metalab.run(exp, spec["store"]).result()
     statuses: dict[str, int] = {}
@@ -120,12 +122,13 @@ def _proc_stat(pid: int) -> tuple[str, int, int] | None:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group `pgid`."""
+    """Processes of process group `pgid`, zombies included (a zombie's pid still looks
+    alive to whoever checks whether a claim's owner runs)."""
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = _proc_stat(int(entry))
-            if stat is not None and stat[2] == pgid and stat[0] != "Z":
+            if stat is not None and stat[2] == pgid:
                 members.append(int(entry))
     return members
 
@@ -179,7 +182,7 @@ class Driver:
             return None
 
     def kill_all(self) -> None:
-        """SIGKILL the whole group and wait until none of it is left."""
+        """SIGKILL the whole group and wait until none of it is left, reaped zombies too."""
         self.signal_group(signal.SIGKILL)
         self.proc.wait()
         deadline = time.monotonic() + 30
@@ -188,6 +191,30 @@ class Driver:
             if not group_members(self.pgid):
                 return
             time.sleep(0.05)
+        print(f"processes of group {self.pgid} left: {group_members(self.pgid)}", file=sys.stderr)
+
+    def hung(self, store: Path | None) -> str:
+        """Describe a driver that does not end: its threads' stacks go to the campaign's
+        stderr, the store's records and claims (with whether each owner runs) are returned."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGUSR1)  # faulthandler: every thread's stack
+        time.sleep(1.0)
+        stacks = self.stderr_path.read_text(errors="replace").splitlines()
+        print(f"--- stacks of the driver {self.proc.pid} that did not end:", file=sys.stderr)
+        print("\n".join(stacks[-60:]), file=sys.stderr)
+        if store is None:
+            return ""
+        owners = []
+        for path in (store / "claims").rglob("*.claim"):
+            try:
+                owner = json.loads(path.read_bytes())
+                pid = owner.get("pid") if isinstance(owner, dict) else None
+            except (OSError, ValueError):
+                pid = None
+            stat = _proc_stat(pid) if isinstance(pid, int) else None
+            state = "gone" if stat is None else f"state {stat[0]}"
+            owners.append(f"pid {pid} {state}")
+        return f"{count_records(store)} records, claims: {', '.join(owners) or 'none'}"
 
     def stderr_lines(self) -> list[str]:
         text = self.stderr_path.read_text(errors="replace")
@@ -347,8 +374,9 @@ def resume_until_done(
         resumed = Driver(spec, trial, f"{tag}-resume{n}", settings.adopted)
         status = resumed.wait(settings.timeout)
         if status is None:
+            state = resumed.hung(Path(spec["store"]) if "://" not in spec["store"] else None)
             resumed.kill_all()
-            problems.append(f"resume {n} did not end within {settings.timeout:.0f} s")
+            problems.append(f"resume {n} did not end within {settings.timeout:.0f} s ({state})")
             continue
         resumed.kill_all()  # nothing of it may be left when the store is checked
         if status == 0:
@@ -431,6 +459,7 @@ def driver_kills(settings: Settings, case: Case, signum: int, trials: int) -> No
         status = drv.wait(60)
         if status is None:
             exits["hung (killed after 60 s)"] = exits.get("hung (killed after 60 s)", 0) + 1
+            drv.hung(store)
         drv.kill_all()
         status = drv.proc.returncode if status is not None else None
         if ended_first:
@@ -497,7 +526,8 @@ def worker_kills(settings: Settings, case: Case, trials: int) -> None:
         at = count_records(store)
         status = drv.wait(settings.timeout)
         if status is None:
-            problems.append(f"the driver did not end within {settings.timeout:.0f} s")
+            state = drv.hung(store)
+            problems.append(f"the driver did not end within {settings.timeout:.0f} s ({state})")
         elif status != 0:
             problems.append(f"the driver exited with {status}: {tail(drv)}")
         drv.kill_all()
@@ -585,6 +615,7 @@ def postgres_restart(settings: Settings, case: Case, runs: int, server: str) -> 
             ctl("start")
     status = drv.wait(settings.timeout)
     if status is None:
+        drv.hung(None)
         problems.append(f"the driver did not end within {settings.timeout:.0f} s")
     elif status != 0:
         problems.append(f"the driver exited with {status}: {tail(drv)}")
@@ -1057,7 +1088,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         ),
         help="the server (default METALAB_TEST_POSTGRES or postgresql://postgres@127.0.0.1:5432/test)",
     )
-    p.add_argument("--timeout", type=float, default=180, help="seconds a driver may take")
+    p.add_argument("--timeout", type=float, default=90, help="seconds a driver may take")
     p.add_argument("--keep", action="store_true", help="keep the stores (their path is printed)")
     p.add_argument(
         "--strict-ctrl-c",
