@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import metalab
+from metalab import _claims
 
 RUN_ID_LENGTH = 32
 EXPERIMENT = "campaign"
@@ -707,9 +708,17 @@ def crafted_stores(settings: Settings, case: Case) -> None:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
 
+    dead = f"{_claims.HOST_TAG}-999999999"  # a writer tag whose pid cannot run
+
     def dead_writer_tmp(store: Path) -> None:
         path = first_record(store)
-        (path.parent / f".{path.name}.vm-999999999.0.tmp").write_bytes(b"{")
+        (path.parent / f".{path.name}.{dead}.0.tmp").write_bytes(b"{")
+
+    def dead_claim_tmp(store: Path) -> None:
+        run_id = first_record(store).name[:RUN_ID_LENGTH]
+        shard = store / "claims" / run_id[:2]
+        shard.mkdir(parents=True, exist_ok=True)
+        (shard / f".{run_id}.claim.{dead}.0.tmp").write_bytes(b"")
 
     def bad_manifest(store: Path) -> None:
         manifest = sorted((store / "experiments").glob("*.json"))[0]
@@ -729,7 +738,8 @@ def crafted_stores(settings: Settings, case: Case) -> None:
         "torn _meta.json": lambda s: (s / "_meta.json").write_bytes(b'{"format": "meta'),
         "empty claim file": empty_claim,
         "torn record JSON": torn,
-        "temporary file of a dead writer": dead_writer_tmp,
+        "temporary record of a dead writer": dead_writer_tmp,
+        "temporary claim of a dead writer": dead_claim_tmp,
         "manifest naming ../../../tmp/x": bad_manifest,
     }
     must_warn = {label for label in crafts if label.startswith(("run_id", "manifest"))}
@@ -776,6 +786,9 @@ def crafted_stores(settings: Settings, case: Case) -> None:
         )
         if changed:
             problems.append(f"written outside the store: {changed[:3]}")
+        left = sorted(str(p.relative_to(store)) for p in store.rglob("*.tmp"))
+        if left:
+            problems.append(f"temporary files of dead writers left: {left[:3]}")
         canaries = set(Path("/tmp").glob(f"{canary}*")) - canaries_before
         if canaries:
             problems.append(f"written outside the store: {sorted(map(str, canaries))}")
