@@ -24,7 +24,13 @@ OWNERLESS_SECONDS = 5.0
 was last written this long ago: a live writer finishes a write in far less."""
 
 
+EXITED = -1
+"""`_process_start` of a process that has exited but was not reaped yet (a zombie)."""
+
+
 def _process_start(pid: int) -> int | None:
+    """The start time of process `pid` in clock ticks since boot, `EXITED` for a zombie, or
+    None where `/proc` cannot tell."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
@@ -32,6 +38,8 @@ def _process_start(pid: int) -> int | None:
         return None
     # the command name may hold spaces and parentheses: fields start after the last ')'
     fields = data[data.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):  # exited; its parent has not reaped it (yet)
+        return EXITED
     return int(fields[19])
 
 
@@ -67,6 +75,8 @@ def is_alive(claim_owner: dict, heartbeat_age: float) -> bool:
         except PermissionError:
             pass
         start, now = claim_owner.get("start"), _process_start(pid)
+        if now == EXITED:
+            return False
         if start is None or now is None:  # no /proc: a reused pid must also keep beating
             return heartbeat_age < LEASE_SECONDS
         return now == start

@@ -572,6 +572,44 @@ def test_temporary_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path
     assert all(p.exists() for p in kept)
 
 
+def test_a_resume_removes_temporary_claim_files_of_dead_writers(tmp_path):
+    """A kill while a run was being claimed leaves the claim's temporary file; the next
+    resume removes it, although every run is complete and nothing needs claiming."""
+    store_path = tmp_path / "store"
+    sweep(store_path)
+    run_id = make_exp().run_id(0)
+    left = store_path / "claims" / run_id[:2] / f".{run_id}.claim.{_claims.HOST_TAG}-"
+    left = left.with_name(left.name + f"{dead_pid()}.0.tmp")
+    left.parent.mkdir(parents=True, exist_ok=True)
+    left.write_bytes(b"")
+    again = metalab.run(make_exp(), store=store_path, executor="inline")
+    assert again.result() and again.status.skipped == 3
+    assert not left.exists()
+
+
+def test_an_exited_owner_not_yet_reaped_is_dead():
+    """A killed driver's worker processes may stay zombies when nobody reaps them: their
+    claims are dead at once, not alive until their lease ends."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the owner: waits for a word, then exits without being reaped
+        os.read(read, 1)
+        os._exit(0)
+    try:
+        owner = {"host": _claims._HOST, "pid": pid, "start": _claims._process_start(pid)}
+        assert _claims.is_alive(owner, 0.0)
+        os.write(write, b"x")
+        deadline = time.monotonic() + 10
+        while _claims._process_start(pid) != _claims.EXITED:
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        assert not _claims.is_alive(owner, 0.0)
+    finally:
+        os.close(read)
+        os.close(write)
+        os.waitpid(pid, 0)
+
+
 def test_a_temporary_file_of_an_unknown_writer_goes_once_a_lease_old(tmp_path):
     store_path = tmp_path / "store"
     store = FileStore.open(store_path)

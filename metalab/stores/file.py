@@ -130,6 +130,7 @@ class FileStore:
         # the identity (inode, mtime, size) of records read as not completed, which have no
         # `.done` marker for that reason (see `scan`)
         self._not_completed: dict[str, tuple[int, int, int]] = {}
+        self._claims_tidied = False
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -425,6 +426,8 @@ class FileStore:
         the two) counts as completed, and its marker is made again."""
         final: set[str] = set()
         done: set[str] = set()
+        if not self._claims_tidied:
+            self._tidy_claims()
         for directory, names in self._listings("runs"):
             for run_id, suffix in self._runs_in("runs", directory, names, "json|done"):
                 (final if suffix == "json" else done).add(run_id)
@@ -437,6 +440,18 @@ class FileStore:
             if self._completed_unmarked(run_id):
                 done.add(run_id)
         return final, done
+
+    def _tidy_claims(self) -> None:
+        """Remove what killed writers left among the claims (temporary files, owner files of
+        earlier versions): once per store object, so a resume starts from a clean store."""
+        self._claims_tidied = True
+        try:
+            for directory, names in self._listings("claims"):
+                for name in names:
+                    if name.startswith(".owner-"):
+                        self._remove_if_dead(f"{directory}/{name}")
+        except FileNotFoundError:
+            pass
 
     def _completed_unmarked(self, run_id: str) -> bool:
         """Whether the record of `run_id`, which has no `.done` marker, is completed; if so
