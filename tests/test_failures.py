@@ -54,9 +54,11 @@ def test_unreadable_record_is_run_again_and_named_when_loading(tmp_path):
     broken = store.record_path(exp.run_id(1))
     broken.with_suffix(".done").unlink()
     broken.write_text('{"format": "metalab.run/1", "run_')  # a write cut short
-    with pytest.raises(metalab.StoreFormatError, match=exp.run_id(1)):
-        metalab.load_results(tmp_path)
-    results = metalab.run(exp, store, executor="inline").result()
+    with pytest.warns(metalab.errors.UnsafeStoreWarning, match=f"{exp.run_id(1)}.*damaged"):
+        loaded = metalab.load_results(tmp_path)  # the other runs still load
+    assert sorted(r.index for r in loaded) == [0, 2]
+    with pytest.warns(metalab.errors.UnsafeStoreWarning, match="damaged"):
+        results = metalab.run(exp, store, executor="inline").result()
     assert [r.status for r in results] == ["completed"] * 3
     assert len(metalab.load_results(tmp_path)) == 3
 

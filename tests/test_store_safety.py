@@ -247,6 +247,41 @@ def test_store_export_skips_crafted_records_and_manifests(tmp_path):
     assert len(metalab.load_results(destination)) == 2
 
 
+def test_an_artifact_outside_the_source_skips_its_run_and_the_export_goes_on(tmp_path):
+    store_path, outside, destination = tmp_path / "store", tmp_path / "outside", tmp_path / "dst"
+    outside.mkdir()
+    (outside / "x").write_bytes(b"secret")
+    sweep(store_path)
+    path = sorted((store_path / "runs").rglob("*.json"))[0]
+    record = json.loads(path.read_bytes())
+    record["artifacts"][0]["ref"] = os.path.relpath(outside / "x", store_path)
+    path.write_text(json.dumps(record))
+    with pytest.warns(UnsafeStoreWarning, match="points outside the store"):
+        report = metalab.stores.transfer.transfer(store_path, destination)
+    assert (report.records, report.skipped) == (2, 1)
+    assert "1 skipped" in str(report)
+    assert sorted(r.run_id for r in metalab.load_results(destination)) == sorted(
+        r.run_id for r in metalab.load_results(store_path) if r.run_id != record["run_id"]
+    )
+    assert b"secret" not in b"".join(
+        (destination / name).read_bytes() for name in files_under(destination)
+    )
+
+
+def test_a_damaged_record_is_skipped_by_loads_and_exports_with_a_warning(tmp_path):
+    store_path = tmp_path / "store"
+    sweep(store_path)
+    path = sorted((store_path / "runs").rglob("*.json"))[0]
+    data = path.read_bytes()
+    with open(path, "r+b") as fh:  # cut short in place (the .done marker is the same file)
+        fh.truncate(len(data) // 2)
+    with pytest.warns(UnsafeStoreWarning, match=f"{path.stem}.*damaged"):
+        assert len(metalab.load_results(store_path)) == 2
+    with pytest.warns(UnsafeStoreWarning, match="damaged"):
+        report = metalab.stores.transfer.transfer(store_path, tmp_path / "dst")
+    assert report.records == 2
+
+
 def test_a_transfer_skips_records_whose_ids_cannot_name_files(tmp_path):
     """The check is the transfer's own too, whatever store the records come from."""
     from metalab.stores.transfer import _safe_run

@@ -43,13 +43,14 @@ import stat
 import threading
 import time
 import urllib.parse
+import warnings
 import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from .. import _claims, _trust
-from ..errors import StoreError, StoreFormatError
+from ..errors import StoreError, StoreFormatError, UnsafeStoreWarning
 from ..record import RECORD_FORMAT, check_format, encode_record
 from . import _journal
 from ._files import (
@@ -1203,20 +1204,36 @@ def _read_fd(fd: int, size: int = _READ_SIZE) -> bytes:
     return b"".join(parts)
 
 
+class _UnreadableRecord(StoreFormatError):
+    """A record file that holds no JSON object: cut short or damaged."""
+
+
 def _decode_record(data: bytes, path: str) -> dict[str, Any]:
     try:
         record = json.loads(data)
     except ValueError as exc:
-        raise StoreFormatError(f"run record {path!r} is not valid JSON ({exc})") from exc
+        raise _UnreadableRecord(f"run record {path!r} is not valid JSON ({exc})") from exc
     if not isinstance(record, dict):
-        raise StoreFormatError(f"run record {path!r} is not a JSON object")
+        raise _UnreadableRecord(f"run record {path!r} is not a JSON object")
     return check_format(record, path)
 
 
 def _named_record(data: bytes, path: str) -> dict[str, Any] | None:
     """The record in `data`, read from `path`; None, with an `UnsafeStoreWarning`, when it
-    is not the record of the run its file is named after."""
-    record = _decode_record(data, path)
+    is not the record of the run its file is named after, or no record at all (a damaged
+    file must not stop the analysis of every other run). A record of another format still
+    raises `StoreFormatError`."""
+    try:
+        record = _decode_record(data, path)
+    except _UnreadableRecord as exc:
+        warnings.warn(
+            UnsafeStoreWarning(
+                f"skipped {exc}: the file is damaged; a resume runs its run again when its "
+                ".done marker is missing (remove both files otherwise)"
+            ),
+            stacklevel=3,
+        )
+        return None
     run_id = record.get("run_id")
     if run_id == path.rpartition("/")[2][:-5] and _trust.is_run_id(run_id):
         return record

@@ -36,12 +36,16 @@ class TransferReport:
     artifacts: int = 0
     logs: int = 0
     derived: int = 0
+    skipped: int = 0
+    """Runs not copied: their ids cannot name files, or an artifact is missing or outside
+    the source (each named by an `UnsafeStoreWarning`)."""
 
     def __str__(self) -> str:
         return (
             f"{self.source} -> {self.destination}: {self.records} record(s) copied, "
             f"{self.unchanged} already there"
             + (f", {self.kept_newer} newer there kept" if self.kept_newer else "")
+            + (f", {self.skipped} skipped" if self.skipped else "")
             + f"; {self.artifacts} artifact(s), {self.logs} log(s), "
             f"{self.derived} derived document(s), {self.manifests} manifest(s); experiments: "
             f"{', '.join(self.experiments) or 'none'}"
@@ -85,9 +89,15 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
         if not _matches(exp_id, experiment_id):
             continue
         if not _safe_run(src, record):
+            report.skipped += 1
+            continue
+        try:
+            _copy_run(src, dst, record, report)
+        except _UnreadableRun as exc:  # an artifact missing or outside the source
+            _trust.skipped(f"run record {record['run_id']!r} of {_name(src)}", str(exc))
+            report.skipped += 1
             continue
         experiments.add(exp_id)
-        _copy_run(src, dst, record, report)
     flush_journal(dst)
     if experiment_id is not None and not experiments and not manifests:
         known = sorted({m.get("experiment_id") for m in src.manifests()} - {None})
@@ -152,6 +162,10 @@ def import_from_filestore(
     return transfer(src, destination, experiment_id=experiment_id)
 
 
+class _UnreadableRun(StoreError):
+    """A run of the source whose artifacts cannot be read: nothing of it is copied."""
+
+
 def _copy_run(src: Any, dst: Any, record: dict[str, Any], report: TransferReport) -> None:
     run_id = record["run_id"]
     record = dict(record)
@@ -160,7 +174,10 @@ def _copy_run(src: Any, dst: Any, record: dict[str, Any], report: TransferReport
     descriptors = artifacts.values() if isinstance(artifacts, dict) else artifacts
     new_descriptors = []
     for descriptor in descriptors:
-        data = src.read_artifact(descriptor["ref"])
+        try:
+            data = src.read_artifact(descriptor["ref"])
+        except StoreError as exc:
+            raise _UnreadableRun(str(exc)) from exc
         new = dict(descriptor)
         copied.append((new, data))
         new_descriptors.append(new)
