@@ -409,6 +409,7 @@ def reconnect(
 
     check_store(store)
     check_experiment_id(experiment)
+    check_flag("trust", trust)
     shown = make_progress(progress, None)
     opened = create_store(store, create=False)
     manifest = _latest_manifest(opened, experiment)

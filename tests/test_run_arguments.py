@@ -90,3 +90,16 @@ def test_result_timeout_is_a_number_of_seconds(tmp_path, timeout):
     with pytest.raises(ValidationError, match="timeout must be a number of seconds"):
         handle.result(timeout=timeout)
     assert len(handle.result(timeout=0)) == 2
+
+
+def test_reconnect_trust_takes_true_or_false_only(tmp_path):
+    metalab.run(_exp(), tmp_path, executor="inline").result()
+    with pytest.raises(ValidationError, match="trust must be True or False, got 'yes'"):
+        metalab.reconnect(tmp_path, trust="yes")
+
+
+@pytest.mark.parametrize("option", ["poll_interval", "stall_after"])
+@pytest.mark.parametrize("value", [-1, 0, float("nan"), float("inf"), "5", True])
+def test_slurm_executor_times_are_positive_seconds(option, value):
+    with pytest.raises(ValidationError, match=rf"{option} must be a positive number of seconds"):
+        metalab.SlurmExecutor(metalab.SlurmConfig(), **{option: value})

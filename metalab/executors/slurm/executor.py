@@ -92,12 +92,13 @@ class SlurmExecutor:
             config = SlurmConfig()
         if not isinstance(config, SlurmConfig):
             raise ValidationError(f"SlurmExecutor needs a metalab.SlurmConfig, got {config!r}")
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, (int, float))
-            or (poll_interval <= 0)
-        ):
-            raise ValidationError(f"poll_interval must be a positive number, got {poll_interval!r}")
+        for name, value in (("poll_interval", poll_interval), ("stall_after", stall_after)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value < float("inf")
+            ):
+                raise ValidationError(f"{name} must be a positive number of seconds, got {value!r}")
         self.config = config
         self.work_dir = None if work_dir is None else Path(work_dir)
         self.poll_interval = float(poll_interval)
