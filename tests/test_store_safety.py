@@ -280,6 +280,29 @@ def test_a_damaged_record_is_skipped_by_loads_and_exports_with_a_warning(tmp_pat
     with pytest.warns(UnsafeStoreWarning, match="damaged"):
         report = metalab.stores.transfer.transfer(store_path, tmp_path / "dst")
     assert report.records == 2
+    # found damaged, the run no longer counts complete: the next resume runs it again
+    with pytest.warns(UnsafeStoreWarning, match="damaged"):  # read once more as it reruns
+        again = metalab.run(make_exp(), store=store_path, executor="inline")
+        assert again.status.skipped == 2
+        assert [r.status for r in again.result()] == ["completed"] * 3
+    assert len(metalab.load_results(store_path)) == 3
+    assert len(list((store_path / "runs").rglob("*.json"))) == 3
+
+
+def test_a_record_of_another_run_is_replaced_by_the_next_resume_once_found(tmp_path):
+    store_path = tmp_path / "store"
+    sweep(store_path)
+    path = sorted((store_path / "runs").rglob("*.json"))[0]
+    record = json.loads(path.read_bytes())
+    record["run_id"] = "../../../tmp/x"
+    path.write_text(json.dumps(record))
+    with pytest.warns(UnsafeStoreWarning, match="the next resume runs the run again"):
+        assert len(metalab.load_results(store_path)) == 2
+    with pytest.warns(UnsafeStoreWarning, match="not the one its file is named after"):
+        again = metalab.run(make_exp(), store=store_path, executor="inline")
+        assert again.status.skipped == 2
+        assert len(again.result()) == 3
+    assert json.loads(path.read_bytes())["run_id"] == path.stem
 
 
 def test_a_transfer_skips_records_whose_ids_cannot_name_files(tmp_path):

@@ -1221,15 +1221,16 @@ def _decode_record(data: bytes, path: str) -> dict[str, Any]:
 def _named_record(data: bytes, path: str) -> dict[str, Any] | None:
     """The record in `data`, read from `path`; None, with an `UnsafeStoreWarning`, when it
     is not the record of the run its file is named after, or no record at all (a damaged
-    file must not stop the analysis of every other run). A record of another format still
-    raises `StoreFormatError`."""
+    file must not stop the analysis of every other run). Such a file no longer counts its
+    run complete, so the next resume runs the run again and replaces it. A record of another
+    format still raises `StoreFormatError`."""
     try:
         record = _decode_record(data, path)
     except _UnreadableRecord as exc:
+        _unmark(path)
         warnings.warn(
             UnsafeStoreWarning(
-                f"skipped {exc}: the file is damaged; a resume runs its run again when its "
-                ".done marker is missing (remove both files otherwise)"
+                f"skipped {exc}: the file is damaged; the next resume runs its run again"
             ),
             stacklevel=3,
         )
@@ -1237,11 +1238,22 @@ def _named_record(data: bytes, path: str) -> dict[str, Any] | None:
     run_id = record.get("run_id")
     if run_id == path.rpartition("/")[2][:-5] and _trust.is_run_id(run_id):
         return record
+    _unmark(path)
     _trust.skipped(
         f"run record {path}",
-        f"its run id {run_id!r} is not the one its file is named after",
+        f"its run id {run_id!r} is not the one its file is named after (the next resume runs "
+        "the run again)",
     )
     return None
+
+
+def _unmark(path: str) -> None:
+    """Remove the `.done` marker of the record file at `path`, which holds no record of its
+    run, where this user may."""
+    try:
+        os.unlink(path[: -len(".json")] + ".done")
+    except OSError:  # no marker, or a store this user may only read
+        pass
 
 
 def _layout_version(root: str) -> int:
