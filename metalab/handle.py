@@ -146,7 +146,11 @@ class RunHandle:
         """Hand the pending runs to the executor (synchronously for in-process executors)."""
         opener = getattr(self._executor, "open", None)
         if opener is not None and self._plan.pending:
-            opener(self._plan, self._sink)
+            try:
+                opener(self._plan, self._sink)
+            except KeyboardInterrupt:
+                self._close_unstarted()
+                interrupted_while_starting(self._plan.experiment.experiment_id)
         if self._progress is not None:
             self._progress.start(self)
             self._sink.listeners.append(lambda _: self._progress.update(self))
@@ -160,6 +164,18 @@ class RunHandle:
             target=self._drive, name=f"metalab-{self._plan.experiment.name}", daemon=True
         )
         self._thread.start()
+
+    def _close_unstarted(self) -> None:
+        """Close what the executor opened for a sweep stopped before it started."""
+        self._cancelled = True
+        try:
+            closer = getattr(self._executor, "close", None)
+            if closer is not None:
+                closer(self._plan)
+        except Exception:  # noqa: BLE001 - the interrupt is what the user is told about
+            pass
+        finally:
+            self._done.set()
 
     def _drive(self) -> None:
         try:
@@ -378,10 +394,7 @@ class RunHandle:
             + (f", {stopped} not run" if stopped else "")
             + ". Run the same metalab.run(...) again to resume: completed runs are skipped."
         )
-        if _interactive():
-            raise KeyboardInterrupt(line) from None
-        print(line, file=sys.stderr, flush=True)
-        raise SweepInterrupted(line) from None
+        stop_after_interrupt(line)
 
     def _collect(self):
         from .results import Results
@@ -431,6 +444,23 @@ class RunHandle:
             f"<div><b>{html.escape(self._plan.experiment.experiment_id)}</b> {state}: "
             f"{status.done}/{status.total} · {html.escape(counts)}{page}</div>"
         )
+
+
+def stop_after_interrupt(line: str) -> NoReturn:
+    """End a Ctrl-C'd call with `line`: in a script, printed, then `SweepInterrupted` (exit
+    status 130, no traceback); in a REPL or notebook, a `KeyboardInterrupt` saying it."""
+    if _interactive():
+        raise KeyboardInterrupt(line) from None
+    print(line, file=sys.stderr, flush=True)
+    raise SweepInterrupted(line) from None
+
+
+def interrupted_while_starting(experiment_id: str) -> NoReturn:
+    """Stop a sweep Ctrl-C'd before any of its runs was handed to an executor."""
+    stop_after_interrupt(
+        f"metalab: {experiment_id} interrupted while starting: no run was started. Run the "
+        "same metalab.run(...) again to start it."
+    )
 
 
 def _interactive() -> bool:

@@ -222,7 +222,7 @@ def run(
     with the scripts written for inspection).
     """
     from .executors import resolve_executor
-    from .handle import RunHandle
+    from .handle import RunHandle, interrupted_while_starting
     from .progress import make_progress
 
     if not isinstance(experiment, Experiment):
@@ -238,18 +238,21 @@ def run(
     derived = check_functions(derived_metrics)
     shown = make_progress(progress, experiment)
     resolved = resolve_executor(executor)
-    experiment.prepare()  # bad params or missing files fail before a store is created
-    store = open_store(store, experiment)
-    plan = plan_sweep(
-        experiment,
-        store,
-        resume=resume,
-        options={"chunk_size": chunk_size, "derived": derived},
-        executor_name=type(resolved).__name__,
-        dry_run=dry_run,
-        executor_details=getattr(resolved, "manifest_details", lambda: {})(),
-        check=getattr(resolved, "check_submission", None),
-    )
+    try:
+        experiment.prepare()  # bad params or missing files fail before a store is created
+        store = open_store(store, experiment)
+        plan = plan_sweep(
+            experiment,
+            store,
+            resume=resume,
+            options={"chunk_size": chunk_size, "derived": derived},
+            executor_name=type(resolved).__name__,
+            dry_run=dry_run,
+            executor_details=getattr(resolved, "manifest_details", lambda: {})(),
+            check=getattr(resolved, "check_submission", None),
+        )
+    except KeyboardInterrupt:
+        interrupted_while_starting(experiment.experiment_id)
     if dry_run:
         planner = getattr(resolved, "plan", None)
         details = planner(plan) if planner is not None else {}

@@ -122,3 +122,54 @@ def test_sweep_interrupted_is_a_keyboard_interrupt_that_exits_130():
         timeout=60,
     )
     assert process.returncode == 130 and process.stderr == ""
+
+
+STARTING = textwrap.dedent(
+    """
+    import sys
+    import time
+
+    sys.path.insert(0, {tests!r})
+    import metalab
+    from sweeps import sleep_experiment
+
+
+    class SlowStart(metalab.InlineExecutor):
+        # an executor whose start takes a while, as a cluster's does
+        def open(self, plan, sink):
+            open(sys.argv[2], "w").close()
+            time.sleep(120)
+
+
+    if __name__ == "__main__":
+        exp = sleep_experiment(5, 0.0, name="ctrlc")
+        metalab.run(exp, sys.argv[1], executor=SlowStart()).result()
+    """
+)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_executor_starts(tmp_path):
+    script, started = tmp_path / "sweep.py", tmp_path / "started"
+    script.write_text(STARTING.format(tests=str(TESTS)))
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "store"), str(started)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the executor did not start"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (out, err)
+    assert err.strip().splitlines() == [
+        "metalab: ctrlc:1 interrupted while starting: no run was started. Run the same "
+        "metalab.run(...) again to start it."
+    ]
+    assert len(metalab.load_results(tmp_path / "store")) == 0

@@ -133,3 +133,23 @@ def test_typos_in_a_postgresql_query(locator):
         "metrics": ["accuracy", "final_loss"],  # first seen in the same run: by name
         "series": ["loss"],
     }
+
+
+def test_a_stepped_metric_of_runs_that_have_none_is_named(tmp_path):
+    @metalab.operation
+    def flat(params, capture):
+        capture.metric("ok", params["i"])
+
+    exp = metalab.Experiment(
+        name="flat",
+        version="1",
+        context={},
+        operation=flat,
+        params=metalab.grid(i=[0, 1]),
+        seeds=metalab.seeds(base=0),
+    )
+    metalab.run(exp, tmp_path, executor="inline").result()
+    results = metalab.load_results(tmp_path)
+    with pytest.raises(metalab.ValidationError, match=r"no stepped metric is called 'okk'"):
+        results.metric_series("okk")
+    assert len(results.metric_series()) == 0  # every stepped metric: there are none

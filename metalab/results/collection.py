@@ -91,7 +91,9 @@ class Results(Sequence):
         if not keys:
             return
         known = self._known(kind)
-        if known:  # runs without any such name (none at all, say) cannot tell a typo
+        # runs without any such name cannot tell a typo (failed runs without metrics, say);
+        # but stepped metrics are asked for only by name, so none at all is an error too
+        if known or (kind == "series" and len(self)):
             check_names(
                 keys,
                 known,
