@@ -928,7 +928,11 @@ def bad_calls(store: str, existing: str) -> list[tuple[str, Callable[[], Any], t
         ),
         ('run(exp, dry_run="yes")', lambda: m.run(_exp(), store, inline, dry_run="yes"), v),
         ('run("not an experiment")', lambda: m.run("not an experiment", store), v),
-        ("run(exp, store=42)", lambda: m.run(_exp(), 42, inline), store_error),
+        (
+            "run(exp, store=42)",
+            lambda: m.run(_exp(), 42, inline),
+            v,
+        ),  # not a store: a wrong argument
         ('run(exp, "ftp://host/x")', lambda: m.run(_exp(), "ftp://host/x", inline), store_error),
         ('to_delayed(exp, chunk_size="3")', lambda: m.to_delayed(_exp(), store, chunk_size="3"), v),
         ("to_delayed(exp, chunk_size=2.5)", lambda: m.to_delayed(_exp(), store, chunk_size=2.5), v),
