@@ -447,10 +447,8 @@ class FileStore:
         earlier versions): once per store object, so a resume starts from a clean store."""
         self._claims_tidied = True
         try:
-            for directory, names in self._listings("claims"):
-                for name in names:
-                    if name.startswith(".owner-"):
-                        self._remove_if_dead(f"{directory}/{name}")
+            for _ in self._claim_listings():
+                pass
         except FileNotFoundError:
             pass
 
@@ -1001,15 +999,21 @@ class FileStore:
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims: run id -> owner."""
         out = {}
-        for directory, names in self._listings("claims"):
-            for name in names:
-                if name.startswith(".owner-"):
-                    self._remove_if_dead(f"{directory}/{name}")
+        for directory, names in self._claim_listings():
             for run_id, _ in self._runs_in("claims", directory, names, "claim"):
                 current = self._read_claim(f"{directory}/{run_id}.claim")
                 if current is not None and _claims.is_alive(current[0], current[1]):
                     out[run_id] = current[0]
         return out
+
+    def _claim_listings(self) -> Iterator[tuple[str, list[str]]]:
+        """`_listings("claims")`, removing on the way what dead writers left: temporary files
+        and the owner files of earlier versions."""
+        for directory, names in self._listings("claims"):
+            for name in names:
+                if name.startswith(".owner-"):
+                    self._remove_if_dead(f"{directory}/{name}")
+            yield directory, names
 
     def _remove_if_dead(self, owner_file: str) -> None:
         """Remove an owner file of a process that is gone. Earlier metalab versions made
