@@ -17,30 +17,13 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .processes import alive, process_start
+
 LEASE_SECONDS = 120.0
 HEARTBEAT_SECONDS = 20.0
 OWNERLESS_SECONDS = 5.0
 """A claim that names no owner (cut short by a kill while it was written) is dead once it
 was last written this long ago: a live writer finishes a write in far less."""
-
-
-EXITED = -1
-"""`_process_start` of a process that has exited but was not reaped yet (a zombie)."""
-
-
-def _process_start(pid: int) -> int | None:
-    """The start time of process `pid` in clock ticks since boot, `EXITED` for a zombie, or
-    None where `/proc` cannot tell."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    # the command name may hold spaces and parentheses: fields start after the last ')'
-    fields = data[data.rfind(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):  # exited; its parent has not reaped it (yet)
-        return EXITED
-    return int(fields[19])
 
 
 _HOST = socket.gethostname()
@@ -55,7 +38,7 @@ def owner(session: str = "") -> dict:
     """Describe this process as a claim owner."""
     pid = os.getpid()
     if pid not in _started:  # a forked child has a new pid, so it looks itself up again
-        _started[pid] = _process_start(pid)
+        _started[pid] = process_start(pid)
     return {"host": _HOST, "pid": pid, "start": _started[pid], "session": session}
 
 
@@ -68,18 +51,13 @@ def is_alive(claim_owner: dict, heartbeat_age: float) -> bool:
         pid = claim_owner.get("pid")
         if not isinstance(pid, int):
             return heartbeat_age < LEASE_SECONDS
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        start = claim_owner.get("start")
+        living = alive(pid, start)
+        if living is False:
             return False
-        except PermissionError:
-            pass
-        start, now = claim_owner.get("start"), _process_start(pid)
-        if now == EXITED:
-            return False
-        if start is None or now is None:  # no /proc: a reused pid must also keep beating
+        if start is None or living is None:  # a reused pid must also keep beating
             return heartbeat_age < LEASE_SECONDS
-        return now == start
+        return True
     return heartbeat_age < LEASE_SECONDS
 
 

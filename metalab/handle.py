@@ -365,7 +365,7 @@ class RunHandle:
         return [
             outcome.record
             for outcome in sorted(outcomes, key=lambda o: o.index)
-            if outcome.state in ("failed", "interrupted")
+            if outcome.state in ("failed", "interrupted") and outcome.record is not None
         ]
 
     def failure_summary(self) -> str | None:

@@ -169,7 +169,7 @@ class GridSource(ParamSource):
         return {"axes": dict(zip(self._names, self._values))}
 
     def __setstate__(self, state):
-        self.__init__(state["axes"])
+        GridSource.__init__(self, state["axes"])
 
 
 def grid(_axes: Mapping[str, Any] | None = None, /, **axes: Any) -> GridSource:

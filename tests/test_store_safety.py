@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import metalab
-from metalab import _claims
+from metalab import _claims, processes
 from metalab.errors import StoreError, UnsafeStoreWarning, UntrustedDataError
 from metalab.results import Run
 from metalab.store import FileStore
@@ -654,11 +654,11 @@ def test_an_exited_owner_not_yet_reaped_is_dead():
         os.read(read, 1)
         os._exit(0)
     try:
-        owner = {"host": _claims._HOST, "pid": pid, "start": _claims._process_start(pid)}
+        owner = {"host": _claims._HOST, "pid": pid, "start": processes.process_start(pid)}
         assert _claims.is_alive(owner, 0.0)
         os.write(write, b"x")
         deadline = time.monotonic() + 10
-        while _claims._process_start(pid) != _claims.EXITED:
+        while processes.process_start(pid) != processes.EXITED:
             assert time.monotonic() < deadline, "the child did not exit"
             time.sleep(0.01)
         assert not _claims.is_alive(owner, 0.0)

@@ -14,7 +14,7 @@ from . import limits
 
 
 def redacted(locator: str) -> str:
-    from ..stores.locator import redact_password
+    from ..locators import redact_password
 
     return redact_password(locator)
 

@@ -237,7 +237,9 @@ def _main_module_not_rerun():
     otherwise start a sweep inside every worker. Only worker start-up is affected.
     """
     main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    saved: dict[str, Any] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__
+    }
     try:
         if main is not None and "__file__" in saved:
             del main.__file__

@@ -77,7 +77,7 @@ class Sweep:
         store = getattr(results, "store", None)
         locator = getattr(store, "public_locator", None) or getattr(store, "locator", None)
         if isinstance(locator, str):
-            from ..stores.locator import redact_password
+            from ..locators import redact_password
 
             locator = redact_password(locator)
         sweep = cls(records, locator if isinstance(locator, str) else None)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ValidationError
+from ..processes import alive
 from .errors import PortInUseError, PostgresNotFoundError, ServiceError, ServiceTimeoutError
 from .record import write_private
 
@@ -518,18 +519,8 @@ def postmaster_pid(data_dir: Path) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return status.rpartition(")")[2].split()[:1] != ["Z"]
+    """Whether process `pid` exists and is not a zombie (see `metalab.processes`)."""
+    return alive(pid) is not False
 
 
 def interrupt(process: subprocess.Popen[bytes]) -> None:

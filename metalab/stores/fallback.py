@@ -99,7 +99,7 @@ class FallbackStore:
     def open(cls, locator: str, *, create: bool = True) -> FallbackStore:
         """Open a `fallback:?primary=...&fallback=...` locator; a ValidationError names an
         option that is unknown, given twice or not valid."""
-        from .locator import redact_password
+        from ..locators import redact_password
 
         query = urllib.parse.parse_qs(locator.split("?", 1)[1] if "?" in locator else "")
         shown = redact_password(locator)
@@ -129,7 +129,7 @@ class FallbackStore:
         )
 
     def __repr__(self) -> str:
-        from .locator import redact_password
+        from ..locators import redact_password
 
         return (
             f"FallbackStore({redact_password(self.primary.locator)!r}, {self.fallback.locator!r})"
@@ -144,7 +144,7 @@ class FallbackStore:
             first = self._primary_up()
             self._down_until = time.monotonic() + self.retry_after
         if first:
-            from .locator import redact_password
+            from ..locators import redact_password
 
             logger.warning(
                 "primary store unavailable (%s); writing to the fallback %s for %.0f s",
@@ -437,7 +437,7 @@ def _without_reconnect_wait(primary: Any) -> Any:
     """The primary, as a locator that does not wait for its server to come back when it is
     a PostgreSQL store (given as a locator or as a store) whose locator sets no
     `reconnect_timeout`; otherwise unchanged."""
-    from .locator import without_reconnect_wait
+    from ..locators import without_reconnect_wait
 
     if isinstance(primary, str | os.PathLike):
         return without_reconnect_wait(os.fspath(primary))
@@ -490,7 +490,7 @@ def _normalized(locator: str | os.PathLike[str]) -> str:
 
 
 def _shown(store: Any) -> str:
-    from .locator import redact_password
+    from ..locators import redact_password
 
     if isinstance(store, str | os.PathLike):
         return repr(redact_password(os.fspath(store)))

@@ -6,8 +6,7 @@ import os
 from typing import Any
 
 from ..errors import StoreError, ValidationError
-
-KNOWN_SCHEMES = ("file://", "postgresql://", "postgres://", "fallback:")
+from ..locators import KNOWN_SCHEMES, redact_password
 
 
 def create_store(locator: Any, *, create: bool = True) -> Any:
@@ -53,22 +52,6 @@ def create_store(locator: Any, *, create: bool = True) -> Any:
     )
 
 
-def without_reconnect_wait(locator: str) -> str:
-    """`locator`, set to fail at once while its server cannot be reached, unless it says how
-    long to wait: a `postgresql://` locator without `reconnect_timeout` gets
-    `reconnect_timeout=0`; every other locator is returned unchanged."""
-    scheme, sep, rest = locator.partition("://")
-    if not sep or scheme.lower() not in ("postgresql", "postgres"):
-        return locator
-    import urllib.parse
-
-    query = rest.partition("?")[2]
-    names = {urllib.parse.unquote(pair.split("=", 1)[0]) for pair in query.split("&") if pair}
-    if "reconnect_timeout" in names:
-        return locator
-    return f"{locator}{'&' if '?' in locator else '?'}reconnect_timeout=0"
-
-
 def to_locator(store: Any, *, include_password: bool = False) -> str:
     """Return the locator string that names `store`.
 
@@ -86,31 +69,3 @@ def to_locator(store: Any, *, include_password: bool = False) -> str:
         if not include_password and isinstance(public, str):
             return public
     return locator if include_password else redact_password(locator)
-
-
-def redact_password(locator: str) -> str:
-    """`locator` without a password: neither in its `user:password@` part nor as a
-    `password=` query parameter (also inside a `fallback:` locator's parts)."""
-    import urllib.parse
-
-    if locator.startswith("fallback:") and "?" in locator:
-        head, query = locator.split("?", 1)
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        return head + "?" + urllib.parse.urlencode([(k, redact_password(v)) for k, v in pairs])
-    head, sep, tail = locator.partition("://")
-    if not sep:
-        return locator
-    cut = min((i for i in (tail.find("/"), tail.find("?")) if i >= 0), default=len(tail))
-    netloc, rest = tail[:cut], tail[cut:]
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
-    path, qmark, query = rest.partition("?")
-    if qmark:
-        kept = [
-            p
-            for p in query.split("&")
-            if p and urllib.parse.unquote(p.split("=", 1)[0]) != "password"
-        ]
-        rest = path + ("?" + "&".join(kept) if kept else "")
-    return f"{head}://{netloc}{rest}"

@@ -297,7 +297,7 @@ def _misconfigured(exc: BaseException) -> bool:
 
 def redact(uri: str) -> str:
     """Return `uri` without the password in its user part or its `password=` parameter."""
-    from .locator import redact_password
+    from ..locators import redact_password
 
     return redact_password(uri)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from ...errors import ExecutorError, ValidationError
 from ...execute import Outcome, record_lost, recorded_outcomes
+from ...locators import split_secrets
 from . import commands
 from .arrays import ArrayJob, compact_ranges, dependency_option, plan_arrays
 from .config import SlurmConfig
@@ -172,7 +173,7 @@ class SlurmExecutor:
         path = directory / "job.pkl"
         job = plan.job
         if isinstance(job.store, str):
-            public, secrets = _split_secrets(job.store)
+            public, secrets = split_secrets(job.store)
             if secrets:
                 self._passfiles[plan.job.session] = _write_passfile(plan.job.session, secrets)
                 job = dataclasses.replace(job, store=public)
@@ -616,47 +617,6 @@ def _tasks_of(submission: dict[str, Any], waiting: set[int], total: int):
     for index, key in latest.items():
         tasks.setdefault(key, []).append(index)
     return tasks
-
-
-def _split_secrets(locator: str) -> tuple[str, list[tuple[str, str, str, str, str]]]:
-    """(locator without passwords, [(host, port, database, user, password)]) of a
-    `postgresql://` locator, or of the primary of a `fallback:` one."""
-    import urllib.parse
-
-    from ...stores.locator import redact_password
-
-    if locator.startswith("fallback:"):
-        query = urllib.parse.parse_qs(locator.split("?", 1)[1] if "?" in locator else "")
-        found = []
-        for key in ("primary", "fallback"):
-            for value in query.get(key, []):
-                public, secrets = _split_secrets(value)
-                query[key] = [public]
-                found += secrets
-        if not found:
-            return locator, []
-        flat = {k: v[0] for k, v in query.items()}
-        return "fallback:?" + urllib.parse.urlencode(flat), found
-    if not locator.startswith(("postgresql://", "postgres://")):
-        return locator, []
-    parts = urllib.parse.urlsplit(locator)
-    password = parts.password
-    query = urllib.parse.parse_qs(parts.query)
-    if "password" in query:
-        password = query["password"][-1]
-    else:
-        password = None if password is None else urllib.parse.unquote(password)
-    if password is None:
-        return locator, []
-    user = query.get("user", [urllib.parse.unquote(parts.username or "*")])[-1]
-    secret = (
-        parts.hostname or "localhost",
-        str(parts.port or 5432),
-        parts.path.lstrip("/") or "*",
-        user,
-        password,
-    )
-    return redact_password(locator), [secret]
 
 
 def _write_passfile(session: str, secrets: list[tuple[str, str, str, str, str]]) -> Path:
