@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import urllib.parse
 
+from .errors import StoreError
+
 KNOWN_SCHEMES = ("file://", "postgresql://", "postgres://", "fallback:")
 
 Secret = tuple[str, str, str, str, str]
@@ -99,3 +101,13 @@ def without_reconnect_wait(locator: str) -> str:
     if "reconnect_timeout" in names:
         return locator
     return f"{locator}{'&' if '?' in locator else '?'}reconnect_timeout=0"
+
+
+def path_from_file_uri(uri: str) -> str:
+    """Return the filesystem path of a `file://` URI."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.netloc not in ("", "localhost"):
+        raise StoreError(
+            f"file URI {uri!r} names host {parsed.netloc!r}; use file:///absolute/path"
+        )
+    return urllib.parse.unquote(parsed.path)

@@ -142,7 +142,7 @@ def service_dir(store: str | os.PathLike[str] | None = None) -> Path:
         return state_home() / "metalab" / "postgres"
     text = os.fspath(store)
     if text.startswith("file://"):
-        from ..stores.file import path_from_file_uri
+        from ..locators import path_from_file_uri
 
         text = path_from_file_uri(text)
     elif "://" in text:

@@ -481,7 +481,7 @@ def _same_store(primary: Any, fallback: Any) -> bool:
 def _normalized(locator: str | os.PathLike[str]) -> str:
     text = os.fspath(locator)
     if text.startswith("file://"):
-        from .file import path_from_file_uri
+        from ..locators import path_from_file_uri
 
         text = os.fspath(path_from_file_uri(text))
     elif "://" in text or text.startswith(f"{SCHEME}:"):

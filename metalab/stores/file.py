@@ -42,7 +42,6 @@ import re
 import stat
 import threading
 import time
-import urllib.parse
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator
@@ -1294,13 +1293,3 @@ def _reopened(root: str, version: int) -> FileStore:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
-
-
-def path_from_file_uri(uri: str) -> str:
-    """Return the filesystem path of a `file://` URI."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.netloc not in ("", "localhost"):
-        raise StoreError(
-            f"file URI {uri!r} names host {parsed.netloc!r}; use file:///absolute/path"
-        )
-    return urllib.parse.unquote(parsed.path)

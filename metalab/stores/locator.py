@@ -33,7 +33,8 @@ def create_store(locator: Any, *, create: bool = True) -> Any:
         return FileStore.open(text, create=create)
     scheme = text.split("://", 1)[0].lower()
     if scheme == "file":
-        from .file import FileStore, path_from_file_uri
+        from ..locators import path_from_file_uri
+        from .file import FileStore
 
         return FileStore.open(path_from_file_uri(text), create=create)
     if scheme in ("postgresql", "postgres"):
