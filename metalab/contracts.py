@@ -256,7 +256,8 @@ class Sink(Protocol):
         ...
 
     def dashboard(self, link: str | None, page: bool) -> None:
-        """Note the dashboard showing the sweep, and whether it lists it on metalab's page."""
+        """Note the page showing the sweep live (`page`: metalab's page of the Dask
+        dashboard at `link`; else `link` is the dashboard itself)."""
         ...
 
 
@@ -360,6 +361,10 @@ class SweepDashboard(Protocol):
 
     def link(self, client: Any) -> str | None:
         """Return the scheduler's dashboard address, or None when it has none."""
+        ...
+
+    def page_link(self, link: str) -> str:
+        """Return the address of metalab's page on the dashboard at `link`."""
         ...
 
     def register(self, client: Any, sweep: Sweep) -> bool:

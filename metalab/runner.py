@@ -6,38 +6,29 @@ hand only the rest to the executor (DESIGN invariant 4).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import secrets
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
-from . import execute, provenance
+from . import execute, provenance, registry
 from ._trust import experiment_key, pickled_bytes, usable_manifests
+from .contracts import Store
 from .derived import check_functions
+from .driver import Driver
 from .errors import CodeChangedWarning, MetalabWarning, StoreError, ValidationError
-from .execute import JobRef
 from .experiment import Experiment
-from .graph import check_chunk_size
+from .following import StoreFollower
+from .handle import RunHandle
+from .interrupts import interrupted_while_starting
+from .progress import make_progress
 from .record import paused_gc, utc_now
+from .recording import recorded_outcomes
 from .serializers import user_codecs
-
-
-@dataclass
-class Plan:
-    """One submission of an experiment: which indices run, where, under which session."""
-
-    experiment: Experiment
-    store: Any
-    job: JobRef
-    run_ids: list[str]
-    pending: list[int]
-    skipped: int
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        """Runs in the experiment."""
-        return len(self.run_ids)
+from .sweep import RunOptions, Sweep, SweepRef
+from .tasks import build_tasks, check_chunk_size, chunk_size_for, chunks
 
 
 def check_flag(name: str, value: Any) -> None:
@@ -48,13 +39,11 @@ def check_flag(name: str, value: Any) -> None:
 
 def check_store(store: Any, *, optional: bool = False) -> None:
     """Raise `ValidationError` unless `store` is a path, a locator string or a store object."""
-    import os
-
     if (store is None and optional) or isinstance(store, (str, os.PathLike)):
         if isinstance(store, str) and not store.strip():
             raise ValidationError("store must be a path or a locator, got an empty string")
         return
-    if not hasattr(store, "put_record"):
+    if not isinstance(store, Store):
         raise ValidationError(
             "store must be a path, a locator string ('file://...', 'postgresql://...') or a "
             f"store object{', or None for ./runs/<name>' if optional else ''}; got {store!r}"
@@ -76,28 +65,27 @@ def default_store_path(experiment: Experiment) -> str:
     return f"./runs/{experiment.name}"
 
 
-def open_store(store: Any, experiment: Experiment | None = None) -> Any:
+def open_store(store: Any, experiment: Experiment | None = None) -> Store:
     """Open `store` (path, locator or object), or the default store of `experiment`."""
-    from .stores.locator import create_store
-
     if store is None:
         if experiment is None:
             raise ValidationError("a store is needed: pass a path or a locator")
         store = default_store_path(experiment)
-    return create_store(store)
+    return registry.open_store(store)
 
 
 def plan_sweep(
     experiment: Experiment,
-    store: Any,
+    store: Store,
     *,
     resume: bool = True,
-    options: dict[str, Any] | None = None,
+    chunk_size: int | None = None,
+    derived: Sequence[Callable[..., Any]] = (),
     executor_name: str = "",
     dry_run: bool = False,
     executor_details: dict[str, Any] | None = None,
-    check: Any = None,
-) -> Plan:
+    check: Callable[[Experiment, Store, Sequence[int]], None] | None = None,
+) -> Sweep:
     """Fingerprint the experiment, store it once, and work out which runs are left.
 
     `check(experiment, store, pending)`, when given, may refuse the sweep by raising, before
@@ -108,16 +96,19 @@ def plan_sweep(
     blob = _serialize(experiment)
     key = experiment_key(blob)
     store.save_experiment(key, blob)
-    locator = getattr(store, "locator", None)
-    execute.remember_experiment(locator or repr(store), key, experiment)
+    execute.remember_experiment(store.locator, key, experiment)
 
     source = provenance.source_file(experiment.operation.func)
     git = provenance.git_state(source) if source else None
-    job = JobRef(
-        store=locator if isinstance(locator, str) else store,
-        experiment_key=key,
-        session=secrets.token_hex(8),
-        options={"git": git, "resume": resume, "codecs": user_codecs(), **(options or {})},
+    options = RunOptions(
+        resume=resume,
+        git=git,
+        codecs=tuple(user_codecs()),
+        derived=tuple(derived),
+        chunk_size=chunk_size,
+    )
+    ref = SweepRef(
+        store=store.locator, experiment_key=key, session=secrets.token_hex(8), options=options
     )
     run_ids = experiment.run_ids()
     _warn_duplicates(experiment, run_ids)
@@ -133,7 +124,7 @@ def plan_sweep(
     manifest = experiment.manifest()
     manifest.update(
         experiment_key=key,
-        session=job.session,
+        session=ref.session,
         submitted_at=utc_now(),
         resume=resume,
         pending=len(pending),
@@ -144,7 +135,7 @@ def plan_sweep(
     )
     if not dry_run:
         store.write_manifest(experiment.experiment_id, manifest)
-    return Plan(experiment, store, job, run_ids, pending, skipped, manifest)
+    return Sweep(experiment, store, ref, run_ids, pending, skipped, manifest)
 
 
 def _warn_duplicates(experiment: Experiment, run_ids: list[str]) -> None:
@@ -175,7 +166,7 @@ def _serialize(experiment: Experiment) -> bytes:
 
 
 def _warn_changed_code(
-    experiment: Experiment, store: Any, run_ids: list[str], done: set[str]
+    experiment: Experiment, store: Store, run_ids: list[str], done: set[str]
 ) -> None:
     code_hash = experiment.operation.code_hash
     earlier = store.manifests(experiment.experiment_id)
@@ -221,10 +212,6 @@ def run(
     how many would be submitted (for SLURM: the array jobs, their specs and the core-hours,
     with the scripts written for inspection).
     """
-    from .executors import resolve_executor
-    from .handle import RunHandle, interrupted_while_starting
-    from .progress import make_progress
-
     if not isinstance(experiment, Experiment):
         raise ValidationError(
             f"metalab.run() needs a metalab.Experiment as its first argument, got {experiment!r}"
@@ -237,36 +224,35 @@ def run(
     check_chunk_size(chunk_size)
     derived = check_functions(derived_metrics)
     shown = make_progress(progress, experiment)
-    resolved = resolve_executor(executor)
+    resolved = registry.resolve_executor(executor)
     try:
         experiment.prepare()  # bad params or missing files fail before a store is created
         store = open_store(store, experiment)
-        plan = plan_sweep(
+        sweep = plan_sweep(
             experiment,
             store,
             resume=resume,
-            options={"chunk_size": chunk_size, "derived": derived},
+            chunk_size=chunk_size,
+            derived=derived,
             executor_name=type(resolved).__name__,
             dry_run=dry_run,
-            executor_details=getattr(resolved, "manifest_details", lambda: {})(),
-            check=getattr(resolved, "check_submission", None),
+            executor_details=resolved.manifest_details(),
+            check=resolved.check_submission,
         )
     except KeyboardInterrupt:
         interrupted_while_starting(experiment.experiment_id)
     if dry_run:
-        planner = getattr(resolved, "plan", None)
-        details = planner(plan) if planner is not None else {}
         return DryRun(
             {
                 "experiment_id": experiment.experiment_id,
                 "executor": type(resolved).__name__,
-                "total": len(plan.run_ids),
-                "done": plan.skipped,
-                "to_submit": len(plan.pending),
-                **details,
+                "total": len(sweep.run_ids),
+                "done": sweep.skipped,
+                "to_submit": len(sweep.pending),
+                **resolved.describe(sweep),
             }
         )
-    handle = RunHandle(plan, resolved, shown)
+    handle = RunHandle(Driver(sweep, resolved), shown)
     handle.start()
     return handle
 
@@ -312,18 +298,15 @@ def _in_worker_bootstrap() -> bool:
     A script without an `if __name__ == "__main__":` guard calls `metalab.run()` again there;
     starting a sweep would fail the worker's start-up, so the call does nothing instead.
     """
-    import multiprocessing
-
     return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
 
 
-def _inert_handle(experiment: Experiment) -> Any:
-    from .handle import RunHandle
-
-    plan = Plan(experiment, None, JobRef(None, "", ""), [], [], 0)
-    handle = RunHandle(plan, None)
-    handle._done.set()
-    return handle
+def _inert_handle(experiment: Experiment) -> RunHandle:
+    # no store was opened: the handle is finished before anything could reach one
+    sweep = Sweep(experiment, cast(Store, None), SweepRef(None, "", ""), [], [], 0)
+    driver = Driver(sweep, StoreFollower())
+    driver.finish_empty()
+    return RunHandle(driver)
 
 
 def to_delayed(
@@ -333,8 +316,6 @@ def to_delayed(
 
     Each task returns a list of outcomes; the records land in the store either way.
     """
-    from .graph import build_tasks, chunk_size_for, chunks
-
     if not isinstance(experiment, Experiment):
         raise ValidationError(f"to_delayed() needs a metalab.Experiment, got {experiment!r}")
     check_store(store, optional=True)
@@ -342,11 +323,11 @@ def to_delayed(
     check_chunk_size(chunk_size)
     experiment.prepare()
     store = open_store(store, experiment)
-    plan = plan_sweep(experiment, store, resume=resume, executor_name="to_delayed")
-    if not plan.pending:
+    sweep = plan_sweep(experiment, store, resume=resume, executor_name="to_delayed")
+    if not sweep.pending:
         return []
-    groups = chunks(plan.pending, chunk_size_for(len(plan.pending), chunk_size))
-    return build_tasks(plan.job, experiment.name, groups)
+    groups = chunks(sweep.pending, chunk_size_for(len(sweep.pending), chunk_size))
+    return build_tasks(sweep.ref, experiment.name, groups)
 
 
 def load_results(store: Any, experiment: str | None = None) -> Any:
@@ -355,12 +336,11 @@ def load_results(store: Any, experiment: str | None = None) -> Any:
     From a database store (PostgreSQL) the records are fetched when first needed, so
     `load_results(locator).filter(...)` and `.where(...)` select in the database.
     """
-    from .results import Results
-    from .stores.locator import create_store
+    from .results import Results  # TODO-merge: metalab.results.loading
 
     check_store(store)
     check_experiment_id(experiment)
-    opened = create_store(store, create=False)
+    opened = registry.open_store(store, create=False)
     if hasattr(opened, "query_records") and (experiment is None or ":" in experiment):
         return Results(None, opened, query={"experiment_id": experiment})
     if hasattr(opened, "load_records"):
@@ -404,56 +384,36 @@ def reconnect(
     written it; `trust=True` loads it from a store you trust whoever wrote
     (`UntrustedDataError` otherwise).
     """
-
-    from .executors import resolve_executor
-    from .handle import RunHandle
-    from .progress import make_progress
-    from .stores.locator import create_store
-
     check_store(store)
     check_experiment_id(experiment)
     check_flag("trust", trust)
     shown = make_progress(progress, None)
-    opened = create_store(store, create=False)
+    opened = registry.open_store(store, create=False)
     manifest = _latest_manifest(opened, experiment)
     exp = _load_submitted(opened, manifest, trust)
-    locator = getattr(opened, "locator", None)
-    job = JobRef(
-        store=locator if isinstance(locator, str) else opened,
+    ref = SweepRef(
+        store=opened.locator,
         experiment_key=manifest["experiment_key"],
         session=manifest["session"],
-        options={"resume": manifest.get("resume", True)},
+        options=RunOptions(resume=manifest.get("resume", True)),
     )
     run_ids = exp.run_ids()
-    plan = Plan(exp, opened, job, run_ids, list(range(len(run_ids))), 0, manifest)
-    executor = resolve_executor("observer")
-    root = (manifest.get("executor_details") or {}).get("work_dir") or getattr(opened, "root", None)
-    if manifest.get("executor") == "SlurmExecutor" and root is not None:
-        from pathlib import Path
-
-        from .executors.slurm import SlurmExecutor
-
-        directory = Path(root) / "slurm" / manifest["session"]
-        if (directory / "submission.json").exists():
-            executor = SlurmExecutor.following(plan, directory)
-    handle = RunHandle(plan, executor, shown)
-    floors = getattr(executor, "min_attempts", None)
+    sweep = Sweep(exp, opened, ref, run_ids, list(range(len(run_ids))), 0, manifest)
+    submitted_with = registry.executor_class(manifest.get("executor", ""))
+    follower = submitted_with.follower(sweep, manifest) if submitted_with is not None else None
+    driver = Driver(sweep, follower or StoreFollower())
+    handle = RunHandle(driver, shown)
     # status is right from the first look, not after a poll
-    _count_recorded(handle, plan, floors(plan) if floors is not None else {})
+    found = recorded_outcomes(
+        opened, run_ids, range(len(run_ids)), ref.session, driver.executor.min_attempts(sweep)
+    )
+    if found:
+        driver.sink.outcomes(found)
     handle.start()
     return handle
 
 
-def _count_recorded(handle: Any, plan: Plan, floors: dict[int, int]) -> None:
-    """Report the runs the store already holds final records of (see `recorded_outcomes`)."""
-    found = execute.recorded_outcomes(
-        plan.store, plan.run_ids, range(len(plan.run_ids)), plan.job.session, floors
-    )
-    if found:
-        handle._sink.outcomes(found)
-
-
-def _load_submitted(store: Any, manifest: dict[str, Any], trust: bool) -> Experiment:
+def _load_submitted(store: Store, manifest: dict[str, Any], trust: bool) -> Experiment:
     import cloudpickle
 
     key = manifest["experiment_key"]
@@ -471,7 +431,7 @@ def _load_submitted(store: Any, manifest: dict[str, Any], trust: bool) -> Experi
         ) from exc
 
 
-def _latest_manifest(store: Any, experiment: str | None) -> dict[str, Any]:
+def _latest_manifest(store: Store, experiment: str | None) -> dict[str, Any]:
     manifests = [
         m
         for m in usable_manifests(store.manifests(), store)

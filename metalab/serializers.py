@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,7 +160,7 @@ def user_codecs() -> list[Codec]:
     return [_codecs[kind] for kind in _user_kinds]
 
 
-def ensure_registered(codecs: list[Codec]) -> None:
+def ensure_registered(codecs: Sequence[Codec]) -> None:
     """Register codecs shipped from the driver that this process does not know yet."""
     for codec in codecs:
         if _codecs.get(codec.kind) is not codec and codec.kind not in _user_kinds:

@@ -13,6 +13,7 @@ import pytest
 from sweeps import sleep_experiment
 
 import metalab
+from metalab.following import StoreFollower
 
 TESTS_DIR = os.path.dirname(__file__)
 DRIVER = textwrap.dedent(
@@ -74,11 +75,9 @@ def test_reconnect_to_a_dead_driver_reports_the_stall_and_resume_finishes(tmp_pa
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)
 
-    from metalab.executors.observer import StoreObserver
-
     handle = metalab.reconnect(store)
-    handle._executor.stall_after = 1.0
-    assert isinstance(handle._executor, StoreObserver)
+    handle._driver.executor.stall_after = 1.0
+    assert isinstance(handle._driver.executor, StoreFollower)
     with pytest.raises(metalab.ExecutorError, match=r"have no record.*metalab\.run"):
         handle.result(timeout=60)
     assert 2 <= handle.status.completed < 40

@@ -133,3 +133,30 @@ __all__ = [
     "registered_sweeps",
     "unregister_sweep",
 ]
+
+
+class _Dashboard:
+    """The `metalab.contracts.SweepDashboard` the Dask executor reaches through the registry."""
+
+    def link(self, client: Any) -> str | None:
+        return dashboard_link(client)
+
+    def page_link(self, link: str) -> str:
+        return page_link(link)
+
+    def register(self, client: Any, sweep: Any) -> bool:
+        return register_sweep(
+            client,
+            experiment_id=sweep.experiment.experiment_id,
+            store_locator=sweep.ref.store,
+            total=sweep.total,
+            session=sweep.session,
+            run_ids=sweep.run_ids,
+            experiment_key=sweep.ref.experiment_key,
+        )
+
+    def unregister(self, client: Any, session: str) -> None:
+        unregister_sweep(client, session)
+
+
+DASHBOARD = _Dashboard()

@@ -17,20 +17,20 @@ import time
 import warnings
 from typing import Any
 
-from .. import config
-from ..errors import ExecutorError, ValidationError
-from ..graph import AdaptiveChunks, check_chunk_size, run_chunk, task_prefix
+from .. import config, registry
+from ..contracts import ExecutorBase, Sink
+from ..errors import ExecutorError, ValidationError, require
+from ..sweep import Sweep
+from ..tasks import AdaptiveChunks, check_chunk_size, run_chunk, task_prefix
 
 logger = logging.getLogger("metalab")
 
 
 def _require_distributed():
-    from ..errors import require
-
     return require("distributed", "full", "running on Dask")
 
 
-class DaskExecutor:
+class DaskExecutor(ExecutorBase):
     """Run a sweep on Dask: a `distributed.Client`, a cluster, or a local cluster it starts.
 
     With nothing given it uses the active `distributed` client if there is one, else a
@@ -108,56 +108,49 @@ class DaskExecutor:
         return _local.acquire(options)
 
     # ---------------------------------------------------------------- execution
-    def open(self, plan: Any, sink: Any) -> None:
+    def open(self, sweep: Sweep, sink: Sink) -> None:
         """Connect (starting a local cluster if needed) before the sweep's thread starts."""
         client, owned = self._connect()
-        self._cancelled.discard(plan.job.session)
-        self._connections[plan.job.session] = (client, owned)
-        sink.dashboard_link = _dashboard(client)
-        from ..dashboard import register_sweep
+        self._cancelled.discard(sweep.session)
+        self._connections[sweep.session] = (client, owned)
+        dashboard = registry.dashboard()
+        link = dashboard.link(client) if dashboard is not None else None
+        page = bool(link) and dashboard is not None and dashboard.register(client, sweep)
+        if page and dashboard is not None and link:
+            link = dashboard.page_link(link)
+        sink.dashboard(link, page)
 
-        sink.dashboard_page = register_sweep(
-            client,
-            experiment_id=plan.experiment.experiment_id,
-            store_locator=plan.job.store,
-            total=plan.total,
-            session=plan.job.session,
-            run_ids=plan.run_ids,
-            experiment_key=plan.job.experiment_key,
-        )
-
-    def close(self, plan: Any) -> None:
-        """Close what `open` started for `plan`; idempotent."""
-        client, owned = self._connections.pop(plan.job.session, (None, []))
-        if client is not None:
-            from ..dashboard import unregister_sweep
-
-            unregister_sweep(client, plan.job.session)
+    def close(self, sweep: Sweep) -> None:
+        """Close what `open` started for `sweep`; idempotent."""
+        client, owned = self._connections.pop(sweep.session, (None, []))
+        dashboard = registry.dashboard()
+        if client is not None and dashboard is not None:
+            dashboard.unregister(client, sweep.session)
         for item in owned:
             item.close()
 
-    def execute(self, plan: Any, indices: list[int], sink: Any) -> None:
+    def execute(self, sweep: Sweep, indices: list[int], sink: Sink) -> None:
         """Submit `indices` as Dask tasks and report each task's outcomes as it finishes."""
-        if plan.job.session not in self._connections:
-            self.open(plan, sink)
-        client, _ = self._connections[plan.job.session]
-        self._run(client, plan, indices, sink)
+        if sweep.session not in self._connections:
+            self.open(sweep, sink)
+        client, _ = self._connections[sweep.session]
+        self._run(client, sweep, indices, sink)
 
-    def _run(self, client, plan, indices, sink) -> None:
+    def _run(self, client: Any, sweep: Sweep, indices: list[int], sink: Sink) -> None:
         """Keep a few tasks in flight, sized by `AdaptiveChunks`, until every index reported."""
         from distributed import as_completed
 
         chunker = AdaptiveChunks(
             indices,
-            fixed=self.chunk_size or plan.job.options.get("chunk_size"),
+            fixed=self.chunk_size or sweep.ref.options.chunk_size,
             target_seconds=config.get("dask.target-task-seconds"),
             max_chunk=config.get("dask.max-chunk"),
         )
-        prefix = task_prefix(plan.experiment.name)
+        prefix = task_prefix(sweep.experiment.name)
         in_flight: dict[Any, list[int]] = {}
         finished = as_completed(loop=client.loop)
 
-        session = plan.job.session
+        session = sweep.session
         threads = {"n": 1, "at": -1.0}
 
         def worker_threads() -> int:
@@ -172,8 +165,8 @@ class DaskExecutor:
             limit = max(2 * workers, config.get("dask.min-in-flight"))
             while chunker and len(in_flight) < limit and session not in self._cancelled:
                 group = chunker.take(workers)
-                key = (prefix, plan.job.session, group[0], next(self._keys))
-                future = client.submit(run_chunk, plan.job, group, key=key, pure=False)
+                key = (prefix, session, group[0], next(self._keys))
+                future = client.submit(run_chunk, sweep.ref, group, key=key, pure=False)
                 in_flight[future.key] = group
                 with self._lock:
                     self._futures.setdefault(session, []).append(future)
@@ -196,13 +189,12 @@ class DaskExecutor:
         with self._lock:
             self._futures.pop(session, None)
 
-    def cancel(self, session: str | None = None) -> None:
-        """Cancel the tasks of one sweep (`session`), or of every sweep, that have not
-        finished; running runs see the store's cancel flag."""
+    def cancel(self, session: str) -> None:
+        """Cancel the tasks of sweep `session` that have not finished; its running runs see
+        the store's cancel flag. Idempotent."""
         with self._lock:
-            sessions = [session] if session is not None else list(self._futures)
-            self._cancelled.update(sessions)
-            futures = [f for s in sessions for f in self._futures.get(s, [])]
+            self._cancelled.add(session)
+            futures = list(self._futures.get(session, []))
         if futures:
             futures[0].client.cancel(futures)
 
@@ -435,12 +427,6 @@ def _worker_died(error: BaseException) -> bool:
     from distributed.comm.core import CommClosedError
 
     return isinstance(error, (KilledWorker, CommClosedError))
-
-
-def _dashboard(client: Any) -> str | None:
-    from ..dashboard import dashboard_link
-
-    return dashboard_link(client)
 
 
 class ThreadExecutor(DaskExecutor):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from ..contracts import ExecutorBase, Sink
 from ..execute import iter_run_indices
+from ..sweep import Sweep
 
 
-class InlineExecutor:
+class InlineExecutor(ExecutorBase):
     """Run each index in the caller's thread: breakpoints and tracebacks work as usual.
 
     `metalab.run()` returns only when the sweep is done; Ctrl-C records the current run as
@@ -19,14 +19,14 @@ class InlineExecutor:
     def __init__(self) -> None:
         self._cancelled = False
 
-    def execute(self, plan: Any, indices: list[int], sink: Any) -> None:
+    def execute(self, sweep: Sweep, indices: list[int], sink: Sink) -> None:
         """Run `indices` one by one."""
-        for outcome in iter_run_indices(plan.job, indices):
+        for outcome in iter_run_indices(sweep.ref, indices):
             sink.outcomes([outcome])
             if self._cancelled:
                 return
 
-    def cancel(self) -> None:
+    def cancel(self, session: str) -> None:
         """Stop before the next run."""
         self._cancelled = True
 

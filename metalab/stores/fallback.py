@@ -31,6 +31,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from ..contracts import StoreDefaults
 from ..errors import StoreError, StoreUnavailableError, ValidationError
 from .base import flush_journal
 
@@ -52,7 +53,7 @@ def unavailable(exc: BaseException) -> bool:
     )
 
 
-class FallbackStore:
+class FallbackStore(StoreDefaults):
     """A primary store with a fallback for the times it cannot be reached; see the module doc."""
 
     scheme = SCHEME

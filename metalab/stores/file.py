@@ -49,7 +49,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import _claims, _trust
+from ..contracts import StoreDefaults
 from ..errors import StoreError, StoreFormatError, UnsafeStoreWarning
+from ..locators import path_from_file_uri
 from ..record import RECORD_FORMAT, check_format, encode_record
 from . import _journal
 from ._files import (
@@ -109,7 +111,7 @@ def _dumps(value: Any) -> bytes:
     return encode_record(value)
 
 
-class FileStore:
+class FileStore(StoreDefaults):
     """A store in a directory tree; safe for many processes and hosts on a shared filesystem."""
 
     scheme = "file"
@@ -135,7 +137,10 @@ class FileStore:
     # ---------------------------------------------------------------- opening
     @classmethod
     def open(cls, root: str | os.PathLike, *, create: bool = True) -> FileStore:
-        """Open the store at `root`, creating its layout when `create` (idempotent)."""
+        """Open the store at `root` (a path or a `file://` URI), creating its layout when
+        `create` (idempotent)."""
+        if isinstance(root, str) and root.startswith("file://"):
+            root = path_from_file_uri(root)
         store = cls(root)
         store._check_meta(create)
         return store

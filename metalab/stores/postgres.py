@@ -43,6 +43,7 @@ from typing import IO, Any, TypeVar, cast
 
 from .. import _claims
 from .._trust import read_for_unpickling
+from ..contracts import StoreDefaults
 from ..errors import (
     MissingDependencyError,
     StoreError,
@@ -739,7 +740,7 @@ class _Meta:
     store_id: str
 
 
-class PostgresStore:
+class PostgresStore(StoreDefaults):
     """A store in one schema of a PostgreSQL database; safe for many processes and hosts.
 
     Open it with `PostgresStore.open(locator)` (or `metalab.store.create_store(locator)`).

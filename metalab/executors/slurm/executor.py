@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ExecutorError, ValidationError
-from ...execute import Outcome, record_lost, recorded_outcomes
 from ...locators import split_secrets
+from ...outcome import Outcome
+from ...recording import record_lost, recorded_outcomes
 from . import commands
 from .arrays import ArrayJob, compact_ranges, dependency_option, plan_arrays
 from .config import SlurmConfig

@@ -7,8 +7,8 @@ import re
 import pytest
 
 import metalab
-from metalab.execute import Outcome
-from metalab.graph import AdaptiveChunks, chunk_size_for, chunks
+from metalab.outcome import Outcome
+from metalab.tasks import AdaptiveChunks, chunk_size_for, chunks
 
 
 def _outcomes(indices, seconds):
@@ -95,7 +95,7 @@ def test_an_outcome_travels_as_its_record_encoding_and_decodes_equal():
 def test_a_task_s_outcomes_are_sent_by_dask_as_one_frame():
     from distributed.protocol import serialize
 
-    from metalab.execute import Outcomes
+    from metalab.outcome import Outcomes
 
     outcomes = Outcomes(Outcome(i, f"id{i}", "completed", _record(i)) for i in range(200))
     header, frames = serialize(outcomes, iterate_collection=True)

@@ -1,4 +1,5 @@
-"""Compile pending run indices into Dask delayed tasks, one per index or per contiguous chunk."""
+"""A sweep's Dask tasks: pending run indices cut into chunks (fixed or adaptive), each a
+`dask.delayed` call of the run loop."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 from . import config
 from .errors import ValidationError
-from .execute import JobRef, Outcome, run_indices
+from .execute import run_indices
+from .outcome import Outcome
+from .sweep import SweepRef
 
 
 def check_chunk_size(chunk_size: Any) -> int | None:
@@ -105,20 +108,20 @@ def task_prefix(experiment_name: str) -> str:
     return "metalab:" + experiment_name.replace("-", "_")
 
 
-def run_chunk(job: JobRef, indices: list[int]) -> list[Outcome]:
+def run_chunk(ref: SweepRef, indices: list[int]) -> list[Outcome]:
     """Run `indices` (the body of every task); returns their outcomes."""
-    return run_indices(job, indices)
+    return run_indices(ref, indices)
 
 
-def build_tasks(job: JobRef, experiment_name: str, groups: list[list[int]]) -> list[Any]:
+def build_tasks(ref: SweepRef, experiment_name: str, groups: list[list[int]]) -> list[Any]:
     """Return one `dask.delayed` task per group of indices, keyed by experiment and first index."""
     import dask
 
     prefix = task_prefix(experiment_name)
-    job_node = dask.delayed(job, pure=True)
+    ref_node = dask.delayed(ref, pure=True)
     return [
         dask.delayed(run_chunk, pure=False)(
-            job_node, group, dask_key_name=(prefix, job.session, group[0])
+            ref_node, group, dask_key_name=(prefix, ref.session, group[0])
         )
         for group in groups
     ]
