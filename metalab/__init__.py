@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .capture import Capture
 from .context import DirPath, FilePath, FrozenContext, context_spec
 from .errors import (

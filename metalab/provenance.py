@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 
+from ._version import __version__
+
 
 @functools.cache
 def environment() -> dict:
     """Return the versions and host of this process (cached)."""
-    from . import __version__
 
     try:
         import numpy
