@@ -28,6 +28,8 @@ from conftest import missing_service
 
 import metalab
 from metalab.errors import ValidationError
+from metalab.executors.slurm.arrays import ArrayJob
+from metalab.executors.slurm.script import render_script
 from metalab.processes import alive
 from metalab.services import binaries, data_dir, server, slurm_job
 from metalab.services import postgres as service
@@ -302,7 +304,7 @@ def test_missing_binaries_name_where_metalab_looked(tmp_path, monkeypatch):
     assert isinstance(info.value, metalab.MetalabError)
 
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(server, "DEBIAN_BIN_GLOB", str(tmp_path / "none" / "*" / "bin"))
+    monkeypatch.setattr(binaries, "DEBIAN_BIN_GLOB", str(tmp_path / "none" / "*" / "bin"))
     with pytest.raises(service.PostgresNotFoundError, match="pg_ctl on PATH") as info:
         binaries.find_binaries()
     assert "none exists" in str(info.value)
@@ -331,7 +333,7 @@ def test_binaries_search_prefers_path_then_newest_version(tmp_path, monkeypatch)
     for version in ("9.6", "15", "16"):
         _fake_bin(tmp_path / "lib" / version / "bin")
     monkeypatch.delenv(binaries.BIN_DIR_ENV, raising=False)
-    monkeypatch.setattr(server, "DEBIAN_BIN_GLOB", str(tmp_path / "lib" / "*" / "bin"))
+    monkeypatch.setattr(binaries, "DEBIAN_BIN_GLOB", str(tmp_path / "lib" / "*" / "bin"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert binaries.find_binaries().bin_dir == str(tmp_path / "lib" / "16" / "bin")
 
@@ -475,6 +477,31 @@ def test_job_script_holds_resources_setup_and_entry(tmp_path):
         assert f"#SBATCH {directive}" in lines
     assert "export X=1" in lines
     assert lines[-1] == (f"exec /opt/py/bin/python -m metalab.services.slurm_job '{directory}'")
+
+
+def test_job_script_reads_the_config_as_array_scripts_do(tmp_path):
+    config = metalab.SlurmConfig(
+        partition="gpu",
+        gpus=1,
+        qos="high",
+        modules=["gcc/12"],
+        conda_env="db env",
+        extra_directives={"constraint": "ssd"},
+        python="/opt/py/bin/python",
+    )
+    job = ArrayJob(
+        shard=0, offset=0, runs_per_task=1, task_ids=(0,), throttle=None, lane=0, after=None
+    )
+    array = render_script(config, job, job_name="x", logs=tmp_path, command=["true"])
+    service = slurm_job.render_script(config, tmp_path)
+
+    def shared(script: str) -> list[str]:
+        own = ("#SBATCH --job-name", "#SBATCH --array", "#SBATCH --output", "#SBATCH --error")
+        return [line for line in script.splitlines()[:-1] if not line.startswith(own)]
+
+    assert shared(service) == shared(array)
+    assert "#SBATCH --gres=gpu:1" in service.splitlines()
+    assert not any(line.startswith("#SBATCH --error") for line in service.splitlines())
 
 
 def test_node_entry_leaves_a_record_of_another_job_alone(tmp_path):
