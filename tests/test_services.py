@@ -28,17 +28,17 @@ from conftest import missing_service
 
 import metalab
 from metalab.errors import ValidationError
+from metalab.executors.slurm.arrays import ArrayJob
+from metalab.executors.slurm.script import render_script
+from metalab.processes import alive
+from metalab.services import binaries, data_dir, server, slurm_job
 from metalab.services import postgres as service
-from metalab.services import server, slurm_job
+from metalab.services.account import server_account
 from metalab.services.cli import postgres as postgres_group
-from metalab.services.record import (
-    ServiceRecord,
-    ensure_password_file,
-    read_password,
-    read_record,
-    service_dir,
-    write_record,
-)
+from metalab.services.directory import service_dir
+from metalab.services.passfile import ensure_password_file, read_password
+from metalab.services.roles import scram_verifier
+from metalab.services.state import ServiceRecord, read_record, write_record
 
 CLI = "from metalab.services.cli import postgres; postgres()"
 
@@ -101,14 +101,14 @@ def teardown(store: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + 30
-        while server.pid_alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
-def pg_binaries() -> server.PostgresBinaries:
+def pg_binaries() -> binaries.PostgresBinaries:
     try:
-        return server.find_binaries()
+        return binaries.find_binaries()
     except service.PostgresNotFoundError as exc:
         missing_service(str(exc))
         raise
@@ -299,19 +299,19 @@ def test_port_in_use_is_named(pg_binaries, stores):
 
 def test_missing_binaries_name_where_metalab_looked(tmp_path, monkeypatch):
     with pytest.raises(service.PostgresNotFoundError) as info:
-        server.find_binaries(tmp_path)
+        binaries.find_binaries(tmp_path)
     assert str(tmp_path) in str(info.value) and "initdb" in str(info.value)
     assert isinstance(info.value, metalab.MetalabError)
 
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(server, "DEBIAN_BIN_GLOB", str(tmp_path / "none" / "*" / "bin"))
+    monkeypatch.setattr(binaries, "DEBIAN_BIN_GLOB", str(tmp_path / "none" / "*" / "bin"))
     with pytest.raises(service.PostgresNotFoundError, match="pg_ctl on PATH") as info:
-        server.find_binaries()
+        binaries.find_binaries()
     assert "none exists" in str(info.value)
 
-    monkeypatch.setenv(server.BIN_DIR_ENV, str(tmp_path / "pg"))
+    monkeypatch.setenv(binaries.BIN_DIR_ENV, str(tmp_path / "pg"))
     with pytest.raises(service.PostgresNotFoundError, match=str(tmp_path / "pg")):
-        server.find_binaries()
+        binaries.find_binaries()
 
 
 def test_missing_binaries_on_the_command_line(tmp_path):
@@ -323,7 +323,7 @@ def test_missing_binaries_on_the_command_line(tmp_path):
 
 def _fake_bin(directory: Path) -> Path:
     directory.mkdir(parents=True)
-    for name in server.REQUIRED_BINARIES:
+    for name in binaries.REQUIRED_BINARIES:
         (directory / name).write_text("#!/bin/sh\n")
         (directory / name).chmod(0o755)
     return directory
@@ -332,16 +332,16 @@ def _fake_bin(directory: Path) -> Path:
 def test_binaries_search_prefers_path_then_newest_version(tmp_path, monkeypatch):
     for version in ("9.6", "15", "16"):
         _fake_bin(tmp_path / "lib" / version / "bin")
-    monkeypatch.delenv(server.BIN_DIR_ENV, raising=False)
-    monkeypatch.setattr(server, "DEBIAN_BIN_GLOB", str(tmp_path / "lib" / "*" / "bin"))
+    monkeypatch.delenv(binaries.BIN_DIR_ENV, raising=False)
+    monkeypatch.setattr(binaries, "DEBIAN_BIN_GLOB", str(tmp_path / "lib" / "*" / "bin"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert server.find_binaries().bin_dir == str(tmp_path / "lib" / "16" / "bin")
+    assert binaries.find_binaries().bin_dir == str(tmp_path / "lib" / "16" / "bin")
 
     linked = tmp_path / "local-bin"
     linked.mkdir()
     (linked / "pg_ctl").symlink_to(tmp_path / "lib" / "9.6" / "bin" / "pg_ctl")
     monkeypatch.setenv("PATH", str(linked))
-    assert server.find_binaries().bin_dir == str(tmp_path / "lib" / "9.6" / "bin")
+    assert binaries.find_binaries().bin_dir == str(tmp_path / "lib" / "9.6" / "bin")
 
 
 @pytest.mark.parametrize(
@@ -427,13 +427,13 @@ def test_default_service_dir_is_the_state_dir(tmp_path, monkeypatch):
 
 
 def test_scram_verifier_has_postgres_format():
-    verifier = server.scram_verifier("secret")
+    verifier = scram_verifier("secret")
     head, keys = verifier.split("$", 1)[1].split("$")
     iterations, salt = head.split(":")
     assert verifier.startswith("SCRAM-SHA-256$4096:")
     assert iterations == "4096" and len(salt) == 24
     assert [len(k) for k in keys.split(":")] == [44, 44]
-    assert server.scram_verifier("secret") != verifier  # a fresh salt each time
+    assert scram_verifier("secret") != verifier  # a fresh salt each time
 
 
 def test_data_dir_out_of_reach_is_explained(tmp_path):
@@ -441,9 +441,9 @@ def test_data_dir_out_of_reach_is_explained(tmp_path):
         pytest.skip("only root runs the server as another account")
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    account = server.server_account(None)
+    account = server_account(None)
     with pytest.raises(service.ServiceError, match="cannot enter"):
-        server.prepare_data_dir(private / "data", account)
+        data_dir.prepare_data_dir(private / "data", account)
 
 
 # ---------------------------------------------------------------------------- SLURM script
@@ -477,6 +477,31 @@ def test_job_script_holds_resources_setup_and_entry(tmp_path):
         assert f"#SBATCH {directive}" in lines
     assert "export X=1" in lines
     assert lines[-1] == (f"exec /opt/py/bin/python -m metalab.services.slurm_job '{directory}'")
+
+
+def test_job_script_reads_the_config_as_array_scripts_do(tmp_path):
+    config = metalab.SlurmConfig(
+        partition="gpu",
+        gpus=1,
+        qos="high",
+        modules=["gcc/12"],
+        conda_env="db env",
+        extra_directives={"constraint": "ssd"},
+        python="/opt/py/bin/python",
+    )
+    job = ArrayJob(
+        shard=0, offset=0, runs_per_task=1, task_ids=(0,), throttle=None, lane=0, after=None
+    )
+    array = render_script(config, job, job_name="x", logs=tmp_path, command=["true"])
+    service = slurm_job.render_script(config, tmp_path)
+
+    def shared(script: str) -> list[str]:
+        own = ("#SBATCH --job-name", "#SBATCH --array", "#SBATCH --output", "#SBATCH --error")
+        return [line for line in script.splitlines()[:-1] if not line.startswith(own)]
+
+    assert shared(service) == shared(array)
+    assert "#SBATCH --gres=gpu:1" in service.splitlines()
+    assert not any(line.startswith("#SBATCH --error") for line in service.splitlines())
 
 
 def test_node_entry_leaves_a_record_of_another_job_alone(tmp_path):

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from conftest import missing_service
 
 from metalab.services import postgres as service
+from metalab.services.binaries import find_binaries
 from metalab.services.cli import postgres as postgres_group
 from metalab.services.listener import listener
-from metalab.services.record import ServiceRecord, write_record
+from metalab.services.state import ServiceRecord, write_record
 
 pytestmark = pytest.mark.postgres
 
@@ -111,10 +112,8 @@ def test_nothing_listening_says_absent_only(tmp_path, monkeypatch):
 def test_a_server_metalab_started_for_another_store_is_named(tmp_path, monkeypatch):
     from test_services import make_root, teardown
 
-    from metalab.services import server
-
     try:
-        server.find_binaries()
+        find_binaries()
     except service.PostgresNotFoundError as exc:
         missing_service(str(exc))
     root = make_root()

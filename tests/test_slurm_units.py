@@ -48,7 +48,9 @@ from metalab.executors.slurm.config import (
 from metalab.executors.slurm.script import (
     ENTRY_MODULE,
     entry_command,
+    job_directives,
     log_dir,
+    render_job,
     render_script,
 )
 
@@ -584,6 +586,24 @@ def test_values_spanning_lines_are_refused():
         render_script(SlurmConfig(), _job(), job_name="a\nb", logs="/tmp", command=["true"])
     with pytest.raises(ValidationError, match="not a command"):
         render_script(SlurmConfig(), _job(), job_name="a", logs="/tmp", command=[])
+
+
+def test_an_array_script_is_a_job_script_with_an_array_and_per_task_logs():
+    config, job = _reference_cases()["full"]
+    command = ["/opt/py/bin/python", "-c", "pass"]
+    array = render_script(config, job, job_name="j", logs="/logs", command=command)
+    plain = render_job(config, job_name="j", command=command, output="/logs/%A_%a.out")
+    added = {"#SBATCH --array=0-9,20%5", "#SBATCH --error=/logs/%A_%a.err"}
+    assert [line for line in array.splitlines() if line not in added] == plain.splitlines()
+
+
+def test_a_job_without_error_file_or_array_leaves_them_out():
+    options = job_directives(SlurmConfig(gpus=2), job_name="db", output="/s/slurm-%j.out")
+    assert options[0] == "--job-name=db" and "--gres=gpu:2" in options
+    assert options[-1] == "--output=/s/slurm-%j.out"
+    assert not any(option.startswith(("--array", "--error")) for option in options)
+    with pytest.raises(ValidationError, match="spans lines"):
+        job_directives(SlurmConfig(), job_name="db", output="/s/a\nb")
 
 
 # ----------------------------------------------------------------- commands, with fake SLURM

@@ -8,6 +8,7 @@ metalab postgres stop [--store DIR]
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ..errors import MetalabError
 from ..executors.slurm.config import SlurmConfig
 from . import postgres as service
 from .postgres import ServiceStatus, StartResult
-from .record import ServiceRecord
+from .state import ServiceRecord
 
 STATUS_DOWN_EXIT = 3
 """Exit code of `status` when the service is not up (as `pg_ctl status`)."""
@@ -151,7 +152,6 @@ def _start_slurm(store: str | None, options: dict[str, Any]) -> StartResult:
 
 
 def _slurm_config(options: dict[str, Any]) -> SlurmConfig:
-    import dataclasses
 
     changes = {
         "partition": options["partition"],

@@ -10,10 +10,11 @@ directory that holds metalab's `metalab.conf` was set up by `metalab postgres st
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .server import CONF_NAME
+from .data_dir import CONF_NAME
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
@@ -35,7 +36,7 @@ class Listener:
         return (self.data_dir / CONF_NAME).is_file()
 
     def describe(self) -> str:
-        """One phrase saying who started the server and where it listens."""
+        """Return one phrase saying who started the server and where it listens."""
         if self.started_by_metalab is None:
             who = "a PostgreSQL server that this service did not start"
         elif self.started_by_metalab:
@@ -52,8 +53,6 @@ def listener(host: str, port: int) -> Listener:
 
 
 def _is_local(host: str) -> bool:
-    import socket
-
     return host in ("127.0.0.1", "::1", "localhost", socket.gethostname())
 
 

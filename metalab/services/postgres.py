@@ -22,29 +22,27 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ValidationError
-from ..executors.slurm.config import SlurmConfig
-from . import server
-from .errors import PortInUseError, PostgresNotFoundError, ServiceError, ServiceTimeoutError
-from .listener import Listener, listener
-from .record import (
-    ACTIVE_STATES,
-    ServiceRecord,
-    ensure_dir,
-    ensure_password_file,
-    now,
-    read_password,
-    read_record,
-    seconds_since,
-    service_dir,
-    service_lock,
-    state_home,
-    write_record,
+from ..errors import (
+    PortInUseError,
+    PostgresNotFoundError,
+    ServiceError,
+    ServiceTimeoutError,
+    ValidationError,
 )
+from ..executors.slurm.config import SlurmConfig
+from . import server, slurm_job
+from .account import ServerAccount, server_account
+from .binaries import find_binaries
+from .data_dir import prepare_cluster
+from .directory import ensure_dir, service_dir, service_lock, state_home
+from .listener import Listener, listener
+from .network import ALL_ADDRESSES, answers, check_port_free, free_port, is_loopback
+from .passfile import ensure_password_file, read_password
+from .roles import check_identifier
+from .state import ServiceRecord, mark_stopped, now, read_record, seconds_since, write_record
 
 __all__ = [
     "AUTH_METHODS",
@@ -71,10 +69,6 @@ DEFAULT_DATABASE = "metalab"
 DEFAULT_HOST = "127.0.0.1"
 LOCAL_TIMEOUT = 60.0
 SLURM_TIMEOUT = 300.0
-# SLURM states of a job that still holds (or will hold) the server
-_JOB_ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED")
-_JOB_GRACE = 15.0
-_POLL = 0.5
 
 StorePath = str | os.PathLike[str]
 
@@ -127,7 +121,7 @@ class ServiceStatus:
             return "absent"
         if self.up:
             return "up"
-        if self.record.state in ("pending", "starting") and self.job_state in _JOB_ACTIVE:
+        if self.record.state in ("pending", "starting") and self.job_state in slurm_job.JOB_ACTIVE:
             return self.record.state
         return "down"
 
@@ -159,7 +153,7 @@ def start_local(
     """
     _check_options(auth=auth, user=user, database=database, host=host, port=port)
     directory = service_dir(store)
-    account = server.server_account(os_user)
+    account = server_account(os_user)
     data = Path(data_dir or _default_data_dir(directory, store, account)).absolute()
     ensure_dir(directory, traversable=_inside(data, directory) and not account.is_self)
     with service_lock(directory):
@@ -181,12 +175,12 @@ class _LocalOptions:
     auth: str
     user: str
     database: str
-    account: server.ServerAccount
+    account: ServerAccount
     bin_dir: StorePath | None
 
 
 def _start_local(directory: Path, options: _LocalOptions, timeout: float) -> ServiceRecord:
-    binaries = server.find_binaries(options.bin_dir)
+    binaries = find_binaries(options.bin_dir)
     data, account = options.data_dir, options.account
     running = server.postmaster_pid(data)
     if running is not None:
@@ -194,10 +188,10 @@ def _start_local(directory: Path, options: _LocalOptions, timeout: float) -> Ser
             f"a PostgreSQL server (pid {running}) already runs on {data}, but {directory} "
             f"does not record it: stop it with pg_ctl -D {data} stop"
         )
-    port = options.port or server.free_port(options.host)
-    server.check_port_free(options.host, port)
+    port = options.port or free_port(options.host)
+    check_port_free(options.host, port)
     password_file = _password_file(directory, options.auth, options.user)
-    server.prepare_cluster(
+    prepare_cluster(
         binaries,
         data,
         account,
@@ -235,15 +229,13 @@ def _previous_port(record: ServiceRecord | None, data: Path, host: str) -> int |
     if record is None or record.port is None or record.data_dir != str(data):
         return None
     try:
-        server.check_port_free(host, record.port)
+        check_port_free(host, record.port)
     except PortInUseError:
         return None
     return record.port
 
 
-def _default_data_dir(
-    directory: Path, store: StorePath | None, account: server.ServerAccount
-) -> Path:
+def _default_data_dir(directory: Path, store: StorePath | None, account: ServerAccount) -> Path:
     if store is not None or account.is_self:
         return directory / "data"
     return state_home(account.home) / "metalab" / "postgres" / "data"
@@ -267,14 +259,14 @@ def _password_file(directory: Path, auth: str, user: str) -> Path | None:
 
 def _client_host(host: str) -> str:
     """Where clients connect to a server listening on `host`: this host's name for all."""
-    return socket.gethostname() if host in server.ALL_ADDRESSES else host
+    return socket.gethostname() if host in ALL_ADDRESSES else host
 
 
 # ------------------------------------------------------------------------------------ SLURM
 
 
 def default_slurm_config() -> SlurmConfig:
-    """The `SlurmConfig` of a PostgreSQL job unless one is given: 1 day, 2 CPUs, 4 GB."""
+    """Return the `SlurmConfig` of a PostgreSQL job unless one is given: 1 day, 2 CPUs, 4 GB."""
     return SlurmConfig(time="1-00:00:00", cpus=2, memory="4G")
 
 
@@ -312,13 +304,14 @@ def start_slurm(
     ensure_dir(directory, traversable=os.geteuid() == 0 and _inside(data, directory))
     with service_lock(directory):
         current = read_record(directory)
-        already = current is not None and _job_active(current)
+        already = current is not None and slurm_job.job_active(current)
         if current is not None and already:
             job_id = current.job_id
         else:
             _refuse_local_running(current, directory)
-            job_id = _submit(directory, config, data, auth, user, database, os_user, bin_dir)
-    record = _wait_running(directory, str(job_id), timeout)
+            pending = _pending_record(directory, data, auth, user, database, os_user, bin_dir)
+            job_id = slurm_job.submit(directory, config, pending)
+    record = slurm_job.wait_running(directory, str(job_id), timeout)
     return StartResult(record, directory, already_running=already)
 
 
@@ -330,22 +323,18 @@ def _refuse_local_running(record: ServiceRecord | None, directory: Path) -> None
         )
 
 
-def _submit(
+def _pending_record(
     directory: Path,
-    config: SlurmConfig,
     data: Path,
     auth: str,
     user: str,
     database: str,
     os_user: str | None,
     bin_dir: StorePath | None,
-) -> str:
-    """Write the pending record and the script, submit the job, record its id."""
-    from ..executors.slurm import commands
-    from .slurm_job import SCRIPT_NAME, log_path, render_script
-
+) -> ServiceRecord:
+    """The record of a SLURM service before its job is submitted."""
     password_file = _password_file(directory, auth, user)
-    record = ServiceRecord(
+    return ServiceRecord(
         kind="slurm",
         state="pending",
         user=user,
@@ -356,108 +345,14 @@ def _submit(
         os_user=os_user,
         bin_dir=None if bin_dir is None else os.fspath(bin_dir),
     )
-    write_record(directory, record)
-    script = directory / SCRIPT_NAME
-    script.write_text(render_script(config, directory), encoding="utf-8")
-    try:
-        job_id = commands.sbatch(str(script))
-    except commands.SlurmCommandError as exc:
-        write_record(directory, record.replace(state="failed", error=str(exc), stopped_at=now()))
-        raise
-    log_file = str(log_path(directory, job_id))
-    write_record(directory, record.replace(job_id=job_id, log_file=log_file))
-    return job_id
-
-
-def _wait_running(directory: Path, job_id: str, timeout: float) -> ServiceRecord:
-    """Wait until the record of job `job_id` says `running`; cancel the job on timeout."""
-    started = time.monotonic()
-    while True:
-        record = read_record(directory)
-        if record is None or record.job_id != job_id:
-            raise ServiceError(f"the record in {directory} no longer names job {job_id}")
-        if record.state == "running":
-            return record
-        waited = time.monotonic() - started
-        job_state = _job_state(job_id)
-        ended = job_state is not None and job_state not in _JOB_ACTIVE
-        if (
-            record.state in ("failed", "stopped")
-            or ended
-            or (job_state is None and waited > _JOB_GRACE)
-        ):
-            raise ServiceError(_job_failure(record, job_state))
-        if waited > timeout:
-            _cancel(directory, record)
-            raise ServiceTimeoutError(
-                f"PostgreSQL job {job_id} was not up within {timeout:g} s (it was "
-                f"{job_state or 'unknown to squeue'}); the job was cancelled. Log: "
-                f"{record.log_file}"
-            )
-        time.sleep(_POLL)
-
-
-def _job_failure(record: ServiceRecord, job_state: str | None) -> str:
-    from .server import log_tail
-
-    reason = record.error or f"the job is {job_state or 'gone from squeue'}"
-    log = log_tail(Path(record.log_file)) if record.log_file else "(no log)"
-    return (
-        f"PostgreSQL job {record.job_id} ended before the server was up: {reason}. "
-        f"End of {record.log_file}:\n{log}"
-    )
-
-
-def _job_state(job_id: str | None) -> str | None:
-    """The job's state from squeue (`RUNNING`, `PENDING`, ...), or `None` if it is unknown."""
-    if job_id is None:
-        return None
-    from ..executors.slurm import commands
-
-    task = commands.squeue([job_id]).get(job_id)
-    return None if task is None else task.state
-
-
-def _job_active(record: ServiceRecord) -> bool:
-    if record.kind != "slurm" or record.state not in ACTIVE_STATES:
-        return False
-    return _job_state(record.job_id) in _JOB_ACTIVE
 
 
 def _refuse_active_job(record: ServiceRecord | None) -> None:
-    if record is not None and _job_active(record):
+    if record is not None and slurm_job.job_active(record):
         raise ServiceError(
             f"SLURM job {record.job_id} runs this service ({record.state}): stop it first "
             "(metalab postgres stop --store ...)"
         )
-
-
-def _cancel(directory: Path, record: ServiceRecord, timeout: float = 60.0) -> bool:
-    """Cancel the record's job, wait until SLURM lets go of it, mark the record stopped."""
-    from ..executors.slurm import commands
-
-    was_active = _job_state(record.job_id) in _JOB_ACTIVE
-    if record.job_id is not None:
-        commands.scancel([record.job_id])
-    deadline = time.monotonic() + timeout
-    while _job_state(record.job_id) in _JOB_ACTIVE:
-        if time.monotonic() > deadline:
-            raise ServiceTimeoutError(
-                f"SLURM job {record.job_id} was cancelled but is still "
-                f"{_job_state(record.job_id)} after {timeout:g} s"
-            )
-        time.sleep(_POLL)
-    _mark_stopped(directory, record)
-    return was_active
-
-
-def _mark_stopped(directory: Path, record: ServiceRecord) -> ServiceRecord:
-    current = read_record(directory) or record
-    if current.job_id != record.job_id:
-        return current
-    stopped = current.replace(state="stopped", pid=None, stopped_at=current.stopped_at or now())
-    write_record(directory, stopped)
-    return stopped
 
 
 # ----------------------------------------------------------------------- stop, status, find
@@ -476,10 +371,10 @@ def stop(*, store: StorePath | None = None, timeout: float = LOCAL_TIMEOUT) -> S
     with service_lock(directory):
         record = read_record(directory) or record
         if record.kind == "slurm":
-            was_running = _cancel(directory, record, timeout)
+            was_running = slurm_job.cancel(directory, record, timeout)
             return StopResult(read_record(directory), directory, was_running)
         was_running = _stop_local(record, timeout)
-        stopped = _mark_stopped(directory, record)
+        stopped = mark_stopped(directory, record)
     return StopResult(stopped, directory, was_running)
 
 
@@ -487,8 +382,8 @@ def _stop_local(record: ServiceRecord, timeout: float) -> bool:
     data = Path(record.data_dir)
     if server.postmaster_pid(data) is None:
         return False
-    binaries = server.find_binaries(record.bin_dir if _is_dir(record.bin_dir) else None)
-    account = server.server_account(record.os_user)
+    binaries = find_binaries(record.bin_dir if _is_dir(record.bin_dir) else None)
+    account = server_account(record.os_user)
     return server.stop(binaries, data, account, timeout=timeout)
 
 
@@ -507,19 +402,21 @@ def status(*, store: StorePath | None = None) -> ServiceStatus:
     record = read_record(directory)
     if record is None:
         port = _default_port()
-        found = server.answers(DEFAULT_HOST, port) if port is not None else False
+        found = answers(DEFAULT_HOST, port) if port is not None else False
         other = listener(DEFAULT_HOST, port) if found and port is not None else None
         return ServiceStatus(directory, None, up=False, reachable=False, other=other)
     reachable = _answers(record)
     if record.kind == "slurm":
-        job_state = _job_state(record.job_id)
+        job_state = slurm_job.job_state(record.job_id)
         up = reachable and record.state == "running" and job_state == "RUNNING"
     else:
         job_state = None
         up = reachable and _local_running(record)
     uptime = seconds_since(record.started_at) if up else None
     other = None
-    own_job = record.kind == "slurm" and job_state in _JOB_ACTIVE  # its server may still run
+    own_job = (
+        record.kind == "slurm" and job_state in slurm_job.JOB_ACTIVE
+    )  # its server may still run
     if reachable and not up and not own_job and record.host is not None and record.port:
         other = listener(record.host, record.port)
     return ServiceStatus(directory, record, up, reachable, job_state, uptime, other)
@@ -532,11 +429,7 @@ def _default_port() -> int | None:
 
 
 def _answers(record: ServiceRecord) -> bool:
-    return (
-        record.host is not None
-        and record.port is not None
-        and server.answers(record.host, record.port)
-    )
+    return record.host is not None and record.port is not None and answers(record.host, record.port)
 
 
 def discover(store: StorePath, *, inline_password: bool = False) -> str | None:
@@ -561,11 +454,11 @@ def _check_options(*, auth: str, user: str, database: str, host: str, port: int 
         raise ValidationError(
             f"auth={auth!r} is not valid: expected one of {', '.join(map(repr, AUTH_METHODS))}"
         )
-    server.check_identifier("user", user)
-    server.check_identifier("database", database)
+    check_identifier("user", user)
+    check_identifier("database", database)
     if port is not None and (isinstance(port, bool) or not 0 < port < 65536):
         raise ValidationError(f"port={port!r} is not valid: expected a TCP port, 1 to 65535")
-    if auth == "trust" and not server.is_loopback(host):
+    if auth == "trust" and not is_loopback(host):
         raise ValidationError(
             f"auth='trust' with host={host!r} would let anyone who reaches the server in "
             "without a password: use scram-sha-256, or a loopback host such as 127.0.0.1"

@@ -1,19 +1,18 @@
-"""PostgreSQL as a SLURM job: the sbatch script, and `serve`, the code that runs on the node.
+"""PostgreSQL as a SLURM job: its script, submitting and cancelling it, and `serve` on the node.
 
-The submitting side writes the service record (`pending`, with its options) and the script,
+The submitting side writes the state file (`pending`, with its options) and the script,
 submits it, and records the job id. On the node, `python -m metalab.services.slurm_job
-SERVICE_DIR` runs `serve`: it waits until the record names its own job, initialises the data
-directory if needed, picks a free port, runs `postgres` in the foreground, and once
-`pg_isready` answers writes the record `running` with the node's host name and port. When the
-job is cancelled (SIGTERM) or ends, the server gets a fast shutdown and the record says
-`stopped`.
+SERVICE_DIR` runs `serve`: it waits until the state file names its own job, initialises the
+data directory if needed, picks a free port, runs `postgres` in the foreground, and once
+`pg_isready` answers writes the state file `running` with the node's host name and port. When
+the job is cancelled (SIGTERM) or ends, the server gets a fast shutdown and the state file
+says `stopped`. Every SLURM command goes through `metalab.executors.slurm.commands`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -23,12 +22,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from ..errors import MetalabError
-from ..executors.slurm.config import SlurmConfig, format_memory
-from ..executors.slurm.script import setup_lines
+from ..errors import MetalabError, ServiceError, ServiceTimeoutError
+from ..executors.slurm import commands
+from ..executors.slurm.config import SlurmConfig
+from ..executors.slurm.script import render_job
 from . import server
-from .errors import ServiceError
-from .record import ServiceRecord, now, read_password, read_record, write_record
+from .account import ServerAccount, server_account
+from .binaries import PostgresBinaries, find_binaries
+from .data_dir import configure, prepare_cluster
+from .network import free_port
+from .passfile import read_password
+from .state import (
+    ACTIVE_STATES,
+    ServiceRecord,
+    mark_stopped,
+    now,
+    read_record,
+    update_job_record,
+    write_record,
+)
 
 ENTRY_MODULE = "metalab.services.slurm_job"
 JOB_NAME = "metalab-postgres"
@@ -37,10 +49,14 @@ LOG_PATTERN = "slurm-%j.out"
 CLAIM_TIMEOUT = 120.0
 READY_TIMEOUT = 120.0
 PORT_ATTEMPTS = 3
+JOB_ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED")
+"""SLURM states of a job that still holds (or will hold) the server."""
+_JOB_GRACE = 15.0
+_POLL = 0.5
 
 
 def log_path(service_dir: Path, job_id: str) -> Path:
-    """The file the job's output goes to."""
+    """Return the file the job's output goes to."""
     return service_dir / LOG_PATTERN.replace("%j", job_id)
 
 
@@ -48,32 +64,117 @@ def render_script(config: SlurmConfig, service_dir: Path) -> str:
     """Return the sbatch script that runs the PostgreSQL server of `service_dir` on a node.
 
     Resources, account, QOS, extra directives and environment setup (modules, conda, setup
-    lines) come from `config`, and the job runs `config.python`. Values are shell-quoted.
+    lines) come from `config`, rendered as the array jobs' scripts are; the job runs
+    `config.python`. Raises `ValidationError` if a value spans several lines.
     """
-    options = [
-        ("--job-name", JOB_NAME),
-        ("--partition", config.partition_option),
-        ("--time", config.time),
-        ("--ntasks", "1"),
-        ("--cpus-per-task", str(config.cpus)),
-        ("--mem", format_memory(config.memory_mb)),
-        ("--account", config.account),
-        ("--qos", config.qos),
-        ("--output", str(service_dir / LOG_PATTERN)),
-    ]
-    directives = [f"{name}={shlex.quote(value)}" for name, value in options if value is not None]
-    command = [config.python, "-m", ENTRY_MODULE, str(service_dir)]
-    lines = [
-        "#!/bin/bash",
-        *(f"#SBATCH {option}" for option in [*directives, *config.extra_directives]),
-        "",
-        "set -e",
-        "export PYTHONUNBUFFERED=1",
-        *setup_lines(config),
-        "exec " + shlex.join(command),
-        "",
-    ]
-    return "\n".join(lines)
+    return render_job(
+        config,
+        job_name=JOB_NAME,
+        command=[config.python, "-m", ENTRY_MODULE, str(service_dir)],
+        output=str(service_dir / LOG_PATTERN),
+    )
+
+
+# ------------------------------------------------------------------------ the submitting side
+
+
+def submit(directory: Path, config: SlurmConfig, record: ServiceRecord) -> str:
+    """Write the pending `record` and the script, submit the job, record its id; return it.
+
+    Raises `SubmissionError` if sbatch refuses the job; the record then says `failed`. Not
+    idempotent: each call submits a job (callers hold the service lock).
+    """
+    write_record(directory, record)
+    script = directory / SCRIPT_NAME
+    script.write_text(render_script(config, directory), encoding="utf-8")
+    try:
+        job_id = commands.sbatch(str(script))
+    except commands.SlurmCommandError as exc:
+        write_record(directory, record.replace(state="failed", error=str(exc), stopped_at=now()))
+        raise
+    log_file = str(log_path(directory, job_id))
+    write_record(directory, record.replace(job_id=job_id, log_file=log_file))
+    return job_id
+
+
+def wait_running(directory: Path, job_id: str, timeout: float) -> ServiceRecord:
+    """Wait until the record of job `job_id` says `running`; return it.
+
+    Raises `ServiceError` with the end of the job's log if the job ends first, and
+    `ServiceTimeoutError` after cancelling the job if it is not up within `timeout` seconds.
+    """
+    started = time.monotonic()
+    while True:
+        record = read_record(directory)
+        if record is None or record.job_id != job_id:
+            raise ServiceError(f"the record in {directory} no longer names job {job_id}")
+        if record.state == "running":
+            return record
+        waited = time.monotonic() - started
+        state = job_state(job_id)
+        ended = state is not None and state not in JOB_ACTIVE
+        if (
+            record.state in ("failed", "stopped")
+            or ended
+            or (state is None and waited > _JOB_GRACE)
+        ):
+            raise ServiceError(_job_failure(record, state))
+        if waited > timeout:
+            cancel(directory, record)
+            raise ServiceTimeoutError(
+                f"PostgreSQL job {job_id} was not up within {timeout:g} s (it was "
+                f"{state or 'unknown to squeue'}); the job was cancelled. Log: "
+                f"{record.log_file}"
+            )
+        time.sleep(_POLL)
+
+
+def _job_failure(record: ServiceRecord, state: str | None) -> str:
+    reason = record.error or f"the job is {state or 'gone from squeue'}"
+    log = server.log_tail(Path(record.log_file)) if record.log_file else "(no log)"
+    return (
+        f"PostgreSQL job {record.job_id} ended before the server was up: {reason}. "
+        f"End of {record.log_file}:\n{log}"
+    )
+
+
+def job_state(job_id: str | None) -> str | None:
+    """Return the job's state from squeue (`RUNNING`, `PENDING`, ...), `None` if it is unknown.
+
+    Raises `SlurmCommandError` if squeue fails.
+    """
+    if job_id is None:
+        return None
+    task = commands.squeue([job_id]).get(job_id)
+    return None if task is None else task.state
+
+
+def job_active(record: ServiceRecord) -> bool:
+    """Return whether `record` is a SLURM service whose job is pending or running."""
+    if record.kind != "slurm" or record.state not in ACTIVE_STATES:
+        return False
+    return job_state(record.job_id) in JOB_ACTIVE
+
+
+def cancel(directory: Path, record: ServiceRecord, timeout: float = 60.0) -> bool:
+    """Cancel the record's job, wait until SLURM lets go of it, mark the record stopped.
+
+    Returns whether the job was active. Idempotent. Raises `ServiceTimeoutError` if SLURM
+    still holds the job after `timeout` seconds.
+    """
+    was_active = job_state(record.job_id) in JOB_ACTIVE
+    if record.job_id is not None:
+        commands.scancel([record.job_id])
+    deadline = time.monotonic() + timeout
+    while job_state(record.job_id) in JOB_ACTIVE:
+        if time.monotonic() > deadline:
+            raise ServiceTimeoutError(
+                f"SLURM job {record.job_id} was cancelled but is still "
+                f"{job_state(record.job_id)} after {timeout:g} s"
+            )
+        time.sleep(_POLL)
+    mark_stopped(directory, record)
+    return was_active
 
 
 # ----------------------------------------------------------------------------- on the node
@@ -113,11 +214,11 @@ def serve(service_dir: Path, job_id: str, *, claim_timeout: float = CLAIM_TIMEOU
         process = _start(service_dir, record, shutdown)
     except MetalabError as exc:
         state = "stopped" if shutdown.requested else "failed"
-        _update(service_dir, job_id, state=state, error=str(exc), stopped_at=now())
+        update_job_record(service_dir, job_id, state=state, error=str(exc), stopped_at=now())
         print(f"metalab: PostgreSQL did not start: {exc}", file=sys.stderr)
         return 1
     code = process.wait()
-    _update(service_dir, job_id, state="stopped", pid=None, stopped_at=now())
+    update_job_record(service_dir, job_id, state="stopped", pid=None, stopped_at=now())
     print(f"metalab: PostgreSQL stopped (exit code {code})")
     return 0 if shutdown.requested else code
 
@@ -139,19 +240,19 @@ def _start(
 ) -> subprocess.Popen[bytes]:
     """Prepare the data directory and run the server until it is ready; return its process."""
     node = socket.gethostname()
-    _update(service_dir, record.job_id, state="starting", node=node, started_at=now())
-    binaries = server.find_binaries(record.bin_dir)
-    account = server.server_account(record.os_user)
+    update_job_record(service_dir, record.job_id, state="starting", node=node, started_at=now())
+    binaries = find_binaries(record.bin_dir)
+    account = server_account(record.os_user)
     _prepare(binaries, account, record)
     for _ in range(PORT_ATTEMPTS):
-        port = server.free_port("*")
-        server.configure(Path(record.data_dir), account, listen="*", port=port, auth=record.auth)
+        port = free_port("*")
+        configure(Path(record.data_dir), account, listen="*", port=port, auth=record.auth)
         process = _run_until_ready(binaries, account, record, port, shutdown)
         if process is None:
             continue
         print(f"metalab: PostgreSQL ready on {node}:{port} (pid {process.pid})")
         changes = {"state": "running", "host": node, "port": port, "pid": process.pid}
-        if _update(service_dir, record.job_id, **changes) is None:
+        if update_job_record(service_dir, record.job_id, **changes) is None:
             server.interrupt(process)
             raise ServiceError(f"the record in {service_dir} names another job now")
         return process
@@ -161,16 +262,14 @@ def _start(
     )
 
 
-def _prepare(
-    binaries: server.PostgresBinaries, account: server.ServerAccount, record: ServiceRecord
-) -> None:
+def _prepare(binaries: PostgresBinaries, account: ServerAccount, record: ServiceRecord) -> None:
     password = read_password(Path(record.password_file)) if record.password_file else None
-    initialised = server.prepare_cluster(
+    initialised = prepare_cluster(
         binaries,
         Path(record.data_dir),
         account,
         listen="*",
-        port=server.free_port("*"),
+        port=free_port("*"),
         auth=record.auth,
         role=record.user,
         database=record.database,
@@ -181,8 +280,8 @@ def _prepare(
 
 
 def _run_until_ready(
-    binaries: server.PostgresBinaries,
-    account: server.ServerAccount,
+    binaries: PostgresBinaries,
+    account: ServerAccount,
     record: ServiceRecord,
     port: int,
     shutdown: _Shutdown,
@@ -201,16 +300,6 @@ def _run_until_ready(
     if shutdown.requested:
         raise ServiceError("cancelled before the server was ready")
     return None
-
-
-def _update(service_dir: Path, job_id: str | None, **changes: object) -> ServiceRecord | None:
-    """Apply `changes` to the record on disk if it still names `job_id`; return it, or `None`."""
-    current = read_record(service_dir)
-    if current is None or current.job_id != job_id:
-        return None
-    updated = current.replace(**changes)
-    write_record(service_dir, updated)
-    return updated
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,13 @@
-"""Render the sbatch script of one array job.
+"""Render sbatch scripts: the array jobs' scripts, and any other job metalab submits.
 
 The script holds the `#SBATCH` directives from a `SlurmConfig` and an `ArrayJob`, the user's
 environment setup (modules, conda, setup lines) and, last, the command each array task runs:
 by default `python -m metalab.executors.slurm.entry ...`, which finds its runs from
 `SLURM_ARRAY_TASK_ID` and the run offset of its shard. Every value is shell-quoted; sbatch
 reads quoted `#SBATCH` values the same way the shell does.
+
+`render_job` renders any job this way: the PostgreSQL service's job script comes from it too,
+so every sbatch script metalab writes reads the same `SlurmConfig` the same way.
 """
 
 from __future__ import annotations
@@ -79,9 +82,37 @@ def render_script(
     usually `entry_command(...)`. Raises `ValidationError` if a directive or setup value spans
     several lines.
     """
+    logs = os.fspath(logs)
+    return render_job(
+        config,
+        job_name=job_name,
+        command=command,
+        output=os.path.join(logs, f"{LOG_PATTERN}.out"),
+        error=os.path.join(logs, f"{LOG_PATTERN}.err"),
+        array=job.array,
+    )
+
+
+def render_job(
+    config: SlurmConfig,
+    *,
+    job_name: str,
+    command: Sequence[str],
+    output: str,
+    error: str | None = None,
+    array: str | None = None,
+) -> str:
+    """Return the text of an sbatch script that runs `command` with `config`'s resources.
+
+    The script holds the `#SBATCH` directives (`job_directives`), the environment setup
+    (`setup_lines`) and `exec command`. `output` (and `error`, else stderr joins stdout) are
+    sbatch's file patterns; `array` an `--array` spec. Raises `ValidationError` if a value
+    spans several lines or `command` is empty.
+    """
+    options = job_directives(config, job_name=job_name, output=output, error=error, array=array)
     lines = [
         "#!/bin/bash",
-        *(f"#SBATCH {option}" for option in directives(config, job, job_name=job_name, logs=logs)),
+        *(f"#SBATCH {option}" for option in options),
         "",
         "set -e",
         "export PYTHONUNBUFFERED=1",
@@ -92,11 +123,19 @@ def render_script(
     return "\n".join(lines)
 
 
-def directives(
-    config: SlurmConfig, job: ArrayJob, *, job_name: str, logs: str | os.PathLike[str]
+def job_directives(
+    config: SlurmConfig,
+    *,
+    job_name: str,
+    output: str,
+    error: str | None = None,
+    array: str | None = None,
 ) -> list[str]:
-    """Return the sbatch options of the script, values quoted, without the `#SBATCH` prefix."""
-    logs = os.fspath(logs)
+    """Return a job's sbatch options, values quoted, without the `#SBATCH` prefix.
+
+    Resources, account and QOS come from `config`, its extra directives last; options left
+    unset (`None`) are left out. Raises `ValidationError` if a value spans several lines.
+    """
     options = [
         ("--job-name", job_name),
         ("--partition", config.partition_option),
@@ -107,9 +146,9 @@ def directives(
         ("--gres", f"gpu:{config.gpus}" if config.gpus else None),
         ("--account", config.account),
         ("--qos", config.qos),
-        ("--array", job.array),
-        ("--output", os.path.join(logs, f"{LOG_PATTERN}.out")),
-        ("--error", os.path.join(logs, f"{LOG_PATTERN}.err")),
+        ("--array", array),
+        ("--output", output),
+        ("--error", error),
     ]
     rendered = [f"{name}={_quote(value)}" for name, value in options if value is not None]
     return rendered + [_one_line(option) for option in config.extra_directives]
