@@ -1,32 +1,30 @@
-"""`run`, `to_delayed`, `load_results`, `reconnect`: resolve store and executor, skip done work.
+"""`run`, `to_delayed` and `reconnect`: the entry points that start or follow a sweep.
 
-Resume is planning: compute every run id, ask the store (one scan) which are complete, and
-hand only the rest to the executor (DESIGN invariant 4).
+Each checks its arguments, opens the store and finds the executor through the registry,
+submits the sweep (`metalab.submission`) and hands it to a `Driver` behind a `RunHandle`.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import secrets
-import warnings
-from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from . import execute, provenance, registry
-from ._trust import experiment_key, pickled_bytes, usable_manifests
+from . import registry
+from ._trust import pickled_bytes, usable_manifests
 from .contracts import Store
 from .derived import check_functions
 from .driver import Driver
-from .errors import CodeChangedWarning, MetalabWarning, StoreError, ValidationError
+from .dry_run import DryRun
+from .errors import StoreError, ValidationError
 from .experiment import Experiment
 from .following import StoreFollower
 from .handle import RunHandle
 from .interrupts import interrupted_while_starting
 from .progress import make_progress
-from .record import paused_gc, utc_now
+from .record import paused_gc
 from .recording import recorded_outcomes
-from .serializers import user_codecs
+from .submission import open_store, prepare_sweep
 from .sweep import RunOptions, Sweep, SweepRef
 from .tasks import build_tasks, check_chunk_size, chunk_size_for, chunks
 
@@ -60,136 +58,6 @@ def check_experiment_id(experiment: Any) -> None:
         )
 
 
-def default_store_path(experiment: Experiment) -> str:
-    """`./runs/<experiment name>`: where `run()` writes when no store is given."""
-    return f"./runs/{experiment.name}"
-
-
-def open_store(store: Any, experiment: Experiment | None = None) -> Store:
-    """Open `store` (path, locator or object), or the default store of `experiment`."""
-    if store is None:
-        if experiment is None:
-            raise ValidationError("a store is needed: pass a path or a locator")
-        store = default_store_path(experiment)
-    return registry.open_store(store)
-
-
-def plan_sweep(
-    experiment: Experiment,
-    store: Store,
-    *,
-    resume: bool = True,
-    chunk_size: int | None = None,
-    derived: Sequence[Callable[..., Any]] = (),
-    executor_name: str = "",
-    dry_run: bool = False,
-    executor_details: dict[str, Any] | None = None,
-    check: Callable[[Experiment, Store, Sequence[int]], None] | None = None,
-) -> Sweep:
-    """Fingerprint the experiment, store it once, and work out which runs are left.
-
-    `check(experiment, store, pending)`, when given, may refuse the sweep by raising, before
-    its manifest is written (an executor's `check_submission`)."""
-    if not isinstance(experiment, Experiment):
-        raise ValidationError(f"expected a metalab.Experiment, got {experiment!r}")
-    experiment.prepare()
-    blob = _serialize(experiment)
-    key = experiment_key(blob)
-    store.save_experiment(key, blob)
-    execute.remember_experiment(store.locator, key, experiment)
-
-    source = provenance.source_file(experiment.operation.func)
-    git = provenance.git_state(source) if source else None
-    options = RunOptions(
-        resume=resume,
-        git=git,
-        codecs=tuple(user_codecs()),
-        derived=tuple(derived),
-        chunk_size=chunk_size,
-    )
-    ref = SweepRef(
-        store=store.locator, experiment_key=key, session=secrets.token_hex(8), options=options
-    )
-    run_ids = experiment.run_ids()
-    _warn_duplicates(experiment, run_ids)
-    _, done = store.scan() if resume else (set(), set())
-    pending = [i for i, run_id in enumerate(run_ids) if run_id not in done]
-    skipped = len(run_ids) - len(pending)
-    if resume and skipped:
-        _warn_changed_code(experiment, store, run_ids, done)
-
-    if check is not None and not dry_run:
-        check(experiment, store, pending)
-
-    manifest = experiment.manifest()
-    manifest.update(
-        experiment_key=key,
-        session=ref.session,
-        submitted_at=utc_now(),
-        resume=resume,
-        pending=len(pending),
-        skipped=skipped,
-        executor=executor_name,
-        executor_details=executor_details or {},
-        provenance={"git": git, **provenance.environment()},
-    )
-    if not dry_run:
-        store.write_manifest(experiment.experiment_id, manifest)
-    return Sweep(experiment, store, ref, run_ids, pending, skipped, manifest)
-
-
-def _warn_duplicates(experiment: Experiment, run_ids: list[str]) -> None:
-    repeated = len(run_ids) - len(set(run_ids))
-    if repeated:
-        warnings.warn(
-            MetalabWarning(
-                f"{repeated} of the {len(run_ids)} runs of {experiment.experiment_id!r} repeat "
-                "another run exactly (same params and seed replicate): each distinct run is "
-                "executed and stored once. Remove duplicate parameter cases to silence this."
-            ),
-            stacklevel=4,
-        )
-
-
-def _serialize(experiment: Experiment) -> bytes:
-    import cloudpickle
-
-    try:
-        return cloudpickle.dumps(experiment)
-    except Exception as exc:
-        raise ValidationError(
-            f"experiment {experiment.experiment_id!r} cannot be serialized for workers "
-            f"({type(exc).__name__}: {exc}). The operation, context and params travel to "
-            "workers by pickle: create unpicklable objects (locks, connections, open files) "
-            "inside the operation instead of referring to module-level ones."
-        ) from exc
-
-
-def _warn_changed_code(
-    experiment: Experiment, store: Store, run_ids: list[str], done: set[str]
-) -> None:
-    code_hash = experiment.operation.code_hash
-    earlier = store.manifests(experiment.experiment_id)
-    # the latest submission's source is what the store was last warned about
-    if not earlier or earlier[-1].get("operation", {}).get("code_hash") == code_hash:
-        return
-    completed = [run_id for run_id in run_ids if run_id in done]
-    changed = sum(
-        1
-        for record in store.get_records(completed)
-        if record.get("provenance", {}).get("code_hash") != code_hash
-    )
-    if changed:
-        warnings.warn(
-            CodeChangedWarning(
-                f"{changed} completed run(s) of {experiment.experiment_id!r} in this store were "
-                f"made by a different source of operation {experiment.operation.name!r}; they are "
-                "kept and skipped. Bump the experiment's version to re-run them."
-            ),
-            stacklevel=4,
-        )
-
-
 def run(
     experiment: Experiment,
     store: Any = None,
@@ -200,7 +68,7 @@ def run(
     chunk_size: int | None = None,
     derived_metrics: Any = None,
     dry_run: bool = False,
-) -> Any:
+) -> RunHandle | DryRun:
     """Run every pending run of `experiment`; return a `RunHandle` at once.
 
     `store` is a path, a `file://` or `postgresql://` locator, or a store object (default
@@ -228,7 +96,7 @@ def run(
     try:
         experiment.prepare()  # bad params or missing files fail before a store is created
         store = open_store(store, experiment)
-        sweep = plan_sweep(
+        sweep = prepare_sweep(
             experiment,
             store,
             resume=resume,
@@ -255,40 +123,6 @@ def run(
     handle = RunHandle(Driver(sweep, resolved), shown)
     handle.start()
     return handle
-
-
-class DryRun(dict):
-    """What `metalab.run(..., dry_run=True)` would do: a dict with a readable `str()`.
-
-    Keys: `experiment_id`, `executor`, `total`, `done`, `to_submit`; for SLURM also `jobs`
-    (each with its `array` spec, `shard`, `offset`, `script`), `tasks`, `core_hours_max`
-    (tasks x cpus x time limit) and `directory` (where the scripts were written).
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __str__(self) -> str:
-        lines = [
-            f"dry run of {self['experiment_id']} on {self['executor']}: {self['total']} runs, "
-            f"{self['done']} done, {self['to_submit']} to submit"
-        ]
-        jobs = self.get("jobs") or []
-        if jobs:
-            lines.append(
-                f"{len(jobs)} array job(s), {self['tasks']} task(s) of "
-                f"{self['runs_per_task']} run(s); at most {self['core_hours_max']} core-hours"
-            )
-            for job in jobs:
-                after = "" if job["after"] is None else f" after job {job['after']}"
-                lines.append(
-                    f"  job {job['position']}: shard {job['shard']} offset {job['offset']} "
-                    f"--array={job['array']}{after}  {job['script']}"
-                )
-        return "\n".join(lines)
 
 
 def _in_worker_bootstrap() -> bool:
@@ -323,7 +157,7 @@ def to_delayed(
     check_chunk_size(chunk_size)
     experiment.prepare()
     store = open_store(store, experiment)
-    sweep = plan_sweep(experiment, store, resume=resume, executor_name="to_delayed")
+    sweep = prepare_sweep(experiment, store, resume=resume, executor_name="to_delayed")
     if not sweep.pending:
         return []
     groups = chunks(sweep.pending, chunk_size_for(len(sweep.pending), chunk_size))
@@ -375,7 +209,7 @@ def _selected(pairs: Any, experiment: str | None) -> list[tuple[Any, dict[str, A
 
 def reconnect(
     store: Any, experiment: str | None = None, *, progress: Any = False, trust: bool = False
-) -> Any:
+) -> RunHandle:
     """Return a handle on the latest sweep submitted to `store`, from any process.
 
     `experiment` picks one experiment (name or `name:version`) when the store holds several.
