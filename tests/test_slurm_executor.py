@@ -227,7 +227,7 @@ def test_a_refused_later_shard_cancels_the_shards_already_submitted(store, monke
     assert first["state"] == "cancelled after a failed submission"
     assert second["job_id"] is None
     # the scheduler runs nothing of it any more
-    from metalab.executors.slurm.executor import ACTIVE_STATES
+    from metalab.executors.slurm.states import ACTIVE_STATES
 
     _wait_for(
         lambda: (
