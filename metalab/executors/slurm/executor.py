@@ -24,7 +24,7 @@ from typing import Any
 from ... import _claims
 from ...contracts import ExecutorBase, Sink, Store
 from ...errors import ExecutorError, ValidationError
-from ...execute import recorded_outcomes
+from ...execute import Outcome, recorded_outcomes
 from ...experiment import Experiment
 from . import commands, passfiles
 from .config import SlurmConfig
@@ -87,9 +87,13 @@ class SlurmExecutor(ExecutorBase):
         """Return the work directory, when given, so `reconnect` finds the sweep's files."""
         return {"work_dir": str(self.work_dir.resolve())} if self.work_dir is not None else {}
 
+    def _work_root(self, store: Store) -> Path | None:
+        """Return the work directory of sweeps into `store`, if there is one."""
+        return self.work_dir if self.work_dir is not None else store_work_directory(store)
+
     def _root(self, store: Store) -> Path:
         """Return the work directory of a sweep into `store`; ValidationError without one."""
-        root = self.work_dir if self.work_dir is not None else store_work_directory(store)
+        root = self._work_root(store)
         if root is None:
             raise ValidationError(
                 f"SlurmExecutor needs a directory on the shared filesystem for its scripts "
@@ -107,7 +111,7 @@ class SlurmExecutor(ExecutorBase):
         `max_concurrent`. Tasks still ending whose runs all have their records do not count.
         Read-only: one `squeue` call, made only when there is something to submit and an
         earlier submission to ask about."""
-        root = self.work_dir if self.work_dir is not None else store_work_directory(store)
+        root = self._work_root(store)
         if not pending or root is None:
             return
         wanted = set(pending)
@@ -213,7 +217,7 @@ class SlurmExecutor(ExecutorBase):
         return bool(final or again or seen.active or retried)
 
     @staticmethod
-    def _report(outcomes: list[Any], waiting: set[int], sink: Sink) -> None:
+    def _report(outcomes: list[Outcome], waiting: set[int], sink: Sink) -> None:
         if outcomes:
             sink.outcomes(outcomes)
             waiting.difference_update(o.index for o in outcomes)
