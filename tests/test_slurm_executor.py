@@ -227,7 +227,7 @@ def test_a_refused_later_shard_cancels_the_shards_already_submitted(store, monke
     assert first["state"] == "cancelled after a failed submission"
     assert second["job_id"] is None
     # the scheduler runs nothing of it any more
-    from metalab.executors.slurm.executor import ACTIVE_STATES
+    from metalab.executors.slurm.states import ACTIVE_STATES
 
     _wait_for(
         lambda: (
@@ -562,7 +562,7 @@ def test_submitting_again_while_the_first_submission_runs_is_refused(store):
         assert len(submissions(store)) == 1
         assert sorted((store / "experiments").glob("*_*.json")) == manifests
         follower = metalab.reconnect(store)
-        assert follower._plan.job.session == handle._plan.job.session
+        assert follower._sweep.session == handle._sweep.session
     finally:
         handle.cancel()
         cancelled = {r.index: r.status for r in checked_result(handle, timeout=120)}

@@ -834,3 +834,112 @@ def test_a_second_submission_is_refused_while_the_first_runs_its_runs(
     executor.check_submission(SimpleNamespace(experiment_id="other:1"), None, pending)
     executor.check_submission(experiment, None, [])
     assert len(fake_slurm.calls("squeue")) == 1
+
+
+# ------------------------------------------------------------- the executor's contract hooks
+
+
+def _plan(session: str = "s-earlier", store=None, locator=None, total: int = 6):
+    from types import SimpleNamespace
+
+    from metalab.sweep import SweepRef
+
+    no_directory = SimpleNamespace(work_directory=lambda: None)  # a database store, say
+    return SimpleNamespace(
+        experiment=SimpleNamespace(experiment_id="sweep:1", name="sweep"),
+        store=no_directory if store is None else store,
+        ref=SweepRef(store=locator, experiment_key="key", session=session),
+        session=session,
+        run_ids=[f"r{i}" for i in range(total)],
+        pending=list(range(total)),
+        skipped=0,
+    )
+
+
+def test_slurm_executor_is_an_executor():
+    from metalab.contracts import Executor
+    from metalab.executors.slurm import SlurmExecutor
+
+    assert isinstance(SlurmExecutor(SlurmConfig()), Executor)
+
+
+def test_jobqueue_executor_is_an_executor():
+    from metalab.contracts import Executor
+    from metalab.executors.jobqueue import JobqueueExecutor
+
+    assert isinstance(JobqueueExecutor(SlurmConfig()), Executor)
+
+
+def test_follower_follows_the_submission_the_manifest_points_to(tmp_path):
+    import json
+
+    from metalab.executors.slurm import SlurmExecutor
+    from metalab.executors.slurm.submission import config_document
+
+    _earlier_submission(tmp_path, "sweep:1")
+    path = tmp_path / "slurm" / "s-earlier" / "submission.json"
+    config = SlurmConfig(memory="2G", retries=2, escalate={"memory": 2}, setup=["export X=1"])
+    document = json.loads(path.read_text())
+    path.write_text(
+        json.dumps({**document, "config": config_document(config), "attempts": {"3": 2}})
+    )
+    manifest = {"session": "s-earlier", "executor_details": {"work_dir": str(tmp_path)}}
+
+    follower = SlurmExecutor.follower(_plan(), manifest)
+    assert isinstance(follower, SlurmExecutor)
+    assert follower.config == config and follower.work_dir == tmp_path
+    assert follower.min_attempts(_plan()) == {3: 2}
+    assert follower.min_attempts(_plan("another")) == {}
+    # no record of that sweep, or no directory to look in: the store alone is watched
+    assert SlurmExecutor.follower(_plan("another"), manifest) is None
+    assert SlurmExecutor.follower(_plan(), {"session": "s-earlier"}) is None
+
+
+def test_cancel_cancels_the_jobs_of_the_named_sweep_only(fake_slurm, tmp_path):
+    from metalab.executors.slurm import SlurmExecutor
+
+    _earlier_submission(tmp_path, "sweep:1")
+    manifest = {"executor_details": {"work_dir": str(tmp_path)}}
+    follower = SlurmExecutor.follower(_plan(), manifest)
+    assert follower is not None
+    fake_slurm("scancel")
+    follower.cancel("another")
+    assert fake_slurm.calls("scancel") == []
+    follower.cancel("s-earlier")
+    follower.cancel("s-earlier")
+    assert fake_slurm.calls("scancel") == [["700"], ["700"]]
+
+
+def test_the_config_in_the_submission_record_rebuilds_the_config():
+    import json
+
+    from metalab.executors.slurm.submission import config_document
+
+    config = SlurmConfig(
+        modules=["gcc"], extra_directives={"constraint": "v100"}, escalate={"time": 1.5}
+    )
+    document = json.loads(json.dumps(config_document(config)))
+    assert document["modules"] == ["gcc"] and document["escalate"] == {"time": 1.5}
+    assert SlurmConfig(**document) == config
+
+
+def test_a_password_in_the_locator_stays_out_of_the_job_file_and_scripts(tmp_path, monkeypatch):
+    import cloudpickle
+
+    from metalab.executors.slurm import SlurmExecutor
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    locator = "postgresql://lab:s3cret@db.example:5433/runs?schema=x"
+    plan = _plan("s-secret", locator=locator)
+    described = SlurmExecutor(SlurmConfig(), work_dir=tmp_path / "work").describe(plan)
+
+    directory = Path(described["directory"])
+    job = cloudpickle.loads((directory / "job.pkl").read_bytes())
+    assert job.store == "postgresql://lab@db.example:5433/runs?schema=x"
+    passfile = tmp_path / "home" / ".metalab" / "pgpass" / "s-secret"
+    assert passfile.read_text() == "db.example:5433:runs:lab:s3cret\n"
+    assert oct(passfile.stat().st_mode & 0o777) == "0o600"
+    (entry,) = described["jobs"]
+    script = Path(entry["script"]).read_text()
+    assert f"export PGPASSFILE={passfile}" in script and "s3cret" not in script
+    assert described["to_submit"] == 6 and described["tasks"] == 6

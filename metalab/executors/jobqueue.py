@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ValidationError
+from .. import config as metalab_config
+from ..errors import ValidationError, require
 from .dask import DaskExecutor
 from .slurm.config import SlurmConfig, format_time
 from .slurm.script import setup_lines
@@ -100,8 +101,8 @@ class JobqueueExecutor(DaskExecutor):
         return kwargs
 
     def _connect(self) -> tuple[Any, list[Any]]:
-        from ..errors import require
-
+        """Start the worker jobs' cluster and connect to it; return (client, what to close).
+        On failure the cluster is closed and the error raised."""
         require("dask_jobqueue", "slurm", "JobqueueExecutor")
         import distributed
         from dask_jobqueue import SLURMCluster
@@ -127,16 +128,12 @@ def _scheduler_options(given: dict[str, Any] | None) -> dict[str, Any]:
     itself listens where dask-jobqueue puts it: workers on compute nodes must reach it."""
     import dask.config
 
-    from .. import config
-
     if given is None:
         given = dask.config.get("jobqueue.slurm.scheduler-options", default={}) or {}
     options = dict(given)
-    options.setdefault("dashboard_address", config.get("dask.dashboard-address"))
+    options.setdefault("dashboard_address", metalab_config.get("dask.dashboard-address"))
     return options
 
 
 def _startup_timeout() -> float:
-    from .. import config
-
-    return float(config.get("slurm.worker-start-timeout"))
+    return float(metalab_config.get("slurm.worker-start-timeout"))

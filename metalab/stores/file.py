@@ -251,6 +251,10 @@ class FileStore(StoreDefaults):
         """`file://` URI of the store root."""
         return self._locator
 
+    def work_directory(self) -> Path:
+        """The store's root: executors keep their files beside the runs."""
+        return self.root
+
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -289,8 +290,6 @@ def _directives(given: object) -> tuple[str, ...]:
 
 def _directive_from_item(key: str, value: Any) -> str:
     """Turn one `{option: value}` item into an option: `--key=value`, or `--key` for True/None."""
-    import shlex
-
     key = key.lstrip("-")
     dash = "-" if len(key) == 1 else "--"
     if value is None or value is True:

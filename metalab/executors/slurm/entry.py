@@ -17,6 +17,11 @@ import dataclasses
 import sys
 import traceback
 
+import cloudpickle
+
+from ... import execute
+from .arrays import runs_from_env
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metalab.executors.slurm.entry")
@@ -26,17 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--total", type=int, required=True, help="runs in the sweep")
     parser.add_argument("--attempt", type=int, default=1, help="submission attempt")
     args = parser.parse_args(argv)
-
-    import cloudpickle
-
-    from ... import execute
-    from .arrays import runs_from_env
-
     try:
         with open(args.job, "rb") as fh:
             job = cloudpickle.load(fh)
         if args.attempt > 1:
-            job = dataclasses.replace(job, options={**job.options, "attempt": args.attempt})
+            options = dataclasses.replace(job.options, attempt=args.attempt)
+            job = dataclasses.replace(job, options=options)
         indices = runs_from_env(args.offset, args.runs_per_task, args.total)
         if not indices:
             print(f"metalab: no runs for this task (offset {args.offset})", flush=True)

@@ -1,0 +1,124 @@
+"""What a submission will be, written down before anything is submitted.
+
+`prepare` writes the sweep's job file (`job.pkl`: store locator without passwords,
+experiment key, session, options) and one sbatch script per array job, and returns the plan
+document: what a dry run shows and what `submission.json` starts as. `Scripts` writes the
+scripts of a sweep, for its first submission and for resubmissions with a grown config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...sweep import Sweep
+from . import passfiles
+from .arrays import ArrayJob, plan_arrays
+from .config import SlurmConfig
+from .layout import job_file, script_file, session_directory
+from .script import entry_command, log_dir, render_script
+from .submission import Entry, config_document, new_entry
+
+
+def array_jobs(indices: Sequence[int], config: SlurmConfig) -> list[ArrayJob]:
+    """Plan the array jobs that run `indices` with `config` (see `arrays.plan_arrays`)."""
+    return plan_arrays(
+        indices,
+        runs_per_task=config.runs_per_task,
+        max_array_size=config.max_array_size,
+        max_concurrent=config.max_concurrent,
+    )
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """Writes the sbatch scripts of one sweep into its directory."""
+
+    sweep: Sweep
+    root: Path
+    """The work directory (see `layout`)."""
+    passfile: Path | None
+    """The password file the tasks read, if the store locator had a password."""
+
+    @property
+    def directory(self) -> Path:
+        """The sweep's directory under the work directory."""
+        return session_directory(self.root, self.sweep.session)
+
+    def entries(
+        self, jobs: Sequence[ArrayJob], config: SlurmConfig, *, attempt: int, base: int = 0
+    ) -> list[Entry]:
+        """Write the scripts of `jobs` with `config` for `attempt`, the first at position
+        `base`; return their entries (a job's `after` counts from `base` too)."""
+        entries = []
+        for k, job in enumerate(jobs):
+            script = script_file(self.directory, base + k, attempt)
+            script.write_text(self._text(job, config, attempt))
+            entry = new_entry(base + k, job, script, attempt=attempt)
+            if job.after is not None:
+                entry["after"] = base + job.after
+            entries.append(entry)
+        return entries
+
+    def _text(self, job: ArrayJob, config: SlurmConfig, attempt: int) -> str:
+        command = entry_command(
+            config.python,
+            job_file=str(job_file(self.directory)),
+            offset=job.offset,
+            runs_per_task=job.runs_per_task,
+            total=len(self.sweep.run_ids),
+            attempt=attempt,
+        )
+        return render_script(
+            passfiles.exported(config, self.passfile),
+            job,
+            job_name=f"metalab-{self.sweep.experiment.name}",
+            logs=log_dir(self.root),
+            command=command,
+        )
+
+
+def prepare(sweep: Sweep, config: SlurmConfig, root: Path) -> tuple[dict[str, Any], Scripts]:
+    """Write the job file and the scripts of the pending runs of `sweep` under `root`;
+    return the plan document and the sweep's `Scripts`. Submits nothing; writing again
+    rewrites the scripts and keeps the job file."""
+    scripts = Scripts(sweep, root, _write_job_file(sweep, root))
+    jobs = array_jobs(sweep.pending, config)
+    log_dir(root).mkdir(parents=True, exist_ok=True)
+    entries = scripts.entries(jobs, config, attempt=1)
+    tasks = sum(len(job.task_ids) for job in jobs)
+    document = {
+        "experiment_id": sweep.experiment.experiment_id,
+        "session": sweep.session,
+        "total": len(sweep.run_ids),
+        "done": sweep.skipped,
+        "to_submit": len(sweep.pending),
+        "tasks": tasks,
+        "runs_per_task": config.runs_per_task,
+        "jobs": entries,
+        "max_concurrent": config.max_concurrent,
+        "core_hours_max": round(tasks * config.cpus * config.time_seconds / 3600, 3),
+        "directory": str(scripts.directory),
+        "config": config_document(config),
+    }
+    return document, scripts
+
+
+def _write_job_file(sweep: Sweep, root: Path) -> Path | None:
+    """Write the sweep's job description (once); return the password file that took the
+    password of its store locator, if it had one."""
+    import cloudpickle
+
+    directory = session_directory(root, sweep.session)
+    directory.mkdir(parents=True, exist_ok=True)
+    job, secrets = passfiles.without_secrets(sweep.ref)
+    passfile = passfiles.write(sweep.session, secrets) if secrets else None
+    path = job_file(directory)
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(cloudpickle.dumps(job))
+        os.replace(tmp, path)
+    return passfile

@@ -1,0 +1,158 @@
+"""What the scheduler says of a sweep's array tasks: queued, running, or ended how.
+
+Only tasks whose runs have no record yet are asked about, in one batched `squeue` (and one
+`sacct`, where accounting exists, for tasks the controller already forgot). A task the
+scheduler does not know (yet, or any more) is neither active nor lost: silence alone never
+ends a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from . import commands
+from .submission import SUBMITTED, Submission
+
+ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "SUSPENDED",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "RESIZING",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+    }
+)
+"""States of a task that may still write its runs' records."""
+
+LOST_STATES = {
+    "TIMEOUT": "SlurmTimeout",
+    "OUT_OF_MEMORY": "SlurmOutOfMemory",
+    "NODE_FAIL": "SlurmNodeFail",
+    "CANCELLED": "SlurmCancelled",
+    "PREEMPTED": "SlurmPreempted",
+    "BOOT_FAIL": "SlurmBootFail",
+    "DEADLINE": "SlurmDeadline",
+    "FAILED": "SlurmTaskFailed",
+}
+"""Final task states that end its unrecorded runs, and the error type they are recorded with."""
+
+
+class Lost(NamedTuple):
+    """Why a run will not write its record: the error type and message to record it with."""
+
+    kind: str
+    message: str
+
+
+@dataclass
+class Census:
+    """The scheduler's view of the tasks of a sweep's unrecorded runs."""
+
+    lost: dict[int, Lost] = field(default_factory=dict)
+    """Runs whose task ended before they wrote their record."""
+    active: bool = False
+    """Whether any of the tasks is queued or running."""
+    queued: int = 0
+    """Unrecorded runs of tasks still queued."""
+    started: int = 0
+    """Unrecorded runs of tasks that started."""
+
+
+def base_state(reported: str) -> str:
+    """Return a task's state as squeue or sacct report it, without details (`CANCELLED by
+    0`, `RUNNING+`)."""
+    return reported.split(" ")[0].rstrip("+")
+
+
+def census(submission: Submission, waiting: Collection[int], logs: Path) -> Census:
+    """Ask the scheduler about the tasks of the `waiting` runs of `submission` (one squeue,
+    and one sacct for tasks squeue no longer lists). `logs` is where their logs are, which
+    the message of a lost run names. Raises `SlurmCommandError` when squeue fails."""
+    tasks = submission.tasks_of(waiting)
+    if not tasks:
+        return Census()
+    states = _states(tasks)
+    found = Census()
+    for (job, task), runs in tasks.items():
+        state = states.get(f"{job}_{task}")
+        if state is None:
+            continue  # the scheduler does not know it (yet, or any more): wait
+        state = base_state(state)
+        if state in ACTIVE_STATES:
+            found.active = True
+            if state == "PENDING":
+                found.queued += len(runs)
+            else:
+                found.started += len(runs)
+        elif state in LOST_STATES:
+            message = (
+                f"SLURM array task {job}_{task} ended {state} before this run wrote its "
+                f"record (log: {logs / f'{job}_{task}.err'})"
+            )
+            for index in runs:
+                found.lost[index] = Lost(LOST_STATES[state], message)
+    return found
+
+
+def _states(tasks: Iterable[tuple[str, int]]) -> dict[str, str]:
+    """Return the reported state of each task the scheduler knows, by task key."""
+    keys = list(tasks)
+    states = {k: s.state for k, s in commands.squeue(sorted({j for j, _ in keys})).items()}
+    unknown = [(job, task) for job, task in keys if f"{job}_{task}" not in states]
+    if unknown:
+        accounting = commands.sacct(sorted({job for job, _ in unknown}))
+        for job, task in unknown:
+            record = accounting.records.get(f"{job}_{task}")
+            if record is not None:
+                states[f"{job}_{task}"] = record.state
+    return states
+
+
+def active_tails(submission: Submission) -> list[int]:
+    """Return the positions of the submission's last jobs (no job waits for them) that the
+    scheduler still lists as queued or running: waiting for them waits for every job
+    before them. Jobs that ended are left out (sbatch refuses a dependency on a job it
+    forgot)."""
+    jobs = submission.jobs
+    followed = {e["after"] for e in jobs if e["after"] is not None}
+    followed.update(p for e in jobs for p in e.get("waits_for", ()))
+    tails = {
+        job_id: e["position"]
+        for e in jobs
+        if (job_id := e.get("job_id")) and e.get("state") == SUBMITTED
+        if e["position"] not in followed
+    }
+    if not tails:
+        return []
+    active = {
+        key.split("_")[0]
+        for key, task in commands.squeue(sorted(tails)).items()
+        if base_state(task.state) in ACTIVE_STATES
+    }
+    return sorted(position for job_id, position in tails.items() if job_id in active)
+
+
+def running(jobs: Mapping[str, Collection[str]]) -> dict[str, str]:
+    """Return job id -> state of the `jobs` with a task among theirs queued or running (not
+    just ending), in one squeue call. A task squeue reports unexpanded (`700_[1-2]`)
+    counts as one of theirs."""
+    found: dict[str, str] = {}
+    for key, task in commands.squeue(sorted(jobs)).items():
+        state = base_state(task.state)
+        job, _, task_id = key.partition("_")
+        if state not in ACTIVE_STATES or state == "COMPLETING" or job not in jobs:
+            continue
+        if task_id.isdigit() and task_id not in jobs[job]:
+            continue  # its runs are recorded: the task is only ending
+        found.setdefault(job, state)
+    return found
