@@ -275,7 +275,7 @@ def test_reconnect_after_the_submitting_process_is_gone(store, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "submitted 6" in out.stdout
     handle = metalab.reconnect(store)
-    assert type(handle._executor).__name__ == "SlurmExecutor"
+    assert type(handle._driver.executor).__name__ == "SlurmExecutor"
     results = handle.result(timeout=240)
     assert len(results) == 6 and all(r.status == "completed" for r in results)
     assert handle.status.completed == 6
@@ -642,7 +642,7 @@ def test_reconnect_to_a_sweep_in_a_postgres_store(tmp_path, slurm_cluster, postg
         )
         assert out.returncode == 0, out.stderr
         handle = metalab.reconnect(locator)
-        assert type(handle._executor).__name__ == "SlurmExecutor"
+        assert type(handle._driver.executor).__name__ == "SlurmExecutor"
         results = handle.result(timeout=240)
         assert [r.status for r in results] == ["completed"] * 4
         assert list((work / "slurm" / "logs").glob("*.out"))
