@@ -374,13 +374,13 @@ def test_a_kill_between_a_completed_record_and_its_marker_is_repaired_on_resume(
     script = """
         import os, sys
         import metalab
-        from metalab.stores.file import FileStore
+        from metalab.stores.file import records
         from sweeps import sleep_experiment
 
         def killed(path, marker):
             os._exit(9)  # the record is written, its marker not yet
 
-        FileStore._mark_done = staticmethod(killed)
+        records.mark_done = killed
         metalab.run(sleep_experiment(3, 0.0, name="killed"), store=sys.argv[1],
                     executor="inline").result()
     """

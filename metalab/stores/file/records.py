@@ -75,7 +75,7 @@ class RecordFiles:
         if record is None or record.get("status") != "completed":
             self._not_completed[run_id] = seen
             return False
-        _mark_done(path, self._layout.run_file("runs", run_id, ".done"))
+        mark_done(path, self._layout.run_file("runs", run_id, ".done"))
         return True
 
     # ---------------------------------------------------------------- writing
@@ -88,7 +88,7 @@ class RecordFiles:
         try:
             if record["status"] == "completed":
                 st = self._write(run_id, data, path)
-                _mark_done(path, marker)
+                mark_done(path, marker)
             else:
                 try:
                     os.unlink(marker)
@@ -131,7 +131,7 @@ class RecordFiles:
                 yield data, record
 
 
-def _mark_done(path: str, marker: str) -> None:
+def mark_done(path: str, marker: str) -> None:
     """Make the `.done` marker of the completed record at `path`."""
     try:
         os.link(path, marker)  # one call, no file to open; the marker's content is unused
