@@ -260,6 +260,32 @@ def test_to_locator_returns_the_file_uri(store_path):
     assert to_locator(reopened) == store_path.as_uri()
 
 
+def test_a_file_store_meets_the_store_contract_with_a_journal(store_path):
+    from metalab.contracts import Store, StoreCapabilities
+
+    store = FileStore.open(store_path)
+    assert isinstance(store, Store)
+    assert FileStore.capabilities == StoreCapabilities(journal=True)
+    assert store.public_locator == store.locator == store_path.as_uri()
+    assert store.work_directory() == store_path
+    assert store.load_records() == []
+    store.flush_journal()
+    store.flush_journal()  # idempotent
+    data = store.put_record(minimal_record("f" * 32))
+    assert json.loads(data) == store.get_record("f" * 32)
+
+
+def test_open_takes_a_path_or_a_file_uri(store_path):
+    with pytest.raises(metalab.StoreError, match="no metalab store"):
+        FileStore.open(store_path.as_uri(), create=False)
+    made = FileStore.open(store_path.as_uri())
+    assert made.root == store_path and (store_path / "_meta.json").exists()
+    for locator in (str(store_path), store_path, made.locator, f"file://localhost{store_path}"):
+        assert FileStore.open(locator, create=False).root == store_path
+    with pytest.raises(metalab.StoreError, match="names host"):
+        FileStore.open(f"file://elsewhere{store_path}")
+
+
 def test_unknown_scheme_lists_known_schemes(tmp_path):
     with pytest.raises(metalab.StoreError) as excinfo:
         create_store("s3://bucket/runs")
