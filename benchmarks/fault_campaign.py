@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import metalab
-from metalab import _claims
+from metalab import claims
 
 RUN_ID_LENGTH = 32
 EXPERIMENT = "campaign"
@@ -708,7 +708,7 @@ def crafted_stores(settings: Settings, case: Case) -> None:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
 
-    dead = f"{_claims.HOST_TAG}-999999999"  # a writer tag whose pid cannot run
+    dead = f"{claims.HOST_TAG}-999999999"  # a writer tag whose pid cannot run
 
     def dead_writer_tmp(store: Path) -> None:
         path = first_record(store)

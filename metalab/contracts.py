@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 Record = dict[str, Any]
 """A run record as stored (see `metalab.record.RunRecord` for its fields)."""
 Owner = dict[str, Any]
-"""Who holds a claim: `{"host", "pid", "start", "session"}` (see `metalab._claims`)."""
+"""Who holds a claim: `{"host", "pid", "start", "session"}` (see `metalab.claims`)."""
 
 
 # ---------------------------------------------------------------------------- stores

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import _claims
+from . import claims
 from .contracts import Executor
 from .interrupts import interrupted_while_starting
 from .outcome import Outcome
@@ -146,7 +146,7 @@ class Driver:
         """Record every run of the sweep that has no outcome yet as cancelled, once the runs
         that were executing when the sweep was cancelled have stopped."""
         sweep = self.sweep
-        owner = _claims.owner(sweep.session)
+        owner = claims.owner(sweep.session)
         while True:
             left = [i for i in sweep.pending if i not in self.sink.reported]
             self.sink.outcomes(

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from . import _claims, provenance, registry, working_directory
+from . import claims, provenance, registry, working_directory
 from ._trust import experiment_bytes
 from .capture import Capture
 from .context import context_for_run
@@ -100,7 +100,7 @@ def _iter_runs(ref: SweepRef, indices: Iterable[int]) -> Iterator[Outcome]:
     experiment = load_experiment(store, ref.experiment_key)
     ensure_registered(ref.options.codecs)
     worker = provenance.worker_name()
-    owner = _claims.owner(ref.session)
+    owner = claims.owner(ref.session)
 
     # a database store answers one query per poll per worker: ask it less often
     cancelled = _CancelFlag(store, ref.session, store.cancel_poll_interval)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import _claims
+from . import claims
 from .outcome import Outcome
 from .recording import record_lost
 from .sweep import Sweep
@@ -90,7 +90,7 @@ class Sink:
         with the task's error.
         """
         sweep, session = self.sweep, self.sweep.session
-        owner = _claims.owner(session)
+        owner = claims.owner(session)
         if worker_died:
             kind, message = "WorkerLost", f"the worker running this run was lost: {error!r}"
         else:

@@ -24,7 +24,7 @@ from distributed import Client, LocalCluster
 from sweeps import checked_result
 
 import metalab
-from metalab import _claims, dashboard
+from metalab import claims, dashboard
 from metalab.dashboard._page import plot_data
 from metalab.stores.locator import create_store
 
@@ -135,7 +135,7 @@ def test_counts_come_from_the_store_and_follow_new_records(cluster, sweep):
 
     store = create_store(sweep.store.locator, create=False)
     extra = dict(sweep[0].record, run_id="f" * 32, status="interrupted")
-    assert store.claim("e" * 32, _claims.owner("s1"))  # a run of this session executing now
+    assert store.claim("e" * 32, claims.owner("s1"))  # a run of this session executing now
     store.put_record(extra)
     try:
         _wait_for(

@@ -10,7 +10,7 @@ from distributed import LocalCluster
 from sweeps import indexed_experiment
 
 import metalab
-from metalab import _claims
+from metalab import claims
 from metalab.store import create_store
 
 
@@ -153,10 +153,10 @@ def test_reconnect_names_a_module_it_cannot_import(tmp_path, monkeypatch):
 
 
 def test_release_keeps_a_claim_taken_over_by_someone_else(tmp_path, monkeypatch):
-    monkeypatch.setattr(_claims, "LEASE_SECONDS", 0.0)  # every claim is past its lease
+    monkeypatch.setattr(claims, "LEASE_SECONDS", 0.0)  # every claim is past its lease
     store = create_store(tmp_path)
-    assert store.claim("a1" * 16, _claims.owner("mine"))
-    path = store._claim_path("a1" * 16)
+    assert store.claim("a1" * 16, claims.owner("mine"))
+    path = store._layout.claim_path("a1" * 16)
     import os
 
     os.unlink(path)  # our lease lapsed and another host took the run over

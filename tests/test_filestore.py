@@ -16,7 +16,7 @@ import pytest
 from sweeps import checked_result
 
 import metalab
-from metalab import _claims
+from metalab import claims
 from metalab.store import FileStore, create_store, to_locator
 
 
@@ -193,7 +193,7 @@ def test_claims_in_shards_made_by_several_threads_at_once_leave_nothing(store_pa
     import threading
 
     store = FileStore.open(store_path)
-    owner = _claims.owner("session-a")
+    owner = claims.owner("session-a")
     start = threading.Barrier(8)
 
     def work(k):
@@ -209,8 +209,8 @@ def test_claims_in_shards_made_by_several_threads_at_once_leave_nothing(store_pa
     for thread in threads:
         thread.join()
     assert files_under(store_path / "claims") == []
-    assert store._held == {}
-    assert not [path for path in _claims.heartbeat._held if path.startswith(str(store_path))]
+    assert store._claims.held == {}
+    assert not [path for path in claims.heartbeat._held if path.startswith(str(store_path))]
 
 
 # ---------------------------------------------------------------- portability
@@ -258,6 +258,32 @@ def test_to_locator_returns_the_file_uri(store_path):
     assert to_locator(str(store_path)) == store_path.as_uri()
     reopened = create_store(to_locator(store))
     assert to_locator(reopened) == store_path.as_uri()
+
+
+def test_a_file_store_meets_the_store_contract_with_a_journal(store_path):
+    from metalab.contracts import Store, StoreCapabilities
+
+    store = FileStore.open(store_path)
+    assert isinstance(store, Store)
+    assert FileStore.capabilities == StoreCapabilities(journal=True)
+    assert store.public_locator == store.locator == store_path.as_uri()
+    assert store.work_directory() == store_path
+    assert store.load_records() == []
+    store.flush_journal()
+    store.flush_journal()  # idempotent
+    data = store.put_record(minimal_record("f" * 32))
+    assert json.loads(data) == store.get_record("f" * 32)
+
+
+def test_open_takes_a_path_or_a_file_uri(store_path):
+    with pytest.raises(metalab.StoreError, match="no metalab store"):
+        FileStore.open(store_path.as_uri(), create=False)
+    made = FileStore.open(store_path.as_uri())
+    assert made.root == store_path and (store_path / "_meta.json").exists()
+    for locator in (str(store_path), store_path, made.locator, f"file://localhost{store_path}"):
+        assert FileStore.open(locator, create=False).root == store_path
+    with pytest.raises(metalab.StoreError, match="names host"):
+        FileStore.open(f"file://elsewhere{store_path}")
 
 
 def test_unknown_scheme_lists_known_schemes(tmp_path):
@@ -343,11 +369,11 @@ RUN_1, RUN_2 = "1" * 32, "2" * 32
 
 def test_claim_is_exclusive_while_the_owner_lives(store_path):
     store = create_store(store_path)
-    owner = _claims.owner("session-a")
+    owner = claims.owner("session-a")
     try:
         assert store.claim(RUN_1, owner) is True
         assert store.claim(RUN_1, owner) is False
-        assert store.claim(RUN_1, _claims.owner("session-b")) is False
+        assert store.claim(RUN_1, claims.owner("session-b")) is False
         assert RUN_1 in store.claims()
     finally:
         store.release(RUN_1)
@@ -377,13 +403,13 @@ def test_claim_of_a_dead_owner_is_taken_over(store_path):
         json.dumps({"host": socket.gethostname(), "pid": pid, "start": None, "session": "old"})
     )
     assert RUN_2 not in store.claims()
-    me = _claims.owner("new")
+    me = claims.owner("new")
     try:
         assert store.claim(RUN_2, me) is True
         holder = json.loads(claim_file.read_text())
         assert holder["pid"] == os.getpid()
         assert holder["session"] == "new"
-        assert store.claim(RUN_2, _claims.owner("third")) is False
+        assert store.claim(RUN_2, claims.owner("third")) is False
     finally:
         store.release(RUN_2)
     assert not claim_file.exists()
@@ -406,14 +432,14 @@ def test_a_claim_file_becomes_the_record(store_path):
     """A claim holds its owner while the run runs; its record is written into it and the
     file renamed into runs/, which releases the claim: one file per run."""
     store = FileStore.open(store_path)
-    owner = _claims.owner("session-a")
+    owner = claims.owner("session-a")
     run_id = "a" * 32
     assert store.claim(run_id, owner)
     claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
     assert json.loads(claim.read_bytes()) == json.loads(json.dumps(owner))
     inode = claim.stat().st_ino
     # another owner (another session) cannot take a live claim
-    assert not store.claim(run_id, _claims.owner("session-b"))
+    assert not store.claim(run_id, claims.owner("session-b"))
     record = {**minimal_record(run_id), "status": "completed"}
     store.put_record(record)
     assert not claim.exists() and store.claims() == {}
@@ -421,22 +447,22 @@ def test_a_claim_file_becomes_the_record(store_path):
     assert path.stat().st_ino == inode and store.get_record(run_id) == record
     assert path.with_suffix(".done").exists()
     store.release(run_id)  # nothing left to release: and nothing of anyone else's removed
-    assert store.claim(run_id, _claims.owner("session-b"))
+    assert store.claim(run_id, claims.owner("session-b"))
     store.release(run_id)
     store.release(run_id)  # idempotent
-    assert files_under(store_path / "claims") == [] and store._held == {}
+    assert files_under(store_path / "claims") == [] and store._claims.held == {}
 
 
 def test_the_heartbeat_refreshes_held_claims_and_only_those(store_path):
     store = FileStore.open(store_path)
-    owner = _claims.owner("s")
+    owner = claims.owner("s")
     held, done = "a" * 32, "b" * 32
     assert store.claim(held, owner) and store.claim(done, owner)
     claim = shard(store_path, "claims", held) / f"{held}.claim"
     os.utime(claim, (1_000_000_000, 1_000_000_000))  # a lease about to lapse
     store.put_record(minimal_record(done))  # its claim became its record
     record_mtime = store.record_path(done).stat().st_mtime
-    _claims.heartbeat.beat_once()
+    claims.heartbeat.beat_once()
     assert time.time() - claim.stat().st_mtime < 60  # fresh again for other hosts
     assert store.record_path(done).stat().st_mtime == record_mtime
     assert not (shard(store_path, "claims", done) / f"{done}.claim").exists()
@@ -447,7 +473,7 @@ def test_the_heartbeat_refreshes_held_claims_and_only_those(store_path):
 def test_a_record_shorter_than_its_claim_is_written_whole(store_path):
     store = FileStore.open(store_path)
     run_id = "b" * 32
-    assert store.claim(run_id, {**_claims.owner("s"), "padding": "x" * 5000})
+    assert store.claim(run_id, {**claims.owner("s"), "padding": "x" * 5000})
     record = {**minimal_record(run_id), "status": "failed"}
     store.put_record(record)
     assert store.get_record(run_id) == record
@@ -460,16 +486,16 @@ def test_a_claim_taken_over_while_stalled_is_left_to_its_new_owner(store_path):
     owner's claim file, and the new owner's claim stays."""
     store = FileStore.open(store_path)
     run_id = "c" * 32
-    assert store.claim(run_id, _claims.owner("stalled"))
+    assert store.claim(run_id, claims.owner("stalled"))
     claim = shard(store_path, "claims", run_id) / f"{run_id}.claim"
     os.unlink(claim)  # what a takeover does, then it claims anew
-    claim.write_bytes(json.dumps({**_claims.owner("other"), "pid": 1}).encode())
+    claim.write_bytes(json.dumps({**claims.owner("other"), "pid": 1}).encode())
     record = {**minimal_record(run_id), "status": "completed"}
     store.put_record(record)
     assert store.get_record(run_id) == record
     store.release(run_id)
     assert json.loads(claim.read_bytes())["session"] == "other"
-    assert store._held == {}
+    assert store._claims.held == {}
 
 
 def test_a_takeover_never_replaces_a_claim_another_process_just_took_over(store_path):
@@ -481,13 +507,13 @@ def test_a_takeover_never_replaces_a_claim_another_process_just_took_over(store_
     claim.parent.mkdir(parents=True)
     claim.write_bytes(b"")  # a dead claim without an owner: a record half written in
     os.utime(claim, (1_000_000_000, 1_000_000_000))
-    dead = store._read_claim(str(claim))
-    assert not _claims.is_alive(dead[0], dead[1])
+    dead = store._claims.read(str(claim))
+    assert not claims.is_alive(dead[0], dead[1])
     # another process takes it over first; its new claim reads the same (being written)
     os.unlink(claim)
     claim.write_bytes(b"")
-    assert not store._take_over(str(claim), _claims.owner("late"), dead[2])
-    assert claim.read_bytes() == b"" and store._held == {}
+    assert not store._claims.take_over(str(claim), claims.owner("late"), dead[2])
+    assert claim.read_bytes() == b"" and store._claims.held == {}
 
 
 def test_a_failed_record_write_never_mixes_with_the_next_one(store_path, monkeypatch):
@@ -495,11 +521,9 @@ def test_a_failed_record_write_never_mixes_with_the_next_one(store_path, monkeyp
     record the run function writes: that one is whole, never mixed with the first."""
     import errno
 
-    from metalab.stores import file
-
     store = FileStore.open(store_path)
     run_id = "9" * 32
-    assert store.claim(run_id, _claims.owner("s"))
+    assert store.claim(run_id, claims.owner("s"))
     real_pwrite, calls = os.pwrite, []
 
     def pwrite(fd, data, offset):
@@ -508,16 +532,16 @@ def test_a_failed_record_write_never_mixes_with_the_next_one(store_path, monkeyp
             return real_pwrite(fd, bytes(data)[:10], offset)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(file.os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "pwrite", pwrite)
     big = {**minimal_record(run_id), "metrics": {f"m{i}": i for i in range(200)}}
     with pytest.raises(metalab.StoreError, match="No space left on device"):
         store.put_record(big)
-    monkeypatch.setattr(file.os, "pwrite", real_pwrite)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
     failed = {**minimal_record(run_id), "status": "failed"}
     store.put_record(failed)
     assert store.get_record(run_id) == failed
     store.release(run_id)
-    assert files_under(store_path / "claims") == [] and store._held == {}
+    assert files_under(store_path / "claims") == [] and store._claims.held == {}
 
 
 def test_threads_of_one_process_never_release_each_others_claims(store_path):
@@ -526,7 +550,7 @@ def test_threads_of_one_process_never_release_each_others_claims(store_path):
     import threading
 
     store = FileStore.open(store_path)
-    owner = _claims.owner("s")
+    owner = claims.owner("s")
     run_id = "7" * 32
     assert store.claim(run_id, owner)
     store.put_record(minimal_record(run_id))  # claim gone, release still to come
@@ -551,13 +575,13 @@ def test_threads_of_one_process_never_release_each_others_claims(store_path):
 
 def test_a_forked_child_holds_none_of_its_parents_claims(store_path):
     store = FileStore.open(store_path)
-    assert store.claim("8" * 32, _claims.owner("s"))
+    assert store.claim("8" * 32, claims.owner("s"))
     pid = os.fork()
     if pid == 0:  # the child: nothing to touch, release or write through
-        os._exit(0 if store._held == {} and store.held_files() == [] else 1)
+        os._exit(0 if store._claims.held == {} and store.held_files() == [] else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
-    assert len(store._held) == 1
+    assert len(store._claims.held) == 1
     store.release("8" * 32)
     assert files_under(store_path / "claims") == []
 
@@ -575,9 +599,9 @@ def test_claim_of_a_killed_process_is_taken_over(store_path):
     script = (
         "import os, signal, sys\n"
         "from metalab.store import FileStore\n"
-        "from metalab import _claims\n"
+        "from metalab import claims\n"
         "store = FileStore.open(sys.argv[1])\n"
-        "assert store.claim('c' * 32, _claims.owner('s'))\n"
+        "assert store.claim('c' * 32, claims.owner('s'))\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     FileStore.open(store_path)
@@ -585,7 +609,7 @@ def test_claim_of_a_killed_process_is_taken_over(store_path):
     assert files_under(store_path / "claims") == [f"cc/{'c' * 32}.claim"]
     store = FileStore.open(store_path)
     assert store.claims() == {}  # the owner is dead
-    assert store.claim("c" * 32, _claims.owner("t"))  # taken over
+    assert store.claim("c" * 32, claims.owner("t"))  # taken over
     store.release("c" * 32)
     assert files_under(store_path / "claims") == []
 
@@ -595,7 +619,7 @@ def test_owner_file_left_by_an_older_store_is_removed_when_its_process_is_gone(s
     a killed process could leave one behind: listing claims removes it."""
     FileStore.open(store_path)
     left = store_path / "claims" / ".owner-1-0-0"
-    left.write_text(json.dumps({"host": _claims.owner()["host"], "pid": 2**22 + 7}))
+    left.write_text(json.dumps({"host": claims.owner()["host"], "pid": 2**22 + 7}))
     assert FileStore.open(store_path).claims() == {}
     assert not left.exists()
 
@@ -605,10 +629,8 @@ def test_a_record_is_written_even_when_its_claim_file_cannot_become_it(store_pat
     the claim removed by hand), the record is written the usual way and nothing is left."""
     import errno
 
-    from metalab.stores import file
-
     store = FileStore.open(store_path)
-    owner = _claims.owner("s")
+    owner = claims.owner("s")
     # the claim removed by hand while the run ran
     assert store.claim("d" * 32, owner)
     os.unlink(shard(store_path, "claims", "d" * 32) / ("d" * 32 + ".claim"))
@@ -623,12 +645,12 @@ def test_a_record_is_written_even_when_its_claim_file_cannot_become_it(store_pat
             raise OSError(errno.EXDEV, "Invalid cross-device link")
         return real_rename(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(file.os, "rename", rename)
+    monkeypatch.setattr(os, "rename", rename)
     assert store.claim("e" * 32, owner)
     store.put_record(minimal_record("e" * 32))
     assert store.get_record("e" * 32) == minimal_record("e" * 32)
     store.release("e" * 32)
-    assert files_under(store_path / "claims") == [] and store._held == {}
+    assert files_under(store_path / "claims") == [] and store._claims.held == {}
     assert store.scan()[1] == {"d" * 32, "e" * 32}  # both completed, both marked
 
 
@@ -646,14 +668,14 @@ def test_a_claim_killed_while_its_record_was_written_in_is_dead_at_once(store_pa
         text=True,
         check=True,
     )
-    host = _claims.owner()["host"]
+    host = claims.owner()["host"]
     record = {**minimal_record(run_id), "provenance": {"host": host, "pid": int(gone.stdout)}}
     claim.write_text(json.dumps(record))  # fresh: the heartbeat would say alive
     assert store.claims() == {}
-    assert store.claim(run_id, _claims.owner("t"))  # taken over at once
+    assert store.claim(run_id, claims.owner("t"))  # taken over at once
     store.release(run_id)
     # a record written in by a live process is a live claim, reported with its session
     record["provenance"] = {"host": host, "pid": os.getpid(), "session": "s1"}
     claim.write_text(json.dumps(record))
     assert store.claims()[run_id]["session"] == "s1"
-    assert not store.claim(run_id, _claims.owner("t"))
+    assert not store.claim(run_id, claims.owner("t"))

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from metalab.record import encode_record
-from metalab.stores import _journal
+from metalab.stores.file import journal
 
 
 def record(i: int, metrics: dict, **fields) -> dict:
@@ -34,7 +34,7 @@ def sealed(header: bytes, binary: bytes, body: bytes) -> bytes:
     import zlib
 
     check = zlib.crc32(header + binary + body)
-    head = _journal.ENTRY.pack(_journal.MAGIC, len(header), len(binary), len(body), check)
+    head = journal.ENTRY.pack(journal.MAGIC, len(header), len(binary), len(body), check)
     return head + header + binary + body
 
 
@@ -45,11 +45,11 @@ def entry_of(records: list[dict], tmp_path) -> tuple[list[bytes], list[os.stat_r
         path.write_bytes(encode_record(rec))
         datas.append(path.read_bytes())
         stats.append(os.stat(path))
-    parts = _journal.encode_entry(
+    parts = journal.encode_entry(
         [r["run_id"] for r in records],
         stats,
         datas,
-        [[r[k] for r in records] for k in _journal.ROW_FIELDS],
+        [[r[k] for r in records] for k in journal.ROW_FIELDS],
     )
     return parts, stats
 
@@ -70,12 +70,12 @@ def test_an_entry_reads_back_every_field_as_the_record_holds_it(tmp_path, metric
     records[2]["duration"] = 3  # an int among floats stays an int
     parts, stats = entry_of(records, tmp_path)
     data = b"".join(parts)
-    ((columns, offset, length),) = _journal.read_entries(data)
+    ((columns, offset, length),) = journal.read_entries(data)
     run_ids, inodes, mtimes, sizes = columns[:4]
     assert run_ids == [r["run_id"] for r in records]
     assert inodes == [s.st_ino for s in stats] and mtimes == [s.st_mtime_ns for s in stats]
     assert sizes == [s.st_size for s in stats] and sum(sizes) == length
-    for name, column in zip(_journal.ROW_FIELDS, columns[4:]):
+    for name, column in zip(journal.ROW_FIELDS, columns[4:]):
         expected = [encode_record(r[name]) for r in records]  # NaN == NaN as text
         assert [encode_record(v) for v in column] == expected, name
         assert [type(v) for v in column] == [type(r[name]) for r in records], name
@@ -87,57 +87,57 @@ def test_entries_cut_short_or_damaged_are_skipped_never_misread(tmp_path):
     first, _ = entry_of([record(i, {"loss": i / 3}) for i in range(3)], tmp_path)
     second, _ = entry_of([record(i, {"loss": i / 7}) for i in range(3, 6)], tmp_path)
     one, two = b"".join(first), b"".join(second)
-    assert len(_journal.read_entries(one + two)) == 2
+    assert len(journal.read_entries(one + two)) == 2
     # a writer killed mid-entry: the whole entries before it are read
-    assert len(_journal.read_entries(one + two[: len(two) // 2])) == 1
-    assert _journal.read_entries(one[:10]) == []
+    assert len(journal.read_entries(one + two[: len(two) // 2])) == 1
+    assert journal.read_entries(one[:10]) == []
     # a damaged byte anywhere (header, binary part, a record) skips that entry by its CRC,
     # and reading goes on from its declared end
-    for at in (_journal.ENTRY.size, len(one) // 2, len(one) - 10):
+    for at in (journal.ENTRY.size, len(one) // 2, len(one) - 10):
         broken = bytearray(one)
         broken[at] ^= 0x01
-        (kept,) = _journal.read_entries(bytes(broken) + two)
+        (kept,) = journal.read_entries(bytes(broken) + two)
         assert kept[0][0] == [f"{i:032x}" for i in range(3, 6)]
     # whole but malformed: a header of columns of the wrong length, or another magic
     header = first[1].replace(f'"{0:032x}", '.encode(), b"", 1)
-    assert _journal.read_entries(sealed(header, first[2], b"".join(first[3:]))) == []
-    assert _journal.read_entries(sealed(first[1], first[2], b"".join(first[3:]))) != []
-    assert _journal.read_entries(b"XXXX" + one[4:]) == []
+    assert journal.read_entries(sealed(header, first[2], b"".join(first[3:]))) == []
+    assert journal.read_entries(sealed(first[1], first[2], b"".join(first[3:]))) != []
+    assert journal.read_entries(b"XXXX" + one[4:]) == []
 
 
 def test_a_journal_starts_a_file_for_batches_worth_one_and_appends_after(tmp_path):
-    journal = _journal.Journal(str(tmp_path / "journal"))
+    writer = journal.Journal(str(tmp_path / "journal"))
     records = [record(i, {"loss": i / 3}) for i in range(40)]
     _, stats = entry_of(records, tmp_path)
 
     def note(i):
-        journal.note(records[i]["run_id"], stats[i], encode_record(records[i]), records[i])
+        writer.note(records[i]["run_id"], stats[i], encode_record(records[i]), records[i])
 
-    for i in range(_journal.MIN_FIRST_ENTRY - 1):
+    for i in range(journal.MIN_FIRST_ENTRY - 1):
         note(i)
-    journal.flush()  # too few for a file of its own: kept for the next batch
+    writer.flush()  # too few for a file of its own: kept for the next batch
     assert not (tmp_path / "journal").exists()
-    note(_journal.MIN_FIRST_ENTRY - 1)
-    journal.flush()
+    note(journal.MIN_FIRST_ENTRY - 1)
+    writer.flush()
     (path,) = (tmp_path / "journal").iterdir()
     note(30)  # once the process has a file, every batch goes to it
-    journal.flush()
-    entries = _journal.read_entries(path.read_bytes())
-    assert [len(columns[0]) for columns, _, _ in entries] == [_journal.MIN_FIRST_ENTRY, 1]
+    writer.flush()
+    entries = journal.read_entries(path.read_bytes())
+    assert [len(columns[0]) for columns, _, _ in entries] == [journal.MIN_FIRST_ENTRY, 1]
     # a record a table cannot show (no metrics, say) is not noted
     incomplete = dict(records[31])
     del incomplete["metrics"]
-    journal.note(incomplete["run_id"], stats[31], encode_record(incomplete), incomplete)
+    writer.note(incomplete["run_id"], stats[31], encode_record(incomplete), incomplete)
     note(32)
-    journal.flush()
-    entries = _journal.read_entries(path.read_bytes())
+    writer.flush()
+    entries = journal.read_entries(path.read_bytes())
     assert entries[-1][0][0] == [records[32]["run_id"]]
     # a journal file removed meanwhile (by a load): the next batch starts another
     path.unlink()
     note(33)
-    journal.flush()
+    writer.flush()
     (again,) = (tmp_path / "journal").iterdir()
-    assert again != path and len(_journal.read_entries(again.read_bytes())) == 1
+    assert again != path and len(journal.read_entries(again.read_bytes())) == 1
 
 
 def test_short_writes_go_on_where_they_stopped(tmp_path, monkeypatch):
@@ -152,7 +152,7 @@ def test_short_writes_go_on_where_they_stopped(tmp_path, monkeypatch):
     path = tmp_path / "out"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
-        _journal.write_all(fd, list(parts))
+        journal.write_all(fd, list(parts))
     finally:
         os.close(fd)
     assert path.read_bytes() == expected
@@ -166,9 +166,9 @@ def test_headers_of_the_wrong_shape_are_skipped(tmp_path):
     for bad_ids in ([["x"], ["y"], ["z"]], [1, 2, 3], "abc"):
         header[0] = bad_ids
         text = json.dumps(header).encode()
-        assert _journal.read_entries(sealed(text, parts[2], b"".join(parts[3:]))) == []
+        assert journal.read_entries(sealed(text, parts[2], b"".join(parts[3:]))) == []
     deep = b"[" * 100_000 + b"]" * 100_000  # deeper than the JSON parser goes
-    assert _journal.read_entries(sealed(deep, b"", b"")) == []
+    assert journal.read_entries(sealed(deep, b"", b"")) == []
 
 
 def test_records_of_another_format_are_read_from_their_files(tmp_path):

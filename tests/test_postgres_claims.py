@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from metalab import _claims
+from metalab import claims
 from metalab.store import create_store
 
 try:
@@ -60,7 +60,7 @@ def claimed(store) -> list[str]:
 
 
 def test_the_record_of_a_run_deletes_its_writers_claim(store):
-    me = _claims.owner("s")
+    me = claims.owner("s")
     assert store.claim("r1", me) and store.claim("r2", me)
     store.put_record(record("r1"))
     assert claimed(store) == ["r2"]  # before any release
@@ -70,17 +70,17 @@ def test_the_record_of_a_run_deletes_its_writers_claim(store):
 
 def test_a_record_leaves_a_claim_its_writer_does_not_hold(store):
     other = create_store(store.locator)  # another process's view: it holds no claim
-    assert store.claim("r1", _claims.owner("s"))
+    assert store.claim("r1", claims.owner("s"))
     other.put_record(record("r1"))
     assert claimed(store) == ["r1"]
 
 
 WRITE_THEN_DIE = """
 import os, sys
-from metalab import _claims
+from metalab import claims
 from metalab.store import create_store
 store = create_store(sys.argv[1])
-assert store.claim("r1", _claims.owner("s"))
+assert store.claim("r1", claims.owner("s"))
 store.put_record({"format": "metalab.run/1", "run_id": "r1", "experiment_id": "exp:1",
                   "index": 0, "status": "completed", "params": {}, "metrics": {},
                   "series": {}, "artifacts": []})
@@ -113,7 +113,7 @@ def test_a_new_sweep_cleans_claims_left_on_completed_runs(store):
 
 
 def test_a_claim_taken_again_with_its_token_is_won_again(store):
-    owner = store._owner_json(_claims.owner("s"))
+    owner = store._owner_json(claims.owner("s"))
     token = str(uuid.uuid4())
     assert store._claim_once("r1", owner, token)
     assert store._claim_once("r1", owner, token)  # a retry after a lost acknowledgement
@@ -147,7 +147,7 @@ def test_a_store_of_schema_version_1_is_migrated(locator):
     store.close()
     store = create_store(locator)
     assert sql(store, "SELECT version FROM {schema}.store_meta") == [(postgres.SCHEMA_VERSION,)]
-    assert store.claim("r1", _claims.owner("s"))
+    assert store.claim("r1", claims.owner("s"))
     log = store.open_log("r1")
     log.write("line\n")
     log.close()

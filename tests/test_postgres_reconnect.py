@@ -19,7 +19,7 @@ import pytest
 from conftest import POSTGRES_URL, missing_service
 
 import metalab
-from metalab import _claims
+from metalab import claims
 from metalab.store import FallbackStore, create_store
 
 try:
@@ -190,7 +190,7 @@ def test_a_long_lived_store_keeps_working_after_a_restart(locator, cluster, monk
     # a notebook's store object, idle during the restart: every call works on the first try
     assert store.get_record("r1") == a_record("r1")
     assert store.scan() == ({"r1"}, {"r1"})
-    me = _claims.owner("notebook")
+    me = claims.owner("notebook")
     assert store.claim("r2", me)
     store.put_record(a_record("r2"))
     store.release("r2")

@@ -237,7 +237,7 @@ def test_slurm_sweep_into_a_password_protected_store_keeps_the_password_out(
         from slurm_ops import slurm_experiment
 
         handle = metalab.run(slurm_experiment(n=3), locator, executor=executor)
-        session = handle._plan.job.session
+        session = handle._sweep.session
         passfile = Path.home() / ".metalab" / "pgpass" / session
         # while the tasks may need it, the password is in a file only the user can read
         assert oct(passfile.stat().st_mode & 0o777) == "0o600"

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 import metalab
-from metalab import _claims
+from metalab import claims
 from metalab.store import create_store
 
 try:
@@ -468,9 +468,9 @@ def test_a_log_sends_its_first_line_at_once_and_buffers_the_rest(store):
 
 # ---------------------------------------------------------------- claims
 def test_claims_of_live_owners_hold_and_dead_ones_are_taken_over(store):
-    me = _claims.owner("s1")
+    me = claims.owner("s1")
     assert store.claim("r1", me)
-    assert not store.claim("r1", _claims.owner("s2"))  # this process is alive
+    assert not store.claim("r1", claims.owner("s2"))  # this process is alive
     assert store.claims() == {"r1": me}
     assert store.claim_owner("r1") == me
 
@@ -500,7 +500,7 @@ def test_release_leaves_a_claim_someone_else_holds(store, locator):
     store.release("r1")  # never ours
     assert store.claim_owner("r1") == remote
 
-    mine = _claims.owner("mine")
+    mine = claims.owner("mine")
     assert store.claim("r2", mine)
     # our lease lapsed and another host took the run over
     sql(
@@ -517,7 +517,7 @@ def test_release_leaves_a_claim_someone_else_holds(store, locator):
 
 
 def test_heartbeat_keeps_a_held_claim_fresh(store):
-    assert store.claim("r1", _claims.owner("s"))
+    assert store.claim("r1", claims.owner("s"))
     sql(store, "UPDATE {schema}.claims SET heartbeat_at = now() - interval '1 hour'")
     store._touch("r1", store._held["r1"])
     age = sql(store, "SELECT extract(epoch FROM now() - heartbeat_at) FROM {schema}.claims")
@@ -527,7 +527,7 @@ def test_heartbeat_keeps_a_held_claim_fresh(store):
 
 def _claim_all(locator: str, run_ids: list[str], barrier, results) -> None:
     store = create_store(locator, create=False)
-    owner = _claims.owner(f"claimant-{os.getpid()}")
+    owner = claims.owner(f"claimant-{os.getpid()}")
     random.shuffle(run_ids)
     won = [run_id for run_id in run_ids if store.claim(run_id, owner)]
     barrier.wait(timeout=120)  # everyone has tried while the winners still hold their claims

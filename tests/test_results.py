@@ -163,9 +163,9 @@ def test_to_csv_has_params_and_metrics(results, tmp_path):
 @pytest.fixture
 def journaled(monkeypatch):
     """Every task writes a journal entry, however few runs it had."""
-    from metalab.stores import _journal
+    from metalab.stores.file import journal
 
-    monkeypatch.setattr(_journal, "MIN_FIRST_ENTRY", 1)
+    monkeypatch.setattr(journal, "MIN_FIRST_ENTRY", 1)
 
 
 def journal_files(store):
@@ -291,7 +291,7 @@ def test_a_copied_store_is_read_from_its_files_then_from_a_snapshot(
 
     import pandas as pd
 
-    from metalab.stores import _journal, file
+    from metalab.stores.file import journal, loading
 
     original = tmp_path / "store"
     metalab.run(experiment(), original, executor="inline").result()
@@ -299,7 +299,7 @@ def test_a_copied_store_is_read_from_its_files_then_from_a_snapshot(
     shutil.copytree(original, copy)  # new files: the journal names none of them
     (old,) = journal_files(copy)
     expected = metalab.load_results(original).to_dataframe()
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 1)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_READS", 1)
     loaded = metalab.load_results(copy)
     assert not loaded._encoded  # every record read from its file
     pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
@@ -312,8 +312,8 @@ def test_a_copied_store_is_read_from_its_files_then_from_a_snapshot(
     # the outdated journal was written to moments ago (by a writer still at work, for all a
     # load knows): it stays until idle; then the next snapshot replaces it and the earlier one
     assert old.exists()
-    monkeypatch.setattr(_journal, "IDLE_SECONDS", 0.0)
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_FILES", 0)
+    monkeypatch.setattr(journal, "IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_FILES", 0)
     metalab.load_results(copy)
     (newest,) = journal_files(copy)
     assert newest.name.startswith("load-") and newest != snapshot
@@ -321,16 +321,16 @@ def test_a_copied_store_is_read_from_its_files_then_from_a_snapshot(
     # a store without journals (deleted, or written by an earlier metalab): files are read
     # and, from SNAPSHOT_AFTER_READS of them, a snapshot written
     shutil.rmtree(copy / "cache")
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 13)
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_FILES", 64)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_READS", 13)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_FILES", 64)
     assert len(metalab.load_results(copy)) == 12
     assert not journal_files(copy)
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 12)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_READS", 12)
     metalab.load_results(copy)
     (snapshot,) = journal_files(copy)
     assert snapshot.name.startswith("load-")
     # a snapshot that gives every record it holds stays: loads do not write another
-    monkeypatch.setattr(_journal, "IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(journal, "IDLE_SECONDS", 0.0)
     for _ in range(2):
         assert all(isinstance(r, bytes) for r in metalab.load_results(copy)._loaded)
     assert journal_files(copy) == [snapshot]
@@ -362,11 +362,11 @@ def test_damaged_or_untrusted_journals_cost_time_never_records(tmp_path, journal
 
 
 def test_a_journal_file_is_started_for_batches_worth_one(tmp_path):
-    from metalab.stores import _journal
+    from metalab.stores.file import journal
 
     store = tmp_path / "store"
     metalab.run(experiment(), store, executor="inline").result()  # 12 runs in one task
-    assert _journal.MIN_FIRST_ENTRY > 12 and not journal_files(store)
+    assert journal.MIN_FIRST_ENTRY > 12 and not journal_files(store)
     many = metalab.Experiment(
         name="many",
         version="1",
@@ -426,14 +426,14 @@ def test_records_changed_by_their_user_after_a_sweep_keep_their_rows_as_written(
 def test_a_record_replaced_while_loading_is_never_paired_with_the_old_identity(
     tmp_path, journaled, monkeypatch
 ):
-    from metalab.stores import file
+    from metalab.stores.file import loading
 
     store = tmp_path / "store"
     metalab.run(experiment(), store, executor="inline").result()
     shutil_rmtree(store / "cache")  # every record is read from its file
     run_id = metalab.load_results(store)[0].run_id
     path = FileStore(store).record_path(run_id)
-    real = file._read_with_stat
+    real = loading.read_with_stat
 
     def replaced_meanwhile(name):
         if name == str(path):  # another writer renames a new version into place
@@ -442,12 +442,12 @@ def test_a_record_replaced_while_loading_is_never_paired_with_the_old_identity(
             os.replace(replacement, path)
         return real(name)
 
-    monkeypatch.setattr(file, "_read_with_stat", replaced_meanwhile)
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 1)
+    monkeypatch.setattr(loading, "read_with_stat", replaced_meanwhile)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_READS", 1)
     loaded = metalab.load_results(store)
     assert loaded.filter().where(status="cancelled").records[0]["run_id"] == run_id
     assert len(journal_files(store)) == 1  # a snapshot of the other records
-    monkeypatch.setattr(file, "_read_with_stat", real)
+    monkeypatch.setattr(loading, "read_with_stat", real)
     # the snapshot left that record out (it knew the listed identity, not the one read)
     again = metalab.load_results(store)
     decoded = [r for r in again._loaded if not isinstance(r, bytes)]
@@ -456,16 +456,16 @@ def test_a_record_replaced_while_loading_is_never_paired_with_the_old_identity(
 
 
 def test_journals_a_load_cannot_use_never_make_it_write_snapshots(tmp_path, journaled, monkeypatch):
-    from metalab.stores import file
+    from metalab.stores.file import loading
 
     store = tmp_path / "store"
     metalab.run(experiment(), store, executor="inline").result()
     # a writer's journal still fresh, and a snapshot of the same records: the snapshot is
     # read first and gives everything; the fresh journal (not to be removed) changes nothing
     (writer,) = journal_files(store)
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_FILES", -1)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_FILES", -1)
     metalab.load_results(store)
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_FILES", 64)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_FILES", 64)
     snapshot = next(p for p in journal_files(store) if p.name.startswith("load-"))
     early = writer.with_name("0-listed-first.jnl")
     writer.rename(early)
@@ -477,7 +477,7 @@ def test_journals_a_load_cannot_use_never_make_it_write_snapshots(tmp_path, jour
     shutil_rmtree(store / "cache")
     for path in (store / "runs").rglob("*.json"):
         os.chown(path, 12345, 12345)
-    monkeypatch.setattr(file, "SNAPSHOT_AFTER_READS", 1)
+    monkeypatch.setattr(loading, "SNAPSHOT_AFTER_READS", 1)
     assert len(metalab.load_results(store)) == 12
     assert journal_files(store) == []
 

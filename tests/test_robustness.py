@@ -14,7 +14,7 @@ import pytest
 from sweeps import checked_result, indexed_experiment
 
 import metalab
-from metalab import _claims
+from metalab import claims
 from metalab.store import create_store
 
 
@@ -57,7 +57,7 @@ def test_waiting_driver_takes_the_new_record_not_an_old_failure(tmp_path):
     store = create_store(tmp_path)
     exp = _exp(quick, n=3, name="wait")
     held = exp.run_id(0)
-    assert store.claim(held, _claims.owner("another-driver"))
+    assert store.claim(held, claims.owner("another-driver"))
 
     handle = metalab.run(exp, tmp_path, executor=metalab.ThreadExecutor(max_workers=2))
     deadline = time.monotonic() + 60
@@ -81,8 +81,8 @@ def test_waiting_driver_reruns_a_run_whose_owner_died_without_record(tmp_path):
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    owner = {"host": _claims.owner()["host"], "pid": int(dead.stdout), "start": 1, "session": "x"}
-    path = store._claim_path(exp.run_id(1))
+    owner = {"host": claims.owner()["host"], "pid": int(dead.stdout), "start": 1, "session": "x"}
+    path = store._layout.claim_path(exp.run_id(1))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
         import json

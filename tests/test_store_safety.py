@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 import metalab
-from metalab import _claims, processes
+from metalab import claims, processes
 from metalab.errors import StoreError, UnsafeStoreWarning, UntrustedDataError
 from metalab.results import Run
 from metalab.store import FileStore
-from metalab.stores import _journal
+from metalab.stores.file import journal, loading
 
 HERE = Path(__file__).parent
 
@@ -141,17 +141,17 @@ def test_a_journal_entry_naming_another_run_is_not_taken(tmp_path):
     store_path = tmp_path / "store"
     sweep(store_path)
     store = FileStore.open(store_path)
-    files = store._record_stats()
+    files = loading.record_stats(store._layout)
     run_ids = sorted(files)
     bad = json.loads(store.record_path(run_ids[0]).read_bytes())
     bad["run_id"] = "../../../outside"
     crafted = json.dumps(bad).encode()
     crafted += b" " * (files[run_ids[0]].st_size - len(crafted))  # the size the journal notes
-    entry = _journal.encode_entry(
+    entry = journal.encode_entry(
         run_ids[:1],
         [files[run_ids[0]]],
         [crafted],
-        [[bad.get(key)] for key in _journal.ROW_FIELDS],
+        [[bad.get(key)] for key in journal.ROW_FIELDS],
     )
     journals = store_path / "cache" / "journal"
     journals.mkdir(exist_ok=True)
@@ -173,10 +173,10 @@ def test_a_journal_entry_naming_another_run_is_not_taken(tmp_path):
 def test_journal_records_naming_their_run_are_taken(record):
     run_id = "a" * 32
     data = (record % run_id).encode()
-    assert _journal.names_run(data, run_id)
+    assert journal.names_run(data, run_id)
     if record.startswith('{"format": "metalab.run/1", "run_id": "%s", "status"'):
         # what metalab writes: taken without parsing, by the check of a whole entry
-        assert _journal.name_their_runs(data, [0], len(data), [run_id])
+        assert journal.name_their_runs(data, [0], len(data), [run_id])
 
 
 @pytest.mark.parametrize(
@@ -191,8 +191,8 @@ def test_journal_records_naming_their_run_are_taken(record):
 def test_journal_records_naming_another_run_are_not_taken(record):
     run_id = "a" * 32
     data = (record % run_id).encode()
-    assert not _journal.names_run(data, run_id)
-    assert not _journal.name_their_runs(data, [0], len(data), [run_id])
+    assert not journal.names_run(data, run_id)
+    assert not journal.name_their_runs(data, [0], len(data), [run_id])
 
 
 def test_run_log_never_reads_outside_the_store(tmp_path):
@@ -343,7 +343,7 @@ def test_reconnect_skips_a_database_manifest_whose_session_is_no_name(pg_locator
     store.write_manifest(forged["experiment_id"], forged)
     with pytest.warns(UnsafeStoreWarning, match="its session '../../elsewhere'"):
         handle = metalab.reconnect(pg_locator)
-    assert handle._plan.job.session == good["session"]
+    assert handle._sweep.session == good["session"]
     assert len(handle.result()) == 3
 
 
@@ -374,13 +374,13 @@ def test_a_kill_between_a_completed_record_and_its_marker_is_repaired_on_resume(
     script = """
         import os, sys
         import metalab
-        from metalab.stores.file import FileStore
+        from metalab.stores.file import records
         from sweeps import sleep_experiment
 
         def killed(path, marker):
             os._exit(9)  # the record is written, its marker not yet
 
-        FileStore._mark_done = staticmethod(killed)
+        records.mark_done = killed
         metalab.run(sleep_experiment(3, 0.0, name="killed"), store=sys.argv[1],
                     executor="inline").result()
     """
@@ -448,12 +448,13 @@ def test_a_kill_while_the_meta_file_is_written_leaves_no_empty_one(tmp_path):
     store_path = tmp_path / "store"
     script = """
         import os, sys
-        from metalab.stores import _files, file
+        from metalab.stores import file
+        from metalab.stores.file import atomic
 
         def killed(fd, data):
             os._exit(9)
 
-        _files.write_fd = killed
+        atomic.write_fd = killed
         file.FileStore.open(sys.argv[1])
     """
     proc = run_script(script, str(store_path))
@@ -520,10 +521,10 @@ def test_a_claim_without_an_owner_is_dead_once_a_few_seconds_old(tmp_path):
     claim.parent.mkdir(parents=True)
     claim.write_bytes(b"")
     assert run_id in store.claims()  # just made: its writer may be writing it now
-    old = time.time() - _claims.OWNERLESS_SECONDS - 1
+    old = time.time() - claims.OWNERLESS_SECONDS - 1
     os.utime(claim, (old, old))
     assert store.claims() == {}
-    assert store.claim(run_id, _claims.owner("s"))
+    assert store.claim(run_id, claims.owner("s"))
     store.release(run_id)
 
 
@@ -608,9 +609,9 @@ def test_temporary_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path
     store_path = tmp_path / "store"
     sweep(store_path)
     store = FileStore.open(store_path)
-    host = _claims.HOST_TAG
+    host = claims.HOST_TAG
     dead = f"{host}-{dead_pid()}"
-    alive = _claims.writer_tag()
+    alive = claims.writer_tag()
     shard = next(p for p in (store_path / "runs").iterdir() if p.is_dir())
     left = [
         shard / f".{'a' * 32}.json.{dead}.0.tmp",
@@ -636,7 +637,7 @@ def test_a_resume_removes_temporary_claim_files_of_dead_writers(tmp_path):
     store_path = tmp_path / "store"
     sweep(store_path)
     run_id = make_exp().run_id(0)
-    left = store_path / "claims" / run_id[:2] / f".{run_id}.claim.{_claims.HOST_TAG}-"
+    left = store_path / "claims" / run_id[:2] / f".{run_id}.claim.{claims.HOST_TAG}-"
     left = left.with_name(left.name + f"{dead_pid()}.0.tmp")
     left.parent.mkdir(parents=True, exist_ok=True)
     left.write_bytes(b"")
@@ -654,14 +655,14 @@ def test_an_exited_owner_not_yet_reaped_is_dead():
         os.read(read, 1)
         os._exit(0)
     try:
-        owner = {"host": _claims._HOST, "pid": pid, "start": processes.process_start(pid)}
-        assert _claims.is_alive(owner, 0.0)
+        owner = {"host": claims._HOST, "pid": pid, "start": processes.process_start(pid)}
+        assert claims.is_alive(owner, 0.0)
         os.write(write, b"x")
         deadline = time.monotonic() + 10
         while processes.process_start(pid) != processes.EXITED:
             assert time.monotonic() < deadline, "the child did not exit"
             time.sleep(0.01)
-        assert not _claims.is_alive(owner, 0.0)
+        assert not claims.is_alive(owner, 0.0)
     finally:
         os.close(read)
         os.close(write)
@@ -679,7 +680,7 @@ def test_a_temporary_file_of_an_unknown_writer_goes_once_a_lease_old(tmp_path):
         path.write_bytes(b"partial")
     store.scan()
     assert other_host.exists() and old_format.exists()  # their writers may be alive
-    past = time.time() - _claims.LEASE_SECONDS - 1
+    past = time.time() - claims.LEASE_SECONDS - 1
     for path in (other_host, old_format):
         os.utime(path, (past, past))
     store.scan()
@@ -691,7 +692,6 @@ def test_a_run_killed_while_writing_an_artifact_leaves_nothing_once_run_again(tm
     script = """
         import os, sys
         import metalab
-        from metalab.stores import file
         from test_store_safety import make_exp
 
         real = os.replace
@@ -701,7 +701,7 @@ def test_a_run_killed_while_writing_an_artifact_leaves_nothing_once_run_again(tm
                 os._exit(9)  # the artifact is written to its temporary file
             return real(src, dst)
 
-        file.os.replace = replace
+        os.replace = replace
         metalab.run(make_exp(2), store=sys.argv[1], executor="inline").result()
     """
     proc = run_script(script, str(store_path))

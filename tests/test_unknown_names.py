@@ -75,9 +75,9 @@ def test_typos_in_memory(tmp_path):
 
 
 def test_typos_from_journals(tmp_path, monkeypatch):
-    from metalab.stores import _journal
+    from metalab.stores.file import journal
 
-    monkeypatch.setattr(_journal, "MIN_FIRST_ENTRY", 1)
+    monkeypatch.setattr(journal, "MIN_FIRST_ENTRY", 1)
     metalab.run(experiment(), tmp_path, executor="inline").result()
     loaded = metalab.load_results(tmp_path)
     assert loaded._by_rows()  # selections read the journal rows, no record decoded

@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, TypeVar, cast
 
-from .. import _claims
+from .. import claims
 from .._trust import read_for_unpickling
 from ..contracts import StoreDefaults
 from ..errors import (
@@ -1016,7 +1016,7 @@ class PostgresStore(StoreDefaults):
         """
         text = _json_text(manifest)
         rows = self._execute(self._sql.insert_manifest, (experiment_id, text, experiment_id, text))
-        self._execute(self._sql.clean_claims, (_claims.LEASE_SECONDS,))
+        self._execute(self._sql.clean_claims, (claims.LEASE_SECONDS,))
         return f"manifests/{rows[0][0]}"
 
     def manifests(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
@@ -1383,7 +1383,7 @@ class PostgresStore(StoreDefaults):
         if won:
             self._held[run_id] = token
             touch = functools.partial(self._touch, run_id, token)
-            _claims.heartbeat.hold(self._heartbeat_key(run_id), touch)
+            claims.heartbeat.hold(self._heartbeat_key(run_id), touch)
         return won
 
     def _claim_once(self, run_id: str, owner: str, token: str) -> bool:
@@ -1394,7 +1394,7 @@ class PostgresStore(StoreDefaults):
             if current is None:  # released since our attempt
                 return conn.execute(self._sql.claim, (run_id, owner, token)).fetchone() is not None
             holder, age, heartbeat_at = current
-            if _claims.is_alive(holder, age):
+            if claims.is_alive(holder, age):
                 return False
             # compare-and-set: fails if the holder beat or someone else took over meanwhile
             args = (owner, token, run_id, json.dumps(holder), heartbeat_at)
@@ -1423,21 +1423,21 @@ class PostgresStore(StoreDefaults):
     def release(self, run_id: str) -> None:
         """Give up this process's claim on `run_id`; a claim someone else holds (or took over
         after our lease lapsed) stays. Idempotent."""
-        _claims.heartbeat.release(self._heartbeat_key(run_id))
+        claims.heartbeat.release(self._heartbeat_key(run_id))
         token = self._held.pop(run_id, None)
         if token == _ENDED_BY_RECORD:
             return
         if token is not None:
             self._execute(self._sql.release_exact, (run_id, token))
         else:
-            me = _claims.owner()
+            me = claims.owner()
             process = {"host": me["host"], "pid": me["pid"], "start": me["start"]}
             self._execute(self._sql.release_process, (run_id, _sql_json(process)))
 
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return live claims: run id -> owner."""
         rows = self._execute(self._sql.all_claims)
-        return {run_id: owner for run_id, owner, age in rows if _claims.is_alive(owner, age)}
+        return {run_id: owner for run_id, owner, age in rows if claims.is_alive(owner, age)}
 
     # ---------------------------------------------------------------- control
     def request_cancel(self, session: str) -> None:

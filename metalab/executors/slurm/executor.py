@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ... import _claims
+from ... import claims
 from ...contracts import ExecutorBase, Sink, Store
 from ...errors import ExecutorError, ValidationError
 from ...experiment import Experiment
@@ -210,7 +210,7 @@ class SlurmExecutor(ExecutorBase):
             unresolved.setdefault(index, lost)
         retried = False
         if unresolved:
-            owner = _claims.owner(sweep.session)
+            owner = claims.owner(sweep.session)
             retry, outcomes = settle_lost(sweep, submission, unresolved, owner, self.config.retries)
             if retry:
                 resubmit(submission, followed.scripts, self.config, retry)

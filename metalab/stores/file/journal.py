@@ -39,11 +39,12 @@ import os
 import struct
 import sys
 import threading
+import weakref
 import zlib
 from typing import Any
 
-from .. import _claims
-from ..record import RECORD_COLUMNS, RECORD_FORMAT, copied, encode_record
+from ...claims import HOST_TAG
+from ...record import RECORD_COLUMNS, RECORD_FORMAT, copied, encode_record
 
 ENTRY = struct.Struct("<4sIIII")
 MAGIC = b"MLJ1"
@@ -81,6 +82,7 @@ class Journal:
         self._pending_bytes = 0
         self._path: str | None = None  # this process's journal file, once it has one
         self._written = 0  # bytes written to it
+        _journals.add(self)
 
     def note(self, run_id: str, st: os.stat_result, data: bytes, record: dict[str, Any]) -> None:
         """Remember that `data`, `record`'s encoding, is the file whose stat is `st`.
@@ -140,7 +142,7 @@ class Journal:
                 return os.open(self._path, os.O_WRONLY | os.O_APPEND)
             except FileNotFoundError:
                 pass
-        path = f"{self._dir}/{_HOST}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
+        path = f"{self._dir}/{HOST_TAG}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
         try:
             fd = os.open(path, flags, 0o644)
@@ -155,6 +157,17 @@ class Journal:
         self._lock = threading.Lock()
         self._pending, self._kept = [], []
         self._pending_bytes, self._path, self._written = 0, None, 0
+
+
+_journals: weakref.WeakSet[Journal] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for journal in list(_journals):
+        journal.forget()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _copied_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -348,7 +361,4 @@ def removable(path: str, st: os.stat_result, now: float) -> bool:
 
 
 def snapshot_name() -> str:
-    return f"load-{_HOST}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
-
-
-_HOST = _claims.HOST_TAG
+    return f"load-{HOST_TAG}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
