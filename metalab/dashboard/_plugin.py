@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from .. import registry
+from ..contracts import Store
 from . import limits
 from ._page import add_page
 from ._view import Snapshot, StoreView, SweepEntry
@@ -28,7 +30,7 @@ class MetalabPlugin(SchedulerPlugin):
         self.page: str | None = None
         """The page's URL path once the scheduler serves it."""
         self._views: dict[str, StoreView] = {}
-        self._stores: dict[str, Any] = {}
+        self._stores: dict[str, Store] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     async def start(self, scheduler: Any) -> None:
@@ -90,11 +92,9 @@ class MetalabPlugin(SchedulerPlugin):
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="metalab-dashboard")
         return self._pool.submit(fn, *args)
 
-    def _open_store(self, locator: str) -> Any:
+    def _open_store(self, locator: str) -> Store:
         """Open a store once per locator (called in the reading thread only)."""
         store = self._stores.get(locator)
         if store is None:
-            from ..stores.locator import create_store
-
-            store = self._stores[locator] = create_store(locator, create=False)
+            store = self._stores[locator] = registry.open_store(locator, create=False)
         return store

@@ -26,8 +26,7 @@ def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]
         if y is None:
             continue
         params = record.get("params") or {}
-        value = params.get(param.name)
-        x = float(value) if axis.numeric else axis.factor(value)
+        x = float(params[param.name]) if axis.numeric else axis.factor(params.get(param.name))
         group = tuple(canonical(params.get(o.name)) for o in others)
         points.setdefault(group, []).append((x, y, record.get("index")))
     if not points:
@@ -106,6 +105,9 @@ def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]
 
 def _by_x(rows: list[tuple[Any, float, Any]], axis: Axis) -> dict[str, list[Any]]:
     """Mean, std and band bounds of the y values at each x (or bin of x), in axis order."""
+    xs: list[Any]
+    low: list[Any]
+    high: list[Any]
     if axis.numeric:
         found = trend([(x, y) for x, y, _ in rows], log=axis.log, binned=axis.binned)
         xs, low, high = found.x, found.low, found.high
