@@ -225,6 +225,17 @@ def test_report_from_store(sweep, tmp_path, monkeypatch):
         )
 
 
+def test_the_store_is_shown_without_its_password():
+    class Secret:
+        locator = "postgresql://me:hunter2@db/metalab"
+        public_locator = "postgresql://me@db/metalab"
+
+    texts = _texts(report.report_html(Results([_record(0), _record(1)], Secret())))
+    assert "<b>Store:</b> <code>postgresql://me@db/metalab</code>" in texts
+    assert "hunter2" not in texts
+    assert "<b>Store:</b>" not in _texts(report.report_html(_results([_record(0)])))
+
+
 def test_missing_bokeh_names_the_dashboard_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "bokeh", None)
     with pytest.raises(MissingDependencyError, match=r"metalab\[dashboard\]"):
@@ -357,7 +368,9 @@ def test_several_versions_of_an_experiment_get_one_section_each(tmp_path):
             seeds=metalab.seeds(base=0),
         )
         metalab.run(exp, store, executor="inline").result()
-    page = report.report_from_store(store, tmp_path / "r.html", load=metalab.load_results).read_text(encoding="utf-8")
+    page = report.report_from_store(
+        store, tmp_path / "r.html", load=metalab.load_results
+    ).read_text(encoding="utf-8")
     texts = _texts(page)
     sections = re.findall(r"<h1[^>]*>Experiment (versions:\d)</h1>", texts)
     assert sections == ["versions:2", "versions:1"], "newest first, one section each"
