@@ -102,11 +102,6 @@ class Axis:
             distinct = dict(sorted(distinct.items(), key=lambda item: (label(item[1]), item[0])))
         return cls(distinct)
 
-    @property
-    def kind(self) -> str:
-        """`linear`, `log` or `categorical`."""
-        return ("log" if self.log else "linear") if self.numeric else "categorical"
-
     def factor(self, value: Any) -> str:
         """The category label of `value` (one of `factors`)."""
         return self.factors[self._rank[canonical(value)]]

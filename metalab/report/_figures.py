@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._aggregate import Axis, canonical, evenly, is_number, label, trend
+from .._aggregate import COMPLETED, Axis, canonical, evenly, is_number, label, trend
 from .._aggregate import finite as _number
 from . import limits
 from ._runs import STATUS_COLORS, Param, Runs
@@ -146,7 +146,7 @@ def series_figure(runs: Runs, name: str) -> tuple[Any, list[str]] | None:
     for record, pairs in shown:
         thin = evenly(pairs, limits.MAX_CURVE_POINTS)
         status = str(record.get("status"))
-        completed = status == "completed"
+        completed = status == COMPLETED
         data["xs"].append([p[0] for p in thin])
         data["ys"].append([p[1] for p in thin])
         data["color"].append(next(colors) if completed else STATUS_COLORS.get(status, "#555"))
@@ -174,7 +174,7 @@ def series_figure(runs: Runs, name: str) -> tuple[Any, list[str]] | None:
         line_width=1,
     )
     fig.add_tools(HoverTool(renderers=[lines], tooltips=[("run", "@run"), ("params", "@params")]))
-    mean = _step_means([pairs for record, pairs in curves if record.get("status") == "completed"])
+    mean = _step_means([pairs for record, pairs in curves if record.get("status") == COMPLETED])
     if len(mean["step"]) > 0 and len(curves) > 1:
         fig.line("step", "mean", source=ColumnDataSource(mean), color="black", line_width=2.5)
     return fig, notes

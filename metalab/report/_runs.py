@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._aggregate import Axis, canonical, others_text, split_by_status
+from .._aggregate import COMPLETED, Axis, canonical, others_text, split_by_status
 from .._aggregate import finite as _number
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class Runs:
 
     def not_completed(self) -> list[dict[str, Any]]:
         """Records whose status is not `completed`."""
-        return [r for r in self.records if r.get("status") != "completed"]
+        return [r for r in self.records if r.get("status") != COMPLETED]
 
     def default_title(self) -> str:
         """`metalab report: <experiment ids>`."""

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
+from .._aggregate import COMPLETED
 from . import limits
 from ._runs import STATUS_COLORS, Runs
 
@@ -79,7 +80,7 @@ def traceback_text(traceback: str) -> str:
 
 def error_text(record: dict[str, Any]) -> str:
     """`Type: message` of a run that did not complete ('' for a completed one)."""
-    if record.get("status") == "completed":
+    if record.get("status") == COMPLETED:
         return ""
     error = record.get("error") or {}
     text = f"{error.get('type') or record.get('status')}: {error.get('message') or ''}"
