@@ -83,7 +83,10 @@ class MetalabPlugin(SchedulerPlugin):
             return None
         if not view.busy and time.monotonic() - view.refreshed_at >= limits.REFRESH_SECONDS:
             view.busy = True
-            self.in_thread(view.refresh, self._open_store)
+            try:
+                self.in_thread(view.refresh, self._open_store)
+            except RuntimeError:  # the interpreter is exiting: the page keeps what it shows
+                view.busy = False
         return view.snapshot
 
     def in_thread(self, fn: Callable[..., T], *args: Any) -> Future[T]:
