@@ -1,10 +1,12 @@
-"""A metric along a parameter axis: the aggregation the report and the dashboard page share.
+"""Parameter axes and the means along them: what the report and the dashboard page share.
 
-Plain Python (no bokeh, no numpy), so both views draw the same trend from the same rule: a
-parameter with few distinct values gets the mean of the runs at each value; a numeric
-parameter with many distinct values (a random search) gets the mean of the runs in each of a
-few equal-width bins of the axis, since a line through every value would zigzag from one
-single run to the next.
+Plain Python (no bokeh, no numpy), so both views lay a parameter out the same way and draw
+the same trend from the same rule. An `Axis` says whether a parameter's values are numbers
+(on a linear or a log10 scale) or categories, and where each value lies. A parameter with
+few distinct values gets the mean of the runs at each value; a numeric parameter with many
+distinct values (a random search) gets the mean of the runs in each of a few equal-width
+bins of the axis, since a line through every value would zigzag from one single run to the
+next. Only completed runs enter a mean; the others are counted beside it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,17 @@ def canonical(value: Any) -> str:
         return repr(value)
 
 
+def label(value: Any) -> str:
+    """Show a parameter or metric value as short text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if value is None or isinstance(value, (bool, int)):
+        return str(value)
+    return canonical(value)
+
+
 def log_axis(numbers: Iterable[float]) -> bool:
     """Whether numbers, all positive, span two decades or more: they then go on a log axis."""
     values = list(numbers)
@@ -54,6 +67,50 @@ def log_axis(numbers: Iterable[float]) -> bool:
 def continuous(distinct: int) -> bool:
     """Whether a numeric axis with `distinct` values is binned rather than drawn value by value."""
     return distinct > MAX_LEVELS
+
+
+class Axis:
+    """How the distinct values of a parameter lie along a plot's x axis.
+
+    Numbers (not bools) lie on a linear axis, or on a log10 axis when they are positive and
+    span two decades or more; any other mix of values is categorical, one category per
+    distinct value (`1`, `1.0` and `True` stay apart), in the order given.
+    """
+
+    def __init__(self, values: Mapping[str, Any]):
+        self.values = dict(values)
+        """Canonical key (`canonical(value)`) -> value, in axis order."""
+        self.numeric = bool(self.values) and all(is_number(v) for v in self.values.values())
+        """Whether every value is a number: the axis is then continuous."""
+        self.log = self.numeric and log_axis(float(v) for v in self.values.values())
+        """Whether the numbers are drawn on a log10 scale."""
+        self.binned = self.numeric and continuous(len(self.values))
+        """Whether the means along the axis are per bin rather than per value."""
+        self._rank = {key: i for i, key in enumerate(self.values)}
+        labels = [label(v) for v in self.values.values()]
+        self.factors = labels if len(set(labels)) == len(labels) else list(self.values)
+        """The categories' axis labels, in axis order, all distinct."""
+
+    @classmethod
+    def of(cls, values: Iterable[Any], *, by_label: bool = False) -> Axis:
+        """The axis of `values`: categories in first-seen order, or by label (`by_label`)
+        when the values' order says nothing about their order."""
+        distinct: dict[str, Any] = {}
+        for value in values:
+            distinct.setdefault(canonical(value), value)
+        if by_label:
+            distinct = dict(sorted(distinct.items(), key=lambda item: (label(item[1]), item[0])))
+        return cls(distinct)
+
+    def factor(self, value: Any) -> str:
+        """The category label of `value` (one of `factors`)."""
+        return self.factors[self._rank[canonical(value)]]
+
+    def position(self, value: Any) -> float:
+        """Where `value` lies: the number (its log10 on a log axis), or the category's rank."""
+        if not self.numeric:
+            return float(self._rank[canonical(value)])
+        return math.log10(value) if self.log else float(value)
 
 
 def evenly(items: Sequence[Any], limit: int) -> list[Any]:

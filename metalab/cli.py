@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from .errors import MetalabError
+from .report import report_from_store
+from .runner import load_results
 
 
 def _open(locator: str) -> Any:
@@ -107,10 +109,9 @@ def status(store: str, experiment: str | None) -> None:
 )
 def report(store: str, output: str | None, experiment: str | None) -> None:
     """Write a standalone HTML report of the runs in STORE."""
-    from .report import report_from_store
 
     try:
-        path = report_from_store(store, output=output, experiment=experiment)
+        path = report_from_store(store, output=output, experiment=experiment, load=load_results)
     except MetalabError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {path}")

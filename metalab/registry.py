@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
 
 from .contracts import Executor, Store, SweepDashboard
 from .errors import StoreError, ValidationError
@@ -34,6 +36,8 @@ _EXECUTORS: dict[str, str] = {
 _NAMED = ("inline", "threads", "processes", "dask")
 """The executors `run(executor=<name>)` accepts by name (the others need configuration)."""
 _DASHBOARD = "metalab.dashboard:DASHBOARD"
+_REPORT_WRITER = "metalab.report:write_report"
+_RESULTS_LOADER = "metalab:load_results"
 
 
 def _load(target: str) -> Any:
@@ -129,8 +133,18 @@ def _is_dask(target: Any) -> bool:
     return isinstance(target, (distributed.Client, Cluster))
 
 
+def report_writer() -> Callable[..., Path]:
+    """Return what writes the HTML report of a `Results` (`metalab.report.write_report`)."""
+    return cast(Callable[..., Path], _load(_REPORT_WRITER))
+
+
+def results_loader() -> Callable[..., Any]:
+    """Return what loads a store's results (`metalab.load_results`), for the views."""
+    return cast(Callable[..., Any], _load(_RESULTS_LOADER))
+
+
 def dashboard() -> SweepDashboard | None:
-    """Return what shows sweeps on a Dask dashboard, or None where bokeh is missing."""
+    """Return what shows sweeps on a Dask dashboard, or None where distributed is missing."""
     try:
         return _load(_DASHBOARD)
     except ImportError:

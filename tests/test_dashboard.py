@@ -24,9 +24,10 @@ from distributed import Client, LocalCluster
 from sweeps import checked_result
 
 import metalab
-from metalab import claims, dashboard
+from metalab import claims, dashboard, registry
 from metalab.dashboard._page import plot_data
 from metalab.stores.locator import create_store
+from metalab.sweep import Sweep, SweepRef
 
 pytest.importorskip("bokeh", reason="the dashboard page needs bokeh (uv sync --extra dashboard)")
 
@@ -169,6 +170,33 @@ def test_unregistering_marks_the_sweep_finished_and_registering_is_idempotent(cl
     dashboard.unregister_sweep(client, "a")
     entries = {e["session"]: e for e in dashboard.registered_sweeps(client)}
     assert entries["a"]["ended_at"] is not None and entries["b"]["ended_at"] is None
+
+
+def test_the_registry_s_dashboard_lists_a_sweep_and_takes_it_off(cluster, sweep):
+    """The executors' way in: `registry.dashboard()`, the `SweepDashboard` contract."""
+    _, client = cluster
+    shown = registry.dashboard()
+    assert shown is dashboard.DASHBOARD
+    store = sweep.store
+    submitted = Sweep(
+        experiment=_experiment(),
+        store=store,
+        ref=SweepRef(store=store.locator, experiment_key="key-1", session="s9"),
+        run_ids=[run.run_id for run in sweep],
+        pending=[],
+        skipped=0,
+    )
+    assert shown.register(client, submitted)
+    (entry,) = dashboard.registered_sweeps(client)
+    assert (entry["experiment_id"], entry["session"]) == ("dash-sweep:1", "s9")
+    assert (entry["total"], entry["run_ids"], entry["experiment_key"]) == (12, 12, "key-1")
+    link = shown.link(client)
+    assert link == dashboard.dashboard_link(client)
+    assert shown.page_link(link).endswith(dashboard.PAGE)
+    shown.unregister(client, "s9")
+    shown.unregister(client, "s9")
+    (entry,) = dashboard.registered_sweeps(client)
+    assert entry["ended_at"] is not None
 
 
 def test_an_unreadable_store_is_reported_not_raised(cluster, sweep, tmp_path):

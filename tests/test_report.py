@@ -21,6 +21,7 @@ from sweeps import checked_result
 
 import metalab
 from metalab.errors import MissingDependencyError, ValidationError
+from metalab.results import Results
 
 pytest.importorskip("bokeh", reason="the report needs bokeh (uv sync --extra dashboard)")
 
@@ -94,6 +95,11 @@ def _models(node: Any, name: str) -> list[dict[str, Any]]:
 def _texts(page: str) -> str:
     """The HTML of every Div of the page, joined."""
     return "\n".join(div.get("text", "") for div in _models(_document(page), "Div"))
+
+
+def _results(records: list[dict[str, Any]]) -> Results:
+    """Results of records made by hand, read from no store."""
+    return Results(records, None)
 
 
 def _record(index: int, **fields: Any) -> dict[str, Any]:
@@ -208,17 +214,32 @@ def test_write_report_writes_the_file_and_returns_its_path(sweep, tmp_path, monk
 def test_report_from_store(sweep, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = sweep.store.locator
-    assert report.report_from_store(store) == tmp_path / "report.html"
-    out = report.report_from_store(store, tmp_path / "x.html", experiment="report-sweep")
+    assert report.report_from_store(store, load=metalab.load_results) == tmp_path / "report.html"
+    out = report.report_from_store(
+        store, tmp_path / "x.html", experiment="report-sweep", load=metalab.load_results
+    )
     assert "completed: 15" in _texts(out.read_text(encoding="utf-8"))
     with pytest.raises(ValidationError, match=r"no runs of experiment 'nope'.*report-sweep:1"):
-        report.report_from_store(store, tmp_path / "y.html", experiment="nope")
+        report.report_from_store(
+            store, tmp_path / "y.html", experiment="nope", load=metalab.load_results
+        )
+
+
+def test_the_store_is_shown_without_its_password():
+    class Secret:
+        locator = "postgresql://me:hunter2@db/metalab"
+        public_locator = "postgresql://me@db/metalab"
+
+    texts = _texts(report.report_html(Results([_record(0), _record(1)], Secret())))
+    assert "<b>Store:</b> <code>postgresql://me@db/metalab</code>" in texts
+    assert "hunter2" not in texts
+    assert "<b>Store:</b>" not in _texts(report.report_html(_results([_record(0)])))
 
 
 def test_missing_bokeh_names_the_dashboard_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "bokeh", None)
     with pytest.raises(MissingDependencyError, match=r"metalab\[dashboard\]"):
-        report.report_html([])
+        report.report_html(_results([]))
 
 
 def test_failed_runs_show_their_error_in_the_runs_table(page):
@@ -242,7 +263,7 @@ def test_tracebacks_are_shown_whole_as_stored_text():
     )
     error = {"type": "ValueError", "message": "cost $$a+b$$ <b>x</b>", "traceback": traceback}
     records = [_record(0), _record(1, status="failed", error=error)]
-    page = report.report_html(records)
+    page = report.report_html(_results(records))
     texts = _texts(page)
     assert html.escape(traceback.rstrip()) in texts
     assert "<b>x</b>" not in texts
@@ -347,7 +368,9 @@ def test_several_versions_of_an_experiment_get_one_section_each(tmp_path):
             seeds=metalab.seeds(base=0),
         )
         metalab.run(exp, store, executor="inline").result()
-    page = report.report_from_store(store, tmp_path / "r.html").read_text(encoding="utf-8")
+    page = report.report_from_store(
+        store, tmp_path / "r.html", load=metalab.load_results
+    ).read_text(encoding="utf-8")
     texts = _texts(page)
     sections = re.findall(r"<h1[^>]*>Experiment (versions:\d)</h1>", texts)
     assert sections == ["versions:2", "versions:1"], "newest first, one section each"
@@ -361,32 +384,32 @@ def test_several_versions_of_an_experiment_get_one_section_each(tmp_path):
 
 # ---------------------------------------------------------------- edge cases
 def test_no_runs():
-    assert "no runs" in _texts(report.report_html([]))
+    assert "no runs" in _texts(report.report_html(_results([])))
 
 
 def test_no_metrics():
     records = [_record(i, metrics={}) for i in range(4)]
-    texts = _texts(report.report_html(records))
+    texts = _texts(report.report_html(_results(records)))
     assert "No scalar metrics were captured" in texts
-    assert not _figures(report.report_html(records))
+    assert not _figures(report.report_html(_results(records)))
 
 
 def test_only_failures():
     error = {"type": "KeyError", "message": "'k'", "traceback": "Traceback\nKeyError: 'k'"}
     records = [_record(i, status="failed", metrics={}, error=error) for i in range(3)]
-    texts = _texts(report.report_html(records))
+    texts = _texts(report.report_html(_results(records)))
     assert "failed: 3" in texts and "3 runs did not complete" in texts and "KeyError" in texts
 
 
 def test_a_single_run():
-    texts = _texts(report.report_html([_record(0)]))
+    texts = _texts(report.report_html(_results([_record(0)])))
     assert "1 run</b>" in texts and "No parameter takes more than one value" in texts
     assert "Fixed parameters:</b> x = 0" in texts
 
 
 def test_non_numeric_metric_values():
     records = [_record(i, metrics={"y": "n/a" if i % 2 else i, "label": "abc"}) for i in range(8)]
-    page = report.report_html(records)
+    page = report.report_html(_results(records))
     assert "Not plotted (no numeric values): label" in _texts(page)
     titles = {f["title"]["attributes"]["text"] for f in _figures(page)}
     assert titles == {"y vs x"}
@@ -395,7 +418,7 @@ def test_non_numeric_metric_values():
 def test_names_needing_escaping_in_params_values_and_title():
     hostile = "<script>alert(1)</script>"
     records = [_record(i, params={hostile: i % 2, "v": hostile}) for i in range(4)]
-    page = report.report_html(records, title=hostile)
+    page = report.report_html(_results(records), title=hostile)
     assert "<title>&lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
     assert hostile not in _texts(page)
     assert hostile not in [c["title"] for c in _models(_document(page), "TableColumn")]
@@ -408,7 +431,7 @@ def test_thousands_of_runs_are_summarised(monkeypatch):
         _record(i, params={"x": i % 4, "w": i % 30}, series=series, replicate=i // 120)
         for i in range(2500)
     ]
-    page = report.report_html(records)
+    page = report.report_html(_results(records))
     texts = _texts(page)
     assert "The first 500 of 2500 runs are listed" in texts
     assert "loss: 50 of 2500 runs drawn" in texts

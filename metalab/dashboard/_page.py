@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import functools
+import html
 import logging
-import math
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .._aggregate import COMPLETED, continuous, evenly, log_axis, others_text, trend
+from .._aggregate import COMPLETED, Axis, evenly, others_text, trend
+from ..locators import redact_password
 from . import limits
-from ._view import Snapshot, SweepEntry, redacted
+from ._view import Snapshot, SweepEntry
 from .links import PAGE, PLUGIN_NAME
 
 logger = logging.getLogger("metalab.dashboard")
@@ -169,8 +170,6 @@ class LivePage:
             self.table.text = text
 
     def _update_message(self, entries: list[SweepEntry], snapshots: dict[str, Snapshot]) -> None:
-        import html
-
         notes = [] if entries else ["No metalab sweep has been registered on this scheduler."]
         for entry in entries:
             snapshot = snapshots[entry.session]
@@ -219,11 +218,11 @@ class LivePage:
             return  # a newer snapshot or pick took over meanwhile
         self.dots.data = data.dots
         self.means.data = data.means
-        data.axis.apply(self.figure)
+        _set_ticks(self.figure, data.axis)
         metric, param = key[2], key[3]
         title: Any = self.figure.title
         title.text = data.title(metric, param)
-        self.figure.xaxis.axis_label = data.axis.label(param)
+        self.figure.xaxis.axis_label = f"log10({param})" if data.axis.log else param
         self.figure.yaxis.axis_label = metric
 
 
@@ -233,9 +232,8 @@ class PlotData:
 
     dots: dict[str, list[float]]
     means: dict[str, list[float]]
-    axis: _Axis
-    binned: bool = False
-    """Whether the means are per bin of the axis (many distinct values) rather than per value."""
+    axis: Axis
+    """The parameter's axis; dots and means are at `axis.position`s."""
     left_out: str = ""
     """The sweep's runs that did not complete, per status: never in dots or means."""
 
@@ -245,7 +243,7 @@ class PlotData:
         if runs == 0:
             text = "no completed runs yet"
         else:
-            unit = "bin" if self.binned else "value"
+            unit = "bin" if self.axis.binned else "value"
             text = f"{metric} vs {param}: mean of {runs} completed run{'s' * (runs != 1)}"
             text += f" per {unit}"
         return text + (f" ({self.left_out} left out)" if self.left_out else "")
@@ -254,15 +252,16 @@ class PlotData:
 def plot_data(snapshot: Snapshot | None, metric: str, param: str) -> PlotData:
     """Dots (a sample of at most `limits.MAX_POINTS` runs) and means (over every completed run)."""
     points = [] if snapshot is None else _points(snapshot, metric, param)
-    axis = _Axis.of([x for x, _ in points])
-    dots = evenly(points, limits.MAX_POINTS)
-    binned = axis.kind != "categorical" and continuous(len({axis.position(x) for x, _ in points}))
+    # sorted categories: the records' order says nothing about the values' order
+    axis = Axis.of([x for x, _ in points], by_label=True)
+    placed = [(axis.position(x), y) for x, y in points]
+    dots = evenly(placed, limits.MAX_POINTS)
+    means = trend(placed, binned=axis.binned)
     counts = {} if snapshot is None else snapshot.counts
     return PlotData(
-        dots={"x": [axis.position(x) for x, _ in dots], "y": [y for _, y in dots]},
-        means=_means(points, axis, binned),
+        dots={"x": [x for x, _ in dots], "y": [y for _, y in dots]},
+        means={"x": means.x, "y": means.mean, "n": [float(n) for n in means.n]},
         axis=axis,
-        binned=binned,
         left_out=others_text({s: n for s, n in counts.items() if s != COMPLETED}),
     )
 
@@ -278,8 +277,6 @@ _NUMERIC = frozenset(("total", *STATUSES, "running", "pending", "progress"))
 
 def _html_table(rows: list[dict[str, Any]]) -> str:
     """The sweeps as an HTML table, every value escaped."""
-    import html
-
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title in _TABLE_COLUMNS)
     body = "".join(
         "<tr>" + "".join(_cell(name, row[name]) for name, _ in _TABLE_COLUMNS) + "</tr>"
@@ -289,8 +286,6 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _cell(name: str, value: Any) -> str:
-    import html
-
     kind = "num" if name in _NUMERIC else "text"
     return f'<td class="{kind}">{html.escape(str(value))}</td>'
 
@@ -306,7 +301,7 @@ def _table_row(entry: SweepEntry, snapshot: Snapshot) -> dict[str, Any]:
         "running": snapshot.running,
         "pending": max(0, entry.total - recorded),
         "progress": f"{100 * min(recorded, entry.total) / entry.total:.0f}%" if entry.total else "",
-        "store": redacted(entry.store_locator),
+        "store": redact_password(entry.store_locator),
         "session": entry.session,
     }
 
@@ -329,62 +324,14 @@ def _points(snapshot: Snapshot, metric: str, param: str) -> list[tuple[Any, floa
     ]
 
 
-@dataclass
-class _Axis:
-    """How parameter values map to x positions: numbers (maybe as log10), or categories."""
+def _set_ticks(fig: Any, axis: Axis) -> None:
+    """Set the figure's x ticks: one per category, or the default ones."""
+    from bokeh.models import BasicTicker, FixedTicker
 
-    kind: str
-    """`linear`, `log` or `categorical`."""
-    factors: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, values: list[Any]) -> _Axis:
-        """The axis that suits `values`."""
-        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if values and len(numbers) == len(values):
-            return cls("log" if log_axis(numbers) else "linear")
-        # sorted: the records' order says nothing about the values' order
-        labels = sorted({_text(value) for value in values})
-        return cls("categorical", {label: i for i, label in enumerate(labels)})
-
-    def position(self, value: Any) -> float:
-        """The x position of `value`."""
-        if self.kind == "log":
-            return math.log10(value)
-        if self.kind == "linear":
-            return float(value)
-        return float(self.factors[_text(value)])
-
-    def label(self, param: str) -> str:
-        """The x axis label."""
-        return f"log10({param})" if self.kind == "log" else param
-
-    def apply(self, fig: Any) -> None:
-        """Set the figure's x ticks: one per category, or the default ones."""
-        from bokeh.models import BasicTicker, FixedTicker
-
-        axis = fig.xaxis[0]
-        if self.kind == "categorical":
-            axis.ticker = FixedTicker(ticks=list(self.factors.values()))
-            axis.major_label_overrides = {float(i): name for name, i in self.factors.items()}
-        elif not isinstance(axis.ticker, BasicTicker):
-            axis.ticker = BasicTicker()
-            axis.major_label_overrides = {}
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    import json
-
-    try:
-        return json.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _means(points: list[tuple[Any, float]], axis: _Axis, binned: bool) -> dict[str, list[float]]:
-    """Mean metric value at each x position (or bin of positions), in x order, with the
-    number of runs."""
-    found = trend([(axis.position(x), y) for x, y in points], binned=binned)
-    return {"x": found.x, "y": found.mean, "n": [float(n) for n in found.n]}
+    xaxis = fig.xaxis[0]
+    if not axis.numeric:
+        xaxis.ticker = FixedTicker(ticks=list(range(len(axis.factors))))
+        xaxis.major_label_overrides = {float(i): name for i, name in enumerate(axis.factors)}
+    elif not isinstance(xaxis.ticker, BasicTicker):
+        xaxis.ticker = BasicTicker()
+        xaxis.major_label_overrides = {}

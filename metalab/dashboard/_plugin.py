@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from .. import registry
+from ..contracts import Store
 from . import limits
 from ._page import add_page
 from ._view import Snapshot, StoreView, SweepEntry
@@ -28,7 +30,7 @@ class MetalabPlugin(SchedulerPlugin):
         self.page: str | None = None
         """The page's URL path once the scheduler serves it."""
         self._views: dict[str, StoreView] = {}
-        self._stores: dict[str, Any] = {}
+        self._stores: dict[str, Store] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     async def start(self, scheduler: Any) -> None:
@@ -81,7 +83,10 @@ class MetalabPlugin(SchedulerPlugin):
             return None
         if not view.busy and time.monotonic() - view.refreshed_at >= limits.REFRESH_SECONDS:
             view.busy = True
-            self.in_thread(view.refresh, self._open_store)
+            try:
+                self.in_thread(view.refresh, self._open_store)
+            except RuntimeError:  # the interpreter is exiting: the page keeps what it shows
+                view.busy = False
         return view.snapshot
 
     def in_thread(self, fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -90,11 +95,9 @@ class MetalabPlugin(SchedulerPlugin):
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="metalab-dashboard")
         return self._pool.submit(fn, *args)
 
-    def _open_store(self, locator: str) -> Any:
+    def _open_store(self, locator: str) -> Store:
         """Open a store once per locator (called in the reading thread only)."""
         store = self._stores.get(locator)
         if store is None:
-            from ..stores.locator import create_store
-
-            store = self._stores[locator] = create_store(locator, create=False)
+            store = self._stores[locator] = registry.open_store(locator, create=False)
         return store

@@ -9,14 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._aggregate import COMPLETED
+from .._aggregate import COMPLETED, finite
+from ..contracts import Store
+from ..locators import redact_password
 from . import limits
-
-
-def redacted(locator: str) -> str:
-    from ..locators import redact_password
-
-    return redact_password(locator)
 
 
 @dataclass
@@ -41,7 +37,7 @@ class SweepEntry:
         """The entry as plain data (run ids counted, not listed)."""
         return {
             "experiment_id": self.experiment_id,
-            "store_locator": redacted(self.store_locator),
+            "store_locator": redact_password(self.store_locator),
             "total": self.total,
             "session": self.session,
             "run_ids": None if self.run_ids is None else len(self.run_ids),
@@ -82,7 +78,7 @@ class StoreView:
         self.refreshed_at = -math.inf
         self.busy = False
 
-    def refresh(self, open_store: Callable[[str], Any]) -> None:
+    def refresh(self, open_store: Callable[[str], Store]) -> None:
         """Read what changed in the store and publish a new snapshot (runs in the thread)."""
         try:
             self.snapshot = self._read(open_store(self.entry.store_locator))
@@ -92,7 +88,7 @@ class StoreView:
             self.refreshed_at = time.monotonic()
             self.busy = False
 
-    def _read(self, store: Any) -> Snapshot:
+    def _read(self, store: Store) -> Snapshot:
         final, done = store.scan()
         if self.entry.run_ids is not None:
             final &= self.entry.run_ids
@@ -135,9 +131,9 @@ def _summary(record: dict[str, Any], experiment_id: str) -> dict[str, Any] | Non
     if record.get("experiment_id") != experiment_id:
         return None
     metrics = {
-        name: float(value)
+        name: number
         for name, value in (record.get("metrics") or {}).items()
-        if isinstance(value, (bool, int, float)) and math.isfinite(value)
+        if (number := finite(value)) is not None
     }
     return {
         "status": str(record.get("status")),
@@ -146,9 +142,9 @@ def _summary(record: dict[str, Any], experiment_id: str) -> dict[str, Any] | Non
     }
 
 
-def _running(store: Any, entry: SweepEntry) -> int:
+def _running(store: Store, entry: SweepEntry) -> int:
     try:
         claims = store.claims()
-    except Exception:  # noqa: BLE001 - a store without claims shows no running runs
+    except Exception:  # noqa: BLE001 - the records read are still worth showing
         return 0
     return sum(1 for owner in claims.values() if owner.get("session") == entry.session)

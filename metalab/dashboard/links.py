@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 PLUGIN_NAME = "metalab"
 """The name of the metalab plugin on the scheduler."""
@@ -18,8 +20,6 @@ def page_link(dashboard_link: str) -> str:
     its prefix and its query (a proxy's token). A link that does not end in `status` gets
     `metalab` appended to its path; the page's own link is returned as it is.
     """
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(dashboard_link)
     path = parts.path.rstrip("/")
     if path.endswith(PAGE):
@@ -58,9 +58,6 @@ def _dashboard_address(dask_scheduler: Any = None) -> tuple[str, int] | None:
 
 def _reachable(link: str, bound: tuple[str, int] | None) -> str:
     """`link` with the dashboard's loopback address when its host cannot reach that address."""
-    import ipaddress
-    from urllib.parse import urlsplit, urlunsplit
-
     if bound is None:
         return link
     address, port = bound

@@ -6,28 +6,42 @@ capped (the page says so), while means, spreads and counts always use every comp
 (runs that did not complete are counted beside them). A store holding several experiment ids
 gets one section per experiment id.
 
-`write_report(results, path)` is the entry point; `report_from_store(store)` loads a store
-first. What the page draws at most is set in `metalab.report.limits`. Bokeh comes from the
-`dashboard` extra and is imported only when a report is built.
+`write_report(results, path)` is the entry point, for a `metalab.Results`;
+`report_from_store(store, load=metalab.load_results)` loads a store's runs first with the
+function it is given (the report reads no store itself). What the page draws at most is set
+in `metalab.report.limits`. Bokeh comes from the `dashboard` extra and is imported only when
+a report is built.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import registry
+from ..errors import ValidationError, require
+from ..locators import redact_password
 from . import limits
 from ._page import Page
-from ._sweep import STATUS_COLORS, Param, Sweep, key, label
+from ._runs import Runs
 from ._text import overview
 
+if TYPE_CHECKING:
+    from ..results import Results
 
-def write_report(results: Any, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+Load = Callable[[Any, "str | None"], "Results"]
+"""How runs are loaded from a store: `metalab.load_results(store, experiment)`."""
+
+
+def write_report(
+    results: Results, path: str | os.PathLike[str], *, title: str | None = None
+) -> Path:
     """Write the HTML report of `results` to `path` (replacing it atomically); return its path.
 
-    `results` is a `metalab.Results` or any iterable of run records. Raises
-    `MissingDependencyError` naming the `dashboard` extra when bokeh is not installed.
+    Raises `MissingDependencyError` naming the `dashboard` extra when bokeh is not
+    installed; on any failure the file at `path` is left as it was.
     """
     html_text = report_html(results, title=title)
     target = Path(os.fspath(path)).absolute()
@@ -43,61 +57,58 @@ def write_report(results: Any, path: str | os.PathLike[str], *, title: str | Non
 
 
 def report_from_store(
-    store_or_path: Any,
+    store: Any,
     output: str | os.PathLike[str] | None = None,
     experiment: str | None = None,
+    *,
+    load: Load | None = None,
 ) -> Path:
-    """Load a store's runs (of one experiment, by name or `name:version`) and write its report.
+    """Write the report of a store's runs (of one experiment, by name or `name:version`).
 
-    `output` defaults to `report.html` in the working directory. Raises `ValidationError`
-    when `experiment` is given and the store holds no run of it.
+    `load` reads the runs (default `metalab.load_results`); `output` defaults to `report.html`
+    in the working directory. Raises `ValidationError` when `experiment` is given and the
+    store holds no run of it, naming the experiments it holds.
     """
-    from ..runner import load_results
-
-    results = load_results(store_or_path, experiment)
+    load = load if load is not None else registry.results_loader()
+    results = load(store, experiment)
     if experiment is not None and len(results) == 0:
-        from ..errors import ValidationError
-
-        held = sorted({r.get("experiment_id", "") for r in load_results(store_or_path).records})
-        from ..stores.locator import to_locator
-
+        everything = load(store, None)
+        held = sorted({str(r.get("experiment_id", "")) for r in everything.records})
         raise ValidationError(
-            f"store {to_locator(results.store)} holds no runs of experiment {experiment!r}; "
+            f"store {_shown(everything, store)} holds no runs of experiment {experiment!r}; "
             f"it holds runs of: {', '.join(held) or 'none'}"
         )
     return write_report(results, output if output is not None else "report.html")
 
 
-def report_html(results: Any, *, title: str | None = None) -> str:
-    """Return the report of `results` as one standalone HTML document (BokehJS inlined)."""
-    from ..errors import require
+def _shown(results: Results, store: Any) -> str:
+    """The store of `results` as it may be shown (no password); results loaded without a
+    store are shown by what named it."""
+    opened = results.store
+    return redact_password(str(store)) if opened is None else opened.public_locator
 
+
+def report_html(results: Results, *, title: str | None = None) -> str:
+    """Return the report of `results` as one standalone HTML document (BokehJS inlined).
+
+    Raises `MissingDependencyError` naming the `dashboard` extra when bokeh is not installed.
+    """
     require("bokeh", "dashboard", "metalab reports")
     from bokeh.embed import file_html
     from bokeh.layouts import column
     from bokeh.resources import INLINE
 
-    sweep = Sweep.of(results)
-    page_title = title if title is not None else sweep.default_title()
-    parts = sweep.by_experiment()
+    runs = Runs.of(results)
+    page_title = title if title is not None else runs.default_title()
+    parts = runs.by_experiment()
     if len(parts) <= 1:
-        children = Page(sweep).build(page_title)
+        children = Page(runs).build(page_title)
     else:
-        children = [Page(sweep).div(overview(page_title, parts))]
+        children = [Page(runs).div(overview(page_title, parts))]
         for part in parts:
             children += Page(part).build(f"Experiment {part.experiments[0]}", section=True)
     layout = column(children=children, sizing_mode="stretch_width")
     return file_html(layout, resources=INLINE, title=page_title)
 
 
-__all__ = [
-    "STATUS_COLORS",
-    "Param",
-    "Sweep",
-    "key",
-    "label",
-    "limits",
-    "report_from_store",
-    "report_html",
-    "write_report",
-]
+__all__ = ["limits", "report_from_store", "report_html", "write_report"]

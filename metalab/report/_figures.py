@@ -4,31 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._aggregate import evenly, is_number, spread, trend
+from .._aggregate import COMPLETED, Axis, canonical, evenly, is_number, label, trend
 from .._aggregate import finite as _number
 from . import limits
-from ._sweep import STATUS_COLORS, Param, Sweep, key, label
+from ._runs import STATUS_COLORS, Param, Runs
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
-def metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[str]] | None:
+def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]] | None:
     """The metric against `param`: mean line, std band and dots per group of other params."""
     from bokeh.models import ColumnDataSource, HoverTool
     from bokeh.plotting import figure
     from bokeh.transform import jitter
 
-    others = [p for p in sweep.swept if p is not param]
+    others = [p for p in runs.swept if p is not param]
     points: dict[tuple[str, ...], list[tuple[Any, float, Any]]] = {}
-    factor_of = param.factor_map()
-    for record in sweep.completed:
+    axis = param.axis
+    for record in runs.completed:
         y = _number((record.get("metrics") or {}).get(metric))
         if y is None:
             continue
         params = record.get("params") or {}
-        value = params.get(param.name)
-        x = float(params[param.name]) if param.numeric else factor_of.get(key(value), "")
-        group = tuple(key(params.get(o.name)) for o in others)
+        x = float(params[param.name]) if axis.numeric else axis.factor(params.get(param.name))
+        group = tuple(canonical(params.get(o.name)) for o in others)
         points.setdefault(group, []).append((x, y, record.get("index")))
     if not points:
         return None
@@ -40,19 +39,19 @@ def metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[st
             f"{metric} vs {param.name}: averaged over the other swept parameters "
             f"({', '.join(o.name for o in others)}: more than {limits.MAX_LINES} combinations)"
         )
-    ranges: dict[str, Any] = {} if param.numeric else {"x_range": param.factors()}
+    ranges: dict[str, Any] = {} if axis.numeric else {"x_range": axis.factors}
     fig = figure(
         title=f"{metric} vs {param.name}",
         height=320,
         width=440,
-        x_axis_type="log" if param.log_scale else "auto",
+        x_axis_type="log" if axis.log else "auto",
         tools="pan,box_zoom,wheel_zoom,reset,save",
         toolbar_location="right",
         **ranges,
     )
     fig.xaxis.axis_label = param.name
     fig.yaxis.axis_label = metric
-    if not param.numeric:
+    if not axis.numeric:
         fig.xaxis.major_label_orientation = 0.6 if len(param.values) > 6 else 0.0
     total = sum(len(group) for group in points.values())
     per_group = max(1, limits.MAX_POINTS // len(points))
@@ -68,7 +67,7 @@ def metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[st
         color = _PALETTE[i % len(_PALETTE)]
         legend = ", ".join(f"{o.name}={label(o.values[k])}" for o, k in zip(others, group))[:60]
         dots = evenly(sorted(rows, key=lambda row: (str(row[2]), row[1])), per_group)
-        x_dots = jitter("x", width=0.3, range=fig.x_range) if not param.numeric else "x"
+        x_dots = jitter("x", width=0.3, range=fig.x_range) if not axis.numeric else "x"
         fig.scatter(
             x=x_dots,
             y="y",
@@ -79,7 +78,7 @@ def metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[st
             alpha=0.35,
             color=color,
         )
-        stats = _by_x(rows, param)
+        stats = _by_x(rows, axis)
         source = ColumnDataSource(stats)
         kwargs: dict[str, Any] = {"legend_label": legend} if group else {}
         fig.varea(x="x", y1="lo", y2="hi", source=source, fill_color=color, fill_alpha=0.15)
@@ -89,7 +88,7 @@ def metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[st
         HoverTool(
             renderers=hover_means,
             tooltips=[
-                ("value", "@x" if not param.binned else "@low to @high"),
+                ("value", "@x" if not axis.binned else "@low to @high"),
                 ("mean", "@mean{0.0000}"),
                 ("std", "@std"),
                 ("runs", "@n"),
@@ -104,41 +103,37 @@ def metric_figure(sweep: Sweep, metric: str, param: Param) -> tuple[Any, list[st
     return fig, notes
 
 
-def _by_x(rows: list[tuple[Any, float, Any]], param: Param) -> dict[str, list[Any]]:
+def _by_x(rows: list[tuple[Any, float, Any]], axis: Axis) -> dict[str, list[Any]]:
     """Mean, std and band bounds of the y values at each x (or bin of x), in axis order."""
     xs: list[Any]
-    if param.numeric:
-        found = trend([(x, y) for x, y, _ in rows], log=param.log_scale, binned=param.binned)
-        xs, means, stds, counts = found.x, found.mean, found.std, found.n
-        low, high = found.low, found.high
-    else:
-        by_x: dict[str, list[float]] = {}
-        for x, y, _ in rows:
-            by_x.setdefault(x, []).append(y)
-        rank = {name: i for i, name in enumerate(param.factors())}
-        xs = sorted(by_x, key=lambda x: rank.get(x, len(rank)))
-        stats = [spread(by_x[x]) for x in xs]
-        means, stds = [m for m, _ in stats], [s for _, s in stats]
-        counts, low, high = [len(by_x[x]) for x in xs], xs, xs
+    low: list[Any]
+    high: list[Any]
+    if axis.numeric:
+        found = trend([(x, y) for x, y, _ in rows], log=axis.log, binned=axis.binned)
+        xs, low, high = found.x, found.low, found.high
+    else:  # categories: the mean at each category's rank, drawn at its label
+        rank = {name: i for i, name in enumerate(axis.factors)}
+        found = trend([(float(rank[x]), y) for x, y, _ in rows], binned=False)
+        xs = low = high = [axis.factors[int(p)] for p in found.x]
     return {
         "x": xs,
-        "mean": means,
-        "std": stds,
-        "lo": [m - s for m, s in zip(means, stds)],
-        "hi": [m + s for m, s in zip(means, stds)],
-        "n": counts,
+        "mean": found.mean,
+        "std": found.std,
+        "lo": [m - s for m, s in zip(found.mean, found.std)],
+        "hi": [m + s for m, s in zip(found.mean, found.std)],
+        "n": found.n,
         "low": low,
         "high": high,
     }
 
 
-def series_figure(sweep: Sweep, name: str) -> tuple[Any, list[str]] | None:
+def series_figure(runs: Runs, name: str) -> tuple[Any, list[str]] | None:
     """Curves of the stepped metric `name`: some runs, and the mean over the completed ones."""
     from bokeh.models import ColumnDataSource, HoverTool
     from bokeh.palettes import viridis
     from bokeh.plotting import figure
 
-    curves = [(r, pairs) for r in sweep.records if (pairs := _steps(r, name))]
+    curves = [(r, pairs) for r in runs.records if (pairs := _steps(r, name))]
     if not curves:
         return None
     notes = []
@@ -151,7 +146,7 @@ def series_figure(sweep: Sweep, name: str) -> tuple[Any, list[str]] | None:
     for record, pairs in shown:
         thin = evenly(pairs, limits.MAX_CURVE_POINTS)
         status = str(record.get("status"))
-        completed = status == "completed"
+        completed = status == COMPLETED
         data["xs"].append([p[0] for p in thin])
         data["ys"].append([p[1] for p in thin])
         data["color"].append(next(colors) if completed else STATUS_COLORS.get(status, "#555"))
@@ -179,7 +174,7 @@ def series_figure(sweep: Sweep, name: str) -> tuple[Any, list[str]] | None:
         line_width=1,
     )
     fig.add_tools(HoverTool(renderers=[lines], tooltips=[("run", "@run"), ("params", "@params")]))
-    mean = _step_means([pairs for record, pairs in curves if record.get("status") == "completed"])
+    mean = _step_means([pairs for record, pairs in curves if record.get("status") == COMPLETED])
     if len(mean["step"]) > 0 and len(curves) > 1:
         fig.line("step", "mean", source=ColumnDataSource(mean), color="black", line_width=2.5)
     return fig, notes

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from typing import Any
 
 from .._aggregate import finite as _number
-from .._aggregate import is_number, spread
+from .._aggregate import is_number, label, spread
 from . import limits
 from ._figures import metric_figure, series_figure
-from ._sweep import STATUS_COLORS, Sweep, label
+from ._runs import STATUS_COLORS, Runs
 from ._text import (
     badges,
     code_text,
     error_text,
     escape,
     failure_group,
+    generated,
     git_text,
     notes_html,
     plural,
@@ -43,12 +43,12 @@ details { margin: 0.4em 0; }
 
 
 class Page:
-    """Build the sections of the report as bokeh models, from a `Sweep`."""
+    """Build the sections of the report as bokeh models, from `Runs`."""
 
-    def __init__(self, sweep: Sweep):
+    def __init__(self, runs: Runs):
         from bokeh.models import InlineStyleSheet
 
-        self.sweep = sweep
+        self.runs = runs
         self.style = InlineStyleSheet(css=_CSS)
 
     def div(self, text: str) -> Any:
@@ -63,7 +63,7 @@ class Page:
     def build(self, title: str, *, section: bool = False) -> list[Any]:
         """Every section, top to bottom (`section`: the part of one experiment id of a page)."""
         out = [self.div(self.header(title, section=section))]
-        if not self.sweep.records:
+        if not self.runs.records:
             out.append(self.div('<p class="note">The store holds no runs to report.</p>'))
             return out
         out += self.runs_table()
@@ -77,38 +77,32 @@ class Page:
     # ------------------------------------------------------------ header
     def header(self, title: str, *, section: bool = False) -> str:
         """Title, experiments, status counts, time span, store."""
-        sweep = self.sweep
+        runs = self.runs
         style = ' style="border-top: 3px solid #888; padding-top: 0.3em"' if section else ""
         lines = [
             f"<h1{style}>{escape(title)}</h1>",
-            f"<p><b>Experiments:</b> {escape(', '.join(sweep.experiments) or 'none')}</p>",
-            f"<p><b>{plural(len(sweep.records), 'run')}</b> {badges(sweep)}</p>",
+            f"<p><b>Experiments:</b> {escape(', '.join(runs.experiments) or 'none')}</p>",
+            f"<p><b>{plural(len(runs.records), 'run')}</b> {badges(runs)}</p>",
         ]
-        span = sweep.time_span()
+        span = runs.time_span()
         if span is not None:
             first, last = span
             lines.append(
                 f"<p><b>Time span:</b> {escape(first.isoformat(timespec='seconds'))} to "
                 f"{escape(last.isoformat(timespec='seconds'))} "
                 f"({escape(seconds_text(max(0.0, (last - first).total_seconds())))} wall time; "
-                f"{escape(seconds_text(sweep.total_duration()))} of run time in total)</p>"
+                f"{escape(seconds_text(runs.total_duration()))} of run time in total)</p>"
             )
-        constant = [p for p in sweep.params if not p.swept]
+        constant = [p for p in runs.params if not p.swept]
         if constant:
             fixed = ", ".join(
                 f"{p.name} = {label(next(iter(p.values.values())))}" for p in constant
             )
             lines.append(f"<p><b>Fixed parameters:</b> {escape(fixed)}</p>")
-        if sweep.locator and not section:
-            lines.append(f"<p><b>Store:</b> <code>{escape(sweep.locator)}</code></p>")
-        if section:
-            return "\n".join(lines)
-        from .. import __version__
-
-        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        lines.append(
-            f'<p class="note">Generated {escape(now)} by metalab {escape(__version__)}.</p>'
-        )
+        if runs.locator and not section:
+            lines.append(f"<p><b>Store:</b> <code>{escape(runs.locator)}</code></p>")
+        if not section:
+            lines.append(generated())
         return "\n".join(lines)
 
     # ------------------------------------------------------------ runs table
@@ -117,7 +111,7 @@ class Page:
         from bokeh.models import ColumnDataSource
         from bokeh.models.widgets.tables import DataTable
 
-        records = self.sweep.records[: limits.MAX_TABLE_ROWS]
+        records = self.runs.records[: limits.MAX_TABLE_ROWS]
         columns = self._table_columns(records)
         data = {f"c{i}": values for i, (_, values, _) in enumerate(columns)}
         data["status_color"] = [STATUS_COLORS.get(str(r.get("status")), "#222") for r in records]
@@ -135,10 +129,10 @@ class Page:
             stylesheets=[self.style],
         )
         head = "<h2>Runs</h2>"
-        if len(self.sweep.records) > limits.MAX_TABLE_ROWS:
+        if len(self.runs.records) > limits.MAX_TABLE_ROWS:
             head += (
                 f'<p class="note">The first {limits.MAX_TABLE_ROWS} of '
-                f"{len(self.sweep.records)} runs are listed; counts, plots and failures use "
+                f"{len(self.runs.records)} runs are listed; counts, plots and failures use "
                 "every run.</p>"
             )
         return [self.div(head), table]
@@ -146,16 +140,16 @@ class Page:
     def _table_columns(self, records: list[dict[str, Any]]) -> list[tuple[str, Any, str]]:
         """(title, values, kind) per column; kind is `int`, `float`, `status` or `text`."""
         columns: list[tuple[str, Any, str]] = [("#", [r.get("index") for r in records], "int")]
-        if len(self.sweep.experiments) > 1:
+        if len(self.runs.experiments) > 1:
             columns.append(("experiment", [r.get("experiment_id") for r in records], "text"))
         columns.append(("status", [r.get("status") for r in records], "status"))
-        if self.sweep.left_out():
+        if self.runs.left_out():
             columns.append(("error", [error_text(r) for r in records], "text"))
         columns.append(("duration (s)", [r.get("duration") for r in records], "float"))
-        for param in self.sweep.params:
+        for param in self.runs.params:
             values = [(r.get("params") or {}).get(param.name) for r in records]
-            columns.append((param.name, values, "number" if param.numeric else "text"))
-        for name in self.sweep.metrics:
+            columns.append((param.name, values, "number" if param.axis.numeric else "text"))
+        for name in self.runs.metrics:
             values = [(r.get("metrics") or {}).get(name) for r in records]
             numeric = all(v is None or is_number(v) for v in values)
             columns.append((name, values, "number" if numeric else "text"))
@@ -186,15 +180,15 @@ class Page:
     # ------------------------------------------------------------ metrics
     def metric_summary(self) -> list[Any]:
         """A table of every metric's count, mean, std, min and max over runs."""
-        sweep = self.sweep
-        if not sweep.metrics:
+        runs = self.runs
+        if not runs.metrics:
             note = "No scalar metrics were captured"
-            if sweep.series:
+            if runs.series:
                 note += " (stepped metrics are plotted below)"
             return [self.div(f'<h2>Metrics</h2><p class="note">{note}.</p>')]
         rows = []
-        completed = sweep.completed
-        for name in sweep.metrics:
+        completed = runs.completed
+        for name in runs.metrics:
             raw = [(r.get("metrics") or {}).get(name) for r in completed]
             present = [v for v in raw if v is not None]
             numbers = [n for v in present if (n := _number(v)) is not None]
@@ -215,8 +209,8 @@ class Page:
 
     def _over_completed(self) -> str:
         """A note saying that statistics use completed runs and which runs they leave out."""
-        left_out = self.sweep.left_out()
-        text = f"Over the {plural(len(self.sweep.completed), 'completed run')}"
+        left_out = self.runs.left_out()
+        text = f"Over the {plural(len(self.runs.completed), 'completed run')}"
         if left_out:
             text += (
                 f"; {left_out} runs are left out (the runs table shows the metrics they "
@@ -228,10 +222,10 @@ class Page:
         """For each metric and swept parameter, the metric against the parameter."""
         from bokeh.layouts import gridplot
 
-        sweep = self.sweep
-        if not sweep.metrics:
+        runs = self.runs
+        if not runs.metrics:
             return []
-        swept = sweep.swept
+        swept = runs.swept
         head = "<h2>Metrics against parameters</h2>"
         if not swept:
             return [
@@ -246,15 +240,15 @@ class Page:
             "&plusmn; one standard deviation; dots: individual runs. Bool metrics count as "
             "0/1; non-numeric values are left out.</p>"
         ) + self._over_completed()
-        binned = [p for p in swept if p.binned]
+        binned = [p for p in swept if p.axis.binned]
         head += notes_html(
             f"{p.name}: {len(p.values)} distinct values: the line is the mean of the runs in "
-            f"each of a few equal-width bins of the {'log10 ' if p.log_scale else ''}axis"
+            f"each of a few equal-width bins of the {'log10 ' if p.axis.log else ''}axis"
             for p in binned
         )
-        numeric = sweep.numeric_metrics()
-        plottable = [m for m in sweep.metrics if m in numeric]
-        skipped = [m for m in sweep.metrics if m not in plottable]
+        numeric = runs.numeric_metrics()
+        plottable = [m for m in runs.metrics if m in numeric]
+        skipped = [m for m in runs.metrics if m not in plottable]
         if skipped:
             head += notes_html([f"Not plotted (no numeric values): {', '.join(skipped)}"])
         out = [self.div(head)]
@@ -262,7 +256,7 @@ class Page:
         for metric in plottable:
             figures, notes = [], []
             for param in swept[: max(0, limits.MAX_PLOTS - plotted)]:
-                made = metric_figure(sweep, metric, param)
+                made = metric_figure(runs, metric, param)
                 if made is not None:
                     figures.append(made[0])
                     notes.extend(made[1])
@@ -284,11 +278,11 @@ class Page:
         """One plot per stepped metric: a curve per run (capped) and the mean over runs."""
         from bokeh.layouts import gridplot
 
-        if not self.sweep.series:
+        if not self.runs.series:
             return []
         figures, notes = [], []
-        for name in self.sweep.series:
-            made = series_figure(self.sweep, name)
+        for name in self.runs.series:
+            made = series_figure(self.runs, name)
             if made is not None:
                 figures.append(made[0])
                 notes.extend(made[1])
@@ -305,7 +299,7 @@ class Page:
     # ------------------------------------------------------------ failures and provenance
     def failures(self) -> str:
         """Runs that did not complete, grouped by error type and message."""
-        failed = self.sweep.not_completed()
+        failed = self.runs.not_completed()
         if not failed:
             return '<h2>Failures</h2><p class="note">Every run completed.</p>'
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -330,7 +324,7 @@ class Page:
 
     def provenance(self) -> str:
         """Code hashes, git commits and dirty flags, hosts, workers, versions."""
-        records = self.sweep.records
+        records = self.runs.records
         prov = [r.get("provenance") or {} for r in records]
         rows: list[tuple[str, list[Any]]] = [
             ("operation / code hash", [code_text(p) for p in prov]),

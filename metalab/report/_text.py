@@ -6,10 +6,12 @@ import datetime as _dt
 import html
 from collections import Counter
 from collections.abc import Iterable
+from importlib import metadata
 from typing import Any
 
+from .._aggregate import COMPLETED
 from . import limits
-from ._sweep import STATUS_COLORS, Sweep
+from ._runs import STATUS_COLORS, Runs
 
 
 def escape(value: Any) -> str:
@@ -78,7 +80,7 @@ def traceback_text(traceback: str) -> str:
 
 def error_text(record: dict[str, Any]) -> str:
     """`Type: message` of a run that did not complete ('' for a completed one)."""
-    if record.get("status") == "completed":
+    if record.get("status") == COMPLETED:
         return ""
     error = record.get("error") or {}
     text = f"{error.get('type') or record.get('status')}: {error.get('message') or ''}"
@@ -86,31 +88,38 @@ def error_text(record: dict[str, Any]) -> str:
     return text if len(text) <= limits.MAX_ERROR_CHARS else text[: limits.MAX_ERROR_CHARS] + " ..."
 
 
-def badges(sweep: Sweep) -> str:
+def badges(runs: Runs) -> str:
     return "".join(
         f'<span class="badge" style="background:{STATUS_COLORS.get(s, "#555")}">'
         f"{escape(s)}: {n}</span>"
-        for s, n in sweep.status_counts().items()
+        for s, n in runs.status_counts().items()
     )
 
 
-def overview(title: str, parts: list[Sweep]) -> str:
-    """The head of a page of several experiment ids: what they are, then a section each."""
-    from .. import __version__
+def generated() -> str:
+    """`Generated <now> by metalab <version>.`, the last line of a page's head."""
+    try:
+        version = metadata.version("metalab")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = "(not installed)"
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return f'<p class="note">Generated {escape(now)} by metalab {escape(version)}.</p>'
 
+
+def overview(title: str, parts: list[Runs]) -> str:
+    """The head of a page of several experiment ids: what they are, then a section each."""
     items = "".join(
         f"<li><b>{escape(part.experiments[0])}</b>: {plural(len(part.records), 'run')} "
         f"{badges(part)}</li>"
         for part in parts
     )
     locator = parts[0].locator
-    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     return (
         f"<h1>{escape(title)}</h1><p>These runs belong to {len(parts)} experiment ids (versions "
         "of an experiment are told apart by their id). Each has its own section below, the "
         f"one with the latest finished run first:</p><ul>{items}</ul>"
         + (f"<p><b>Store:</b> <code>{escape(locator)}</code></p>" if locator else "")
-        + f'<p class="note">Generated {escape(now)} by metalab {escape(__version__)}.</p>'
+        + generated()
     )
 
 

@@ -1,14 +1,18 @@
-"""The records of a report and what is derived from them once, without bokeh."""
+"""The runs a report shows and what is derived from them once, without bokeh."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._aggregate import canonical, continuous, is_number, log_axis, others_text, split_by_status
+from .._aggregate import COMPLETED, Axis, canonical, others_text, split_by_status
 from .._aggregate import finite as _number
+
+if TYPE_CHECKING:
+    from ..contracts import Store
+    from ..results import Results
 
 STATUS_COLORS = {
     "completed": "#2ca02c",
@@ -18,47 +22,26 @@ STATUS_COLORS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Param:
-    """A parameter of the sweep: its distinct values (first seen first) and their kind."""
+    """A parameter of the runs: its name and the axis of its distinct values."""
 
     name: str
-    values: dict[str, Any] = field(default_factory=dict)
-    """Canonical key -> value."""
+    axis: Axis
 
     @property
-    def numeric(self) -> bool:
-        """Whether every value is a number (not a bool): the axis is then continuous."""
-        return all(is_number(v) for v in self.values.values())
-
-    @property
-    def binned(self) -> bool:
-        """Whether a numeric parameter takes so many values (a random search) that its trend
-        is drawn per bin of the axis rather than per value."""
-        return self.numeric and continuous(len(self.values))
+    def values(self) -> dict[str, Any]:
+        """Canonical key -> value, first seen first."""
+        return self.axis.values
 
     @property
     def swept(self) -> bool:
         """Whether the parameter takes more than one value."""
         return len(self.values) > 1
 
-    @property
-    def log_scale(self) -> bool:
-        """Whether a numeric parameter spans two decades or more of positive values."""
-        return self.numeric and log_axis(float(v) for v in self.values.values())
-
-    def factors(self) -> list[str]:
-        """Axis labels of a categorical parameter, in first-seen order, all distinct."""
-        labels = [label(v) for v in self.values.values()]
-        return labels if len(set(labels)) == len(labels) else list(self.values)
-
-    def factor_map(self) -> dict[str, str]:
-        """Canonical key of each value -> its axis label among `factors()`."""
-        return dict(zip(self.values, self.factors()))
-
 
 @dataclass
-class Sweep:
+class Runs:
     """The records of a report and what is derived from them once (names, kinds, counts)."""
 
     records: list[dict[str, Any]]
@@ -68,38 +51,29 @@ class Sweep:
     series: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, results: Any) -> Sweep:
-        """Collect the records of a `Results` (or an iterable of records) and their names."""
-        if hasattr(results, "records"):
-            records = list(results.records)
-        else:
-            records = [dict(r) for r in results]
-        store = getattr(results, "store", None)
-        locator = getattr(store, "public_locator", None) or getattr(store, "locator", None)
-        if isinstance(locator, str):
-            from ..locators import redact_password
+    def of(cls, results: Results) -> Runs:
+        """Collect the records of `results` and their names; the store is shown without
+        secrets (results made without a store show none)."""
+        store: Store | None = results.store
+        return cls.collect(results.records, None if store is None else store.public_locator)
 
-            locator = redact_password(locator)
-        sweep = cls(records, locator if isinstance(locator, str) else None)
-        sweep._collect()
-        return sweep
-
-    def _collect(self) -> None:
-        params: dict[str, Param] = {}
+    @classmethod
+    def collect(cls, records: list[dict[str, Any]], locator: str | None) -> Runs:
+        """The runs of `records`, with their parameters, metrics and stepped metrics."""
+        values: dict[str, dict[str, Any]] = {}
         metrics: dict[str, None] = {}
         series: dict[str, None] = {}
-        for record in self.records:
+        for record in records:
             for name, value in (record.get("params") or {}).items():
-                params.setdefault(name, Param(name)).values.setdefault(key(value), value)
+                values.setdefault(name, {}).setdefault(canonical(value), value)
             metrics.update(dict.fromkeys(record.get("metrics") or {}))
             series.update(dict.fromkeys(record.get("series") or {}))
-        for record in self.records:  # a parameter missing from some records is None there
-            for name, param in params.items():
+        for record in records:  # a parameter missing from some records is None there
+            for name, found in values.items():
                 if name not in (record.get("params") or {}):
-                    param.values.setdefault(key(None), None)
-        self.params = list(params.values())
-        self.metrics = list(metrics)
-        self.series = list(series)
+                    found.setdefault(canonical(None), None)
+        params = [Param(name, Axis(found)) for name, found in values.items()]
+        return cls(records, locator, params, list(metrics), list(series))
 
     @property
     def swept(self) -> list[Param]:
@@ -115,16 +89,12 @@ class Sweep:
         """The runs that did not complete, per status (`2 failed, 1 interrupted`), or ''."""
         return others_text(split_by_status(self.records)[1])
 
-    def by_experiment(self) -> list[Sweep]:
-        """One sweep per experiment id, the one with the latest finished run first."""
+    def by_experiment(self) -> list[Runs]:
+        """The runs of each experiment id, the one with the latest finished run first."""
         groups: dict[str, list[dict[str, Any]]] = {}
         for record in self.records:
             groups.setdefault(str(record.get("experiment_id", "")), []).append(record)
-        parts = []
-        for records in groups.values():
-            part = Sweep(records, self.locator)
-            part._collect()
-            parts.append(part)
+        parts = [Runs.collect(records, self.locator) for records in groups.values()]
         return sorted(parts, key=_recency, reverse=True)
 
     @property
@@ -149,7 +119,7 @@ class Sweep:
 
     def not_completed(self) -> list[dict[str, Any]]:
         """Records whose status is not `completed`."""
-        return [r for r in self.records if r.get("status") != "completed"]
+        return [r for r in self.records if r.get("status") != COMPLETED]
 
     def default_title(self) -> str:
         """`metalab report: <experiment ids>`."""
@@ -172,27 +142,13 @@ class Sweep:
         return sum(d for r in self.records if (d := _number(r.get("duration"))) is not None)
 
 
-def _recency(sweep: Sweep) -> tuple[str, str]:
-    span = sweep.time_span()
-    return ("" if span is None else span[1].isoformat(), sweep.experiments[0])
-
-
-key = canonical
-"""A canonical, hashable key of a parameter value (`1`, `1.0` and `True` stay distinct)."""
-
-
-def label(value: Any) -> str:
-    """Show a parameter or metric value as short text."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if value is None or isinstance(value, (bool, int)):
-        return str(value)
-    return key(value)
+def _recency(runs: Runs) -> tuple[str, str]:
+    span = runs.time_span()
+    return ("" if span is None else span[1].isoformat(), runs.experiments[0])
 
 
 def parse_time(value: Any) -> _dt.datetime | None:
+    """An ISO 8601 time of a record as an aware datetime (UTC when it names no zone)."""
     if not isinstance(value, str):
         return None
     try:
