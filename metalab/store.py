@@ -3,14 +3,11 @@
 from typing import Any
 
 from .contracts import Store
-from .registry import open_store, store_class
+from .registry import store_class
 from .stores.fallback import FallbackStore
 from .stores.file import FileStore
-from .stores.locator import to_locator
+from .stores.locator import create_store, to_locator
 from .stores.transfer import TransferReport, export_store, import_from_filestore, transfer
-
-create_store = open_store
-"""Open the store named by a locator or path (see `metalab.registry.open_store`)."""
 
 __all__ = [
     "FallbackStore",

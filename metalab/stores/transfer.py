@@ -17,8 +17,8 @@ from .. import _trust
 from ..contracts import Record, Store
 from ..errors import StoreError, ValidationError
 from ..locators import scheme_of
-from ..registry import open_store
 from .copying import TransferReport, UnreadableRun, copy_run, filename, matches
+from .locator import create_store, to_locator
 
 __all__ = ["TransferReport", "export_store", "import_from_filestore", "transfer"]
 
@@ -29,8 +29,8 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
     Both are locators, paths or store objects; the destination is created when missing.
     `experiment_id` is `name:version` or a bare name (every version of it).
     """
-    src = open_store(source, create=False)
-    dst = open_store(destination, create=True)
+    src = create_store(source, create=False)
+    dst = create_store(destination, create=True)
     if src.locator == dst.locator:
         raise ValidationError(f"source and destination are the same store: {_name(src)}")
     report = TransferReport(_name(src), _name(dst))
@@ -114,7 +114,7 @@ def import_from_filestore(
     source: Any, destination: Any, experiment_id: str | None = None
 ) -> TransferReport:
     """Import a file store (a directory) into another store (e.g. PostgreSQL)."""
-    src = open_store(source, create=False)
+    src = create_store(source, create=False)
     if scheme_of(src.locator) != "file":
         raise ValidationError(
             f"import_from_filestore reads a file store (a directory), got {_name(src)}; "
@@ -133,4 +133,4 @@ def _manifest_key(manifest: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _name(store: Store) -> str:
-    return store.public_locator
+    return to_locator(store)

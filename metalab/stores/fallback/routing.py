@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from ...contracts import Store
 from ...errors import StoreError, StoreUnavailableError
-from ...registry import open_store
+from ..locator import create_store, to_locator
 
 logger = logging.getLogger("metalab")
 
@@ -42,7 +42,7 @@ class Router:
         write_to_both: bool,
         retry_after: float,
     ):
-        self._primary = primary if isinstance(primary, Store) else None
+        self._primary = None if isinstance(primary, str) else primary
         self._primary_locator = primary if isinstance(primary, str) else primary.locator
         self.fallback = fallback
         self.write_to_both = write_to_both
@@ -55,7 +55,7 @@ class Router:
         """The primary store, opened now if it could not be before; StoreUnavailableError
         while it cannot be reached."""
         if self._primary is None:
-            self._primary = open_store(self._primary_locator)
+            self._primary = create_store(self._primary_locator)
         return self._primary
 
     @property
@@ -82,7 +82,7 @@ class Router:
             logger.warning(
                 "primary store unavailable (%s); writing to the fallback %s for %.0f s",
                 exc,
-                self.fallback.public_locator,
+                to_locator(self.fallback),
                 self.retry_after,
             )
 

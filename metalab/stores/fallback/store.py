@@ -9,12 +9,11 @@ from typing import IO, Any, cast
 
 from ...contracts import Owner, Record, Store, StoreDefaults
 from ...errors import StoreError
-from ...locators import redact_password, scheme_of
-from ...registry import open_store, store_class
+from ...locators import redact_password
 from ..copying import TransferReport
+from ..locator import create_store
 from .locator import (
     DEFAULT_RETRY_AFTER,
-    SCHEME,
     FallbackLocation,
     check_arguments,
     parse_locator,
@@ -30,7 +29,9 @@ class FallbackStore(StoreDefaults):
     doc. It answers no queries of its own (`capabilities` declares none): the fallback may
     hold runs the primary's database does not."""
 
-    scheme = SCHEME
+    cancel_poll_interval = 1.0
+    """Seconds between two checks of a sweep's cancellation: each asks both stores, and
+    the primary is a database as a rule."""
 
     def __init__(
         self,
@@ -43,11 +44,11 @@ class FallbackStore(StoreDefaults):
         check_arguments(primary, fallback, write_to_both, retry_after)
         self._given_primary = primary
         fast = without_reconnect_wait_of(primary)
-        self.fallback = open_store(fallback)
+        self.fallback = create_store(fallback)
         opened: Store | str = fast
         error: StoreError | None = None
         try:
-            opened = open_store(fast)
+            opened = create_store(fast)
         except StoreError as exc:
             if not unavailable(exc) or not isinstance(fast, str):
                 raise
@@ -58,11 +59,6 @@ class FallbackStore(StoreDefaults):
         if error is not None:
             self._router.mark_down(error)
         self._claimed: dict[str, Store] = {}
-        # asking for a cancellation asks both stores: poll as the costlier one does
-        kind = opened if isinstance(opened, Store) else store_class(scheme_of(opened))
-        self.cancel_poll_interval = max(
-            kind.cancel_poll_interval, self.fallback.cancel_poll_interval
-        )
 
     @classmethod
     def open(cls, locator: str, *, create: bool = True) -> FallbackStore:
@@ -286,7 +282,7 @@ class FallbackStore(StoreDefaults):
         """The primary as `sync` writes to it: as it was given, so that a PostgreSQL primary
         waits for its server as it does outside a FallbackStore."""
         given = self._given_primary
-        return open_store(given) if isinstance(given, str | os.PathLike) else given
+        return create_store(given) if isinstance(given, str | os.PathLike) else given
 
 
 def _newest(records: list[Record]) -> Record | None:

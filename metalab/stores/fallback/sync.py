@@ -7,6 +7,7 @@ from typing import Any
 from ...contracts import Store
 from ...errors import StoreError, ValidationError
 from ..copying import TransferReport, copy_run, matches
+from ..locator import to_locator
 
 
 def sync(fallback: Store, primary: Store, experiment_id: str | None) -> TransferReport:
@@ -14,12 +15,12 @@ def sync(fallback: Store, primary: Store, experiment_id: str | None) -> Transfer
     manifests and experiments they need; idempotent. Records already in the primary are
     kept when they are the same or newer. ValidationError when the fallback holds no such
     experiment."""
-    report = TransferReport(fallback.public_locator, primary.public_locator)
+    report = TransferReport(to_locator(fallback), to_locator(primary))
     manifests = [m for m in fallback.manifests() if matches(m.get("experiment_id"), experiment_id)]
     if experiment_id is not None and not manifests:
         held = sorted({str(m.get("experiment_id")) for m in fallback.manifests()})
         raise ValidationError(
-            f"the fallback {fallback.public_locator} holds no experiment "
+            f"the fallback {to_locator(fallback)} holds no experiment "
             f"{experiment_id!r}; it holds: {', '.join(held) or 'nothing'}"
         )
     for manifest in manifests:

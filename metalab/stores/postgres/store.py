@@ -40,8 +40,6 @@ class PostgresStore(StoreDefaults):
     cancel_poll_interval = 1.0
     """Seconds between two checks of a sweep's cancellation by a running task."""
 
-    scheme = "postgresql"
-
     def __init__(self, location: PostgresLocation):
         if not isinstance(location, PostgresLocation):
             raise ValidationError(
@@ -212,7 +210,7 @@ class PostgresStore(StoreDefaults):
 
         The same transaction deletes this process's claim on the run: a claim never outlives
         the record that ends it, even if the process dies before `release`. Idempotent.
-        Returns None: the record's JSON is made by the database's writer, not kept.
+        Return None: the database keeps the record's JSON, the worker sends the record.
         """
         run_id, status = _required(record, "run_id"), _required(record, "status")
         token = self._held.get(run_id) or None
