@@ -58,6 +58,18 @@ class Router:
             self._primary = create_store(self._primary_locator)
         return self._primary
 
+    def open_primary(self) -> None:
+        """Open the primary now if it is not open; while it cannot be reached, calls go to
+        the fallback (other errors are raised)."""
+        if self._primary is not None:
+            return
+        try:
+            self._primary = create_store(self._primary_locator)
+        except StoreError as exc:
+            if not unavailable(exc):
+                raise
+            self.mark_down(exc)
+
     @property
     def primary_opened(self) -> Store | None:
         """The primary store, or None while it could not be opened."""

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from ...contracts import Owner, Record, Store, StoreDefaults
-from ...errors import StoreError
 from ...locators import redact_password
 from ..copying import TransferReport
 from ..locator import create_store
@@ -43,21 +42,14 @@ class FallbackStore(StoreDefaults):
     ):
         check_arguments(primary, fallback, write_to_both, retry_after)
         self._given_primary = primary
-        fast = without_reconnect_wait_of(primary)
         self.fallback = create_store(fallback)
-        opened: Store | str = fast
-        error: StoreError | None = None
-        try:
-            opened = create_store(fast)
-        except StoreError as exc:
-            if not unavailable(exc) or not isinstance(fast, str):
-                raise
-            error = exc
         self._router = Router(
-            opened, self.fallback, write_to_both=write_to_both, retry_after=float(retry_after)
+            without_reconnect_wait_of(primary),
+            self.fallback,
+            write_to_both=write_to_both,
+            retry_after=float(retry_after),
         )
-        if error is not None:
-            self._router.mark_down(error)
+        self._router.open_primary()
         self._claimed: dict[str, Store] = {}
 
     @classmethod

@@ -93,7 +93,7 @@ class Meta:
     store_id: str
 
 
-def prepare(conn: psycopg.Connection[Any], location: PostgresLocation, create: bool) -> Meta:
+def prepare_store(conn: psycopg.Connection[Any], location: PostgresLocation, create: bool) -> Meta:
     """Return the meta of the store in `location`'s schema, creating the store (when
     `create`) or migrating it to `SCHEMA_VERSION` first. StoreError when the schema holds
     no store and `create` is False, or holds other objects; StoreFormatError when it holds
@@ -105,7 +105,7 @@ def prepare(conn: psycopg.Connection[Any], location: PostgresLocation, create: b
     return meta
 
 
-def drop(conn: psycopg.Connection[Any], schema: str) -> None:
+def drop_store(conn: psycopg.Connection[Any], schema: str) -> None:
     """Delete the store in `schema`: its tables, views and function, then the schema if it
     is empty (never `public`). Idempotent."""
     statement = statements(schema)

@@ -16,12 +16,13 @@ from ... import _claims
 from ..._trust import read_for_unpickling
 from ...contracts import Owner, Record, StoreCapabilities, StoreDefaults
 from ...errors import StoreError, ValidationError
-from . import artifacts, schema
+from . import artifacts
 from .connection import BATCH, Database, Rows
 from .encoding import json_text, parse_records, sql_json
 from .locator import MAX_ARTIFACT_BYTES_LIMIT, PostgresLocation, parse_locator
 from .logs import RunLog
 from .query import records_query
+from .schema import drop_store, prepare_store
 from .statements import TABLE_WRITERS, statements
 
 _ENDED_BY_RECORD = ""
@@ -73,7 +74,7 @@ class PostgresStore(StoreDefaults):
 
     def _prepare(self, create: bool) -> None:
         with self._db.direct_connection() as conn:
-            meta = schema.prepare(conn, self._location, create)
+            meta = prepare_store(conn, self._location, create)
         self._store_id = meta.store_id
         if create and self._location.artifact_root is not None:
             artifacts.claim_root(self._location.artifact_root, meta.store_id, self.public_locator)
@@ -86,7 +87,7 @@ class PostgresStore(StoreDefaults):
 
     def _drop(self) -> None:
         with self._db.direct_connection() as conn:
-            schema.drop(conn, self._location.schema)
+            drop_store(conn, self._location.schema)
 
     def close(self) -> None:
         """Close this process's connections to the server; the store reopens them when used."""
