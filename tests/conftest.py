@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -96,7 +97,7 @@ def fresh_schema(prefix: str = "pgtest") -> str:
 
 
 @pytest.fixture
-def postgres_locator(postgres_server) -> str:
+def postgres_locator(postgres_server) -> Iterator[str]:
     """The locator of a PostgreSQL store in a fresh schema (made when first opened), whose
     store is dropped after the test."""
     text = with_options(postgres_server, schema=fresh_schema())
