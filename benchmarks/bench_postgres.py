@@ -138,7 +138,7 @@ def ingest(kind: str, locator: str, template, indices: range) -> float:
 
 
 def _sql(store: PostgresStore, query: str) -> list[Any]:
-    with store._connection() as conn:
+    with store._db.connection() as conn:
         cursor = conn.execute(query.replace("{schema}", _ident(store)))
         return cursor.fetchall() if cursor.description is not None else []
 

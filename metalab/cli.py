@@ -12,15 +12,14 @@ from typing import Any
 import click
 
 from .errors import MetalabError
+from .registry import open_store
 from .report import report_from_store
 from .runner import load_results
 
 
 def _open(locator: str) -> Any:
-    from .stores.locator import create_store
-
     try:
-        return create_store(locator, create=False)
+        return open_store(locator, create=False)
     except MetalabError as exc:
         raise click.ClickException(str(exc)) from exc
 

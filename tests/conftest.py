@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
+from collections.abc import Iterator
 
 import pytest
+
+from metalab.registry import open_store
+
+try:
+    from psycopg import sql as psycopg_sql
+
+    from metalab.stores.postgres import PostgresStore, parse_locator
+except ImportError:  # the postgres_server fixture skips (or fails) every test with the reason
+    psycopg_sql = PostgresStore = parse_locator = None  # type: ignore[assignment,misc]
 
 # Figures are drawn off-screen, in this process and in any subprocess a test starts.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -72,6 +83,41 @@ def postgres_server() -> str:
     except psycopg.OperationalError as exc:
         missing_service(f"no PostgreSQL server at {POSTGRES_URL}: {exc}".strip())
     return POSTGRES_URL
+
+
+def with_options(url: str, **options: str) -> str:
+    """`url` with query options added."""
+    query = "&".join(f"{k}={v}" for k, v in options.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def fresh_schema(prefix: str = "pgtest") -> str:
+    """A schema name no other test uses."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def postgres_locator(postgres_server) -> Iterator[str]:
+    """The locator of a PostgreSQL store in a fresh schema (made when first opened), whose
+    store is dropped after the test."""
+    text = with_options(postgres_server, schema=fresh_schema())
+    yield text
+    PostgresStore(parse_locator(text)).drop()
+
+
+@pytest.fixture
+def postgres_store(postgres_locator):
+    """A PostgreSQL store in a fresh schema, dropped after the test."""
+    return open_store(postgres_locator)
+
+
+def postgres_sql(store, query: str, args=None) -> list:
+    """Run SQL on `store`'s database, `{schema}` standing for its quoted schema (to look
+    behind the contract); return the rows ([] for a statement without)."""
+    schema = psycopg_sql.Identifier(store.schema).as_string(None)
+    with store._db.connection() as conn:
+        cursor = conn.execute(query.replace("{schema}", schema), args)
+        return cursor.fetchall() if cursor.description is not None else []
 
 
 CI_SLURM_MARKER = "# metalab-ci: single-node test cluster written by ci/start-slurm.sh"

@@ -26,7 +26,7 @@ from sweeps import checked_result
 import metalab
 from metalab import claims, dashboard, registry
 from metalab.dashboard._page import plot_data
-from metalab.stores.locator import create_store
+from metalab.store import create_store
 from metalab.sweep import Sweep, SweepRef
 
 pytest.importorskip("bokeh", reason="the dashboard page needs bokeh (uv sync --extra dashboard)")

@@ -9,36 +9,29 @@ import sys
 import uuid
 
 import pytest
+from conftest import postgres_sql as sql
 
 from metalab import claims
 from metalab.store import create_store
 
 try:
     from metalab.stores import postgres
+    from metalab.stores.postgres.encoding import sql_json
 except ImportError:  # the postgres_server fixture skips (or fails) every test with the reason
-    postgres = None  # type: ignore[assignment]
+    postgres = sql_json = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def locator(postgres_server):
-    schema = f"claims_{uuid.uuid4().hex[:12]}"
-    text = f"{postgres_server}{'&' if '?' in postgres_server else '?'}schema={schema}"
-    yield text
-    postgres.PostgresStore(postgres.parse_locator(text)).drop()
+def locator(postgres_locator):
+    """The locator of a store in a fresh schema, dropped after the test (see conftest)."""
+    return postgres_locator
 
 
 @pytest.fixture
-def store(locator):
-    return create_store(locator)
-
-
-def sql(store, query: str, args=None) -> list:
-    schema = postgres.sql.Identifier(store.schema).as_string(None)
-    with store._connection() as conn:
-        cursor = conn.execute(query.replace("{schema}", schema), args)
-        return cursor.fetchall() if cursor.description is not None else []
+def store(postgres_store):
+    return postgres_store
 
 
 def record(run_id: str, status: str = "completed") -> dict:
@@ -101,7 +94,7 @@ def test_a_new_sweep_cleans_claims_left_on_completed_runs(store):
             store,
             "INSERT INTO {schema}.claims (run_id, owner, heartbeat_at)"
             " VALUES (%s, %s::jsonb, now() - make_interval(secs => %s))",
-            (run_id, postgres._sql_json(dead), 0 if run_id == "done_fresh" else 10_000),
+            (run_id, sql_json(dead), 0 if run_id == "done_fresh" else 10_000),
         )
     store.put_record(record("done_stale"))
     store.put_record(record("done_fresh"))
@@ -124,8 +117,8 @@ def test_a_claim_taken_again_with_its_token_is_won_again(store):
 def test_a_log_chunk_appended_again_is_kept_once(store):
     chunk_id = str(uuid.uuid4())
     for _ in range(2):
-        store._execute(store._sql.append_log, ("r1", b"one line\n", chunk_id))
-    store._execute(store._sql.append_log, ("r1", b"one line\n", str(uuid.uuid4())))
+        store._db.execute(store._sql.append_log, ("r1", b"one line\n", chunk_id))
+    store._db.execute(store._sql.append_log, ("r1", b"one line\n", str(uuid.uuid4())))
     assert store.read_log("r1") == "one line\none line\n"
 
 

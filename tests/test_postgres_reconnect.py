@@ -26,9 +26,10 @@ try:
     import psycopg
 
     from metalab.stores import postgres
+    from metalab.stores.postgres import pool
 except ImportError:  # the postgres_server fixture skips (or fails) every test with the reason
     psycopg = None  # type: ignore[assignment]
-    postgres = None  # type: ignore[assignment]
+    postgres = pool = None  # type: ignore[assignment]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -180,7 +181,7 @@ def a_record(run_id: str) -> dict:
 
 def test_a_long_lived_store_keeps_working_after_a_restart(locator, cluster, monkeypatch):
     # no failure seen lately in this process: pooled connections are lent without a probe
-    monkeypatch.setattr(postgres, "_probe_until", [0.0])
+    monkeypatch.setattr(pool, "_probe_until", [0.0])
     store = create_store(locator)
     store.put_record(a_record("r1"))
     log = store.open_log("r1")
@@ -267,7 +268,7 @@ def test_writes_resume_as_soon_as_a_server_down_for_long_is_back(locator, cluste
 
 
 def test_sync_after_a_restart_reaches_the_primary(locator, cluster, tmp_path, monkeypatch):
-    monkeypatch.setattr(postgres, "_probe_until", [0.0])  # no failure seen lately
+    monkeypatch.setattr(pool, "_probe_until", [0.0])  # no failure seen lately
     store = FallbackStore(locator, tmp_path / "fallback")
     taken = a_record(uuid.uuid4().hex)  # what the fallback took while the primary was down
     store.fallback.put_record(taken)

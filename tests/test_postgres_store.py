@@ -16,6 +16,8 @@ import time
 import uuid
 
 import pytest
+from conftest import fresh_schema, with_options
+from conftest import postgres_sql as sql
 
 import metalab
 from metalab import claims
@@ -23,43 +25,25 @@ from metalab.store import create_store
 
 try:
     from metalab.stores import postgres
+    from metalab.stores.postgres import connection, pool
 except ImportError:  # the postgres_server fixture skips (or fails) every test with the reason
-    postgres = None  # type: ignore[assignment]
+    postgres = connection = pool = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.postgres
 
+
+@pytest.fixture
+def locator(postgres_locator):
+    """The locator of a store in a fresh schema, dropped after the test (see conftest)."""
+    return postgres_locator
+
+
+@pytest.fixture
+def store(postgres_store):
+    return postgres_store
+
+
 QUOTED = 'it\'s "quoted"; DROP TABLE runs; --'
-
-
-def with_options(url: str, **options: str) -> str:
-    """`url` with query options added."""
-    query = "&".join(f"{k}={v}" for k, v in options.items())
-    return f"{url}{'&' if '?' in url else '?'}{query}"
-
-
-def fresh_schema() -> str:
-    return f"pgtest_{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def locator(postgres_server):
-    """The locator of a store in a fresh schema, dropped after the test."""
-    text = with_options(postgres_server, schema=fresh_schema())
-    yield text
-    postgres.PostgresStore(postgres.parse_locator(text)).drop()
-
-
-@pytest.fixture
-def store(locator):
-    return create_store(locator)
-
-
-def sql(store, query: str, args=None) -> list:
-    """Run SQL with `{schema}` standing for the store's schema (to look behind the contract)."""
-    schema = postgres.sql.Identifier(store.schema).as_string(None)
-    with store._connection() as conn:
-        cursor = conn.execute(query.replace("{schema}", schema), args)
-        return cursor.fetchall() if cursor.description is not None else []
 
 
 def record(run_id: str = "r1", status: str = "completed", **fields) -> dict:
@@ -287,7 +271,7 @@ def test_get_records_and_iter_records(store):
 
 
 def test_an_iteration_given_up_halfway_leaves_the_store_usable(store, monkeypatch):
-    monkeypatch.setattr(postgres, "_BATCH", 2)
+    monkeypatch.setattr(connection, "BATCH", 2)
     for i in range(7):
         store.put_record(record(f"r{i}", index=i))
     for _ in range(6):  # more than the pool's connections
@@ -417,9 +401,9 @@ def test_put_log_replaces_the_whole_log(store):
 
 def _cut_pooled_connection(store) -> None:
     """Terminate the server session behind the store's one pooled connection."""
-    with store._connection() as conn:
+    with store._db.connection() as conn:
         pid = conn.info.backend_pid
-    with store._direct_connection() as conn:
+    with store._db.direct_connection() as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s", (pid,)
         )
@@ -427,10 +411,8 @@ def _cut_pooled_connection(store) -> None:
 
 @pytest.mark.parametrize("reconnect", ["0", "30"])
 def test_a_lost_connection_is_retried_or_reported_unavailable(locator, monkeypatch, reconnect):
-    from metalab.stores import postgres
-
     # no failure seen lately in this process: connections are lent without a probe
-    monkeypatch.setattr(postgres, "_probe_until", [0.0])
+    monkeypatch.setattr(pool, "_probe_until", [0.0])
     store = create_store(with_options(locator, pool_size="1", reconnect_timeout=reconnect))
     store.put_record(record())
     _cut_pooled_connection(store)

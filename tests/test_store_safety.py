@@ -449,7 +449,7 @@ def test_a_kill_while_the_meta_file_is_written_leaves_no_empty_one(tmp_path):
     script = """
         import os, sys
         from metalab.stores import file
-        from metalab.stores.file import atomic
+        from metalab.stores import atomic
 
         def killed(fd, data):
             os._exit(9)

@@ -7,7 +7,7 @@ what is kept, `_meta.json`, versions), `experiments` (manifests, serialized expe
 written whole, and what killed writers leave).
 """
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .layout import STORE_FORMAT, STORE_VERSION
 from .store import FileStore
 

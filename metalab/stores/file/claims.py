@@ -25,7 +25,7 @@ from typing import Any
 
 from ...claims import heartbeat, is_alive
 from ...record import encode_record
-from .atomic import create_exclusive, link_exclusive, remove_if_left, temporary, write_fd
+from ..atomic import create_exclusive, link_exclusive, remove_if_left, temporary, write_fd
 from .layout import Layout
 
 Held = tuple[float, bytes, int | None, int]

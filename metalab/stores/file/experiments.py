@@ -17,7 +17,7 @@ from typing import Any
 from ... import _trust
 from ...errors import StoreError
 from ...record import encode_record
-from .atomic import atomic_write, create_once, read_bytes, remove_if_left, temporary
+from ..atomic import atomic_write, create_once, read_bytes, remove_if_left, temporary
 from .layout import Layout
 
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"

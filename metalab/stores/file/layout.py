@@ -39,7 +39,7 @@ from typing import Any
 from ... import _trust
 from ...errors import StoreError, StoreFormatError
 from ...record import encode_record
-from .atomic import atomic_write, link_exclusive, temporary, without_leftovers
+from ..atomic import atomic_write, link_exclusive, temporary, without_leftovers
 
 STORE_FORMAT = "metalab.filestore"
 STORE_VERSION = 2

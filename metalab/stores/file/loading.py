@@ -17,8 +17,8 @@ from typing import Any
 
 from ... import _trust
 from ...record import RECORD_FORMAT
+from ..atomic import atomic_write, read_fd, read_with_stat, remove_if_left
 from . import journal
-from .atomic import atomic_write, read_fd, read_with_stat, remove_if_left
 from .layout import Layout
 from .records import identity, named_record
 

@@ -18,7 +18,7 @@ from typing import Any
 from ... import _trust
 from ...errors import StoreFormatError, UnsafeStoreWarning
 from ...record import check_format, encode_record
-from .atomic import atomic_write, read_bytes
+from ..atomic import atomic_write, read_bytes
 from .claims import ClaimFiles
 from .journal import Journal
 from .layout import Layout

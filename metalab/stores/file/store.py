@@ -25,8 +25,8 @@ from ...contracts import JournalStore, StoreCapabilities, StoreDefaults
 from ...errors import StoreError
 from ...locators import path_from_file_uri
 from ...record import encode_record
+from ..atomic import atomic_write
 from . import loading
-from .atomic import atomic_write
 from .claims import ClaimFiles
 from .experiments import ExperimentFiles
 from .journal import Journal

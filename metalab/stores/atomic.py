@@ -16,7 +16,7 @@ import itertools
 import os
 import time
 
-from ... import claims
+from .. import claims
 
 _counter = itertools.count()
 _tag = [claims.writer_tag()]  # who writes a temporary file, as its name says

@@ -1,0 +1,71 @@
+"""SQL built from `query_records`' filters: parameters by JSON equality, metrics by
+comparison, experiment and status by equality; every value a parameter of the statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from psycopg import sql
+
+from ..._identity import normalize
+from ...errors import ValidationError
+from .encoding import sql_json
+
+METRIC_OPERATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "="}
+
+
+def records_query(
+    schema: str,
+    experiment_id: str | None,
+    params: Mapping[str, Any],
+    metric_filters: Iterable[tuple[str, str, float]],
+    status: str | None,
+) -> tuple[sql.Composed, list[Any]]:
+    """Return the statement selecting `(run_id, record)` of the runs matching every filter,
+    ordered by experiment id and run index, and its arguments. ValidationError for a bad
+    metric filter; FingerprintError for a parameter value that is not JSON."""
+    quoted = sql.Identifier(schema)
+    conditions: list[sql.Composable] = [sql.SQL("TRUE")]
+    args: list[Any] = []
+    if experiment_id is not None:
+        conditions.append(sql.SQL("experiment_id = %s"))
+        args.append(experiment_id)
+    if status is not None:
+        conditions.append(sql.SQL("status = %s"))
+        args.append(status)
+    for name, value in params.items():
+        wanted = normalize(value, f"filter {name!r}")
+        # containment uses the GIN index; equality makes lists and dicts match exactly
+        conditions.append(sql.SQL("params @> %s::jsonb AND params -> %s = %s::jsonb"))
+        args += [sql_json({name: wanted}), name, sql_json(wanted)]
+    for name, op, threshold in (_metric_filter(f) for f in metric_filters):
+        conditions.append(
+            sql.SQL("{schema}.metric_value(metrics -> %s) {op} %s").format(
+                schema=quoted, op=sql.SQL(op)
+            )
+        )
+        args += [name, threshold]
+    query = sql.SQL(
+        "SELECT run_id, record FROM {schema}.runs WHERE {where}"
+        " ORDER BY experiment_id, run_index, run_id"
+    ).format(schema=quoted, where=sql.SQL(" AND ").join(conditions))
+    return query, args
+
+
+def _metric_filter(item: Any) -> tuple[str, str, float]:
+    try:
+        name, op, threshold = item
+    except (TypeError, ValueError):
+        raise ValidationError(
+            f"a metric filter is a (metric, operator, threshold) tuple, got {item!r}"
+        ) from None
+    if not isinstance(name, str):
+        raise ValidationError(f"metric filter {item!r}: the metric name must be a string")
+    if op not in METRIC_OPERATORS:
+        raise ValidationError(
+            f"metric filter {item!r}: operator {op!r} is not one of {', '.join(METRIC_OPERATORS)}"
+        )
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValidationError(f"metric filter {item!r}: the threshold must be a number")
+    return name, METRIC_OPERATORS[op], float(threshold)
