@@ -15,6 +15,10 @@ from .errors import MetalabError
 from .registry import open_store
 from .report import report_from_store
 from .runner import load_results
+from .services.cli import postgres as postgres_command
+from .stores.fallback import FallbackStore
+from .stores.locator import to_locator
+from .stores.transfer import export_store, import_from_filestore
 
 
 def _open(locator: str) -> Any:
@@ -34,8 +38,6 @@ def _records(store: Any) -> Any:
 
 def _public(store: Any) -> str:
     """The store's locator without a password."""
-    from .stores.locator import to_locator
-
     return to_locator(store)
 
 
@@ -147,8 +149,6 @@ def store_ls(store: str) -> None:
 
 
 def _transfer(kind: str, source: str, destination: str, experiment: str | None) -> None:
-    from .stores.transfer import export_store, import_from_filestore
-
     copy = import_from_filestore if kind == "import" else export_store
     try:
         report = copy(source, destination, experiment_id=experiment)
@@ -190,8 +190,6 @@ def store_import(source: str, destination: str, experiment: str | None) -> None:
 )
 def store_sync(primary: str, fallback: str, experiment: str | None) -> None:
     """Copy what a FallbackStore wrote to its fallback into the primary, once it is back."""
-    from .stores.fallback import FallbackStore
-
     try:
         report = FallbackStore(primary, _open(fallback)).sync(experiment)
     except MetalabError as exc:
@@ -199,13 +197,7 @@ def store_sync(primary: str, fallback: str, experiment: str | None) -> None:
     click.echo(str(report))
 
 
-def _register_services() -> None:
-    from .services.cli import postgres as postgres_command
-
-    main.add_command(postgres_command)
-
-
-_register_services()
+main.add_command(postgres_command)
 
 
 def run() -> None:

@@ -307,10 +307,8 @@ def _check_metadata(metadata: Any) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise ValidationError(f"Experiment metadata must be a dict, got {metadata!r}")
-    from ._identity import normalize
-
     try:
-        checked = normalize(dict(metadata), "metadata")
+        checked = _identity.normalize(dict(metadata), "metadata")
     except ValidationError as exc:
         raise ValidationError(f"Experiment {exc}") from exc
     hints = checked.get("resource_hints", {})

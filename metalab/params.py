@@ -14,6 +14,7 @@ from typing import Any
 
 from ._identity import canonical_json, normalize, normalize_and_encode
 from .errors import ValidationError
+from .seeds import _name_words
 
 
 class ParamSource(Sequence):
@@ -384,8 +385,6 @@ class RandomSource(ParamSource):
         self.space = dict(space)
         self.n_trials = n_trials
         self.seed = seed
-        from .seeds import _name_words
-
         self._keys = {name: _name_words(name) for name in self.space}
 
     def __len__(self) -> int:

@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
 
+from .errors import StoreFormatError
+from .serializers import _json_default
+
 RECORD_FORMAT = "metalab.run/1"
 RECORD_COLUMNS = (
     "run_id",
@@ -89,8 +92,6 @@ def encode_record(record: dict[str, Any]) -> bytes:
     if _encoder is None:
         import json
 
-        from .serializers import _json_default
-
         _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False)
     return _encoder.encode(record).encode("utf-8")
 
@@ -106,8 +107,6 @@ def check_format(record: dict[str, Any], where: str) -> dict[str, Any]:
     """Return `record` if this metalab reads its format; raise `StoreFormatError` otherwise."""
     fmt = record.get("format")
     if fmt != RECORD_FORMAT:
-        from .errors import StoreFormatError
-
         raise StoreFormatError(
             f"{where} has record format {fmt!r}; this metalab reads {RECORD_FORMAT!r}"
         )
