@@ -169,9 +169,9 @@ class DatabaseSelection(RecordSource):
             with paused_gc():
                 self._fetched = list(
                     self.store.query_records(
-                        query.experiment_id,
-                        params=query.params,
-                        metric_filters=query.metric_filters,
+                        experiment_id=query.experiment_id,
+                        params=dict(query.params),
+                        metric_filters=list(query.metric_filters),
                         status=query.status,
                     )
                 )
