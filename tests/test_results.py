@@ -12,7 +12,9 @@ import pytest
 from sweeps import checked_result
 
 import metalab
+from metalab.contracts import StoreCapabilities, StoreDefaults
 from metalab.errors import ValidationError
+from metalab.results.sources import InMemory, Journaled
 from metalab.store import FileStore
 
 RATES = [0.1 * k for k in (1, 2, 3)]  # the last is 0.30000000000000004, not 0.3
@@ -93,6 +95,40 @@ def test_loads_one_experiment_or_all(results):
     assert len(other.failed) == 6 and len(other.successful) == 6
     assert all(r.error["message"] == "diverged" for r in other.failed)
     assert len(everything[:5]) == 5 and isinstance(everything[:5], metalab.Results)
+
+
+class _Unjournaled(FileStore, StoreDefaults):
+    """A file store that declares no journal: loading reads its record files one by one."""
+
+    capabilities = StoreCapabilities()
+
+
+class _Journaling(FileStore, StoreDefaults):
+    capabilities = StoreCapabilities(journal=True)
+
+
+def test_loading_reads_a_store_the_way_its_capabilities_declare(tmp_path, journaled):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    journaled_load = metalab.load_results(_Journaling.open(store, create=False), "fit")
+    plain_load = metalab.load_results(_Unjournaled.open(store, create=False), "fit")
+    assert isinstance(journaled_load._source, Journaled)
+    assert all(isinstance(r, bytes) for r in journaled_load._source.entries)
+    assert type(plain_load._source) is InMemory and plain_load._source.decoded
+    assert journaled_load.table() == plain_load.table()
+    assert journaled_load.records == plain_load.records
+    assert len(plain_load.filter(optimizer="adam")) == 6
+
+
+def test_results_of_records_in_memory_slice_and_select_like_loaded_ones(results):
+    in_memory = metalab.Results(results.records, results.store)
+    assert in_memory.records == results.records
+    assert in_memory.table() == results.table()
+    assert in_memory[3:7].records == results[3:7].records
+    assert in_memory.filter(optimizer="sgd").records == results.filter(optimizer="sgd").records
+    assert [r.run_id for r in in_memory.where(accuracy__gt=0.5)] == [
+        r.run_id for r in results.where(accuracy__gt=0.5)
+    ]
 
 
 def test_display_groups_mean_and_std(results):

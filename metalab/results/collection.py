@@ -146,7 +146,7 @@ class Results(Sequence[Run]):
         if query is not None:
             pushed, rest = split_param_conditions(params, query.params)
             if pushed:
-                selected = self._select(self._source.narrowed(query.narrowed(params=pushed)))
+                selected = self._select(self._source.by_query(query.narrowed(params=pushed)))
                 return selected.filter(**rest) if rest else selected
         tests = [condition(name, value, "parameter") for name, value in params.items()]
         return self._where(lambda r: all(t(r["params"]) for t in tests))
@@ -181,7 +181,7 @@ class Results(Sequence[Run]):
                 narrowed = query.narrowed(
                     metric_filters=pushed, status=one_status if push_status else None
                 )
-                selected = self._select(self._source.narrowed(narrowed))
+                selected = self._select(self._source.by_query(narrowed))
                 leftover_status = None if push_status else status
                 if rest or leftover_status is not None:
                     return selected.where(status=leftover_status, **rest)

@@ -95,7 +95,7 @@ class RecordSource(ABC):
         selected in memory."""
         return None
 
-    def narrowed(self, query: Query) -> RecordSource:
+    def by_query(self, query: Query) -> RecordSource:
         """Return the runs the database selects by `query`; only a source whose `query()`
         is not None selects in a database (TypeError otherwise)."""
         raise TypeError(f"{type(self).__name__} selects runs in memory, not in a database")
@@ -180,7 +180,7 @@ class DatabaseSelection(RecordSource):
     def query(self) -> Query | None:
         return self._query if self._fetched is None else None
 
-    def narrowed(self, query: Query) -> RecordSource:
+    def by_query(self, query: Query) -> RecordSource:
         return DatabaseSelection(self.store, query)
 
     def names(self, kind: str) -> list[str]:
