@@ -149,3 +149,9 @@ def dashboard() -> SweepDashboard | None:
         return _load(_DASHBOARD)
     except ImportError:
         return None
+
+
+def report_writer() -> Any:
+    """Return the function that writes a standalone HTML report of results
+    (`metalab.report.write_report`); ImportError where the report cannot be imported."""
+    return _load("metalab.report:write_report")

@@ -12,7 +12,9 @@ import pytest
 from sweeps import checked_result
 
 import metalab
+from metalab.contracts import StoreCapabilities, StoreDefaults
 from metalab.errors import ValidationError
+from metalab.results.sources import InMemory, Journaled
 from metalab.store import FileStore
 
 RATES = [0.1 * k for k in (1, 2, 3)]  # the last is 0.30000000000000004, not 0.3
@@ -93,6 +95,40 @@ def test_loads_one_experiment_or_all(results):
     assert len(other.failed) == 6 and len(other.successful) == 6
     assert all(r.error["message"] == "diverged" for r in other.failed)
     assert len(everything[:5]) == 5 and isinstance(everything[:5], metalab.Results)
+
+
+class _Unjournaled(FileStore, StoreDefaults):
+    """A file store that declares no journal: loading reads its record files one by one."""
+
+    capabilities = StoreCapabilities()
+
+
+class _Journaling(FileStore, StoreDefaults):
+    capabilities = StoreCapabilities(journal=True)
+
+
+def test_loading_reads_a_store_the_way_its_capabilities_declare(tmp_path, journaled):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    journaled_load = metalab.load_results(_Journaling.open(store, create=False), "fit")
+    plain_load = metalab.load_results(_Unjournaled.open(store, create=False), "fit")
+    assert isinstance(journaled_load._source, Journaled)
+    assert all(isinstance(r, bytes) for r in journaled_load._source.entries)
+    assert type(plain_load._source) is InMemory and plain_load._source.decoded
+    assert journaled_load.table() == plain_load.table()
+    assert journaled_load.records == plain_load.records
+    assert len(plain_load.filter(optimizer="adam")) == 6
+
+
+def test_results_of_records_in_memory_slice_and_select_like_loaded_ones(results):
+    in_memory = metalab.Results(results.records, results.store)
+    assert in_memory.records == results.records
+    assert in_memory.table() == results.table()
+    assert in_memory[3:7].records == results[3:7].records
+    assert in_memory.filter(optimizer="sgd").records == results.filter(optimizer="sgd").records
+    assert [r.run_id for r in in_memory.where(accuracy__gt=0.5)] == [
+        r.run_id for r in results.where(accuracy__gt=0.5)
+    ]
 
 
 def test_display_groups_mean_and_std(results):
@@ -196,11 +232,13 @@ def test_a_load_from_journals_is_the_load_from_the_files(tmp_path, journaled):
     for selection in (None, "fit", "other:1"):
         loaded = metalab.load_results(store, selection)
         # the records came from the journals: not parsed yet, and no file read
-        assert loaded._encoded and all(isinstance(r, bytes) for r in loaded._loaded)
+        assert not loaded._source.decoded and all(
+            isinstance(r, bytes) for r in loaded._source.entries
+        )
         frame = loaded.to_dataframe()
-        assert loaded._encoded  # the table came from the rows beside them
+        assert not loaded._source.decoded  # the table came from the rows beside them
         plain = from_files(store, selection)
-        assert not plain._encoded
+        assert plain._source.decoded
         expected = plain.to_dataframe()
         assert type(frame) is type(expected)
         pd.testing.assert_frame_equal(frame, expected)
@@ -219,7 +257,7 @@ def test_a_load_from_journals_is_the_load_from_the_files(tmp_path, journaled):
             lambda r: r[2:5],
         ):
             chosen, wanted = pick(loaded), pick(plain)
-            assert chosen._encoded or len(chosen) == 0
+            assert not chosen._source.decoded or len(chosen) == 0
             pd.testing.assert_frame_equal(chosen.to_dataframe(), wanted.to_dataframe())
             assert chosen.records == wanted.records
         assert loaded.records == plain.records
@@ -245,7 +283,7 @@ def test_a_sweep_on_the_local_dask_cluster_leaves_journals_loads_use(tmp_path):
     # a worker process journals once it has written 16 records, so at least the one that
     # ran half the sweep did
     assert journal_files(store)
-    assert sum(isinstance(r, bytes) for r in loaded._loaded) >= 32
+    assert sum(isinstance(r, bytes) for r in loaded._source.entries) >= 32
     plain = from_files(store)
     pd.testing.assert_frame_equal(loaded.to_dataframe(), plain.to_dataframe())
     assert loaded.records == plain.records
@@ -260,7 +298,7 @@ def test_rewritten_records_are_never_taken_from_an_outdated_journal(tmp_path, jo
     # a re-run rewrites every record, and journals them again
     metalab.run(exp, store, executor="inline", resume=False).result()
     after = metalab.load_results(store)
-    assert all(isinstance(r, bytes) for r in after._loaded)
+    assert all(isinstance(r, bytes) for r in after._source.entries)
     fresh = {r.run_id: r.record["finished_at"] for r in after}
     assert fresh.keys() == before.keys() and all(fresh[k] != before[k] for k in fresh)
     df = after.to_dataframe()
@@ -301,13 +339,13 @@ def test_a_copied_store_is_read_from_its_files_then_from_a_snapshot(
     expected = metalab.load_results(original).to_dataframe()
     monkeypatch.setattr(loading, "SNAPSHOT_AFTER_READS", 1)
     loaded = metalab.load_results(copy)
-    assert not loaded._encoded  # every record read from its file
+    assert loaded._source.decoded  # every record read from its file
     pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
     # ... and kept in a snapshot: the next load reads that one file
     (snapshot,) = (p for p in journal_files(copy) if p != old)
     assert snapshot.name.startswith("load-")
     again = metalab.load_results(copy)
-    assert all(isinstance(r, bytes) for r in again._loaded)
+    assert all(isinstance(r, bytes) for r in again._source.entries)
     pd.testing.assert_frame_equal(again.to_dataframe(), expected)
     # the outdated journal was written to moments ago (by a writer still at work, for all a
     # load knows): it stays until idle; then the next snapshot replaces it and the earlier one
@@ -332,7 +370,7 @@ def test_a_copied_store_is_read_from_its_files_then_from_a_snapshot(
     # a snapshot that gives every record it holds stays: loads do not write another
     monkeypatch.setattr(journal, "IDLE_SECONDS", 0.0)
     for _ in range(2):
-        assert all(isinstance(r, bytes) for r in metalab.load_results(copy)._loaded)
+        assert all(isinstance(r, bytes) for r in metalab.load_results(copy)._source.entries)
     assert journal_files(copy) == [snapshot]
 
 
@@ -347,17 +385,17 @@ def test_damaged_or_untrusted_journals_cost_time_never_records(tmp_path, journal
 
     journal.write_bytes(data[: len(data) - 100])  # cut short, as by a killed writer
     loaded = metalab.load_results(store)
-    assert not loaded._encoded
+    assert loaded._source.decoded
     pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
 
     journal.write_bytes(b"MLJ1" + os.urandom(4000))
     pd.testing.assert_frame_equal(metalab.load_results(store).to_dataframe(), expected)
 
     journal.write_bytes(data)
-    assert metalab.load_results(store)._encoded
+    assert not metalab.load_results(store)._source.decoded
     os.chmod(journal, 0o666)  # others could have written it: it vouches for nothing
     loaded = metalab.load_results(store)
-    assert not loaded._encoded
+    assert loaded._source.decoded
     pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
 
 
@@ -378,7 +416,7 @@ def test_a_journal_file_is_started_for_batches_worth_one(tmp_path):
     checked_result(metalab.run(many, store, executor="inline"))
     assert len(journal_files(store)) == 1
     loaded = metalab.load_results(store, "many")
-    assert len(loaded) == 18 and all(isinstance(r, bytes) for r in loaded._loaded)
+    assert len(loaded) == 18 and all(isinstance(r, bytes) for r in loaded._source.entries)
 
 
 def test_stores_that_cannot_keep_journals_run_and_load_the_same(tmp_path, journaled):
@@ -394,7 +432,7 @@ def test_stores_that_cannot_keep_journals_run_and_load_the_same(tmp_path, journa
     handle = metalab.run(experiment("other", ("adam", "bad")), store, executor="inline")
     assert handle.status.completed == 6 and handle.status.failed == 6
     loaded = metalab.load_results(store, "fit")
-    assert not loaded._encoded
+    assert loaded._source.decoded
     import pandas as pd
 
     pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
@@ -415,10 +453,10 @@ def test_records_changed_by_their_user_after_a_sweep_keep_their_rows_as_written(
             run.record["status"] = "cancelled"
     assert journal_files(store)
     loaded = metalab.load_results(store)
-    assert len(loaded) == 24 and all(isinstance(r, bytes) for r in loaded._loaded)
-    decoded = [decode_record(b) for b in loaded._loaded]
-    assert [r["metrics"] for r in loaded._rows] == [r["metrics"] for r in decoded]
-    assert [r["params"] for r in loaded._rows] == [r["params"] for r in decoded]
+    assert len(loaded) == 24 and all(isinstance(r, bytes) for r in loaded._source.entries)
+    decoded = [decode_record(b) for b in loaded._source.entries]
+    assert [r["metrics"] for r in loaded._source.table_rows] == [r["metrics"] for r in decoded]
+    assert [r["params"] for r in loaded._source.table_rows] == [r["params"] for r in decoded]
     assert 999.0 not in loaded.to_dataframe()["accuracy"].tolist()
     assert "cancelled" not in loaded.summary()["by_status"]
 
@@ -450,7 +488,7 @@ def test_a_record_replaced_while_loading_is_never_paired_with_the_old_identity(
     monkeypatch.setattr(loading, "read_with_stat", real)
     # the snapshot left that record out (it knew the listed identity, not the one read)
     again = metalab.load_results(store)
-    decoded = [r for r in again._loaded if not isinstance(r, bytes)]
+    decoded = [r for r in again._source.entries if not isinstance(r, bytes)]
     assert [r["run_id"] for r in decoded] == [run_id]
     assert again.where(status="cancelled").records[0]["run_id"] == run_id
 
@@ -490,7 +528,7 @@ def test_journal_files_that_are_no_files_are_passed_over(tmp_path, journaled):
     os.symlink("/dev/zero", directory / "b-endless.jnl")
     (directory / "c-directory.jnl").mkdir()
     loaded = metalab.load_results(store)
-    assert len(loaded) == 12 and all(isinstance(r, bytes) for r in loaded._loaded)
+    assert len(loaded) == 12 and all(isinstance(r, bytes) for r in loaded._source.entries)
 
 
 def shutil_rmtree(path):
@@ -535,7 +573,7 @@ def test_what_operations_do_after_or_to_their_inputs_changes_no_record(tmp_path,
     assert exp.params_at(5) == {"i": 5, "layers": [64, 64], "cfg": {"a": 1}}
     assert results[0].metrics["late"] == 0.0
     loaded = metalab.load_results(store)
-    assert all(isinstance(r, bytes) for r in loaded._loaded)
+    assert all(isinstance(r, bytes) for r in loaded._source.entries)
     plain = from_files(store)
     pd.testing.assert_frame_equal(loaded.to_dataframe(), plain.to_dataframe())
     assert loaded.records == plain.records
@@ -566,7 +604,7 @@ def test_runs_sharing_an_index_load_in_one_order(tmp_path, journaled):
         )
         metalab.run(exp, store, executor="inline").result()
     loaded, plain = metalab.load_results(store), from_files(store)
-    assert all(isinstance(r, bytes) for r in loaded._loaded)
+    assert all(isinstance(r, bytes) for r in loaded._source.entries)
     assert [r.run_id for r in loaded] == [r.run_id for r in plain]
     keys = [(r.index, r.run_id) for r in loaded]
     assert keys == sorted(keys) and len(set(r.index for r in loaded)) == 20
@@ -583,7 +621,7 @@ def test_a_journal_damaged_inside_a_record_gives_the_file_instead(tmp_path, jour
     data[at] = ord("9") if data[at] != ord("9") else ord("8")  # one digit of a record
     journal.write_bytes(bytes(data))
     loaded = metalab.load_results(store)
-    assert not any(isinstance(r, bytes) for r in loaded._loaded)
+    assert not any(isinstance(r, bytes) for r in loaded._source.entries)
     pd.testing.assert_frame_equal(loaded.to_dataframe(), from_files(store).to_dataframe())
     data[at - 5] = 0xFF  # not even UTF-8
     journal.write_bytes(bytes(data))

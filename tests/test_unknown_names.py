@@ -10,6 +10,7 @@ import pytest
 
 import metalab
 from metalab.errors import ValidationError
+from metalab.results.sources import Journaled
 
 
 @metalab.operation
@@ -80,7 +81,8 @@ def test_typos_from_journals(tmp_path, monkeypatch):
     monkeypatch.setattr(journal, "MIN_FIRST_ENTRY", 1)
     metalab.run(experiment(), tmp_path, executor="inline").result()
     loaded = metalab.load_results(tmp_path)
-    assert loaded._by_rows()  # selections read the journal rows, no record decoded
+    # selections read the journal rows, no record decoded
+    assert isinstance(loaded._source, Journaled) and not loaded._source.decoded
     check_typos(lambda: loaded)
 
 
@@ -123,7 +125,7 @@ def test_typos_in_a_postgresql_query(locator):
 
         def load(selection=selection):
             results = metalab.load_results(locator, selection)
-            assert results._pushable()  # its selections go to the database
+            assert results._source.query() is not None  # its selections go to the database
             return results
 
         check_typos(load, n)

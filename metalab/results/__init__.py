@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from ..stored_run import Run
 from .collection import Results
-from .run import Run
+from .loading import load_results
 
-__all__ = ["Results", "Run"]
+__all__ = ["Results", "Run", "load_results"]

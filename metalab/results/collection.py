@@ -2,89 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..errors import ValidationError
-from ..record import RECORD_COLUMNS, Status, decode_record, paused_gc
+from .. import registry
+from .._frame import results_frame
+from ..derived import check_functions, compute, read_document, stale, values_of
+from ..errors import CodeChangedWarning, ValidationError, require
+from ..record import RECORD_COLUMNS, Status, paused_gc
+from ..stored_run import Run
 from . import tables
-from .run import Run
 from .selection import (
     check_names,
     condition,
     split_metric_conditions,
     split_param_conditions,
 )
+from .sources import InMemory, RecordSource
+
+_KINDS = {"params": "parameter", "metrics": "metric", "series": "stepped metric"}
 
 
-def _decoded(entry: Any) -> dict[str, Any]:
-    """A record from what `Results` holds: a dict, a record's JSON bytes or an outcome."""
-    if isinstance(entry, dict):
-        return entry
-    if isinstance(entry, bytes):
-        return decode_record(entry)
-    return entry.record
-
-
-class Results(Sequence):
+class Results(Sequence[Run]):
     """The runs of one or more experiments, in index order."""
 
     def __init__(
         self,
-        records: list[dict[str, Any]] | None,
-        store: Any,
+        records: Sequence[Any] | RecordSource,
+        store: Any = None,
         *,
-        query: dict[str, Any] | None = None,
-        rows: list[dict[str, Any]] | None = None,
         origin: Results | None = None,
     ):
-        # records None: a selection a database store answers (`store.query_records(**query)`)
-        # when the records are first needed, so filters before that run in the database.
-        # Entries that are not dicts are still encoded: a sweep's outcomes as the workers sent
-        # them (`Outcome.record` decodes one) or a record's JSON bytes (from a file store's
-        # journal); they are decoded when the records are first read.
-        self._loaded = records
-        self._encoded = records is not None and not all(isinstance(r, dict) for r in records)
+        # records: a source (see `metalab.results.sources`), or the records themselves,
+        # where entries that are no dict yet (a sweep's outcomes as the workers sent them, a
+        # record's JSON bytes) are decoded when the records are first read
+        if isinstance(records, RecordSource):
+            self._source: RecordSource = records
+        else:
+            self._source = InMemory(records if isinstance(records, list) else list(records))
         self._store = store
-        self._query = query
-        # `rows`, one per record when given, hold what tables and selections by params,
-        # metrics and status read (`metalab.stores._journal.ROW_KEYS`): those need no record
-        # decoded
-        self._rows = rows
         self._run_cache: list[Run | None] | None = None
         # the results this selection was made from: the names its runs have are what a
         # filter may use (a selection of failed runs may lack the metrics of the others)
         self._origin: Results = origin._origin if origin is not None else self
         self._names: dict[str, list[str]] = {}
 
-    def _select(
-        self,
-        records: list[Any] | None,
-        *,
-        rows: list[dict[str, Any]] | None = None,
-        query: dict[str, Any] | None = None,
-    ) -> Results:
+    def _select(self, source: RecordSource) -> Results:
         """A selection of these runs: a `Results` that knows where it came from."""
-        return Results(records, self._store, rows=rows, query=query, origin=self)
+        return Results(source, self._store, origin=self)
 
     def _known(self, kind: str) -> list[str]:
         """The names of `kind` (`params`, `metrics` or `series`) that the runs this selection
         was made from have, in order of first appearance."""
         origin = self._origin
         if kind not in origin._names:
-            origin._names[kind] = origin._names_of(kind)
+            origin._names[kind] = origin._source.names(kind)
         return origin._names[kind]
-
-    def _names_of(self, kind: str) -> list[str]:
-        if self._pushable():
-            return list(self._store.field_names(**self._query_scope())[kind])
-        records = self._records if kind == "series" else self._tabled()
-        # runs of a sweep share their key sets: collect each distinct set once
-        sets = dict.fromkeys(tuple(r.get(kind) or ()) for r in records)
-        return list(dict.fromkeys(name for names in sets for name in names))
-
-    def _query_scope(self) -> dict[str, Any]:
-        return {"experiment_id": (self._query or {}).get("experiment_id")}
 
     def _check(self, keys: Any, kind: str, call: str) -> None:
         """Raise `UnknownNameError` for a condition on a name none of the runs has."""
@@ -94,23 +68,11 @@ class Results(Sequence):
         # runs without any such name cannot tell a typo (failed runs without metrics, say);
         # but stepped metrics are asked for only by name, so none at all is an error too
         if known or (kind == "series" and len(self)):
-            check_names(
-                keys,
-                known,
-                {"params": "parameter", "metrics": "metric", "series": "stepped metric"}[kind],
-                call,
-            )
+            check_names(keys, known, _KINDS[kind], call)
 
     @property
     def _records(self) -> list[dict[str, Any]]:
-        if self._loaded is None or self._encoded:
-            with paused_gc():
-                if self._loaded is None:
-                    self._loaded = list(self._store.query_records(**(self._query or {})))
-                else:
-                    self._loaded = [_decoded(r) for r in self._loaded]
-                    self._encoded = False
-        return self._loaded
+        return self._source.records()
 
     @property
     def _runs(self) -> list[Run | None]:
@@ -118,25 +80,17 @@ class Results(Sequence):
             self._run_cache = [None] * len(self._records)
         return self._run_cache
 
-    def _pushable(self) -> bool:
-        """Whether selections can still go to the store as a query."""
-        return self._loaded is None and self._query is not None
-
     @property
     def store(self) -> Any:
         """The store the runs were read from."""
         return self._store
 
     def __len__(self) -> int:
-        if self._loaded is not None:
-            return len(self._loaded)
-        return len(self._records)
+        return len(self._source)
 
     def __getitem__(self, item):  # type: ignore[override]
         if isinstance(item, slice):
-            if self._by_rows():
-                return self._select(self._loaded[item], rows=self._rows[item])  # type: ignore[index]
-            return self._select(self._records[item])
+            return self._select(self._source.take(item))
         if isinstance(item, bool) or not hasattr(item, "__index__"):
             raise TypeError(
                 f"runs are indexed by position or slice, got {item!r}; select runs by their "
@@ -164,13 +118,10 @@ class Results(Sequence):
         return list(self._records)
 
     # ---------------------------------------------------------------- selection
-    def _where(self, keep) -> Results:
-        """The runs whose record (or row, which has the fields `keep` reads) passes `keep`."""
-        rows, loaded = self._rows, self._loaded
-        if self._by_rows() and rows is not None and loaded is not None:
-            kept = [i for i, row in enumerate(rows) if keep(row)]
-            return self._select([loaded[i] for i in kept], rows=[rows[i] for i in kept])
-        return self._select([r for r in self._records if keep(r)])
+    def _where(self, keep: Callable[[dict[str, Any]], bool]) -> Results:
+        """The runs whose row (which has the fields `keep` reads) passes `keep`."""
+        rows = self._source.rows()
+        return self._select(self._source.take([i for i, row in enumerate(rows) if keep(row)]))
 
     @property
     def successful(self) -> Results:
@@ -191,12 +142,11 @@ class Results(Sequence):
         `filter(lr__lt=0.1)` (`__lt`, `__le`, `__gt`, `__ge`, `__ne`, `__in`).
         """
         self._check(params, "params", "filter()")
-        if self._pushable():
-            pushed, rest = split_param_conditions(params, (self._query or {}).get("params", {}))
+        query = self._source.query()
+        if query is not None:
+            pushed, rest = split_param_conditions(params, query.params)
             if pushed:
-                query = dict(self._query or {})
-                query["params"] = {**query.get("params", {}), **pushed}
-                selected = self._select(None, query=query)
+                selected = self._select(self._source.by_query(query.narrowed(params=pushed)))
                 return selected.filter(**rest) if rest else selected
         tests = [condition(name, value, "parameter") for name, value in params.items()]
         return self._where(lambda r: all(t(r["params"]) for t in tests))
@@ -222,15 +172,16 @@ class Results(Sequence):
                     f"unknown status {sorted(unknown)!r}; statuses are {sorted(known)}"
                 )
         self._check(metrics, "metrics", "where()")
-        if self._pushable() and predicate is None:
+        query = self._source.query()
+        if query is not None and predicate is None:
             pushed, rest = split_metric_conditions(metrics)
-            query = dict(self._query or {})
-            push_status = statuses is not None and len(statuses) == 1 and "status" not in query
+            one_status = next(iter(statuses)) if statuses and len(statuses) == 1 else None
+            push_status = one_status is not None and query.status is None
             if pushed or push_status:
-                query["metric_filters"] = [*query.get("metric_filters", []), *pushed]
-                if push_status:
-                    query["status"] = next(iter(statuses))  # type: ignore[arg-type]
-                selected = self._select(None, query=query)
+                narrowed = query.narrowed(
+                    metric_filters=pushed, status=one_status if push_status else None
+                )
+                selected = self._select(self._source.by_query(narrowed))
                 leftover_status = None if push_status else status
                 if rest or leftover_status is not None:
                     return selected.where(status=leftover_status, **rest)
@@ -244,18 +195,16 @@ class Results(Sequence):
 
         if predicate is None:
             return self._where(keep)
+        records = self._records
         return self._select(
-            [r for r in self._records if keep(r) and predicate(Run(r, self._store))]
+            InMemory([r for r in records if keep(r) and predicate(Run(r, self._store))])
         )
 
     # ---------------------------------------------------------------- tables
-    def _tabled(self) -> list[dict[str, Any]]:
-        """What tables read: the rows while the records are not decoded, else the records
-        (which their user may have changed)."""
-        return self._rows if self._by_rows() else self._records  # type: ignore[return-value]
-
-    def _by_rows(self) -> bool:
-        return self._rows is not None and self._loaded is not None and self._encoded
+    def _tabled(self) -> Sequence[dict[str, Any]]:
+        """What tables read: a journal's rows while the records are not decoded, else the
+        records (which their user may have changed)."""
+        return self._source.rows()
 
     def _columns(self) -> tuple[list[str], list[str]]:
         """Parameter and metric names, in order of first appearance."""
@@ -270,15 +219,12 @@ class Results(Sequence):
     def _errors(self) -> list[str]:
         """`"Type: message"` of each tabled run that did not complete, `""` for the others
         (a journaled record is decoded only when its run did not complete)."""
-        tabled = self._tabled()
-        loaded = self._loaded if self._by_rows() else None
         out = []
-        for i, r in enumerate(tabled):
-            if r["status"] == "completed":
+        for i, row in enumerate(self._tabled()):
+            if row["status"] == "completed":
                 out.append("")
                 continue
-            record = _decoded(loaded[i]) if loaded is not None else r
-            out.append(tables.error_text(record.get("error")))
+            out.append(tables.error_text(self._source.record_at(i).get("error")))
         return out
 
     def table(self, as_dataframe: bool = False):
@@ -329,8 +275,6 @@ class Results(Sequence):
         `code_hash`, `git_commit`, `git_dirty`, `host`, `worker`, `slurm_job_id` and
         `slurm_array_task_id`.
         """
-        from ..errors import require
-
         pd = require("pandas", "pandas", "Results.to_dataframe()")
         with paused_gc():
             return self._to_dataframe(
@@ -378,8 +322,6 @@ class Results(Sequence):
             for name in dict.fromkeys(k for row in derived_rows for k in row):
                 data[f"derived_{name}"] = [row.get(name) for row in derived_rows]
         if derived_metrics:
-            from ..derived import check_functions, compute, values_of
-
             fns = check_functions(derived_metrics)
             computed = [values_of(compute(fns, self[i])[0]) for i in range(len(self))]
             for name in dict.fromkeys(k for row in computed for k in row):
@@ -388,14 +330,12 @@ class Results(Sequence):
             rows = [tables.provenance_columns(r) for r in self._records]
             for column in tables.PROVENANCE_COLUMNS:
                 data[column] = [row[column] for row in rows]
-        from .._frame import ResultsFrame
-
         if data:
             parts.append(pd.DataFrame(data))
         if not parts:
-            return ResultsFrame(index=range(len(records)))
+            return results_frame(index=range(len(records)))
         frame = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
-        return ResultsFrame(frame)
+        return results_frame(frame)
 
     # ---------------------------------------------------------------- derived metrics
     def compute_derived(self, derived_metrics: Sequence[Any], overwrite: bool | str = False):
@@ -406,8 +346,6 @@ class Results(Sequence):
         function (another code hash). A function that raises records its error for that run
         (see `Run.derived_info`) and the others still run. Returns these results.
         """
-        from ..derived import check_functions, compute, read_document, stale
-
         fns = check_functions(derived_metrics)
         if overwrite not in (True, False, "changed"):
             raise ValidationError(f"overwrite must be True, False or 'changed', got {overwrite!r}")
@@ -423,10 +361,6 @@ class Results(Sequence):
                 self._store.put_derived(run.run_id, document)
             run._derived = document
         if outdated:
-            import warnings
-
-            from ..errors import CodeChangedWarning
-
             warnings.warn(
                 CodeChangedWarning(
                     f"{outdated} run(s) keep derived metrics made by an earlier definition of "
@@ -439,10 +373,7 @@ class Results(Sequence):
     # ---------------------------------------------------------------- series
     def metric_series(self, name: str | None = None):
         """Stepped metrics as a long DataFrame: run_id, index, param_*, metric, step, value."""
-        from ..errors import require
-
-        require("pandas", "pandas", "Results.metric_series()")
-        import pandas as pd
+        pd = require("pandas", "pandas", "Results.metric_series()")
 
         if name is not None:
             self._check([name], "series", "metric_series()")
@@ -484,8 +415,6 @@ class Results(Sequence):
         """Mean and std of each numeric metric of the completed runs per group of parameter
         values, and the runs of each group by status: `("runs", "completed")`, then one
         column per other status present (`("runs", "failed")`, ...)."""
-        from ..errors import require
-
         require("pandas", "pandas", "Results.display(group_by=...)")
         keys = [group_by] if isinstance(group_by, str) else list(group_by)
         params, metrics = self._columns()
@@ -515,9 +444,7 @@ class Results(Sequence):
         The runs table, every metric against every swept parameter (mean and spread over
         replicates), stepped metrics as curves, failures with their errors, and provenance.
         """
-        from ..report import write_report
-
-        return write_report(self, path, title=title)
+        return registry.report_writer()(self, path, title=title)
 
     def __repr__(self) -> str:
         s = self.summary()

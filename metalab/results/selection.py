@@ -3,12 +3,13 @@ part of them a database answers, and the names a condition may use."""
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._identity import normalize
 from ..errors import UnknownNameError, ValidationError
+from ..names import closest
 
 _OPERATORS = {
     "lt": lambda a, b: a < b,
@@ -32,8 +33,6 @@ def same(a: Any, b: Any) -> bool:
 
 def condition(key: str, value: Any, kind: str):
     """A test of a params or metrics mapping for `filter`/`where` keyword `key=value`."""
-    from .._identity import normalize
-
     name, op = split_key(key)
     if op in _OPERATORS:
         if isinstance(value, (list, tuple, set, dict)) or value is None:
@@ -66,7 +65,7 @@ _SQL_OPERATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
 def split_param_conditions(
-    params: dict[str, Any], already: dict[str, Any]
+    params: Mapping[str, Any], already: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(equalities a database answers exactly as `filter` does, the other conditions).
 
@@ -88,7 +87,7 @@ def split_param_conditions(
 
 
 def split_metric_conditions(
-    metrics: dict[str, Any],
+    metrics: Mapping[str, Any],
 ) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
     """(comparisons with a number a database answers as `where` does, the other conditions)."""
     pushed: list[tuple[str, str, float]] = []
@@ -109,12 +108,6 @@ def split_key(key: str) -> tuple[str, str]:
     if not name or op not in (*_OPERATORS, "ne", "in", "eq"):
         return key, "eq"
     return name, op
-
-
-def closest(name: str, known: Iterable[str]) -> str:
-    """`" (did you mean 'x'?)"` for the known name closest to `name`, or `""`."""
-    match = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def check_names(keys: Iterable[str], known: Iterable[str], kind: str, call: str) -> None:

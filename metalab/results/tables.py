@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ValidationError
+from ..names import closest
 
 ERROR_WIDTH = 60
 """Characters of a failed run's error shown in a text table (the DataFrame has all of it)."""
@@ -95,8 +96,6 @@ def grouped(
     present (`("runs", "failed")`, ...)."""
     unknown = [k for k in keys if k.removeprefix("param_") not in params]
     if unknown:
-        from .selection import closest
-
         hint = closest(unknown[0].removeprefix("param_"), params)
         raise ValidationError(
             f"group_by names {unknown!r} that are not parameters{hint}; parameters: {params}"

@@ -1,12 +1,18 @@
-"""`Run`: one run's record, with lazy access to its artifacts, log and derived metrics."""
+"""`Run`: one stored run's record, with lazy access to its artifacts, log and derived metrics.
+
+What a user's derived metric function receives, on a worker right after the run as in a
+notebook; so it lives in the core, beside the run function, not in `metalab.results`.
+"""
 
 from __future__ import annotations
 
 import html
 from typing import Any
 
-from ..errors import UnknownNameError
-from .selection import closest
+from .derived import read_document, values_of
+from .errors import UnknownNameError
+from .names import closest
+from .serializers import decode_artifact
 
 
 class Run:
@@ -80,8 +86,6 @@ class Run:
         A pickle artifact is unpickled only from a file nobody but you could have written;
         `trust=True` loads one from a store you trust whoever wrote (`UntrustedDataError`
         otherwise)."""
-        from ..serializers import decode_artifact
-
         for descriptor in self._record.get("artifacts", []):
             if descriptor["name"] == name:
                 return decode_artifact(self._store, descriptor, trust=trust)
@@ -111,8 +115,6 @@ class Run:
     @property
     def derived(self) -> dict[str, Any]:
         """Persisted derived metrics (name -> value)."""
-        from ..derived import values_of
-
         return values_of(self._derived_document())
 
     @property
@@ -124,8 +126,6 @@ class Run:
 
     def _derived_document(self) -> dict[str, Any]:
         if self._derived is None:
-            from ..derived import read_document
-
             self._derived = read_document(self._store.get_derived(self.run_id))
         return self._derived
 
