@@ -44,8 +44,8 @@ from .params import (
 )
 from .progress import Progress
 from .record import RunRecord, Status
-from .results import Results, Run
-from .runner import load_results, reconnect, run, to_delayed
+from .results import Results, Run, load_results
+from .runner import reconnect, run, to_delayed
 from .runtime import Runtime
 from .seeds import SeedBundle, SeedPlan, seeds
 from .serializers import Codec, register_codec

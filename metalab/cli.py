@@ -14,7 +14,7 @@ import click
 from .errors import MetalabError
 from .registry import open_store
 from .report import report_from_store
-from .runner import load_results
+from .results import load_results
 from .services.cli import postgres as postgres_command
 from .stores.fallback import FallbackStore
 from .stores.locator import to_locator

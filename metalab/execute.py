@@ -31,6 +31,7 @@ from .recording import (
 )
 from .runtime import Runtime
 from .serializers import ensure_registered
+from .stored_run import Run
 from .sweep import SweepRef
 
 # ---------------------------------------------------------------- per-process caches
@@ -246,7 +247,6 @@ def _run_claimed(
 def _store_derived(fns, record: dict[str, Any], store: Any) -> None:
     """Compute the sweep's derived metrics of a completed run and store them; a function
     that fails records its error in the document, never the run's failure."""
-    from .results import Run  # TODO-merge: metalab.stored_run
 
     document, _ = compute(fns, Run(record, store))
     store.put_derived(record["run_id"], document)

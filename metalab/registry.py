@@ -37,7 +37,7 @@ _NAMED = ("inline", "threads", "processes", "dask")
 """The executors `run(executor=<name>)` accepts by name (the others need configuration)."""
 _DASHBOARD = "metalab.dashboard:DASHBOARD"
 _REPORT_WRITER = "metalab.report:write_report"
-_RESULTS_LOADER = "metalab:load_results"
+_RESULTS_LOADER = "metalab.results:load_results"
 
 
 def _load(target: str) -> Any:
@@ -149,9 +149,3 @@ def dashboard() -> SweepDashboard | None:
         return _load(_DASHBOARD)
     except ImportError:
         return None
-
-
-def report_writer() -> Any:
-    """Return the function that writes a standalone HTML report of results
-    (`metalab.report.write_report`); ImportError where the report cannot be imported."""
-    return _load("metalab.report:write_report")

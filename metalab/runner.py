@@ -7,7 +7,6 @@ submits the sweep (`metalab.submission`) and hands it to a `Driver` behind a `Ru
 from __future__ import annotations
 
 import multiprocessing
-import os
 from typing import Any, cast
 
 from . import registry
@@ -22,40 +21,11 @@ from .following import StoreFollower
 from .handle import RunHandle
 from .interrupts import interrupted_while_starting
 from .progress import make_progress
-from .record import paused_gc
 from .recording import recorded_outcomes
 from .submission import open_store, prepare_sweep
 from .sweep import RunOptions, Sweep, SweepRef
 from .tasks import build_tasks, check_chunk_size, chunk_size_for, chunks
-
-
-def check_flag(name: str, value: Any) -> None:
-    """Raise `ValidationError` unless `value` is True or False (`"no"` is not False)."""
-    if not isinstance(value, bool):
-        raise ValidationError(f"{name} must be True or False, got {value!r}")
-
-
-def check_store(store: Any, *, optional: bool = False) -> None:
-    """Raise `ValidationError` unless `store` is a path, a locator string or a store object."""
-    if (store is None and optional) or isinstance(store, (str, os.PathLike)):
-        if isinstance(store, str) and not store.strip():
-            raise ValidationError("store must be a path or a locator, got an empty string")
-        return
-    if not isinstance(store, Store):
-        raise ValidationError(
-            "store must be a path, a locator string ('file://...', 'postgresql://...') or a "
-            f"store object{', or None for ./runs/<name>' if optional else ''}; got {store!r}"
-        )
-
-
-def check_experiment_id(experiment: Any) -> None:
-    """Raise `ValidationError` unless `experiment` is None or an experiment name or
-    `name:version`."""
-    if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
-        raise ValidationError(
-            "experiment must be an experiment's name or 'name:version' (a string), or None "
-            f"for every experiment in the store; got {experiment!r}"
-        )
+from .validation import check_experiment_id, check_flag, check_store
 
 
 def run(
@@ -162,49 +132,6 @@ def to_delayed(
         return []
     groups = chunks(sweep.pending, chunk_size_for(len(sweep.pending), chunk_size))
     return build_tasks(sweep.ref, experiment.name, groups)
-
-
-def load_results(store: Any, experiment: str | None = None) -> Any:
-    """Load the records of a store (all experiments, or one by name or `name:version`).
-
-    From a database store (PostgreSQL) the records are fetched when first needed, so
-    `load_results(locator).filter(...)` and `.where(...)` select in the database.
-    """
-    from .results import Results  # TODO-merge: metalab.results.loading
-
-    check_store(store)
-    check_experiment_id(experiment)
-    opened = registry.open_store(store, create=False)
-    if hasattr(opened, "query_records") and (experiment is None or ":" in experiment):
-        return Results(None, opened, query={"experiment_id": experiment})
-    if hasattr(opened, "load_records"):
-        # a file store: the records its writers' journals hold come as bytes, parsed only
-        # when first read, with the fields a table needs beside them (see `load_records`)
-        with paused_gc():
-            pairs = _selected(opened.load_records(), experiment)
-        return Results([entry for entry, _ in pairs], opened, rows=[row for _, row in pairs])
-    with paused_gc():
-        records = [
-            record
-            for _, record in _selected(((None, r) for r in opened.iter_records()), experiment)
-        ]
-    return Results(records, opened)
-
-
-def _selected(pairs: Any, experiment: str | None) -> list[tuple[Any, dict[str, Any]]]:
-    """The (anything, record) pairs of one experiment (all when None), by experiment id, run
-    index and run id (two versions of a grid under one experiment id share indices)."""
-    selected = [
-        pair
-        for pair in pairs
-        if experiment is None
-        or pair[1].get("experiment_id") == experiment
-        or pair[1].get("experiment_id", "").split(":", 1)[0] == experiment
-    ]
-    selected.sort(
-        key=lambda p: (p[1].get("experiment_id", ""), p[1].get("index", 0), p[1].get("run_id", ""))
-    )
-    return selected
 
 
 def reconnect(

@@ -179,10 +179,12 @@ def test_records_of_another_format_are_read_from_their_files(tmp_path):
     for i in range(20):
         store.put_record(record(i, {"loss": i / 3}, format="metalab.run/1"))
     store.flush_journal()
-    assert all(isinstance(r, bytes) for r in metalab.load_results(tmp_path / "store")._loaded)
+    assert all(
+        isinstance(r, bytes) for r in metalab.load_results(tmp_path / "store")._source.entries
+    )
     # the same records, noted as another format (a later metalab's, say): not taken
     (path,) = (tmp_path / "store" / "cache" / "journal").iterdir()
     data = path.read_bytes()
     path.write_bytes(data.replace(b'"metalab.run/1"', b'"metalab.run/9"', 1))
     loaded = metalab.load_results(tmp_path / "store")
-    assert len(loaded) == 20 and not any(isinstance(r, bytes) for r in loaded._loaded)
+    assert len(loaded) == 20 and not any(isinstance(r, bytes) for r in loaded._source.entries)
