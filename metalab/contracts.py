@@ -183,6 +183,7 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
 class QueryStore(Store, Protocol):
     """A store that selects records in its database (`capabilities.queries`)."""
 
@@ -204,6 +205,7 @@ class QueryStore(Store, Protocol):
         ...
 
 
+@runtime_checkable
 class JournalStore(Store, Protocol):
     """A store whose writers journal their encoded records (`capabilities.journal`)."""
 
