@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from .. import _claims, _trust
 from ..contracts import StoreDefaults
@@ -227,7 +227,7 @@ class MemoryStore(StoreDefaults):
         _trust.check_run_id(run_id)
         with self._lock:
             lines = self._logs.setdefault(run_id, [])
-        return _Log(lines, self._lock)
+        return cast(IO[str], _Log(lines, self._lock))
 
     def put_log(self, run_id: str, text: str) -> None:
         """Replace the run's log with `text`; idempotent."""
