@@ -1,0 +1,97 @@
+"""The contract suite's stores and executors: every test runs against each combination.
+
+Stores: `file`, `postgres` (a fresh schema per test), `fallback` (that PostgreSQL schema as
+primary, a directory as fallback). Executors: `inline`, `threads`, `processes`, `dask` (the
+default local cluster, `executor=None`), `client` (the user's own `distributed.Client`, one
+for the session), `slurm` (native arrays on the test cluster) and `jobqueue` (dask-jobqueue
+workers on it). Missing services skip, or fail under `METALAB_REQUIRE_SERVICES=1`.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+import uuid
+
+import pytest
+
+STORES = [
+    pytest.param("file", id="file"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    pytest.param("fallback", id="fallback", marks=pytest.mark.postgres),
+]
+SLOW = pytest.mark.slow
+EXECUTORS = [
+    pytest.param("inline", id="inline"),
+    pytest.param("threads", id="threads"),
+    pytest.param("processes", id="processes", marks=SLOW),
+    pytest.param("dask", id="dask", marks=SLOW),
+    pytest.param("client", id="client", marks=SLOW),
+    pytest.param("slurm", id="slurm", marks=[pytest.mark.slurm, SLOW]),
+    pytest.param("jobqueue", id="jobqueue", marks=[pytest.mark.slurm, SLOW]),
+]
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def postgres_locator(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+def fallback_locator(primary: str, fallback: str) -> str:
+    return "fallback:?" + urllib.parse.urlencode({"primary": primary, "fallback": fallback})
+
+
+def make_store(kind: str, request, tmp_path):
+    """(locator of a store that does not exist yet, cleanup)."""
+    if kind == "file":
+        return str(tmp_path / "store"), None
+    url = request.getfixturevalue("postgres_server")
+    schema = f"contract_{uuid.uuid4().hex[:12]}"
+    locator = postgres_locator(url, schema)
+    if kind == "fallback":
+        locator = fallback_locator(locator, str(tmp_path / "fallback"))
+    return locator, lambda: _drop_schema(url, schema)
+
+
+@pytest.fixture(params=STORES)
+def store(request, tmp_path):
+    """The locator of a store that does not exist yet."""
+    locator, cleanup = make_store(request.param, request, tmp_path)
+    yield locator
+    if cleanup is not None:
+        cleanup()
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler():
+    """The address of the user's own Dask cluster, shared by the whole session."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor_kind(request, tmp_path):
+    """(executor kind, its JSON setting): `contract_ops.make_executor` builds it, here or
+    in a driver subprocess."""
+    kind = request.param
+    setting = {"work_dir": str(tmp_path / "work")}
+    if kind == "client":
+        setting["scheduler"] = request.getfixturevalue("dask_scheduler")
+    if kind in ("slurm", "jobqueue"):
+        setting["partition"] = request.getfixturevalue("slurm_cluster")
+    return kind, setting
