@@ -273,3 +273,19 @@ def test_the_fake_kills_what_still_runs_when_the_block_ends(tmp_path):
     pid = int((tmp_path / "pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# ------------------------------------------------------------------------------- the docs
+DOCS = TESTS.parent / "docs" / "testing.md"
+
+
+def _python_blocks(path: Path) -> list[str]:
+    text = path.read_text()
+    return [block.split("\n```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+@pytest.mark.parametrize("number", range(len(_python_blocks(DOCS))))
+def test_the_examples_of_the_testing_page_run(number, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = _python_blocks(DOCS)[number]
+    exec(compile(code, f"{DOCS}:block{number}", "exec"), {"__name__": "docs_testing"})

@@ -10,16 +10,10 @@ workers on it). Missing services skip, or fail under `METALAB_REQUIRE_SERVICES=1
 from __future__ import annotations
 
 import logging
-import urllib.parse
-import uuid
 
 import pytest
+from contract_stores import STORES, make_store
 
-STORES = [
-    pytest.param("file", id="file"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("fallback", id="fallback", marks=pytest.mark.postgres),
-]
 SLOW = pytest.mark.slow
 EXECUTORS = [
     pytest.param("inline", id="inline"),
@@ -30,33 +24,6 @@ EXECUTORS = [
     pytest.param("slurm", id="slurm", marks=[pytest.mark.slurm, SLOW]),
     pytest.param("jobqueue", id="jobqueue", marks=[pytest.mark.slurm, SLOW]),
 ]
-
-
-def _drop_schema(url: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def postgres_locator(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
-
-
-def fallback_locator(primary: str, fallback: str) -> str:
-    return "fallback:?" + urllib.parse.urlencode({"primary": primary, "fallback": fallback})
-
-
-def make_store(kind: str, request, tmp_path):
-    """(locator of a store that does not exist yet, cleanup)."""
-    if kind == "file":
-        return str(tmp_path / "store"), None
-    url = request.getfixturevalue("postgres_server")
-    schema = f"contract_{uuid.uuid4().hex[:12]}"
-    locator = postgres_locator(url, schema)
-    if kind == "fallback":
-        locator = fallback_locator(locator, str(tmp_path / "fallback"))
-    return locator, lambda: _drop_schema(url, schema)
 
 
 @pytest.fixture(params=STORES)
@@ -95,3 +62,22 @@ def executor_kind(request, tmp_path):
     if kind in ("slurm", "jobqueue"):
         setting["partition"] = request.getfixturevalue("slurm_cluster")
     return kind, setting
+
+
+@pytest.fixture
+def memory_locators(monkeypatch):
+    """Open `memory://` locators through `metalab.registry` where `create_store` does not
+    yet (it will delegate every scheme to the registry)."""
+    try:
+        from metalab import registry
+        from metalab.stores import locator
+    except ImportError:  # the registry opens every locator: nothing to route
+        return
+    original = locator.create_store
+
+    def create_store(store, *, create=True):
+        if isinstance(store, str) and store.startswith("memory://"):
+            return registry.open_store(store, create=create)
+        return original(store, create=create)
+
+    monkeypatch.setattr(locator, "create_store", create_store)

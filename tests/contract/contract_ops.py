@@ -9,6 +9,7 @@ enters run ids, so every experiment built here has the same runs as its `plain` 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
@@ -22,6 +23,8 @@ import numpy as np
 import metalab
 
 CONTRACT = Path(__file__).resolve().parent
+LINGER = 4.0
+"""Seconds an array task of a `flaky` sweep's first attempt lives on after its runs."""
 
 
 @metalab.operation
@@ -38,6 +41,9 @@ def step(params, seeds, runtime, capture):
     capture.metric("stdlib", seeds.rng().random())
     capture.artifact("arr", np.arange(3) + x)
     if meta.get("mode") == "flaky" and runtime.attempt == 1:
+        if os.environ.get("SLURM_ARRAY_TASK_ID"):
+            # a task takes a moment to exit after its last record: make that moment certain
+            atexit.register(time.sleep, LINGER)
         if x % 2:
             raise RuntimeError(f"odd x={x} fails its first attempt")
         if x == 2:

