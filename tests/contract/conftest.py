@@ -68,6 +68,8 @@ def executor_kind(request, tmp_path):
 def memory_locators(monkeypatch):
     """Open `memory://` locators through `metalab.registry` where `create_store` does not
     yet (it will delegate every scheme to the registry)."""
+    import metalab.store
+
     try:
         from metalab import registry
         from metalab.stores import locator
@@ -81,3 +83,4 @@ def memory_locators(monkeypatch):
         return original(store, create=create)
 
     monkeypatch.setattr(locator, "create_store", create_store)
+    monkeypatch.setattr(metalab.store, "create_store", create_store)

@@ -14,6 +14,7 @@ import textwrap
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from distributed import LocalCluster
 from sweeps import checked_result, executions, sleep_experiment
 
 import metalab
-from metalab.store import create_store
+import metalab.store
 
 EXEC_LOG = "METALAB_TEST_EXEC_LOG"
 FAIL_FLAG = "METALAB_TEST_FAIL_FLAG"
@@ -92,7 +93,8 @@ def test_resume_skips_completed_runs_and_reruns_failed_ones(any_store, env):
     assert first[1].error["type"] == "RuntimeError"
     assert "odd x=1 fails" in first[1].error["message"]
     assert first[1].metrics == {"x2": 2}  # partial metrics survive the failure
-    assert create_store(any_store).scan()[1] == {r.run_id for r in first if r.status == "completed"}
+    completed = {r.run_id for r in first if r.status == "completed"}
+    assert metalab.store.create_store(any_store).scan()[1] == completed
 
     flag.unlink()
     log.unlink()
@@ -119,11 +121,11 @@ def test_resume_false_reruns_everything_and_replaces_records(any_store, env):
         metalab.run(flaky_experiment(), any_store, executor="inline", resume=False)
     )
     assert _executed(log) == sorted(list(range(6)) * 2)
-    final, done = create_store(any_store).scan()
+    final, done = metalab.store.create_store(any_store).scan()
     assert final == {r.run_id for r in again}
     assert done == {r.run_id for r in again if r.status == "completed"}
     assert len(done) == 3  # a failed re-run is no longer complete
-    assert len(list(create_store(any_store).iter_records())) == 6
+    assert len(list(metalab.store.create_store(any_store).iter_records())) == 6
 
 
 def test_artifacts_logs_and_derived_metrics_through_load_results(any_store, env):
@@ -178,7 +180,7 @@ def test_reconnect_rebuilds_the_sweep_from_the_store(any_store, env):
     handle = metalab.reconnect(any_store)
     assert handle.status.total == 3
     assert [r.record for r in handle.result(timeout=60)] == [r.record for r in done]
-    manifests = create_store(any_store).manifests("contract:1")
+    manifests = metalab.store.create_store(any_store).manifests("contract:1")
     assert len(manifests) == 1 and manifests[0]["experiment_id"] == "contract:1"
 
 
@@ -196,7 +198,7 @@ def test_cancel_records_every_run_and_resume_finishes(any_store, tmp_path, monke
     assert len(statuses) == 12
     assert set(statuses) <= {"completed", "cancelled", "interrupted"}
     assert "cancelled" in statuses
-    assert create_store(any_store).claims() == {}
+    assert metalab.store.create_store(any_store).claims() == {}
 
     ran_before = len(executions(log))
     again = checked_result(metalab.run(exp, any_store, executor="inline"))
@@ -208,7 +210,7 @@ def _assert_each_run_recorded_once(store, exp, log):
     counts = Counter(executions(log))
     assert sorted(counts) == sorted(exp.run_ids())
     assert set(counts.values()) == {1}, counts
-    opened = create_store(store)
+    opened = metalab.store.create_store(store)
     final, done = opened.scan()
     assert final == done == set(exp.run_ids())
     records = list(opened.get_records(exp.run_ids()))
@@ -237,8 +239,8 @@ DRIVER = textwrap.dedent(
 def test_two_drivers_on_one_store_execute_each_run_once(store, tmp_path):
     log = tmp_path / "sleep.log"
     script = tmp_path / "driver.py"
-    script.write_text(DRIVER.format(tests=os.path.dirname(__file__)))
-    create_store(store)  # both drivers find the store made
+    script.write_text(DRIVER.format(tests=str(Path(__file__).resolve().parent.parent)))
+    metalab.store.create_store(store)  # both drivers find the store made
     drivers = [
         subprocess.Popen(
             [sys.executable, str(script), store, "16", "0.1"],
