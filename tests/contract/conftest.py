@@ -56,7 +56,7 @@ def executor_kind(request, tmp_path):
     """(executor kind, its JSON setting): `contract_ops.make_executor` builds it, here or
     in a driver subprocess."""
     kind = request.param
-    setting = {"work_dir": str(tmp_path / "work")}
+    setting: dict[str, str] = {"work_dir": str(tmp_path / "work")}
     if kind == "client":
         setting["scheduler"] = request.getfixturevalue("dask_scheduler")
     if kind in ("slurm", "jobqueue"):

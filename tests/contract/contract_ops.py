@@ -30,7 +30,8 @@ LINGER = 4.0
 @metalab.operation
 def step(params, seeds, runtime, capture):
     """Log, measure and store an artifact; then, by the metadata `mode`, fail in the first
-    attempt (`flaky`: odd `x` raise, `x == 2` is interrupted) or sleep (`slow`)."""
+    attempt (`flaky`: odd `x` raise, `x == 2` is interrupted) or sleep (`slow`: `sleep`
+    seconds; `staggered`: `sleep * (1 + x)`, so runs end one after another everywhere)."""
     x = params["x"]
     meta = runtime.metadata
     with open(meta["log"], "a") as fh:
@@ -48,7 +49,8 @@ def step(params, seeds, runtime, capture):
             raise RuntimeError(f"odd x={x} fails its first attempt")
         if x == 2:
             raise metalab.RunCancelled(f"x={x} is interrupted in its first attempt")
-    deadline = time.monotonic() + float(meta.get("sleep", 0))
+    sleep = float(meta.get("sleep", 0)) * (1 + x if meta.get("mode") == "staggered" else 1)
+    deadline = time.monotonic() + sleep
     while time.monotonic() < deadline:
         runtime.check_cancelled()
         time.sleep(0.02)

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from contract_ops import (
     CONTRACT,
+    LINGER,
     close_executor,
     executed_x,
     executions,
@@ -61,27 +62,19 @@ def sweep(exp, store: str, executor_kind, **options) -> tuple[Any, Any]:
         return handle, finish(handle)
 
 
-SLURM_RESUME_REFUSED = pytest.mark.xfail(
-    strict=True,
-    raises=metalab.ExecutorError,
-    reason=(
-        "SlurmExecutor.check_submission refuses to resubmit failed runs while the array tasks "
-        "that recorded them are still exiting (RUNNING in squeue): it skips only tasks whose "
-        "runs are not pending, but a failed run is pending and already recorded"
-    ),
-)
 FIRST_ATTEMPT = ["completed", "failed", "interrupted", "failed", "completed", "failed"]
 
 
-def test_resume_skips_completed_and_reruns_failed(store, executor_kind, request, tmp_path):
-    if executor_kind[0] == "slurm":
-        request.applymarker(SLURM_RESUME_REFUSED)
+def test_resume_skips_completed_and_reruns_failed(store, executor_kind, tmp_path):
     log = tmp_path / "exec.log"
     exp = experiment(log, 6, "flaky")
     _, first = sweep(exp, store, executor_kind)
     assert [r.status for r in first] == FIRST_ATTEMPT
     assert executed_x(log) == [0, 1, 2, 3, 4, 5]
     assert create_store(store).scan()[1] == {first[0].run_id, first[4].run_id}
+    if executor_kind[0] == "slurm":
+        # array tasks still exiting refuse a resubmission (test_resume_at_once_after_...)
+        time.sleep(LINGER + 3)
 
     log.unlink()
     handle, second = sweep(exp, store, executor_kind)
@@ -95,6 +88,29 @@ def test_resume_skips_completed_and_reruns_failed(store, executor_kind, request,
     handle, third = sweep(exp, store, executor_kind)
     assert handle.status.skipped == 6 and executed_x(log) == []
     assert [r.record for r in third] == [r.record for r in second]
+
+
+@pytest.mark.parametrize(
+    "executor_kind",
+    [pytest.param("slurm", id="slurm", marks=[pytest.mark.slurm, pytest.mark.slow])],
+    indirect=True,
+)
+@pytest.mark.xfail(
+    strict=True,
+    raises=metalab.ExecutorError,
+    reason=(
+        "SlurmExecutor.check_submission refuses to resubmit failed runs while the array tasks "
+        "that recorded them are still exiting (RUNNING in squeue): it passes over only tasks "
+        "whose runs are not pending, and a failed run is pending although recorded"
+    ),
+)
+def test_resume_at_once_after_a_sweep_with_failures(store, executor_kind, tmp_path):
+    log = tmp_path / "exec.log"
+    exp = experiment(log, 4, "flaky")  # its array tasks live on LINGER s after their runs
+    sweep(exp, store, executor_kind)
+    handle, second = sweep(exp, store, executor_kind)
+    assert [r.status for r in second] == ["completed"] * 4
+    assert handle.status.skipped == 1
 
 
 def test_failed_and_interrupted_runs_keep_partial_state(store, executor_kind, tmp_path):
@@ -116,7 +132,9 @@ def test_failed_and_interrupted_runs_keep_partial_state(store, executor_kind, tm
     assert create_store(store).claims() == {}
 
 
-def _driver(store: str, executor_kind, log, n: int, sleep: float) -> subprocess.Popen[str]:
+def _driver(
+    store: str, executor_kind, log, n: int, sleep: float, mode: str = "slow"
+) -> subprocess.Popen[str]:
     kind, setting = executor_kind
     args = {
         "store": store,
@@ -124,7 +142,7 @@ def _driver(store: str, executor_kind, log, n: int, sleep: float) -> subprocess.
         "setting": setting,
         "log": str(log),
         "n": n,
-        "mode": "slow",
+        "mode": mode,
         "sleep": sleep,
     }
     code = "import sys, contract_ops; sys.exit(contract_ops.main(sys.argv[1:]))"
@@ -184,8 +202,8 @@ def test_two_drivers_at_once_execute_each_run_once(store, executor_kind, tmp_pat
 def test_a_killed_driver_resumed_records_every_run_once(store, executor_kind, tmp_path):
     kind, setting = executor_kind
     log = tmp_path / "exec.log"
-    exp = experiment(log, 8, "slow", 0.5)
-    driver = _driver(store, executor_kind, log, 8, 0.5)
+    exp = experiment(log, 8, "staggered", 0.25)
+    driver = _driver(store, executor_kind, log, 8, 0.25, "staggered")
     with drivers(driver):
         deadline = time.monotonic() + TIMEOUT
         done: set[str] = set()
@@ -197,7 +215,6 @@ def test_a_killed_driver_resumed_records_every_run_once(store, executor_kind, tm
                 done = create_store(store, create=False).scan()[1]
         driver.send_signal(signal.SIGKILL)  # the driver alone: its workers are orphaned
         driver.wait()
-        done = create_store(store).scan()[1]
         assert done < set(exp.run_ids()), "the sweep ended before its driver was killed"
         results = run_to_end(exp, store, kind, setting, TIMEOUT)
     assert [r.status for r in results] == ["completed"] * 8
