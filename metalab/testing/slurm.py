@@ -219,7 +219,8 @@ class FakeSlurm:
                 job.tasks[key] = FakeTask(key, job_id, task_id, own)
             self.jobs[job_id] = job
         self._wake.set()
-        return _done(argv, 0, stdout=f"{job_id}\n" if "parsable" in options else "")
+        parsable = "parsable" in options
+        return _done(argv, 0, f"{job_id}\n" if parsable else f"Submitted batch job {job_id}\n")
 
     def _squeue(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         wanted = _value(argv, "--jobs")
