@@ -10,7 +10,7 @@ import urllib.parse
 
 from .errors import StoreError
 
-KNOWN_SCHEMES = ("file://", "postgresql://", "postgres://", "fallback:")
+KNOWN_SCHEMES = ("file://", "postgresql://", "postgres://", "fallback:", "memory://")
 
 Secret = tuple[str, str, str, str, str]
 """A libpq password-file line: (host, port, database, user, password)."""

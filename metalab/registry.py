@@ -23,7 +23,7 @@ _STORES: dict[str, str] = {
     "postgresql": "metalab.stores.postgres:PostgresStore",
     "postgres": "metalab.stores.postgres:PostgresStore",
     "fallback": "metalab.stores.fallback:FallbackStore",
-    "memory": "metalab.testing:MemoryStore",
+    "memory": "metalab.testing.memory:MemoryStore",
 }
 _EXECUTORS: dict[str, str] = {
     "dask": "metalab.executors.dask:DaskExecutor",

@@ -16,6 +16,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "metalab"
 MAX_LINES = 600
 SLURM_COMMANDS = {"sbatch", "squeue", "sacct", "scancel", "scontrol"}
 COMMANDS_MODULE = "metalab.executors.slurm.commands"
+FAKE_COMMANDS_MODULE = "metalab.testing.slurm"
+"""The fake SLURM for tests: it answers the commands `commands` runs, and runs none."""
 
 
 def _modules() -> dict[str, Path]:
@@ -136,7 +138,7 @@ def test_only_one_module_names_slurm_commands():
     named = {
         name: _command_names(path)
         for name, path in MODULES.items()
-        if name != COMMANDS_MODULE and _command_names(path)
+        if name not in (COMMANDS_MODULE, FAKE_COMMANDS_MODULE) and _command_names(path)
     }
     assert named == {}
 

@@ -16,24 +16,6 @@ from metalab.testing import FakeSlurm, MemoryStore
 TESTS = Path(__file__).parent
 
 
-@pytest.fixture(autouse=True)
-def _memory_locators(monkeypatch):
-    """Open `memory://` locators through the registry where `create_store` does not yet."""
-    try:
-        from metalab import registry
-        from metalab.stores import locator
-    except ImportError:  # the registry opens every locator: nothing to route
-        return
-    original = locator.create_store
-
-    def create_store(store, *, create=True):
-        if isinstance(store, str) and store.startswith("memory://"):
-            return registry.open_store(store, create=create)
-        return original(store, create=create)
-
-    monkeypatch.setattr(locator, "create_store", create_store)
-
-
 @pytest.fixture
 def memory():
     """A fresh memory store, forgotten after the test."""
@@ -86,11 +68,11 @@ def test_records_are_replaced_whole_and_read_in_order(memory):
 
 
 def test_claims_follow_their_owners_liveness(memory):
-    from metalab import _claims
+    from metalab import claims
 
-    me = _claims.owner("s1")
+    me = claims.owner("s1")
     assert memory.claim("a" * 32, me)
-    assert not memory.claim("a" * 32, _claims.owner("s2"))  # held by a live owner
+    assert not memory.claim("a" * 32, claims.owner("s2"))  # held by a live owner
     assert memory.claims() == {"a" * 32: me}
     assert memory.claim_owner("a" * 32) == me
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, cast
 
-from .. import _claims, _trust
+from .. import _trust, claims
 from ..contracts import StoreDefaults
 from ..errors import StoreError
 from ..record import decode_record, encode_record
@@ -249,7 +249,7 @@ class MemoryStore(StoreDefaults):
             if current is not None and current.alive():
                 return False
             self._claims[run_id] = claim
-        _claims.heartbeat.hold(self._heartbeat_key(run_id), claim.beat)
+        claims.heartbeat.hold(self._heartbeat_key(run_id), claim.beat)
         return True
 
     def claim_owner(self, run_id: str) -> dict[str, Any] | None:
@@ -265,7 +265,7 @@ class MemoryStore(StoreDefaults):
             if current is None or current.thread != threading.get_ident():
                 return
             del self._claims[run_id]
-        _claims.heartbeat.release(self._heartbeat_key(run_id))
+        claims.heartbeat.release(self._heartbeat_key(run_id))
 
     def claims(self) -> dict[str, dict[str, Any]]:
         """Return the live claims (run id -> owner), forgetting those of dead owners."""
@@ -314,7 +314,7 @@ class _Claim:
         self.beaten = time.monotonic()
 
     def alive(self) -> bool:
-        return _claims.is_alive(self.owner, time.monotonic() - self.beaten)
+        return claims.is_alive(self.owner, time.monotonic() - self.beaten)
 
 
 class _Log(io.TextIOBase):

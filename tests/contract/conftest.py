@@ -62,25 +62,3 @@ def executor_kind(request, tmp_path):
     if kind in ("slurm", "jobqueue"):
         setting["partition"] = request.getfixturevalue("slurm_cluster")
     return kind, setting
-
-
-@pytest.fixture
-def memory_locators(monkeypatch):
-    """Open `memory://` locators through `metalab.registry` where `create_store` does not
-    yet (it will delegate every scheme to the registry)."""
-    import metalab.store
-
-    try:
-        from metalab import registry
-        from metalab.stores import locator
-    except ImportError:  # the registry opens every locator: nothing to route
-        return
-    original = locator.create_store
-
-    def create_store(store, *, create=True):
-        if isinstance(store, str) and store.startswith("memory://"):
-            return registry.open_store(store, create=create)
-        return original(store, create=create)
-
-    monkeypatch.setattr(locator, "create_store", create_store)
-    monkeypatch.setattr(metalab.store, "create_store", create_store)

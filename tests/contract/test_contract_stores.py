@@ -35,7 +35,6 @@ QUOTED_METRIC = 'score"); DROP TABLE runs; --'
 def any_store(request, tmp_path):
     """A locator of a store that does not exist yet, a memory store included."""
     if request.param == "memory":
-        request.getfixturevalue("memory_locators")
         locator = f"memory://contract-{uuid.uuid4().hex[:12]}"
         yield locator
         from metalab.testing import MemoryStore

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from contract_ops import (
     CONTRACT,
-    LINGER,
     close_executor,
     executed_x,
     executions,
@@ -72,9 +71,6 @@ def test_resume_skips_completed_and_reruns_failed(store, executor_kind, tmp_path
     assert [r.status for r in first] == FIRST_ATTEMPT
     assert executed_x(log) == [0, 1, 2, 3, 4, 5]
     assert create_store(store).scan()[1] == {first[0].run_id, first[4].run_id}
-    if executor_kind[0] == "slurm":
-        # array tasks still exiting refuse a resubmission (test_resume_at_once_after_...)
-        time.sleep(LINGER + 3)
 
     log.unlink()
     handle, second = sweep(exp, store, executor_kind)
@@ -95,19 +91,11 @@ def test_resume_skips_completed_and_reruns_failed(store, executor_kind, tmp_path
     [pytest.param("slurm", id="slurm", marks=[pytest.mark.slurm, pytest.mark.slow])],
     indirect=True,
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=metalab.ExecutorError,
-    reason=(
-        "SlurmExecutor.check_submission refuses to resubmit failed runs while the array tasks "
-        "that recorded them are still exiting (RUNNING in squeue): it passes over only tasks "
-        "whose runs are not pending, and a failed run is pending although recorded"
-    ),
-)
 def test_resume_at_once_after_a_sweep_with_failures(store, executor_kind, tmp_path):
     log = tmp_path / "exec.log"
     exp = experiment(log, 4, "flaky")  # its array tasks live on LINGER s after their runs
     sweep(exp, store, executor_kind)
+    # the failed runs are recorded while their tasks still exit: they are resubmitted at once
     handle, second = sweep(exp, store, executor_kind)
     assert [r.status for r in second] == ["completed"] * 4
     assert handle.status.skipped == 1

@@ -120,7 +120,10 @@ class SlurmExecutor(ExecutorBase):
         covering: dict[str, set[str]] = {}  # job id -> its task ids that run wanted runs
         session_of: dict[str, str] = {}
         for submission in earlier_submissions(root, experiment.experiment_id):
-            for job, task in submission.tasks_of(wanted):
+            floors = submission.min_attempts()
+            for (job, task), indices in submission.tasks_of(wanted).items():
+                if _all_recorded(experiment, store, indices, submission.session, floors):
+                    continue  # its runs failed and were recorded: the task is only ending
                 covering.setdefault(job, set()).add(str(task))
                 session_of[job] = submission.session
         active = running(covering) if covering else {}
@@ -283,3 +286,24 @@ class SlurmExecutor(ExecutorBase):
 
     def __repr__(self) -> str:
         return f"SlurmExecutor({self.config!r})"
+
+
+def _all_recorded(
+    experiment: Experiment,
+    store: Store,
+    indices: Sequence[int],
+    session: str,
+    floors: Mapping[int, int],
+) -> bool:
+    """Whether every run of `indices` has a final record of `session`, of the attempt its
+    task runs (`floors`): what a task still running for them could only be ending."""
+    run_ids = {experiment.run_spec(i).run_id: i for i in indices}
+    recorded = 0
+    for record in store.get_records(run_ids):
+        index = run_ids[record["run_id"]]
+        if record.get("provenance", {}).get("session") != session:
+            return False
+        if int(record.get("attempt", 1)) < floors.get(index, 0):
+            return False
+        recorded += 1
+    return recorded == len(run_ids)
