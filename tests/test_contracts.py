@@ -117,3 +117,12 @@ def test_store_defaults_give_the_optional_hooks():
     bare = Bare()
     assert bare.public_locator == "bare://x" and bare.work_directory() is None
     assert bare.flush_journal() is None and bare.cancel_poll_interval > 0
+
+
+def test_memory_store_satisfies_the_store_contract():
+    from metalab.testing import MemoryStore
+
+    store = registry.open_store("memory://contracts")
+    assert isinstance(store, MemoryStore)
+    _declared_matches_implemented(store)
+    assert registry.open_store("memory://contracts", create=False) is store
