@@ -9,10 +9,8 @@ workers on it). Missing services skip, or fail under `METALAB_REQUIRE_SERVICES=1
 
 from __future__ import annotations
 
-import logging
-
 import pytest
-from contract_stores import STORES, make_store
+from contract_stores import STORES, make_store, two_worker_cluster
 
 SLOW = pytest.mark.slow
 EXECUTORS = [
@@ -38,16 +36,7 @@ def store(request, tmp_path):
 @pytest.fixture(scope="session")
 def dask_scheduler():
     """The address of the user's own Dask cluster, shared by the whole session."""
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-    ) as cluster:
+    with two_worker_cluster() as cluster:
         yield cluster.scheduler_address
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 import uuid
 
@@ -39,3 +40,17 @@ def make_store(kind: str, request, tmp_path):
     if kind == "fallback":
         locator = fallback_locator(locator, str(tmp_path / "fallback"))
     return locator, lambda: _drop_schema(url, schema)
+
+
+def two_worker_cluster():
+    """A local Dask cluster of two single-threaded worker processes, on loopback only."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    )

@@ -6,7 +6,6 @@ process; the tests that start driver or worker processes run against the others.
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -18,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from contract_stores import STORES, make_store
-from distributed import LocalCluster
+from contract_stores import STORES, make_store, two_worker_cluster
 from sweeps import checked_result, executions, sleep_experiment
 
 import metalab
@@ -263,14 +261,7 @@ def test_two_dask_worker_processes_write_every_run_exactly_once(store, tmp_path,
     log = tmp_path / "sleep.log"
     monkeypatch.setenv(EXEC_LOG, str(log))
     exp = sleep_experiment(40, 0.02)
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-    ) as cluster:
+    with two_worker_cluster() as cluster:  # started now: its workers see EXEC_LOG
         handle = metalab.run(exp, store, executor=metalab.DaskExecutor(cluster, chunk_size=1))
         results = handle.result(timeout=180)
     assert [r.status for r in results] == ["completed"] * 40
