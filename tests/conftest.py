@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
+from service_checks import (
+    POSTGRES_URL,
+    fresh_schema,
+    missing_service,
+    with_options,
+)
 
 from metalab.registry import open_store
 
 try:
-    from psycopg import sql as psycopg_sql
-
     from metalab.stores.postgres import PostgresStore, parse_locator
 except ImportError:  # the postgres_server fixture skips (or fails) every test with the reason
-    psycopg_sql = PostgresStore = parse_locator = None  # type: ignore[assignment,misc]
+    PostgresStore = parse_locator = None  # type: ignore[assignment,misc]
 
 # Figures are drawn off-screen, in this process and in any subprocess a test starts.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -55,20 +58,6 @@ def _no_default_dask_client():
 # Tests that need PostgreSQL or SLURM take the fixtures below. When the service is absent they
 # skip with the reason, except under METALAB_REQUIRE_SERVICES=1 (set by .ci/run), where they fail.
 
-POSTGRES_URL = os.environ.get("METALAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def services_required() -> bool:
-    """Whether a missing service must fail the test run rather than skip."""
-    return os.environ.get("METALAB_REQUIRE_SERVICES", "") not in ("", "0")
-
-
-def missing_service(reason: str):
-    """Skip (or, when services are required, fail) the calling test because of `reason`."""
-    if services_required():
-        pytest.fail(f"{reason} (METALAB_REQUIRE_SERVICES=1: services must be present)")
-    pytest.skip(reason)
-
 
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
@@ -85,17 +74,6 @@ def postgres_server() -> str:
     return POSTGRES_URL
 
 
-def with_options(url: str, **options: str) -> str:
-    """`url` with query options added."""
-    query = "&".join(f"{k}={v}" for k, v in options.items())
-    return f"{url}{'&' if '?' in url else '?'}{query}"
-
-
-def fresh_schema(prefix: str = "pgtest") -> str:
-    """A schema name no other test uses."""
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
 @pytest.fixture
 def postgres_locator(postgres_server) -> Iterator[str]:
     """The locator of a PostgreSQL store in a fresh schema (made when first opened), whose
@@ -109,15 +87,6 @@ def postgres_locator(postgres_server) -> Iterator[str]:
 def postgres_store(postgres_locator):
     """A PostgreSQL store in a fresh schema, dropped after the test."""
     return open_store(postgres_locator)
-
-
-def postgres_sql(store, query: str, args=None) -> list:
-    """Run SQL on `store`'s database, `{schema}` standing for its quoted schema (to look
-    behind the contract); return the rows ([] for a statement without)."""
-    schema = psycopg_sql.Identifier(store.schema).as_string(None)
-    with store._db.connection() as conn:
-        cursor = conn.execute(query.replace("{schema}", schema), args)
-        return cursor.fetchall() if cursor.description is not None else []
 
 
 CI_SLURM_MARKER = "# metalab-ci: single-node test cluster written by ci/start-slurm.sh"

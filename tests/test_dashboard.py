@@ -19,8 +19,8 @@ from typing import Any
 
 import dask
 import pytest
-from conftest import missing_service
 from distributed import Client, LocalCluster
+from service_checks import missing_service
 from sweeps import checked_result
 
 import metalab

@@ -9,7 +9,7 @@ import sys
 import uuid
 
 import pytest
-from conftest import postgres_sql as sql
+from service_checks import postgres_sql as sql
 
 from metalab import claims
 from metalab.store import create_store

@@ -16,7 +16,7 @@ import time
 import uuid
 
 import pytest
-from conftest import POSTGRES_URL, missing_service
+from service_checks import POSTGRES_URL, missing_service
 
 import metalab
 from metalab import claims

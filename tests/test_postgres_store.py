@@ -16,8 +16,8 @@ import time
 import uuid
 
 import pytest
-from conftest import fresh_schema, with_options
-from conftest import postgres_sql as sql
+from service_checks import fresh_schema, with_options
+from service_checks import postgres_sql as sql
 
 import metalab
 from metalab import claims

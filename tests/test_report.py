@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import missing_service
+from service_checks import missing_service
 from sweeps import checked_result
 
 import metalab

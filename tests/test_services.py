@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import missing_service
+from service_checks import missing_service
 
 import metalab
 from metalab.errors import ValidationError

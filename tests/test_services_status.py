@@ -11,7 +11,7 @@ import socket
 
 import pytest
 from click.testing import CliRunner
-from conftest import missing_service
+from service_checks import missing_service
 
 from metalab.services import postgres as service
 from metalab.services.binaries import find_binaries
