@@ -800,40 +800,63 @@ def _earlier_submission(root, experiment_id: str, job_id: str = "700") -> None:
     (directory / "submission.json").write_text(json.dumps({**submission, "jobs": [entry]}))
 
 
+class _Runs:
+    """An experiment of runs `r0`, `r1`, ... and a store holding the records given."""
+
+    def __init__(self, experiment_id: str, records: dict[int, dict] | None = None):
+        from types import SimpleNamespace
+
+        self.experiment_id = experiment_id
+        self._spec = lambda i: SimpleNamespace(run_id=f"r{i}")
+        self.records = {f"r{i}": {"run_id": f"r{i}", **r} for i, r in (records or {}).items()}
+
+    def run_spec(self, index: int):
+        return self._spec(index)
+
+    def get_records(self, run_ids):
+        return (self.records[r] for r in run_ids if r in self.records)
+
+
+FAILED_EARLIER = {"status": "failed", "attempt": 1, "provenance": {"session": "s-earlier"}}
+
+
 @pytest.mark.parametrize(
-    ("squeue", "pending", "refused"),
+    ("squeue", "pending", "records", "refused"),
     [
-        ("700_1|RUNNING|None\n", [2, 3], True),  # task 1 runs runs 2 and 3, still wanted
-        ("700_1|RUNNING|None\n", [4, 5], False),  # task 1's runs are recorded: it is ending
-        ("700_2|PENDING|JobArrayTaskLimit\n", [5], True),
-        ("700_[1-2]|PENDING|JobArrayTaskLimit\n", [0], True),  # unexpanded: assume the worst
-        ("700_1|COMPLETING|None\n", [2], False),
-        ("700_1|CANCELLED|None\n", [2], False),
-        ("", [2], False),  # forgotten by the controller
+        ("700_1|RUNNING|None\n", [2, 3], {}, True),  # task 1 runs runs 2 and 3, still wanted
+        ("700_1|RUNNING|None\n", [4, 5], {}, False),  # task 1's runs are recorded: it is ending
+        # runs 2 and 3 failed and are recorded by that sweep: task 1 is only exiting
+        ("700_1|RUNNING|None\n", [2, 3], {2: FAILED_EARLIER, 3: FAILED_EARLIER}, False),
+        # one of them recorded by another sweep: task 1 may still run the other
+        ("700_1|RUNNING|None\n", [2, 3], {2: FAILED_EARLIER}, True),
+        ("700_2|PENDING|JobArrayTaskLimit\n", [5], {}, True),
+        ("700_[1-2]|PENDING|JobArrayTaskLimit\n", [0], {}, True),  # unexpanded: assume the worst
+        ("700_1|COMPLETING|None\n", [2], {}, False),
+        ("700_1|CANCELLED|None\n", [2], {}, False),
+        ("", [2], {}, False),  # forgotten by the controller
     ],
 )
 def test_a_second_submission_is_refused_while_the_first_runs_its_runs(
-    fake_slurm, tmp_path, squeue, pending, refused
+    fake_slurm, tmp_path, squeue, pending, records, refused
 ):
-    from types import SimpleNamespace
-
     from metalab.executors.slurm import SlurmExecutor
 
     _earlier_submission(tmp_path, "sweep:1")
     fake_slurm("squeue", stdout=squeue)
-    experiment = SimpleNamespace(experiment_id="sweep:1")
+    experiment = store = _Runs("sweep:1", records)
     executor = SlurmExecutor(SlurmConfig(), work_dir=tmp_path)
     if refused:
         with pytest.raises(ExecutorError, match=r"sweep:1 already has SLURM jobs .* jobs 700\)"):
-            executor.check_submission(experiment, None, pending)
+            executor.check_submission(experiment, store, pending)
     else:
-        executor.check_submission(experiment, None, pending)
-    # one squeue call about the earlier jobs; none for another experiment or nothing to do
-    (call,) = fake_slurm.calls("squeue")
-    assert call[call.index("--jobs") + 1] == "700"
-    executor.check_submission(SimpleNamespace(experiment_id="other:1"), None, pending)
-    executor.check_submission(experiment, None, [])
-    assert len(fake_slurm.calls("squeue")) == 1
+        executor.check_submission(experiment, store, pending)
+    # one squeue call about the earlier jobs, none when the records settle it; none for
+    # another experiment or nothing to do
+    asked = [] if len(records) == len(pending) else ["700"]
+    assert [c[c.index("--jobs") + 1] for c in fake_slurm.calls("squeue")] == asked
+    executor.check_submission(_Runs("other:1"), store, pending)
+    executor.check_submission(experiment, store, [])
+    assert len(fake_slurm.calls("squeue")) == len(asked)
 
 
 # ------------------------------------------------------------- the executor's contract hooks
