@@ -32,8 +32,9 @@ _EXECUTORS: dict[str, str] = {
     "inline": "metalab.executors.inline:InlineExecutor",
     "jobqueue": "metalab.executors.jobqueue:JobqueueExecutor",
     "slurm": "metalab.executors.slurm:SlurmExecutor",
+    "observer": "metalab.following:StoreFollower",
 }
-_NAMED = ("inline", "threads", "processes", "dask")
+_NAMED = ("inline", "threads", "processes", "dask", "observer")
 """The executors `run(executor=<name>)` accepts by name (the others need configuration)."""
 _DASHBOARD = "metalab.dashboard:DASHBOARD"
 _REPORT_WRITER = "metalab.report:write_report"
@@ -130,7 +131,10 @@ def _is_dask(target: Any) -> bool:
         return False
     from distributed.deploy import Cluster
 
-    return isinstance(target, (distributed.Client, Cluster))
+    if isinstance(target, (distributed.Client, Cluster)):
+        return True
+    # a cluster of another package that Dask clients connect to (dask-gateway's, say)
+    return isinstance(getattr(target, "scheduler_address", None), str)
 
 
 def report_writer() -> Callable[..., Path]:

@@ -26,7 +26,8 @@ def check_store(store: Any, *, optional: bool = False) -> None:
     if not isinstance(store, Store):
         raise ValidationError(
             "store must be a path, a locator string ('file://...', 'postgresql://...') or a "
-            f"store object{', or None for ./runs/<name>' if optional else ''}; got {store!r}"
+            "store object satisfying metalab.contracts.Store"
+            f"{', or None for ./runs/<name>' if optional else ''}; got {store!r}"
         )
 
 

@@ -126,3 +126,32 @@ def test_memory_store_satisfies_the_store_contract():
     assert isinstance(store, MemoryStore)
     _declared_matches_implemented(store)
     assert registry.open_store("memory://contracts", create=False) is store
+
+
+def test_a_cluster_of_another_package_is_run_on_through_dask(monkeypatch):
+    import distributed  # noqa: F401 - a process holding a cluster has imported distributed
+
+    class GatewayLike:  # what dask-gateway's clusters look like to a client
+        scheduler_address = "tcp://127.0.0.1:8786"
+
+    executor = registry.resolve_executor(GatewayLike())
+    assert isinstance(executor, metalab.DaskExecutor)
+
+
+def test_the_observer_name_still_follows_a_store():
+    from metalab.following import StoreFollower
+
+    assert isinstance(registry.resolve_executor("observer"), StoreFollower)
+
+
+def test_a_store_locator_is_shown_without_its_password(tmp_path):
+    from metalab.store import to_locator
+
+    class Secret(FileStore):  # a store whose locator holds a password
+        @property
+        def locator(self) -> str:
+            return "postgresql://me:hunter2@db/x"
+
+    store = Secret.open(tmp_path / "s")
+    assert to_locator(store) == "postgresql://me@db/x"
+    assert "hunter2" in to_locator(store, include_password=True)

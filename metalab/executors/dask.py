@@ -189,12 +189,13 @@ class DaskExecutor(ExecutorBase):
         with self._lock:
             self._futures.pop(session, None)
 
-    def cancel(self, session: str) -> None:
-        """Cancel the tasks of sweep `session` that have not finished; its running runs see
-        the store's cancel flag. Idempotent."""
+    def cancel(self, session: str | None = None) -> None:
+        """Cancel the tasks of sweep `session` (of every sweep, when None) that have not
+        finished; their running runs see the store's cancel flag. Idempotent."""
         with self._lock:
-            self._cancelled.add(session)
-            futures = list(self._futures.get(session, []))
+            sessions = [session] if session is not None else list(self._futures)
+            self._cancelled.update(sessions)
+            futures = [f for s in sessions for f in self._futures.get(s, [])]
         if futures:
             futures[0].client.cancel(futures)
 

@@ -26,8 +26,8 @@ class InlineExecutor(ExecutorBase):
             if self._cancelled:
                 return
 
-    def cancel(self, session: str) -> None:
-        """Stop before the next run."""
+    def cancel(self, session: str | None = None) -> None:
+        """Stop before the next run (there is one sweep at a time: `session` is not needed)."""
         self._cancelled = True
 
     def __repr__(self) -> str:

@@ -47,7 +47,7 @@ def source_of(store: Store, experiment: str | None) -> RecordSource:
 
 def capabilities(store: Store) -> StoreCapabilities:
     """Return what `store` declares it can do beyond the `Store` contract."""
-    return type(store).capabilities
+    return store.capabilities
 
 
 def _selected(pairs: Iterable[tuple[T, Record]], experiment: str | None) -> list[tuple[T, Record]]:

@@ -8,6 +8,9 @@ from ..contracts import Store
 from ..errors import StoreError
 from ..locators import redact_password
 from ..registry import open_store
+from ..registry import open_store as create_store
+
+__all__ = ["create_store", "to_locator"]
 
 
 def to_locator(store: Store | str | os.PathLike[str], *, include_password: bool = False) -> str:
@@ -22,5 +25,5 @@ def to_locator(store: Store | str | os.PathLike[str], *, include_password: bool 
         locator = text if "://" in text else open_store(text, create=False).locator
         return locator if include_password else redact_password(locator)
     if isinstance(store, Store):
-        return store.locator if include_password else store.public_locator
+        return store.locator if include_password else redact_password(store.public_locator)
     raise StoreError(f"{store!r} has no locator; it cannot be reopened by workers")
