@@ -173,3 +173,57 @@ def test_ctrl_c_while_the_executor_starts(tmp_path):
         "metalab.run(...) again to start it."
     ]
     assert len(metalab.load_results(tmp_path / "store")) == 0
+
+
+CLUSTER_STARTING = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+
+    sys.path.insert(0, {tests!r})
+    import distributed.nanny
+    import metalab
+    from sweeps import sleep_experiment
+
+
+    async def slow_start(self):
+        # a worker that takes its time to come up, as on a loaded machine
+        open(sys.argv[2], "w").close()
+        await asyncio.sleep(120)
+
+
+    distributed.nanny.Nanny.start_unsafe = slow_start
+
+    if __name__ == "__main__":
+        exp = sleep_experiment(5, 0.0, name="ctrlc")
+        metalab.run(exp, sys.argv[1]).result()
+    """
+)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_local_cluster_starts_its_workers(tmp_path):
+    """Workers still starting when Ctrl-C comes are stopped by metalab: the script ends with
+    its one line, not with distributed's clean-up tripping over them at exit."""
+    script, started = tmp_path / "sweep.py", tmp_path / "started"
+    script.write_text(CLUSTER_STARTING.format(tests=str(TESTS)))
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "store"), str(started)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the cluster did not start its workers"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (out, err)
+    assert err.strip().splitlines() == [
+        "metalab: ctrlc:1 interrupted while starting: no run was started. Run the same "
+        "metalab.run(...) again to start it."
+    ]

@@ -307,6 +307,23 @@ class _LocalClusters:
         return entry["client"], [_Lease(self, key)]
 
     def _start(self, distributed: Any, key: tuple, options: dict[str, Any]) -> dict[str, Any]:
+        from distributed.deploy.spec import SpecCluster
+
+        earlier = set(SpecCluster._instances)
+        try:
+            return self._start_cluster(distributed, key, options)
+        except KeyboardInterrupt:
+            # Ctrl-C while the cluster starts: what was started is stopped here, so that
+            # distributed's own clean-up at exit does not trip over workers half started
+            for cluster in set(SpecCluster._instances) - earlier:
+                with contextlib.suppress(Exception):
+                    cluster.close(timeout=5)
+                SpecCluster._instances.discard(cluster)
+            raise
+
+    def _start_cluster(
+        self, distributed: Any, key: tuple, options: dict[str, Any]
+    ) -> dict[str, Any]:
         with _main_module_not_rerun(), warnings.catch_warnings():
             # a kept cluster may hold the configured dashboard port: take another
             warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
