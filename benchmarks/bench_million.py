@@ -35,11 +35,14 @@ HERE = Path(__file__).resolve().parent
 
 PROBE = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     sys.path.insert(0, {here!r})
 
     def peak_mb():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # the process's high-water mark of resident memory (VmHWM, in kB)
+        with open("/proc/self/status") as fh:
+            line = next(l for l in fh if l.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
 
     import pandas, pickle, metalab, _ops
     what, store, runs, frame_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -75,7 +78,7 @@ def build(store: str, runs: int) -> dict:
     """Run the sweep in a fresh process; return its time and the driver's peak memory."""
     script = textwrap.dedent(
         f"""
-        import resource, sys, time, json
+        import sys, time, json
         sys.path.insert(0, {str(HERE)!r})
         import metalab, _ops
         if __name__ == "__main__":
@@ -85,7 +88,9 @@ def build(store: str, runs: int) -> dict:
             handle.wait()
             seconds = time.perf_counter() - t0
             assert handle.status.completed == {runs}, handle.status
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            with open("/proc/self/status") as fh:
+                hwm = next(line for line in fh if line.startswith("VmHWM:"))
+            peak = int(hwm.split()[1]) / 1024
             print(json.dumps({{"seconds": seconds, "peak_mb": peak}}))
         """
     )
