@@ -148,10 +148,11 @@ STARTING = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-def test_ctrl_c_while_the_executor_starts(tmp_path):
+def _interrupt_while_starting(tmp_path, source: str) -> None:
+    """Run `source` as a script, Ctrl-C it once it says it is starting, and check that it
+    ends with status 130 and the one line saying no run was started."""
     script, started = tmp_path / "sweep.py", tmp_path / "started"
-    script.write_text(STARTING.format(tests=str(TESTS)))
+    script.write_text(source.format(tests=str(TESTS)))
     process = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path / "store"), str(started)],
         cwd=tmp_path,
@@ -163,7 +164,7 @@ def test_ctrl_c_while_the_executor_starts(tmp_path):
     deadline = time.monotonic() + 120
     while not started.exists():
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the executor did not start"
+        assert time.monotonic() < deadline, "the sweep did not start"
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -172,6 +173,11 @@ def test_ctrl_c_while_the_executor_starts(tmp_path):
         "metalab: ctrlc:1 interrupted while starting: no run was started. Run the same "
         "metalab.run(...) again to start it."
     ]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_executor_starts(tmp_path):
+    _interrupt_while_starting(tmp_path, STARTING)
     assert len(metalab.load_results(tmp_path / "store")) == 0
 
 
@@ -205,25 +211,4 @@ CLUSTER_STARTING = textwrap.dedent(
 def test_ctrl_c_while_the_local_cluster_starts_its_workers(tmp_path):
     """Workers still starting when Ctrl-C comes are stopped by metalab: the script ends with
     its one line, not with distributed's clean-up tripping over them at exit."""
-    script, started = tmp_path / "sweep.py", tmp_path / "started"
-    script.write_text(CLUSTER_STARTING.format(tests=str(TESTS)))
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "store"), str(started)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not started.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the cluster did not start its workers"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGINT)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 130, (out, err)
-    assert err.strip().splitlines() == [
-        "metalab: ctrlc:1 interrupted while starting: no run was started. Run the same "
-        "metalab.run(...) again to start it."
-    ]
+    _interrupt_while_starting(tmp_path, CLUSTER_STARTING)
