@@ -1,0 +1,357 @@
+"""The columnar table of runs: one row per run, what a results table shows, as Apache Arrow.
+
+Columns, named as `Results.to_dataframe()` names them:
+
+* the record columns (`metalab.record.RECORD_COLUMNS`): `run_id`, `experiment_id`, `index`,
+  `replicate`, `status`, `duration`, `started_at`, `finished_at`;
+* `param_<name>`, one per parameter;
+* one per scalar metric, named after it (`metric_<name>` where a record or parameter column
+  has that name);
+* columns a store keeps for its own bookkeeping, named `_<name>` (a file store's record file
+  identity, say), which no frame shows.
+
+Each field's metadata says what it holds (`metalab`: `record`, `param`, `metric` or
+`store`; `name`: the parameter's or metric's own name). A value a run lacks is null. A column
+whose values are not all of one plain type (bool, int, float, str), or where some run has the
+value None, holds each value as JSON text (field metadata `json`), so that nothing is lost or
+changed on the way: a frame gets the values back as a DataFrame built from them would.
+
+A table read from a file is checked (`checked`) before anything of it is used: a table that
+is not one is never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .errors import require
+from .record import RECORD_COLUMNS
+
+KIND = b"metalab"
+NAME = b"name"
+JSON = b"json"
+TABLE_FORMAT = b"metalab.runs/1"
+"""Schema metadata `metalab.table` of every runs table (a change of columns changes it)."""
+
+_KINDS = {"params": b"param", "metrics": b"metric"}
+_RECORD_TYPES = {
+    "run_id": "string",
+    "experiment_id": "string",
+    "index": "int64",
+    "replicate": "int64",
+    "status": "string",
+    "duration": "double",
+    "started_at": "string",
+    "finished_at": "string",
+}
+"""The Arrow type each record column has (or null, or JSON text when its values are odd)."""
+
+Row = dict[str, Any]
+"""A run as tables read it: its record columns, `params` and `metrics`."""
+
+
+class _Missing:
+    """The value of a parameter or metric a run does not have."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+def available() -> bool:
+    """Whether pyarrow and pandas are installed (the columnar table needs both)."""
+    try:
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pa():
+    return require("pyarrow", "pandas", "the columnar table of runs")
+
+
+# ---------------------------------------------------------------- building
+def build(
+    record_columns: Mapping[str, Sequence[Any]],
+    params: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Mapping[str, Any]],
+    extra: Mapping[str, tuple[str, Sequence[Any]]] | None = None,
+) -> Any:
+    """A runs table from columns: each record column's values, each run's params and metrics
+    (dicts), and `extra` store columns (`name -> (arrow type name, values)`)."""
+    pa = _pa()
+    fields, arrays = [], []
+    for name in RECORD_COLUMNS:
+        values = record_columns.get(name)
+        values = [None] * len(params) if values is None else values
+        field, array = _column(pa, name, b"record", name, list(values))
+        fields.append(field)
+        arrays.append(array)
+    taken = set(RECORD_COLUMNS)
+    for kind, mappings in (("params", params), ("metrics", metrics)):
+        for key in _names_in(mappings):
+            values = [m.get(key, MISSING) if m else MISSING for m in mappings]
+            column = _column_name(kind, key, taken)
+            taken.add(column)
+            field, array = _column(pa, column, _KINDS[kind], key, values)
+            fields.append(field)
+            arrays.append(array)
+    for name, (type_name, values) in (extra or {}).items():
+        fields.append(pa.field(name, getattr(pa, type_name)(), metadata={KIND: b"store"}))
+        arrays.append(pa.array(values, type=fields[-1].type))
+    schema = pa.schema(fields, metadata={b"metalab.table": TABLE_FORMAT})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def from_rows(rows: Sequence[Row], extra: Mapping[str, tuple[str, Sequence[Any]]] | None = None):
+    """A runs table of rows (dicts with the record columns, `params` and `metrics`)."""
+    columns = {name: [row.get(name) for row in rows] for name in RECORD_COLUMNS}
+    return build(
+        columns,
+        [row.get("params") or {} for row in rows],
+        [row.get("metrics") or {} for row in rows],
+        extra,
+    )
+
+
+def empty() -> Any:
+    """A runs table of no runs."""
+    return build({}, [], [])
+
+
+def _names_in(mappings: Iterable[Mapping[str, Any] | None]) -> list[str]:
+    # runs of a sweep share their key sets: collect each distinct set once
+    sets = dict.fromkeys(tuple(m) if m else () for m in mappings)
+    return list(dict.fromkeys(name for names in sets for name in names))
+
+
+def _column_name(kind: str, key: str, taken: set[str]) -> str:
+    """`param_<key>`, or a metric's own name unless a column has it (or it starts with `_`,
+    as store columns do): then `metric_<key>`."""
+    if kind == "params":
+        return f"param_{key}"
+    name = key
+    while name in taken or name.startswith("_"):
+        name = f"metric_{name}"
+    return name
+
+
+_PLAIN = {bool: "bool_", int: "int64", float: "float64", str: "string"}
+
+
+def _column(pa: Any, column: str, kind: bytes, name: str, values: list[Any]) -> tuple[Any, Any]:
+    """The field and array of one column: a plain type where the values allow it (missing
+    values null), else JSON text."""
+    if kind == b"record":  # a record field None or absent: the same
+        values = [MISSING if v is None else v for v in values]
+    types = set(map(type, values))
+    missing = _Missing in types
+    types.discard(_Missing)
+    metadata = {KIND: kind, NAME: name.encode()}
+    plain = None
+    if types <= {bool} or types <= {str} or types <= {int, float} and bool not in types:
+        plain = _PLAIN[float] if float in types else _PLAIN[next(iter(types))] if types else None
+    if plain is not None or not types:
+        if missing:
+            values = [None if v is MISSING else v for v in values]
+        try:
+            type_ = getattr(pa, plain)() if plain else pa.null()
+            return pa.field(column, type_, metadata=metadata), pa.array(values, type=type_)
+        except (OverflowError, pa.ArrowInvalid):  # an int beyond 64 bits: JSON keeps it
+            pass
+    metadata[JSON] = b"1"
+    dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":"), default=_fallback).encode
+    texts = [None if v is MISSING else dumps(v) for v in values]
+    return pa.field(column, pa.string(), metadata=metadata), pa.array(texts, type=pa.string())
+
+
+def _fallback(value: Any) -> Any:
+    return repr(value)
+
+
+# ---------------------------------------------------------------- combining
+def concat(tables: Sequence[Any]) -> Any:
+    """One table of the rows of `tables`, in order; a column two tables hold with different
+    types becomes JSON text in both (null-typed columns take the other's type)."""
+    pa = _pa()
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        return empty()
+    if len(tables) == 1:
+        return tables[0]
+    fields: dict[str, Any] = {}
+    for table in tables:
+        for field in table.schema:
+            seen = fields.get(field.name)
+            if seen is None or seen.type == pa.null():
+                fields[field.name] = field
+            elif field.type != pa.null() and not _same_encoding(seen, field):
+                fields[field.name] = _widened(pa, seen, field)
+    schema = pa.schema(list(fields.values()), metadata={b"metalab.table": TABLE_FORMAT})
+    return pa.concat_tables([_conformed(pa, table, schema) for table in tables])
+
+
+def _same_encoding(a: Any, b: Any) -> bool:
+    return a.type == b.type and (a.metadata or {}).get(JSON) == (b.metadata or {}).get(JSON)
+
+
+def _widened(pa: Any, a: Any, b: Any) -> Any:
+    if {a.type, b.type} == {pa.int64(), pa.float64()} and not _is_json(a) and not _is_json(b):
+        return pa.field(a.name, pa.float64(), metadata=a.metadata)
+    return pa.field(a.name, pa.string(), metadata={**(a.metadata or {}), JSON: b"1"})
+
+
+def _conformed(pa: Any, table: Any, schema: Any) -> Any:
+    arrays = []
+    for field in schema:
+        if field.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, type=field.type))
+            continue
+        column = table.column(field.name)
+        own = table.schema.field(field.name)
+        if _same_encoding(own, field):
+            arrays.append(column)
+        elif own.type == pa.null():
+            arrays.append(pa.nulls(table.num_rows, type=field.type))
+        elif _is_json(field) and not _is_json(own):
+            dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
+            texts = [None if v is None else dumps(v) for v in column.to_pylist()]
+            arrays.append(pa.array(texts, type=pa.string()))
+        else:
+            arrays.append(column.cast(field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _is_json(field: Any) -> bool:
+    return (field.metadata or {}).get(JSON) == b"1"
+
+
+# ---------------------------------------------------------------- checking
+def checked(table: Any) -> Any | None:
+    """`table` when it is a runs table this metalab can read (from any file: the record
+    columns of their types, every other column described), else None."""
+    pa = _pa()
+    if (table.schema.metadata or {}).get(b"metalab.table") != TABLE_FORMAT:
+        return None
+    names = table.column_names
+    if len(set(names)) != len(names):
+        return None
+    for name, type_name in _RECORD_TYPES.items():
+        if name not in names:
+            return None
+        field = table.schema.field(name)
+        if field.type not in (getattr(pa, type_name)(), pa.null()) and not (
+            _is_json(field) and field.type == pa.string()
+        ):
+            return None
+    if table.column("run_id").null_count:
+        return None
+    for field in table.schema:
+        kind = (field.metadata or {}).get(KIND)
+        if kind not in (b"record", b"param", b"metric", b"store"):
+            return None
+        if kind in (b"param", b"metric") and not (field.metadata or {}).get(NAME):
+            return None
+        if _is_json(field) and field.type != pa.string():
+            return None
+    return table
+
+
+# ---------------------------------------------------------------- reading
+def fields_of(table: Any, kind: str) -> list[Any]:
+    """The fields of `kind` (`params` or `metrics`) that some run of `table` has."""
+    want = _KINDS[kind]
+    return [
+        field
+        for field in table.schema
+        if (field.metadata or {}).get(KIND) == want
+        and table.column(field.name).null_count < table.num_rows
+    ]
+
+
+def names(table: Any, kind: str) -> list[str]:
+    """The names of the parameters or metrics (`kind`) some run of `table` has."""
+    return [field.metadata[NAME].decode() for field in fields_of(table, kind)]
+
+
+def field_named(table: Any, kind: str, name: str) -> Any | None:
+    """The field of parameter or metric `name`, or None when no run has it."""
+    for field in fields_of(table, kind):
+        if field.metadata[NAME].decode() == name:
+            return field
+    return None
+
+
+def values(table: Any, kind: str, name: str) -> list[Any]:
+    """Each run's value of parameter or metric `name` (`MISSING` where a run lacks it)."""
+    field = field_named(table, kind, name)
+    if field is None:
+        return [MISSING] * table.num_rows
+    return _python(table.column(field.name).to_pylist(), field, MISSING)
+
+
+def _python(values: list[Any], field: Any, missing: Any) -> list[Any]:
+    if _is_json(field):
+        loads = json.loads
+        return [missing if v is None else loads(v) for v in values]
+    return [missing if v is None else v for v in values]
+
+
+def record_column(table: Any, name: str) -> list[Any]:
+    """Each run's value of a record column (None where it has none)."""
+    return _python(table.column(name).to_pylist(), table.schema.field(name), None)
+
+
+def rows(table: Any) -> list[Row]:
+    """Every run of `table` as a row: its record columns, `params` and `metrics`."""
+    out: list[Row] = [{} for _ in range(table.num_rows)]
+    for name in RECORD_COLUMNS:
+        for row, value in zip(out, record_column(table, name)):
+            row[name] = value
+    for row in out:
+        row["params"], row["metrics"] = {}, {}
+    for kind in ("params", "metrics"):
+        for field in fields_of(table, kind):
+            key = field.metadata[NAME].decode()
+            column = _python(table.column(field.name).to_pylist(), field, MISSING)
+            for row, value in zip(out, column):
+                if value is not MISSING:
+                    row[kind][key] = value
+    return out
+
+
+def frame(
+    table: Any,
+    *,
+    include_record: bool = True,
+    include_params: bool = True,
+    include_metrics: bool = True,
+) -> Any:
+    """The table as `Results.to_dataframe()` shows it (without store columns)."""
+    pd = require("pandas", "pandas", "Results.to_dataframe()")
+    keep = []
+    if include_record:
+        keep += list(RECORD_COLUMNS)
+    if include_params:
+        keep += [f.name for f in fields_of(table, "params")]
+    if include_metrics:
+        keep += [f.name for f in fields_of(table, "metrics")]
+    selected = table.select(keep)
+    out = selected.to_pandas()
+    for field in selected.schema:
+        if _is_json(field):
+            values = _python(selected.column(field.name).to_pylist(), field, None)
+            # what a DataFrame built from the values would hold (NaN for a missing number)
+            out[field.name] = pd.Series(values, index=out.index)
+    return out
+
+
+def take(table: Any, positions: Sequence[int] | Any) -> Any:
+    """The runs at `positions`, in that order."""
+    return table.take(positions)
