@@ -43,6 +43,8 @@ class StoreCapabilities:
     """It selects records in its database: it is a `QueryStore`."""
     journal: bool = False
     """It keeps journals of encoded records for fast loading: it is a `JournalStore`."""
+    table: bool = False
+    """It keeps its runs as a columnar table (`metalab.runs_table`): it is a `TableStore`."""
 
 
 @runtime_checkable
@@ -202,6 +204,30 @@ class QueryStore(Store, Protocol):
     ) -> list[Record]:
         """Return the records matching every filter, selected by the database, ordered by
         experiment id and run index. ValidationError for a bad operator or threshold."""
+        ...
+
+    def query_table(
+        self,
+        experiment_id: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metric_filters: Iterable[tuple[str, str, float]] = (),
+        status: str | None = None,
+    ) -> Any:
+        """Return what `query_records` selects as a runs table (`metalab.runs_table`: the
+        same rows, in the same order), without building a record per run. Read-only."""
+        ...
+
+
+@runtime_checkable
+class TableStore(Store, Protocol):
+    """A store that keeps its runs as a columnar table (`capabilities.table`)."""
+
+    def load_table(self, experiment: str | None = None) -> Any:
+        """Return the runs of `experiment` (an experiment id, or a name: every version of it;
+        all when None) as a runs table (`metalab.runs_table`), ordered by experiment id, run
+        index and run id: what the records say now, whatever was cached. Read-only for the
+        records; may rewrite the store's cache of the table."""
         ...
 
 
