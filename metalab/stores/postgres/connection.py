@@ -70,6 +70,17 @@ class Database:
             cursor = conn.execute(query, args)
             return cursor.fetchall() if cursor.description is not None else []
 
+    def snapshot(self, call: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Return `call(connection)`, run in one read-only transaction that sees the database
+        as it was when it began, whatever is written meanwhile (so several statements see the
+        same runs). Retried while the server cannot be reached; StoreError when it fails."""
+        return self.retrying(functools.partial(self._snapshot_once, call))
+
+    def _snapshot_once(self, call: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return call(conn)
+
     def stream(self, query: str, args: Sequence[Any]) -> Iterator[Rows]:
         """Yield the rows `query` selects in batches of `BATCH`; the first batch is retried
         while the server cannot be reached, a failure after it raises."""

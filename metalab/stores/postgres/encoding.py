@@ -47,6 +47,78 @@ def _sql_safe(value: Any) -> Any:
     return value
 
 
+_INT64 = 1 << 63
+_EXPONENT_FROM = 1e16
+"""Where `repr(float)` starts writing an exponent, which jsonb's numeric drops (`1e+16` reads
+back as the integer 10000000000000000)."""
+
+
+def table_columns(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The columns a runs table reads of a run besides `params` and `metrics`: `replicate`,
+    `duration`, `started_at`, `finished_at`, the names of its parameters and metrics (JSON
+    lists, in the record's order) and `tabled`: whether these columns and the jsonb `params`
+    and `metrics` give back exactly what the record holds. A record that is not tabled
+    (a NaN metric, say, which jsonb keeps as the string "NaN") leaves them NULL: the table
+    reads its record instead."""
+    params, metrics = record.get("params") or {}, record.get("metrics") or {}
+    replicate, duration = record.get("replicate"), record.get("duration")
+    started, finished = record.get("started_at"), record.get("finished_at")
+    tabled = (
+        isinstance(record.get("experiment_id"), str)
+        and _int64_or_none(record.get("index"))
+        and _int64_or_none(replicate)
+        and (duration is None or isinstance(duration, float))
+        and _text_or_none(started)
+        and _text_or_none(finished)
+        and isinstance(params, dict)
+        and isinstance(metrics, dict)
+        and _jsonb_keeps(params)
+        and _jsonb_keeps(metrics)
+    )
+    if not tabled:
+        return (None, None, None, None, None, None, False)
+    return (
+        None if replicate is None else int(replicate),
+        None if duration is None else float(duration),
+        started,
+        finished,
+        json_text(list(params)),
+        json_text(list(metrics)),
+        True,
+    )
+
+
+def _int64_or_none(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and "\x00" not in value)
+
+
+def _jsonb_keeps(value: Any) -> bool:
+    """Whether jsonb keeps `value` so that its JSON text reads back as the same values, of the
+    same types (keys of nested dicts aside, which jsonb sorts)."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, int):
+        return value.bit_length() < 1024
+    if isinstance(value, float):
+        # -0.0: numeric has no negative zero
+        return abs(value) < _EXPONENT_FROM and (value != 0 or math.copysign(1.0, value) > 0)
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and "\x00" not in k and _jsonb_keeps(v) for k, v in value.items()
+        )
+    if isinstance(value, (list, tuple)):
+        return all(map(_jsonb_keeps, value))
+    return False
+
+
 def _non_finite(value: float) -> str:
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 

@@ -15,6 +15,10 @@ from .encoding import sql_json
 METRIC_OPERATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "="}
 
 
+ORDER = sql.SQL("ORDER BY experiment_id, run_index, run_id")
+"""The order records and tables come in: experiment id, then run index."""
+
+
 def records_query(
     schema: str,
     experiment_id: str | None,
@@ -25,6 +29,22 @@ def records_query(
     """Return the statement selecting `(run_id, record)` of the runs matching every filter,
     ordered by experiment id and run index, and its arguments. ValidationError for a bad
     metric filter; FingerprintError for a parameter value that is not JSON."""
+    where, args = where_clause(schema, experiment_id, params, metric_filters, status)
+    query = sql.SQL("SELECT run_id, record FROM {schema}.runs WHERE {where} {order}").format(
+        schema=sql.Identifier(schema), where=where, order=ORDER
+    )
+    return query, args
+
+
+def where_clause(
+    schema: str,
+    experiment_id: str | None,
+    params: Mapping[str, Any],
+    metric_filters: Iterable[tuple[str, str, float]],
+    status: str | None,
+) -> tuple[sql.Composed, list[Any]]:
+    """Return the condition on `{schema}.runs` that every filter makes, and its arguments
+    (see `records_query`)."""
     quoted = sql.Identifier(schema)
     conditions: list[sql.Composable] = [sql.SQL("TRUE")]
     args: list[Any] = []
@@ -46,11 +66,7 @@ def records_query(
             )
         )
         args += [name, threshold]
-    query = sql.SQL(
-        "SELECT run_id, record FROM {schema}.runs WHERE {where}"
-        " ORDER BY experiment_id, run_index, run_id"
-    ).format(schema=quoted, where=sql.SQL(" AND ").join(conditions))
-    return query, args
+    return sql.SQL(" AND ").join(conditions), args
 
 
 def _metric_filter(item: Any) -> tuple[str, str, float]:

@@ -20,7 +20,7 @@ from .locator import PostgresLocation
 from .statements import statements
 
 STORE_FORMAT = "metalab.pgstore"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migrations: _MIGRATIONS[v - 1] takes a store from schema version v - 1 to v.
 _SCHEMA_V1 = (
@@ -80,7 +80,17 @@ _SCHEMA_V2 = (
     "CREATE UNIQUE INDEX logs_chunk ON {schema}.logs (chunk_id)",
     "ALTER TABLE {schema}.claims ADD COLUMN token uuid",
 )
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
+# version 3: the record's other table columns, so that a table of runs is read without parsing
+# a record per run (`tabled`: these columns, `params` and `metrics` say exactly what the record
+# does; the runs table reads the record of a run that is not tabled)
+_SCHEMA_V3 = (
+    "ALTER TABLE {schema}.runs ADD COLUMN IF NOT EXISTS replicate bigint,"
+    " ADD COLUMN IF NOT EXISTS duration double precision,"
+    " ADD COLUMN IF NOT EXISTS started_at text, ADD COLUMN IF NOT EXISTS finished_at text,"
+    " ADD COLUMN IF NOT EXISTS param_keys text, ADD COLUMN IF NOT EXISTS metric_keys text,"
+    " ADD COLUMN IF NOT EXISTS tabled boolean NOT NULL DEFAULT false",
+)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
