@@ -115,6 +115,16 @@ def test_a_table_holds_what_the_records_hold_for_every_kind_of_value(store):
     assert frame["param_dict"][3] == {"b": 1, "a": [2, {"c": None}]}
 
 
+def test_a_table_read_in_many_blocks_is_the_same(store, monkeypatch):
+    for i in range(30):
+        params = {"s": f'"{i}" \\ {i}' if i % 7 == 0 else str(i), "x": i if i % 3 else i / 2}
+        metrics = {"ok": i % 2 == 0, "loss": float("nan") if i in (5, 27) else i / 3}
+        store.put_record(record(i, params, metrics, experiment=f"plain:{i % 2}"))
+    monkeypatch.setattr(postgres.table, "_BLOCK", 256)
+    assert_same(store)  # runs read from their records (a NaN) among the others
+    assert_same(store, "plain:0")  # every run tabled
+
+
 def test_plain_columns_take_their_types(store):
     for i in range(4):
         store.put_record(
@@ -165,10 +175,12 @@ def test_names_the_first_runs_lack_are_read_too(store):
     # the runs the store samples for names have only `a`: `b` and `late` come later
     for i in range(postgres.table.SAMPLE + 20):
         params = {"a": i} if i < postgres.table.SAMPLE + 10 else {"b": i, "a": i}
-        metrics = {"m": 0.5} if i != postgres.table.SAMPLE + 15 else {"late": "yes", "m": 1.5}
+        # `m` is a number in the sample, a string later: its column holds JSON text
+        metrics = {"m": 0.5} if i != postgres.table.SAMPLE + 15 else {"late": "yes", "m": "1.5"}
         store.put_record(record(i, params, metrics))
     frame = runs_table.frame(assert_same(store))
     assert list(frame.columns[8:]) == ["param_a", "param_b", "m", "late"]
+    assert frame["m"].tolist()[-6:-4] == [0.5, "1.5"]
 
 
 def test_metric_names_that_clash_with_columns_are_prefixed(store):
@@ -196,7 +208,7 @@ def test_runs_written_before_the_table_columns_are_read_from_their_records(store
     postgres_sql(
         store,
         "UPDATE {schema}.runs SET tabled = false, replicate = NULL, duration = NULL,"
-        " started_at = NULL, finished_at = NULL, param_keys = NULL, metric_keys = NULL"
+        " started_at = NULL, finished_at = NULL, param_shape = NULL, metric_shape = NULL"
         " WHERE run_index % 2 = 0 OR run_index IS NULL",
     )
     assert_same(store)
@@ -221,8 +233,8 @@ def test_a_store_of_schema_version_2_is_migrated_and_its_runs_read_from_their_re
     postgres_sql(
         store,
         "ALTER TABLE {schema}.runs DROP COLUMN replicate, DROP COLUMN duration,"
-        " DROP COLUMN started_at, DROP COLUMN finished_at, DROP COLUMN param_keys,"
-        " DROP COLUMN metric_keys, DROP COLUMN tabled",
+        " DROP COLUMN started_at, DROP COLUMN finished_at, DROP COLUMN param_shape,"
+        " DROP COLUMN metric_shape, DROP COLUMN tabled",
     )
     postgres_sql(store, "UPDATE {schema}.store_meta SET version = 2")
     store.close()
@@ -234,3 +246,10 @@ def test_a_store_of_schema_version_2_is_migrated_and_its_runs_read_from_their_re
     store.put_record(record(20, {"zeta": 9, "alpha": "new"}, {"loss": 0.125}))
     assert_same(store)
     assert_same(store, params={"alpha": "new"})
+
+
+def test_line_breaks_and_values_of_megabytes_are_read_whole(store):
+    store.put_record(record(0, {"text": "x" * 5_000_000}, {"m": 1}, started_at="a\nb\r\nc"))
+    store.put_record(record(1, {"text": "y"}, {"m": 2}, status="failed", finished_at="\n"))
+    frame = runs_table.frame(assert_same(store))
+    assert len(frame["param_text"][0]) == 5_000_000 and frame["started_at"][0] == "a\nb\r\nc"

@@ -8,7 +8,10 @@ on open. Its tables:
     experiments         serialized experiments workers rebuild runs from
     runs                one row per run: the record's exact JSON text, plus columns to query
                         (experiment_id, run_index, status, completed, and `params`, `metrics`,
-                        `series` as jsonb)
+                        `series` as jsonb) and to read as a table without parsing the record
+                        (replicate, duration, started_at, finished_at, the names of its params
+                        and metrics, and `tabled`: whether these columns say exactly what the
+                        record says)
     artifacts           artifact bytes (or, with `artifact_root`, where the file is)
     logs                capture.log() text, appended chunk by chunk across attempts
     derived             derived metrics documents
@@ -24,8 +27,10 @@ schema name is always quoted as an identifier.
 The modules: `locator` (parsing `postgresql://` locators), `schema` (tables, creation and
 migration), `statements` (the SQL), `pool` (connection pools, retries while the server is
 away), `connection` (`Database`, where statements run), `encoding` (JSON for jsonb, records
-read back), `query` (SQL for `query_records`), `artifacts` (files under `artifact_root`),
-`logs` (a run's log) and `store` (`PostgresStore`). Only this package imports psycopg.
+read back), `query` (the SQL filters of `query_records` and `query_table`), `table` and
+`columns` (`query_table`: runs read with one `COPY` into a runs table), `artifacts` (files
+under `artifact_root`), `logs` (a run's log) and `store` (`PostgresStore`). Only this package
+imports psycopg.
 """
 
 from ...errors import MissingDependencyError

@@ -29,47 +29,60 @@ Decoded = tuple[Any, bool]
 def decoded(pa: Any, pc: Any, texts: Any) -> Decoded | None:
     """The values of `texts` (JSON texts, null where a run lacks the value) as `runs_table`
     types them, or None when every value is null."""
-    valid = len(texts) - texts.null_count
-    if valid == 0:
+    if texts.null_count == len(texts):
         return None
-    if _count(pc, pc.starts_with(texts, '"')) == valid:
+    # the first character of a JSON text says its kind
+    firsts = set(pc.unique(pc.utf8_slice_codeunits(texts, 0, 1)).to_pylist()) - {None}
+    if firsts == {'"'}:
         return _strings(pa, pc, texts), False
-    if _count(pc, pc.is_in(texts, value_set=pa.array(["true", "false"]))) == valid:
+    if firsts <= {"t", "f"}:
         return pc.equal(texts, "true"), False
-    ints = pc.match_substring_regex(texts, r"^-?[0-9]+$")
-    n_ints = _count(pc, ints)
-    if n_ints == valid:
-        try:
-            return pc.cast(texts, pa.int64()), False
-        except pa.ArrowInvalid:  # an int beyond 64 bits: JSON keeps it
-            return texts, True
-    numbers = _count(pc, pc.match_substring_regex(texts, r"^-?[0-9]"))
-    if numbers == valid and (n_ints == 0 or _exact_floats(pa, pc, pc.filter(texts, ints))):
-        return pc.cast(texts, pa.float64()), False
+    if firsts <= set("-0123456789"):
+        numbers = _numbers(pa, pc, texts)
+        if numbers is not None:
+            return numbers
     return texts, True
 
 
-def _count(pc: Any, flags: Any) -> int:
-    return int(pc.sum(flags).as_py() or 0)
+def decoded_text(pa: Any, pc: Any, texts: Any, kinds: set[str]) -> Decoded | None:
+    """The values of `texts` (each as text, a string without quotes: what `->>` gives, null
+    where a run lacks the value), all of `kinds` (`encoding.shape`'s letters; bools, strings,
+    or ints and floats), as `runs_table` types them, or None when every value is null."""
+    if texts.null_count == len(texts):
+        return None
+    if kinds <= {"s"}:
+        return texts, False
+    if kinds <= {"b"}:
+        return pc.equal(texts, "true"), False
+    if "i" not in kinds:
+        return pc.cast(texts, pa.float64()), False
+    return _numbers(pa, pc, texts) or (texts, True)
+
+
+def _numbers(pa: Any, pc: Any, texts: Any) -> Decoded | None:
+    """Numbers (as jsonb writes them: a float with a point, never an exponent; an int
+    without) as int64 or float64, or None when a float64 column could not hold an int
+    exactly (JSON keeps such a column: `runs_table` does so too)."""
+    points = pc.match_substring(texts, ".")
+    if not pc.any(points).as_py():
+        try:
+            return pc.cast(texts, pa.int64()), False
+        except pa.ArrowInvalid:  # an int beyond 64 bits
+            return texts, True
+    numbers = pc.cast(texts, pa.float64())
+    wide = pc.and_(pc.greater(pc.abs(numbers), EXACT_INT), pc.invert(points))
+    return None if pc.any(wide).as_py() else (numbers, False)
 
 
 def _strings(pa: Any, pc: Any, texts: Any) -> Any:
     inner = pc.utf8_slice_codeunits(texts, 1, -1)
     escaped = pc.fill_null(pc.match_substring(texts, "\\"), False)
-    if not _count(pc, escaped):
+    if not pc.any(escaped).as_py():
         return inner
     values = [json.loads(text) for text in pc.filter(texts, escaped).to_pylist()]
+    if isinstance(inner, pa.ChunkedArray):
+        inner, escaped = inner.combine_chunks(), escaped.combine_chunks()
     return pc.replace_with_mask(inner, escaped, pa.array(values, type=pa.string()))
-
-
-def _exact_floats(pa: Any, pc: Any, ints: Any) -> bool:
-    """Whether integers (JSON texts) all convert to float64 exactly."""
-    try:
-        numbers = pc.cast(ints, pa.int64())
-    except pa.ArrowInvalid:
-        return False
-    bounds = pc.min_max(numbers).as_py()
-    return bool(bounds["min"] >= -EXACT_INT and bounds["max"] <= EXACT_INT)
 
 
 def field_and_array(

@@ -55,8 +55,8 @@ back as the integer 10000000000000000)."""
 
 def table_columns(record: Mapping[str, Any]) -> tuple[Any, ...]:
     """The columns a runs table reads of a run besides `params` and `metrics`: `replicate`,
-    `duration`, `started_at`, `finished_at`, the names of its parameters and metrics (JSON
-    lists, in the record's order) and `tabled`: whether these columns and the jsonb `params`
+    `duration`, `started_at`, `finished_at`, the `shape` of its parameters and of its metrics
+    and `tabled`: whether these columns and the jsonb `params`
     and `metrics` give back exactly what the record holds. A record that is not tabled
     (a NaN metric, say, which jsonb keeps as the string "NaN") leaves them NULL: the table
     reads its record instead."""
@@ -82,10 +82,30 @@ def table_columns(record: Mapping[str, Any]) -> tuple[Any, ...]:
         None if duration is None else float(duration),
         started,
         finished,
-        json_text(list(params)),
-        json_text(list(metrics)),
+        shape(params),
+        shape(metrics),
         True,
     )
+
+
+def shape(values: Mapping[str, Any]) -> str:
+    """The names of `values` in order, each with the kind of its value (`b`ool, `i`nt,
+    `f`loat, `s`tring, `n`ull, or `j`son: a list or dict), as JSON text:
+    `[["lr", "f"], ["optimizer", "s"]]`."""
+    return json_text([[name, kind_of(value)] for name, value in values.items()])
+
+
+def kind_of(value: Any) -> str:
+    """The letter `shape` gives the kind of `value`."""
+    if isinstance(value, bool):
+        return "b"
+    if isinstance(value, int):
+        return "i"
+    if isinstance(value, float):
+        return "f"
+    if isinstance(value, str):
+        return "s"
+    return "n" if value is None else "j"
 
 
 def _int64_or_none(value: Any) -> bool:

@@ -87,7 +87,7 @@ _SCHEMA_V3 = (
     "ALTER TABLE {schema}.runs ADD COLUMN IF NOT EXISTS replicate bigint,"
     " ADD COLUMN IF NOT EXISTS duration double precision,"
     " ADD COLUMN IF NOT EXISTS started_at text, ADD COLUMN IF NOT EXISTS finished_at text,"
-    " ADD COLUMN IF NOT EXISTS param_keys text, ADD COLUMN IF NOT EXISTS metric_keys text,"
+    " ADD COLUMN IF NOT EXISTS param_shape text, ADD COLUMN IF NOT EXISTS metric_shape text,"
     " ADD COLUMN IF NOT EXISTS tabled boolean NOT NULL DEFAULT false",
 )
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
