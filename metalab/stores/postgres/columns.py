@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ... import runs_table
+from ...errors import require
 from ...runs_table import JSON, KIND, MISSING, NAME
 
 EXACT_INT = 1 << 53
@@ -148,9 +149,9 @@ def _patched(
 
 
 def _mask(pa: Any, positions: Mapping[int, Any], length: int) -> Any:
-    mask = [False] * length
-    for i in positions:
-        mask[i] = True
+    np = require("numpy", "pandas", "a table of runs")
+    mask = np.zeros(length, dtype=bool)
+    mask[np.fromiter(positions, dtype=np.int64, count=len(positions))] = True
     return pa.array(mask, type=pa.bool_())
 
 
