@@ -42,7 +42,7 @@ _RECORD_TYPES = {
     "index": "int64",
     "replicate": "int64",
     "status": "string",
-    "duration": "double",
+    "duration": "float64",
     "started_at": "string",
     "finished_at": "string",
 }
@@ -155,7 +155,7 @@ def _column(pa: Any, column: str, kind: bytes, name: str, values: list[Any]) -> 
     types.discard(_Missing)
     metadata = {KIND: kind, NAME: name.encode()}
     plain = None
-    if types <= {bool} or types <= {str} or types <= {int, float} and bool not in types:
+    if types <= {bool} or types <= {str} or types <= {int, float}:
         plain = _PLAIN[float] if float in types else _PLAIN[next(iter(types))] if types else None
     if plain is not None or not types:
         if missing:
@@ -355,3 +355,9 @@ def frame(
 def take(table: Any, positions: Sequence[int] | Any) -> Any:
     """The runs at `positions`, in that order."""
     return table.take(positions)
+
+
+def without_store_columns(table: Any) -> Any:
+    """`table` without the columns its store keeps for itself."""
+    keep = [f.name for f in table.schema if (f.metadata or {}).get(KIND) != b"store"]
+    return table.select(keep) if len(keep) != table.num_columns else table

@@ -1,0 +1,355 @@
+"""The runs table of a file store: one Parquet file, checked against the records at each load.
+
+`cache/table/runs.parquet` holds a runs table (`metalab.runs_table`) of every record of the
+store, sorted as loads return them (experiment id, run index, run id), with three store
+columns: `_inode`, `_mtime_ns` and `_size`, the identity of each record's file when the table
+was made. Its schema metadata `metalab.shards` notes, for each directory of records
+(`runs/<aa>`), its inode and modification time as they were before it was listed.
+
+Records are only ever renamed into place or removed, and either changes the directory that
+holds them. So a load stats the directories only (256 at most), and trusts the table's rows
+for a directory whose inode and modification time are the ones noted. Every other directory
+is listed and its files stat'ed: a row is kept where the file is the one noted (same inode,
+modification time and size), the journals writers keep (`metalab.stores.file.journal`) give
+the rows of records written since, and any other record is read from its file. A directory
+is noted only when it was last changed at least `SETTLED_NS` before it was listed (the
+filesystem's clock, read from a file written then), so that a record written in the same
+clock tick as the listing is never missed. When anything changed, the load writes the table
+again (when this user may write the store).
+
+The table is a cache: deleting it costs time, never a record. A table file that is damaged,
+is no runs table, was written by someone who could not have written the records, or notes
+directories that are not these is never trusted: its rows are checked as any others.
+A record edited in place by hand (not replaced) changes no directory: touch the directory of
+its run, or delete `cache/table/`, and the next load reads it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import Any
+
+from ... import _trust, runs_table
+from ...record import RECORD_FORMAT
+from ..atomic import atomic_write, read_fd, temporary
+from . import journal
+from .layout import Layout
+from .loading import read_journals
+from .records import named_record
+
+TABLE = "cache/table/runs.parquet"
+SETTLED_NS = 1_000_000_000
+"""How long before its listing a directory must have last changed to be noted as settled."""
+_RUN_ID = f"^{_trust.RUN_ID_PATTERN}$"
+_STORE_COLUMNS = {"_inode": "uint64", "_mtime_ns": "int64", "_size": "uint64"}
+
+
+def load_table(layout: Layout, experiment: str | None = None) -> Any:
+    """The runs of the store (of one experiment id or name; all when None) as a runs table,
+    from the cached table where it is current; rewrites the cache when it was not."""
+    pa, pc = _arrow()
+    clock = _filesystem_now(layout)
+    directories = _directories(layout)
+    cached, noted = _cached(layout, directories)
+    settled = {
+        name for name, st in directories.items() if noted.get(name) == [st.st_ino, st.st_mtime_ns]
+    }
+    changed = [name for name in directories if name not in settled]
+    files = _record_stats(layout, changed)
+    parts = []
+    if cached is not None:
+        shard = _shard_of(pc, cached.column("run_id"), layout.sharded)
+        parts.append(cached.filter(pc.is_in(shard, pa.array(sorted(settled), pa.string()))))
+        still = _still_current(pa, pc, cached, shard, changed, files)
+        if still is not None:
+            parts.append(still)
+    have = set()
+    for part in parts[1:]:
+        have.update(part.column("run_id").to_pylist())
+    wanted = {run_id: st for run_id, st in files.items() if run_id not in have}
+    fresh = _from_journals(layout, wanted) + _from_files(layout, wanted, files)
+    if fresh:
+        parts.append(_table_of_rows(fresh, files))
+    dropped = cached is not None and sum(p.num_rows for p in parts) != cached.num_rows
+    table = runs_table.concat(parts) if parts else _empty()
+    if fresh or dropped or changed or cached is None:
+        table = table.sort_by(
+            [("experiment_id", "ascending"), ("index", "ascending"), ("run_id", "ascending")]
+        )
+        _write(layout, table, _settled_now(directories, clock))
+    table = runs_table.without_store_columns(table)
+    return _of_experiment(pc, table, experiment)
+
+
+def _arrow() -> tuple[Any, Any]:
+    pa = runs_table._pa()
+    import pyarrow.compute as pc
+
+    return pa, pc
+
+
+def _empty() -> Any:
+    return runs_table.build({}, [], [], {k: (t, []) for k, t in _STORE_COLUMNS.items()})
+
+
+# ---------------------------------------------------------------- what is on disk
+def _directories(layout: Layout) -> dict[str, os.stat_result]:
+    """The stat of each directory of records, by shard name (`""` for a store of version 1,
+    whose records share `runs/`)."""
+    top = f"{layout.top}/runs"
+    if not layout.sharded:
+        try:
+            return {"": os.stat(top)}
+        except OSError:
+            return {}
+    out = {}
+    try:
+        names = os.listdir(top)
+    except OSError:
+        return {}
+    for name in names:
+        if layout.is_shard(name):
+            try:
+                st = os.stat(f"{top}/{name}", follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                out[name] = st
+    return out
+
+
+def _record_stats(layout: Layout, shards: list[str]) -> dict[str, os.stat_result]:
+    """Run id -> stat of its record file, for the records of `shards`."""
+    out: dict[str, os.stat_result] = {}
+    for name in sorted(shards):
+        directory = f"{layout.top}/runs/{name}" if name else f"{layout.top}/runs"
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            for run_id, _ in layout.runs_in("runs", directory, os.listdir(fd), "json"):
+                try:
+                    st = os.stat(f"{run_id}.json", dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:  # removed since the listing
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    out[run_id] = st
+        finally:
+            os.close(fd)
+    return out
+
+
+def _filesystem_now(layout: Layout) -> int | None:
+    """The filesystem's clock now (ns), from a file written and removed; None when this user
+    may not write here (then no table is written either)."""
+    directory = f"{layout.top}/cache/table"
+    path = f"{directory}/{temporary('clock')}"
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _settled_now(directories: dict[str, os.stat_result], clock: int | None) -> dict[str, list]:
+    """The directories a table made now may note: those last changed well before `clock`."""
+    if clock is None:
+        return {}
+    return {
+        name: [st.st_ino, st.st_mtime_ns]
+        for name, st in directories.items()
+        if st.st_mtime_ns < clock - SETTLED_NS
+    }
+
+
+# ---------------------------------------------------------------- the cached table
+def _cached(layout: Layout, directories: dict[str, os.stat_result]) -> tuple[Any, dict]:
+    """(the cached table, the directories it notes), or (None, {}) when there is none this
+    load may trust."""
+    import pyarrow.parquet as pq
+
+    path = f"{layout.top}/{TABLE}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None, {}
+    try:
+        st = os.fstat(fd)
+        owner = os.stat(f"{layout.top}/runs")
+        if not stat.S_ISREG(st.st_mode) or not _trust.may_vouch(st, owner.st_uid, 0o755):
+            return None, {}
+        data = read_fd(fd, st.st_size + 1)
+    except OSError:
+        return None, {}
+    finally:
+        os.close(fd)
+    try:
+        table = pq.read_table(runs_table._pa().BufferReader(data))
+        noted = json.loads((table.schema.metadata or {})[b"metalab.shards"])
+    except Exception:  # noqa: BLE001 - damaged or foreign: never trusted, only ignored
+        return None, {}
+    table = runs_table.checked(table)
+    if table is None or not isinstance(noted, dict) or not _has_store_columns(table):
+        return None, {}
+    _, pc = _arrow()
+    if (
+        table.num_rows
+        and not pc.all(pc.match_substring_regex(table.column("run_id"), _RUN_ID)).as_py()
+    ):
+        return None, {}
+    noted = {k: v for k, v in noted.items() if isinstance(v, list) and k in directories}
+    return table, noted
+
+
+def _has_store_columns(table: Any) -> bool:
+    pa, _ = _arrow()
+    return all(
+        name in table.column_names and table.schema.field(name).type == getattr(pa, type_)()
+        for name, type_ in _STORE_COLUMNS.items()
+    )
+
+
+def _shard_of(pc: Any, run_ids: Any, sharded: bool) -> Any:
+    if sharded:
+        return pc.utf8_slice_codeunits(run_ids, 0, 2)
+    return pc.if_else(pc.is_valid(run_ids), "", None)
+
+
+def _still_current(
+    pa: Any, pc: Any, cached: Any, shard: Any, changed: list[str], files: dict[str, Any]
+) -> Any | None:
+    """The rows of `cached` in `changed` directories whose file is the one they note."""
+    if not changed or not files:
+        return None
+    candidates = cached.filter(pc.is_in(shard, pa.array(changed, pa.string())))
+    if not candidates.num_rows:
+        return None
+    ids = list(files)
+    now = pa.table(
+        {
+            "run_id": pa.array(ids, pa.string()),
+            "_inode": pa.array([files[i].st_ino for i in ids], pa.uint64()),
+            "_mtime_ns": pa.array([files[i].st_mtime_ns for i in ids], pa.int64()),
+            "_size": pa.array([files[i].st_size for i in ids], pa.uint64()),
+        }
+    )
+    keys = ["run_id", *_STORE_COLUMNS]
+    matched = candidates.select(keys).join(now, keys=keys, join_type="inner")
+    if not matched.num_rows:
+        return None
+    return candidates.filter(pc.is_in(candidates.column("run_id"), matched.column("run_id")))
+
+
+def _write(layout: Layout, table: Any, settled: dict[str, list]) -> None:
+    """Write `table` as the store's cached table, noting `settled` directories; best effort
+    (a store this user may not write keeps the table it has)."""
+    import pyarrow.parquet as pq
+
+    if not _writable(layout.top):
+        return
+    pa, _ = _arrow()
+    metadata = dict(table.schema.metadata or {})
+    metadata[b"metalab.shards"] = json.dumps(settled).encode()
+    sink = pa.BufferOutputStream()
+    try:
+        pq.write_table(table.replace_schema_metadata(metadata), sink, compression="lz4")
+        atomic_write(f"{layout.top}/{TABLE}", sink.getvalue().to_pybytes(), make_dir=True)
+    except (OSError, pa.ArrowException):
+        pass
+
+
+def _writable(top: str) -> bool:
+    for directory in (f"{top}/cache/table", f"{top}/cache", top):
+        if os.path.lexists(directory):
+            return os.path.isdir(directory) and os.access(directory, os.W_OK)
+    return False
+
+
+def _of_experiment(pc: Any, table: Any, experiment: str | None) -> Any:
+    if experiment is None:
+        return table
+    ids = table.column("experiment_id")
+    if ":" in experiment:
+        return table.filter(pc.equal(ids, experiment))
+    return table.filter(pc.starts_with(ids, f"{experiment}:"))
+
+
+# ---------------------------------------------------------------- rows of records
+def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[dict[str, Any]]:
+    """The rows journals give of `wanted` records (removed from `wanted`): those noted with
+    the identity their file has now, by a writer who could have written them."""
+    if not wanted:
+        return []
+    rows = []
+    owners = {(st.st_uid, st.st_mode) for st in wanted.values()}
+    for _, jst, data in read_journals(layout.top):
+        trust = {owner: _trust.may_vouch(jst, *owner) for owner in owners}
+        for columns, _, length in journal.read_entries(data):
+            try:
+                run_ids, inodes, mtimes, sizes = columns[:4]
+                fields = columns[4:]
+                if sum(sizes) != length or (run_ids and set(fields[0]) != {RECORD_FORMAT}):
+                    continue
+                for i, run_id in enumerate(run_ids):
+                    st = wanted.get(run_id)
+                    if (
+                        st is not None
+                        and st.st_ino == inodes[i]
+                        and st.st_mtime_ns == mtimes[i]
+                        and st.st_size == sizes[i]
+                        and trust[st.st_uid, st.st_mode]
+                    ):
+                        rows.append(dict(zip(journal.ROW_KEYS, [run_id, *(c[i] for c in fields)])))
+                        del wanted[run_id]
+            except (TypeError, ValueError, KeyError, IndexError):
+                continue  # not an entry this metalab wrote: its records are read from files
+        if not wanted:
+            break
+    return rows
+
+
+def _from_files(
+    layout: Layout, wanted: dict[str, os.stat_result], files: dict[str, os.stat_result]
+) -> list[dict[str, Any]]:
+    """The records of `wanted` read from their files (a record replaced since its listing
+    gets the identity of the file read, in `files`)."""
+    rows = []
+    for run_id in sorted(wanted):
+        path = layout.record_path(run_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # removed since the listing
+            continue
+        try:
+            st = os.fstat(fd)
+            raw = read_fd(fd, st.st_size + 1) if stat.S_ISREG(st.st_mode) else None
+        except OSError:
+            raw = None
+        finally:
+            os.close(fd)
+        record = None if raw is None else named_record(raw, path)
+        if record is not None:
+            files[run_id] = st
+            rows.append(record)
+    return rows
+
+
+def _table_of_rows(rows: list[dict[str, Any]], files: dict[str, os.stat_result]) -> Any:
+    stats = [files[row["run_id"]] for row in rows]
+    extra = {
+        "_inode": ("uint64", [st.st_ino for st in stats]),
+        "_mtime_ns": ("int64", [st.st_mtime_ns for st in stats]),
+        "_size": ("uint64", [st.st_size for st in stats]),
+    }
+    return runs_table.from_rows(rows, extra)
