@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from .. import runs_table
 from ..contracts import JournalStore, QueryStore, Record, Store, StoreCapabilities, TableStore
+from ..errors import ValidationError, require
 from ..record import paused_gc
 from ..registry import open_store
 from ..validation import check_experiment_id, check_store
@@ -27,6 +29,23 @@ def load_results(store: Any, experiment: str | None = None) -> Results:
     check_experiment_id(experiment)
     opened = open_store(store, create=False)
     return Results(source_of(opened, experiment), opened)
+
+
+def table_path(store: Any) -> Path:
+    """The path of a file store's runs table, brought up to date: a Parquet file with one
+    row per run (`run_id`, `experiment_id`, `index`, `replicate`, `status`, `duration`,
+    `started_at`, `finished_at`, `param_<name>`, metrics by name), for pandas, polars or
+    DuckDB to read directly. Columns named `_<name>` are the store's own bookkeeping."""
+    check_store(store)
+    opened = open_store(store, create=False)
+    if not capabilities(opened).table:
+        raise ValidationError(
+            f"store {opened.public_locator!r} keeps no table file; "
+            "`metalab.load_results(store).to_arrow()` gives its runs as an Arrow table "
+            "(and `metalab export` writes one to a Parquet file)"
+        )
+    require("pyarrow", "pandas", "metalab.table_path()")
+    return cast(TableStore, opened).table_file()
 
 
 def sweep_results(store: Store, experiment_id: str, run_ids: Sequence[str]) -> Results:

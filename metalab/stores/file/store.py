@@ -32,7 +32,7 @@ from .experiments import ExperimentFiles
 from .journal import Journal
 from .layout import Layout
 from .records import RecordFiles
-from .table import load_table
+from .table import TABLE, load_table
 
 
 class FileStore(StoreDefaults):
@@ -176,6 +176,18 @@ class FileStore(StoreDefaults):
         """The runs (of one experiment id or name; all when None) as a runs table, from the
         store's cached table where it is current (see `metalab.stores.file.table`)."""
         return load_table(self._layout, experiment)
+
+    def table_file(self) -> Path:
+        """Bring the table file up to date and return its path (see `TableStore`)."""
+        load_table(self._layout)
+        path = self.root / TABLE
+        if not path.is_file():
+            raise StoreError(
+                f"the runs table of store {str(self.root)!r} could not be written (is the "
+                f"store read-only?); `metalab.load_results(store).to_arrow()` gives it in "
+                "memory"
+            )
+        return path
 
     def load_records(self) -> list[tuple[bytes | dict[str, Any], dict[str, Any]]]:
         """Every record of the store as (entry, row).

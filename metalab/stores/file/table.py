@@ -27,11 +27,14 @@ its run, or delete `cache/table/`, and the next load reads it again.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import stat
+import time
 from typing import Any
 
 from ... import _trust, runs_table
+from ..._identity import RUN_ID_LENGTH
 from ...record import RECORD_FORMAT
 from ..atomic import atomic_write, read_fd, temporary
 from . import journal
@@ -42,7 +45,6 @@ from .records import named_record
 TABLE = "cache/table/runs.parquet"
 SETTLED_NS = 1_000_000_000
 """How long before its listing a directory must have last changed to be noted as settled."""
-_RUN_ID = f"^{_trust.RUN_ID_PATTERN}$"
 _STORE_COLUMNS = {"_inode": "uint64", "_mtime_ns": "int64", "_size": "uint64"}
 
 
@@ -52,13 +54,15 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
     pa, pc = _arrow()
     clock = _filesystem_now(layout)
     directories = _directories(layout)
-    cached, noted = _cached(layout, directories)
+    cached, noted = _cached(layout)
     settled = {
         name for name, st in directories.items() if noted.get(name) == [st.st_ino, st.st_mtime_ns]
     }
     changed = [name for name in directories if name not in settled]
     files = _record_stats(layout, changed)
     parts = []
+    if cached is not None and not changed and settled == noted.keys():
+        return _of_experiment(pc, runs_table.without_store_columns(cached), experiment)
     if cached is not None:
         shard = _shard_of(pc, cached.column("run_id"), layout.sharded)
         parts.append(cached.filter(pc.is_in(shard, pa.array(sorted(settled), pa.string()))))
@@ -78,7 +82,8 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
         table = table.sort_by(
             [("experiment_id", "ascending"), ("index", "ascending"), ("run_id", "ascending")]
         )
-        _write(layout, table, _settled_now(directories, clock))
+        if _write(layout, table, _settled_now(directories, clock)):
+            _retire_journals(layout)
     table = runs_table.without_store_columns(table)
     return _of_experiment(pc, table, experiment)
 
@@ -174,7 +179,7 @@ def _settled_now(directories: dict[str, os.stat_result], clock: int | None) -> d
 
 
 # ---------------------------------------------------------------- the cached table
-def _cached(layout: Layout, directories: dict[str, os.stat_result]) -> tuple[Any, dict]:
+def _cached(layout: Layout) -> tuple[Any, dict]:
     """(the cached table, the directories it notes), or (None, {}) when there is none this
     load may trust."""
     import pyarrow.parquet as pq
@@ -189,13 +194,14 @@ def _cached(layout: Layout, directories: dict[str, os.stat_result]) -> tuple[Any
         owner = os.stat(f"{layout.top}/runs")
         if not stat.S_ISREG(st.st_mode) or not _trust.may_vouch(st, owner.st_uid, 0o755):
             return None, {}
-        data = read_fd(fd, st.st_size + 1)
-    except OSError:
+        data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else b""
+    except (OSError, ValueError):
         return None, {}
     finally:
         os.close(fd)
     try:
-        table = pq.read_table(runs_table._pa().BufferReader(data))
+        # the file mapped, not read: its pages are the page cache's
+        table = pq.read_table(runs_table._pa().py_buffer(data))
         noted = json.loads((table.schema.metadata or {})[b"metalab.shards"])
     except Exception:  # noqa: BLE001 - damaged or foreign: never trusted, only ignored
         return None, {}
@@ -203,13 +209,10 @@ def _cached(layout: Layout, directories: dict[str, os.stat_result]) -> tuple[Any
     if table is None or not isinstance(noted, dict) or not _has_store_columns(table):
         return None, {}
     _, pc = _arrow()
-    if (
-        table.num_rows
-        and not pc.all(pc.match_substring_regex(table.column("run_id"), _RUN_ID)).as_py()
-    ):
-        return None, {}
-    noted = {k: v for k, v in noted.items() if isinstance(v, list) and k in directories}
-    return table, noted
+    lengths = pc.min_max(pc.binary_length(table.column("run_id"))).as_py()
+    if table.num_rows and lengths != {"min": RUN_ID_LENGTH, "max": RUN_ID_LENGTH}:
+        return None, {}  # (each run id is checked when it becomes a path: `Layout.run_dir`)
+    return table, {k: v for k, v in noted.items() if isinstance(v, list)}
 
 
 def _has_store_columns(table: Any) -> bool:
@@ -251,22 +254,44 @@ def _still_current(
     return candidates.filter(pc.is_in(candidates.column("run_id"), matched.column("run_id")))
 
 
-def _write(layout: Layout, table: Any, settled: dict[str, list]) -> None:
+def _write(layout: Layout, table: Any, settled: dict[str, list]) -> bool:
     """Write `table` as the store's cached table, noting `settled` directories; best effort
-    (a store this user may not write keeps the table it has)."""
+    (a store this user may not write keeps the table it has). Whether it was written."""
     import pyarrow.parquet as pq
 
     if not _writable(layout.top):
-        return
+        return False
     pa, _ = _arrow()
     metadata = dict(table.schema.metadata or {})
     metadata[b"metalab.shards"] = json.dumps(settled).encode()
     sink = pa.BufferOutputStream()
     try:
-        pq.write_table(table.replace_schema_metadata(metadata), sink, compression="lz4")
+        pq.write_table(table.replace_schema_metadata(metadata), sink, compression="zstd")
         atomic_write(f"{layout.top}/{TABLE}", sink.getvalue().to_pybytes(), make_dir=True)
     except (OSError, pa.ArrowException):
-        pass
+        return False
+    return True
+
+
+def _retire_journals(layout: Layout) -> None:
+    """Remove the journal files the table just written makes redundant: this user's, that
+    nobody wrote to for a while (`journal.removable`); a writer still at work keeps its own."""
+    directory = f"{layout.top}/cache/journal"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        if not name.endswith(journal.SUFFIX) or name.startswith("."):
+            continue
+        path = f"{directory}/{name}"
+        try:
+            st = os.stat(path, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and journal.removable(path, st, now):
+                os.unlink(path)
+        except OSError:
+            continue
 
 
 def _writable(top: str) -> bool:
