@@ -222,7 +222,7 @@ class DatabaseSelection(RecordSource):
         """The selected runs, fetched the first time."""
         if self._fetched is None:
             query = self._query
-            arguments = dict(
+            arguments: dict[str, Any] = dict(
                 experiment_id=query.experiment_id,
                 params=dict(query.params),
                 metric_filters=list(query.metric_filters),
