@@ -32,7 +32,7 @@ from .experiments import ExperimentFiles
 from .journal import Journal
 from .layout import Layout
 from .records import RecordFiles
-from .table import TABLE, load_table
+from .table import TABLE, current_runs, load_table
 
 
 class FileStore(StoreDefaults):
@@ -132,6 +132,10 @@ class FileStore(StoreDefaults):
         A completed record whose `.done` marker is missing (its writer was killed between
         the two) counts as completed, and its marker is made again. The first scan of a
         store object also removes what killed writers left among the claims."""
+        current = current_runs(self._layout)  # from the runs table, when it is current
+        if current is not None:
+            self._claims.tidy_once()
+            return current
         return self._records.scan()
 
     def put_record(self, record: dict[str, Any]) -> bytes:

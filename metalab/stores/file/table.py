@@ -88,6 +88,39 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
     return _of_experiment(pc, table, experiment)
 
 
+def current_runs(layout: Layout) -> tuple[set[str], set[str]] | None:
+    """(run ids with a record, run ids completed), from the cached table when it holds every
+    directory of records as it is now; None when it does not (or pyarrow is missing), and
+    the records must be listed. Reads the table's run ids and statuses only."""
+    if not runs_table.available():
+        return None
+    import pyarrow.parquet as pq
+
+    directories = _directories(layout)
+    opened = _opened(layout)
+    if opened is None:
+        return None
+    try:
+        source = runs_table._pa().py_buffer(opened)
+        schema = pq.read_schema(source)
+        noted = json.loads((schema.metadata or {})[b"metalab.shards"])
+        if not isinstance(noted, dict) or noted.keys() != directories.keys():
+            return None
+        if any(noted[name] != [st.st_ino, st.st_mtime_ns] for name, st in directories.items()):
+            return None
+        if runs_table.checked(schema.empty_table()) is None:
+            return None
+        table = pq.read_table(source, columns=["run_id", "status"])
+    except Exception:  # noqa: BLE001 - damaged or foreign: the records are listed
+        return None
+    pa, pc = _arrow()
+    if table.schema.types != [pa.string(), pa.string()] or table.column("status").null_count:
+        return None
+    ids = table.column("run_id")
+    done = ids.filter(pc.equal(table.column("status"), "completed"))
+    return set(ids.to_pylist()), set(done.to_pylist())
+
+
 def _arrow() -> tuple[Any, Any]:
     pa = runs_table._pa()
     import pyarrow.compute as pc
@@ -184,21 +217,9 @@ def _cached(layout: Layout) -> tuple[Any, dict]:
     load may trust."""
     import pyarrow.parquet as pq
 
-    path = f"{layout.top}/{TABLE}"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+    data = _opened(layout)
+    if data is None:
         return None, {}
-    try:
-        st = os.fstat(fd)
-        owner = os.stat(f"{layout.top}/runs")
-        if not stat.S_ISREG(st.st_mode) or not _trust.may_vouch(st, owner.st_uid, 0o755):
-            return None, {}
-        data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else b""
-    except (OSError, ValueError):
-        return None, {}
-    finally:
-        os.close(fd)
     try:
         # the file mapped, not read: its pages are the page cache's
         table = pq.read_table(runs_table._pa().py_buffer(data))
@@ -213,6 +234,27 @@ def _cached(layout: Layout) -> tuple[Any, dict]:
     if table.num_rows and lengths != {"min": RUN_ID_LENGTH, "max": RUN_ID_LENGTH}:
         return None, {}  # (each run id is checked when it becomes a path: `Layout.run_dir`)
     return table, {k: v for k, v in noted.items() if isinstance(v, list)}
+
+
+def _opened(layout: Layout) -> Any:
+    """The cached table file, mapped (its pages are the page cache's), when this load may
+    trust it: a regular file whoever could write the records wrote, nobody else could; or
+    None."""
+    path = f"{layout.top}/{TABLE}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        owner = os.stat(f"{layout.top}/runs")
+        if not stat.S_ISREG(st.st_mode) or not _trust.may_vouch(st, owner.st_uid, 0o755):
+            return None
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _has_store_columns(table: Any) -> bool:
