@@ -79,27 +79,34 @@ def _pa():
 # ---------------------------------------------------------------- building
 def build(
     record_columns: Mapping[str, Sequence[Any]],
-    params: Sequence[Mapping[str, Any]],
-    metrics: Sequence[Mapping[str, Any]],
+    params: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    metrics: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     extra: Mapping[str, tuple[str, Sequence[Any]]] | None = None,
 ) -> Any:
     """A runs table from columns: each record column's values, each run's params and metrics
-    (dicts), and `extra` store columns (`name -> (arrow type name, values)`)."""
+    (a dict per run, or a dict of columns: a value per run by name, every run having each),
+    and `extra` store columns (`name -> (arrow type name, values)`)."""
     pa = _pa()
     fields, arrays = [], []
     for name in RECORD_COLUMNS:
         values = record_columns.get(name)
-        values = [None] * len(params) if values is None else values
+        values = [None] * _count(record_columns, params) if values is None else values
         field, array = _column(pa, name, b"record", name, list(values))
         fields.append(field)
         arrays.append(array)
     taken = set(RECORD_COLUMNS)
     for kind, mappings in (("params", params), ("metrics", metrics)):
-        for key in _names_in(mappings):
-            values = [m.get(key, MISSING) if m else MISSING for m in mappings]
+        if isinstance(mappings, Mapping):  # already by name: {name: a value per run}
+            by_name = mappings
+        else:
+            by_name = {
+                key: [m.get(key, MISSING) if m else MISSING for m in mappings]
+                for key in _names_in(mappings)
+            }
+        for key, values in by_name.items():
             column = _column_name(kind, key, taken)
             taken.add(column)
-            field, array = _column(pa, column, _KINDS[kind], key, values)
+            field, array = _column(pa, column, _KINDS[kind], key, list(values))
             fields.append(field)
             arrays.append(array)
     for name, (type_name, values) in (extra or {}).items():
@@ -107,6 +114,14 @@ def build(
         arrays.append(pa.array(values, type=fields[-1].type))
     schema = pa.schema(fields, metadata={b"metalab.table": TABLE_FORMAT})
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _count(record_columns: Mapping[str, Sequence[Any]], params: Any) -> int:
+    for values in record_columns.values():
+        return len(values)
+    if isinstance(params, Mapping):
+        return len(next(iter(params.values()), ()))
+    return len(params)
 
 
 def from_rows(rows: Sequence[Row], extra: Mapping[str, tuple[str, Sequence[Any]]] | None = None):

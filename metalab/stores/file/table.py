@@ -39,7 +39,6 @@ from ...record import RECORD_FORMAT
 from ..atomic import atomic_write, read_fd, temporary
 from . import journal
 from .layout import Layout
-from .loading import read_journals
 from .records import named_record
 
 TABLE = "cache/table/runs.parquet"
@@ -73,12 +72,12 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
     for part in parts[1:]:
         have.update(part.column("run_id").to_pylist())
     wanted = {run_id: st for run_id, st in files.items() if run_id not in have}
-    fresh = _from_journals(layout, wanted) + _from_files(layout, wanted, files)
+    parts += _from_journals(layout, wanted)
+    fresh = _from_files(layout, wanted, files)
     if fresh:
         parts.append(_table_of_rows(fresh, files))
-    dropped = cached is not None and sum(p.num_rows for p in parts) != cached.num_rows
     table = runs_table.concat(parts) if parts else _empty()
-    if fresh or dropped or changed or cached is None:
+    if changed or cached is None or settled != noted.keys():
         table = table.sort_by(
             [("experiment_id", "ascending"), ("index", "ascending"), ("run_id", "ascending")]
         )
@@ -353,37 +352,105 @@ def _of_experiment(pc: Any, table: Any, experiment: str | None) -> Any:
 
 
 # ---------------------------------------------------------------- rows of records
-def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[dict[str, Any]]:
-    """The rows journals give of `wanted` records (removed from `wanted`): those noted with
-    the identity their file has now, by a writer who could have written them."""
+def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[Any]:
+    """Tables of the rows journals give of `wanted` records (removed from `wanted`): those
+    noted with the identity their file has now, by a writer who could have written them
+    all. Read by columns: no row is made one at a time."""
     if not wanted:
         return []
-    rows = []
-    owners = {(st.st_uid, st.st_mode) for st in wanted.values()}
-    for _, jst, data in read_journals(layout.top):
-        trust = {owner: _trust.may_vouch(jst, *owner) for owner in owners}
-        for columns, _, length in journal.read_entries(data):
-            try:
-                run_ids, inodes, mtimes, sizes = columns[:4]
-                fields = columns[4:]
-                if sum(sizes) != length or (run_ids and set(fields[0]) != {RECORD_FORMAT}):
-                    continue
-                for i, run_id in enumerate(run_ids):
-                    st = wanted.get(run_id)
-                    if (
-                        st is not None
-                        and st.st_ino == inodes[i]
-                        and st.st_mtime_ns == mtimes[i]
-                        and st.st_size == sizes[i]
-                        and trust[st.st_uid, st.st_mode]
-                    ):
-                        rows.append(dict(zip(journal.ROW_KEYS, [run_id, *(c[i] for c in fields)])))
-                        del wanted[run_id]
-            except (TypeError, ValueError, KeyError, IndexError):
-                continue  # not an entry this metalab wrote: its records are read from files
-        if not wanted:
-            break
-    return rows
+    pa, pc = _arrow()
+    ids = list(wanted)
+    stats = [wanted[run_id] for run_id in ids]
+    current = pa.table(
+        {
+            "run_id": pa.array(ids, pa.string()),
+            "_inode": pa.array([st.st_ino for st in stats], pa.uint64()),
+            "_mtime_ns": pa.array([st.st_mtime_ns for st in stats], pa.int64()),
+            "_size": pa.array([st.st_size for st in stats], pa.uint64()),
+        }
+    )
+    owners = {(st.st_uid, st.st_mode) for st in stats}
+    keys = ["run_id", *_STORE_COLUMNS]
+    found = []
+    for _, jst, data in _journal_files(layout.top):
+        if not all(_trust.may_vouch(jst, *owner) for owner in owners):
+            continue  # its records are read from their files
+        for columns, _, length in journal.read_entries(data, metric_columns=True):
+            table = _entry_table(columns, length)
+            if table is not None:
+                matched = table.select(keys).join(current, keys=keys, join_type="left semi")
+                if matched.num_rows:  # (a join keeps no field metadata: filter by its ids)
+                    found.append(
+                        table.filter(pc.is_in(table.column("run_id"), matched.column("run_id")))
+                    )
+    # a record two journals hold alike (a writer's and an earlier load's): taken once
+    taken: set[str] = set()
+    out = []
+    for table in found:
+        run_ids = table.column("run_id")
+        if taken:
+            table = table.filter(pc.invert(pc.is_in(run_ids, pa.array(taken, pa.string()))))
+            run_ids = table.column("run_id")
+        fresh = run_ids.to_pylist()
+        if len(set(fresh)) != len(fresh):
+            continue  # an entry naming a run twice is no entry this metalab wrote
+        taken.update(fresh)
+        out.append(table)
+    for run_id in taken:
+        del wanted[run_id]
+    return out
+
+
+def _entry_table(columns: list[Any], length: int) -> Any | None:
+    """The runs table of one journal entry's columns, with the identities it noted; None
+    for an entry this metalab did not write."""
+    try:
+        run_ids, inodes, mtimes, sizes = columns[:4]
+        fields = dict(zip(journal.ROW_FIELDS, columns[4:]))
+        if sum(sizes) != length or (run_ids and set(fields["format"]) != {RECORD_FORMAT}):
+            return None
+        params, metrics = fields["params"], fields["metrics"]
+        if not all(type(p) is dict for p in params) or not (
+            isinstance(metrics, dict) or all(type(m) is dict for m in metrics)
+        ):
+            return None
+        record_columns = {name: fields[name] for name in runs_table.RECORD_COLUMNS[1:]}
+        extra = {
+            "_inode": ("uint64", inodes),
+            "_mtime_ns": ("int64", mtimes),
+            "_size": ("uint64", sizes),
+        }
+        table = runs_table.build({"run_id": run_ids, **record_columns}, params, metrics, extra)
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError):
+        return None
+    return runs_table.checked(table)
+
+
+def _journal_files(top: str) -> list[tuple[str, os.stat_result, Any]]:
+    """(path, stat, mapped bytes) of the journal files of the store at `top`, snapshots
+    first; mapped, not read: most of a journal is records' bytes a table does not need."""
+    directory = f"{top}/cache/journal"
+    try:
+        names = sorted(os.listdir(directory), key=lambda n: (not n.startswith("load-"), n))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if not name.endswith(journal.SUFFIX) or name.startswith("."):
+            continue
+        try:
+            fd = os.open(f"{directory}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_size:
+                out.append((name, st, mmap.mmap(fd, 0, access=mmap.ACCESS_READ)))
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
+    return out
 
 
 def _from_files(
