@@ -370,35 +370,33 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
         }
     )
     owners = {(st.st_uid, st.st_mode) for st in stats}
-    keys = ["run_id", *_STORE_COLUMNS]
-    found = []
+    tables = []
     for _, jst, data in _journal_files(layout.top):
         if not all(_trust.may_vouch(jst, *owner) for owner in owners):
             continue  # its records are read from their files
         for columns, _, length in journal.read_entries(data, metric_columns=True):
             table = _entry_table(columns, length)
             if table is not None:
-                matched = table.select(keys).join(current, keys=keys, join_type="left semi")
-                if matched.num_rows:  # (a join keeps no field metadata: filter by its ids)
-                    found.append(
-                        table.filter(pc.is_in(table.column("run_id"), matched.column("run_id")))
-                    )
+                tables.append(table)
+    if not tables:
+        return []
+    noted = runs_table.concat(tables)
+    # the rows noted with the identity the file has now (a join keeps no field metadata:
+    # the schema is put back)
+    keys = ["run_id", *_STORE_COLUMNS]
+    joined = noted.join(current, keys=keys, join_type="left semi")
+    if joined.column_names != noted.column_names:
+        return []
+    matched = pa.Table.from_arrays(joined.columns, schema=noted.schema)
     # a record two journals hold alike (a writer's and an earlier load's): taken once
-    taken: set[str] = set()
-    out = []
-    for table in found:
-        run_ids = table.column("run_id")
-        if taken:
-            table = table.filter(pc.invert(pc.is_in(run_ids, pa.array(taken, pa.string()))))
-            run_ids = table.column("run_id")
-        fresh = run_ids.to_pylist()
-        if len(set(fresh)) != len(fresh):
-            continue  # an entry naming a run twice is no entry this metalab wrote
-        taken.update(fresh)
-        out.append(table)
-    for run_id in taken:
+    first: dict[str, int] = {}
+    for position, run_id in enumerate(matched.column("run_id").to_pylist()):
+        first.setdefault(run_id, position)
+    if len(first) != matched.num_rows:
+        matched = matched.take(pa.array(list(first.values()), pa.int64()))
+    for run_id in first:
         del wanted[run_id]
-    return out
+    return [matched]
 
 
 def _entry_table(columns: list[Any], length: int) -> Any | None:
