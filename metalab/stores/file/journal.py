@@ -301,7 +301,7 @@ def _columns(header: Any, binary: memoryview, metric_columns: bool = False) -> l
             raise ValueError("a column of the wrong length")
         return values
 
-    columns = [run_ids, *(unpacked(code, k) for k, code in enumerate(_IDENTITY))]
+    columns: list[Any] = [run_ids, *(unpacked(code, k) for k, code in enumerate(_IDENTITY))]
     for name, spec in zip(ROW_FIELDS, header[1:]):
         if name == "metrics" and isinstance(spec, dict):
             keys = spec["keys"]

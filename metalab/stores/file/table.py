@@ -358,7 +358,7 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
     all. Read by columns: no row is made one at a time."""
     if not wanted:
         return []
-    pa, pc = _arrow()
+    pa, _ = _arrow()
     ids = list(wanted)
     stats = [wanted[run_id] for run_id in ids]
     current = pa.table(
