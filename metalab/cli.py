@@ -217,9 +217,7 @@ def _export_table(source: str, destination: str, experiment: str | None) -> None
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, destination)
     except OSError as exc:
-        raise click.ClickException(
-            f"cannot write {destination!r}: {exc.strerror or exc}"
-        ) from exc
+        raise click.ClickException(f"cannot write {destination!r}: {exc.strerror or exc}") from exc
     click.echo(f"wrote {table.num_rows} runs to {destination}")
 
 

@@ -8,7 +8,10 @@ Columns, named as `Results.to_dataframe()` names them:
 * one per scalar metric, named after it (`metric_<name>` where a record or parameter column
   has that name);
 * columns a store keeps for its own bookkeeping, named `_<name>` (a file store's record file
-  identity, say), which no frame shows.
+  identity, say), which no frame shows;
+* `_series`, where a store keeps it: each run's stepped metrics (`{name: {"steps": [...],
+  "values": [...]}}`) as JSON text, null for a run without any; `Results.metric_series()`
+  reads it instead of every record.
 
 Each field's metadata says what it holds (`metalab`: `record`, `param`, `metric` or
 `store`; `name`: the parameter's or metric's own name). A value a run lacks is null. A column
@@ -29,6 +32,8 @@ from typing import Any
 from .errors import require
 from .record import RECORD_COLUMNS
 
+SERIES = "_series"
+"""The column of each run's stepped metrics, as JSON text (null for none)."""
 KIND = b"metalab"
 NAME = b"name"
 JSON = b"json"
@@ -110,7 +115,8 @@ def build(
             fields.append(field)
             arrays.append(array)
     for name, (type_name, values) in (extra or {}).items():
-        fields.append(pa.field(name, getattr(pa, type_name)(), metadata={KIND: b"store"}))
+        kind = b"series" if name == SERIES else b"store"
+        fields.append(pa.field(name, getattr(pa, type_name)(), metadata={KIND: kind}))
         arrays.append(pa.array(values, type=fields[-1].type))
     schema = pa.schema(fields, metadata={b"metalab.table": TABLE_FORMAT})
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -269,7 +275,9 @@ def checked(table: Any) -> Any | None:
         return None
     for field in table.schema:
         kind = (field.metadata or {}).get(KIND)
-        if kind not in (b"record", b"param", b"metric", b"store"):
+        if kind not in (b"record", b"param", b"metric", b"store", b"series"):
+            return None
+        if kind == b"series" and (field.name != SERIES or field.type != pa.string()):
             return None
         if kind in (b"param", b"metric") and not (field.metadata or {}).get(NAME):
             return None
@@ -372,7 +380,24 @@ def take(table: Any, positions: Sequence[int] | Any) -> Any:
     return table.take(positions)
 
 
-def without_store_columns(table: Any) -> Any:
-    """`table` without the columns its store keeps for itself."""
-    keep = [f.name for f in table.schema if (f.metadata or {}).get(KIND) != b"store"]
+def without_store_columns(table: Any, *, series: bool = True) -> Any:
+    """`table` without the columns its store keeps for itself (and without `_series`, unless
+    `series`)."""
+    dropped = (b"store",) if series else (b"store", b"series")
+    keep = [f.name for f in table.schema if (f.metadata or {}).get(KIND) not in dropped]
     return table.select(keep) if len(keep) != table.num_columns else table
+
+
+def series_texts(records: Sequence[Any]) -> list[str | None]:
+    """The `_series` column of records: each one's stepped metrics as JSON, or None."""
+    dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":"), default=_fallback).encode
+    return [dumps(series) if (series := r.get("series")) else None for r in records]
+
+
+def series_of(table: Any) -> list[dict[str, Any] | None] | None:
+    """Each run's stepped metrics (None for a run without any), from the `_series` column;
+    None when the table has no such column."""
+    if SERIES not in table.column_names:
+        return None
+    loads = json.loads
+    return [None if v is None else loads(v) for v in table.column(SERIES).to_pylist()]

@@ -114,6 +114,10 @@ def test_results_from_the_table_equal_results_from_the_records(store):
     assert again.failed[0].error["message"] == "three is unlucky"
     series = again.metric_series("loss")
     pd.testing.assert_frame_equal(series, expected.metric_series("loss"))
+    pd.testing.assert_frame_equal(again.metric_series(), expected.metric_series())
+    assert len(series) == len(again)  # one step per run
+    # the stepped metrics came from the table, not from the records
+    assert again._source._records is None
 
 
 @pytest.mark.parametrize("settled", [False, True], ids=["just-written", "settled"])
@@ -247,5 +251,12 @@ def test_to_arrow_and_the_table_file_read_by_pandas(store):
     frame = pd.read_parquet(path)
     assert sorted(frame["run_id"]) == sorted(run.run_id for run in loaded)
     # the store's own bookkeeping columns start with "_"
-    assert {c for c in frame.columns if c.startswith("_")} == {"_inode", "_mtime_ns", "_size"}
+    assert {c for c in frame.columns if c.startswith("_")} == {
+        "_inode",
+        "_mtime_ns",
+        "_size",
+        "_series",
+    }
+    # each run's stepped metrics, as JSON text
+    assert json.loads(frame["_series"][0]) == loaded[0].record["series"]
     assert pq.read_schema(path).field("param_shape").metadata[b"json"] == b"1"

@@ -12,6 +12,7 @@ from .._frame import results_frame
 from ..derived import check_functions, compute, read_document, stale, values_of
 from ..errors import CodeChangedWarning, ValidationError, require
 from ..record import Status, paused_gc
+from ..runs_table import MISSING
 from ..stored_run import Run
 from . import tables
 from .selection import (
@@ -376,17 +377,33 @@ class Results(Sequence[Run]):
         if name is not None:
             self._check([name], "series", "metric_series()")
         params, _ = self._columns()
-        rows = []
-        for r in self._records:
-            for metric, series in (r.get("series") or {}).items():
+        source = self._source
+        run_ids, indices = source.field("run_id"), source.field("index")
+        param_values = [source.values("params", p) for p in params]
+        columns: dict[str, list[Any]] = {"run_id": [], "index": [], "metric": []}
+        columns.update({f"param_{p}": [] for p in params})
+        steps: list[Any] = []
+        values: list[Any] = []
+        for position, series_of_run in enumerate(source.series_of()):
+            for metric, series in (series_of_run or {}).items():
                 if name is not None and metric != name:
                     continue
-                base = {"run_id": r["run_id"], "index": r.get("index")}
-                base.update({f"param_{p}": r["params"].get(p) for p in params})
-                for step, value in zip(series["steps"], series["values"]):
-                    rows.append({**base, "metric": metric, "step": step, "value": value})
-        columns = ["run_id", "index", *(f"param_{p}" for p in params), "metric", "step", "value"]
-        return pd.DataFrame(rows, columns=columns)
+                got = list(zip(series["steps"], series["values"]))
+                count = len(got)
+                columns["run_id"] += [run_ids[position]] * count
+                columns["index"] += [indices[position]] * count
+                columns["metric"] += [metric] * count
+                for p, found in zip(params, param_values):
+                    value = found[position]
+                    columns[f"param_{p}"] += [None if value is MISSING else value] * count
+                steps += [step for step, _ in got]
+                values += [value for _, value in got]
+        order = ["run_id", "index", *(f"param_{p}" for p in params), "metric"]
+        data = {key: columns[key] for key in order}
+        frame = pd.DataFrame({**data, "step": steps, "value": values}) if steps else None
+        if frame is None:
+            return pd.DataFrame([], columns=[*order, "step", "value"])
+        return frame
 
     # ---------------------------------------------------------------- display
     def display(self, group_by: Sequence[str] | str | None = None, *, file: Any = None) -> None:

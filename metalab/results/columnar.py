@@ -89,8 +89,12 @@ class Columnar(RecordSource):
             include_metrics=include_metrics,
         )
 
+    def series_of(self) -> list[dict[str, Any] | None]:
+        kept = runs_table.series_of(self.table)
+        return super().series_of() if kept is None else kept
+
     def to_arrow(self) -> Any:
-        return runs_table.without_store_columns(self.table)
+        return runs_table.without_store_columns(self.table, series=False)
 
 
 def _by_id(records: Any) -> dict[str, Record]:

@@ -110,10 +110,17 @@ class RecordSource(ABC):
     def names(self, kind: str) -> list[str]:
         """Return the names of `kind` (`params`, `metrics` or `series`) the runs have, in
         order of first appearance."""
-        records = self.records() if kind == "series" else self.rows()
+        if kind == "series":
+            values: Sequence[Any] = self.series_of()
+        else:
+            values = [r.get(kind) for r in self.rows()]
         # runs of a sweep share their key sets: collect each distinct set once
-        sets = dict.fromkeys(tuple(r.get(kind) or ()) for r in records)
+        sets = dict.fromkeys(tuple(v or ()) for v in values)
         return list(dict.fromkeys(name for names in sets for name in names))
+
+    def series_of(self) -> list[dict[str, Any] | None]:
+        """Return each run's stepped metrics (`{name: {"steps", "values"}}`, or None)."""
+        return [r.get("series") or None for r in self.records()]
 
     def row_at(self, position: int) -> Record:
         """Return the row (see `rows`) at `position`."""
@@ -268,6 +275,9 @@ class DatabaseSelection(RecordSource):
 
     def to_arrow(self) -> Any:
         return self.fetched().to_arrow()
+
+    def series_of(self) -> list[dict[str, Any] | None]:
+        return self.fetched().series_of()
 
     def query(self) -> Query | None:
         return self._query if self._fetched is None else None

@@ -128,7 +128,8 @@ def _arrow() -> tuple[Any, Any]:
 
 
 def _empty() -> Any:
-    return runs_table.build({}, [], [], {k: (t, []) for k, t in _STORE_COLUMNS.items()})
+    extra = {k: (t, []) for k, t in _STORE_COLUMNS.items()}
+    return runs_table.build({}, [], [], {**extra, runs_table.SERIES: ("string", [])})
 
 
 # ---------------------------------------------------------------- what is on disk
@@ -258,6 +259,9 @@ def _opened(layout: Layout) -> Any:
 
 def _has_store_columns(table: Any) -> bool:
     pa, _ = _arrow()
+    series = runs_table.SERIES
+    if series not in table.column_names or table.schema.field(series).type != pa.string():
+        return False
     return all(
         name in table.column_names and table.schema.field(name).type == getattr(pa, type_)()
         for name, type_ in _STORE_COLUMNS.items()
@@ -374,8 +378,8 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
     for _, jst, data in _journal_files(layout.top):
         if not all(_trust.may_vouch(jst, *owner) for owner in owners):
             continue  # its records are read from their files
-        for columns, _, length in journal.read_entries(data, metric_columns=True):
-            table = _entry_table(columns, length)
+        for columns, offset, length in journal.read_entries(data, metric_columns=True):
+            table = _entry_table(columns, data, offset, length)
             if table is not None:
                 tables.append(table)
     if not tables:
@@ -399,9 +403,10 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
     return [matched]
 
 
-def _entry_table(columns: list[Any], length: int) -> Any | None:
-    """The runs table of one journal entry's columns, with the identities it noted; None
-    for an entry this metalab did not write."""
+def _entry_table(columns: list[Any], data: Any, offset: int, length: int) -> Any | None:
+    """The runs table of one journal entry (its columns, and its records' bytes at `offset`
+    in `data`), with the identities it noted; None for an entry this metalab did not
+    write."""
     try:
         run_ids, inodes, mtimes, sizes = columns[:4]
         fields = dict(zip(journal.ROW_FIELDS, columns[4:]))
@@ -417,11 +422,32 @@ def _entry_table(columns: list[Any], length: int) -> Any | None:
             "_inode": ("uint64", inodes),
             "_mtime_ns": ("int64", mtimes),
             "_size": ("uint64", sizes),
+            runs_table.SERIES: ("string", _series_texts(data, offset, sizes)),
         }
         table = runs_table.build({"run_id": run_ids, **record_columns}, params, metrics, extra)
     except (TypeError, ValueError, KeyError, IndexError, OverflowError):
         return None
     return runs_table.checked(table)
+
+
+_NO_SERIES = b'"series": {}'
+_SERIES_KEY = b'"series": '
+
+
+def _series_texts(data: Any, offset: int, sizes: list[int]) -> list[str | None]:
+    """The `_series` of the records one after the other at `offset` in `data`: a record
+    whose only `"series"` key holds `{}` (most) is not parsed."""
+    out: list[str | None] = []
+    loads = json.loads
+    for size in sizes:
+        record = data[offset : offset + size]
+        offset += size
+        if record.count(_SERIES_KEY) == 1 and _NO_SERIES in record:
+            out.append(None)
+            continue
+        parsed = loads(record)
+        out.extend(runs_table.series_texts([parsed]))
+    return out
 
 
 def _journal_files(top: str) -> list[tuple[str, os.stat_result, Any]]:
@@ -478,10 +504,12 @@ def _from_files(
 
 
 def _table_of_rows(rows: list[dict[str, Any]], files: dict[str, os.stat_result]) -> Any:
+    """The runs table of records read from their files, with their files' identities."""
     stats = [files[row["run_id"]] for row in rows]
     extra = {
         "_inode": ("uint64", [st.st_ino for st in stats]),
         "_mtime_ns": ("int64", [st.st_mtime_ns for st in stats]),
         "_size": ("uint64", [st.st_size for st in stats]),
+        runs_table.SERIES: ("string", runs_table.series_texts(rows)),
     }
     return runs_table.from_rows(rows, extra)
