@@ -115,8 +115,8 @@ def build(
             fields.append(field)
             arrays.append(array)
     for name, (type_name, values) in (extra or {}).items():
-        kind = b"series" if name == SERIES else b"store"
-        fields.append(pa.field(name, getattr(pa, type_name)(), metadata={KIND: kind}))
+        own = b"series" if name == SERIES else b"store"
+        fields.append(pa.field(name, getattr(pa, type_name)(), metadata={KIND: own}))
         arrays.append(pa.array(values, type=fields[-1].type))
     schema = pa.schema(fields, metadata={b"metalab.table": TABLE_FORMAT})
     return pa.Table.from_arrays(arrays, schema=schema)

@@ -128,7 +128,7 @@ def _arrow() -> tuple[Any, Any]:
 
 
 def _empty() -> Any:
-    extra = {k: (t, []) for k, t in _STORE_COLUMNS.items()}
+    extra: dict[str, tuple[str, list[Any]]] = {k: (t, []) for k, t in _STORE_COLUMNS.items()}
     return runs_table.build({}, [], [], {**extra, runs_table.SERIES: ("string", [])})
 
 
@@ -506,7 +506,7 @@ def _from_files(
 def _table_of_rows(rows: list[dict[str, Any]], files: dict[str, os.stat_result]) -> Any:
     """The runs table of records read from their files, with their files' identities."""
     stats = [files[row["run_id"]] for row in rows]
-    extra = {
+    extra: dict[str, tuple[str, list[Any]]] = {
         "_inode": ("uint64", [st.st_ino for st in stats]),
         "_mtime_ns": ("int64", [st.st_mtime_ns for st in stats]),
         "_size": ("uint64", [st.st_size for st in stats]),
