@@ -44,7 +44,7 @@ from .params import (
 )
 from .progress import Progress
 from .record import RunRecord, Status
-from .results import Results, Run, load_results
+from .results import Results, Run, load_results, table_path
 from .runner import reconnect, run, to_delayed
 from .runtime import Runtime
 from .seeds import SeedBundle, SeedPlan, seeds
@@ -107,6 +107,7 @@ __all__ = [
     "register_codec",
     "run",
     "seeds",
+    "table_path",
     "to_delayed",
     "uniform",
 ]

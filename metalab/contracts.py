@@ -230,6 +230,12 @@ class TableStore(Store, Protocol):
         records; may rewrite the store's cache of the table."""
         ...
 
+    def table_file(self) -> Path:
+        """Bring the store's table file up to date and return its path: a Parquet file of
+        every run that pandas, polars or DuckDB read directly (columns named as
+        `Results.to_dataframe()` names them, plus the store's own, named `_<name>`)."""
+        ...
+
 
 @runtime_checkable
 class JournalStore(Store, Protocol):

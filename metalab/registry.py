@@ -39,6 +39,7 @@ _NAMED = ("inline", "threads", "processes", "dask", "observer")
 _DASHBOARD = "metalab.dashboard:DASHBOARD"
 _REPORT_WRITER = "metalab.report:write_report"
 _RESULTS_LOADER = "metalab.results:load_results"
+_SWEEP_RESULTS = "metalab.results.loading:sweep_results"
 
 
 def _load(target: str) -> Any:
@@ -145,6 +146,12 @@ def report_writer() -> Callable[..., Path]:
 def results_loader() -> Callable[..., Any]:
     """Return what loads a store's results (`metalab.load_results`), for the views."""
     return cast(Callable[..., Any], _load(_RESULTS_LOADER))
+
+
+def sweep_results_loader() -> Callable[..., Any]:
+    """Return what reads a sweep's runs back from its store (`RunHandle.result()`):
+    `(store, experiment_id, run_ids) -> Results`."""
+    return cast(Callable[..., Any], _load(_SWEEP_RESULTS))
 
 
 def dashboard() -> SweepDashboard | None:

@@ -8,7 +8,10 @@ Columns, named as `Results.to_dataframe()` names them:
 * one per scalar metric, named after it (`metric_<name>` where a record or parameter column
   has that name);
 * columns a store keeps for its own bookkeeping, named `_<name>` (a file store's record file
-  identity, say), which no frame shows.
+  identity, say), which no frame shows;
+* `_series`, where a store keeps it: each run's stepped metrics (`{name: {"steps": [...],
+  "values": [...]}}`) as JSON text, null for a run without any; `Results.metric_series()`
+  reads it instead of every record.
 
 Each field's metadata says what it holds (`metalab`: `record`, `param`, `metric` or
 `store`; `name`: the parameter's or metric's own name). A value a run lacks is null. A column
@@ -29,6 +32,8 @@ from typing import Any
 from .errors import require
 from .record import RECORD_COLUMNS
 
+SERIES = "_series"
+"""The column of each run's stepped metrics, as JSON text (null for none)."""
 KIND = b"metalab"
 NAME = b"name"
 JSON = b"json"
@@ -42,7 +47,7 @@ _RECORD_TYPES = {
     "index": "int64",
     "replicate": "int64",
     "status": "string",
-    "duration": "double",
+    "duration": "float64",
     "started_at": "string",
     "finished_at": "string",
 }
@@ -79,34 +84,50 @@ def _pa():
 # ---------------------------------------------------------------- building
 def build(
     record_columns: Mapping[str, Sequence[Any]],
-    params: Sequence[Mapping[str, Any]],
-    metrics: Sequence[Mapping[str, Any]],
+    params: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    metrics: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     extra: Mapping[str, tuple[str, Sequence[Any]]] | None = None,
 ) -> Any:
     """A runs table from columns: each record column's values, each run's params and metrics
-    (dicts), and `extra` store columns (`name -> (arrow type name, values)`)."""
+    (a dict per run, or a dict of columns: a value per run by name, every run having each),
+    and `extra` store columns (`name -> (arrow type name, values)`)."""
     pa = _pa()
     fields, arrays = [], []
     for name in RECORD_COLUMNS:
         values = record_columns.get(name)
-        values = [None] * len(params) if values is None else values
+        values = [None] * _count(record_columns, params) if values is None else values
         field, array = _column(pa, name, b"record", name, list(values))
         fields.append(field)
         arrays.append(array)
     taken = set(RECORD_COLUMNS)
     for kind, mappings in (("params", params), ("metrics", metrics)):
-        for key in _names_in(mappings):
-            values = [m.get(key, MISSING) if m else MISSING for m in mappings]
+        if isinstance(mappings, Mapping):  # already by name: {name: a value per run}
+            by_name = mappings
+        else:
+            by_name = {
+                key: [m.get(key, MISSING) if m else MISSING for m in mappings]
+                for key in _names_in(mappings)
+            }
+        for key, values in by_name.items():
             column = _column_name(kind, key, taken)
             taken.add(column)
-            field, array = _column(pa, column, _KINDS[kind], key, values)
+            field, array = _column(pa, column, _KINDS[kind], key, list(values))
             fields.append(field)
             arrays.append(array)
     for name, (type_name, values) in (extra or {}).items():
-        fields.append(pa.field(name, getattr(pa, type_name)(), metadata={KIND: b"store"}))
+        own = b"series" if name == SERIES else b"store"
+        fields.append(pa.field(name, getattr(pa, type_name)(), metadata={KIND: own}))
         arrays.append(pa.array(values, type=fields[-1].type))
     schema = pa.schema(fields, metadata={b"metalab.table": TABLE_FORMAT})
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _count(record_columns: Mapping[str, Sequence[Any]], params: Any) -> int:
+    for values in record_columns.values():
+        return len(values)
+    if isinstance(params, Mapping):
+        return len(next(iter(params.values()), ()))
+    return len(params)
 
 
 def from_rows(rows: Sequence[Row], extra: Mapping[str, tuple[str, Sequence[Any]]] | None = None):
@@ -155,7 +176,7 @@ def _column(pa: Any, column: str, kind: bytes, name: str, values: list[Any]) -> 
     types.discard(_Missing)
     metadata = {KIND: kind, NAME: name.encode()}
     plain = None
-    if types <= {bool} or types <= {str} or types <= {int, float} and bool not in types:
+    if types <= {bool} or types <= {str} or types <= {int, float}:
         plain = _PLAIN[float] if float in types else _PLAIN[next(iter(types))] if types else None
     if plain is not None or not types:
         if missing:
@@ -254,7 +275,9 @@ def checked(table: Any) -> Any | None:
         return None
     for field in table.schema:
         kind = (field.metadata or {}).get(KIND)
-        if kind not in (b"record", b"param", b"metric", b"store"):
+        if kind not in (b"record", b"param", b"metric", b"store", b"series"):
+            return None
+        if kind == b"series" and (field.name != SERIES or field.type != pa.string()):
             return None
         if kind in (b"param", b"metric") and not (field.metadata or {}).get(NAME):
             return None
@@ -355,3 +378,26 @@ def frame(
 def take(table: Any, positions: Sequence[int] | Any) -> Any:
     """The runs at `positions`, in that order."""
     return table.take(positions)
+
+
+def without_store_columns(table: Any, *, series: bool = True) -> Any:
+    """`table` without the columns its store keeps for itself (and without `_series`, unless
+    `series`)."""
+    dropped = (b"store",) if series else (b"store", b"series")
+    keep = [f.name for f in table.schema if (f.metadata or {}).get(KIND) not in dropped]
+    return table.select(keep) if len(keep) != table.num_columns else table
+
+
+def series_texts(records: Sequence[Any]) -> list[str | None]:
+    """The `_series` column of records: each one's stepped metrics as JSON, or None."""
+    dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":"), default=_fallback).encode
+    return [dumps(series) if (series := r.get("series")) else None for r in records]
+
+
+def series_of(table: Any) -> list[dict[str, Any] | None] | None:
+    """Each run's stepped metrics (None for a run without any), from the `_series` column;
+    None when the table has no such column."""
+    if SERIES not in table.column_names:
+        return None
+    loads = json.loads
+    return [None if v is None else loads(v) for v in table.column(SERIES).to_pylist()]

@@ -81,3 +81,43 @@ def test_report_command_and_results_report(store, tmp_path):
     assert "beta:1" in path.read_text()
     out = metalab_cmd("report", str(store), "-e", "gamma", cwd=tmp_path)
     assert out.returncode == 1 and "gamma" in out.stderr and "alpha:1" in out.stderr
+
+
+def test_store_export_writes_the_runs_table_as_parquet(store, tmp_path):
+    import pandas as pd
+
+    target = tmp_path / "runs.parquet"
+    out = metalab_cmd(
+        "store", "export", "--from", str(store), "--to", str(target), "--format", "parquet"
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"wrote 18 runs to {target}" in out.stdout
+    frame = pd.read_parquet(target)
+    expected = metalab.load_results(store).to_dataframe()
+    assert sorted(frame["run_id"]) == sorted(expected["run_id"])
+    assert list(frame.columns) == list(expected.columns)  # no bookkeeping columns
+    only = tmp_path / "beta.parquet"
+    out = metalab_cmd(
+        "store",
+        "export",
+        "--from",
+        str(store),
+        "--to",
+        str(only),
+        "-e",
+        "beta",
+        "--format",
+        "parquet",
+    )
+    assert out.returncode == 0 and len(pd.read_parquet(only)) == 6
+    bad = metalab_cmd(
+        "store",
+        "export",
+        "--from",
+        str(store),
+        "--to",
+        str(tmp_path / "x.csv"),
+        "--format",
+        "parquet",
+    )
+    assert bad.returncode == 1 and "name a .parquet file" in bad.stderr

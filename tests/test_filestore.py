@@ -265,7 +265,7 @@ def test_a_file_store_meets_the_store_contract_with_a_journal(store_path):
 
     store = FileStore.open(store_path)
     assert isinstance(store, Store)
-    assert FileStore.capabilities == StoreCapabilities(journal=True)
+    assert FileStore.capabilities == StoreCapabilities(journal=True, table=True)
     assert store.public_locator == store.locator == store_path.as_uri()
     assert store.work_directory() == store_path
     assert store.load_records() == []

@@ -108,6 +108,7 @@ class _Journaling(FileStore, StoreDefaults):
 
 
 def test_loading_reads_a_store_the_way_its_capabilities_declare(tmp_path, journaled):
+    # (without pyarrow: `journaled` makes the runs table unavailable)
     store = tmp_path / "store"
     metalab.run(experiment(), store, executor="inline").result()
     journaled_load = metalab.load_results(_Journaling.open(store, create=False), "fit")
@@ -198,10 +199,13 @@ def test_to_csv_has_params_and_metrics(results, tmp_path):
 # ---------------------------------------------------------------- loading through journals
 @pytest.fixture
 def journaled(monkeypatch):
-    """Every task writes a journal entry, however few runs it had."""
+    """Every task writes a journal entry, however few runs it had; loads read journals and
+    records, as they do where pyarrow is not installed (no runs table)."""
+    from metalab import runs_table
     from metalab.stores.file import journal
 
     monkeypatch.setattr(journal, "MIN_FIRST_ENTRY", 1)
+    monkeypatch.setattr(runs_table, "available", lambda: False)
 
 
 def journal_files(store):
@@ -264,9 +268,12 @@ def test_a_load_from_journals_is_the_load_from_the_files(tmp_path, journaled):
         assert [r.metric_series("loss") for r in loaded] == [r.metric_series("loss") for r in plain]
 
 
-def test_a_sweep_on_the_local_dask_cluster_leaves_journals_loads_use(tmp_path):
+def test_a_sweep_on_the_local_dask_cluster_leaves_journals_loads_use(tmp_path, monkeypatch):
     import pandas as pd
 
+    from metalab import runs_table
+
+    monkeypatch.setattr(runs_table, "available", lambda: False)  # loads read journals
     store = tmp_path / "store"
     exp = metalab.Experiment(
         name="wide",
@@ -399,9 +406,11 @@ def test_damaged_or_untrusted_journals_cost_time_never_records(tmp_path, journal
     pd.testing.assert_frame_equal(loaded.to_dataframe(), expected)
 
 
-def test_a_journal_file_is_started_for_batches_worth_one(tmp_path):
+def test_a_journal_file_is_started_for_batches_worth_one(tmp_path, monkeypatch):
+    from metalab import runs_table
     from metalab.stores.file import journal
 
+    monkeypatch.setattr(runs_table, "available", lambda: False)  # loads read journals
     store = tmp_path / "store"
     metalab.run(experiment(), store, executor="inline").result()  # 12 runs in one task
     assert journal.MIN_FIRST_ENTRY > 12 and not journal_files(store)
@@ -439,9 +448,15 @@ def test_stores_that_cannot_keep_journals_run_and_load_the_same(tmp_path, journa
     assert len(metalab.load_results(store)) == 24
 
 
-def test_records_changed_by_their_user_after_a_sweep_keep_their_rows_as_written(tmp_path):
+@pytest.mark.parametrize("table", [True, False], ids=["runs-table", "journals"])
+def test_records_changed_by_their_user_after_a_sweep_keep_their_rows_as_written(
+    tmp_path, table, monkeypatch
+):
+    from metalab import runs_table
     from metalab.record import decode_record
 
+    if not table:
+        monkeypatch.setattr(runs_table, "available", lambda: False)
     store = tmp_path / "store"
     # 12 runs: fewer than a process starts a journal file for, so they wait for the next
     # sweep's; meanwhile their user has the very record dicts and may change them
@@ -453,10 +468,13 @@ def test_records_changed_by_their_user_after_a_sweep_keep_their_rows_as_written(
             run.record["status"] = "cancelled"
     assert journal_files(store)
     loaded = metalab.load_results(store)
-    assert len(loaded) == 24 and all(isinstance(r, bytes) for r in loaded._source.entries)
-    decoded = [decode_record(b) for b in loaded._source.entries]
-    assert [r["metrics"] for r in loaded._source.table_rows] == [r["metrics"] for r in decoded]
-    assert [r["params"] for r in loaded._source.table_rows] == [r["params"] for r in decoded]
+    assert len(loaded) == 24
+    if not table:
+        assert all(isinstance(r, bytes) for r in loaded._source.entries)
+        decoded = [decode_record(b) for b in loaded._source.entries]
+        assert [r["metrics"] for r in loaded._source.table_rows] == [r["metrics"] for r in decoded]
+        assert [r["params"] for r in loaded._source.table_rows] == [r["params"] for r in decoded]
+    assert loaded.records == from_files(store).records
     assert 999.0 not in loaded.to_dataframe()["accuracy"].tolist()
     assert "cancelled" not in loaded.summary()["by_status"]
 

@@ -68,6 +68,12 @@ def check_typos(load, n=4):
         results[-n - 1]
 
 
+def test_typos_from_the_runs_table(tmp_path):
+    metalab.run(experiment(), tmp_path, executor="inline").result()
+    loaded = metalab.load_results(tmp_path)
+    check_typos(lambda: loaded)
+
+
 def test_typos_in_memory(tmp_path):
     results = metalab.run(experiment(), tmp_path, executor="inline").result()
     check_typos(lambda: results)
@@ -76,9 +82,11 @@ def test_typos_in_memory(tmp_path):
 
 
 def test_typos_from_journals(tmp_path, monkeypatch):
+    from metalab import runs_table
     from metalab.stores.file import journal
 
     monkeypatch.setattr(journal, "MIN_FIRST_ENTRY", 1)
+    monkeypatch.setattr(runs_table, "available", lambda: False)  # loads read journals
     metalab.run(experiment(), tmp_path, executor="inline").result()
     loaded = metalab.load_results(tmp_path)
     # selections read the journal rows, no record decoded

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from ..stored_run import Run
 from .collection import Results
-from .loading import load_results
+from .loading import load_results, table_path
 
-__all__ = ["Results", "Run", "load_results"]
+__all__ = ["Results", "Run", "load_results", "table_path"]

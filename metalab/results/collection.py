@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import registry
 from .._frame import results_frame
 from ..derived import check_functions, compute, read_document, stale, values_of
 from ..errors import CodeChangedWarning, ValidationError, require
-from ..record import RECORD_COLUMNS, Status, paused_gc
+from ..record import Status, paused_gc
+from ..runs_table import MISSING
 from ..stored_run import Run
 from . import tables
 from .selection import (
     check_names,
-    condition,
+    column_mask,
     split_metric_conditions,
     split_param_conditions,
+    value_test,
 )
 from .sources import InMemory, RecordSource
 
@@ -77,7 +80,7 @@ class Results(Sequence[Run]):
     @property
     def _runs(self) -> list[Run | None]:
         if self._run_cache is None:
-            self._run_cache = [None] * len(self._records)
+            self._run_cache = [None] * len(self)
         return self._run_cache
 
     @property
@@ -105,11 +108,11 @@ class Results(Sequence[Run]):
             )
         run = self._runs[item]
         if run is None:
-            run = self._runs[item] = Run(self._records[item], self._store)
+            run = self._runs[item] = Run(self._source.record_at(item), self._store)
         return run
 
     def __iter__(self) -> Iterator[Run]:
-        for i in range(len(self._records)):
+        for i in range(len(self)):
             yield self[i]
 
     @property
@@ -118,20 +121,27 @@ class Results(Sequence[Run]):
         return list(self._records)
 
     # ---------------------------------------------------------------- selection
-    def _where(self, keep: Callable[[dict[str, Any]], bool]) -> Results:
-        """The runs whose row (which has the fields `keep` reads) passes `keep`."""
-        rows = self._source.rows()
-        return self._select(self._source.take([i for i, row in enumerate(rows) if keep(row)]))
+    def _masked(self, masks: list[list[bool]]) -> Results:
+        """The runs every mask (one bool per run) keeps."""
+        if not masks:
+            return self._select(self._source.take(slice(None)))
+        keep = masks[0] if len(masks) == 1 else [all(flags) for flags in zip(*masks)]
+        return self._select(self._source.take([i for i, flag in enumerate(keep) if flag]))
+
+    def _mask(self, kind: str, key: str, value: Any, what: str) -> list[bool]:
+        """Which runs' value of the parameter or metric `key` names passes `key=value`."""
+        name, test = value_test(key, value, what)
+        return column_mask(self._source.values(kind, name), test)
 
     @property
     def successful(self) -> Results:
         """Completed runs."""
-        return self._where(lambda r: r["status"] == "completed")
+        return self._masked([[s == "completed" for s in self._source.field("status")]])
 
     @property
     def failed(self) -> Results:
         """Runs that did not complete (failed, interrupted or cancelled)."""
-        return self._where(lambda r: r["status"] != "completed")
+        return self._masked([[s != "completed" for s in self._source.field("status")]])
 
     def filter(self, **params: Any) -> Results:
         """Runs whose parameters match every condition.
@@ -148,8 +158,9 @@ class Results(Sequence[Run]):
             if pushed:
                 selected = self._select(self._source.by_query(query.narrowed(params=pushed)))
                 return selected.filter(**rest) if rest else selected
-        tests = [condition(name, value, "parameter") for name, value in params.items()]
-        return self._where(lambda r: all(t(r["params"]) for t in tests))
+        return self._masked(
+            [self._mask("params", key, value, "parameter") for key, value in params.items()]
+        )
 
     def where(self, predicate: Any = None, /, *, status: Any = None, **metrics: Any) -> Results:
         """Runs selected by their metrics, status, or any predicate of the run.
@@ -186,46 +197,35 @@ class Results(Sequence[Run]):
                 if rest or leftover_status is not None:
                     return selected.where(status=leftover_status, **rest)
                 return selected
-        tests = [condition(name, value, "metric") for name, value in metrics.items()]
-
-        def keep(record: dict[str, Any]) -> bool:
-            if statuses is not None and record["status"] not in statuses:
-                return False
-            return all(t(record.get("metrics") or {}) for t in tests)
-
+        masks = [self._mask("metrics", key, value, "metric") for key, value in metrics.items()]
+        if statuses is not None:
+            masks.append([s in statuses for s in self._source.field("status")])
+        selected = self._masked(masks)
         if predicate is None:
-            return self._where(keep)
-        records = self._records
-        return self._select(
-            InMemory([r for r in records if keep(r) and predicate(Run(r, self._store))])
-        )
+            return selected
+        source = selected._source
+        return self._select(source.take([i for i, run in enumerate(selected) if predicate(run)]))
 
     # ---------------------------------------------------------------- tables
     def _tabled(self) -> Sequence[dict[str, Any]]:
-        """What tables read: a journal's rows while the records are not decoded, else the
-        records (which their user may have changed)."""
+        """What the text table reads: a row per run (a journal's rows while the records are
+        not decoded, else the records, which their user may have changed)."""
         return self._source.rows()
 
     def _columns(self) -> tuple[list[str], list[str]]:
         """Parameter and metric names, in order of first appearance."""
-        records = self._tabled()
-        # runs of a sweep share their key sets: collect each distinct set once
-        param_sets = dict.fromkeys(tuple(r["params"]) for r in records)
-        metric_sets = dict.fromkeys(tuple(r.get("metrics") or ()) for r in records)
-        param_names = dict.fromkeys(name for names in param_sets for name in names)
-        metric_names = dict.fromkeys(name for names in metric_sets for name in names)
-        return list(param_names), list(metric_names)
+        return self._source.names("params"), self._source.names("metrics")
 
     def _errors(self) -> list[str]:
-        """`"Type: message"` of each tabled run that did not complete, `""` for the others
-        (a journaled record is decoded only when its run did not complete)."""
-        out = []
-        for i, row in enumerate(self._tabled()):
-            if row["status"] == "completed":
-                out.append("")
-                continue
-            out.append(tables.error_text(self._source.record_at(i).get("error")))
-        return out
+        """`"Type: message"` of each run that did not complete, `""` for the others (the
+        record of a run is read only when it did not complete)."""
+        return [
+            "" if status == "completed" else self._error_at(i)
+            for i, status in enumerate(self._source.field("status"))
+        ]
+
+    def _error_at(self, position: int) -> str:
+        return tables.error_text(self._source.record_at(position).get("error"))
 
     def table(self, as_dataframe: bool = False):
         """The runs table: index, replicate, params, metrics, status, and each failed run's
@@ -234,8 +234,8 @@ class Results(Sequence[Run]):
         if as_dataframe:
             frame = self.to_dataframe(include_record=False)
             if "replicate" not in frame.columns:
-                frame.insert(0, "replicate", [r.get("replicate") for r in self._tabled()])
-            frame = frame.assign(status=[r["status"] for r in self._tabled()])
+                frame.insert(0, "replicate", self._source.field("replicate"))
+            frame = frame.assign(status=self._source.field("status"))
             if not any(errors):
                 return frame
             return frame.assign(**{tables.error_column(*self._columns()): errors})
@@ -244,20 +244,23 @@ class Results(Sequence[Run]):
         return tables.text_table(header, rows)
 
     def _repr_html_(self) -> str:
-        tabled, errors = self._tabled(), self._errors()
-        shown = list(range(len(tabled)))
+        count = len(self)
+        shown = list(range(count))
         if len(shown) > tables.HTML_ROWS:
             half = tables.HTML_ROWS // 2
             shown = shown[:half] + shown[-half:]
         params, metrics = self._columns()
-        header, rows = tables.rows_of(
-            [tabled[i] for i in shown], [errors[i] for i in shown], params, metrics
-        )
-        if len(tabled) > len(shown):
+        shown_rows = [self._source.row_at(i) for i in shown]
+        errors = [
+            "" if row["status"] == "completed" else self._error_at(i)
+            for i, row in zip(shown, shown_rows)
+        ]
+        header, rows = tables.rows_of(shown_rows, errors, params, metrics)
+        if count > len(shown):
             half = tables.HTML_ROWS // 2
             rows = [*rows[:half], *([["…"] * len(header)]), *rows[half:]]
         counts = ", ".join(f"{n} {s}" for s, n in self.summary()["by_status"].items())
-        caption = f"{len(tabled)} runs ({counts or 'none'})"
+        caption = f"{count} runs ({counts or 'none'})"
         return tables.html_table(header, rows, caption)
 
     def to_dataframe(
@@ -297,25 +300,15 @@ class Results(Sequence[Run]):
         derived_metrics,
         include_provenance,
     ):
-        params, metrics = self._columns()
-        records = self._tabled()
-        # pandas pulls the fields out of the dicts itself (much faster than a loop per column)
         parts = []
-        taken: set[str] = set()
-        if include_record:
-            parts.append(pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS)))
-            taken.update(RECORD_COLUMNS)
-        if include_params and params:
-            frame = pd.DataFrame.from_records([r["params"] for r in records], columns=params)
-            parts.append(frame.add_prefix("param_"))
-            taken.update(f"param_{p}" for p in params)
-        if include_metrics and metrics:
-            frame = pd.DataFrame.from_records(
-                [r.get("metrics") or {} for r in records], columns=metrics
+        if include_record or include_params or include_metrics:
+            parts.append(
+                self._source.frame(
+                    include_record=include_record,
+                    include_params=include_params,
+                    include_metrics=include_metrics,
+                )
             )
-            # never hide a record column: a metric called like one becomes metric_<name>
-            frame.columns = [f"metric_{m}" if m in taken else m for m in metrics]
-            parts.append(frame)
         data: dict[str, list[Any]] = {}
         if include_derived:
             derived_rows = [self[i].derived for i in range(len(self))]
@@ -333,9 +326,15 @@ class Results(Sequence[Run]):
         if data:
             parts.append(pd.DataFrame(data))
         if not parts:
-            return results_frame(index=range(len(records)))
+            return results_frame(index=range(len(self)))
         frame = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
         return results_frame(frame)
+
+    def to_arrow(self):
+        """The runs table as a `pyarrow.Table`: the columns of `to_dataframe()` (record
+        columns, `param_<name>`, metrics), each field's metadata naming what it holds (see
+        `metalab.runs_table`); values of mixed or nested types are JSON text."""
+        return self._source.to_arrow()
 
     # ---------------------------------------------------------------- derived metrics
     def compute_derived(self, derived_metrics: Sequence[Any], overwrite: bool | str = False):
@@ -378,17 +377,33 @@ class Results(Sequence[Run]):
         if name is not None:
             self._check([name], "series", "metric_series()")
         params, _ = self._columns()
-        rows = []
-        for r in self._records:
-            for metric, series in (r.get("series") or {}).items():
+        source = self._source
+        run_ids, indices = source.field("run_id"), source.field("index")
+        param_values = [source.values("params", p) for p in params]
+        columns: dict[str, list[Any]] = {"run_id": [], "index": [], "metric": []}
+        columns.update({f"param_{p}": [] for p in params})
+        steps: list[Any] = []
+        values: list[Any] = []
+        for position, series_of_run in enumerate(source.series_of()):
+            for metric, series in (series_of_run or {}).items():
                 if name is not None and metric != name:
                     continue
-                base = {"run_id": r["run_id"], "index": r.get("index")}
-                base.update({f"param_{p}": r["params"].get(p) for p in params})
-                for step, value in zip(series["steps"], series["values"]):
-                    rows.append({**base, "metric": metric, "step": step, "value": value})
-        columns = ["run_id", "index", *(f"param_{p}" for p in params), "metric", "step", "value"]
-        return pd.DataFrame(rows, columns=columns)
+                got = list(zip(series["steps"], series["values"]))
+                count = len(got)
+                columns["run_id"] += [run_ids[position]] * count
+                columns["index"] += [indices[position]] * count
+                columns["metric"] += [metric] * count
+                for p, found in zip(params, param_values):
+                    value = found[position]
+                    columns[f"param_{p}"] += [None if value is MISSING else value] * count
+                steps += [step for step, _ in got]
+                values += [value for _, value in got]
+        order = ["run_id", "index", *(f"param_{p}" for p in params), "metric"]
+        data = {key: columns[key] for key in order}
+        frame = pd.DataFrame({**data, "step": steps, "value": values}) if steps else None
+        if frame is None:
+            return pd.DataFrame([], columns=[*order, "step", "value"])
+        return frame
 
     # ---------------------------------------------------------------- display
     def display(self, group_by: Sequence[str] | str | None = None, *, file: Any = None) -> None:
@@ -419,8 +434,7 @@ class Results(Sequence[Run]):
         keys = [group_by] if isinstance(group_by, str) else list(group_by)
         params, metrics = self._columns()
         frame = self.to_dataframe(include_record=False)
-        statuses = [r["status"] for r in self._tabled()]
-        return tables.grouped(frame, statuses, keys, params, metrics)
+        return tables.grouped(frame, self._source.field("status"), keys, params, metrics)
 
     def to_csv(self, path: str, **kwargs: Any) -> None:
         """Write `to_dataframe()` to a CSV file."""
@@ -428,14 +442,11 @@ class Results(Sequence[Run]):
 
     def summary(self) -> dict[str, Any]:
         """Counts by status and experiment."""
-        by_status: dict[str, int] = {}
-        records = self._tabled()
-        for r in records:
-            by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+        statuses = self._source.field("status")
         return {
-            "runs": len(records),
-            "by_status": by_status,
-            "experiments": sorted({r["experiment_id"] for r in records}),
+            "runs": len(statuses),
+            "by_status": dict(Counter(statuses)),
+            "experiments": sorted(set(self._source.field("experiment_id"))),
         }
 
     def report(self, path: Any = "report.html", *, title: str | None = None):

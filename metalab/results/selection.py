@@ -4,12 +4,13 @@ part of them a database answers, and the names a condition may use."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._identity import normalize
 from ..errors import UnknownNameError, ValidationError
 from ..names import closest
+from ..runs_table import MISSING
 
 _OPERATORS = {
     "lt": lambda a, b: a < b,
@@ -33,6 +34,13 @@ def same(a: Any, b: Any) -> bool:
 
 def condition(key: str, value: Any, kind: str):
     """A test of a params or metrics mapping for `filter`/`where` keyword `key=value`."""
+    name, test = value_test(key, value, kind)
+    return lambda mapping: name in mapping and test(mapping[name])
+
+
+def value_test(key: str, value: Any, kind: str) -> tuple[str, Callable[[Any], bool]]:
+    """(the name `filter`/`where` keyword `key=value` is about, a test of one run's value of
+    it); a run without the name never matches, so the test is asked only of values."""
     name, op = split_key(key)
     if op in _OPERATORS:
         if isinstance(value, (list, tuple, set, dict)) or value is None:
@@ -41,24 +49,29 @@ def condition(key: str, value: Any, kind: str):
             )
         compare = _OPERATORS[op]
 
-        def test(mapping):
-            if name not in mapping or mapping[name] is None:
+        def test(found: Any) -> bool:
+            if found is None:
                 return False
             try:
-                return bool(compare(mapping[name], value))
+                return bool(compare(found, value))
             except TypeError:
                 return False
 
-        return test
+        return name, test
     if op == "in" or (op == "eq" and isinstance(value, (list, tuple, set))):
         if not isinstance(value, (list, tuple, set)):
             raise ValidationError(f"{key}={value!r}: __in needs a list of values")
         options = [normalize(v, f"{kind} {name!r}") for v in value]
-        return lambda m: name in m and any(same(m[name], v) for v in options)
+        return name, lambda found: any(same(found, v) for v in options)
     wanted = normalize(value, f"{kind} {name!r}")
     if op == "ne":
-        return lambda m: name in m and not same(m[name], wanted)
-    return lambda m: name in m and same(m[name], wanted)
+        return name, lambda found: not same(found, wanted)
+    return name, lambda found: same(found, wanted)
+
+
+def column_mask(values: list[Any], test: Callable[[Any], bool]) -> list[bool]:
+    """Which of a column's values (`runs_table.MISSING` where a run has none) pass `test`."""
+    return [value is not MISSING and test(value) for value in values]
 
 
 _SQL_OPERATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}

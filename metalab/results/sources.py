@@ -1,14 +1,19 @@
 """Where the runs of a `Results` come from, and what its tables and selections read of them.
 
-Three sources:
+Four sources:
 
 - `InMemory`: records held in memory, or entries decoded when the records are first read (a
   sweep's outcomes as the workers sent them, records' JSON bytes);
 - `Journaled`: a file store's journal load (`JournalStore.load_records`): records' bytes, each
   with the row a table reads, so tables and selections by params, metrics and status decode
   no record;
-- `DatabaseSelection`: the records a database store selects (`QueryStore.query_records`),
-  fetched when first needed, so selections made before then run in the database.
+- `DatabaseSelection`: the runs a database store selects (`QueryStore.query_table`),
+  fetched when first needed, so selections made before then run in the database;
+- `Columnar` (`metalab.results.columnar`): a runs table (`metalab.runs_table`), whose records
+  are read from the store only for the runs a user touches.
+
+Tables and selections read a source by column (`field`, `values`, `frame`), so a columnar
+source never builds a row per run for them.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import runs_table
 from ..contracts import QueryStore, Record
-from ..record import decode_record, paused_gc
+from ..record import RECORD_COLUMNS, decode_record, paused_gc
+from ..runs_table import MISSING
 
 Positions = slice | Sequence[int]
 """Which runs of a source to take: a slice, or positions in the order wanted."""
@@ -103,10 +110,63 @@ class RecordSource(ABC):
     def names(self, kind: str) -> list[str]:
         """Return the names of `kind` (`params`, `metrics` or `series`) the runs have, in
         order of first appearance."""
-        records = self.records() if kind == "series" else self.rows()
+        if kind == "series":
+            values: Sequence[Any] = self.series_of()
+        else:
+            values = [r.get(kind) for r in self.rows()]
         # runs of a sweep share their key sets: collect each distinct set once
-        sets = dict.fromkeys(tuple(r.get(kind) or ()) for r in records)
+        sets = dict.fromkeys(tuple(v or ()) for v in values)
         return list(dict.fromkeys(name for names in sets for name in names))
+
+    def series_of(self) -> list[dict[str, Any] | None]:
+        """Return each run's stepped metrics (`{name: {"steps", "values"}}`, or None)."""
+        return [r.get("series") or None for r in self.records()]
+
+    def row_at(self, position: int) -> Record:
+        """Return the row (see `rows`) at `position`."""
+        return self.rows()[position]
+
+    def field(self, name: str) -> list[Any]:
+        """Return each run's value of the record column `name` (None where it has none)."""
+        return [row.get(name) for row in self.rows()]
+
+    def values(self, kind: str, name: str) -> list[Any]:
+        """Return each run's value of parameter or metric (`kind`: `params` or `metrics`)
+        `name`, `runs_table.MISSING` where a run has none."""
+        return [(row.get(kind) or {}).get(name, MISSING) for row in self.rows()]
+
+    def frame(self, *, include_record: bool, include_params: bool, include_metrics: bool):
+        """Return the record columns, `param_<name>` and metric columns of the runs as a
+        DataFrame (what `Results.to_dataframe()` starts from)."""
+        import pandas as pd
+
+        rows = self.rows()
+        params = self.names("params") if include_params else []
+        metrics = self.names("metrics") if include_metrics else []
+        # pandas pulls the fields out of the dicts itself (much faster than a loop per column)
+        parts = []
+        taken: set[str] = set()
+        if include_record:
+            parts.append(pd.DataFrame.from_records(rows, columns=list(RECORD_COLUMNS)))
+            taken.update(RECORD_COLUMNS)
+        if params:
+            frame = pd.DataFrame.from_records([r["params"] for r in rows], columns=params)
+            parts.append(frame.add_prefix("param_"))
+            taken.update(f"param_{p}" for p in params)
+        if metrics:
+            frame = pd.DataFrame.from_records(
+                [r.get("metrics") or {} for r in rows], columns=metrics
+            )
+            # never hide a record column: a metric called like one becomes metric_<name>
+            frame.columns = [f"metric_{m}" if m in taken else m for m in metrics]
+            parts.append(frame)
+        if not parts:
+            return pd.DataFrame(index=range(len(rows)))
+        return parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
+
+    def to_arrow(self) -> Any:
+        """Return the runs as a runs table (`metalab.runs_table`)."""
+        return runs_table.from_rows(self.rows())
 
 
 class InMemory(RecordSource):
@@ -153,37 +213,79 @@ class Journaled(InMemory):
 
 
 class DatabaseSelection(RecordSource):
-    """The records a database store selects by a query, fetched when first needed."""
+    """The runs a database store selects by a query, fetched when first needed: as a runs
+    table where pyarrow is installed (records then come from the database one run at a time,
+    as they are touched), else as records."""
 
-    def __init__(self, store: QueryStore, query: Query):
+    def __init__(self, store: QueryStore, query: Query, columnar: Any = None):
         self.store = store
         self._query = query
-        self._fetched: list[Record] | None = None
+        # how a fetched table becomes a source (`metalab.results.columnar.Columnar`), or None
+        # to fetch records
+        self._columnar = columnar
+        self._fetched: RecordSource | None = None
 
-    def __len__(self) -> int:
-        return len(self.records())
-
-    def records(self) -> list[Record]:
+    def fetched(self) -> RecordSource:
+        """The selected runs, fetched the first time."""
         if self._fetched is None:
             query = self._query
+            arguments: dict[str, Any] = dict(
+                experiment_id=query.experiment_id,
+                params=dict(query.params),
+                metric_filters=list(query.metric_filters),
+                status=query.status,
+            )
             with paused_gc():
-                self._fetched = list(
-                    self.store.query_records(
-                        experiment_id=query.experiment_id,
-                        params=dict(query.params),
-                        metric_filters=list(query.metric_filters),
-                        status=query.status,
-                    )
-                )
+                if self._columnar is not None:
+                    self._fetched = self._columnar(self.store.query_table(**arguments), self.store)
+                else:
+                    self._fetched = InMemory(list(self.store.query_records(**arguments)))
         return self._fetched
+
+    def __len__(self) -> int:
+        return len(self.fetched())
+
+    def records(self) -> list[Record]:
+        return self.fetched().records()
+
+    def rows(self) -> Sequence[Record]:
+        return self.fetched().rows()
+
+    def record_at(self, position: int) -> Record:
+        return self.fetched().record_at(position)
+
+    def row_at(self, position: int) -> Record:
+        return self.fetched().row_at(position)
+
+    def take(self, positions: Positions) -> RecordSource:
+        return self.fetched().take(positions)
+
+    def field(self, name: str) -> list[Any]:
+        return self.fetched().field(name)
+
+    def values(self, kind: str, name: str) -> list[Any]:
+        return self.fetched().values(kind, name)
+
+    def frame(self, *, include_record: bool, include_params: bool, include_metrics: bool):
+        return self.fetched().frame(
+            include_record=include_record,
+            include_params=include_params,
+            include_metrics=include_metrics,
+        )
+
+    def to_arrow(self) -> Any:
+        return self.fetched().to_arrow()
+
+    def series_of(self) -> list[dict[str, Any] | None]:
+        return self.fetched().series_of()
 
     def query(self) -> Query | None:
         return self._query if self._fetched is None else None
 
     def by_query(self, query: Query) -> RecordSource:
-        return DatabaseSelection(self.store, query)
+        return DatabaseSelection(self.store, query, self._columnar)
 
     def names(self, kind: str) -> list[str]:
         if self._fetched is None:
             return list(self.store.field_names(self._query.experiment_id)[kind])
-        return super().names(kind)
+        return self._fetched.names(kind)

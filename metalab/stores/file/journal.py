@@ -244,10 +244,11 @@ def _metrics_column(values: list[Any], arrays: list[bytes]) -> Any:
     return {"keys": keys, "columns": [_column([m[k] for m in values], arrays) for k in keys]}
 
 
-def read_entries(data: bytes) -> list[tuple[list[list[Any]], int, int]]:
+def read_entries(data: bytes, *, metric_columns: bool = False) -> list[tuple[list[Any], int, int]]:
     """The (columns, body offset, body length) of each whole entry of a journal file's bytes,
     the columns `[run ids, inodes, mtimes, sizes, *ROW_FIELDS]`; reading stops at the first
-    entry that is cut short or not an entry."""
+    entry that is cut short or not an entry. With `metric_columns`, the metrics of an entry
+    whose records have the same metric names come as `{name: a value per record}`."""
     out = []
     view = memoryview(data)
     offset = 0
@@ -262,7 +263,11 @@ def read_entries(data: bytes) -> list[tuple[list[list[Any]], int, int]]:
             continue
         try:
             header = json.loads(view[start : start + header_len].tobytes())
-            columns = _columns(header, view[start + header_len : start + header_len + binary_len])
+            columns = _columns(
+                header,
+                view[start + header_len : start + header_len + binary_len],
+                metric_columns,
+            )
         except (ValueError, TypeError, KeyError, IndexError, RecursionError):
             columns = None  # not an entry this metalab wrote: skipped
         if columns is not None:
@@ -271,7 +276,7 @@ def read_entries(data: bytes) -> list[tuple[list[list[Any]], int, int]]:
     return out
 
 
-def _columns(header: Any, binary: memoryview) -> list[list[Any]] | None:
+def _columns(header: Any, binary: memoryview, metric_columns: bool = False) -> list[Any] | None:
     """The columns of an entry from its header and binary part; None when malformed."""
     if not isinstance(header, list) or len(header) != 1 + len(ROW_FIELDS):
         return None
@@ -296,13 +301,16 @@ def _columns(header: Any, binary: memoryview) -> list[list[Any]] | None:
             raise ValueError("a column of the wrong length")
         return values
 
-    columns = [run_ids, *(unpacked(code, k) for k, code in enumerate(_IDENTITY))]
+    columns: list[Any] = [run_ids, *(unpacked(code, k) for k, code in enumerate(_IDENTITY))]
     for name, spec in zip(ROW_FIELDS, header[1:]):
         if name == "metrics" and isinstance(spec, dict):
             keys = spec["keys"]
             values = [column(c) for c in spec["columns"]]
-            if len(values) != len(keys):
+            if len(values) != len(keys) or not set(map(type, keys)) <= {str}:
                 return None
+            if metric_columns:
+                columns.append(dict(zip(keys, values)))
+                continue
             columns.append(
                 [dict(zip(keys, row)) for row in zip(*values)] if keys else [{} for _ in range(n)]
             )

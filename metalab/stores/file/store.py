@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from ... import _trust
-from ...contracts import JournalStore, StoreCapabilities, StoreDefaults
+from ...contracts import JournalStore, StoreCapabilities, StoreDefaults, TableStore
 from ...errors import StoreError
 from ...locators import path_from_file_uri
 from ...record import encode_record
@@ -32,13 +32,14 @@ from .experiments import ExperimentFiles
 from .journal import Journal
 from .layout import Layout
 from .records import RecordFiles
+from .table import TABLE, current_runs, load_table
 
 
 class FileStore(StoreDefaults):
     """A store in a directory tree; safe for many processes and hosts on a shared filesystem."""
 
     scheme = "file"
-    capabilities: ClassVar[StoreCapabilities] = StoreCapabilities(journal=True)
+    capabilities: ClassVar[StoreCapabilities] = StoreCapabilities(journal=True, table=True)
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(os.path.abspath(os.fspath(root)))
@@ -131,6 +132,10 @@ class FileStore(StoreDefaults):
         A completed record whose `.done` marker is missing (its writer was killed between
         the two) counts as completed, and its marker is made again. The first scan of a
         store object also removes what killed writers left among the claims."""
+        current = current_runs(self._layout)  # from the runs table, when it is current
+        if current is not None:
+            self._claims.tidy_once()
+            return current
         return self._records.scan()
 
     def put_record(self, record: dict[str, Any]) -> bytes:
@@ -170,6 +175,23 @@ class FileStore(StoreDefaults):
     def iter_encoded_records(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
         """Yield (the file's bytes, the record) of every record of the store."""
         return self._records.iter_encoded()
+
+    def load_table(self, experiment: str | None = None) -> Any:
+        """The runs (of one experiment id or name; all when None) as a runs table, from the
+        store's cached table where it is current (see `metalab.stores.file.table`)."""
+        return load_table(self._layout, experiment)
+
+    def table_file(self) -> Path:
+        """Bring the table file up to date and return its path (see `TableStore`)."""
+        load_table(self._layout)
+        path = self.root / TABLE
+        if not path.is_file():
+            raise StoreError(
+                f"the runs table of store {str(self.root)!r} could not be written (is the "
+                f"store read-only?); `metalab.load_results(store).to_arrow()` gives it in "
+                "memory"
+            )
+        return path
 
     def load_records(self) -> list[tuple[bytes | dict[str, Any], dict[str, Any]]]:
         """Every record of the store as (entry, row).
@@ -316,3 +338,4 @@ def _reopened(root: str, version: int) -> FileStore:
 
 if TYPE_CHECKING:  # mypy checks here that a FileStore meets its contracts
     _contract: type[JournalStore] = FileStore
+    _table_contract: type[TableStore] = FileStore

@@ -1,0 +1,515 @@
+"""The runs table of a file store: one Parquet file, checked against the records at each load.
+
+`cache/table/runs.parquet` holds a runs table (`metalab.runs_table`) of every record of the
+store, sorted as loads return them (experiment id, run index, run id), with three store
+columns: `_inode`, `_mtime_ns` and `_size`, the identity of each record's file when the table
+was made. Its schema metadata `metalab.shards` notes, for each directory of records
+(`runs/<aa>`), its inode and modification time as they were before it was listed.
+
+Records are only ever renamed into place or removed, and either changes the directory that
+holds them. So a load stats the directories only (256 at most), and trusts the table's rows
+for a directory whose inode and modification time are the ones noted. Every other directory
+is listed and its files stat'ed: a row is kept where the file is the one noted (same inode,
+modification time and size), the journals writers keep (`metalab.stores.file.journal`) give
+the rows of records written since, and any other record is read from its file. A directory
+is noted only when it was last changed at least `SETTLED_NS` before it was listed (the
+filesystem's clock, read from a file written then), so that a record written in the same
+clock tick as the listing is never missed. When anything changed, the load writes the table
+again (when this user may write the store).
+
+The table is a cache: deleting it costs time, never a record. A table file that is damaged,
+is no runs table, was written by someone who could not have written the records, or notes
+directories that are not these is never trusted: its rows are checked as any others.
+A record edited in place by hand (not replaced) changes no directory: touch the directory of
+its run, or delete `cache/table/`, and the next load reads it again.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import stat
+import time
+from typing import Any
+
+from ... import _trust, runs_table
+from ..._identity import RUN_ID_LENGTH
+from ...record import RECORD_FORMAT
+from ..atomic import atomic_write, read_fd, temporary
+from . import journal
+from .layout import Layout
+from .records import named_record
+
+TABLE = "cache/table/runs.parquet"
+SETTLED_NS = 1_000_000_000
+"""How long before its listing a directory must have last changed to be noted as settled."""
+_STORE_COLUMNS = {"_inode": "uint64", "_mtime_ns": "int64", "_size": "uint64"}
+
+
+def load_table(layout: Layout, experiment: str | None = None) -> Any:
+    """The runs of the store (of one experiment id or name; all when None) as a runs table,
+    from the cached table where it is current; rewrites the cache when it was not."""
+    pa, pc = _arrow()
+    clock = _filesystem_now(layout)
+    directories = _directories(layout)
+    cached, noted = _cached(layout)
+    settled = {
+        name for name, st in directories.items() if noted.get(name) == [st.st_ino, st.st_mtime_ns]
+    }
+    changed = [name for name in directories if name not in settled]
+    files = _record_stats(layout, changed)
+    parts = []
+    if cached is not None and not changed and settled == noted.keys():
+        return _of_experiment(pc, runs_table.without_store_columns(cached), experiment)
+    if cached is not None:
+        shard = _shard_of(pc, cached.column("run_id"), layout.sharded)
+        parts.append(cached.filter(pc.is_in(shard, pa.array(sorted(settled), pa.string()))))
+        still = _still_current(pa, pc, cached, shard, changed, files)
+        if still is not None:
+            parts.append(still)
+    have = set()
+    for part in parts[1:]:
+        have.update(part.column("run_id").to_pylist())
+    wanted = {run_id: st for run_id, st in files.items() if run_id not in have}
+    parts += _from_journals(layout, wanted)
+    fresh = _from_files(layout, wanted, files)
+    if fresh:
+        parts.append(_table_of_rows(fresh, files))
+    table = runs_table.concat(parts) if parts else _empty()
+    if changed or cached is None or settled != noted.keys():
+        table = table.sort_by(
+            [("experiment_id", "ascending"), ("index", "ascending"), ("run_id", "ascending")]
+        )
+        if _write(layout, table, _settled_now(directories, clock)):
+            _retire_journals(layout)
+    table = runs_table.without_store_columns(table)
+    return _of_experiment(pc, table, experiment)
+
+
+def current_runs(layout: Layout) -> tuple[set[str], set[str]] | None:
+    """(run ids with a record, run ids completed), from the cached table when it holds every
+    directory of records as it is now; None when it does not (or pyarrow is missing), and
+    the records must be listed. Reads the table's run ids and statuses only."""
+    if not runs_table.available():
+        return None
+    import pyarrow.parquet as pq
+
+    directories = _directories(layout)
+    opened = _opened(layout)
+    if opened is None:
+        return None
+    try:
+        source = runs_table._pa().py_buffer(opened)
+        schema = pq.read_schema(source)
+        noted = json.loads((schema.metadata or {})[b"metalab.shards"])
+        if not isinstance(noted, dict) or noted.keys() != directories.keys():
+            return None
+        if any(noted[name] != [st.st_ino, st.st_mtime_ns] for name, st in directories.items()):
+            return None
+        if runs_table.checked(schema.empty_table()) is None:
+            return None
+        table = pq.read_table(source, columns=["run_id", "status"])
+    except Exception:  # noqa: BLE001 - damaged or foreign: the records are listed
+        return None
+    pa, pc = _arrow()
+    if table.schema.types != [pa.string(), pa.string()] or table.column("status").null_count:
+        return None
+    ids = table.column("run_id")
+    done = ids.filter(pc.equal(table.column("status"), "completed"))
+    return set(ids.to_pylist()), set(done.to_pylist())
+
+
+def _arrow() -> tuple[Any, Any]:
+    pa = runs_table._pa()
+    import pyarrow.compute as pc
+
+    return pa, pc
+
+
+def _empty() -> Any:
+    extra: dict[str, tuple[str, list[Any]]] = {k: (t, []) for k, t in _STORE_COLUMNS.items()}
+    return runs_table.build({}, [], [], {**extra, runs_table.SERIES: ("string", [])})
+
+
+# ---------------------------------------------------------------- what is on disk
+def _directories(layout: Layout) -> dict[str, os.stat_result]:
+    """The stat of each directory of records, by shard name (`""` for a store of version 1,
+    whose records share `runs/`)."""
+    top = f"{layout.top}/runs"
+    if not layout.sharded:
+        try:
+            return {"": os.stat(top)}
+        except OSError:
+            return {}
+    out = {}
+    try:
+        names = os.listdir(top)
+    except OSError:
+        return {}
+    for name in names:
+        if layout.is_shard(name):
+            try:
+                st = os.stat(f"{top}/{name}", follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                out[name] = st
+    return out
+
+
+def _record_stats(layout: Layout, shards: list[str]) -> dict[str, os.stat_result]:
+    """Run id -> stat of its record file, for the records of `shards`."""
+    out: dict[str, os.stat_result] = {}
+    for name in sorted(shards):
+        directory = f"{layout.top}/runs/{name}" if name else f"{layout.top}/runs"
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            for run_id, _ in layout.runs_in("runs", directory, os.listdir(fd), "json"):
+                try:
+                    st = os.stat(f"{run_id}.json", dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:  # removed since the listing
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    out[run_id] = st
+        finally:
+            os.close(fd)
+    return out
+
+
+def _filesystem_now(layout: Layout) -> int | None:
+    """The filesystem's clock now (ns), from a file written and removed; None when this user
+    may not write here (then no table is written either)."""
+    directory = f"{layout.top}/cache/table"
+    path = f"{directory}/{temporary('clock')}"
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _settled_now(directories: dict[str, os.stat_result], clock: int | None) -> dict[str, list]:
+    """The directories a table made now may note: those last changed well before `clock`."""
+    if clock is None:
+        return {}
+    return {
+        name: [st.st_ino, st.st_mtime_ns]
+        for name, st in directories.items()
+        if st.st_mtime_ns < clock - SETTLED_NS
+    }
+
+
+# ---------------------------------------------------------------- the cached table
+def _cached(layout: Layout) -> tuple[Any, dict]:
+    """(the cached table, the directories it notes), or (None, {}) when there is none this
+    load may trust."""
+    import pyarrow.parquet as pq
+
+    data = _opened(layout)
+    if data is None:
+        return None, {}
+    try:
+        # the file mapped, not read: its pages are the page cache's
+        table = pq.read_table(runs_table._pa().py_buffer(data))
+        noted = json.loads((table.schema.metadata or {})[b"metalab.shards"])
+    except Exception:  # noqa: BLE001 - damaged or foreign: never trusted, only ignored
+        return None, {}
+    table = runs_table.checked(table)
+    if table is None or not isinstance(noted, dict) or not _has_store_columns(table):
+        return None, {}
+    _, pc = _arrow()
+    lengths = pc.min_max(pc.binary_length(table.column("run_id"))).as_py()
+    if table.num_rows and lengths != {"min": RUN_ID_LENGTH, "max": RUN_ID_LENGTH}:
+        return None, {}  # (each run id is checked when it becomes a path: `Layout.run_dir`)
+    return table, {k: v for k, v in noted.items() if isinstance(v, list)}
+
+
+def _opened(layout: Layout) -> Any:
+    """The cached table file, mapped (its pages are the page cache's), when this load may
+    trust it: a regular file whoever could write the records wrote, nobody else could; or
+    None."""
+    path = f"{layout.top}/{TABLE}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        owner = os.stat(f"{layout.top}/runs")
+        if not stat.S_ISREG(st.st_mode) or not _trust.may_vouch(st, owner.st_uid, 0o755):
+            return None
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _has_store_columns(table: Any) -> bool:
+    pa, _ = _arrow()
+    series = runs_table.SERIES
+    if series not in table.column_names or table.schema.field(series).type != pa.string():
+        return False
+    return all(
+        name in table.column_names and table.schema.field(name).type == getattr(pa, type_)()
+        for name, type_ in _STORE_COLUMNS.items()
+    )
+
+
+def _shard_of(pc: Any, run_ids: Any, sharded: bool) -> Any:
+    if sharded:
+        return pc.utf8_slice_codeunits(run_ids, 0, 2)
+    return pc.if_else(pc.is_valid(run_ids), "", None)
+
+
+def _still_current(
+    pa: Any, pc: Any, cached: Any, shard: Any, changed: list[str], files: dict[str, Any]
+) -> Any | None:
+    """The rows of `cached` in `changed` directories whose file is the one they note."""
+    if not changed or not files:
+        return None
+    candidates = cached.filter(pc.is_in(shard, pa.array(changed, pa.string())))
+    if not candidates.num_rows:
+        return None
+    ids = list(files)
+    now = pa.table(
+        {
+            "run_id": pa.array(ids, pa.string()),
+            "_inode": pa.array([files[i].st_ino for i in ids], pa.uint64()),
+            "_mtime_ns": pa.array([files[i].st_mtime_ns for i in ids], pa.int64()),
+            "_size": pa.array([files[i].st_size for i in ids], pa.uint64()),
+        }
+    )
+    keys = ["run_id", *_STORE_COLUMNS]
+    matched = candidates.select(keys).join(now, keys=keys, join_type="inner")
+    if not matched.num_rows:
+        return None
+    return candidates.filter(pc.is_in(candidates.column("run_id"), matched.column("run_id")))
+
+
+def _write(layout: Layout, table: Any, settled: dict[str, list]) -> bool:
+    """Write `table` as the store's cached table, noting `settled` directories; best effort
+    (a store this user may not write keeps the table it has). Whether it was written."""
+    import pyarrow.parquet as pq
+
+    if not _writable(layout.top):
+        return False
+    pa, _ = _arrow()
+    metadata = dict(table.schema.metadata or {})
+    metadata[b"metalab.shards"] = json.dumps(settled).encode()
+    sink = pa.BufferOutputStream()
+    try:
+        pq.write_table(table.replace_schema_metadata(metadata), sink, compression="zstd")
+        atomic_write(f"{layout.top}/{TABLE}", sink.getvalue().to_pybytes(), make_dir=True)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
+
+
+def _retire_journals(layout: Layout) -> None:
+    """Remove the journal files the table just written makes redundant: this user's, that
+    nobody wrote to for a while (`journal.removable`); a writer still at work keeps its own."""
+    directory = f"{layout.top}/cache/journal"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        if not name.endswith(journal.SUFFIX) or name.startswith("."):
+            continue
+        path = f"{directory}/{name}"
+        try:
+            st = os.stat(path, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and journal.removable(path, st, now):
+                os.unlink(path)
+        except OSError:
+            continue
+
+
+def _writable(top: str) -> bool:
+    for directory in (f"{top}/cache/table", f"{top}/cache", top):
+        if os.path.lexists(directory):
+            return os.path.isdir(directory) and os.access(directory, os.W_OK)
+    return False
+
+
+def _of_experiment(pc: Any, table: Any, experiment: str | None) -> Any:
+    if experiment is None:
+        return table
+    ids = table.column("experiment_id")
+    if ":" in experiment:
+        return table.filter(pc.equal(ids, experiment))
+    return table.filter(pc.starts_with(ids, f"{experiment}:"))
+
+
+# ---------------------------------------------------------------- rows of records
+def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[Any]:
+    """Tables of the rows journals give of `wanted` records (removed from `wanted`): those
+    noted with the identity their file has now, by a writer who could have written them
+    all. Read by columns: no row is made one at a time."""
+    if not wanted:
+        return []
+    pa, _ = _arrow()
+    ids = list(wanted)
+    stats = [wanted[run_id] for run_id in ids]
+    current = pa.table(
+        {
+            "run_id": pa.array(ids, pa.string()),
+            "_inode": pa.array([st.st_ino for st in stats], pa.uint64()),
+            "_mtime_ns": pa.array([st.st_mtime_ns for st in stats], pa.int64()),
+            "_size": pa.array([st.st_size for st in stats], pa.uint64()),
+        }
+    )
+    owners = {(st.st_uid, st.st_mode) for st in stats}
+    tables = []
+    for _, jst, data in _journal_files(layout.top):
+        if not all(_trust.may_vouch(jst, *owner) for owner in owners):
+            continue  # its records are read from their files
+        for columns, offset, length in journal.read_entries(data, metric_columns=True):
+            table = _entry_table(columns, data, offset, length)
+            if table is not None:
+                tables.append(table)
+    if not tables:
+        return []
+    noted = runs_table.concat(tables)
+    # the rows noted with the identity the file has now (a join keeps no field metadata:
+    # the schema is put back)
+    keys = ["run_id", *_STORE_COLUMNS]
+    joined = noted.join(current, keys=keys, join_type="left semi")
+    if joined.column_names != noted.column_names:
+        return []
+    matched = pa.Table.from_arrays(joined.columns, schema=noted.schema)
+    # a record two journals hold alike (a writer's and an earlier load's): taken once
+    first: dict[str, int] = {}
+    for position, run_id in enumerate(matched.column("run_id").to_pylist()):
+        first.setdefault(run_id, position)
+    if len(first) != matched.num_rows:
+        matched = matched.take(pa.array(list(first.values()), pa.int64()))
+    for run_id in first:
+        del wanted[run_id]
+    return [matched]
+
+
+def _entry_table(columns: list[Any], data: Any, offset: int, length: int) -> Any | None:
+    """The runs table of one journal entry (its columns, and its records' bytes at `offset`
+    in `data`), with the identities it noted; None for an entry this metalab did not
+    write."""
+    try:
+        run_ids, inodes, mtimes, sizes = columns[:4]
+        fields = dict(zip(journal.ROW_FIELDS, columns[4:]))
+        if sum(sizes) != length or (run_ids and set(fields["format"]) != {RECORD_FORMAT}):
+            return None
+        params, metrics = fields["params"], fields["metrics"]
+        if not all(type(p) is dict for p in params) or not (
+            isinstance(metrics, dict) or all(type(m) is dict for m in metrics)
+        ):
+            return None
+        record_columns = {name: fields[name] for name in runs_table.RECORD_COLUMNS[1:]}
+        extra = {
+            "_inode": ("uint64", inodes),
+            "_mtime_ns": ("int64", mtimes),
+            "_size": ("uint64", sizes),
+            runs_table.SERIES: ("string", _series_texts(data, offset, sizes)),
+        }
+        table = runs_table.build({"run_id": run_ids, **record_columns}, params, metrics, extra)
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError):
+        return None
+    return runs_table.checked(table)
+
+
+_NO_SERIES = b'"series": {}'
+_SERIES_KEY = b'"series": '
+
+
+def _series_texts(data: Any, offset: int, sizes: list[int]) -> list[str | None]:
+    """The `_series` of the records one after the other at `offset` in `data`: a record
+    whose only `"series"` key holds `{}` (most) is not parsed."""
+    out: list[str | None] = []
+    loads = json.loads
+    for size in sizes:
+        record = data[offset : offset + size]
+        offset += size
+        if record.count(_SERIES_KEY) == 1 and _NO_SERIES in record:
+            out.append(None)
+            continue
+        parsed = loads(record)
+        out.extend(runs_table.series_texts([parsed]))
+    return out
+
+
+def _journal_files(top: str) -> list[tuple[str, os.stat_result, Any]]:
+    """(path, stat, mapped bytes) of the journal files of the store at `top`, snapshots
+    first; mapped, not read: most of a journal is records' bytes a table does not need."""
+    directory = f"{top}/cache/journal"
+    try:
+        names = sorted(os.listdir(directory), key=lambda n: (not n.startswith("load-"), n))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if not name.endswith(journal.SUFFIX) or name.startswith("."):
+            continue
+        try:
+            fd = os.open(f"{directory}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_size:
+                out.append((name, st, mmap.mmap(fd, 0, access=mmap.ACCESS_READ)))
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
+    return out
+
+
+def _from_files(
+    layout: Layout, wanted: dict[str, os.stat_result], files: dict[str, os.stat_result]
+) -> list[dict[str, Any]]:
+    """The records of `wanted` read from their files (a record replaced since its listing
+    gets the identity of the file read, in `files`)."""
+    rows = []
+    for run_id in sorted(wanted):
+        path = layout.record_path(run_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # removed since the listing
+            continue
+        try:
+            st = os.fstat(fd)
+            raw = read_fd(fd, st.st_size + 1) if stat.S_ISREG(st.st_mode) else None
+        except OSError:
+            raw = None
+        finally:
+            os.close(fd)
+        record = None if raw is None else named_record(raw, path)
+        if record is not None:
+            files[run_id] = st
+            rows.append(record)
+    return rows
+
+
+def _table_of_rows(rows: list[dict[str, Any]], files: dict[str, os.stat_result]) -> Any:
+    """The runs table of records read from their files, with their files' identities."""
+    stats = [files[row["run_id"]] for row in rows]
+    extra: dict[str, tuple[str, list[Any]]] = {
+        "_inode": ("uint64", [st.st_ino for st in stats]),
+        "_mtime_ns": ("int64", [st.st_mtime_ns for st in stats]),
+        "_size": ("uint64", [st.st_size for st in stats]),
+        runs_table.SERIES: ("string", runs_table.series_texts(rows)),
+    }
+    return runs_table.from_rows(rows, extra)
