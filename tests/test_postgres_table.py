@@ -54,6 +54,8 @@ def assert_same(store, experiment_id=None, **filters):
     table = store.query_table(experiment_id, **filters)
     records = store.query_records(experiment_id, **filters)
     expected = runs_table.from_rows(records)
+    # (a table that `checked` refuses is one runs_table builds from the records too)
+    assert (runs_table.checked(table) is table) == (runs_table.checked(expected) is expected)
     pd.testing.assert_frame_equal(runs_table.frame(table), runs_table.frame(expected))
     rows = runs_table.rows(table)
     assert canonical(rows) == canonical(runs_table.rows(expected))
