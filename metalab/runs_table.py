@@ -96,7 +96,7 @@ def build(
     for name in RECORD_COLUMNS:
         values = record_columns.get(name)
         values = [None] * _count(record_columns, params) if values is None else values
-        field, array = _column(pa, name, b"record", name, list(values))
+        field, array = column_of(pa, name, b"record", name, list(values))
         fields.append(field)
         arrays.append(array)
     taken = set(RECORD_COLUMNS)
@@ -109,9 +109,9 @@ def build(
                 for key in _names_in(mappings)
             }
         for key, values in by_name.items():
-            column = _column_name(kind, key, taken)
+            column = column_name(kind, key, taken)
             taken.add(column)
-            field, array = _column(pa, column, _KINDS[kind], key, list(values))
+            field, array = column_of(pa, column, _KINDS[kind], key, list(values))
             fields.append(field)
             arrays.append(array)
     for name, (type_name, values) in (extra or {}).items():
@@ -152,7 +152,7 @@ def _names_in(mappings: Iterable[Mapping[str, Any] | None]) -> list[str]:
     return list(dict.fromkeys(name for names in sets for name in names))
 
 
-def _column_name(kind: str, key: str, taken: set[str]) -> str:
+def column_name(kind: str, key: str, taken: set[str]) -> str:
     """`param_<key>`, or a metric's own name unless a column has it (or it starts with `_`,
     as store columns do): then `metric_<key>`."""
     if kind == "params":
@@ -166,7 +166,7 @@ def _column_name(kind: str, key: str, taken: set[str]) -> str:
 _PLAIN = {bool: "bool_", int: "int64", float: "float64", str: "string"}
 
 
-def _column(pa: Any, column: str, kind: bytes, name: str, values: list[Any]) -> tuple[Any, Any]:
+def column_of(pa: Any, column: str, kind: bytes, name: str, values: list[Any]) -> tuple[Any, Any]:
     """The field and array of one column: a plain type where the values allow it (missing
     values null), else JSON text."""
     if kind == b"record":  # a record field None or absent: the same
@@ -178,18 +178,26 @@ def _column(pa: Any, column: str, kind: bytes, name: str, values: list[Any]) -> 
     plain = None
     if types <= {bool} or types <= {str} or types <= {int, float}:
         plain = _PLAIN[float] if float in types else _PLAIN[next(iter(types))] if types else None
+    if plain == "int64" and kind == b"record" and _RECORD_TYPES.get(name) == "float64":
+        plain = "float64"  # a duration of whole seconds is still a float column
+    if plain == "float64" and int in types and not _exact_as_floats(values):
+        plain = None  # an int a float cannot hold exactly: JSON keeps it
     if plain is not None or not types:
-        if missing:
-            values = [None if v is MISSING else v for v in values]
+        plain_values = [None if v is MISSING else v for v in values] if missing else values
         try:
             type_ = getattr(pa, plain)() if plain else pa.null()
-            return pa.field(column, type_, metadata=metadata), pa.array(values, type=type_)
+            return pa.field(column, type_, metadata=metadata), pa.array(plain_values, type=type_)
         except (OverflowError, pa.ArrowInvalid):  # an int beyond 64 bits: JSON keeps it
             pass
     metadata[JSON] = b"1"
     dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":"), default=_fallback).encode
     texts = [None if v is MISSING else dumps(v) for v in values]
     return pa.field(column, pa.string(), metadata=metadata), pa.array(texts, type=pa.string())
+
+
+def _exact_as_floats(values: list[Any]) -> bool:
+    """Whether every int among `values` is one a float holds exactly."""
+    return all(-(2**53) <= v <= 2**53 for v in values if type(v) is int)
 
 
 def _fallback(value: Any) -> Any:

@@ -69,13 +69,13 @@ def test_filters_run_in_the_database_and_match_memory(locator, tmp_path):
     results = metalab.load_results(locator)
     calls = []
     store = results.store
-    real = store.query_records
+    real = store.query_table
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    store.query_records = counting
+    store.query_table = counting
     selected = results.filter(optimizer="adam").where(loss__lt=0.25, status="completed")
     ids = sorted(r.run_id for r in selected)
     assert calls == [

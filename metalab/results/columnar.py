@@ -15,6 +15,9 @@ from ..contracts import Record, Store
 from ..record import paused_gc
 from .sources import Positions, RecordSource
 
+PAGE = 256
+"""Records read at once while runs are read in order."""
+
 
 class Columnar(RecordSource):
     """The runs of a runs table; each run's record is read from `store` when first needed."""
@@ -25,6 +28,8 @@ class Columnar(RecordSource):
         self._rows: list[Record] | None = None
         self._records: list[Record] | None = None
         self._run_ids: list[str] | None = None
+        self._read: dict[int, Record | None] = {}  # records read so far, by position
+        self._last = -2  # the position last asked for
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -53,8 +58,15 @@ class Columnar(RecordSource):
     def record_at(self, position: int) -> Record:
         if self._records is not None:
             return self._records[position]
-        run_id = self.table.column("run_id")[position].as_py()
-        record = None if self.store is None else self.store.get_record(run_id)
+        if position not in self._read:
+            # one run touched: its record; runs read in order (iterating): a page at a time,
+            # so a database answers a query per page, not per run
+            count = PAGE if position == self._last + 1 else 1
+            ids = self.run_ids()[position : position + count]
+            got = {} if self.store is None else _by_id(self.store.get_records(ids))
+            self._read.update((position + k, got.get(run_id)) for k, run_id in enumerate(ids))
+        self._last = position
+        record = self._read[position]
         return record if record is not None else self.row_at(position)
 
     def row_at(self, position: int) -> Record:

@@ -190,10 +190,10 @@ def _from_values(
         values[i] = value
     if kind != b"record" and all(v is MISSING for v in values):
         return None
-    return runs_table._column(pa, column, kind, name, values)
+    return runs_table.column_of(pa, column, kind, name, values)
 
 
 def column_name(kind: str, name: str, taken: set[str]) -> str:
     """The column of parameter or metric `name` (`kind`: `params` or `metrics`) in a runs
     table whose columns are `taken` so far."""
-    return runs_table._column_name(kind, name, taken)
+    return runs_table.column_name(kind, name, taken)
