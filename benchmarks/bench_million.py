@@ -174,7 +174,9 @@ def measure(store: str, runs: int, floor_dir: str, repeat: int) -> dict[str, lis
     samples: dict[str, list[dict]] = {}
     for _ in range(repeat):
         for what in ("load", "pickle", "parquet", "listing", "resume"):
-            samples.setdefault(what, []).append(probe(what, store, runs, floor_dir))
+            measured = probe(what, store, runs, floor_dir)
+            print(f"  {what}: {json.dumps(measured)}", file=sys.stderr, flush=True)
+            samples.setdefault(what, []).append(measured)
     return samples
 
 
@@ -199,6 +201,7 @@ def main() -> dict:
     try:
         if not Path(store, "_meta.json").exists():
             built = build(store, args.runs)
+            print(f"  build: {json.dumps(built)}", file=sys.stderr, flush=True)
         samples = measure(store, args.runs, work, args.repeat)
     finally:
         if not args.keep:
