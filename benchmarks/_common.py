@@ -22,7 +22,7 @@ def median(samples: list[float]) -> float:
 
 def row(
     measurement: str,
-    seconds: float,
+    seconds: float | None,
     *,
     runs: int | None = None,
     ratio: float | None = None,
@@ -31,20 +31,23 @@ def row(
     met: bool | None = None,
     samples: list[float] | None = None,
 ) -> dict[str, Any]:
-    """One line of the results table (and of the JSON file)."""
+    """One line of the results table (and of the JSON file). `seconds` is None for a line
+    that is no duration (a memory figure, say): its time cell stays empty."""
     return {
         "measurement": measurement,
         "seconds": seconds,
-        "runs_per_s": runs / seconds if runs else None,
+        "runs_per_s": runs / seconds if runs and seconds else None,
         "ratio": ratio,
         "ratio_is": ratio_is,
         "target": target,
         "met": met,
-        "samples": samples or [seconds],
+        "samples": samples or ([] if seconds is None else [seconds]),
     }
 
 
-def _fmt_seconds(s: float) -> str:
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return ""
     if s < 1e-3:
         return f"{s * 1e6:.1f} us"
     if s < 1:

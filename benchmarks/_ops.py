@@ -17,6 +17,15 @@ def draw(seeds, capture):
 
 
 @metalab.operation
+def draw_per_case(params, seeds, capture):
+    """A trivial run whose metric differs from case to case: one draw from a NumPy stream
+    named after the case's params (with one replicate, every run of `draw` draws the same
+    number, so a metric threshold would select all runs or none)."""
+    name = f"{params['gene']}/{params['expr_val']}"
+    capture.metric("x", float(seeds.numpy(name).random()))
+
+
+@metalab.operation
 def three_metrics(params, seeds, capture):
     """A trivial run with three metrics."""
     x = float(seeds.numpy().random())
