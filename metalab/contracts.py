@@ -201,9 +201,12 @@ class QueryStore(Store, Protocol):
         params: Mapping[str, Any] | None = None,
         metric_filters: Iterable[tuple[str, str, float]] = (),
         status: str | None = None,
+        near: Mapping[str, float] | None = None,
     ) -> list[Record]:
         """Return the records matching every filter, selected by the database, ordered by
-        experiment id and run index. ValidationError for a bad operator or threshold."""
+        experiment id and run index; `near` keeps runs whose parameter is a number within a
+        relative 1e-9 of the one given (a superset of `Results.filter`'s equality, which the
+        caller applies after). ValidationError for a bad operator or threshold."""
         ...
 
     def query_table(
@@ -213,6 +216,7 @@ class QueryStore(Store, Protocol):
         params: Mapping[str, Any] | None = None,
         metric_filters: Iterable[tuple[str, str, float]] = (),
         status: str | None = None,
+        near: Mapping[str, float] | None = None,
     ) -> Any:
         """Return what `query_records` selects as a runs table (`metalab.runs_table`: the
         same rows, in the same order), without building a record per run. Read-only."""

@@ -84,6 +84,7 @@ def test_filters_run_in_the_database_and_match_memory(locator, tmp_path):
             "params": {"optimizer": "adam"},
             "metric_filters": [("loss", "<", 0.25)],
             "status": "completed",
+            "near": {},
         }
     ]
     expected = sorted(
@@ -324,3 +325,26 @@ def test_a_wrong_database_is_an_error_not_an_outage(postgres_server, tmp_path):
     unreachable = "postgresql://postgres@127.0.0.1:1/test?reconnect_timeout=0"
     with pytest.raises(StoreUnavailableError, match="port 1"):
         create_store(unreachable)
+
+
+def test_a_number_filter_narrows_in_the_database_then_matches_as_in_memory(locator, tmp_path):
+    checked_result(metalab.run(sweep(), locator, executor="inline"))
+    export_store(locator, tmp_path / "copy")
+    in_memory = metalab.load_results(tmp_path / "copy")
+    results = metalab.load_results(locator)
+    calls = []
+    store = results.store
+    real = store.query_table
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    store.query_table = counting
+    for lr in (0.01, 0.3, 0.31, 1):  # 0.3 matches 0.30000000000000004 as typed in memory
+        selected = results.filter(lr=lr)
+        assert sorted(r.run_id for r in selected) == sorted(
+            r.run_id for r in in_memory.filter(lr=lr)
+        )
+        assert calls[-1]["near"] == {"lr": lr}
+    assert len(results.filter(lr=0.3)) == 6

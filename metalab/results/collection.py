@@ -154,9 +154,10 @@ class Results(Sequence[Run]):
         self._check(params, "params", "filter()")
         query = self._source.query()
         if query is not None:
-            pushed, rest = split_param_conditions(params, query.params)
-            if pushed:
-                selected = self._select(self._source.by_query(query.narrowed(params=pushed)))
+            pushed, near, rest = split_param_conditions(params, {**query.params, **query.near})
+            if pushed or near:
+                narrowed = query.narrowed(params=pushed, near=near)
+                selected = self._select(self._source.by_query(narrowed))
                 return selected.filter(**rest) if rest else selected
         return self._masked(
             [self._mask("params", key, value, "parameter") for key, value in params.items()]

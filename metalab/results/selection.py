@@ -79,24 +79,29 @@ _SQL_OPERATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 def split_param_conditions(
     params: Mapping[str, Any], already: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(equalities a database answers exactly as `filter` does, the other conditions).
+) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
+    """(equalities a database answers exactly as `filter` does, numbers a database narrows
+    to those within a relative 1e-9, the conditions left to test in memory).
 
-    Only strings and booleans go to the database: numbers compare with a tolerance in
-    memory (and a stored 3.0 equals 3), which JSON equality would not reproduce; a second
-    condition on a parameter the query already constrains stays in memory too."""
+    Strings and booleans go to the database as they are; a number goes as a range around it
+    and stays among the conditions tested in memory too (numbers compare with a tolerance
+    there, and a stored 3.0 equals 3, which the database's range only approaches from
+    above). A second condition on a parameter the query already constrains stays in memory.
+    """
     pushed: dict[str, Any] = {}
+    near: dict[str, float] = {}
     rest: dict[str, Any] = {}
     for key, value in params.items():
         name, op = split_key(key)
-        if op == "eq" and isinstance(value, (str, bool)) and name not in already:
-            if name in pushed:
-                rest[key] = value
-            else:
-                pushed[name] = value
-        else:
-            rest[key] = value
-    return pushed, rest
+        fresh = name not in already and name not in pushed and name not in near
+        if op == "eq" and isinstance(value, (str, bool)) and fresh:
+            pushed[name] = value
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if op == "eq" and number and math.isfinite(value) and fresh:
+            near[name] = value
+        rest[key] = value
+    return pushed, near, rest
 
 
 def split_metric_conditions(

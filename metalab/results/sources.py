@@ -56,6 +56,9 @@ class Query:
     params: Mapping[str, Any] = field(default_factory=dict)
     metric_filters: tuple[tuple[str, str, float], ...] = ()
     status: str | None = None
+    near: Mapping[str, float] = field(default_factory=dict)
+    """Parameters within a relative 1e-9 of a number: a superset of `filter`'s equality,
+    which the selection then applies in memory."""
 
     def narrowed(
         self,
@@ -63,6 +66,7 @@ class Query:
         params: Mapping[str, Any] | None = None,
         metric_filters: Sequence[tuple[str, str, float]] = (),
         status: str | None = None,
+        near: Mapping[str, float] | None = None,
     ) -> Query:
         """Return this query with more conditions (a new `status` replaces none)."""
         return Query(
@@ -70,6 +74,7 @@ class Query:
             {**self.params, **(params or {})},
             (*self.metric_filters, *metric_filters),
             self.status if status is None else status,
+            {**self.near, **(near or {})},
         )
 
 
@@ -234,6 +239,7 @@ class DatabaseSelection(RecordSource):
                 params=dict(query.params),
                 metric_filters=list(query.metric_filters),
                 status=query.status,
+                near=dict(query.near),
             )
             with paused_gc():
                 if self._columnar is not None:

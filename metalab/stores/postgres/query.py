@@ -3,6 +3,7 @@ comparison, experiment and status by equality; every value a parameter of the st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,11 +26,12 @@ def records_query(
     params: Mapping[str, Any],
     metric_filters: Iterable[tuple[str, str, float]],
     status: str | None,
+    near: Mapping[str, float] | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """Return the statement selecting `(run_id, record)` of the runs matching every filter,
     ordered by experiment id and run index, and its arguments. ValidationError for a bad
     metric filter; FingerprintError for a parameter value that is not JSON."""
-    where, args = where_clause(schema, experiment_id, params, metric_filters, status)
+    where, args = where_clause(schema, experiment_id, params, metric_filters, status, near)
     query = sql.SQL("SELECT run_id, record FROM {schema}.runs WHERE {where} {order}").format(
         schema=sql.Identifier(schema), where=where, order=ORDER
     )
@@ -42,6 +44,7 @@ def where_clause(
     params: Mapping[str, Any],
     metric_filters: Iterable[tuple[str, str, float]],
     status: str | None,
+    near: Mapping[str, float] | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """Return the condition on `{schema}.runs` that every filter makes, and its arguments
     (see `records_query`)."""
@@ -59,6 +62,16 @@ def where_clause(
         # containment uses the GIN index; equality makes lists and dicts match exactly
         conditions.append(sql.SQL("params @> %s::jsonb AND params -> %s = %s::jsonb"))
         args += [sql_json({name: wanted}), name, sql_json(wanted)]
+    for name, number in (near or {}).items():
+        low, high = near_bounds(number)
+        # CASE: the cast only of numbers (AND does not order its conditions)
+        conditions.append(
+            sql.SQL(
+                "CASE WHEN jsonb_typeof(params -> %s) = 'number' "
+                "THEN (params ->> %s)::float8 END BETWEEN %s AND %s"
+            )
+        )
+        args += [name, name, low, high]
     for name, op, threshold in (_metric_filter(f) for f in metric_filters):
         conditions.append(
             sql.SQL("{schema}.metric_value(metrics -> %s) {op} %s").format(
@@ -67,6 +80,19 @@ def where_clause(
         )
         args += [name, threshold]
     return sql.SQL(" AND ").join(conditions), args
+
+
+def near_bounds(number: Any) -> tuple[float, float]:
+    """The range of values within a relative 1e-9 of `number` (`math.isclose`), widened a
+    little so that float rounding never leaves a match out. ValidationError for anything
+    but a finite number."""
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise ValidationError(f"near: {number!r} is not a number")
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValidationError(f"near: {number!r} is not a finite number")
+    spread = abs(value) * 1.1e-9 + 1e-300
+    return value - spread, value + spread
 
 
 def _metric_filter(item: Any) -> tuple[str, str, float]:

@@ -278,6 +278,7 @@ class PostgresStore(StoreDefaults):
         params: Mapping[str, Any] | None = None,
         metric_filters: Iterable[tuple[str, str, float]] = (),
         status: str | None = None,
+        near: Mapping[str, float] | None = None,
     ) -> list[Record]:
         """Return the records that match every filter, selected by the database.
 
@@ -288,13 +289,15 @@ class PostgresStore(StoreDefaults):
           `>=`, `==`; booleans count as 0 and 1. A run without that metric, or whose value is
           NaN, never matches (as `nan < x` is false in Python).
         - `status`: `"completed"`, `"failed"`, `"interrupted"` or `"cancelled"`.
+        - `near`: `{name: number}`; a run matches when its parameter is a number within a
+          relative 1e-9 of it (and a little more: the caller refines).
 
         Records come ordered by experiment id and run index. Read-only. Raises
         ValidationError for an unknown operator or a threshold that is not a number, and
         FingerprintError for a parameter value that is not JSON (as `Results.filter` does).
         """
         query, args = records_query(
-            self._location.schema, experiment_id, params or {}, metric_filters, status
+            self._location.schema, experiment_id, params or {}, metric_filters, status, near
         )
         return self._parse_rows(self._db.execute(query, args))
 
@@ -305,13 +308,16 @@ class PostgresStore(StoreDefaults):
         params: Mapping[str, Any] | None = None,
         metric_filters: Iterable[tuple[str, str, float]] = (),
         status: str | None = None,
+        near: Mapping[str, float] | None = None,
     ) -> Any:
         """Return what `query_records` selects (the same filters, the same runs in the same
         order) as a runs table (`metalab.runs_table`), read in bulk without a record per
         run. Read-only. Raises what `query_records` raises, and MissingDependencyError
         without pyarrow."""
         schema = self._location.schema
-        where, args = where_clause(schema, experiment_id, params or {}, metric_filters, status)
+        where, args = where_clause(
+            schema, experiment_id, params or {}, metric_filters, status, near
+        )
         read = functools.partial(
             read_table,
             schema=schema,
