@@ -73,7 +73,7 @@ def report_from_store(
     results = load(store, experiment)
     if experiment is not None and len(results) == 0:
         everything = load(store, None)
-        held = sorted({str(r.get("experiment_id", "")) for r in everything.records})
+        held = [str(e) for e in everything.summary()["experiments"]]
         raise ValidationError(
             f"store {_shown(everything, store)} holds no runs of experiment {experiment!r}; "
             f"it holds runs of: {', '.join(held) or 'none'}"

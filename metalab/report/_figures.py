@@ -21,14 +21,18 @@ def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]
     others = [p for p in runs.swept if p is not param]
     points: dict[tuple[str, ...], list[tuple[Any, float, Any]]] = {}
     axis = param.axis
-    for record in runs.completed:
-        y = _number((record.get("metrics") or {}).get(metric))
+    xs = runs.completed("params", param.name)
+    keys = [_canonical(runs.completed("params", o.name)) for o in others]
+    groups_of = zip(*keys) if keys else [()] * len(xs)
+    indices = [runs.field("index")[row] for row in runs.completed_rows]
+    for y_value, x_value, group, index in zip(
+        runs.completed("metrics", metric), xs, groups_of, indices
+    ):
+        y = _number(y_value)
         if y is None:
             continue
-        params = record.get("params") or {}
-        x = float(params[param.name]) if axis.numeric else axis.factor(params.get(param.name))
-        group = tuple(canonical(params.get(o.name)) for o in others)
-        points.setdefault(group, []).append((x, y, record.get("index")))
+        x = float(x_value) if axis.numeric else axis.factor(x_value)
+        points.setdefault(group, []).append((x, y, index))
     if not points:
         return None
     notes: list[str] = []
@@ -133,13 +137,16 @@ def series_figure(runs: Runs, name: str) -> tuple[Any, list[str]] | None:
     from bokeh.palettes import viridis
     from bokeh.plotting import figure
 
-    curves = [(r, pairs) for r in runs.records if (pairs := _steps(r, name))]
+    curves = [(r, pairs) for r in runs.sample if (pairs := _steps(r, name))]
     if not curves:
         return None
     notes = []
     shown = evenly(curves, limits.MAX_CURVES)
     if len(curves) > limits.MAX_CURVES:
-        notes.append(f"{name}: {limits.MAX_CURVES} of {len(curves)} runs drawn (evenly chosen)")
+        among = " sampled" if runs.sampled else ""
+        notes.append(
+            f"{name}: {limits.MAX_CURVES} of {len(curves)}{among} runs drawn (evenly chosen)"
+        )
     colors = iter(viridis(len(shown)) if len(shown) > 1 else ["#1f77b4"])
     data: dict[str, list[Any]] = {"xs": [], "ys": [], "color": [], "dash": [], "run": []}
     data["params"] = []
@@ -178,6 +185,22 @@ def series_figure(runs: Runs, name: str) -> tuple[Any, list[str]] | None:
     if len(mean["step"]) > 0 and len(curves) > 1:
         fig.line("step", "mean", source=ColumnDataSource(mean), color="black", line_width=2.5)
     return fig, notes
+
+
+def _canonical(values: list[Any]) -> list[str]:
+    """`canonical(value)` of each value, each distinct value's text made once."""
+    memo: dict[tuple[type, Any], str] = {}
+    out = []
+    for value in values:
+        try:
+            key = (type(value), value)
+            text = memo.get(key)
+            if text is None:
+                text = memo[key] = canonical(value)
+        except TypeError:  # unhashable (a list, a dict)
+            text = canonical(value)
+        out.append(text)
+    return out
 
 
 def _steps(record: dict[str, Any], name: str) -> list[tuple[int, float]]:

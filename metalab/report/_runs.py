@@ -1,14 +1,24 @@
-"""The runs a report shows and what is derived from them once, without bokeh."""
+"""The runs a report shows and what is derived from them once, without bokeh.
+
+Counts, names, axes and every statistic come from the runs' columns (`_columns.Columns`);
+whole records are read only for the runs the page shows in detail: those that did not
+complete (their errors), and a sample spread evenly over the runs for stepped metrics and
+provenance (`limits.MAX_SAMPLED_RUNS`, `limits.MAX_ERRORS_READ`).
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from .._aggregate import COMPLETED, Axis, canonical, others_text, split_by_status
+from .._aggregate import COMPLETED, Axis, canonical, evenly, others_text
 from .._aggregate import finite as _number
+from ..runs_table import MISSING
+from . import limits
+from ._columns import Columns, Records, present
 
 if TYPE_CHECKING:
     from ..contracts import Store
@@ -40,86 +50,137 @@ class Param:
         return len(self.values) > 1
 
 
-@dataclass
+@dataclass(eq=False)
 class Runs:
-    """The records of a report and what is derived from them once (names, kinds, counts)."""
+    """The runs of a report by column, and what is derived from them once (names, counts)."""
 
-    records: list[dict[str, Any]]
+    columns: Columns
+    records: Records
     locator: str | None = None
     params: list[Param] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
-    series: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, results: Results) -> Runs:
-        """Collect the records of `results` and their names; the store is shown without
-        secrets (results made without a store show none)."""
+        """The runs of `results` and their names; the store is shown without secrets
+        (results made without a store show none)."""
         store: Store | None = results.store
-        return cls.collect(results.records, None if store is None else store.public_locator)
+        locator = None if store is None else store.public_locator
+        return cls.collect(Columns.of(results), Records(results), locator)
 
     @classmethod
-    def collect(cls, records: list[dict[str, Any]], locator: str | None) -> Runs:
-        """The runs of `records`, with their parameters, metrics and stepped metrics."""
-        values: dict[str, dict[str, Any]] = {}
-        metrics: dict[str, None] = {}
-        series: dict[str, None] = {}
-        for record in records:
-            for name, value in (record.get("params") or {}).items():
-                values.setdefault(name, {}).setdefault(canonical(value), value)
-            metrics.update(dict.fromkeys(record.get("metrics") or {}))
-            series.update(dict.fromkeys(record.get("series") or {}))
-        for record in records:  # a parameter missing from some records is None there
-            for name, found in values.items():
-                if name not in (record.get("params") or {}):
-                    found.setdefault(canonical(None), None)
-        params = [Param(name, Axis(found)) for name, found in values.items()]
-        return cls(records, locator, params, list(metrics), list(series))
+    def collect(cls, columns: Columns, records: Records, locator: str | None) -> Runs:
+        """The runs of `columns`, with their parameters and metrics."""
+        params = [
+            Param(name, Axis(distinct(columns.values("params", name))))
+            for name in columns.names("params")
+        ]
+        return cls(columns, records, locator, params, columns.names("metrics"))
+
+    @property
+    def count(self) -> int:
+        """How many runs there are."""
+        return len(self.columns)
+
+    def head(self, count: int) -> Runs:
+        """The first `count` runs (their names and axes those of all the runs)."""
+        return Runs(self.columns.head(count), self.records, self.locator, self.params, self.metrics)
+
+    def record(self, row: int) -> dict[str, Any]:
+        """The whole record of the run at `row` (read from the store the first time)."""
+        return self.records.at(self.columns.positions[row])
+
+    def field(self, name: str) -> list[Any]:
+        """Each run's value of the record column `name` (None where it has none)."""
+        return self.columns.field(name)
+
+    def values(self, kind: str, name: str) -> list[Any]:
+        """Each run's value of parameter or metric `name` (None where it has none)."""
+        return present(self.columns.values(kind, name))
+
+    @cached_property
+    def statuses(self) -> list[str]:
+        """Each run's status."""
+        return ["unknown" if s is None else str(s) for s in self.field("status")]
+
+    @cached_property
+    def completed_rows(self) -> list[int]:
+        """Rows of the completed runs: what means, spreads and trends are computed over."""
+        return [i for i, status in enumerate(self.statuses) if status == COMPLETED]
+
+    def completed(self, kind: str, name: str) -> list[Any]:
+        """The completed runs' values of parameter or metric `name` (None where none)."""
+        values = self.columns.values(kind, name)
+        return present([values[i] for i in self.completed_rows])
 
     @property
     def swept(self) -> list[Param]:
         """Parameters that take more than one value."""
         return [p for p in self.params if p.swept]
 
-    @property
-    def completed(self) -> list[dict[str, Any]]:
-        """The completed runs' records: what means, spreads and trends are computed over."""
-        return split_by_status(self.records)[0]
-
     def left_out(self) -> str:
         """The runs that did not complete, per status (`2 failed, 1 interrupted`), or ''."""
-        return others_text(split_by_status(self.records)[1])
+        return others_text({s: n for s, n in self.status_counts().items() if s != COMPLETED})
 
     def by_experiment(self) -> list[Runs]:
         """The runs of each experiment id, the one with the latest finished run first."""
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for record in self.records:
-            groups.setdefault(str(record.get("experiment_id", "")), []).append(record)
-        parts = [Runs.collect(records, self.locator) for records in groups.values()]
+        groups: dict[str, list[int]] = {}
+        for row, experiment in enumerate(self._experiment_ids):
+            groups.setdefault(experiment, []).append(row)
+        if len(groups) <= 1:
+            return [self]
+        parts = [
+            Runs.collect(self.columns.take(rows), self.records, self.locator)
+            for rows in groups.values()
+        ]
         return sorted(parts, key=_recency, reverse=True)
+
+    @cached_property
+    def _experiment_ids(self) -> list[str]:
+        return ["" if e is None else str(e) for e in self.field("experiment_id")]
 
     @property
     def experiments(self) -> list[str]:
         """Experiment ids, sorted."""
-        return sorted({str(r.get("experiment_id", "")) for r in self.records})
+        return sorted(set(self._experiment_ids))
 
     def numeric_metrics(self) -> set[str]:
         """Metrics with at least one numeric (or bool) value in a completed run."""
         return {
             name
-            for record in self.completed
-            for name, value in (record.get("metrics") or {}).items()
-            if _number(value) is not None
+            for name in self.metrics
+            if any(_number(v) is not None for v in self.completed("metrics", name))
         }
 
     def status_counts(self) -> dict[str, int]:
         """Runs per status, completed first, then the other known statuses, then any other."""
-        counts = Counter(str(r.get("status", "unknown")) for r in self.records)
+        counts = Counter(self.statuses)
         order = [s for s in STATUS_COLORS if s in counts]
         return {s: counts[s] for s in [*order, *sorted(set(counts) - set(order))]}
 
-    def not_completed(self) -> list[dict[str, Any]]:
-        """Records whose status is not `completed`."""
-        return [r for r in self.records if r.get("status") != COMPLETED]
+    def not_completed(self) -> list[int]:
+        """Rows of the runs whose status is not `completed`."""
+        return [i for i, status in enumerate(self.field("status")) if status != COMPLETED]
+
+    @cached_property
+    def sample(self) -> list[dict[str, Any]]:
+        """The whole records of at most `limits.MAX_SAMPLED_RUNS` runs spread evenly over
+        them (every run's when there are no more): what curves and provenance show."""
+        rows = evenly(range(self.count), limits.MAX_SAMPLED_RUNS)
+        return [self.record(row) for row in rows]
+
+    @property
+    def sampled(self) -> bool:
+        """Whether `sample` holds fewer runs than there are."""
+        return len(self.sample) < self.count
+
+    @cached_property
+    def series(self) -> list[str]:
+        """Stepped metrics of the sampled runs, in order of first appearance."""
+        found: dict[str, None] = {}
+        for record in self.sample:
+            found.update(dict.fromkeys(record.get("series") or {}))
+        return list(found)
 
     def default_title(self) -> str:
         """`metalab report: <experiment ids>`."""
@@ -131,20 +192,62 @@ class Runs:
 
     def time_span(self) -> tuple[_dt.datetime, _dt.datetime] | None:
         """(first start, last finish) over the runs that have times."""
-        starts = [t for r in self.records if (t := parse_time(r.get("started_at"))) is not None]
-        ends = [t for r in self.records if (t := parse_time(r.get("finished_at"))) is not None]
-        if not starts or not ends:
+        first = _extreme(self.field("started_at"), min)
+        last = _extreme(self.field("finished_at"), max)
+        self.columns.forget("started_at")
+        self.columns.forget("finished_at")
+        if first is None or last is None:
             return None
-        return min(starts), max(ends)
+        return first, last
 
     def total_duration(self) -> float:
         """Seconds the operations ran, summed over runs."""
-        return sum(d for r in self.records if (d := _number(r.get("duration"))) is not None)
+        return sum(d for v in self.field("duration") if (d := _number(v)) is not None)
+
+
+def distinct(values: list[Any]) -> dict[str, Any]:
+    """Canonical key -> value of the distinct values of a parameter, first seen first (a run
+    without the parameter counts as None, after the others)."""
+    try:  # each distinct value once before the canonical text of each is made
+        firsts = [v for _, v in dict.fromkeys((type(v), v) for v in values)]
+    except TypeError:  # unhashable values (lists, dicts)
+        firsts = values
+    found: dict[str, Any] = {}
+    missing = False
+    for value in firsts:
+        if value is MISSING:
+            missing = True
+        else:
+            found.setdefault(canonical(value), value)
+    if missing:
+        found.setdefault(canonical(None), None)
+    return found
 
 
 def _recency(runs: Runs) -> tuple[str, str]:
     span = runs.time_span()
     return ("" if span is None else span[1].isoformat(), runs.experiments[0])
+
+
+def _extreme(values: list[Any], pick: Any) -> _dt.datetime | None:
+    """The earliest (`pick=min`) or latest (`max`) of ISO 8601 times, None when none parses.
+
+    Times of one layout (length, date-time separator, UTC offset) sort as text: only the
+    extreme text of each layout is parsed, unless it does not parse."""
+    layouts: dict[tuple[int, str, str], list[str]] = {}
+    for value in values:
+        if isinstance(value, str) and value:
+            zone = value[-6:] if len(value) > 6 and value[-6] in "+-" else value[-1]
+            layouts.setdefault((len(value), value[10:11], zone), []).append(value)
+    found = []
+    for texts in layouts.values():
+        time = parse_time(pick(texts))
+        if time is None:  # the extreme text is no time: look at every one
+            times = [t for text in texts if (t := parse_time(text)) is not None]
+            time = pick(times) if times else None
+        if time is not None:
+            found.append(time)
+    return pick(found) if found else None
 
 
 def parse_time(value: Any) -> _dt.datetime | None:

@@ -1,0 +1,165 @@
+"""The report of a large sweep reads its runs by column: whole records only for the runs it
+shows in detail (errors, curves, provenance), and it says when those are a sample."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+
+import pytest
+
+import metalab
+from metalab.stores.file.store import FileStore
+
+pytest.importorskip("bokeh", reason="the report needs bokeh (uv sync --extra dashboard)")
+pytest.importorskip("pyarrow", reason="a columnar load needs pyarrow (uv sync --extra pandas)")
+
+from metalab import report
+
+RUNS = 2000
+SAMPLED = 200
+ERRORS_READ = 20
+TABLE_ROWS = 100
+
+
+@metalab.operation
+def step(params, capture):
+    i = params["i"]
+    if i % 97 == 5:
+        raise ValueError(f"bad input {i % 3}")
+    if i % 10 == 0:
+        for s in range(5):
+            capture.metric("loss", 1.0 / (s + 1 + i % 7), step=s)
+    capture.metric("score", float(i % 13))
+
+
+def _experiment() -> metalab.Experiment:
+    return metalab.Experiment(
+        name="scale",
+        version="1",
+        context={},
+        operation=step,
+        params=metalab.grid(i=list(range(RUNS)), group=["a"]),
+        seeds=metalab.seeds(base=0),
+    )
+
+
+FAILED = sum(1 for i in range(RUNS) if i % 97 == 5)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scale") / "store"
+    with pytest.warns(metalab.RunsFailedWarning):
+        metalab.run(_experiment(), path, executor="inline").result()
+    return path
+
+
+class Reads:
+    """Run ids whose records a file store was asked for."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.ids: list[str] = []
+        get_record, get_records = FileStore.get_record, FileStore.get_records
+
+        def one(store: FileStore, run_id: str) -> Any:
+            self.ids.append(run_id)
+            return get_record(store, run_id)
+
+        def many(store: FileStore, run_ids: Any) -> Any:
+            run_ids = list(run_ids)
+            self.ids.extend(run_ids)
+            return get_records(store, run_ids)
+
+        monkeypatch.setattr(FileStore, "get_record", one)
+        monkeypatch.setattr(FileStore, "get_records", many)
+
+
+@pytest.fixture
+def limited(monkeypatch):
+    monkeypatch.setattr(report.limits, "MAX_SAMPLED_RUNS", SAMPLED)
+    monkeypatch.setattr(report.limits, "MAX_ERRORS_READ", ERRORS_READ)
+    monkeypatch.setattr(report.limits, "MAX_TABLE_ROWS", TABLE_ROWS)
+
+
+def _divs(node: Any) -> list[str]:
+    """The text of every Div of a bokeh document."""
+    found = []
+    if isinstance(node, dict):
+        if node.get("name") == "Div":
+            found.append(node.get("attributes", {}).get("text", ""))
+        for value in node.values():
+            found += _divs(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _divs(value)
+    return found
+
+
+def _text(page: str) -> str:
+    """The HTML of every Div of a report page, joined."""
+    found = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', page, re.S)
+    assert found, "the page embeds no bokeh document"
+    return "\n".join(_divs(json.loads(html.unescape(found.group(1)))))
+
+
+def test_a_report_reads_the_records_of_the_runs_it_shows_only(store, limited, monkeypatch):
+    results = metalab.load_results(store)
+    reads = Reads(monkeypatch)
+    page = report.report_html(results)
+    failed_in_table = sum(1 for i in range(TABLE_ROWS) if i % 97 == 5)
+    bound = SAMPLED + ERRORS_READ + failed_in_table
+    assert len(set(reads.ids)) <= bound, f"{len(set(reads.ids))} records read for the page"
+    assert len(reads.ids) == len(set(reads.ids)), "a record is read once"
+    # the counter sees a read of every record
+    assert len(results.records) == RUNS and len(set(reads.ids)) >= RUNS
+    texts = _text(page)
+    assert f"{RUNS} runs</b>" in texts
+    assert f"completed: {RUNS - FAILED}" in texts and f"failed: {FAILED}" in texts
+    assert f"The first {TABLE_ROWS} of {RUNS} runs are listed" in texts
+
+
+def test_counts_and_means_use_every_run(store, limited):
+    texts = _text(report.report_html(metalab.load_results(store)))
+    completed = [i for i in range(RUNS) if i % 97 != 5]
+    mean = sum(i % 13 for i in completed) / len(completed)
+    summary = re.search(
+        r"<td>score</td><td class=\"num\">(\d+)</td><td class=\"num\">([\d.]+)<", texts
+    )
+    assert summary and int(summary.group(1)) == len(completed)
+    assert float(summary.group(2)) == pytest.approx(mean, rel=1e-5)
+    assert f"Over the {len(completed)} completed runs; {FAILED} failed runs are left out" in texts
+
+
+def test_failures_are_shown_from_a_bounded_read_and_counted_in_full(store, limited):
+    texts = _text(report.report_html(metalab.load_results(store)))
+    assert f"{FAILED} runs did not complete" in texts
+    assert f"The errors of {ERRORS_READ} of these {FAILED} runs" in texts
+    assert "ValueError" in texts and "bad input" in texts and "Traceback" in texts
+
+
+def test_curves_and_provenance_come_from_a_sample_the_page_names(store, limited):
+    page = report.report_html(metalab.load_results(store))
+    texts = _text(page)
+    assert "loss by step" in page, "the stepped metric is drawn"
+    assert f"Curves and means are from a sample of {SAMPLED} of the {RUNS} runs" in texts
+    assert f"Provenance is from a sample of {SAMPLED} of the {RUNS} runs" in texts
+    assert "test_report_scale:step" in texts, "provenance names the operation"
+
+
+def test_a_small_store_is_reported_from_every_record(tmp_path):
+    exp = metalab.Experiment(
+        name="small",
+        version="1",
+        context={},
+        operation=step,
+        params=metalab.grid(i=list(range(20))),
+        seeds=metalab.seeds(base=0),
+    )
+    with pytest.warns(metalab.RunsFailedWarning):
+        metalab.run(exp, tmp_path / "store", executor="inline").result()
+    texts = _text(report.report_html(metalab.load_results(tmp_path / "store")))
+    assert "sample" not in texts
+    assert "<code>test_report_scale:step @" in texts and "(20)" in texts, "every run counted"
