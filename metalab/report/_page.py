@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._aggregate import COMPLETED, evenly, is_number, label, spread
+from .._aggregate import COMPLETED, evenly, is_number, label
 from .._aggregate import finite as _number
 from . import limits
 from ._figures import metric_figure, series_figure
 from ._runs import STATUS_COLORS, Runs
+from ._stats import spread_of
 from ._text import (
     badges,
     code_text,
@@ -193,15 +194,16 @@ class Page:
             if runs.series:
                 note += " (stepped metrics are plotted below)"
             return [self.div(f'<h2>Metrics</h2><p class="note">{note}.</p>')]
+        import numpy as np
+
         rows = []
         for name in runs.metrics:
-            raw = runs.completed("metrics", name)
-            present = [v for v in raw if v is not None]
-            numbers = [n for v in present if (n := _number(v)) is not None]
-            other = len(present) - len(numbers)
-            if numbers:
-                mean, std = spread(numbers)
-                stats = [f"{mean:.6g}", f"{std:.6g}", f"{min(numbers):.6g}", f"{max(numbers):.6g}"]
+            numbers, present = runs.completed_numbers("metrics", name)
+            other = present - len(numbers)
+            if len(numbers):
+                mean, std = spread_of(numbers)
+                low, high = float(np.min(numbers)), float(np.max(numbers))
+                stats = [f"{mean:.6g}", f"{std:.6g}", f"{low:.6g}", f"{high:.6g}"]
             else:
                 stats = ["", "", "", ""]
             cells = "".join(f'<td class="num">{escape(s)}</td>' for s in [len(numbers), *stats])

@@ -146,11 +146,7 @@ class Runs:
 
     def numeric_metrics(self) -> set[str]:
         """Metrics with at least one numeric (or bool) value in a completed run."""
-        return {
-            name
-            for name in self.metrics
-            if any(_number(v) is not None for v in self.completed("metrics", name))
-        }
+        return {name for name in self.metrics if len(self.completed_numbers("metrics", name)[0])}
 
     def status_counts(self) -> dict[str, int]:
         """Runs per status, completed first, then the other known statuses, then any other."""
@@ -192,17 +188,71 @@ class Runs:
 
     def time_span(self) -> tuple[_dt.datetime, _dt.datetime] | None:
         """(first start, last finish) over the runs that have times."""
-        first = _extreme(self.field("started_at"), min)
-        last = _extreme(self.field("finished_at"), max)
-        self.columns.forget("started_at")
-        self.columns.forget("finished_at")
+        first = self._extreme("started_at", min)
+        last = self._extreme("finished_at", max)
         if first is None or last is None:
             return None
         return first, last
 
+    def _extreme(self, name: str, pick: Any) -> _dt.datetime | None:
+        """The earliest (`pick=min`) or latest (`max`) time of record column `name`: of
+        each layout of times only the extreme text is parsed, unless it does not parse."""
+        side = 0 if pick is min else 1
+        found = []
+        for extremes in self.columns.time_layouts(name):
+            time = parse_time(extremes[side])
+            if time is None:  # that text is no time: parse every one
+                times = [t for v in self.field(name) if (t := parse_time(v)) is not None]
+                self.columns.forget(name)
+                return pick(times) if times else None
+            found.append(time)
+        return pick(found) if found else None
+
     def total_duration(self) -> float:
         """Seconds the operations ran, summed over runs."""
+        fast = self.columns.numbers("record", "duration")
+        if fast is not None:
+            values = fast[0]
+            return sum(values[values == values].tolist())
         return sum(d for v in self.field("duration") if (d := _number(v)) is not None)
+
+    def completed_numbers(self, kind: str, name: str) -> tuple[Any, int]:
+        """The finite numbers (bools as 0/1) among the completed runs' values of `name`,
+        in run order, and how many completed runs have a value (a number or not)."""
+        fast = self.columns.numbers(kind, name)
+        if fast is not None:
+            rows = self._completed_array
+            values, valid = fast[0][rows], fast[1][rows]
+            return values[values == values], int(valid.sum())
+        present = [v for v in self.completed(kind, name) if v is not None]
+        return [n for v in present if (n := _number(v)) is not None], len(present)
+
+    def completed_floats(self, kind: str, name: str) -> Any:
+        """Each completed run's value of `name` as a finite float, NaN where it is none (an
+        array)."""
+        import numpy as np
+
+        fast = self.columns.numbers(kind, name)
+        if fast is not None:
+            return fast[0][self._completed_array]
+        nan = float("nan")
+        values = self.completed(kind, name)
+        return np.array([nan if (n := _number(v)) is None else n for v in values], dtype=float)
+
+    def completed_ranks(self, param: Param) -> Any:
+        """Each completed run's place on the axis of `param` (an array of ints)."""
+        import numpy as np
+
+        codes, values = self.columns.codes("params", param.name)
+        places = {key: i for i, key in enumerate(param.values)}
+        ranks = [_rank(param.axis, places, v) for v in [*values, None]]
+        return np.asarray(ranks, dtype=np.int64)[codes[self._completed_array]]
+
+    @cached_property
+    def _completed_array(self) -> Any:
+        import numpy as np
+
+        return np.asarray(self.completed_rows, dtype=np.int64)
 
 
 def distinct(values: list[Any]) -> dict[str, Any]:
@@ -224,30 +274,22 @@ def distinct(values: list[Any]) -> dict[str, Any]:
     return found
 
 
+def _rank(axis: Axis, places: dict[str, int], value: Any) -> int:
+    """The place of `value` on `axis` (`places`: each canonical key's), -1 for a value
+    the axis does not hold."""
+    place = places.get(canonical(value))
+    if place is not None:
+        return place
+    # a value the axis holds under another text (0.0 and -0.0 are one value)
+    for place, held in enumerate(axis.values.values()):
+        if type(held) is type(value) and held == value:
+            return place
+    return -1
+
+
 def _recency(runs: Runs) -> tuple[str, str]:
     span = runs.time_span()
     return ("" if span is None else span[1].isoformat(), runs.experiments[0])
-
-
-def _extreme(values: list[Any], pick: Any) -> _dt.datetime | None:
-    """The earliest (`pick=min`) or latest (`max`) of ISO 8601 times, None when none parses.
-
-    Times of one layout (length, date-time separator, UTC offset) sort as text: only the
-    extreme text of each layout is parsed, unless it does not parse."""
-    layouts: dict[tuple[int, str, str], list[str]] = {}
-    for value in values:
-        if isinstance(value, str) and value:
-            zone = value[-6:] if len(value) > 6 and value[-6] in "+-" else value[-1]
-            layouts.setdefault((len(value), value[10:11], zone), []).append(value)
-    found = []
-    for texts in layouts.values():
-        time = parse_time(pick(texts))
-        if time is None:  # the extreme text is no time: look at every one
-            times = [t for text in texts if (t := parse_time(text)) is not None]
-            time = pick(times) if times else None
-        if time is not None:
-            found.append(time)
-    return pick(found) if found else None
 
 
 def parse_time(value: Any) -> _dt.datetime | None:
