@@ -3,6 +3,7 @@ shows in detail (errors, curves, provenance), and it says when those are a sampl
 
 from __future__ import annotations
 
+import gzip
 import html
 import json
 import re
@@ -163,3 +164,75 @@ def test_a_small_store_is_reported_from_every_record(tmp_path):
     texts = _text(report.report_html(metalab.load_results(tmp_path / "store")))
     assert "sample" not in texts
     assert "<code>test_report_scale:step @" in texts and "(20)" in texts, "every run counted"
+
+
+def _lines(page: str) -> list[dict[str, Any]]:
+    """The data of each mean line of a page (numeric columns as lists)."""
+    found = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', page, re.S)
+    assert found
+    out = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("name") == "ColumnDataSource":
+                entries = node.get("attributes", {}).get("data", {}).get("entries", [])
+                data = {key: _plain(value) for key, value in entries}
+                if "mean" in data and "x" in data:
+                    out.append(data)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(html.unescape(found.group(1))))
+    return out
+
+
+def _plain(column: Any) -> Any:
+    if isinstance(column, dict) and column.get("type") == "ndarray":
+        import base64
+
+        import numpy as np
+
+        array = column["array"]
+        if isinstance(array, dict):
+            raw = base64.b64decode(array["data"])
+            raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+            return np.frombuffer(raw, dtype=column["dtype"]).tolist()
+        return list(array)
+    return column
+
+
+def test_many_runs_get_the_means_and_bins_of_the_exact_rule(monkeypatch):
+    import random
+
+    rng = random.Random(3)
+    records = []
+    for i in range(3000):
+        lr = 10 ** rng.uniform(-4, -1)
+        records.append(
+            {
+                "run_id": f"{i:032x}",
+                "experiment_id": "many:1",
+                "index": i,
+                "status": "completed",
+                "params": {"lr": lr, "opt": ["a", "b", "c"][i % 3]},
+                "metrics": {"loss": rng.gauss(0, 1) - lr * 10, "ok": i % 2 == 0},
+            }
+        )
+    exact = report.report_html(metalab.Results(records))
+    monkeypatch.setattr("metalab.report._stats.EXACT", 10)
+    fast = report.report_html(metalab.Results(records))
+
+    def same(page: str) -> str:
+        return re.sub(r"Generated \S+", "", _text(page))
+
+    assert same(fast) == same(exact), "summaries and notes are the same"
+    exact_lines, fast_lines = _lines(exact), _lines(fast)
+    assert len(fast_lines) == len(exact_lines) > 0
+    for a, b in zip(exact_lines, fast_lines):
+        assert a["n"] == b["n"]
+        for key in ("x", "mean", "std", "low", "high"):
+            for p, q in zip(a[key], b[key], strict=True):
+                assert p == (q if isinstance(q, str) else pytest.approx(q, rel=1e-9, abs=1e-12))

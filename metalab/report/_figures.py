@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._aggregate import COMPLETED, Axis, evenly, is_number, label
@@ -34,17 +35,12 @@ def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]
         x = place.astype(float)
     rows = np.asarray(runs.completed_rows, dtype=np.int64)[keep]
     # the groups of runs by the other swept parameters, in the order of their values
-    if others:
-        combos = np.stack([runs.completed_ranks(o)[keep] for o in others], axis=1)
-        found, member = np.unique(combos, axis=0, return_inverse=True)
-        member = member.reshape(-1)
-        groups: list[tuple[tuple[int, ...], Any]] = [
-            (tuple(found[g].tolist()), np.flatnonzero(member == g)) for g in range(len(found))
-        ]
-    else:
-        groups = [((), np.arange(len(y)))]
+    groups: list[tuple[tuple[int, ...], Any]] = [((), np.arange(len(y)))]
+    found, member = _combinations(np, [runs.completed_ranks(o)[keep] for o in others])
+    if others and len(found) <= limits.MAX_LINES:
+        groups = [(found[g], np.flatnonzero(member == g)) for g in range(len(found))]
     notes: list[str] = []
-    if len(groups) > limits.MAX_LINES:
+    if len(found) > limits.MAX_LINES:
         groups = [((), np.arange(len(y)))]
         notes.append(
             f"{metric} vs {param.name}: averaged over the other swept parameters "
@@ -120,6 +116,30 @@ def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]
         fig.legend.label_text_font_size = "8pt"
         fig.legend.background_fill_alpha = 0.6
     return fig, notes
+
+
+def _combinations(np: Any, places: list[Any]) -> tuple[list[tuple[int, ...]], Any]:
+    """The distinct combinations of places on the axes of other parameters (one array per
+    parameter), in the order of those places, and which combination each point has."""
+    if not places:
+        return [()], None
+    places = [np.maximum(p, 0) for p in places]  # every value is on its axis
+    sizes = [int(p.max()) + 1 for p in places]
+    if math.prod(sizes) < 2**62:  # one number per combination
+        code = np.zeros(len(places[0]), dtype=np.int64)
+        for place, size in zip(places, sizes):
+            code = code * size + place
+        found, member = np.unique(code, return_inverse=True)
+        combos = []
+        for value in found.tolist():
+            combo = []
+            for size in reversed(sizes):
+                value, place = divmod(value, size)
+                combo.append(place)
+            combos.append(tuple(reversed(combo)))
+        return combos, member.reshape(-1)
+    rows, member = np.unique(np.stack(places, axis=1), axis=0, return_inverse=True)
+    return [tuple(row) for row in rows.tolist()], member.reshape(-1)
 
 
 def _x_label(axis: Axis, x: float) -> Any:
