@@ -236,3 +236,29 @@ def test_many_runs_get_the_means_and_bins_of_the_exact_rule(monkeypatch):
         for key in ("x", "mean", "std", "low", "high"):
             for p, q in zip(a[key], b[key], strict=True):
                 assert p == (q if isinstance(q, str) else pytest.approx(q, rel=1e-9, abs=1e-12))
+
+
+def test_without_pyarrow_the_page_is_made_from_the_records_alike(monkeypatch):
+    records = []
+    for i in range(40):
+        records.append(
+            {
+                "run_id": f"{i:032x}",
+                "experiment_id": "a:1" if i < 20 else "b:1",
+                "index": i,
+                "status": "failed" if i % 9 == 4 else "completed",
+                "error": {"type": "E", "message": f"m{i % 2}"} if i % 9 == 4 else None,
+                "params": {"x": i % 4, "tag": [i % 2]} if i % 5 else {"x": 0.5},
+                "metrics": {"y": i / 3, "flag": i % 2 == 0, "note": "n/a" if i % 7 else None},
+                "started_at": f"2026-01-01T00:00:{i:02d}+00:00",
+                "finished_at": f"2026-01-01T00:01:{i:02d}+01:00",
+                "duration": 0.25,
+            }
+        )
+
+    def page() -> str:
+        return re.sub(r"Generated \S+", "", _text(report.report_html(metalab.Results(records))))
+
+    with_table = page()
+    monkeypatch.setattr("metalab.runs_table.available", lambda: False)
+    assert page() == with_table

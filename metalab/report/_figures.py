@@ -233,7 +233,8 @@ def _dots(ys: list[float], indices: list[Any], limit: int) -> list[int]:
         return sorted(range(len(ys)), key=lambda i: (str(indices[i]), ys[i]))
     import numpy as np
 
-    order = np.lexsort((np.asarray(ys), np.array([str(i) for i in indices])))
+    texts = np.array(indices, dtype=object).astype(str)
+    order = np.lexsort((np.asarray(ys), texts))
     return evenly(order.tolist(), limit)
 
 

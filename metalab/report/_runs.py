@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from .._aggregate import COMPLETED, Axis, canonical, evenly, others_text
 from .._aggregate import finite as _number
-from ..runs_table import MISSING
 from . import limits
 from ._columns import Columns, Records, present
 
@@ -72,7 +71,7 @@ class Runs:
     def collect(cls, columns: Columns, records: Records, locator: str | None) -> Runs:
         """The runs of `columns`, with their parameters and metrics."""
         params = [
-            Param(name, Axis(distinct(columns.values("params", name))))
+            Param(name, Axis(distinct(*columns.codes("params", name))))
             for name in columns.names("params")
         ]
         return cls(columns, records, locator, params, columns.names("metrics"))
@@ -101,7 +100,7 @@ class Runs:
     @cached_property
     def statuses(self) -> list[str]:
         """Each run's status."""
-        return ["unknown" if s is None else str(s) for s in self.field("status")]
+        return _texts(self.field("status"), "unknown")
 
     @cached_property
     def completed_rows(self) -> list[int]:
@@ -124,11 +123,11 @@ class Runs:
 
     def by_experiment(self) -> list[Runs]:
         """The runs of each experiment id, the one with the latest finished run first."""
+        if len(set(self._experiment_ids)) <= 1:
+            return [self]
         groups: dict[str, list[int]] = {}
         for row, experiment in enumerate(self._experiment_ids):
             groups.setdefault(experiment, []).append(row)
-        if len(groups) <= 1:
-            return [self]
         parts = [
             Runs.collect(self.columns.take(rows), self.records, self.locator)
             for rows in groups.values()
@@ -137,7 +136,7 @@ class Runs:
 
     @cached_property
     def _experiment_ids(self) -> list[str]:
-        return ["" if e is None else str(e) for e in self.field("experiment_id")]
+        return _texts(self.field("experiment_id"), "")
 
     @property
     def experiments(self) -> list[str]:
@@ -255,23 +254,23 @@ class Runs:
         return np.asarray(self.completed_rows, dtype=np.int64)
 
 
-def distinct(values: list[Any]) -> dict[str, Any]:
-    """Canonical key -> value of the distinct values of a parameter, first seen first (a run
-    without the parameter counts as None, after the others)."""
-    try:  # each distinct value once before the canonical text of each is made
-        firsts = [v for _, v in dict.fromkeys((type(v), v) for v in values)]
-    except TypeError:  # unhashable values (lists, dicts)
-        firsts = values
+def distinct(codes: Any, values: list[Any]) -> dict[str, Any]:
+    """Canonical key -> value of the distinct values of a parameter (`Columns.codes`: each
+    run's code, the value of each code, first seen first), first seen first; a run without
+    the parameter counts as None, after the others."""
     found: dict[str, Any] = {}
-    missing = False
-    for value in firsts:
-        if value is MISSING:
-            missing = True
-        else:
-            found.setdefault(canonical(value), value)
-    if missing:
+    for value in values:
+        found.setdefault(canonical(value), value)
+    if len(codes) and int(codes.min()) < 0:
         found.setdefault(canonical(None), None)
     return found
+
+
+def _texts(values: list[Any], missing: str) -> list[str]:
+    """Values of a record column as text (`missing` for None)."""
+    if all(type(v) is str for v in values):
+        return values
+    return [missing if v is None else str(v) for v in values]
 
 
 def _rank(axis: Axis, places: dict[str, int], value: Any) -> int:
