@@ -6,6 +6,12 @@ capped (the page says so), while means, spreads and counts always use every comp
 (runs that did not complete are counted beside them). A store holding several experiment ids
 gets one section per experiment id.
 
+The page reads the runs by column (`Results.to_arrow()`: for a store's columnar load, the
+runs table it read), so a million runs cost what their table costs. Whole records are read
+only for the runs shown in detail: those that did not complete (their errors, at most
+`limits.MAX_ERRORS_READ`) and a sample spread evenly over the runs for stepped-metric curves
+and provenance (at most `limits.MAX_SAMPLED_RUNS`); the page says when either is a sample.
+
 `write_report(results, path)` is the entry point, for a `metalab.Results`;
 `report_from_store(store, load=metalab.load_results)` loads a store's runs first with the
 function it is given (the report reads no store itself). What the page draws at most is set
@@ -73,7 +79,7 @@ def report_from_store(
     results = load(store, experiment)
     if experiment is not None and len(results) == 0:
         everything = load(store, None)
-        held = sorted({str(r.get("experiment_id", "")) for r in everything.records})
+        held = [str(e) for e in everything.summary()["experiments"]]
         raise ValidationError(
             f"store {_shown(everything, store)} holds no runs of experiment {experiment!r}; "
             f"it holds runs of: {', '.join(held) or 'none'}"

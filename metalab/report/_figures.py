@@ -2,39 +2,46 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .._aggregate import COMPLETED, Axis, canonical, evenly, is_number, label, trend
+from .._aggregate import COMPLETED, Axis, evenly, is_number, label
 from .._aggregate import finite as _number
 from . import limits
 from ._runs import STATUS_COLORS, Param, Runs
+from ._stats import trend_of
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
 def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]] | None:
     """The metric against `param`: mean line, std band and dots per group of other params."""
+    import numpy as np
     from bokeh.models import ColumnDataSource, HoverTool
     from bokeh.plotting import figure
     from bokeh.transform import jitter
 
     others = [p for p in runs.swept if p is not param]
-    points: dict[tuple[str, ...], list[tuple[Any, float, Any]]] = {}
     axis = param.axis
-    for record in runs.completed:
-        y = _number((record.get("metrics") or {}).get(metric))
-        if y is None:
-            continue
-        params = record.get("params") or {}
-        x = float(params[param.name]) if axis.numeric else axis.factor(params.get(param.name))
-        group = tuple(canonical(params.get(o.name)) for o in others)
-        points.setdefault(group, []).append((x, y, record.get("index")))
-    if not points:
+    y = runs.completed_floats("metrics", metric)
+    keep = np.flatnonzero(y == y)  # the completed runs with a number (not NaN)
+    if not len(keep):
         return None
+    y = y[keep]
+    place = runs.completed_ranks(param)[keep]
+    if axis.numeric:
+        x = np.asarray([float(v) for v in param.values.values()], dtype=float)[place]
+    else:  # categories at their rank
+        x = place.astype(float)
+    rows = np.asarray(runs.completed_rows, dtype=np.int64)[keep]
+    # the groups of runs by the other swept parameters, in the order of their values
+    groups: list[tuple[tuple[int, ...], Any]] = [((), np.arange(len(y)))]
+    found, member = _combinations(np, [runs.completed_ranks(o)[keep] for o in others])
+    if others and len(found) <= limits.MAX_LINES:
+        groups = [(found[g], np.flatnonzero(member == g)) for g in range(len(found))]
     notes: list[str] = []
-    if len(points) > limits.MAX_LINES:
-        merged = [p for group in points.values() for p in group]
-        points = {(): merged}
+    if len(found) > limits.MAX_LINES:
+        groups = [((), np.arange(len(y)))]
         notes.append(
             f"{metric} vs {param.name}: averaged over the other swept parameters "
             f"({', '.join(o.name for o in others)}: more than {limits.MAX_LINES} combinations)"
@@ -53,32 +60,40 @@ def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]
     fig.yaxis.axis_label = metric
     if not axis.numeric:
         fig.xaxis.major_label_orientation = 0.6 if len(param.values) > 6 else 0.0
-    total = sum(len(group) for group in points.values())
-    per_group = max(1, limits.MAX_POINTS // len(points))
+    total = len(y)
+    per_group = max(1, limits.MAX_POINTS // len(groups))
     if total > limits.MAX_POINTS:
         notes.append(
             f"{metric} vs {param.name}: dots for a sample of about {limits.MAX_POINTS} of {total} "
             "runs; lines and bands use every run"
         )
     hover_means: list[Any] = []
-    ranks = [{k: i for i, k in enumerate(o.values)} for o in others]
-    groups = sorted(points.items(), key=lambda item: [r[k] for r, k in zip(ranks, item[0])])
-    for i, (group, rows) in enumerate(groups):
+    index_of = runs.field("index")
+    keys = [list(o.values) for o in others]
+    for i, (group, members) in enumerate(groups):
         color = _PALETTE[i % len(_PALETTE)]
-        legend = ", ".join(f"{o.name}={label(o.values[k])}" for o, k in zip(others, group))[:60]
-        dots = evenly(sorted(rows, key=lambda row: (str(row[2]), row[1])), per_group)
+        legend = ", ".join(
+            f"{o.name}={label(o.values[k[r]])}" for o, k, r in zip(others, keys, group)
+        )[:60]
+        indices = [index_of[row] for row in rows[members].tolist()]
+        dots = _dots(y[members].tolist(), indices, per_group)
         x_dots = jitter("x", width=0.3, range=fig.x_range) if not axis.numeric else "x"
+        shown_x = x[members]
         fig.scatter(
             x=x_dots,
             y="y",
             source=ColumnDataSource(
-                {"x": [d[0] for d in dots], "y": [d[1] for d in dots], "run": [d[2] for d in dots]}
+                {
+                    "x": [_x_label(axis, float(shown_x[d])) for d in dots],
+                    "y": [float(y[members[d]]) for d in dots],
+                    "run": [indices[d] for d in dots],
+                }
             ),
             size=4,
             alpha=0.35,
             color=color,
         )
-        stats = _by_x(rows, axis)
+        stats = _by_x(shown_x, y[members], axis)
         source = ColumnDataSource(stats)
         kwargs: dict[str, Any] = {"legend_label": legend} if group else {}
         fig.varea(x="x", y1="lo", y2="hi", source=source, fill_color=color, fill_alpha=0.15)
@@ -95,7 +110,7 @@ def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]
             ],
         )
     )
-    if len(points) > 1:
+    if len(groups) > 1:
         fig.legend.location = "top_left"
         fig.legend.click_policy = "hide"
         fig.legend.label_text_font_size = "8pt"
@@ -103,17 +118,45 @@ def metric_figure(runs: Runs, metric: str, param: Param) -> tuple[Any, list[str]
     return fig, notes
 
 
-def _by_x(rows: list[tuple[Any, float, Any]], axis: Axis) -> dict[str, list[Any]]:
+def _combinations(np: Any, places: list[Any]) -> tuple[list[tuple[int, ...]], Any]:
+    """The distinct combinations of places on the axes of other parameters (one array per
+    parameter), in the order of those places, and which combination each point has."""
+    if not places:
+        return [()], None
+    places = [np.maximum(p, 0) for p in places]  # every value is on its axis
+    sizes = [int(p.max()) + 1 for p in places]
+    if math.prod(sizes) < 2**62:  # one number per combination
+        code = np.zeros(len(places[0]), dtype=np.int64)
+        for place, size in zip(places, sizes):
+            code = code * size + place
+        found, member = np.unique(code, return_inverse=True)
+        combos = []
+        for value in found.tolist():
+            combo = []
+            for size in reversed(sizes):
+                value, place = divmod(value, size)
+                combo.append(place)
+            combos.append(tuple(reversed(combo)))
+        return combos, member.reshape(-1)
+    rows, member = np.unique(np.stack(places, axis=1), axis=0, return_inverse=True)
+    return [tuple(row) for row in rows.tolist()], member.reshape(-1)
+
+
+def _x_label(axis: Axis, x: float) -> Any:
+    """A dot's x: the number, or its category's label."""
+    return x if axis.numeric else axis.factors[int(x)]
+
+
+def _by_x(x: Any, y: Any, axis: Axis) -> dict[str, list[Any]]:
     """Mean, std and band bounds of the y values at each x (or bin of x), in axis order."""
     xs: list[Any]
     low: list[Any]
     high: list[Any]
     if axis.numeric:
-        found = trend([(x, y) for x, y, _ in rows], log=axis.log, binned=axis.binned)
+        found = trend_of(x, y, log=axis.log, binned=axis.binned)
         xs, low, high = found.x, found.low, found.high
     else:  # categories: the mean at each category's rank, drawn at its label
-        rank = {name: i for i, name in enumerate(axis.factors)}
-        found = trend([(float(rank[x]), y) for x, y, _ in rows], binned=False)
+        found = trend_of(x, y, binned=False)
         xs = low = high = [axis.factors[int(p)] for p in found.x]
     return {
         "x": xs,
@@ -133,13 +176,16 @@ def series_figure(runs: Runs, name: str) -> tuple[Any, list[str]] | None:
     from bokeh.palettes import viridis
     from bokeh.plotting import figure
 
-    curves = [(r, pairs) for r in runs.records if (pairs := _steps(r, name))]
+    curves = [(r, pairs) for r in runs.sample if (pairs := _steps(r, name))]
     if not curves:
         return None
     notes = []
     shown = evenly(curves, limits.MAX_CURVES)
     if len(curves) > limits.MAX_CURVES:
-        notes.append(f"{name}: {limits.MAX_CURVES} of {len(curves)} runs drawn (evenly chosen)")
+        among = " sampled" if runs.sampled else ""
+        notes.append(
+            f"{name}: {limits.MAX_CURVES} of {len(curves)}{among} runs drawn (evenly chosen)"
+        )
     colors = iter(viridis(len(shown)) if len(shown) > 1 else ["#1f77b4"])
     data: dict[str, list[Any]] = {"xs": [], "ys": [], "color": [], "dash": [], "run": []}
     data["params"] = []
@@ -178,6 +224,18 @@ def series_figure(runs: Runs, name: str) -> tuple[Any, list[str]] | None:
     if len(mean["step"]) > 0 and len(curves) > 1:
         fig.line("step", "mean", source=ColumnDataSource(mean), color="black", line_width=2.5)
     return fig, notes
+
+
+def _dots(ys: list[float], indices: list[Any], limit: int) -> list[int]:
+    """Which points to draw as dots: at most `limit`, evenly spread over the points ordered
+    by run index (as text) and value."""
+    if len(ys) <= limit:
+        return sorted(range(len(ys)), key=lambda i: (str(indices[i]), ys[i]))
+    import numpy as np
+
+    texts = np.array(indices, dtype=object).astype(str)
+    order = np.lexsort((np.asarray(ys), texts))
+    return evenly(order.tolist(), limit)
 
 
 def _steps(record: dict[str, Any], name: str) -> list[tuple[int, float]]:

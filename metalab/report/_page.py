@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._aggregate import COMPLETED, evenly, is_number, label
 from .._aggregate import finite as _number
-from .._aggregate import is_number, label, spread
 from . import limits
 from ._figures import metric_figure, series_figure
 from ._runs import STATUS_COLORS, Runs
+from ._stats import spread_of
 from ._text import (
     badges,
     code_text,
@@ -63,7 +64,7 @@ class Page:
     def build(self, title: str, *, section: bool = False) -> list[Any]:
         """Every section, top to bottom (`section`: the part of one experiment id of a page)."""
         out = [self.div(self.header(title, section=section))]
-        if not self.runs.records:
+        if not self.runs.count:
             out.append(self.div('<p class="note">The store holds no runs to report.</p>'))
             return out
         out += self.runs_table()
@@ -82,7 +83,7 @@ class Page:
         lines = [
             f"<h1{style}>{escape(title)}</h1>",
             f"<p><b>Experiments:</b> {escape(', '.join(runs.experiments) or 'none')}</p>",
-            f"<p><b>{plural(len(runs.records), 'run')}</b> {badges(runs)}</p>",
+            f"<p><b>{plural(runs.count, 'run')}</b> {badges(runs)}</p>",
         ]
         span = runs.time_span()
         if span is not None:
@@ -111,10 +112,10 @@ class Page:
         from bokeh.models import ColumnDataSource
         from bokeh.models.widgets.tables import DataTable
 
-        records = self.runs.records[: limits.MAX_TABLE_ROWS]
-        columns = self._table_columns(records)
+        shown = self.runs.head(limits.MAX_TABLE_ROWS)
+        columns = self._table_columns(shown)
         data = {f"c{i}": values for i, (_, values, _) in enumerate(columns)}
-        data["status_color"] = [STATUS_COLORS.get(str(r.get("status")), "#222") for r in records]
+        data["status_color"] = [STATUS_COLORS.get(str(s), "#222") for s in shown.field("status")]
         table = DataTable(
             source=ColumnDataSource(data),
             columns=[
@@ -124,36 +125,43 @@ class Page:
             index_position=None,
             reorderable=False,
             sizing_mode="stretch_width",
-            height=min(600, 26 * (len(records) + 1) + 12),
+            height=min(600, 26 * (shown.count + 1) + 12),
             autosize_mode="force_fit" if len(columns) <= 10 else "none",
             stylesheets=[self.style],
         )
         head = "<h2>Runs</h2>"
-        if len(self.runs.records) > limits.MAX_TABLE_ROWS:
+        if self.runs.count > limits.MAX_TABLE_ROWS:
             head += (
                 f'<p class="note">The first {limits.MAX_TABLE_ROWS} of '
-                f"{len(self.runs.records)} runs are listed; counts, plots and failures use "
+                f"{self.runs.count} runs are listed; counts, plots and failures use "
                 "every run.</p>"
             )
         return [self.div(head), table]
 
-    def _table_columns(self, records: list[dict[str, Any]]) -> list[tuple[str, Any, str]]:
-        """(title, values, kind) per column; kind is `int`, `float`, `status` or `text`."""
-        columns: list[tuple[str, Any, str]] = [("#", [r.get("index") for r in records], "int")]
+    def _table_columns(self, shown: Runs) -> list[tuple[str, Any, str]]:
+        """(title, values, kind) per column of the runs `shown`; kind is `int`, `float`,
+        `status` or `text`."""
+        columns: list[tuple[str, Any, str]] = [("#", shown.field("index"), "int")]
         if len(self.runs.experiments) > 1:
-            columns.append(("experiment", [r.get("experiment_id") for r in records], "text"))
-        columns.append(("status", [r.get("status") for r in records], "status"))
-        if self.runs.left_out():
-            columns.append(("error", [error_text(r) for r in records], "text"))
-        columns.append(("duration (s)", [r.get("duration") for r in records], "float"))
+            columns.append(("experiment", shown.field("experiment_id"), "text"))
+        statuses = shown.field("status")
+        columns.append(("status", statuses, "status"))
+        if self.runs.left_out():  # the record of a run is read only when it did not complete
+            errors = [
+                "" if status == COMPLETED else error_text(shown.record(row))
+                for row, status in enumerate(statuses)
+            ]
+            columns.append(("error", errors, "text"))
+        columns.append(("duration (s)", shown.field("duration"), "float"))
         for param in self.runs.params:
-            values = [(r.get("params") or {}).get(param.name) for r in records]
+            values = shown.values("params", param.name)
             columns.append((param.name, values, "number" if param.axis.numeric else "text"))
         for name in self.runs.metrics:
-            values = [(r.get("metrics") or {}).get(name) for r in records]
+            values = shown.values("metrics", name)
             numeric = all(v is None or is_number(v) for v in values)
             columns.append((name, values, "number" if numeric else "text"))
-        columns.append(("run id", [str(r.get("run_id", ""))[:12] for r in records], "text"))
+        run_ids = ["" if r is None else str(r)[:12] for r in shown.field("run_id")]
+        columns.append(("run id", run_ids, "text"))
         return [column_values(title, values, kind) for title, values, kind in columns]
 
     def _table_column(self, field_name: str, title: str, values: Any, kind: str) -> Any:
@@ -186,16 +194,16 @@ class Page:
             if runs.series:
                 note += " (stepped metrics are plotted below)"
             return [self.div(f'<h2>Metrics</h2><p class="note">{note}.</p>')]
+        import numpy as np
+
         rows = []
-        completed = runs.completed
         for name in runs.metrics:
-            raw = [(r.get("metrics") or {}).get(name) for r in completed]
-            present = [v for v in raw if v is not None]
-            numbers = [n for v in present if (n := _number(v)) is not None]
-            other = len(present) - len(numbers)
-            if numbers:
-                mean, std = spread(numbers)
-                stats = [f"{mean:.6g}", f"{std:.6g}", f"{min(numbers):.6g}", f"{max(numbers):.6g}"]
+            numbers, present = runs.completed_numbers("metrics", name)
+            other = present - len(numbers)
+            if len(numbers):
+                mean, std = spread_of(numbers)
+                low, high = float(np.min(numbers)), float(np.max(numbers))
+                stats = [f"{mean:.6g}", f"{std:.6g}", f"{low:.6g}", f"{high:.6g}"]
             else:
                 stats = ["", "", "", ""]
             cells = "".join(f'<td class="num">{escape(s)}</td>' for s in [len(numbers), *stats])
@@ -210,7 +218,7 @@ class Page:
     def _over_completed(self) -> str:
         """A note saying that statistics use completed runs and which runs they leave out."""
         left_out = self.runs.left_out()
-        text = f"Over the {plural(len(self.runs.completed), 'completed run')}"
+        text = f"Over the {plural(len(self.runs.completed_rows), 'completed run')}"
         if left_out:
             text += (
                 f"; {left_out} runs are left out (the runs table shows the metrics they "
@@ -290,7 +298,7 @@ class Page:
             "<h2>Stepped metrics</h2>"
             '<p class="note">One curve per run (dashed, in the colour of its status, for a run '
             "that did not complete); the black line is the mean over the completed runs at "
-            "each step.</p>" + notes_html(notes)
+            "each step.</p>" + self._sample_note("Curves and means are") + notes_html(notes)
         )
         if not figures:
             return [self.div(head + '<p class="note">No stepped metric has numeric values.</p>')]
@@ -299,19 +307,27 @@ class Page:
     # ------------------------------------------------------------ failures and provenance
     def failures(self) -> str:
         """Runs that did not complete, grouped by error type and message."""
-        failed = self.runs.not_completed()
-        if not failed:
+        rows = self.runs.not_completed()
+        if not rows:
             return '<h2>Failures</h2><p class="note">Every run completed.</p>'
+        read = evenly(rows, limits.MAX_ERRORS_READ)
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for record in failed:
+        for record in (self.runs.record(row) for row in read):
             error = record.get("error") or {}
             group = (str(error.get("type") or record.get("status")), str(error.get("message", "")))
             groups.setdefault(group, []).append(record)
         ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
         parts = [
-            f"<h2>Failures</h2><p>{plural(len(failed), 'run')} did not complete, with "
-            f"{plural(len(groups), 'distinct error')}.</p>"
+            f"<h2>Failures</h2><p>{plural(len(rows), 'run')} did not complete, with "
+            f"{plural(len(groups), 'distinct error')}"
+            + (" among the runs whose errors were read" if len(read) < len(rows) else "")
+            + ".</p>"
         ]
+        if len(read) < len(rows):
+            parts.append(
+                f'<p class="note">The errors of {len(read)} of these {len(rows)} runs, '
+                "spread evenly over them, were read: the groups below count those runs.</p>"
+            )
         for (error_type, message), records in ordered[: limits.MAX_FAILURE_GROUPS]:
             parts.append(failure_group(error_type, message, records))
         if len(ordered) > limits.MAX_FAILURE_GROUPS:
@@ -324,7 +340,7 @@ class Page:
 
     def provenance(self) -> str:
         """Code hashes, git commits and dirty flags, hosts, workers, versions."""
-        records = self.runs.records
+        records = self.runs.sample
         prov = [r.get("provenance") or {} for r in records]
         rows: list[tuple[str, list[Any]]] = [
             ("operation / code hash", [code_text(p) for p in prov]),
@@ -340,7 +356,19 @@ class Page:
         body = "".join(provenance_row(name, values) for name, values in rows)
         return (
             "<h2>Provenance</h2><p class='note'>Each value with the number of runs that "
-            f"recorded it.</p><table><tr><th>field</th><th>values (runs)</th></tr>{body}</table>"
+            f"recorded it.</p>{self._sample_note('Provenance is')}"
+            f"<table><tr><th>field</th><th>values (runs)</th></tr>{body}</table>"
+        )
+
+    def _sample_note(self, what: str) -> str:
+        """A note that `what` is read from a sample of the runs' records, when it is."""
+        runs = self.runs
+        if not runs.sampled:
+            return ""
+        return (
+            f'<p class="note">{escape(what)} from a sample of {len(runs.sample)} of the '
+            f"{runs.count} runs, spread evenly over them (whole records are read only for "
+            "these).</p>"
         )
 
 

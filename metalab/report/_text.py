@@ -109,8 +109,7 @@ def generated() -> str:
 def overview(title: str, parts: list[Runs]) -> str:
     """The head of a page of several experiment ids: what they are, then a section each."""
     items = "".join(
-        f"<li><b>{escape(part.experiments[0])}</b>: {plural(len(part.records), 'run')} "
-        f"{badges(part)}</li>"
+        f"<li><b>{escape(part.experiments[0])}</b>: {plural(part.count, 'run')} {badges(part)}</li>"
         for part in parts
     )
     locator = parts[0].locator

@@ -20,3 +20,10 @@ TRACEBACK_LINES = 400
 """Lines of a traceback shown for a failure group; of a longer one, its first and last lines."""
 MAX_ERROR_CHARS = 300
 """Characters of an error message shown in the runs table."""
+MAX_SAMPLED_RUNS = 5000
+"""Runs whose whole records are read for the stepped-metric curves and provenance; of more
+runs, this many spread evenly over them (the page says so). Counts, tables, metric summaries
+and plots read every run's columns, never its record."""
+MAX_ERRORS_READ = 5000
+"""Runs that did not complete whose records are read for the failures section; of more,
+this many spread evenly over them (the page says so)."""
