@@ -42,8 +42,9 @@ def test_the_driver_keeps_no_outcome_per_run_and_result_reads_the_store(tmp_path
     handle = metalab.run(indexed_experiment(square, runs, "square"), tmp_path, executor=executor)
     assert handle.wait(300)
     assert handle.status.completed == runs
-    # what reached the driver was counted and dropped: no outcome of a run is still held
-    assert _live_outcomes() - before < 10
+    # what reached the driver was counted and dropped (the outcomes of the last tasks may
+    # still be on their way out of Dask's worker): no outcome per run is held
+    assert _live_outcomes() - before < runs // 10
     results = handle.result()
     loaded = metalab.load_results(tmp_path)
     assert [r.run_id for r in results] == handle.run_ids == [r.run_id for r in loaded]
