@@ -122,24 +122,23 @@ class Driver:
         runs of this sweep; return the runs to submit again: those whose owner died without
         writing a record, and those a lost worker never started."""
         store, run_ids, sink = self.sweep.store, self.sweep.run_ids, self.sink
-        while sink.busy:
+        busy = sink.busy
+        while busy:
             time.sleep(0.2)
             claimed = store.claims()
-            for index in sorted(sink.busy):
+            for index in busy:
                 run_id = run_ids[index]
                 if run_id in claimed:
                     if self.cancelled and claimed[run_id].get("session") != self.sweep.session:
-                        with sink.lock:
-                            sink.busy.discard(index)  # another sweep's run: not ours to wait for
+                        sink.release(index)  # another sweep's run: not ours to wait for
                     continue
                 # the owner writes its record before it releases the claim
                 record = store.get_record(run_id)
                 if record is not None:
                     sink.outcomes([Outcome(index, run_id, record["status"], record)])
                 else:
-                    with sink.lock:
-                        sink.busy.discard(index)
-                        sink.retry.add(index)
+                    sink.retry(index)
+            busy = sink.busy
         return sink.take_retries()
 
     def _record_cancelled(self) -> None:
@@ -148,7 +147,7 @@ class Driver:
         sweep = self.sweep
         owner = claims.owner(sweep.session)
         while True:
-            left = [i for i in sweep.pending if i not in self.sink.reported]
+            left = self.sink.unreported(sweep.pending)
             self.sink.outcomes(
                 [
                     record_cancelled(sweep.experiment, sweep.store, i, owner, sweep.session)

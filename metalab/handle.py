@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import html
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from .contracts import Store
 from .driver import Driver
@@ -12,6 +14,7 @@ from .errors import ExecutorError, ValidationError
 from .experiment import Experiment
 from .interrupts import stop_after_interrupt
 from .progress import Progress
+from .registry import sweep_results_loader
 from .results import Results
 from .results.failures import failure_summary, warn_failed
 from .sink import SchedulerQueue
@@ -96,16 +99,12 @@ class RunHandle:
         sweep, sink = self._sweep, self._sink
         with sink.lock:
             counts = dict(sink.counts)
-            reported = len(sink.reported)
+            reported = sink.reported
         running = 0
         if not self._driver.done.is_set():
             claimed = sweep.store.claims()
             if claimed:
-                running = sum(
-                    1
-                    for i in sweep.pending
-                    if sweep.run_ids[i] in claimed and i not in sink.reported
-                )
+                running = self._running(claimed)
         skipped = sweep.skipped + counts.get("skipped", 0)
         pending = len(sweep.pending) - reported - running
         return RunStatus(
@@ -117,6 +116,21 @@ class RunHandle:
             pending=max(pending, 0),
             cancelled=counts["cancelled"],
         )
+
+    def _running(self, claimed: dict[str, dict[str, Any]]) -> int:
+        """How many of the sweep's pending runs without an outcome are `claimed`: those its
+        own workers claimed (the claim names the sweep's session), and the others' claims on
+        its runs, found by run id."""
+        sweep, sink = self._sweep, self._sink
+        running = 0
+        for run_id, owner in claimed.items():
+            if owner.get("session") == sweep.session:
+                running += 1
+                continue
+            index = _index_of(sweep.run_ids, run_id)
+            if index is not None and _holds(sweep.pending, index) and not sink.is_reported(index):
+                running += 1
+        return running
 
     @property
     def is_complete(self) -> bool:
@@ -161,15 +175,10 @@ class RunHandle:
 
     results = result
 
-    def _failed_records(self) -> list[dict[str, Any]]:
-        """The records of this sweep's runs that failed (decoded from the workers' outcomes)."""
-        with self._sink.lock:
-            outcomes = list(self._sink.records.values())
-        return [
-            outcome.record
-            for outcome in sorted(outcomes, key=lambda o: o.index)
-            if outcome.state in ("failed", "interrupted") and outcome.record is not None
-        ]
+    def _failed_records(self) -> Iterator[dict[str, Any]]:
+        """The records of this sweep's runs that failed, in index order (see
+        `Sink.failed_records`)."""
+        return self._sink.failed_records()
 
     def failure_summary(self) -> str | None:
         """`"2 of 40 runs did not complete (2 failed): ..."` naming the first distinct errors,
@@ -198,20 +207,11 @@ class RunHandle:
         stop_after_interrupt(line)
 
     def _collect(self) -> Results:
+        """The sweep's runs as the store holds them, in index order (the driver kept no
+        records: the store is where they are)."""
         sweep = self._sweep
-        records = dict(self._sink.records)
-        missing = [i for i in range(sweep.total) if i not in records]
-        by_id = {}
-        if missing:
-            by_id = {
-                r["run_id"]: r for r in sweep.store.get_records(sweep.run_ids[i] for i in missing)
-            }
-        ordered: list[Any] = []  # records, and outcomes whose records decode when first read
-        for index, run_id in enumerate(sweep.run_ids):
-            record = records.get(index) or by_id.get(run_id)
-            if record is not None:
-                ordered.append(record)
-        return Results(ordered, sweep.store)
+        load = sweep_results_loader()
+        return cast(Results, load(sweep.store, sweep.experiment.experiment_id, sweep.run_ids))
 
     def cancel(self) -> None:
         """Stop the sweep: pending runs are recorded cancelled, running ones see the flag."""
@@ -234,3 +234,17 @@ class RunHandle:
             f"<div><b>{html.escape(self._sweep.experiment.experiment_id)}</b> {state}: "
             f"{status.done}/{status.total} · {html.escape(counts)}{page}</div>"
         )
+
+
+def _index_of(run_ids: Sequence[str], run_id: str) -> int | None:
+    """The index of `run_id` among a sweep's `run_ids`, or None."""
+    try:
+        return run_ids.index(run_id)
+    except ValueError:
+        return None
+
+
+def _holds(indices: Sequence[int], index: int) -> bool:
+    """Whether ascending `indices` hold `index`."""
+    at = bisect_left(indices, index)
+    return at < len(indices) and indices[at] == index

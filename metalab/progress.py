@@ -39,7 +39,7 @@ class Progress:
         self._lock = threading.Lock()
         self._last = 0.0
         self._started = 0.0
-        self._values: dict[str, list[float]] = {name: [] for name, _ in self.metrics}
+        self._values: dict[str, _Running] = {name: _Running() for name, _ in self.metrics}
         self._rich: Any = None
         self._notebook: Any = None
         self._link: str | None = None
@@ -155,7 +155,7 @@ class Progress:
             metrics = (outcome.record or {}).get("metrics", {})
             for name, _ in self.metrics:
                 if name in metrics:
-                    self._values[name].append(metrics[name])
+                    self._values[name].add(metrics[name])
 
     def _detail(self, status: Any, queue: Any = None) -> str:
         elapsed = max(time.monotonic() - self._started, 1e-9)
@@ -170,9 +170,9 @@ class Progress:
         parts.append(f"{done / elapsed:.1f} runs/s")
         for name, fmt in self.metrics:
             values = self._values[name]
-            if values:
-                mean = sum(values) / len(values)
-                parts.append(f"{name} {format(values[-1], fmt)} (mean {format(mean, fmt)})")
+            if values.count:
+                mean = values.total / values.count
+                parts.append(f"{name} {format(values.last, fmt)} (mean {format(mean, fmt)})")
         return " | ".join(parts)
 
     def _render(self, status: Any, final: bool, queue: Any = None) -> None:
@@ -222,6 +222,23 @@ class Progress:
     def _write(self, stream: TextIO, line: str) -> None:
         stream.write(line + "\n")
         stream.flush()
+
+
+class _Running:
+    """A displayed metric: its latest value, and the sum and count of its values (for the
+    mean), not every value."""
+
+    __slots__ = ("count", "last", "total")
+
+    def __init__(self) -> None:
+        self.last: Any = None
+        self.total: Any = 0
+        self.count = 0
+
+    def add(self, value: Any) -> None:
+        self.last = value
+        self.total += value
+        self.count += 1
 
 
 class _Frame:
