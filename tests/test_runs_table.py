@@ -260,3 +260,35 @@ def test_to_arrow_and_the_table_file_read_by_pandas(store):
     # each run's stepped metrics, as JSON text
     assert json.loads(frame["_series"][0]) == loaded[0].record["series"]
     assert pq.read_schema(path).field("param_shape").metadata[b"json"] == b"1"
+
+
+def test_runs_without_times_load_from_journals(tmp_path, monkeypatch):
+    # cancelled runs have no start or finish: columns of nulls only, taken from a journal
+    from metalab.stores.file import journal
+
+    monkeypatch.setattr(journal, "MIN_FIRST_ENTRY", 1)
+    path = tmp_path / "store"
+    fs = FileStore.open(path)
+    exp = varied_experiment()
+    for index, run_id in enumerate(exp.run_ids()):
+        fs.put_record(
+            {
+                "format": "metalab.run/1",
+                "run_id": run_id,
+                "experiment_id": exp.experiment_id,
+                "index": index,
+                "replicate": 0,
+                "status": "cancelled",
+                "params": exp.params_at(index),
+                "metrics": {},
+                "series": {},
+                "duration": None,
+                "started_at": None,
+                "finished_at": None,
+            }
+        )
+    fs.flush_journal()
+    assert list((path / "cache" / "journal").iterdir())
+    loaded = metalab.load_results(path)
+    assert loaded.summary()["by_status"] == {"cancelled": exp.total_runs}
+    assert_same_results(loaded, from_records(path))

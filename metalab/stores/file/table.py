@@ -362,7 +362,7 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
     all. Read by columns: no row is made one at a time."""
     if not wanted:
         return []
-    pa, _ = _arrow()
+    pa, pc = _arrow()
     ids = list(wanted)
     stats = [wanted[run_id] for run_id in ids]
     current = pa.table(
@@ -388,10 +388,12 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
     # the rows noted with the identity the file has now (a join keeps no field metadata:
     # the schema is put back)
     keys = ["run_id", *_STORE_COLUMNS]
-    joined = noted.join(current, keys=keys, join_type="left semi")
-    if joined.column_names != noted.column_names:
-        return []
-    matched = pa.Table.from_arrays(joined.columns, schema=noted.schema)
+    positions = pa.array(range(noted.num_rows), pa.int64())
+    keyed = noted.select(keys).append_column("_position", positions)
+    joined = keyed.join(current, keys=keys, join_type="left semi")
+    # rows taken by position: a join keeps no field metadata, nor takes null-typed columns
+    found = joined.column("_position")
+    matched = noted.take(pc.take(found, pc.sort_indices(found)))
     # a record two journals hold alike (a writer's and an earlier load's): taken once
     first: dict[str, int] = {}
     for position, run_id in enumerate(matched.column("run_id").to_pylist()):
