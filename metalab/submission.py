@@ -19,6 +19,7 @@ from .contracts import Store
 from .errors import CodeChangedWarning, MetalabWarning, ValidationError
 from .experiment import Experiment
 from .record import utc_now
+from .run_id_cache import run_ids_of
 from .serializers import user_codecs
 from .sweep import RunIds, RunOptions, Sweep, SweepRef
 
@@ -73,7 +74,7 @@ def prepare_sweep(
     ref = SweepRef(
         store=store.locator, experiment_key=key, session=secrets.token_hex(8), options=options
     )
-    listed = experiment.run_ids()
+    listed = run_ids_of(experiment, store)  # kept in the store: hashed once per experiment
     _warn_duplicates(experiment, listed)
     _, done = store.scan() if resume else (set(), set())
     pending = _pending(listed, done)

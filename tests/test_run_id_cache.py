@@ -64,10 +64,17 @@ def test_damaged_or_forged_ids_are_computed_again(tmp_path, small_threshold, dam
     assert run_id_cache._decoded(store.load_experiment(key), len(ids)) == ids  # kept again
 
 
-def test_a_resumed_sweep_skips_what_is_done_with_kept_ids(tmp_path, small_threshold):
+def test_a_resumed_sweep_skips_what_is_done_with_kept_ids(tmp_path, small_threshold, monkeypatch):
     exp = experiment(n=20)
     first = metalab.run(exp, tmp_path / "store", executor="inline")
     first.result()
+
+    def no_hashing(self, indices=None):
+        raise AssertionError("every run id hashed again")
+
+    # the second submission takes the ids kept in the store (a sample is still recomputed)
+    monkeypatch.setattr(metalab.Experiment, "run_ids", no_hashing)
     again = metalab.run(exp, tmp_path / "store", executor="inline")
     again.wait()
     assert again.status.skipped == exp.total_runs and again.status.pending == 0
+    assert len(again.result()) == exp.total_runs
