@@ -116,8 +116,11 @@ def current_runs(layout: Layout) -> tuple[set[str], set[str]] | None:
     if table.schema.types != [pa.string(), pa.string()] or table.column("status").null_count:
         return None
     ids = table.column("run_id")
-    done = ids.filter(pc.equal(table.column("status"), "completed"))
-    return set(ids.to_pylist()), set(done.to_pylist())
+    completed = pc.equal(table.column("status"), "completed")
+    if pc.all(completed).as_py() is not False:  # every run completed (or none at all)
+        every = set(ids.to_pylist())
+        return every, every.copy()  # (a copy is quicker than a second set of strings)
+    return set(ids.to_pylist()), set(ids.filter(completed).to_pylist())
 
 
 def _arrow() -> tuple[Any, Any]:
