@@ -68,7 +68,7 @@ PROBE = textwrap.dedent(
             line = next(l for l in fh if l.startswith("VmHWM:"))
         return int(line.split()[1]) / 1024
 
-    import pandas, pyarrow, pyarrow.parquet, pickle, metalab, _ops
+    import pandas, pyarrow, pyarrow.parquet, pyarrow.compute, pickle, metalab, _ops
     what, store, runs, floor_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     before = peak_mb()
     t0 = time.perf_counter()

@@ -167,7 +167,7 @@ PROBE = textwrap.dedent(
             line = next(l for l in fh if l.startswith("VmHWM:"))
         return int(line.split()[1]) / 1024
 
-    import pandas, pyarrow, psycopg, pickle, metalab
+    import pandas, pyarrow, pyarrow.compute, psycopg, pickle, metalab
     import bench_postgres_million as bench
     what, server, schema, runs, frame_file = sys.argv[1:6]
     locator = bench.with_options(server, schema=schema)
