@@ -207,11 +207,22 @@ class RunHandle:
         stop_after_interrupt(line)
 
     def _collect(self) -> Results:
-        """The sweep's runs as the store holds them, in index order (the driver kept no
-        records: the store is where they are)."""
+        """The sweep's runs in index order: as the store holds them, or, for a store that
+        cannot give them back as columns, the records the sink kept (and the store's for
+        the runs it holds from before)."""
         sweep = self._sweep
-        load = sweep_results_loader()
-        return cast(Results, load(sweep.store, sweep.experiment.experiment_id, sweep.run_ids))
+        kept = self._sink.kept_outcomes()
+        if kept is None:
+            load = sweep_results_loader()
+            return cast(Results, load(sweep.store, sweep.experiment.experiment_id, sweep.run_ids))
+        missing = [sweep.run_ids[i] for i in range(sweep.total) if i not in kept]
+        by_id = {r["run_id"]: r for r in sweep.store.get_records(missing)} if missing else {}
+        ordered: list[Any] = []  # records, and outcomes whose records decode when first read
+        for index in range(sweep.total):
+            found = kept.get(index) or by_id.get(sweep.run_ids[index])
+            if found is not None:
+                ordered.append(found)
+        return Results(ordered, sweep.store)
 
     def cancel(self) -> None:
         """Stop the sweep: pending runs are recorded cancelled, running ones see the flag."""

@@ -65,6 +65,11 @@ class Sink:
         self._failures: dict[int, Outcome] | None = {}
         """The failed and interrupted outcomes that carry a record, by index, while there are
         at most `KEPT_FAILURES`; None once there were more."""
+        declared = sweep.store.capabilities
+        self._kept: dict[int, Outcome] | None = None if declared.table or declared.queries else {}
+        """The outcomes that carry a record, by index, when the store cannot give the sweep's
+        runs back as columns (a fallback store whose primary may be down when the sweep
+        ends, a user's store): `result()` is made of them. None for the other stores."""
         self.dashboard_link: str | None = None
         """The page showing the sweep live (metalab's page of the Dask dashboard, or the
         dashboard itself when the page could not be added)."""
@@ -95,11 +100,19 @@ class Sink:
         self._reported += 1
         key = "cancelled" if state in ("cancelled", "interrupted") else state
         self.counts[key] = self.counts.get(key, 0) + 1
+        if self._kept is not None and outcome.has_record:
+            self._kept[index] = outcome
         if code in _FAILED and outcome.has_record and self._failures is not None:
             if len(self._failures) < KEPT_FAILURES:
                 self._failures[index] = outcome
             else:
                 self._failures = None  # the summary reads them from the store
+
+    def kept_outcomes(self) -> dict[int, Outcome] | None:
+        """The outcomes with records this sink kept (see `_kept`), or None when it keeps
+        none: the sweep's runs are then read back from its store."""
+        with self.lock:
+            return None if self._kept is None else dict(self._kept)
 
     def scheduler_queue(self, jobs: Sequence[str], queued: int, started: int) -> None:
         """Note the sweep's batch jobs and how many of its runs are queued or started."""

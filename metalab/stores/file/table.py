@@ -36,7 +36,7 @@ from typing import Any
 from ... import _trust, runs_table
 from ..._identity import RUN_ID_LENGTH
 from ...record import RECORD_FORMAT
-from ..atomic import atomic_write, read_fd, temporary
+from ..atomic import atomic_write, read_fd, remove_if_left, temporary
 from . import journal
 from .layout import Layout
 from .records import named_record
@@ -323,7 +323,14 @@ def _write(layout: Layout, table: Any, settled: dict[str, list]) -> bool:
 
 def _retire_journals(layout: Layout) -> None:
     """Remove the journal files the table just written makes redundant: this user's, that
-    nobody wrote to for a while (`journal.removable`); a writer still at work keeps its own."""
+    nobody wrote to for a while (`journal.removable`); a writer still at work keeps its own.
+    Temporary files dead writers left in `cache/` go too."""
+    for leftovers in (f"{layout.top}/cache/table", f"{layout.top}/cache/journal"):
+        try:
+            for name in os.listdir(leftovers):
+                remove_if_left(leftovers, name)
+        except OSError:
+            continue
     directory = f"{layout.top}/cache/journal"
     try:
         names = os.listdir(directory)
