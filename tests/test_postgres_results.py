@@ -61,14 +61,9 @@ def sweep(name="pg_sweep"):
     )
 
 
-def test_filters_run_in_the_database_and_match_memory(locator, tmp_path):
-    checked_result(metalab.run(sweep(), locator, executor="threads"))
-    checked_result(metalab.run(sweep("other"), locator, executor="inline"))
-    export_store(locator, tmp_path / "copy")
-    in_memory = metalab.load_results(tmp_path / "copy")  # the same runs, filtered in memory
-    results = metalab.load_results(locator)
+def counted_queries(store):
+    """The arguments of every `query_table` call `store` answers from now on."""
     calls = []
-    store = results.store
     real = store.query_table
 
     def counting(*args, **kwargs):
@@ -76,6 +71,16 @@ def test_filters_run_in_the_database_and_match_memory(locator, tmp_path):
         return real(*args, **kwargs)
 
     store.query_table = counting
+    return calls
+
+
+def test_filters_run_in_the_database_and_match_memory(locator, tmp_path):
+    checked_result(metalab.run(sweep(), locator, executor="threads"))
+    checked_result(metalab.run(sweep("other"), locator, executor="inline"))
+    export_store(locator, tmp_path / "copy")
+    in_memory = metalab.load_results(tmp_path / "copy")  # the same runs, filtered in memory
+    results = metalab.load_results(locator)
+    calls = counted_queries(results.store)
     selected = results.filter(optimizer="adam").where(loss__lt=0.25, status="completed")
     ids = sorted(r.run_id for r in selected)
     assert calls == [
@@ -332,15 +337,7 @@ def test_a_number_filter_narrows_in_the_database_then_matches_as_in_memory(locat
     export_store(locator, tmp_path / "copy")
     in_memory = metalab.load_results(tmp_path / "copy")
     results = metalab.load_results(locator)
-    calls = []
-    store = results.store
-    real = store.query_table
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    store.query_table = counting
+    calls = counted_queries(results.store)
     for lr in (0.01, 0.3, 0.31, 1):  # 0.3 matches 0.30000000000000004 as typed in memory
         selected = results.filter(lr=lr)
         assert sorted(r.run_id for r in selected) == sorted(
