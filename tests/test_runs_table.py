@@ -292,3 +292,20 @@ def test_runs_without_times_load_from_journals(tmp_path, monkeypatch):
     loaded = metalab.load_results(path)
     assert loaded.summary()["by_status"] == {"cancelled": exp.total_runs}
     assert_same_results(loaded, from_records(path))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_loaded_results_hold_no_file_of_the_store_open(store):
+    settle(store)
+    metalab.load_results(store)
+    kept = [metalab.load_results(store) for _ in range(3)]  # from the table file
+    assert all(len(results) == 80 for results in kept)
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(store)):
+            held.append(target)
+    assert held == []

@@ -239,10 +239,10 @@ def _cached(layout: Layout) -> tuple[Any, dict]:
     return table, {k: v for k, v in noted.items() if isinstance(v, list)}
 
 
-def _opened(layout: Layout) -> Any:
-    """The cached table file, mapped (its pages are the page cache's), when this load may
-    trust it: a regular file whoever could write the records wrote, nobody else could; or
-    None."""
+def _opened(layout: Layout) -> bytes | None:
+    """The bytes of the cached table file when this load may trust it: a regular file
+    whoever could write the records wrote, nobody else could; or None. (Read, not mapped:
+    a mapping would keep the file open for as long as the table read from it lives.)"""
     path = f"{layout.top}/{TABLE}"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -253,8 +253,8 @@ def _opened(layout: Layout) -> Any:
         owner = os.stat(f"{layout.top}/runs")
         if not stat.S_ISREG(st.st_mode) or not _trust.may_vouch(st, owner.st_uid, 0o755):
             return None
-        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else None
-    except (OSError, ValueError):
+        return read_fd(fd, st.st_size + 1) if st.st_size else None
+    except OSError:
         return None
     finally:
         os.close(fd)
@@ -385,13 +385,21 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
     )
     owners = {(st.st_uid, st.st_mode) for st in stats}
     tables = []
-    for _, jst, data in _journal_files(layout.top):
-        if not all(_trust.may_vouch(jst, *owner) for owner in owners):
-            continue  # its records are read from their files
-        for columns, offset, length in journal.read_entries(data, metric_columns=True):
-            table = _entry_table(columns, data, offset, length)
-            if table is not None:
-                tables.append(table)
+    files = _journal_files(layout.top)
+    try:
+        for _, jst, data in files:
+            if not all(_trust.may_vouch(jst, *owner) for owner in owners):
+                continue  # its records are read from their files
+            for columns, offset, length in journal.read_entries(data, metric_columns=True):
+                table = _entry_table(columns, data, offset, length)
+                if table is not None:
+                    tables.append(table)
+    finally:
+        for _, _, data in files:  # no descriptor kept: a mapping holds one of its own
+            try:
+                data.close()
+            except BufferError:  # still in use: closed when it is no longer
+                pass
     if not tables:
         return []
     noted = runs_table.concat(tables)
