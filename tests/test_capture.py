@@ -512,7 +512,9 @@ def _files_opened(before, after):
     return sorted(
         target
         for fd, target in after.items()
-        if before.get(fd) != target and target.startswith("/")
+        if before.get(fd) != target
+        and target.startswith("/")
+        and not target.startswith(("/proc/", "/sys/", "/dev/"))  # a monitor's reads
     )
 
 

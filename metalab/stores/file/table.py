@@ -44,6 +44,9 @@ from .records import named_record
 TABLE = "cache/table/runs.parquet"
 SETTLED_NS = 1_000_000_000
 """How long before its listing a directory must have last changed to be noted as settled."""
+_ONE_THREAD = {"use_threads": False, "pre_buffer": False}
+"""Reads done in the calling thread: Arrow's thread pools, torn down at interpreter exit
+while a worker of theirs is still alive, can abort the process (`std::terminate`)."""
 _STORE_COLUMNS = {"_inode": "uint64", "_mtime_ns": "int64", "_size": "uint64"}
 
 
@@ -109,7 +112,7 @@ def current_runs(layout: Layout) -> tuple[set[str], set[str]] | None:
             return None
         if runs_table.checked(schema.empty_table()) is None:
             return None
-        table = pq.read_table(source, columns=["run_id", "status"])
+        table = pq.read_table(source, columns=["run_id", "status"], **_ONE_THREAD)
     except Exception:  # noqa: BLE001 - damaged or foreign: the records are listed
         return None
     pa, pc = _arrow()
@@ -225,7 +228,7 @@ def _cached(layout: Layout) -> tuple[Any, dict]:
         return None, {}
     try:
         # the file mapped, not read: its pages are the page cache's
-        table = pq.read_table(runs_table._pa().py_buffer(data))
+        table = pq.read_table(runs_table._pa().py_buffer(data), **_ONE_THREAD)
         noted = json.loads((table.schema.metadata or {})[b"metalab.shards"])
     except Exception:  # noqa: BLE001 - damaged or foreign: never trusted, only ignored
         return None, {}
@@ -296,7 +299,7 @@ def _still_current(
         }
     )
     keys = ["run_id", *_STORE_COLUMNS]
-    matched = candidates.select(keys).join(now, keys=keys, join_type="inner")
+    matched = candidates.select(keys).join(now, keys=keys, join_type="inner", use_threads=False)
     if not matched.num_rows:
         return None
     return candidates.filter(pc.is_in(candidates.column("run_id"), matched.column("run_id")))
@@ -408,7 +411,7 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
     keys = ["run_id", *_STORE_COLUMNS]
     positions = pa.array(range(noted.num_rows), pa.int64())
     keyed = noted.select(keys).append_column("_position", positions)
-    joined = keyed.join(current, keys=keys, join_type="left semi")
+    joined = keyed.join(current, keys=keys, join_type="left semi", use_threads=False)
     # rows taken by position: a join keeps no field metadata, nor takes null-typed columns
     found = joined.column("_position")
     matched = noted.take(pc.take(found, pc.sort_indices(found)))
