@@ -124,6 +124,10 @@ class RunIds(Sequence[str]):
     def __len__(self) -> int:
         return len(self._data) // RUN_ID_BYTES
 
+    def hex(self) -> str:
+        """Every id, one after the other, as one string (32 hexadecimal digits each)."""
+        return self._data.hex()
+
     @overload
     def __getitem__(self, index: int) -> str: ...
 

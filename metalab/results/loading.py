@@ -11,6 +11,7 @@ from ..contracts import JournalStore, QueryStore, Record, Store, StoreCapabiliti
 from ..errors import ValidationError, require
 from ..record import paused_gc
 from ..registry import open_store
+from ..sweep import RUN_ID_BYTES, RunIds
 from ..validation import check_experiment_id, check_store
 from .collection import Results
 from .columnar import Columnar
@@ -68,9 +69,21 @@ def _in_order(table: Any, run_ids: Sequence[str]) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    wanted = pa.array(run_ids, pa.string()) if not isinstance(run_ids, pa.Array) else run_ids
+    wanted = _as_arrow(pa, run_ids)
     positions = pc.index_in(wanted, value_set=table.column("run_id"))
     return table.take(pc.drop_null(positions))
+
+
+def _as_arrow(pa: Any, run_ids: Sequence[str]) -> Any:
+    """`run_ids` as an Arrow string array; a sweep's packed ids without a string per id."""
+    if not isinstance(run_ids, RunIds):
+        return pa.array(list(run_ids), pa.string())
+    import numpy as np
+
+    width = RUN_ID_BYTES * 2
+    text = run_ids.hex().encode("ascii")
+    offsets = np.arange(0, len(text) + 1, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(run_ids), pa.py_buffer(offsets), pa.py_buffer(text))
 
 
 def source_of(store: Store, experiment: str | None) -> RecordSource:
