@@ -383,11 +383,6 @@ def frame(
     return out
 
 
-def take(table: Any, positions: Sequence[int] | Any) -> Any:
-    """The runs at `positions`, in that order."""
-    return table.take(positions)
-
-
 def without_store_columns(table: Any, *, series: bool = True) -> Any:
     """`table` without the columns its store keeps for itself (and without `_series`, unless
     `series`)."""

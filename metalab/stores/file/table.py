@@ -54,17 +54,19 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
     """The runs of the store (of one experiment id or name; all when None) as a runs table,
     from the cached table where it is current; rewrites the cache when it was not."""
     pa, pc = _arrow()
+    cached, noted = _cached(layout)
+    if cached is not None and _as_noted(_directories(layout), noted):
+        return _of_experiment(pc, runs_table.without_store_columns(cached), experiment)
+    # the table is to be made again: the filesystem's clock first, then the directories
+    # (stat'ed again), so that a directory noted now changed well before it was listed
     clock = _filesystem_now(layout)
     directories = _directories(layout)
-    cached, noted = _cached(layout)
     settled = {
         name for name, st in directories.items() if noted.get(name) == [st.st_ino, st.st_mtime_ns]
     }
     changed = [name for name in directories if name not in settled]
     files = _record_stats(layout, changed)
     parts = []
-    if cached is not None and not changed and settled == noted.keys():
-        return _of_experiment(pc, runs_table.without_store_columns(cached), experiment)
     if cached is not None:
         shard = _shard_of(pc, cached.column("run_id"), layout.sharded)
         parts.append(cached.filter(pc.is_in(shard, pa.array(sorted(settled), pa.string()))))
@@ -90,6 +92,13 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
     return _of_experiment(pc, table, experiment)
 
 
+def _as_noted(directories: dict[str, os.stat_result], noted: dict[str, Any]) -> bool:
+    """Whether the directories of records are exactly those a table noted, unchanged."""
+    return noted.keys() == directories.keys() and all(
+        noted[name] == [st.st_ino, st.st_mtime_ns] for name, st in directories.items()
+    )
+
+
 def current_runs(layout: Layout) -> tuple[set[str], set[str]] | None:
     """(run ids with a record, run ids completed), from the cached table when it holds every
     directory of records as it is now; None when it does not (or pyarrow is missing), and
@@ -106,9 +115,7 @@ def current_runs(layout: Layout) -> tuple[set[str], set[str]] | None:
         source = runs_table._pa().py_buffer(opened)
         schema = pq.read_schema(source)
         noted = json.loads((schema.metadata or {})[b"metalab.shards"])
-        if not isinstance(noted, dict) or noted.keys() != directories.keys():
-            return None
-        if any(noted[name] != [st.st_ino, st.st_mtime_ns] for name, st in directories.items()):
+        if not isinstance(noted, dict) or not _as_noted(directories, noted):
             return None
         if runs_table.checked(schema.empty_table()) is None:
             return None
