@@ -194,6 +194,8 @@ def main() -> dict:
     args = parser.parse_args()
     if args.runs <= 0 or args.runs % 50:
         parser.error(f"--runs must be a positive multiple of 50, got {args.runs}")
+    if args.work:
+        os.makedirs(args.work, exist_ok=True)
     work = tempfile.mkdtemp(prefix="metalab-million-", dir=args.work)
     store = args.store or os.path.join(work, "store")
     rows = []

@@ -104,6 +104,19 @@ def run_id_maker(experiment_id: str, context_fp: str) -> Any:
     return make
 
 
+def run_digest_maker(experiment_id: str, context_fp: str) -> Any:
+    """Like `run_id_maker`, but a run id comes as its 16 bytes (`bytes.fromhex` of the id)."""
+    prefix = hashlib.sha256(_run_id_prefix(experiment_id, context_fp).encode())
+    width = RUN_ID_LENGTH // 2
+
+    def make(params_fp: str, seed_fp: str) -> bytes:
+        h = prefix.copy()
+        h.update(f"{params_fp}\n{seed_fp}".encode())
+        return h.digest()[:width]
+
+    return make
+
+
 def canonical_json(value: Any) -> str:
     """Encode already-normalized `value` as canonical JSON (sorted keys, no spaces)."""
     return _encoder.encode(value)

@@ -234,6 +234,12 @@ class TableStore(Store, Protocol):
         records; may rewrite the store's cache of the table."""
         ...
 
+    def completed_run_ids(self) -> bytes:
+        """The run ids `scan()` finds completed, 16 bytes each back to back (`bytes.fromhex`
+        of each id), without a string kept per run: a submission decides from them which
+        runs are left. From the table when it is current, else from the records."""
+        ...
+
     def table_file(self) -> Path:
         """Bring the store's table file up to date and return its path: a Parquet file of
         every run that pandas, polars or DuckDB read directly (columns named as

@@ -18,6 +18,7 @@ from ._identity import RUN_ID_LENGTH
 from .contracts import Store
 from .errors import StoreError
 from .experiment import Experiment
+from .run_ids import RunIds
 
 _MAGIC = b"MLIDS1\n\x00"
 _HEADER = struct.Struct("<8sQ32s")  # magic, how many ids, sha256 of the ids
@@ -27,12 +28,12 @@ MIN_RUNS = 10_000
 """Below this many runs, hashing is quicker than a round trip to the store."""
 
 
-def run_ids_of(experiment: Experiment, store: Store) -> list[str]:
+def run_ids_of(experiment: Experiment, store: Store) -> RunIds:
     """The run id of every run of `experiment`, in index order: kept ones where they check
     out, else computed (and kept for the next submission, best effort)."""
     total = experiment.total_runs
     if total < MIN_RUNS:
-        return experiment.run_ids()
+        return experiment.packed_run_ids()
     key = _key(experiment)
     try:
         kept = _decoded(store.load_experiment(key), total)
@@ -40,7 +41,7 @@ def run_ids_of(experiment: Experiment, store: Store) -> list[str]:
         kept = None
     if kept is not None and _checks_out(experiment, kept):
         return kept
-    ids = experiment.run_ids()
+    ids = experiment.packed_run_ids()
     try:
         store.save_experiment(key, _encoded(ids))
     except StoreError:
@@ -53,12 +54,12 @@ def _key(experiment: Experiment) -> str:
     return hashlib.sha256(b"run ids\n" + experiment.fingerprint.encode()).hexdigest()
 
 
-def _encoded(ids: list[str]) -> bytes:
-    body = bytes.fromhex("".join(ids))
+def _encoded(ids: RunIds) -> bytes:
+    body = ids.raw
     return _HEADER.pack(_MAGIC, len(ids), hashlib.sha256(body).digest()) + body
 
 
-def _decoded(blob: bytes, total: int) -> list[str] | None:
+def _decoded(blob: bytes, total: int) -> RunIds | None:
     """The ids `blob` holds, or None when it is not `total` ids as `_encoded` writes them."""
     width = RUN_ID_LENGTH // 2
     if len(blob) != _HEADER.size + total * width:
@@ -67,12 +68,10 @@ def _decoded(blob: bytes, total: int) -> list[str] | None:
     body = memoryview(blob)[_HEADER.size :]
     if magic != _MAGIC or count != total or hashlib.sha256(body).digest() != digest:
         return None
-    text = body.hex()
-    size = RUN_ID_LENGTH
-    return [text[i : i + size] for i in range(0, len(text), size)]
+    return RunIds(bytes(body))
 
 
-def _checks_out(experiment: Experiment, ids: list[str]) -> bool:
+def _checks_out(experiment: Experiment, ids: RunIds) -> bool:
     """Whether a sample of kept ids (the first, the last, and some between) are the ones the
     experiment has."""
     total = len(ids)

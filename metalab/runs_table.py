@@ -68,13 +68,11 @@ MISSING: Any = _Missing()
 
 
 def available() -> bool:
-    """Whether pyarrow and pandas are installed (the columnar table needs both)."""
-    try:
-        import pandas  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether pyarrow and pandas are installed (the columnar table needs both). Imports
+    neither: a sweep's driver that never reads a table does without them."""
+    from importlib.util import find_spec
+
+    return find_spec("pyarrow") is not None and find_spec("pandas") is not None
 
 
 def _pa():
@@ -265,33 +263,38 @@ def _is_json(field: Any) -> bool:
 def checked(table: Any) -> Any | None:
     """`table` when it is a runs table this metalab can read (from any file: the record
     columns of their types, every other column described), else None."""
+    if not readable_schema(table.schema) or table.column("run_id").null_count:
+        return None
+    return table
+
+
+def readable_schema(schema: Any) -> bool:
+    """Whether `schema` (an Arrow schema) is a runs table's that this metalab can read."""
     pa = _pa()
-    if (table.schema.metadata or {}).get(b"metalab.table") != TABLE_FORMAT:
-        return None
-    names = table.column_names
+    if (schema.metadata or {}).get(b"metalab.table") != TABLE_FORMAT:
+        return False
+    names = schema.names
     if len(set(names)) != len(names):
-        return None
+        return False
     for name, type_name in _RECORD_TYPES.items():
         if name not in names:
-            return None
-        field = table.schema.field(name)
+            return False
+        field = schema.field(name)
         if field.type not in (getattr(pa, type_name)(), pa.null()) and not (
             _is_json(field) and field.type == pa.string()
         ):
-            return None
-    if table.column("run_id").null_count:
-        return None
-    for field in table.schema:
+            return False
+    for field in schema:
         kind = (field.metadata or {}).get(KIND)
         if kind not in (b"record", b"param", b"metric", b"store", b"series"):
-            return None
+            return False
         if kind == b"series" and (field.name != SERIES or field.type != pa.string()):
-            return None
+            return False
         if kind in (b"param", b"metric") and not (field.metadata or {}).get(NAME):
-            return None
+            return False
         if _is_json(field) and field.type != pa.string():
-            return None
-    return table
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- reading

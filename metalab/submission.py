@@ -11,17 +11,19 @@ import secrets
 import warnings
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from . import execute, provenance, registry
 from ._trust import experiment_key
-from .contracts import Store
+from .contracts import Store, TableStore
 from .errors import CodeChangedWarning, MetalabWarning, ValidationError
 from .experiment import Experiment
 from .record import utc_now
 from .run_id_cache import run_ids_of
+from .run_ids import RunIds, completed_mask
+from .run_ids import repeated as count_repeated
 from .serializers import user_codecs
-from .sweep import RunIds, RunOptions, Sweep, SweepRef
+from .sweep import RunOptions, Sweep, SweepRef
 
 
 def default_store_path(experiment: Experiment) -> str:
@@ -74,16 +76,15 @@ def prepare_sweep(
     ref = SweepRef(
         store=store.locator, experiment_key=key, session=secrets.token_hex(8), options=options
     )
-    listed = run_ids_of(experiment, store)  # kept in the store: hashed once per experiment
-    _warn_duplicates(experiment, listed)
-    _, done = store.scan() if resume else (set(), set())
-    pending = _pending(listed, done)
-    skipped = len(listed) - len(pending)
-    if resume and skipped:
-        _warn_changed_code(experiment, store, listed, done)
-    # the driver keeps the ids for as long as the sweep runs: 16 bytes each, not a string
-    run_ids = RunIds.of(listed)
-    del listed, done
+    # kept in the store (hashed once per experiment); 16 bytes a run, not a string
+    run_ids = run_ids_of(experiment, store)
+    _warn_duplicates(experiment, run_ids)
+    done = completed_mask(run_ids, _completed(store)) if resume else None
+    pending = _pending(done, len(run_ids))
+    skipped = len(run_ids) - len(pending)
+    if done is not None and skipped:
+        _warn_changed_code(experiment, store, run_ids, done)
+    del done
 
     if check is not None and not dry_run:
         check(experiment, store, pending)
@@ -105,18 +106,29 @@ def prepare_sweep(
     return Sweep(experiment, store, ref, run_ids, pending, skipped, manifest)
 
 
-def _pending(run_ids: list[str], done: set[str]) -> Sequence[int]:
-    """The indices of the runs not in `done`, ascending: a `range` when that is all of
-    them, else an `array` (8 bytes an index where a list of ints takes about 40)."""
-    if done:
-        pending = array("q", (i for i, run_id in enumerate(run_ids) if run_id not in done))
-        if len(pending) < len(run_ids):
-            return pending
-    return range(len(run_ids))
+def _completed(store: Store) -> bytes | set[str]:
+    """The run ids of the store's completed records: as 16 bytes each from a store that
+    keeps a table (no string per run), else from `Store.scan`."""
+    if store.capabilities.table:
+        return cast(TableStore, store).completed_run_ids()
+    return store.scan()[1]
 
 
-def _warn_duplicates(experiment: Experiment, run_ids: list[str]) -> None:
-    repeated = len(run_ids) - len(set(run_ids))
+def _pending(done: Any, total: int) -> Sequence[int]:
+    """The indices of the runs not `done` (a numpy bool mask, or None: none done), ascending:
+    a `range` when that is all of them, else an `array` (8 bytes an index where a list of
+    ints takes about 40)."""
+    if done is None or not done.any():
+        return range(total)
+    import numpy as np
+
+    pending = array("q")
+    pending.frombytes(np.flatnonzero(~done).astype("<i8", copy=False).tobytes())
+    return pending
+
+
+def _warn_duplicates(experiment: Experiment, run_ids: RunIds) -> None:
+    repeated = count_repeated(run_ids)
     if repeated:
         warnings.warn(
             MetalabWarning(
@@ -142,15 +154,15 @@ def _serialize(experiment: Experiment) -> bytes:
         ) from exc
 
 
-def _warn_changed_code(
-    experiment: Experiment, store: Store, run_ids: list[str], done: set[str]
-) -> None:
+def _warn_changed_code(experiment: Experiment, store: Store, run_ids: RunIds, done: Any) -> None:
     code_hash = experiment.operation.code_hash
     earlier = store.manifests(experiment.experiment_id)
     # the latest submission's source is what the store was last warned about
     if not earlier or earlier[-1].get("operation", {}).get("code_hash") == code_hash:
         return
-    completed = [run_id for run_id in run_ids if run_id in done]
+    import numpy as np
+
+    completed = (run_ids[int(i)] for i in np.flatnonzero(done))
     changed = sum(
         1
         for record in store.get_records(completed)

@@ -10,10 +10,11 @@ import pytest
 from sweeps import indexed_experiment
 
 import metalab
+from metalab import run_ids
 from metalab import sink as sink_module
 from metalab.outcome import Outcome
 from metalab.results.failures import failure_summary
-from metalab.sweep import RunIds
+from metalab.run_ids import RunIds
 
 
 @metalab.operation
@@ -103,3 +104,36 @@ def test_run_ids_are_kept_compactly_and_read_like_a_list():
     assert RunIds.of(other) is other
     upper = [ids[0].upper()]
     assert RunIds.of(upper) is upper
+
+
+def test_packed_run_ids_are_the_run_ids():
+    exp = indexed_experiment(square, 300, "square")
+    packed = exp.packed_run_ids()
+    assert isinstance(packed, RunIds)
+    assert list(packed) == exp.run_ids()
+    assert packed.raw == bytes.fromhex("".join(exp.run_ids()))
+
+
+def test_repeated_ids_are_counted_exactly():
+    ids = [f"{i:032x}" for i in range(1000)]
+    assert run_ids.repeated(RunIds.of(ids)) == 0
+    assert run_ids.repeated(RunIds.of([*ids, ids[5], ids[5], ids[999]])) == 3
+    # ids that share their first 8 bytes but differ after are distinct
+    twins = ["ab" * 8 + f"{i:016x}" for i in range(50)]
+    assert run_ids.repeated(RunIds.of(twins)) == 0
+    assert run_ids.repeated(RunIds.of([*twins, twins[7]])) == 1
+
+
+@pytest.mark.parametrize("kind", ["bytes", "strings"])
+@pytest.mark.parametrize("twins_done", [[4], [4, 6]], ids=["one-twin-done", "twins-done"])
+def test_the_completed_mask_says_which_ids_are_done(kind, twins_done):
+    ids = [f"{i * 7919:032x}" for i in range(2000)]
+    # ids sharing their first half with a done one, differing after, are not done
+    twins = ["cd" * 8 + f"{i:016x}" for i in range(10)]
+    wanted = RunIds.of([*ids, *twins])
+    # and one id the sweep does not have
+    done_ids = ids[::3] + [twins[i] for i in twins_done] + ["ef" * 16]
+    done = bytes.fromhex("".join(done_ids)) if kind == "bytes" else set(done_ids)
+    mask = run_ids.completed_mask(wanted, done)
+    assert mask.tolist() == [run_id in set(done_ids) for run_id in wanted]
+    assert run_ids.completed_mask(wanted, b"" if kind == "bytes" else set()).sum() == 0

@@ -6,6 +6,7 @@ import pytest
 
 import metalab
 from metalab import run_id_cache
+from metalab.run_ids import RunIds
 from metalab.store import FileStore
 
 
@@ -55,7 +56,7 @@ def test_damaged_or_forged_ids_are_computed_again(tmp_path, small_threshold, dam
     elif damage == "flipped":  # a byte changed: the checksum no longer holds
         blob = blob[:-1] + bytes([blob[-1] ^ 1])
     elif damage == "forged":  # every id replaced, with a checksum that holds
-        wrong = ["0" * 32] * len(ids)
+        wrong = RunIds(bytes(16) * len(ids))
         blob = run_id_cache._encoded(wrong)
     else:
         blob = run_id_cache._encoded(ids[:-1])
@@ -74,6 +75,7 @@ def test_a_resumed_sweep_skips_what_is_done_with_kept_ids(tmp_path, small_thresh
 
     # the second submission takes the ids kept in the store (a sample is still recomputed)
     monkeypatch.setattr(metalab.Experiment, "run_ids", no_hashing)
+    monkeypatch.setattr(metalab.Experiment, "packed_run_ids", no_hashing)
     again = metalab.run(exp, tmp_path / "store", executor="inline")
     again.wait()
     assert again.status.skipped == exp.total_runs and again.status.pending == 0

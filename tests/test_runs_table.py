@@ -18,6 +18,8 @@ from metalab import runs_table
 from metalab.record import encode_record
 from metalab.results.columnar import Columnar
 from metalab.store import FileStore
+from metalab.stores.file import table as table_module
+from metalab.stores.file.records import RecordFiles
 
 TABLE = Path("cache") / "table" / "runs.parquet"
 
@@ -189,7 +191,15 @@ def test_a_directory_changed_in_the_tick_the_table_was_made_is_listed_again(stor
 
 @pytest.mark.parametrize(
     "damage",
-    ["garbage", "truncated", "foreign-parquet", "other-store", "others-may-write", "bad-run-ids"],
+    [
+        "garbage",
+        "truncated",
+        "foreign-parquet",
+        "other-store",
+        "others-may-write",
+        "bad-run-ids",
+        "uppercase-run-ids",
+    ],
 )
 def test_a_damaged_or_foreign_table_is_never_trusted(store, tmp_path, damage):
     import pyarrow as pa
@@ -225,6 +235,17 @@ def test_a_damaged_or_foreign_table_is_never_trusted(store, tmp_path, damage):
         ids = pa.array(["../../../../escape"] * table.num_rows)
         table = table.set_column(0, table.schema.field("run_id"), ids)
         pq.write_table(table, path)
+    elif damage == "uppercase-run-ids":
+        table = pq.read_table(path)
+        ids = pa.array([run_id.upper() for run_id in table.column("run_id").to_pylist()])
+        table = table.set_column(0, table.schema.field("run_id"), ids)
+        pq.write_table(table, path)
+    # deciding which runs are left agrees with the records
+    opened = FileStore.open(store)
+    done = opened.completed_run_ids()
+    assert {done[at : at + 16].hex() for at in range(0, len(done), 16)} == {
+        run.run_id for run in expected if run.status == "completed"
+    }
     loaded = metalab.load_results(store)
     assert_same_results(loaded, expected)
 
@@ -309,3 +330,43 @@ def test_loaded_results_hold_no_file_of_the_store_open(store):
         if target.startswith(str(store)):
             held.append(target)
     assert held == []
+
+
+def test_a_resume_decides_from_a_current_table_what_a_listing_would(store, monkeypatch):
+    settle(store)
+    metalab.load_results(store)  # the table notes the settled directories
+    opened = FileStore.open(store)
+    done = opened.completed_run_ids()
+    listed = {run_id for run_id in opened.scan()[1]}
+    assert {done[at : at + 16].hex() for at in range(0, len(done), 16)} == listed
+
+    def no_listing(self):
+        raise AssertionError("the records were listed although the table is current")
+
+    monkeypatch.setattr(FileStore, "scan", no_listing)
+    monkeypatch.setattr(RecordFiles, "completed_ids", no_listing)
+    # x == 3 fails in every case: exactly those runs are left, the others are skipped
+    handle = metalab.run(varied_experiment(), store, executor="inline")
+    with pytest.warns(metalab.RunsFailedWarning):
+        results = handle.result()
+    exp = varied_experiment()
+    failed = [i for i in range(exp.total_runs) if exp.params_at(i)["x"] == 3]
+    assert handle.status.skipped == exp.total_runs - len(failed)
+    assert [r.status for r in results].count("failed") == len(failed)
+
+
+def test_a_record_written_after_the_table_makes_it_stale_for_deciding(store):
+    settle(store)
+    metalab.load_results(store)
+    opened = FileStore.open(store)
+    assert table_module.completed_ids(opened._layout) is not None  # the table is current
+    # a run completes after the table was made: its directory changes, the table is not used
+    exp = varied_experiment()
+    failed = next(i for i in range(exp.total_runs) if exp.params_at(i)["x"] == 3)
+    record = opened.get_record(exp.run_id(failed))
+    record.update(status="completed", error=None)
+    opened.put_record(record)
+    assert table_module.completed_ids(opened._layout) is None
+    done = opened.completed_run_ids()  # from the records
+    assert {done[at : at + 16].hex() for at in range(0, len(done), 16)} == opened.scan()[1]
+    assert exp.run_id(failed) in opened.scan()[1]

@@ -11,7 +11,7 @@ from ..contracts import JournalStore, QueryStore, Record, Store, StoreCapabiliti
 from ..errors import ValidationError, require
 from ..record import paused_gc
 from ..registry import open_store
-from ..sweep import RUN_ID_BYTES, RunIds
+from ..run_ids import RUN_ID_BYTES, RunIds
 from ..validation import check_experiment_id, check_store
 from .collection import Results
 from .columnar import Columnar

@@ -43,19 +43,41 @@ class RecordFiles:
         the two) counts as completed, and its marker is made again."""
         final: set[str] = set()
         done: set[str] = set()
+        for listed, completed in self._directories():
+            final |= listed
+            done |= completed
+        return final, done
+
+    def completed_ids(self) -> bytes:
+        """The run ids `scan` finds completed, 16 bytes each back to back: one directory's
+        names at a time, no string kept per run."""
+        out = bytearray()
+        for _, completed in self._directories():
+            if completed:
+                out += bytes.fromhex("".join(completed))
+        return bytes(out)
+
+    def _directories(self) -> Iterator[tuple[set[str], set[str]]]:
+        """(run ids with a final record, run ids completed) of each directory of records."""
         self._claims.tidy_once()
+        unmarked_all: set[str] = set()
         for directory, names in self._layout.listings("runs"):
+            final: set[str] = set()
+            done: set[str] = set()
             for run_id, suffix in self._layout.runs_in("runs", directory, names, "json|done"):
                 (final if suffix == "json" else done).add(run_id)
-        unmarked = final - done
-        if len(self._not_completed) > len(unmarked):  # forget runs completed or gone since
+            unmarked = final - done
+            unmarked_all |= unmarked
+            for run_id in unmarked:
+                if self._completed_unmarked(run_id):
+                    done.add(run_id)
+            yield final, done
+        if len(self._not_completed) > len(unmarked_all):  # forget runs completed or gone since
             self._not_completed = {
-                run_id: seen for run_id, seen in self._not_completed.items() if run_id in unmarked
+                run_id: seen
+                for run_id, seen in self._not_completed.items()
+                if run_id in unmarked_all
             }
-        for run_id in unmarked:
-            if self._completed_unmarked(run_id):
-                done.add(run_id)
-        return final, done
 
     def _completed_unmarked(self, run_id: str) -> bool:
         """Whether the record of `run_id`, which has no `.done` marker, is completed; if so

@@ -32,7 +32,7 @@ from .experiments import ExperimentFiles
 from .journal import Journal
 from .layout import Layout
 from .records import RecordFiles
-from .table import TABLE, current_runs, load_table
+from .table import TABLE, completed_ids, current_runs, load_table
 
 
 class FileStore(StoreDefaults):
@@ -137,6 +137,15 @@ class FileStore(StoreDefaults):
             self._claims.tidy_once()
             return current
         return self._records.scan()
+
+    def completed_run_ids(self) -> bytes:
+        """The completed run ids as 16 bytes each: from the runs table when it is current,
+        else from one listing of the records (see `TableStore`)."""
+        done = completed_ids(self._layout)
+        if done is None:
+            return self._records.completed_ids()
+        self._claims.tidy_once()
+        return done
 
     def put_record(self, record: dict[str, Any]) -> bytes:
         """Persist a final record, replacing any earlier one of its run; idempotent. The

@@ -26,6 +26,7 @@ its run, or delete `cache/table/`, and the next load reads it again.
 
 from __future__ import annotations
 
+import binascii
 import json
 import mmap
 import os
@@ -44,9 +45,19 @@ from .records import named_record
 TABLE = "cache/table/runs.parquet"
 SETTLED_NS = 1_000_000_000
 """How long before its listing a directory must have last changed to be noted as settled."""
-_ONE_THREAD = {"use_threads": False, "pre_buffer": False}
-"""Reads done in the calling thread: Arrow's thread pools, torn down at interpreter exit
-while a worker of theirs is still alive, can abort the process (`std::terminate`)."""
+
+
+def _read(source: Any, columns: list[str] | None = None) -> Any:
+    """The table of a Parquet file's bytes (`columns` of it, or all), read in the calling
+    thread: Arrow's thread pools, torn down at interpreter exit while a worker of theirs is
+    still alive, can abort the process (`std::terminate`). Read through `ParquetFile`, not
+    `read_table`, whose first call in a process sets up Arrow's datasets: about a second
+    and 80 MB."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(source, pre_buffer=False).read(columns=columns, use_threads=False)
+
+
 _STORE_COLUMNS = {"_inode": "uint64", "_mtime_ns": "int64", "_size": "uint64"}
 
 
@@ -103,34 +114,85 @@ def current_runs(layout: Layout) -> tuple[set[str], set[str]] | None:
     """(run ids with a record, run ids completed), from the cached table when it holds every
     directory of records as it is now; None when it does not (or pyarrow is missing), and
     the records must be listed. Reads the table's run ids and statuses only."""
-    if not runs_table.available():
+    statuses = _current_statuses(layout)
+    if statuses is None:
+        return None
+    _, pc = _arrow()
+    ids, completed = statuses
+    if pc.all(completed).as_py() is not False:  # every run completed (or none at all)
+        every = set(ids.to_pylist())
+        return every, every.copy()  # (a copy is quicker than a second set of strings)
+    return set(ids.to_pylist()), set(ids.filter(completed).to_pylist())
+
+
+def completed_ids(layout: Layout) -> bytes | None:
+    """The run ids of the completed records, 16 bytes each back to back (`bytes.fromhex` of
+    each id), from the cached table when it is current (see `current_runs`); None when the
+    records must be listed. No string is made per run."""
+    statuses = _current_statuses(layout)
+    if statuses is None:
+        return None
+    _, pc = _arrow()
+    ids, completed = statuses
+    if pc.all(completed).as_py() is False:
+        ids = ids.filter(completed)
+    ids = ids.chunk(0) if ids.num_chunks == 1 else ids.combine_chunks()
+    text = _id_text(ids)
+    return None if text is None else binascii.unhexlify(text)
+
+
+def _id_text(ids: Any) -> memoryview | None:
+    """The characters of `ids` (an Arrow string array) back to back, when each is a run id
+    (32 lowercase hexadecimal digits); else None. Checked on the array's buffers: no string
+    is made per id."""
+    import numpy as np
+
+    count, width = len(ids), RUN_ID_LENGTH
+    if not count:
+        return memoryview(b"")
+    if ids.null_count:
+        return None
+    offsets_buffer, data_buffer = ids.buffers()[1:3]
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[ids.offset : ids.offset + count + 1]
+    start = int(offsets[0])
+    if not np.array_equal(offsets, np.arange(start, start + width * count + 1, width)):
+        return None  # an id not of 32 characters
+    text = memoryview(data_buffer)[start : start + width * count]
+    step = 1 << 20
+    for at in range(0, len(text), step):  # (a slice at a time: no copy of the whole text)
+        if text[at : at + step].tobytes().translate(None, b"0123456789abcdef"):
+            return None  # not lowercase hexadecimal
+    return text
+
+
+def _current_statuses(layout: Layout) -> tuple[Any, Any] | None:
+    """(run ids, completed or not) as Arrow arrays, from the cached table when it holds every
+    directory of records as it is now; else None."""
+    opened = _opened(layout)  # first: a store without a table imports no pyarrow
+    if opened is None or not runs_table.available():
         return None
     import pyarrow.parquet as pq
 
     directories = _directories(layout)
-    opened = _opened(layout)
-    if opened is None:
-        return None
     try:
         source = runs_table._pa().py_buffer(opened)
         schema = pq.read_schema(source)
         noted = json.loads((schema.metadata or {})[b"metalab.shards"])
         if not isinstance(noted, dict) or not _as_noted(directories, noted):
             return None
-        if runs_table.checked(schema.empty_table()) is None:
+        if not runs_table.readable_schema(schema):
             return None
-        table = pq.read_table(source, columns=["run_id", "status"], **_ONE_THREAD)
+        table = _read(source, ["run_id", "status"])
     except Exception:  # noqa: BLE001 - damaged or foreign: the records are listed
         return None
     pa, pc = _arrow()
     if table.schema.types != [pa.string(), pa.string()] or table.column("status").null_count:
         return None
     ids = table.column("run_id")
-    completed = pc.equal(table.column("status"), "completed")
-    if pc.all(completed).as_py() is not False:  # every run completed (or none at all)
-        every = set(ids.to_pylist())
-        return every, every.copy()  # (a copy is quicker than a second set of strings)
-    return set(ids.to_pylist()), set(ids.filter(completed).to_pylist())
+    if any(_id_text(chunk) is None for chunk in ids.chunks):
+        return None
+    # (a pattern, not a Python string made an Arrow scalar: that conversion imports pandas)
+    return ids, pc.match_substring_regex(table.column("status"), pattern="^completed$")
 
 
 def _arrow() -> tuple[Any, Any]:
@@ -228,24 +290,20 @@ def _settled_now(directories: dict[str, os.stat_result], clock: int | None) -> d
 def _cached(layout: Layout) -> tuple[Any, dict]:
     """(the cached table, the directories it notes), or (None, {}) when there is none this
     load may trust."""
-    import pyarrow.parquet as pq
 
     data = _opened(layout)
     if data is None:
         return None, {}
     try:
-        # the file mapped, not read: its pages are the page cache's
-        table = pq.read_table(runs_table._pa().py_buffer(data), **_ONE_THREAD)
+        table = _read(runs_table._pa().py_buffer(data))
         noted = json.loads((table.schema.metadata or {})[b"metalab.shards"])
     except Exception:  # noqa: BLE001 - damaged or foreign: never trusted, only ignored
         return None, {}
     table = runs_table.checked(table)
     if table is None or not isinstance(noted, dict) or not _has_store_columns(table):
         return None, {}
-    _, pc = _arrow()
-    lengths = pc.min_max(pc.binary_length(table.column("run_id"))).as_py()
-    if table.num_rows and lengths != {"min": RUN_ID_LENGTH, "max": RUN_ID_LENGTH}:
-        return None, {}  # (each run id is checked when it becomes a path: `Layout.run_dir`)
+    if any(_id_text(chunk) is None for chunk in table.column("run_id").chunks):
+        return None, {}  # (each run id is checked again when it becomes a path)
     return table, {k: v for k, v in noted.items() if isinstance(v, list)}
 
 
