@@ -41,6 +41,7 @@ import sys
 import threading
 import weakref
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from ...claims import HOST_TAG
@@ -245,11 +246,19 @@ def _metrics_column(values: list[Any], arrays: list[bytes]) -> Any:
 
 
 def read_entries(data: bytes, *, metric_columns: bool = False) -> list[tuple[list[Any], int, int]]:
+    """The (columns, body offset, body length) of each whole entry of a journal file's bytes:
+    `iter_entries` as a list."""
+    return list(iter_entries(data, metric_columns=metric_columns))
+
+
+def iter_entries(
+    data: Any, *, metric_columns: bool = False
+) -> Iterator[tuple[list[Any], int, int]]:
     """The (columns, body offset, body length) of each whole entry of a journal file's bytes,
-    the columns `[run ids, inodes, mtimes, sizes, *ROW_FIELDS]`; reading stops at the first
-    entry that is cut short or not an entry. With `metric_columns`, the metrics of an entry
-    whose records have the same metric names come as `{name: a value per record}`."""
-    out = []
+    the columns `[run ids, inodes, mtimes, sizes, *ROW_FIELDS]`, one entry at a time; reading
+    stops at the first entry that is cut short or not an entry. With `metric_columns`, the
+    metrics of an entry whose records have the same metric names come as `{name: a value
+    per record}`."""
     view = memoryview(data)
     offset = 0
     while offset + ENTRY.size <= len(data):
@@ -271,9 +280,8 @@ def read_entries(data: bytes, *, metric_columns: bool = False) -> list[tuple[lis
         except (ValueError, TypeError, KeyError, IndexError, RecursionError):
             columns = None  # not an entry this metalab wrote: skipped
         if columns is not None:
-            out.append((columns, start + header_len + binary_len, body_len))
+            yield columns, start + header_len + binary_len, body_len
         offset = end
-    return out
 
 
 def _columns(header: Any, binary: memoryview, metric_columns: bool = False) -> list[Any] | None:

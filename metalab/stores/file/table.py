@@ -76,22 +76,20 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
         name for name, st in directories.items() if noted.get(name) == [st.st_ino, st.st_mtime_ns]
     }
     changed = [name for name in directories if name not in settled]
-    files = _record_stats(layout, changed)
+    listed, owners = _record_stats(layout, changed)
     parts = []
     if cached is not None:
         shard = _shard_of(pc, cached.column("run_id"), layout.sharded)
         parts.append(cached.filter(pc.is_in(shard, pa.array(sorted(settled), pa.string()))))
-        still = _still_current(pa, pc, cached, shard, changed, files)
+        still = _still_current(pa, pc, cached, shard, changed, listed)
         if still is not None:
             parts.append(still)
-    have = set()
-    for part in parts[1:]:
-        have.update(part.column("run_id").to_pylist())
-    wanted = {run_id: st for run_id, st in files.items() if run_id not in have}
-    parts += _from_journals(layout, wanted)
-    fresh = _from_files(layout, wanted, files)
+            listed = listed.filter(pc.invert(pc.is_in(listed["run_id"], still["run_id"])))
+    from_journals, listed = _from_journals(layout, listed, owners)
+    parts += from_journals
+    fresh, stats = _from_files(layout, listed)
     if fresh:
-        parts.append(_table_of_rows(fresh, files))
+        parts.append(_table_of_rows(fresh, stats))
     table = runs_table.concat(parts) if parts else _empty()
     if changed or cached is None or settled != noted.keys():
         table = table.sort_by(
@@ -233,15 +231,23 @@ def _directories(layout: Layout) -> dict[str, os.stat_result]:
     return out
 
 
-def _record_stats(layout: Layout, shards: list[str]) -> dict[str, os.stat_result]:
-    """Run id -> stat of its record file, for the records of `shards`."""
-    out: dict[str, os.stat_result] = {}
+def _record_stats(layout: Layout, shards: list[str]) -> tuple[Any, set[tuple[int, int]]]:
+    """The record files of `shards`: a table of their run ids and identities (`_inode`,
+    `_mtime_ns`, `_size`), and the (owner, mode) pairs the files have. Built a directory at
+    a time: no object is kept per file."""
+    pa, _ = _arrow()
+    owners: set[tuple[int, int]] = set()
+    parts = []
     for name in sorted(shards):
         directory = f"{layout.top}/runs/{name}" if name else f"{layout.top}/runs"
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError:
             continue
+        ids: list[str] = []
+        inodes: list[int] = []
+        mtimes: list[int] = []
+        sizes: list[int] = []
         try:
             for run_id, _ in layout.runs_in("runs", directory, os.listdir(fd), "json"):
                 try:
@@ -249,10 +255,32 @@ def _record_stats(layout: Layout, shards: list[str]) -> dict[str, os.stat_result
                 except FileNotFoundError:  # removed since the listing
                     continue
                 if stat.S_ISREG(st.st_mode):
-                    out[run_id] = st
+                    ids.append(run_id)
+                    inodes.append(st.st_ino)
+                    mtimes.append(st.st_mtime_ns)
+                    sizes.append(st.st_size)
+                    owners.add((st.st_uid, st.st_mode))
         finally:
             os.close(fd)
-    return out
+        if ids:
+            parts.append(_identities(pa, ids, inodes, mtimes, sizes))
+    if not parts:
+        return _identities(pa, [], [], [], []), owners
+    return pa.concat_tables(parts), owners
+
+
+def _identities(
+    pa: Any, ids: list[str], inodes: list[int], mtimes: list[int], sizes: list[int]
+) -> Any:
+    """A table of run ids and the identities of their record files."""
+    return pa.table(
+        {
+            "run_id": pa.array(ids, pa.string()),
+            "_inode": pa.array(inodes, pa.uint64()),
+            "_mtime_ns": pa.array(mtimes, pa.int64()),
+            "_size": pa.array(sizes, pa.uint64()),
+        }
+    )
 
 
 def _filesystem_now(layout: Layout) -> int | None:
@@ -346,25 +374,17 @@ def _shard_of(pc: Any, run_ids: Any, sharded: bool) -> Any:
 
 
 def _still_current(
-    pa: Any, pc: Any, cached: Any, shard: Any, changed: list[str], files: dict[str, Any]
+    pa: Any, pc: Any, cached: Any, shard: Any, changed: list[str], listed: Any
 ) -> Any | None:
-    """The rows of `cached` in `changed` directories whose file is the one they note."""
-    if not changed or not files:
+    """The rows of `cached` in `changed` directories whose file is the one they note (the
+    record files of those directories are `listed`, see `_record_stats`)."""
+    if not changed or not listed.num_rows:
         return None
     candidates = cached.filter(pc.is_in(shard, pa.array(changed, pa.string())))
     if not candidates.num_rows:
         return None
-    ids = list(files)
-    now = pa.table(
-        {
-            "run_id": pa.array(ids, pa.string()),
-            "_inode": pa.array([files[i].st_ino for i in ids], pa.uint64()),
-            "_mtime_ns": pa.array([files[i].st_mtime_ns for i in ids], pa.int64()),
-            "_size": pa.array([files[i].st_size for i in ids], pa.uint64()),
-        }
-    )
     keys = ["run_id", *_STORE_COLUMNS]
-    matched = candidates.select(keys).join(now, keys=keys, join_type="inner", use_threads=False)
+    matched = candidates.select(keys).join(listed, keys=keys, join_type="inner", use_threads=False)
     if not matched.num_rows:
         return None
     return candidates.filter(pc.is_in(candidates.column("run_id"), matched.column("run_id")))
@@ -434,34 +454,28 @@ def _of_experiment(pc: Any, table: Any, experiment: str | None) -> Any:
 
 
 # ---------------------------------------------------------------- rows of records
-def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[Any]:
-    """Tables of the rows journals give of `wanted` records (removed from `wanted`): those
-    noted with the identity their file has now, by a writer who could have written them
-    all. Read by columns: no row is made one at a time."""
-    if not wanted:
-        return []
+def _from_journals(
+    layout: Layout, wanted: Any, owners: set[tuple[int, int]]
+) -> tuple[list[Any], Any]:
+    """(tables of the rows journals give of the `wanted` records, the rows of `wanted` they
+    did not give). `wanted` is a table of run ids and record file identities (see
+    `_record_stats`); a journal's row is taken when it noted the identity the file has now,
+    and the journal's writer could have written every file of `owners` (owner, mode). Read
+    by columns, an entry at a time: no object is kept per row."""
+    if not wanted.num_rows:
+        return [], wanted
     pa, pc = _arrow()
-    ids = list(wanted)
-    stats = [wanted[run_id] for run_id in ids]
-    current = pa.table(
-        {
-            "run_id": pa.array(ids, pa.string()),
-            "_inode": pa.array([st.st_ino for st in stats], pa.uint64()),
-            "_mtime_ns": pa.array([st.st_mtime_ns for st in stats], pa.int64()),
-            "_size": pa.array([st.st_size for st in stats], pa.uint64()),
-        }
-    )
-    owners = {(st.st_uid, st.st_mode) for st in stats}
     tables = []
     files = _journal_files(layout.top)
     try:
         for _, jst, data in files:
             if not all(_trust.may_vouch(jst, *owner) for owner in owners):
                 continue  # its records are read from their files
-            for columns, offset, length in journal.read_entries(data, metric_columns=True):
+            for columns, offset, length in journal.iter_entries(data, metric_columns=True):
                 table = _entry_table(columns, data, offset, length)
                 if table is not None:
                     tables.append(table)
+                del columns
     finally:
         for _, _, data in files:  # no descriptor kept: a mapping holds one of its own
             try:
@@ -469,26 +483,24 @@ def _from_journals(layout: Layout, wanted: dict[str, os.stat_result]) -> list[An
             except BufferError:  # still in use: closed when it is no longer
                 pass
     if not tables:
-        return []
+        return [], wanted
     noted = runs_table.concat(tables)
+    del tables
     # the rows noted with the identity the file has now (a join keeps no field metadata:
     # the schema is put back)
     keys = ["run_id", *_STORE_COLUMNS]
     positions = pa.array(range(noted.num_rows), pa.int64())
     keyed = noted.select(keys).append_column("_position", positions)
-    joined = keyed.join(current, keys=keys, join_type="left semi", use_threads=False)
+    joined = keyed.join(wanted, keys=keys, join_type="left semi", use_threads=False)
+    if joined.num_rows != pc.count_distinct(joined.column("run_id")).as_py():
+        # a record two journals hold alike (a writer's and an earlier load's): taken once
+        joined = joined.group_by("run_id", use_threads=False).aggregate([("_position", "min")])
+        joined = joined.rename_columns(["run_id", "_position"])
     # rows taken by position: a join keeps no field metadata, nor takes null-typed columns
     found = joined.column("_position")
     matched = noted.take(pc.take(found, pc.sort_indices(found)))
-    # a record two journals hold alike (a writer's and an earlier load's): taken once
-    first: dict[str, int] = {}
-    for position, run_id in enumerate(matched.column("run_id").to_pylist()):
-        first.setdefault(run_id, position)
-    if len(first) != matched.num_rows:
-        matched = matched.take(pa.array(list(first.values()), pa.int64()))
-    for run_id in first:
-        del wanted[run_id]
-    return [matched]
+    rest = wanted.filter(pc.invert(pc.is_in(wanted["run_id"], matched["run_id"])))
+    return [matched], rest
 
 
 def _entry_table(columns: list[Any], data: Any, offset: int, length: int) -> Any | None:
@@ -565,13 +577,13 @@ def _journal_files(top: str) -> list[tuple[str, os.stat_result, Any]]:
     return out
 
 
-def _from_files(
-    layout: Layout, wanted: dict[str, os.stat_result], files: dict[str, os.stat_result]
-) -> list[dict[str, Any]]:
-    """The records of `wanted` read from their files (a record replaced since its listing
-    gets the identity of the file read, in `files`)."""
+def _from_files(layout: Layout, wanted: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The records of `wanted` (a table of run ids, see `_record_stats`) read from their
+    files, with the stat of each file read (a record replaced since its listing gets the
+    identity of the file read)."""
     rows = []
-    for run_id in sorted(wanted):
+    stats = []
+    for run_id in sorted(wanted.column("run_id").to_pylist()):
         path = layout.record_path(run_id)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -586,14 +598,13 @@ def _from_files(
             os.close(fd)
         record = None if raw is None else named_record(raw, path)
         if record is not None:
-            files[run_id] = st
+            stats.append(st)
             rows.append(record)
-    return rows
+    return rows, stats
 
 
-def _table_of_rows(rows: list[dict[str, Any]], files: dict[str, os.stat_result]) -> Any:
+def _table_of_rows(rows: list[dict[str, Any]], stats: list[os.stat_result]) -> Any:
     """The runs table of records read from their files, with their files' identities."""
-    stats = [files[row["run_id"]] for row in rows]
     extra: dict[str, tuple[str, list[Any]]] = {
         "_inode": ("uint64", [st.st_ino for st in stats]),
         "_mtime_ns": ("int64", [st.st_mtime_ns for st in stats]),
