@@ -8,7 +8,10 @@ process (the pages of the files may be in the OS cache: every round reads the sa
 
 * `metalab.load_results(store).to_dataframe()`: time, and the process's peak memory growth
   over its state just before the call, beside the frame's own size
-  (`df.memory_usage(deep=True).sum()`; target: growth <= 3x the frame);
+  (`df.memory_usage(deep=True).sum()`; target at 1,000,000 runs: growth <= 3x the frame).
+  When the sweep was just built, the first load makes the store's table from the writers'
+  journals: it is reported on a row of its own, and the best of the rounds is the load of
+  a store whose table is current;
 * deciding that nothing is left: `metalab.run(exp, store)` on the finished sweep, until the
   handle reports `pending == 0`;
 * `handle.result()` on that finished sweep: time and peak memory growth.
@@ -53,8 +56,9 @@ LOAD_TARGETS = {1_000_000: 2.0, 100_000: 0.25}
 """Seconds `load_results(store).to_dataframe()` must stay under, per number of runs."""
 DECIDE_TARGETS = {1_000_000: 3.0}
 RESULT_TARGETS = {1_000_000: 3.0}
-MEMORY_TARGET = 3.0
-"""Peak memory growth of the load, in multiples of the frame's own size."""
+MEMORY_TARGETS = {1_000_000: 3.0}
+"""Peak memory growth of the load, in multiples of the frame's own size, per number of runs
+(at smaller sizes the fixed cost of reading Parquet dominates: measured without a target)."""
 DRIVER_TARGET_MB = 300.0
 
 PROBE = textwrap.dedent(
@@ -230,6 +234,19 @@ def main() -> dict:
     result = _best(samples["resume"])
     frame_mb = loaded["frame_mb"]
     growth = min(s["peak_growth_mb"] for s in samples["load"])
+    memory_target = MEMORY_TARGETS.get(args.runs)
+    if built is not None:
+        # the first load after a sweep makes the table, from the writers' journals
+        first = samples["load"][0]
+        rows.append(
+            row(
+                f"first load after the sweep, making the table (info; +"
+                f"{first['peak_growth_mb']:.0f} MB)",
+                first["seconds"],
+                ratio=first["peak_growth_mb"] / frame_mb,
+                ratio_is="growth / frame",
+            )
+        )
     rows += [
         row(
             f"floor: pickled frame read back (+{pickled['peak_growth_mb']:.0f} MB)",
@@ -252,8 +269,8 @@ def main() -> dict:
             None,
             ratio=growth / frame_mb,
             ratio_is="growth / frame",
-            target=f"<= {MEMORY_TARGET:g}x frame",
-            met=growth <= MEMORY_TARGET * frame_mb,
+            target="" if memory_target is None else f"<= {memory_target:g}x frame",
+            met=None if memory_target is None else growth <= memory_target * frame_mb,
         ),
         row("floor: list runs/ shards + sha256 x n", listing["seconds"]),
         _timed(

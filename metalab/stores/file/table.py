@@ -97,8 +97,10 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
         )
         if _write(layout, table, _settled_now(directories, clock)):
             _retire_journals(layout)
-    table = runs_table.without_store_columns(table)
-    return _of_experiment(pc, table, experiment)
+    table = _of_experiment(pc, runs_table.without_store_columns(table), experiment)
+    # what the rebuild allocated and freed goes back to the system, not to Arrow's pool
+    pa.default_memory_pool().release_unused()
+    return table
 
 
 def _as_noted(directories: dict[str, os.stat_result], noted: dict[str, Any]) -> bool:
@@ -471,11 +473,12 @@ def _from_journals(
         for _, jst, data in files:
             if not all(_trust.may_vouch(jst, *owner) for owner in owners):
                 continue  # its records are read from their files
+            released = 0
             for columns, offset, length in journal.iter_entries(data, metric_columns=True):
                 table = _entry_table(columns, data, offset, length)
                 if table is not None:
                     tables.append(table)
-                del columns
+                released = _release(data, released, offset + length)
     finally:
         for _, _, data in files:  # no descriptor kept: a mapping holds one of its own
             try:
@@ -501,6 +504,23 @@ def _from_journals(
     matched = noted.take(pc.take(found, pc.sort_indices(found)))
     rest = wanted.filter(pc.invert(pc.is_in(wanted["run_id"], matched["run_id"])))
     return [matched], rest
+
+
+_RELEASE_BYTES = 32 << 20
+
+
+def _release(data: Any, released: int, upto: int) -> int:
+    """Let go of the pages of a mapped journal read up to `upto` (past `released`), every
+    `_RELEASE_BYTES`: they stay in the page cache, not in this process's memory. Returns
+    how far the mapping is released."""
+    end = upto - upto % mmap.PAGESIZE
+    if end - released < _RELEASE_BYTES:
+        return released
+    try:
+        data.madvise(mmap.MADV_DONTNEED, released, end - released)
+    except (AttributeError, OSError, ValueError):
+        return upto  # (no madvise here: the pages go with the mapping)
+    return end
 
 
 def _entry_table(columns: list[Any], data: Any, offset: int, length: int) -> Any | None:
@@ -536,16 +556,21 @@ _SERIES_KEY = b'"series": '
 
 def _series_texts(data: Any, offset: int, sizes: list[int]) -> list[str | None]:
     """The `_series` of the records one after the other at `offset` in `data`: a record
-    whose only `"series"` key holds `{}` (most) is not parsed."""
+    whose only `"series"` key holds `{}` (most) is not parsed, nor copied."""
     out: list[str | None] = []
     loads = json.loads
+    find = data.find
     for size in sizes:
-        record = data[offset : offset + size]
-        offset += size
-        if record.count(_SERIES_KEY) == 1 and _NO_SERIES in record:
+        start, offset = offset, offset + size
+        key = find(_SERIES_KEY, start, offset)
+        if (
+            key >= 0
+            and find(_SERIES_KEY, key + 1, offset) < 0
+            and find(_NO_SERIES, key, offset) == key
+        ):
             out.append(None)
             continue
-        parsed = loads(record)
+        parsed = loads(data[start:offset])
         out.extend(runs_table.series_texts([parsed]))
     return out
 
