@@ -339,7 +339,7 @@ class Executor(Protocol):
         starts. On failure it raises and holds nothing."""
         ...
 
-    def execute(self, sweep: Sweep, indices: list[int], sink: Sink) -> None:
+    def execute(self, sweep: Sweep, indices: Sequence[int], sink: Sink) -> None:
         """Run `indices` of `sweep`; block until each has reported an outcome to `sink` or
         was reported lost, or until `cancel` was called. May be called again for the same
         sweep with indices to run again."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from . import claims
 from .contracts import Executor
@@ -76,7 +76,8 @@ class Driver:
     def drive(self) -> None:
         """Run every pending index to an outcome (the driver loop)."""
         try:
-            pending = list(self.sweep.pending)
+            # a range or an array, as the sweep keeps them: no int object per run
+            pending: Sequence[int] = self.sweep.pending
             while pending and not self.cancelled:
                 try:
                     self.executor.execute(self.sweep, pending, self.sink)

@@ -9,6 +9,7 @@ while nothing holds a claim on any of them for `stall_after` seconds is reported
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from .contracts import ExecutorBase, Sink
 from .errors import ExecutorError
@@ -25,7 +26,7 @@ class StoreFollower(ExecutorBase):
         self.stall_after = stall_after
         self._cancelled = False
 
-    def execute(self, sweep: Sweep, indices: list[int], sink: Sink) -> None:
+    def execute(self, sweep: Sweep, indices: Sequence[int], sink: Sink) -> None:
         """Poll the store until every index has a final record of this session."""
         waiting = set(indices)
         quiet_since = time.monotonic()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,7 +61,8 @@ class AdaptiveChunks:
         max_chunk: int = 1000,
         overhead: float = 2e-4,
     ):
-        self._indices = list(indices)
+        # a range or an array is kept as it is (slicing one copies no int object per run)
+        self._indices = indices if isinstance(indices, (range, array)) else list(indices)
         self._next = 0
         self._fixed = fixed
         self._target = target_seconds
@@ -92,7 +94,7 @@ class AdaptiveChunks:
         """Return the indices of the next task."""
         start = self._next
         self._next = min(start + self.size(workers), len(self._indices))
-        return self._indices[start : self._next]
+        return list(self._indices[start : self._next])
 
     def observe(self, outcomes: Sequence[Outcome]) -> None:
         """Learn run durations from a finished task."""

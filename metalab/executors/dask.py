@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from .. import config, registry
@@ -129,14 +130,14 @@ class DaskExecutor(ExecutorBase):
         for item in owned:
             item.close()
 
-    def execute(self, sweep: Sweep, indices: list[int], sink: Sink) -> None:
+    def execute(self, sweep: Sweep, indices: Sequence[int], sink: Sink) -> None:
         """Submit `indices` as Dask tasks and report each task's outcomes as it finishes."""
         if sweep.session not in self._connections:
             self.open(sweep, sink)
         client, _ = self._connections[sweep.session]
         self._run(client, sweep, indices, sink)
 
-    def _run(self, client: Any, sweep: Sweep, indices: list[int], sink: Sink) -> None:
+    def _run(self, client: Any, sweep: Sweep, indices: Sequence[int], sink: Sink) -> None:
         """Keep a few tasks in flight, sized by `AdaptiveChunks`, until every index reported."""
         from distributed import as_completed
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..contracts import ExecutorBase, Sink
 from ..execute import iter_run_indices
 from ..sweep import Sweep
@@ -19,7 +21,7 @@ class InlineExecutor(ExecutorBase):
     def __init__(self) -> None:
         self._cancelled = False
 
-    def execute(self, sweep: Sweep, indices: list[int], sink: Sink) -> None:
+    def execute(self, sweep: Sweep, indices: Sequence[int], sink: Sink) -> None:
         """Run `indices` one by one."""
         for outcome in iter_run_indices(sweep.ref, indices):
             sink.outcomes([outcome])

@@ -166,7 +166,7 @@ class SlurmExecutor(ExecutorBase):
         sink.scheduler_queue(submission.job_ids(), queued=len(sweep.pending), started=0)
         self._follows[sweep.session] = followed
 
-    def execute(self, sweep: Sweep, indices: list[int], sink: Sink) -> None:
+    def execute(self, sweep: Sweep, indices: Sequence[int], sink: Sink) -> None:
         """Follow the sweep until each of `indices` has a final record of this sweep (runs
         of tasks the scheduler ended are recorded failed, or submitted again), or until
         `cancel`. ExecutorError when for `stall_after` seconds no run got its record while
