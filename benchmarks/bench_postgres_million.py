@@ -21,7 +21,8 @@ A fresh schema of the server (`--server`, default `METALAB_TEST_POSTGRES` or the
    source run's: status, metric `x` (so it repeats every B runs; the filter below selects
    real runs), timestamps, duration and provenance.
 3. `VACUUM (ANALYZE)` of the runs table, then a check of 200 random rows against
-   `run_spec` (run id, index, case, params, fingerprint), and finally `metalab.run` of the
+   `run_spec` (run id, index, case, params, fingerprint) and that every row has its table
+   columns (`tabled`, copied with the rest from the source row), and finally `metalab.run` of the
    whole sweep, which must find every run done (a fresh process; its time is reported
    for information): it also writes the whole sweep's manifest, as a real sweep would have.
 
@@ -290,9 +291,11 @@ def count_runs(server: str, schema: str) -> int | None:
 
 INSERT = (
     "INSERT INTO {schema}.runs (run_id, experiment_id, run_index, status, completed,"
-    " params, metrics, series, record)"
+    " params, metrics, series, replicate, duration, started_at, finished_at, param_shape,"
+    " metric_shape, tabled, record)"
     " SELECT f.run_id, s.experiment_id, f.run_index, s.status, s.completed,"
-    " f.params_text::jsonb, s.metrics, s.series,"
+    " f.params_text::jsonb, s.metrics, s.series, s.replicate, s.duration, s.started_at,"
+    " s.finished_at, s.param_shape, s.metric_shape, s.tabled,"
     " replace(replace(replace(replace(s.record,"
     " '\"run_id\": \"' || s.run_id || '\"', '\"run_id\": \"' || f.run_id || '\"'),"
     " '\"index\": ' || s.run_index || ', \"case\": ' || s.run_index || ',',"
@@ -400,6 +403,10 @@ def check_rows(server: str, schema: str, runs: int, sample: int = 200) -> None:
         )
     if len(found) != len(indices):
         raise RuntimeError(f"{len(indices)} runs sampled, {len(found)} rows found")
+    with _connect(server) as conn:
+        untabled = _sql(conn, schema, "SELECT count(*) FROM {schema}.runs WHERE NOT tabled")[0][0]
+    if untabled:  # they would be read from their records, not measured as a table
+        raise RuntimeError(f"{untabled} rows have no table columns (`tabled` is false)")
     for index, run_id, params, text in found:
         spec, record = exp.run_spec(index), json.loads(text)
         wanted = (spec.run_id, index, index, spec.params, spec.params_fingerprint)
