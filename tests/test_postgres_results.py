@@ -345,3 +345,35 @@ def test_a_number_filter_narrows_in_the_database_then_matches_as_in_memory(locat
         )
         assert calls[-1]["near"] == {"lr": lr}
     assert len(results.filter(lr=0.3)) == 6
+
+
+@metalab.operation
+def by_k(params, capture):
+    capture.metric("k", float(params["k"]))
+
+
+def test_a_whole_number_filter_uses_equality_of_numbers_in_the_database(locator, tmp_path):
+    exp = metalab.Experiment(
+        name="whole",
+        version="1",
+        context={},
+        operation=by_k,
+        params=metalab.grid(k=[3, 3.0, 4, 2.5, -7, 1e20]),
+        seeds=metalab.seeds(base=1),
+    )
+    checked_result(metalab.run(exp, locator, executor="inline"))
+    export_store(locator, tmp_path / "copy")
+    in_memory = metalab.load_results(tmp_path / "copy")
+    results = metalab.load_results(locator)
+    for k in (3, 3.0, 4, 2.5, -7, 1e20, 5):
+        expected = sorted(r.run_id for r in in_memory.filter(k=k))
+        assert sorted(r.run_id for r in results.filter(k=k)) == expected, k
+    assert len(results.filter(k=3)) == 2  # the int and the float
+    # a whole number is selected by containment, which the parameters' GIN index answers;
+    # any other number by a range
+    from metalab.stores.postgres import query
+
+    whole, _ = query.where_clause("s", None, {}, [], None, {"k": 3.0})
+    other, _ = query.where_clause("s", None, {}, [], None, {"k": 2.5})
+    assert "params @>" in repr(whole) and "BETWEEN" not in repr(whole)
+    assert "BETWEEN" in repr(other)

@@ -63,6 +63,12 @@ def where_clause(
         conditions.append(sql.SQL("params @> %s::jsonb AND params -> %s = %s::jsonb"))
         args += [sql_json({name: wanted}), name, sql_json(wanted)]
     for name, number in (near or {}).items():
+        whole = _whole(number)
+        if whole is not None:
+            # a whole number: jsonb equality of numbers (3 equals 3.0), through the GIN index
+            conditions.append(sql.SQL("params @> %s::jsonb"))
+            args.append(sql_json({name: whole}))
+            continue
         low, high = near_bounds(number)
         # CASE: the cast only of numbers (AND does not order its conditions)
         conditions.append(
@@ -80,6 +86,15 @@ def where_clause(
         )
         args += [name, threshold]
     return sql.SQL(" AND ").join(conditions), args
+
+
+def _whole(number: Any) -> int | None:
+    """`number` as an int when it is a whole number a float holds exactly, else None."""
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return None
+    if isinstance(number, float) and not number.is_integer():
+        return None
+    return int(number) if abs(number) <= 2**53 else None
 
 
 def near_bounds(number: Any) -> tuple[float, float]:
