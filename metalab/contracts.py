@@ -194,6 +194,12 @@ class QueryStore(Store, Protocol):
         experiment, or all), by the first run index holding them, then by name."""
         ...
 
+    def has_field(self, kind: str, name: str, experiment_id: str | None = None) -> bool:
+        """Whether some record (of one experiment, or any) has a `kind` (`params`, `metrics`
+        or `series`) called `name`: answered at the first record found, where `field_names`
+        reads them all."""
+        ...
+
     def query_records(
         self,
         experiment_id: str | None = None,

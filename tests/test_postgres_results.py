@@ -15,6 +15,7 @@ import pytest
 from sweeps import checked_result
 
 import metalab
+from metalab.errors import UnknownNameError
 from metalab.store import (
     FallbackStore,
     FileStore,
@@ -377,3 +378,24 @@ def test_a_whole_number_filter_uses_equality_of_numbers_in_the_database(locator,
     other, _ = query.where_clause("s", None, {}, [], None, {"k": 2.5})
     assert "params @>" in repr(whole) and "BETWEEN" not in repr(whole)
     assert "BETWEEN" in repr(other)
+
+
+def test_conditions_on_names_the_runs_have_are_checked_without_listing_every_name(locator):
+    checked_result(metalab.run(sweep(), locator, executor="inline"))
+    results = metalab.load_results(locator)
+    listed = []
+    real = results.store.field_names
+
+    def listing(*args, **kwargs):
+        listed.append(args)
+        return real(*args, **kwargs)
+
+    results.store.field_names = listing
+    selected = results.filter(optimizer="adam").where(loss__lt=100)
+    assert len(selected) == 6 and {r.params["optimizer"] for r in selected} == {"adam"}
+    assert listed == []  # each name was found at a run that has it
+    with pytest.raises(UnknownNameError, match=r"'optimiser'.*'optimizer'"):
+        results.filter(optimiser="adam")
+    with pytest.raises(UnknownNameError, match="'los'"):
+        results.where(los__lt=1)
+    assert listed  # a name no run has: the error lists those they have

@@ -18,6 +18,7 @@ from . import tables
 from .selection import (
     check_names,
     column_mask,
+    split_key,
     split_metric_conditions,
     split_param_conditions,
     value_test,
@@ -67,6 +68,9 @@ class Results(Sequence[Run]):
         """Raise `UnknownNameError` for a condition on a name none of the runs has."""
         if not keys:
             return
+        names = [split_key(key)[0] for key in keys]
+        if kind not in self._origin._names and self._origin._source.has_names(kind, names):
+            return  # every name is some run's (a database answers without listing them all)
         known = self._known(kind)
         # runs without any such name cannot tell a typo (failed runs without metrics, say);
         # but stepped metrics are asked for only by name, so none at all is an error too

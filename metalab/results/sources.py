@@ -19,7 +19,7 @@ source never builds a row per run for them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,10 @@ class RecordSource(ABC):
         # runs of a sweep share their key sets: collect each distinct set once
         sets = dict.fromkeys(tuple(v or ()) for v in values)
         return list(dict.fromkeys(name for names in sets for name in names))
+
+    def has_names(self, kind: str, names: Iterable[str]) -> bool:
+        """Whether the runs have every one of `names` among their `kind`."""
+        return set(names) <= set(self.names(kind))
 
     def series_of(self) -> list[dict[str, Any] | None]:
         """Return each run's stepped metrics (`{name: {"steps", "values"}}`, or None)."""
@@ -295,3 +299,9 @@ class DatabaseSelection(RecordSource):
         if self._fetched is None:
             return list(self.store.field_names(self._query.experiment_id)[kind])
         return self._fetched.names(kind)
+
+    def has_names(self, kind: str, names: Iterable[str]) -> bool:
+        if self._fetched is None:  # a question per name, each answered at the first run
+            experiment_id = self._query.experiment_id
+            return all(self.store.has_field(kind, name, experiment_id) for name in set(names))
+        return self._fetched.has_names(kind, names)

@@ -103,6 +103,19 @@ class Statements:
         )
         + ") AS names GROUP BY kind, name ORDER BY kind, min(run_index), name"
     )
+    # whether some run has a name: the scan stops at the first run that has it
+    has_params: str = (
+        "SELECT EXISTS (SELECT 1 FROM {schema}.runs"
+        " WHERE (%s::text IS NULL OR experiment_id = %s) AND params ? %s)"
+    )
+    has_metrics: str = (
+        "SELECT EXISTS (SELECT 1 FROM {schema}.runs"
+        " WHERE (%s::text IS NULL OR experiment_id = %s) AND metrics ? %s)"
+    )
+    has_series: str = (
+        "SELECT EXISTS (SELECT 1 FROM {schema}.runs"
+        " WHERE (%s::text IS NULL OR experiment_id = %s) AND series ? %s)"
+    )
 
     put_artifact: str = (
         "INSERT INTO {schema}.artifacts (run_id, filename, size, data, artifact_root)"

@@ -271,6 +271,19 @@ class PostgresStore(StoreDefaults):
             names[kind].append(name)
         return names
 
+    def has_field(self, kind: str, name: str, experiment_id: str | None = None) -> bool:
+        """Whether some record (of one experiment, or any) has a `kind` (`params`, `metrics`
+        or `series`) called `name`; read-only, StoreError when the database fails."""
+        statement = {
+            "params": self._sql.has_params,
+            "metrics": self._sql.has_metrics,
+            "series": self._sql.has_series,
+        }.get(kind)
+        if statement is None:
+            raise ValueError(f"kind must be params, metrics or series, got {kind!r}")
+        rows = self._db.execute(statement, [experiment_id, experiment_id, name])
+        return bool(rows and rows[0][0])
+
     def query_records(
         self,
         experiment_id: str | None = None,
