@@ -47,3 +47,20 @@ def experiment_of(op, name: str, replicates: int = 1, **axes) -> metalab.Experim
         params=metalab.grid(**axes),
         seeds=metalab.seeds(base=0, replicates=replicates),
     )
+
+
+def plain_chunk(root: str, indices: list[int]) -> int:
+    """What a Dask user writes instead of metalab: for each index, one draw from a seeded
+    NumPy generator and one JSON file written atomically (a temporary file, renamed)."""
+    import json
+    import os
+
+    import numpy as np
+
+    for i in indices:
+        x = float(np.random.default_rng(i).random())
+        path = os.path.join(root, f"{i}.json")
+        with open(f"{path}.tmp", "w") as fh:
+            fh.write(json.dumps({"index": i, "x": x}))
+        os.replace(f"{path}.tmp", path)
+    return len(indices)

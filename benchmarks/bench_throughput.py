@@ -22,6 +22,20 @@ worker processes importing Python, Dask and NumPy) is several times the floor's 
     uv run --all-extras python benchmarks/bench_throughput.py            # the benchmark
     uv run --all-extras python benchmarks/bench_throughput.py --profile  # where inline time goes
 
+The floor rows also show plain Dask on the same pre-started cluster shape: `client.map` of
+`_ops.plain_chunk` (the floor's loop, one atomic JSON file per run) over chunks of 500 runs,
+what a Dask user writes instead of metalab.
+
+`--cold` measures, each case in a fresh process (the imports made before the clock), at
+10,000 and at 1,000 runs: the one-core floor (one atomic JSON file per run), plain Dask
+(`LocalCluster` 2x1 started and closed, `client.map` over chunks of 500) and metalab's
+default executor (its local cluster started and closed), plus plain Dask with one task per
+run for reference. Targets: metalab >= plain Dask at 10,000 runs, within 1.2x of its time at
+1,000. `--dir /dev/shm` puts the files in memory, so that the figures are CPU cost alone;
+`--repeat R` sets the rounds (3).
+
+    uv run --all-extras python benchmarks/bench_throughput.py --cold --dir /dev/shm
+
 `--profile` runs the inline sweep once under cProfile and prints the `--top` (10) metalab
 functions with the largest cumulative time, per run (cProfile's overhead inflates them all).
 """
@@ -101,10 +115,34 @@ def clock(fn, *args) -> float:
     return time.perf_counter() - t0
 
 
-def run(n: int = N_RUNS, repeat: int = REPEAT) -> list[dict]:
-    """Measure the floor and the three metalab figures; return the table rows."""
+def plain_prestarted(root: str, n: int) -> float:
+    """Time plain Dask (`client.map` of `_ops.plain_chunk` over chunks of `PLAIN_CHUNK`
+    indices) on a cluster started (and its workers warmed up) beforehand."""
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        client.run(__import__, "_ops")
+        t0 = time.perf_counter()
+        chunks = [list(range(i, min(i + PLAIN_CHUNK, n))) for i in range(0, n, PLAIN_CHUNK)]
+        futures = client.map(_ops.plain_chunk, [root] * len(chunks), chunks, pure=False)
+        if sum(client.gather(futures)) != n:
+            raise RuntimeError("plain Dask wrote fewer runs than asked")
+        return time.perf_counter() - t0
+
+
+def run(n: int = N_RUNS, repeat: int = REPEAT, directory: str | None = None) -> list[dict]:
+    """Measure the floor, plain Dask and the metalab figures; return the table rows."""
     cases = {  # each takes a fresh temporary directory and returns the seconds it measured
         "floor": lambda root: clock(floor, root, n),
+        "plain": lambda root: plain_prestarted(root, n),
         "default": lambda root: clock(sweep, root, n),
         "first": lambda root: first_sweep(root, n),
         "prestarted": lambda root: prestarted(root, n),
@@ -113,7 +151,7 @@ def run(n: int = N_RUNS, repeat: int = REPEAT) -> list[dict]:
     samples: dict[str, list[float]] = {name: [] for name in cases}
     # Files are deleted only at the end and dirty data is flushed before each measurement, so
     # one measurement's deletions and writeback do not slow the file creations of the next.
-    with tempfile.TemporaryDirectory(prefix="metalab-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="metalab-bench-", dir=directory) as tmp:
         sweep(os.path.join(tmp, "warm-up"), 10)  # starts the cluster the default rows reuse
         for r in range(repeat):
             for name, case in cases.items():
@@ -138,6 +176,11 @@ def run(n: int = N_RUNS, repeat: int = REPEAT) -> list[dict]:
 
     return [
         row("floor: numpy draw + json file (baseline)", base, runs=n, samples=samples["floor"]),
+        metalab_row(
+            f"plain Dask, pre-started LocalCluster 2x1, chunks of {PLAIN_CHUNK} (info)",
+            "plain",
+            False,
+        ),
         metalab_row("metalab, default executor, end to end", "default", True),
         metalab_row("metalab, default executor, first sweep (info)", "first", False),
         metalab_row("metalab, pre-started LocalCluster 2x1", "prestarted", True),
@@ -160,13 +203,123 @@ def profile(n: int = N_RUNS, top: int = 10) -> list[tuple[float, float, str]]:
     return sorted(found, reverse=True)[:top]
 
 
+# ---------------------------------------------------------------- cold: fresh processes
+PLAIN_CHUNK = 500
+"""Runs per task of the plain Dask baseline (`client.map` over chunks of run indices)."""
+COLD_SIZES = (10_000, 1_000)
+COLD = """
+import json, logging, os, sys, time
+sys.path.insert(0, {here!r})
+case, n, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+import numpy, _ops, dask, distributed, metalab
+from distributed import Client, LocalCluster
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    if case == "floor":
+        _ops.plain_chunk(root, list(range(n)))
+    elif case in ("plain", "plain-per-run"):
+        size = {chunk} if case == "plain" else 1
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
+            with Client(cluster) as client:
+                chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+                futures = client.map(_ops.plain_chunk, [root] * len(chunks), chunks, pure=False)
+                assert sum(client.gather(futures)) == n
+    else:
+        with dask.config.set({{"metalab.dask.local-cluster-idle-timeout": 0}}):
+            handle = metalab.run(_ops.experiment("cold", i=range(n)), os.path.join(root, "store"))
+            handle.result()
+        assert handle.status.completed == n, handle.status
+    print(json.dumps({{"seconds": time.perf_counter() - t0}}))
+"""
+
+
+def cold_case(case: str, n: int, root: str) -> float:
+    """Seconds `case` takes for `n` runs in a fresh Python process, cluster start and shutdown
+    included (the imports of NumPy, Dask, distributed and metalab are made before the clock
+    starts, in every case)."""
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = COLD.format(here=here, chunk=PLAIN_CHUNK)
+    done = subprocess.run(
+        [sys.executable, "-c", script, case, str(n), root],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cold {case} of {n} runs failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def cold(directory: str | None, repeat: int = REPEAT) -> list[dict]:
+    """Each case in fresh processes, `repeat` interleaved rounds, the fastest kept: the
+    one-core floor, plain Dask over chunks and one task per run, and metalab's default
+    executor, at each of `COLD_SIZES` runs; files under `directory` (`/dev/shm` measures the
+    CPU cost alone)."""
+    cases = ("floor", "plain", "metalab")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="metalab-cold-", dir=directory) as tmp:
+        for n in COLD_SIZES:
+            samples: dict[str, list[float]] = {name: [] for name in cases}
+            for r in range(repeat):
+                for name in cases:
+                    root = os.path.join(tmp, f"{name}-{n}-{r}")
+                    os.mkdir(root)
+                    os.sync()
+                    samples[name].append(cold_case(name, n, root))
+            floor_s, plain_s, ours = (best(samples[name]) for name in cases)
+            rows += [
+                row(f"{n:,} runs: floor, one core, atomic JSON per run", floor_s, runs=n),
+                row(
+                    f"{n:,} runs: plain Dask, LocalCluster 2x1, client.map over chunks of "
+                    f"{PLAIN_CHUNK}, cluster start included",
+                    plain_s,
+                    runs=n,
+                    ratio=floor_s / plain_s,
+                    ratio_is="speed / floor",
+                ),
+                row(
+                    f"{n:,} runs: metalab, default executor, cluster start included",
+                    ours,
+                    runs=n,
+                    ratio=plain_s / ours,
+                    ratio_is="speed / plain Dask",
+                    target=">= 1" if n >= 10_000 else ">= 0.833",
+                    met=plain_s / ours >= (1 if n >= 10_000 else 1 / 1.2),
+                ),
+                row(
+                    "  the same against the floor",
+                    ours,
+                    ratio=floor_s / ours,
+                    ratio_is="speed / floor",
+                ),
+            ]
+        one = os.path.join(tmp, "plain-per-run")
+        os.mkdir(one)
+        per_run = cold_case("plain-per-run", 1_000, one)
+        rows.append(row("1,000 runs: plain Dask, one task per run (info)", per_run, runs=1_000))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", action="store_true", help="profile the inline sweep")
     parser.add_argument("--top", type=int, default=10, help="functions to list with --profile")
+    parser.add_argument(
+        "--cold", action="store_true", help="fresh processes: metalab against plain Dask"
+    )
+    parser.add_argument("--dir", default=None, help="where files go (e.g. /dev/shm)")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="rounds; the best counts")
     args = parser.parse_args()
+    if args.cold:
+        print(format_table({"cold": cold(args.dir, args.repeat)}))
+        return
     if not args.profile:
-        print(format_table({"throughput": run()}))
+        print(format_table({"throughput": run(directory=args.dir, repeat=args.repeat)}))
         return
     print(f"cProfile, inline executor, {N_RUNS} runs: metalab functions by cumulative time")
     print(f"{'us/run':>9} {'calls/run':>9}  function")
