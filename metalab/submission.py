@@ -123,7 +123,7 @@ def _pending(done: Any, total: int) -> Sequence[int]:
     import numpy as np
 
     pending = array("q")
-    pending.frombytes(np.flatnonzero(~done).astype("<i8", copy=False).tobytes())
+    pending.frombytes(np.flatnonzero(~done).astype(np.int64, copy=False).tobytes())
     return pending
 
 

@@ -370,3 +370,26 @@ def test_a_record_written_after_the_table_makes_it_stale_for_deciding(store):
     done = opened.completed_run_ids()  # from the records
     assert {done[at : at + 16].hex() for at in range(0, len(done), 16)} == opened.scan()[1]
     assert exp.run_id(failed) in opened.scan()[1]
+
+
+def test_a_record_two_journals_hold_is_loaded_once_from_them(tmp_path, monkeypatch):
+    path = tmp_path / "store"
+    with pytest.warns(metalab.RunsFailedWarning):
+        metalab.run(varied_experiment(), path, executor="inline").result()
+    journals = sorted((path / "cache" / "journal").glob("*.jnl"))
+    assert journals
+    for kept in journals:  # each record now in two journals alike
+        shutil.copy(kept, kept.with_name(f"again-{kept.name}"))
+    shutil.rmtree(path / "cache" / "table")
+    read_from_files = []
+    real = table_module._from_files
+
+    def counting(layout, wanted):
+        read_from_files.append(wanted.num_rows)
+        return real(layout, wanted)
+
+    monkeypatch.setattr(table_module, "_from_files", counting)
+    loaded = metalab.load_results(path)
+    assert read_from_files == [0]  # every row came from the journals, each once
+    monkeypatch.undo()
+    assert_same_results(loaded, from_records(path))

@@ -497,8 +497,8 @@ def _from_journals(
     joined = keyed.join(wanted, keys=keys, join_type="left semi", use_threads=False)
     if joined.num_rows != pc.count_distinct(joined.column("run_id")).as_py():
         # a record two journals hold alike (a writer's and an earlier load's): taken once
-        joined = joined.group_by("run_id", use_threads=False).aggregate([("_position", "min")])
-        joined = joined.rename_columns(["run_id", "_position"])
+        first = joined.group_by("run_id", use_threads=False).aggregate([("_position", "min")])
+        joined = pa.table({"run_id": first["run_id"], "_position": first["_position_min"]})
     # rows taken by position: a join keeps no field metadata, nor takes null-typed columns
     found = joined.column("_position")
     matched = noted.take(pc.take(found, pc.sort_indices(found)))
