@@ -19,6 +19,7 @@ from metalab.record import encode_record
 from metalab.results.columnar import Columnar
 from metalab.store import FileStore
 from metalab.stores.file import table as table_module
+from metalab.stores.file import table_rows
 from metalab.stores.file.records import RecordFiles
 
 TABLE = Path("cache") / "table" / "runs.parquet"
@@ -382,13 +383,13 @@ def test_a_record_two_journals_hold_is_loaded_once_from_them(tmp_path, monkeypat
         shutil.copy(kept, kept.with_name(f"again-{kept.name}"))
     shutil.rmtree(path / "cache" / "table")
     read_from_files = []
-    real = table_module._from_files
+    real = table_rows.from_files
 
     def counting(layout, wanted):
         read_from_files.append(wanted.num_rows)
         return real(layout, wanted)
 
-    monkeypatch.setattr(table_module, "_from_files", counting)
+    monkeypatch.setattr(table_module, "from_files", counting)
     loaded = metalab.load_results(path)
     assert read_from_files == [0]  # every row came from the journals, each once
     monkeypatch.undo()
