@@ -80,16 +80,21 @@ def sweep(root: str, n: int, executor=None) -> None:
         raise RuntimeError(f"expected {n} completed runs, got {handle.status}")
 
 
-def prestarted(root: str, n: int) -> float:
-    """Time `sweep` on a cluster started (and its workers warmed up) beforehand."""
-    with LocalCluster(
+def two_workers() -> LocalCluster:
+    """The cluster shape the warm rows use: 2 worker processes of 1 thread each."""
+    return LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
         silence_logs=logging.ERROR,
-    ) as cluster:
+    )
+
+
+def prestarted(root: str, n: int) -> float:
+    """Time `sweep` on a cluster started (and its workers warmed up) beforehand."""
+    with two_workers() as cluster:
         with Client(cluster, set_as_default=False) as client:
             client.run(__import__, "_ops")  # fails here if workers cannot import the operation
         t0 = time.perf_counter()
@@ -118,17 +123,7 @@ def clock(fn, *args) -> float:
 def plain_prestarted(root: str, n: int) -> float:
     """Time plain Dask (`client.map` of `_ops.plain_chunk` over chunks of `PLAIN_CHUNK`
     indices) on a cluster started (and its workers warmed up) beforehand."""
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
+    with two_workers() as cluster, Client(cluster, set_as_default=False) as client:
         client.run(__import__, "_ops")
         t0 = time.perf_counter()
         chunks = [list(range(i, min(i + PLAIN_CHUNK, n))) for i in range(0, n, PLAIN_CHUNK)]
