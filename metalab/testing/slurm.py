@@ -79,7 +79,9 @@ class FakeSlurm:
     makes `sacct` answer as on a cluster without accounting storage; `forget_after` (seconds)
     makes `squeue` stop listing finished tasks that long after they ended, as a controller's
     `MinJobAge` does, so callers must fall back to `sacct`. `environment` is added to every
-    task's environment. `first_job_id` is the first job id handed out.
+    task's environment. `first_job_id` is the first job id handed out. `max_array_size` and
+    `max_submit_jobs` are the limits `scontrol show config` and `sacctmgr` report (the fake
+    does not enforce them).
 
     Not reentrant; use one per test. On leaving the block no queued task starts any more,
     running tasks get `grace` seconds to end (a task that wrote its last record is still
@@ -96,8 +98,12 @@ class FakeSlurm:
         first_job_id: int = 1000,
         poll_interval: float = 0.02,
         grace: float = 10.0,
+        max_array_size: int = 100001,
+        max_submit_jobs: int | None = None,
     ) -> None:
         self.max_running = max_running
+        self.max_array_size = max_array_size
+        self.max_submit_jobs = max_submit_jobs
         self.accounting = accounting
         self.forget_after = forget_after
         self.environment = dict(environment or {})
@@ -183,6 +189,7 @@ class FakeSlurm:
             "sacct": self._sacct,
             "scancel": self._scancel,
             "scontrol": self._scontrol,
+            "sacctmgr": self._sacctmgr,
         }.get(Path(argv[0]).name if argv else "")
         if handler is None:
             return _done(argv, 127, stderr=f"{argv[0] if argv else ''}: not a SLURM command\n")
@@ -292,13 +299,20 @@ class FakeSlurm:
             return _done(argv, 0)
         return _done(argv, 1, stderr=f"scontrol: FakeSlurm does not answer {shlex.join(words)}\n")
 
+    def _sacctmgr(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        if not self.accounting:
+            return _done(argv, 1, stderr="sacctmgr: error: accounting storage is disabled\n")
+        limit = "" if self.max_submit_jobs is None else str(self.max_submit_jobs)
+        return _done(argv, 0, stdout=f"{limit}\n")
+
     def _config(self) -> str:
         return (
             "Configuration data as of fake\n"
             "AccountingStorageType   = "
             + ("accounting_storage/slurmdbd\n" if self.accounting else "accounting_storage/none\n")
             + "ClusterName             = fake\n"
-            "MaxArraySize            = 100001\n"
+            f"MaxArraySize            = {self.max_array_size}\n"
+            "MaxJobCount             = 10000\n"
             "MinJobAge               = "
             + (f"{self.forget_after:g} sec\n" if self.forget_after is not None else "300 sec\n")
             + "SLURM_CONF              = /dev/null\n"

@@ -47,6 +47,11 @@ class _Followed:
     scripts: Scripts
     cancelled: bool = False
 
+    @property
+    def config(self) -> SlurmConfig:
+        """The config the sweep was submitted with (planned within the cluster's limits)."""
+        return self.submission.config()
+
 
 class SlurmExecutor(ExecutorBase):
     """Run a sweep as SLURM job arrays; see the module doc.
@@ -201,10 +206,11 @@ class SlurmExecutor(ExecutorBase):
         found = recorded_outcomes(
             sweep.store, sweep.run_ids, waiting, sweep.session, submission.min_attempts()
         )
-        final, again = split_errors(found, submission, self.config)
+        config = followed.config
+        final, again = split_errors(found, submission, config)
         self._report(final, waiting, sink)
         if again:
-            resubmit(submission, followed.scripts, self.config, again)
+            resubmit(submission, followed.scripts, config, again)
         if not waiting:
             return True
         seen = census(submission, waiting, log_dir(followed.scripts.root))
@@ -212,11 +218,14 @@ class SlurmExecutor(ExecutorBase):
         for index, lost in seen.lost.items():
             unresolved.setdefault(index, lost)
         retried = False
+        if seen.returned:  # never started: submitted again as the same attempt
+            resubmit(submission, followed.scripts, config, sorted(seen.returned))
+            retried = True
         if unresolved:
             owner = claims.owner(sweep.session)
-            retry, outcomes = settle_lost(sweep, submission, unresolved, owner, self.config.retries)
+            retry, outcomes = settle_lost(sweep, submission, unresolved, owner, config)
             if retry:
-                resubmit(submission, followed.scripts, self.config, retry)
+                resubmit(submission, followed.scripts, config, retry)
                 retried = True
             self._report(outcomes, waiting, sink)
         return bool(final or again or seen.active or retried)

@@ -19,6 +19,7 @@ from . import passfiles
 from .arrays import ArrayJob, plan_arrays
 from .config import SlurmConfig
 from .layout import job_file, script_file, session_directory
+from .limits import read_limits, within_limits
 from .script import entry_command, log_dir, render_script
 from .submission import Entry, config_document, new_entry
 
@@ -71,6 +72,7 @@ class Scripts:
             runs_per_task=job.runs_per_task,
             total=len(self.sweep.run_ids),
             attempt=attempt,
+            time_limit=config.time_seconds,
         )
         return render_script(
             passfiles.exported(config, self.passfile),
@@ -83,8 +85,12 @@ class Scripts:
 
 def prepare(sweep: Sweep, config: SlurmConfig, root: Path) -> tuple[dict[str, Any], Scripts]:
     """Write the job file and the scripts of the pending runs of `sweep` under `root`;
-    return the plan document and the sweep's `Scripts`. Submits nothing; writing again
-    rewrites the scripts and keeps the job file."""
+    return the plan document and the sweep's `Scripts`. The cluster's limits are read
+    (`limits`) and `config` planned within them: the document's `config` is what is
+    submitted. Submits nothing; writing again rewrites the scripts and keeps the job file."""
+    limits = read_limits()
+    tasks = len({index // config.runs_per_task for index in sweep.pending})
+    config = within_limits(config, limits, tasks)
     scripts = Scripts(sweep, root, _write_job_file(sweep, root))
     jobs = array_jobs(sweep.pending, config)
     log_dir(root).mkdir(parents=True, exist_ok=True)
@@ -103,8 +109,25 @@ def prepare(sweep: Sweep, config: SlurmConfig, root: Path) -> tuple[dict[str, An
         "core_hours_max": round(tasks * config.cpus * config.time_seconds / 3600, 3),
         "directory": str(scripts.directory),
         "config": config_document(config),
+        "limits": limits.as_dict(),
+        "footprint": footprint(sweep, jobs, tasks),
     }
     return document, scripts
+
+
+def footprint(sweep: Sweep, jobs: Sequence[ArrayJob], tasks: int) -> dict[str, Any]:
+    """The files and inodes a submission creates: in the work directory, a script per array
+    job, two log files per task, the job file and the submission record (in the sweep's
+    directory); in the store, what its runs add (`Store.footprint`)."""
+    slurm_files = len(jobs) + 2 * tasks + 2
+    work = {"files": slurm_files, "inodes": slurm_files + 1}
+    store = sweep.store.footprint(len(sweep.pending))
+    return {
+        "work_directory": work,
+        "store": store,
+        "files": work["files"] + store.get("files", 0),
+        "inodes": work["inodes"] + store.get("inodes", 0),
+    }
 
 
 def _write_job_file(sweep: Sweep, root: Path) -> Path | None:

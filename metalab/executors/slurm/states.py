@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import commands
+from .causes import STATE_ERROR_TYPES, cause_of_state
+from .returns import GIVEN_BACK, read_note
 from .submission import SUBMITTED, Submission
 
 ACTIVE_STATES = frozenset(
@@ -34,24 +36,17 @@ ACTIVE_STATES = frozenset(
 )
 """States of a task that may still write its runs' records."""
 
-LOST_STATES = {
-    "TIMEOUT": "SlurmTimeout",
-    "OUT_OF_MEMORY": "SlurmOutOfMemory",
-    "NODE_FAIL": "SlurmNodeFail",
-    "CANCELLED": "SlurmCancelled",
-    "PREEMPTED": "SlurmPreempted",
-    "BOOT_FAIL": "SlurmBootFail",
-    "DEADLINE": "SlurmDeadline",
-    "FAILED": "SlurmTaskFailed",
-}
+LOST_STATES = STATE_ERROR_TYPES
 """Final task states that end its unrecorded runs, and the error type they are recorded with."""
 
 
 class Lost(NamedTuple):
-    """Why a run will not write its record: the error type and message to record it with."""
+    """Why a run will not write its record: the error type and message to record it with,
+    and its cause (one of `causes.CAUSES`)."""
 
     kind: str
     message: str
+    cause: str = "unknown"
 
 
 @dataclass
@@ -66,6 +61,8 @@ class Census:
     """Unrecorded runs of tasks still queued."""
     started: int = 0
     """Unrecorded runs of tasks that started."""
+    returned: dict[int, str] = field(default_factory=dict)
+    """Runs an ended task gave back without starting them (`returns`), with the reason."""
 
 
 def base_state(reported: str) -> str:
@@ -76,8 +73,9 @@ def base_state(reported: str) -> str:
 
 def census(submission: Submission, waiting: Collection[int], logs: Path) -> Census:
     """Ask the scheduler about the tasks of the `waiting` runs of `submission` (one squeue,
-    and one sacct for tasks squeue no longer lists). `logs` is where their logs are, which
-    the message of a lost run names. Raises `SlurmCommandError` when squeue fails."""
+    and one sacct for tasks squeue no longer lists), and read the notes of ended tasks that
+    gave runs back. `logs` is where their logs are, which the message of a lost run names.
+    Raises `SlurmCommandError` when squeue fails."""
     tasks = submission.tasks_of(waiting)
     if not tasks:
         return Census()
@@ -85,6 +83,15 @@ def census(submission: Submission, waiting: Collection[int], logs: Path) -> Cens
     found = Census()
     for (job, task), runs in tasks.items():
         state = states.get(f"{job}_{task}")
+        if state is not None and base_state(state) in ACTIVE_STATES:
+            pass  # a requeued task runs the runs it gave back itself
+        elif (note := read_note(submission.path.parent, f"{job}_{task}")) is not None:
+            given, reason = note
+            back = set(given) & set(runs) if reason in GIVEN_BACK else set()
+            found.returned.update((index, reason) for index in sorted(back))
+            runs = [index for index in runs if index not in back]
+            if state is None or not runs:
+                continue
         if state is None:
             continue  # the scheduler does not know it (yet, or any more): wait
         state = base_state(state)
@@ -100,7 +107,7 @@ def census(submission: Submission, waiting: Collection[int], logs: Path) -> Cens
                 f"record (log: {logs / f'{job}_{task}.err'})"
             )
             for index in runs:
-                found.lost[index] = Lost(LOST_STATES[state], message)
+                found.lost[index] = Lost(LOST_STATES[state], message, cause_of_state(state))
     return found
 
 

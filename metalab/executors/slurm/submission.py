@@ -6,8 +6,9 @@ leaves a record naming every job it submitted, and `reconnect` follows the sweep
 Each write is atomic (temp file, then `os.replace`).
 
 Its keys: what a dry run shows (see `planning.describe`), `submitted_at`, `attempts` (run
-index -> the attempt it was last submitted for, when above 1) and `jobs`, one `Entry` per
-array job in submission order (resubmissions are appended).
+index -> the attempt it was last submitted for, when above 1), `tries` (run index -> cause ->
+the retries that cause has used) and `jobs`, one `Entry` per array job in submission order
+(resubmissions are appended).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Submission:
         self.path = path
         self.document = document
         document.setdefault("attempts", {})
+        document.setdefault("tries", {})
 
     @classmethod
     def read(cls, path: Path) -> Submission:
@@ -121,6 +123,16 @@ class Submission:
     def set_attempt(self, index: int, attempt: int) -> None:
         """Note that run `index` is submitted again for `attempt`."""
         self.document["attempts"][str(index)] = attempt
+
+    def tries(self, index: int) -> dict[str, int]:
+        """Return, by cause, how many retries run `index` was given after losing to it."""
+        return dict(self.document["tries"].get(str(index), {}))
+
+    def note_retry(self, index: int, cause: str, attempt: int) -> None:
+        """Note that run `index`, lost to `cause`, is submitted again for `attempt`."""
+        tries = self.document["tries"].setdefault(str(index), {})
+        tries[cause] = tries.get(cause, 0) + 1
+        self.set_attempt(index, attempt)
 
     def min_attempts(self) -> dict[int, int]:
         """Return, by resubmitted run, the attempt whose record counts."""

@@ -1,0 +1,96 @@
+"""The cluster's limits a submission must stay under, read when a sweep is submitted.
+
+`MaxArraySize` (`scontrol show config`): array task ids must be below it, so no shard holds
+more tasks. `MaxJobCount`: the most jobs the controller holds, every array task counting as
+one; `MaxSubmitJobs` of the user's associations (`sacctmgr`, where accounting is on): the most
+jobs the user may have queued. Shards are cut at most `MaxArraySize` tasks long (a
+`ClusterLimitWarning` names the value lowered and the limit), and a sweep of more tasks than
+the queue limits allow is warned about before sbatch waits for room.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import MetalabWarning
+from . import commands
+from .config import SlurmConfig
+
+
+class ClusterLimitWarning(MetalabWarning):
+    """A `SlurmConfig` value was lowered to a limit of the cluster; the message names both."""
+
+
+@dataclass(frozen=True)
+class ClusterLimits:
+    """The limits a submission must respect; None where the cluster sets none (or it is
+    unknown)."""
+
+    max_array_size: int | None = None
+    max_job_count: int | None = None
+    max_submit_jobs: int | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        """The known limits, by name (what a dry run shows under `limits`)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @property
+    def queue(self) -> int | None:
+        """The most tasks of this user the scheduler will hold at once."""
+        known = [v for v in (self.max_job_count, self.max_submit_jobs) if v is not None]
+        return min(known) if known else None
+
+
+def read_limits() -> ClusterLimits:
+    """Read the cluster's limits (one scontrol call, and one sacctmgr call where accounting
+    is on); all unknown when scontrol fails (the limits only guide the plan: sbatch still
+    enforces them)."""
+    try:
+        config = commands.show_config()
+    except commands.SlurmCommandError:
+        return ClusterLimits()
+    accounting = config.get("AccountingStorageType", "accounting_storage/none")
+    submit = None
+    if accounting != "accounting_storage/none":
+        submit = commands.max_submit_jobs(getpass.getuser())
+    return ClusterLimits(
+        max_array_size=_count(config.get("MaxArraySize")),
+        max_job_count=_count(config.get("MaxJobCount")),
+        max_submit_jobs=submit,
+    )
+
+
+def _count(text: str | None) -> int | None:
+    return int(text) if text is not None and text.strip().isdigit() else None
+
+
+def within_limits(config: SlurmConfig, limits: ClusterLimits, tasks: int) -> SlurmConfig:
+    """Return `config` with `max_array_size` at most `MaxArraySize` (warning when lowered);
+    warn when the sweep's `tasks` are more than the queue limits let the user hold."""
+    if limits.max_array_size is not None and config.max_array_size > limits.max_array_size:
+        _warn("max_array_size", config.max_array_size, "MaxArraySize", limits.max_array_size)
+        config = dataclasses.replace(config, max_array_size=limits.max_array_size)
+    queue = limits.queue
+    if queue is not None and tasks > queue:
+        name = "MaxSubmitJobs" if queue == limits.max_submit_jobs else "MaxJobCount"
+        warnings.warn(
+            f"the sweep submits {tasks} array tasks but the cluster's {name} is {queue}: "
+            "sbatch will wait for room, and the submission may time out; use a larger "
+            "runs_per_task, or submit part of the sweep",
+            ClusterLimitWarning,
+            stacklevel=4,
+        )
+    return config
+
+
+def _warn(field: str, value: Any, limit: str, limit_value: int) -> None:
+    warnings.warn(
+        f"SlurmConfig.{field}={value!r} lowered to {limit_value}: the cluster's {limit} is "
+        f"{limit_value}",
+        ClusterLimitWarning,
+        stacklevel=4,
+    )

@@ -1,0 +1,319 @@
+"""Runs lost to SLURM without a cluster: causes, the retry policy per cause, the task's own
+signal handling, walltime-aware packs and the runs a task gives back."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+import metalab
+from metalab import execute
+from metalab.errors import RunLost, ValidationError
+from metalab.executors.slurm import commands
+from metalab.executors.slurm.causes import ERROR_TYPES, cause_of_record, cause_of_state
+from metalab.executors.slurm.config import SlurmConfig
+from metalab.executors.slurm.ending import TaskEnding, cause_of_ending, restart_count
+from metalab.executors.slurm.packs import Pack, margin, task_start
+from metalab.executors.slurm.retries import split_errors
+from metalab.executors.slurm.returns import read_note, remove_note, write_note
+from metalab.executors.slurm.states import census
+from metalab.executors.slurm.submission import Submission
+from metalab.outcome import Outcome
+
+TESTS = Path(__file__).parent
+
+# ------------------------------------------------------------------------------ retry policy
+
+
+def test_retries_take_a_count_per_cause():
+    config = SlurmConfig(retries={"timeout": 2, "out_of_memory": 1, "preempted": 10})
+    assert [config.retries_for(c) for c in ("timeout", "out_of_memory", "preempted")] == [2, 1, 10]
+    assert config.retries_for("node_failure") == 0 and config.retries_for("error") == 0
+    assert config.retries_for("cancelled") == 0
+
+
+def test_an_integer_retries_covers_every_scheduler_cause_and_errors_only_when_asked():
+    config = SlurmConfig(retries=3)
+    for cause in ("timeout", "out_of_memory", "preempted", "node_failure"):
+        assert config.retries_for(cause) == 3
+    assert config.retries_for("cancelled") == 0 and config.retries_for("error") == 0
+    assert SlurmConfig(retries=3, retry_on_error=True).retries_for("error") == 3
+
+
+@pytest.mark.parametrize(
+    ("retries", "named"),
+    [
+        ({"timout": 2}, "unknown cause 'timout'"),
+        ({"cancelled": 1}, "a cancelled run is never retried"),
+        ({"timeout": -1}, "bad count for 'timeout': -1"),
+        ({"timeout": True}, "bad count for 'timeout': True"),
+        ({"timeout": 1.5}, "bad count for 'timeout': 1.5"),
+        (-1, "an integer >= 0"),
+        ("2", "an integer >= 0"),
+    ],
+)
+def test_a_bad_retry_policy_names_the_key_or_value(retries, named):
+    with pytest.raises(ValidationError) as raised:
+        SlurmConfig(retries=retries)
+    message = str(raised.value)
+    assert message.startswith(f"SlurmConfig.retries={retries!r} is not valid")
+    assert named in message and "'out_of_memory'" in message
+
+
+def test_time_grows_only_after_timeouts_and_memory_only_after_out_of_memory():
+    config = SlurmConfig(memory="1G", time="10", escalate={"memory": 2.0, "time": 1.5})
+    assert config.grown(0, 0) is config
+    after_timeouts = config.grown(2, 0)
+    assert (after_timeouts.time, after_timeouts.memory) == ("00:22:30", "1G")
+    after_memory = config.grown(0, 1)
+    assert (after_memory.time, after_memory.memory) == ("10", "2G")
+    assert SlurmConfig(time="10").grown(3, 3).time == "10"  # nothing to escalate
+
+
+# ------------------------------------------------------------------------------------ causes
+
+
+@pytest.mark.parametrize(
+    ("state", "cause"),
+    [
+        ("TIMEOUT", "timeout"),
+        ("DEADLINE", "timeout"),
+        ("OUT_OF_MEMORY", "out_of_memory"),
+        ("PREEMPTED", "preempted"),
+        ("NODE_FAIL", "node_failure"),
+        ("BOOT_FAIL", "node_failure"),
+        ("CANCELLED", "cancelled"),
+        ("FAILED", "unknown"),
+    ],
+)
+def test_each_final_state_has_its_cause(state, cause):
+    assert cause_of_state(state) == cause
+
+
+def test_the_cause_of_a_sigterm_comes_from_what_the_controller_says_then():
+    assert cause_of_ending({"JobState": "COMPLETING", "Reason": "TimeLimit"}, 0, False) == "timeout"
+    # `scontrol requeue` (or a preemption with --requeue) counts a restart before SIGTERM
+    assert cause_of_ending({"JobState": "COMPLETING", "Restarts": "1"}, 0, False) == "preempted"
+    assert cause_of_ending({"JobState": "COMPLETING", "Restarts": "1"}, 1, False) == "cancelled"
+    assert cause_of_ending({"JobState": "PREEMPTED"}, 0, False) == "preempted"
+    assert cause_of_ending({"JobState": "CANCELLED"}, 0, False) == "cancelled"
+    assert cause_of_ending({}, 0, False) == "unknown"
+    assert cause_of_ending({}, 0, True) == "timeout"  # warned of the limit, nothing else known
+    assert restart_count({"SLURM_RESTART_COUNT": "2"}) == 2 and restart_count({}) == 0
+
+
+@pytest.fixture
+def trapped():
+    """Restore this process's SIGTERM and SIGUSR1 handlers after a test traps them."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    execute._in_operation[0] = False
+
+
+def test_sigterm_during_an_operation_raises_run_lost_with_the_cause(trapped, monkeypatch):
+    asked = []
+    monkeypatch.setattr(
+        commands, "job_info", lambda key: asked.append(key) or {"JobState": "CANCELLED"}
+    )
+    ending = TaskEnding("12_3", deadline=float("inf")).install()
+    execute._in_operation[0] = True
+    with pytest.raises(RunLost) as raised:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert (raised.value.cause, raised.value.error_type) == ("cancelled", "SlurmCancelled")
+    assert "12_3 was cancelled" in str(raised.value)
+    assert asked == ["12_3"] and ending.cause == "cancelled"
+
+
+def test_sigterm_between_runs_only_notes_the_cause_and_the_warning_is_noted(trapped):
+    ending = TaskEnding("12_3", deadline=0.0).install()  # past its limit: no scontrol needed
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert ending.warned and ending.cause is None
+    os.kill(os.getpid(), signal.SIGTERM)  # no operation running: nothing raised
+    assert ending.cause == "timeout"
+
+
+@metalab.operation
+def _cut(params, capture):
+    capture.metric("before", 1.0)
+    raise RunLost(ERROR_TYPES["timeout"], "the task reached its time limit", "timeout")
+
+
+def test_a_run_lost_is_recorded_failed_with_its_cause_and_partial_metrics_then_stops(tmp_path):
+    exp = metalab.Experiment(
+        name="cut",
+        version="1",
+        context={},
+        operation=_cut,
+        params=metalab.grid(i=[0, 1]),
+        seeds=metalab.seeds(base=1),
+    )
+    with pytest.raises(metalab.ExecutorError) as raised:  # only an array task raises it
+        metalab.run(exp, tmp_path / "store", executor="inline").result()
+    assert isinstance(raised.value.__cause__, RunLost)
+    results = metalab.load_results(tmp_path / "store")
+    (run,) = results  # the task stopped: the second run never started
+    assert run.status == "failed" and run.metrics == {"before": 1.0}
+    assert run.error["type"] == "SlurmTimeout" and run.error["cause"] == "timeout"
+    frame = results.to_dataframe()
+    assert frame["cause"].tolist() == ["timeout"]
+    assert cause_of_record(run.record) == "timeout"
+
+
+def test_the_cause_column_is_empty_for_runs_not_lost(tmp_path):
+    from sweeps import draw_experiment
+
+    metalab.run(draw_experiment(), tmp_path / "s", executor="inline").result()
+    frame = metalab.load_results(tmp_path / "s").to_dataframe()
+    assert frame["cause"].isna().all()
+    assert "cause" in metalab.load_results(tmp_path / "s").to_arrow().column_names
+
+
+# ------------------------------------------------------------------------------------ packs
+
+
+def test_a_pack_starts_a_run_only_if_it_should_end_before_the_limit_less_a_margin():
+    pack = Pack.of_task(start=1000.0, time_limit=60)
+    assert pack.deadline == 1060.0 and pack.margin == margin(60) == 10.0
+    assert pack.fits(now=1000.0)  # the first run always starts
+    pack.finished(22.0)
+    assert pack.fits(now=1023.0)  # 1023 + 22 <= 1050
+    pack.finished(22.0)
+    assert not pack.fits(now=1045.0)
+    # an earlier attempt that took longer is the better estimate
+    assert not Pack(1060.0, 10.0, [5.0]).fits(earlier=30.0, now=1025.0)
+    assert Pack(1060.0, 10.0, [5.0]).fits(now=1025.0)
+    assert Pack.of_task(start=0.0, time_limit=0).fits(now=1e12)  # no known limit
+    assert margin(7200) == 360.0
+    assert task_start({"METALAB_TASK_START": "123"}) == 123.0
+    assert task_start({}, now=5.0) == 5.0
+
+
+# ------------------------------------------------------------------------ runs given back
+
+
+def _submission(tmp_path: Path, **document) -> Submission:
+    directory = tmp_path / "slurm" / "s1"
+    directory.mkdir(parents=True)
+    entry = {
+        "position": 0,
+        "shard": 0,
+        "offset": 0,
+        "runs_per_task": 3,
+        "array": "0",
+        "task_ranges": [[0, 0]],
+        "after": None,
+        "lane": 0,
+        "attempt": 1,
+        "script": "x.sh",
+        "job_id": "77",
+        "state": "submitted",
+    }
+    return Submission(directory / "submission.json", {"total": 3, "jobs": [entry], **document})
+
+
+def test_runs_a_task_gave_back_are_returned_not_lost(tmp_path, monkeypatch):
+    submission = _submission(tmp_path)
+    directory = submission.path.parent
+    write_note(directory, "77_0", [2], "walltime")
+    assert read_note(directory, "77_0") == ([2], "walltime")
+    monkeypatch.setattr(
+        commands, "squeue", lambda ids: {"77_0": commands.TaskState("COMPLETED", "")}
+    )
+    found = census(submission, {2}, tmp_path / "logs")
+    assert found.returned == {2: "walltime"} and not found.lost
+    # a task that timed out between runs gave the rest back; the one it was running is lost
+    write_note(directory, "77_0", [2], "timeout")
+    monkeypatch.setattr(commands, "squeue", lambda ids: {"77_0": commands.TaskState("TIMEOUT", "")})
+    found = census(submission, {1, 2}, tmp_path / "logs")
+    assert found.returned == {2: "timeout"}
+    assert found.lost[1].cause == "timeout" and found.lost[1].kind == "SlurmTimeout"
+    # the scheduler forgot the task: its note still says what became of its runs
+    monkeypatch.setattr(commands, "squeue", lambda ids: {})
+    monkeypatch.setattr(commands, "sacct", lambda ids: commands.Accounting({}, available=False))
+    assert census(submission, {2}, tmp_path / "logs").returned == {2: "timeout"}
+    # a requeued task runs them itself
+    monkeypatch.setattr(commands, "squeue", lambda ids: {"77_0": commands.TaskState("PENDING", "")})
+    found = census(submission, {2}, tmp_path / "logs")
+    assert not found.returned and found.queued == 1
+    remove_note(directory, "77_0")
+    assert read_note(directory, "77_0") is None
+
+
+def _failed(index: int, attempt: int, error: dict) -> Outcome:
+    record = {"status": "failed", "attempt": attempt, "error": error}
+    return Outcome(index, f"r{index}", "failed", record)
+
+
+def test_each_cause_spends_its_own_retries(tmp_path):
+    config = SlurmConfig(retries={"timeout": 1, "preempted": 2})
+    submission = _submission(tmp_path)
+    timeout = {"type": "SlurmTimeout", "cause": "timeout"}
+    preempted = {"type": "SlurmPreempted", "cause": "preempted"}
+    final, again = split_errors([_failed(0, 1, preempted)], submission, config)
+    assert (final, again) == ([], [0])
+    final, again = split_errors([_failed(0, 2, preempted)], submission, config)
+    assert again == [0]
+    final, again = split_errors([_failed(0, 3, timeout)], submission, config)
+    assert again == [0]  # preemptions did not spend the retry meant for a timeout
+    assert submission.tries(0) == {"preempted": 2, "timeout": 1} and submission.attempt(0) == 4
+    final, again = split_errors([_failed(0, 4, timeout)], submission, config)
+    assert again == [] and [o.index for o in final] == [0]
+    # an operation's error is final without `error` retries
+    final, again = split_errors([_failed(1, 1, {"type": "ValueError"})], submission, config)
+    assert again == [] and len(final) == 1
+
+
+def test_a_preempted_run_of_a_requeued_task_waits_for_the_task(tmp_path):
+    config = SlurmConfig(retries={"preempted": 3}, requeue=True)
+    outcome = _failed(0, 1, {"type": "SlurmPreempted", "cause": "preempted"})
+    assert split_errors([outcome], _submission(tmp_path), config) == ([], [])
+
+
+# ------------------------------------------------------------------------- cluster limits
+
+
+def test_the_dry_run_shows_the_limits_and_shards_below_max_array_size(tmp_path):
+    from sweeps import draw_experiment
+
+    from metalab.executors.slurm.limits import ClusterLimitWarning
+    from metalab.testing import FakeSlurm
+
+    config = SlurmConfig(max_array_size=10, setup=[f"export PYTHONPATH={TESTS}"])
+    with (
+        FakeSlurm(max_array_size=4, max_submit_jobs=8) as slurm,
+        pytest.warns(ClusterLimitWarning) as warned,
+    ):
+        dry = metalab.run(
+            draw_experiment(),
+            tmp_path / "s",
+            executor=metalab.SlurmExecutor(config),
+            dry_run=True,
+        )
+    assert dry["limits"] == {"max_array_size": 4, "max_job_count": 10000, "max_submit_jobs": 8}
+    messages = [str(w.message) for w in warned]
+    assert "SlurmConfig.max_array_size=10 lowered to 4: the cluster's MaxArraySize is 4" in messages
+    assert any("12 array tasks but the cluster's MaxSubmitJobs is 8" in m for m in messages)
+    assert [job["array"] for job in dry["jobs"]] == ["0-3", "0-3", "0-3"]
+    assert dry["config"]["max_array_size"] == 4
+    assert not slurm.calls("sbatch")
+    # 3 scripts, 2 logs per task, the job file and the submission record; 2 files per run
+    assert dry["footprint"]["work_directory"] == {"files": 3 + 24 + 2, "inodes": 30}
+    assert dry["footprint"]["store"] == {"files": 24, "inodes": 48}
+    assert dry["footprint"]["files"] == 53
+    text = str(dry)
+    assert "cluster limits: max_array_size 4" in text and "creates about 53 files" in text
+
+
+def test_limits_are_unknown_without_scontrol(monkeypatch):
+    from metalab.executors.slurm.limits import ClusterLimits, read_limits
+
+    def failing(argv):
+        raise commands.SlurmCommandError(argv, 127, "scontrol not found")
+
+    monkeypatch.setattr(commands, "run_command", failing)
+    assert read_limits() == ClusterLimits() and ClusterLimits().as_dict() == {}
