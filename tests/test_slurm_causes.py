@@ -9,6 +9,7 @@ out-of-memory kill cannot happen here: its cause is tested from the scheduler's 
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import time
@@ -139,3 +140,50 @@ def test_the_dry_run_reports_the_clusters_limits(store):
     assert "max_submit_jobs" not in limits
     assert dry["config"]["max_array_size"] == 100001
     assert dry["footprint"]["store"] == {"files": 8, "inodes": 16}
+
+
+@pytest.fixture
+def max_submit_jobs(slurm_test_layout):
+    """The user may queue 4 jobs (the test cluster does not enforce association limits, so
+    only metalab heeds it); restored afterwards."""
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout
+    modify = ["sacctmgr", "-i", "modify", "user", "where", f"name={user.strip()}", "set"]
+    subprocess.run([*modify, "MaxSubmitJobs=4"], check=True, capture_output=True, timeout=60)
+    try:
+        yield 4
+    finally:
+        subprocess.run([*modify, "MaxSubmitJobs=-1"], check=True, capture_output=True, timeout=60)
+
+
+def _times(job_id: str) -> tuple[str, str]:
+    out = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job", job_id],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    fields = dict(w.split("=", 1) for line in out.splitlines() for w in line.split() if "=" in w)
+    return fields["SubmitTime"], fields["EndTime"]
+
+
+def test_a_sweep_larger_than_the_queue_limit_is_released_in_batches(store, max_submit_jobs):
+    from slurm_ops import slurm_experiment
+
+    # 8 tasks, at most 3 queued at once (one queued job kept for the release job)
+    with pytest.warns(metalab.MetalabWarning, match="MaxSubmitJobs is 4"):
+        handle = metalab.run(slurm_experiment(n=8), store, executor=executor(time="5"))
+    results = checked_result(handle, timeout=300)
+    assert [r.status for r in results] == ["completed"] * 8
+    assert len(_records(store)) == 8
+    submission = _submission(store)
+    assert submission["limits"]["max_submit_jobs"] == 4
+    jobs = submission["jobs"]
+    assert [(j["array"], j.get("batch")) for j in jobs] == [("0-2", 0), ("0-2", 1), ("0-1", 2)]
+    assert all(j["state"] == "submitted" and j["job_id"] for j in jobs)
+    assert sorted(submission["releases"]) == ["1", "2"]
+    # each batch was submitted (by its release job) after the batch before it had ended
+    for earlier, later in itertools.pairwise(jobs):
+        submitted, _ = _times(later["job_id"])
+        tasks = range(int(earlier["array"].split("-")[1]) + 1)
+        assert all(submitted >= _times(f"{earlier['job_id']}_{t}")[1] for t in tasks)

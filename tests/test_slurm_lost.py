@@ -299,6 +299,12 @@ def test_the_dry_run_shows_the_limits_and_shards_below_max_array_size(tmp_path):
     assert "SlurmConfig.max_array_size=10 lowered to 4: the cluster's MaxArraySize is 4" in messages
     assert any("12 array tasks but the cluster's MaxSubmitJobs is 8" in m for m in messages)
     assert [job["array"] for job in dry["jobs"]] == ["0-3", "0-3", "0-3"]
+    # 12 tasks, at most 7 queued at once: released in batches
+    assert [(job["batch"], job["state"]) for job in dry["jobs"]] == [
+        (0, "planned"),
+        (1, "deferred"),
+        (2, "deferred"),
+    ]
     assert dry["config"]["max_array_size"] == 4
     assert not slurm.calls("sbatch")
     # 3 scripts, 2 logs per task, the job file and the submission record; 2 files per run
@@ -317,3 +323,22 @@ def test_limits_are_unknown_without_scontrol(monkeypatch):
 
     monkeypatch.setattr(commands, "run_command", failing)
     assert read_limits() == ClusterLimits() and ClusterLimits().as_dict() == {}
+
+
+def test_batches_hold_at_most_the_room_and_refresh_reads_what_release_jobs_submitted(tmp_path):
+    from metalab.executors.slurm.arrays import plan_arrays
+    from metalab.executors.slurm.release import batches, record_path
+
+    jobs = plan_arrays(range(8), max_array_size=3)
+    assert batches(jobs, 3) == [0, 1, 2] and batches(jobs, 6) == [0, 0, 1]
+    assert batches(jobs, 100) == [0, 0, 0]
+    submission = _submission(tmp_path)
+    entry = dict(submission.jobs[0], position=1, job_id=None, state="deferred", batch=1)
+    submission.jobs.append(entry)
+    assert not submission.refresh() and submission.job_ids() == ["77"]
+    record = record_path(submission.path.parent, 1)
+    record.parent.mkdir()
+    record.write_text('{"jobs": {"1": "91"}, "release": "92"}')
+    assert submission.refresh()
+    assert submission.job_ids() == ["77", "91"] and submission.release_ids() == ["92"]
+    assert submission.jobs[1]["state"] == "submitted"

@@ -244,7 +244,7 @@ def max_submit_jobs(user: str) -> int | None:
     accounting."""
     if not re.match(r"^[A-Za-z0-9._-]+$", user):
         raise ValidationError(f"not a user name: {user!r}")
-    argv = ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", f"where user={user}"]
+    argv = ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", "where", f"user={user}"]
     try:
         result = run_command([*argv, "format=MaxSubmit"])
     except SlurmCommandError:

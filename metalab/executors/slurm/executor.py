@@ -32,10 +32,11 @@ from . import commands, passfiles
 from .config import SlurmConfig
 from .layout import session_directory, submission_file
 from .planning import Scripts, prepare
+from .release import submit_release
 from .retries import resubmit, settle_lost, split_errors
 from .script import log_dir
 from .states import Lost, census, running
-from .submission import Submission, earlier_submissions
+from .submission import DEFERRED, Submission, earlier_submissions
 
 
 @dataclass
@@ -164,8 +165,16 @@ class SlurmExecutor(ExecutorBase):
         submission.save()  # the plan first, then each job id as it is submitted
         followed = _Followed(sweep, submission, scripts)
         try:
-            submission.submit(submission.jobs)
+            submission.submit([e for e in submission.jobs if e["state"] != DEFERRED])
+            if len(submission.job_ids()) < len(submission.jobs):  # the rest in batches
+                first = submission.job_ids()
+                release_id = submit_release(
+                    scripts.directory, scripts.root, followed.config, 1, first
+                )
+                submission.document["releases"] = {"1": release_id}
+                submission.save()
         except BaseException:
+            commands.scancel(submission.job_ids())
             self._forget(followed)
             raise
         sink.scheduler_queue(submission.job_ids(), queued=len(sweep.pending), started=0)
@@ -203,6 +212,8 @@ class SlurmExecutor(ExecutorBase):
         task ended without their record; return whether the sweep moved (a record, a task
         queued or running, a resubmission)."""
         sweep, submission = followed.sweep, followed.submission
+        if submission.refresh():  # a release job submitted the next batch
+            submission.save()
         found = recorded_outcomes(
             sweep.store, sweep.run_ids, waiting, sweep.session, submission.min_attempts()
         )
@@ -244,7 +255,9 @@ class SlurmExecutor(ExecutorBase):
         followed = self._follows.get(session)
         if followed is not None:
             followed.cancelled = True
-            commands.scancel(followed.submission.job_ids())
+            submission = followed.submission
+            submission.refresh()
+            commands.scancel([*submission.release_ids(), *submission.job_ids()])
 
     def close(self, sweep: Sweep) -> None:
         """Forget the sweep (its jobs belong to the scheduler); idempotent. Its password

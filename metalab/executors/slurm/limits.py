@@ -3,9 +3,9 @@
 `MaxArraySize` (`scontrol show config`): array task ids must be below it, so no shard holds
 more tasks. `MaxJobCount`: the most jobs the controller holds, every array task counting as
 one; `MaxSubmitJobs` of the user's associations (`sacctmgr`, where accounting is on): the most
-jobs the user may have queued. Shards are cut at most `MaxArraySize` tasks long (a
-`ClusterLimitWarning` names the value lowered and the limit), and a sweep of more tasks than
-the queue limits allow is warned about before sbatch waits for room.
+jobs the user may have queued. Shards are cut at most `MaxArraySize` tasks long, and a sweep
+of more tasks than the queue limits leave room for is submitted in batches (see `release`);
+a `ClusterLimitWarning` says what was lowered, naming the limit and both values.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import dataclasses
 import getpass
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 from ...errors import MetalabWarning
 from . import commands
@@ -69,28 +68,39 @@ def _count(text: str | None) -> int | None:
 
 
 def within_limits(config: SlurmConfig, limits: ClusterLimits, tasks: int) -> SlurmConfig:
-    """Return `config` with `max_array_size` at most `MaxArraySize` (warning when lowered);
-    warn when the sweep's `tasks` are more than the queue limits let the user hold."""
-    if limits.max_array_size is not None and config.max_array_size > limits.max_array_size:
-        _warn("max_array_size", config.max_array_size, "MaxArraySize", limits.max_array_size)
-        config = dataclasses.replace(config, max_array_size=limits.max_array_size)
-    queue = limits.queue
-    if queue is not None and tasks > queue:
-        name = "MaxSubmitJobs" if queue == limits.max_submit_jobs else "MaxJobCount"
+    """Return `config` with `max_array_size` at most `MaxArraySize` and, when the sweep's
+    `tasks` are more than the queue limits leave room for (`room`), at most that room, so
+    each array job fits in one batch (see `release`); warn for each value lowered."""
+    room = queue_room(limits)
+    if room is not None and tasks > room:
+        name = "MaxSubmitJobs" if limits.queue == limits.max_submit_jobs else "MaxJobCount"
         warnings.warn(
-            f"the sweep submits {tasks} array tasks but the cluster's {name} is {queue}: "
-            "sbatch will wait for room, and the submission may time out; use a larger "
-            "runs_per_task, or submit part of the sweep",
+            f"the sweep has {tasks} array tasks but the cluster's {name} is {limits.queue}: "
+            f"it is submitted in batches of at most {room} tasks, each released by a small "
+            "job once the batch before it has ended",
             ClusterLimitWarning,
             stacklevel=4,
         )
+    if limits.max_array_size is not None and config.max_array_size > limits.max_array_size:
+        used = limits.max_array_size
+        _warn(config.max_array_size, used, f"the cluster's MaxArraySize is {used}")
+        config = dataclasses.replace(config, max_array_size=limits.max_array_size)
+    if room is not None and tasks > room and config.max_array_size > room:
+        reason = f"the cluster's {name} is {limits.queue}, less one for the release job"
+        _warn(config.max_array_size, room, reason)
+        config = dataclasses.replace(config, max_array_size=room)
     return config
 
 
-def _warn(field: str, value: Any, limit: str, limit_value: int) -> None:
+def queue_room(limits: ClusterLimits) -> int | None:
+    """The most tasks of a sweep queued at once: the queue limit less one, for the job that
+    releases the next batch; None without a known limit."""
+    return None if limits.queue is None else max(1, limits.queue - 1)
+
+
+def _warn(value: int, used: int, reason: str) -> None:
     warnings.warn(
-        f"SlurmConfig.{field}={value!r} lowered to {limit_value}: the cluster's {limit} is "
-        f"{limit_value}",
+        f"SlurmConfig.max_array_size={value!r} lowered to {used}: {reason}",
         ClusterLimitWarning,
         stacklevel=4,
     )

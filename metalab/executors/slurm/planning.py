@@ -19,9 +19,10 @@ from . import passfiles
 from .arrays import ArrayJob, plan_arrays
 from .config import SlurmConfig
 from .layout import job_file, script_file, session_directory
-from .limits import read_limits, within_limits
+from .limits import queue_room, read_limits, within_limits
+from .release import batches
 from .script import entry_command, log_dir, render_script
-from .submission import Entry, config_document, new_entry
+from .submission import DEFERRED, Entry, config_document, new_entry
 
 
 def array_jobs(indices: Sequence[int], config: SlurmConfig) -> list[ArrayJob]:
@@ -95,6 +96,12 @@ def prepare(sweep: Sweep, config: SlurmConfig, root: Path) -> tuple[dict[str, An
     jobs = array_jobs(sweep.pending, config)
     log_dir(root).mkdir(parents=True, exist_ok=True)
     entries = scripts.entries(jobs, config, attempt=1)
+    room = queue_room(limits)
+    if room is not None and tasks > room:  # released in batches (see `release`)
+        for entry, batch in zip(entries, batches(jobs, room)):
+            entry["batch"] = batch
+            if batch:
+                entry["state"] = DEFERRED
     tasks = sum(len(job.task_ids) for job in jobs)
     document = {
         "experiment_id": sweep.experiment.experiment_id,
@@ -108,6 +115,7 @@ def prepare(sweep: Sweep, config: SlurmConfig, root: Path) -> tuple[dict[str, An
         "max_concurrent": config.max_concurrent,
         "core_hours_max": round(tasks * config.cpus * config.time_seconds / 3600, 3),
         "directory": str(scripts.directory),
+        "root": str(root),
         "config": config_document(config),
         "limits": limits.as_dict(),
         "footprint": footprint(sweep, jobs, tasks),

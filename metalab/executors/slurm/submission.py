@@ -24,9 +24,12 @@ from . import commands
 from .arrays import ArrayJob, compact_ranges, dependency_option
 from .config import SlurmConfig
 from .layout import submission_files
+from .release import read_record
 
 SUBMITTED = "submitted"
 """`Entry.state` of a job sbatch accepted."""
+DEFERRED = "deferred"
+"""`Entry.state` of a job a release job submits once the batch before its own has ended."""
 
 
 class Entry(TypedDict):
@@ -48,6 +51,8 @@ class Entry(TypedDict):
     """`planned`, `submitted`, or how a failed submission left it."""
     waits_for: NotRequired[list[int]]
     """Positions of jobs a resubmission waits for (to stay within `max_concurrent`)."""
+    batch: NotRequired[int]
+    """The batch a sweep larger than the queue limits submits the job in (see `release`)."""
 
 
 def new_entry(position: int, job: ArrayJob, script: Path, *, attempt: int) -> Entry:
@@ -141,6 +146,25 @@ class Submission:
     def job_ids(self) -> list[str]:
         """Return the ids of the jobs sbatch accepted, in submission order."""
         return [job_id for e in self.jobs if (job_id := e.get("job_id"))]
+
+    def release_ids(self) -> list[str]:
+        """Return the ids of the release jobs submitted so far (see `release`)."""
+        return [str(i) for i in self.document.get("releases", {}).values() if i]
+
+    def refresh(self) -> bool:
+        """Read the job ids the release jobs submitted (see `release`) into the deferred
+        entries; return whether any was new."""
+        new = False
+        deferred = {e["position"]: e for e in self.jobs if e.get("state") == DEFERRED}
+        for batch in sorted({e.get("batch", 0) for e in deferred.values()}):
+            record = read_record(self.path.parent, batch)
+            for position, job_id in record.get("jobs", {}).items():
+                entry = deferred.get(int(position))
+                if entry is not None:
+                    entry["job_id"], entry["state"], new = str(job_id), SUBMITTED, True
+            if record.get("release"):
+                self.document.setdefault("releases", {})[str(batch + 1)] = record["release"]
+        return new
 
     def tasks_of(self, waiting: Collection[int]) -> dict[tuple[str, int], list[int]]:
         """Return (job id, task id) -> the runs of `waiting` it runs, for the latest attempt
