@@ -187,3 +187,36 @@ def test_a_sweep_larger_than_the_queue_limit_is_released_in_batches(store, max_s
         submitted, _ = _times(later["job_id"])
         tasks = range(int(earlier["array"].split("-")[1]) + 1)
         assert all(submitted >= _times(f"{earlier['job_id']}_{t}")[1] for t in tasks)
+
+
+def test_auto_packs_are_sized_by_a_pilot_of_the_first_runs(store):
+    from slurm_ops import flaky_experiment
+
+    # 20 runs of 1 s, tasks of about 6 s: a pilot of 8 runs, one per task, then the other 12
+    # in packs of about 5, planned and submitted by a release job once the pilot has ended
+    exp = flaky_experiment(n=20, fail_on=-1, sleep=1)
+    ex = executor(time="5", runs_per_task="auto", task_minutes=0.1)
+    results = checked_result(metalab.run(exp, store, executor=ex), timeout=300)
+    assert [r.status for r in results] == ["completed"] * 20
+    assert len(_records(store)) == 20
+    submission = _submission(store)
+    sizing = submission["sizing"]
+    assert sizing["from"] == "pilot" and sizing["pilot"] == list(range(8))
+    assert sizing["rest"] == [[8, 19]]
+    pilot, *rest = submission["jobs"]
+    assert (pilot["runs_per_task"], pilot["array"]) == (1, "0-7")
+    (record,) = [
+        json.loads(p.read_text()) for p in Path(submission["directory"]).glob("released/*")
+    ]
+    assert 1.0 <= record["seconds"] < 2.0 and 3 <= record["size"] <= 6
+    assert {job["runs_per_task"] for job in rest} == {record["size"]}
+    covered = {
+        i
+        for job in rest
+        for first, last in job["task_ranges"]
+        for t in range(first, last + 1)
+        for i in range(
+            job["offset"] + t * job["runs_per_task"], job["offset"] + (t + 1) * job["runs_per_task"]
+        )
+    }
+    assert set(range(8, 20)) <= covered

@@ -327,7 +327,8 @@ def test_limits_are_unknown_without_scontrol(monkeypatch):
 
 def test_batches_hold_at_most_the_room_and_refresh_reads_what_release_jobs_submitted(tmp_path):
     from metalab.executors.slurm.arrays import plan_arrays
-    from metalab.executors.slurm.release import batches, record_path
+    from metalab.executors.slurm.limits import batches
+    from metalab.executors.slurm.released import record_path
 
     jobs = plan_arrays(range(8), max_array_size=3)
     assert batches(jobs, 3) == [0, 1, 2] and batches(jobs, 6) == [0, 0, 1]
@@ -342,3 +343,38 @@ def test_batches_hold_at_most_the_room_and_refresh_reads_what_release_jobs_submi
     assert submission.refresh()
     assert submission.job_ids() == ["77", "91"] and submission.release_ids() == ["92"]
     assert submission.jobs[1]["state"] == "submitted"
+
+
+# ------------------------------------------------------------------------------ auto packs
+
+
+def test_pack_size_is_about_task_minutes_and_fits_the_time_limit():
+    from metalab.executors.slurm.sizing import pack_size, sample
+
+    assert pack_size(30.0, SlurmConfig(time="2:00:00", task_minutes=10)) == 20
+    assert pack_size(30.0, SlurmConfig(time="5", task_minutes=10)) == 9  # (300 - 15) // 30
+    assert pack_size(3600.0, SlurmConfig(time="30", task_minutes=10)) == 1
+    assert sample(5) == [0, 1, 2, 3, 4] and len(sample(1000)) == 64
+    with pytest.raises(
+        ValidationError, match=r"runs_per_task='Auto'.*a positive integer, or 'auto'"
+    ):
+        SlurmConfig(runs_per_task="Auto")
+    with pytest.raises(ValidationError, match="task_minutes=0 is not valid"):
+        SlurmConfig(task_minutes=0)
+
+
+def test_auto_packs_are_sized_from_durations_already_in_the_store(tmp_path):
+    from slurm_ops import flaky_experiment
+
+    from metalab.executors.slurm.sizing import pack_size
+    from metalab.testing import FakeSlurm
+
+    exp = flaky_experiment(n=6, fail_on=-1, sleep=0.2)
+    metalab.run(exp, tmp_path / "s", executor="inline").result()
+    config = SlurmConfig(runs_per_task="auto", task_minutes=0.05, time="5")
+    with FakeSlurm():
+        dry = metalab.run(exp, tmp_path / "s", executor=metalab.SlurmExecutor(config), dry_run=True)
+    sizing = dry["sizing"]
+    assert sizing["from"] == "store" and sizing["runs"] == 6 and sizing["seconds"] >= 0.2
+    assert sizing["size"] == pack_size(sizing["seconds"], config) == dry["runs_per_task"]
+    assert dry["config"]["runs_per_task"] == sizing["size"]

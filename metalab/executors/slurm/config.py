@@ -29,6 +29,8 @@ INT_RETRY_CAUSES = ("timeout", "out_of_memory", "preempted", "node_failure")
 ESCALATED_BY = {"timeout": "time", "out_of_memory": "memory"}
 """The one resource a retry after each cause grows (the others re-run as they were)."""
 DEFAULT_PARTITION = "default"
+AUTO = "auto"
+"""`runs_per_task="auto"`: packs sized from measured run durations (see `sizing`)."""
 
 # Options metalab sets itself in every script: an extra directive may not override them.
 RESERVED_DIRECTIVES = ("array", "output", "error", "parsable", "wrap", "a", "o", "e")
@@ -80,7 +82,9 @@ class SlurmConfig:
     `MaxArraySize`). Each task runs `runs_per_task` consecutive runs. A run whose task was
     lost (time limit, out of memory, node failure) is resubmitted up to `retries` times, with
     memory and time multiplied by the `escalate` factors at each attempt; with
-    `retry_on_error=True`, runs whose operation raised are retried too. `retries` may also
+    `retry_on_error=True`, runs whose operation raised are retried too. With
+    `runs_per_task="auto"` a task runs as many runs as take about `task_minutes`, from
+    measured durations (see `sizing`). `retries` may also
     be a count per cause (`{"timeout": 2, "preempted": 10}`). With `requeue=True` the tasks
     are submitted with `--requeue`: a preempted task runs again where it was.
 
@@ -102,11 +106,12 @@ class SlurmConfig:
     qos: str | None = None
     extra_directives: Sequence[str] | Mapping[str, Any] = ()
     python: str = field(default_factory=lambda: sys.executable)
-    runs_per_task: int = 1
+    runs_per_task: int | str = 1
     retries: int | Mapping[str, int] = field(default=0, hash=False)
     escalate: Mapping[str, float] = field(default_factory=dict, hash=False)
     retry_on_error: bool = False
     requeue: bool = False
+    task_minutes: float = 10.0
 
     def __post_init__(self) -> None:
         parse_time(self.time, "time")
@@ -114,7 +119,11 @@ class SlurmConfig:
         _check_count("cpus", self.cpus, minimum=1)
         _check_count("gpus", self.gpus, minimum=0)
         _check_count("max_array_size", self.max_array_size, minimum=1)
-        _check_count("runs_per_task", self.runs_per_task, minimum=1)
+        if self.runs_per_task != AUTO:
+            rpt = self.runs_per_task
+            if isinstance(rpt, bool) or not isinstance(rpt, int) or rpt < 1:
+                _invalid("runs_per_task", rpt, "a positive integer, or 'auto'")
+        _check_minutes(self.task_minutes)
         object.__setattr__(self, "retries", _retry_policy(self.retries))
         if self.max_concurrent is not None:
             _check_count("max_concurrent", self.max_concurrent, minimum=1)
@@ -277,6 +286,12 @@ def format_memory(megabytes: int) -> str:
 
 
 # ------------------------------------------------------------------------------- validation
+
+
+def _check_minutes(value: object) -> None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 < value < math.inf:  # type: ignore[operator]
+        _invalid("task_minutes", value, "a positive number of minutes")
 
 
 def _invalid(name: str, value: object, accepted: str) -> NoReturn:

@@ -32,7 +32,7 @@ from . import commands, passfiles
 from .config import SlurmConfig
 from .layout import session_directory, submission_file
 from .planning import Scripts, prepare
-from .release import submit_release
+from .release import needs_release, submit_release
 from .retries import resubmit, settle_lost, split_errors
 from .script import log_dir
 from .states import Lost, census, running
@@ -166,7 +166,7 @@ class SlurmExecutor(ExecutorBase):
         followed = _Followed(sweep, submission, scripts)
         try:
             submission.submit([e for e in submission.jobs if e["state"] != DEFERRED])
-            if len(submission.job_ids()) < len(submission.jobs):  # the rest in batches
+            if needs_release(submission.document):  # the rest in batches, or after a pilot
                 first = submission.job_ids()
                 release_id = submit_release(
                     scripts.directory, scripts.root, followed.config, 1, first
@@ -302,7 +302,7 @@ class SlurmExecutor(ExecutorBase):
     @classmethod
     def _following(cls, sweep: Sweep, submission: Submission, root: Path) -> SlurmExecutor:
         executor = cls(submission.config(), work_dir=root)
-        scripts = Scripts(sweep, root, passfiles.existing(sweep.session))
+        scripts = Scripts.of(sweep, root, passfiles.existing(sweep.session))
         executor._follows[sweep.session] = _Followed(sweep, submission, scripts)
         return executor
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...errors import MetalabWarning
 from . import commands
+from .arrays import ArrayJob
 from .config import SlurmConfig
 
 
@@ -104,3 +106,16 @@ def _warn(value: int, used: int, reason: str) -> None:
         ClusterLimitWarning,
         stacklevel=4,
     )
+
+
+def batches(jobs: Sequence[ArrayJob], room: int) -> list[int]:
+    """Return the batch of each of `jobs` (in order): consecutive jobs, each batch holding at
+    most `room` tasks (a job larger than `room` is a batch of its own)."""
+    numbers: list[int] = []
+    batch, held = 0, 0
+    for job in jobs:
+        if held and held + len(job.task_ids) > room:
+            batch, held = batch + 1, 0
+        held += len(job.task_ids)
+        numbers.append(batch)
+    return numbers

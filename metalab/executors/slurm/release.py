@@ -20,58 +20,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import commands
-from .arrays import ArrayJob, dependency_option
+from ... import execute
+from . import commands, passfiles
+from .arrays import dependency_option
 from .config import SlurmConfig
+from .layout import job_file
+from .planning import Scripts, array_jobs
+from .released import read_record, write_record
 from .script import log_dir, render_job
-
-RELEASED = "released"
-"""The directory, in the sweep's session directory, of the release jobs' records."""
+from .sizing import durations, pack_size, typical
+from .submission import DEFERRED
 
 RELEASE_MODULE = "metalab.executors.slurm.release"
 
-
-def batches(jobs: Sequence[ArrayJob], room: int) -> list[int]:
-    """Return the batch of each of `jobs` (in order): consecutive jobs, each batch holding at
-    most `room` tasks (a job larger than `room` is a batch of its own)."""
-    numbers: list[int] = []
-    batch, held = 0, 0
-    for job in jobs:
-        if held and held + len(job.task_ids) > room:
-            batch, held = batch + 1, 0
-        held += len(job.task_ids)
-        numbers.append(batch)
-    return numbers
+RELEASED_BASE = 1_000_000
+"""First position of the array jobs a release job plans itself (the positions below are the
+submitting process's, which appends resubmissions)."""
 
 
-def record_path(session_dir: Path, batch: int) -> Path:
-    """Return the record of the release job of `batch`."""
-    return session_dir / RELEASED / f"batch-{batch}.json"
-
-
-def read_record(session_dir: Path, batch: int) -> dict[str, Any]:
-    """Return what the release job of `batch` submitted (`jobs`: position -> job id, and
-    `release`: the next release job's id); empty when it has not run."""
-    try:
-        document = json.loads(record_path(session_dir, batch).read_text())
-    except (OSError, ValueError):
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def _write_record(session_dir: Path, batch: int, document: dict[str, Any]) -> None:
-    path = record_path(session_dir, batch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document))
-    os.replace(tmp, path)
+def needs_release(document: dict[str, Any]) -> bool:
+    """Whether a sweep planned as `document` has jobs a release job submits: later batches,
+    or the rest of a sweep sized by its pilot."""
+    if any(e.get("state") == DEFERRED for e in document["jobs"]):
+        return True
+    sizing = document.get("sizing") or {}
+    return sizing.get("from") == "pilot" and bool(sizing.get("rest"))
 
 
 def release_script(session_dir: Path, root: Path, config: SlurmConfig, batch: int) -> Path:
@@ -107,16 +86,21 @@ def submit_release(
 
 
 def release(submission_path: Path, batch: int) -> dict[str, Any]:
-    """Submit the array jobs of `batch` of the sweep recorded at `submission_path`, then the
-    release job of the next batch, recording each job id as sbatch returns it. Idempotent
-    for jobs already recorded. Raises `SubmissionError` when sbatch refuses."""
+    """Submit the array jobs of `batch` of the sweep recorded at `submission_path` (or, after
+    a pilot, plan and submit the rest of the sweep, see `sizing`), then the release job of
+    the next batch, recording each job id as sbatch returns it. Idempotent for jobs already
+    recorded. Raises `SubmissionError` when sbatch refuses."""
     document = json.loads(submission_path.read_text())
     session_dir = submission_path.parent
     root = Path(document["root"])
     config = SlurmConfig(**document["config"])
     record = read_record(session_dir, batch) or {"jobs": {}, "release": None}
+    sizing = document.get("sizing") or {}
+    if sizing.get("from") == "pilot" and batch == 1 and "entries" not in record:
+        record.update(_after_pilot(document, session_dir, root, config))
+        write_record(session_dir, batch, record)
+    entries = record.get("entries") or [e for e in document["jobs"] if e.get("batch") == batch]
     ids: dict[int, str] = {int(p): i for p, i in record["jobs"].items()}
-    entries = [e for e in document["jobs"] if e.get("batch") == batch]
     for entry in entries:
         position = entry["position"]
         if position in ids:
@@ -126,13 +110,42 @@ def release(submission_path: Path, batch: int) -> dict[str, Any]:
         extra = [dependency_option(*waits)] if waits else []
         ids[position] = commands.sbatch(entry["script"], extra)
         record["jobs"] = {str(p): i for p, i in ids.items()}
-        _write_record(session_dir, batch, record)
+        write_record(session_dir, batch, record)
     later = {e.get("batch") for e in document["jobs"]} - {None}
     if batch + 1 in later and record.get("release") is None:
         mine = [ids[e["position"]] for e in entries]
         record["release"] = submit_release(session_dir, root, config, batch + 1, mine)
-        _write_record(session_dir, batch, record)
+        write_record(session_dir, batch, record)
     return record
+
+
+def _after_pilot(
+    document: dict[str, Any], session_dir: Path, root: Path, config: SlurmConfig
+) -> dict[str, Any]:
+    """Measure the pilot's runs in the store and plan the rest of the sweep in packs of the
+    size they call for: the release record's `entries` (scripts written), `seconds` and
+    `size`."""
+    import cloudpickle
+
+    with open(job_file(session_dir), "rb") as fh:
+        job = cloudpickle.load(fh)
+    store = execute.open_store(job.store)
+    experiment = execute.load_experiment(store, job.experiment_key)
+    pilot = document["sizing"]["pilot"]
+    measured = durations(store.get_records([experiment.run_spec(i).run_id for i in pilot]))
+    seconds = typical(measured)
+    size = pack_size(seconds, config) if seconds is not None else 1
+    rest = [i for first, last in document["sizing"]["rest"] for i in range(first, last + 1)]
+    sized = dataclasses.replace(config, runs_per_task=size)
+    scripts = Scripts(
+        document["session"],
+        document["name"],
+        int(document["total"]),
+        root,
+        passfiles.existing(document["session"]),
+    )
+    entries = scripts.entries(array_jobs(rest, sized), sized, attempt=1, base=RELEASED_BASE)
+    return {"entries": entries, "seconds": seconds, "size": size}
 
 
 def main(argv: list[str] | None = None) -> int:
