@@ -378,3 +378,41 @@ def test_auto_packs_are_sized_from_durations_already_in_the_store(tmp_path):
     assert sizing["from"] == "store" and sizing["runs"] == 6 and sizing["seconds"] >= 0.2
     assert sizing["size"] == pack_size(sizing["seconds"], config) == dry["runs_per_task"]
     assert dry["config"]["runs_per_task"] == sizing["size"]
+
+
+# --------------------------------------------------------------------- scheduler calls
+
+
+def test_following_a_sweep_asks_squeue_once_per_poll_and_sacct_only_for_lost_tasks(
+    tmp_path, monkeypatch
+):
+    from slurm_ops import flaky_experiment
+
+    from metalab.executors.slurm.executor import SlurmExecutor
+    from metalab.testing import FakeSlurm
+
+    polls: list[int] = []  # squeue calls in each poll
+    poll = SlurmExecutor._poll
+
+    def counted(self, *args):
+        before = len(slurm.calls("squeue"))
+        try:
+            return poll(self, *args)
+        finally:
+            polls.append(len(slurm.calls("squeue")) - before)
+
+    monkeypatch.setattr(SlurmExecutor, "_poll", counted)
+    # run 3 raises in its first attempt: its retry waits for the jobs still queued
+    config = SlurmConfig(
+        max_concurrent=2, retries=1, retry_on_error=True, setup=[f"export PYTHONPATH={TESTS}"]
+    )
+    executor = SlurmExecutor(config, poll_interval=0.1)
+    with FakeSlurm(max_running=2) as slurm:
+        handle = metalab.run(
+            flaky_experiment(8, fail_on=3, sleep=0.2), tmp_path / "s", executor=executor
+        )
+        results = handle.result(timeout=120)
+    assert [r.status for r in results] == ["completed"] * 8 and results[3].record["attempt"] == 2
+    assert len(slurm.calls("sbatch")) == 2
+    assert polls and max(polls) == 1
+    assert slurm.calls("sacct") == []  # every task wrote its records

@@ -35,7 +35,7 @@ from .planning import Scripts, prepare
 from .release import needs_release, submit_release
 from .retries import resubmit, settle_lost, split_errors
 from .script import log_dir
-from .states import Lost, census, running
+from .states import Listing, Lost, census, running
 from .submission import DEFERRED, Submission, earlier_submissions
 
 
@@ -218,25 +218,26 @@ class SlurmExecutor(ExecutorBase):
             sweep.store, sweep.run_ids, waiting, sweep.session, submission.min_attempts()
         )
         config = followed.config
+        listing = Listing(submission)  # one squeue of all the sweep's jobs per poll
         final, again = split_errors(found, submission, config)
         self._report(final, waiting, sink)
         if again:
-            resubmit(submission, followed.scripts, config, again)
+            resubmit(submission, followed.scripts, config, again, listing)
         if not waiting:
             return True
-        seen = census(submission, waiting, log_dir(followed.scripts.root))
+        seen = census(submission, waiting, log_dir(followed.scripts.root), listing)
         sink.scheduler_queue(submission.job_ids(), seen.queued, seen.started)
         for index, lost in seen.lost.items():
             unresolved.setdefault(index, lost)
         retried = False
         if seen.returned:  # never started: submitted again as the same attempt
-            resubmit(submission, followed.scripts, config, sorted(seen.returned))
+            resubmit(submission, followed.scripts, config, sorted(seen.returned), listing)
             retried = True
         if unresolved:
             owner = claims.owner(sweep.session)
             retry, outcomes = settle_lost(sweep, submission, unresolved, owner, config)
             if retry:
-                resubmit(submission, followed.scripts, config, retry)
+                resubmit(submission, followed.scripts, config, retry, listing)
                 retried = True
             self._report(outcomes, waiting, sink)
         return bool(final or again or seen.active or retried)

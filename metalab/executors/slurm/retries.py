@@ -19,7 +19,7 @@ from ...sweep import Sweep
 from .causes import cause_of_record
 from .config import SlurmConfig
 from .planning import Scripts, array_jobs
-from .states import Lost, active_tails
+from .states import Listing, Lost, active_tails
 from .submission import Submission
 
 
@@ -101,13 +101,17 @@ def _cause(record: dict[str, Any] | None) -> str | None:
 
 
 def resubmit(
-    submission: Submission, scripts: Scripts, config: SlurmConfig, indices: list[int]
+    submission: Submission,
+    scripts: Scripts,
+    config: SlurmConfig,
+    indices: list[int],
+    listing: Listing | None = None,
 ) -> None:
     """Submit `indices` again, each for the attempt noted in `submission`, with time grown
     once per timeout and memory once per out-of-memory it had. With `max_concurrent`, the
     new jobs wait for the sweep's jobs still queued or running, so the sweep never runs more
-    than `max_concurrent` tasks at once. Raises `SubmissionError` (having cancelled what it
-    submitted) when sbatch refuses."""
+    than `max_concurrent` tasks at once (`listing`: the poll's squeue). Raises
+    `SubmissionError` (having cancelled what it submitted) when sbatch refuses."""
     groups: dict[tuple[int, int, int], list[int]] = {}
     for index in indices:
         tries = submission.tries(index)
@@ -115,7 +119,7 @@ def resubmit(
         groups.setdefault(key, []).append(index)
     for (attempt, timeouts, out_of_memory), group in sorted(groups.items()):
         grown = config.grown(timeouts, out_of_memory)
-        tails = active_tails(submission) if grown.max_concurrent is not None else []
+        tails = active_tails(submission, listing) if grown.max_concurrent is not None else []
         entries = scripts.entries(
             array_jobs(group, grown), grown, attempt=attempt, base=len(submission.jobs)
         )
