@@ -164,6 +164,32 @@ def test_a_run_lost_is_recorded_failed_with_its_cause_and_partial_metrics_then_s
     assert cause_of_record(run.record) == "timeout"
 
 
+def test_status_and_the_report_name_the_causes(tmp_path):
+    import subprocess
+    import sys
+
+    exp = metalab.Experiment(
+        name="cut",
+        version="1",
+        context={},
+        operation=_cut,
+        params=metalab.grid(i=[0]),
+        seeds=metalab.seeds(base=1),
+    )
+    with pytest.raises(metalab.ExecutorError):
+        metalab.run(exp, tmp_path / "store", executor="inline").result()
+    out = subprocess.run(
+        [sys.executable, "-m", "metalab", "status", str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cut:1: lost to the scheduler: timeout 1" in out.stdout.splitlines()
+    page = metalab.load_results(tmp_path / "store").report(tmp_path / "report.html")
+    assert "failed 1; cause timeout 1" in Path(page).read_text()
+
+
 def test_the_cause_column_is_empty_for_runs_not_lost(tmp_path):
     from sweeps import draw_experiment
 
@@ -416,3 +442,28 @@ def test_following_a_sweep_asks_squeue_once_per_poll_and_sacct_only_for_lost_tas
     assert len(slurm.calls("sbatch")) == 2
     assert polls and max(polls) == 1
     assert slurm.calls("sacct") == []  # every task wrote its records
+
+
+def test_a_new_submission_waits_for_an_earlier_one_whose_release_job_is_queued(
+    tmp_path, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from metalab.executors.slurm.executor import SlurmExecutor
+
+    earlier = _submission(tmp_path, experiment_id="sweep:1", releases={"1": "555"})
+    earlier.save()
+    asked = []
+
+    def squeue(ids):
+        asked.append(list(ids))
+        return {"555": commands.TaskState("PENDING", "Dependency")}
+
+    monkeypatch.setattr(commands, "squeue", squeue)
+    executor = SlurmExecutor(SlurmConfig(), work_dir=tmp_path)
+    experiment = SimpleNamespace(experiment_id="sweep:1")
+    with pytest.raises(metalab.ExecutorError, match="jobs 555"):
+        executor.check_submission(experiment, SimpleNamespace(), [5])  # type: ignore[arg-type]
+    assert asked == [["555"]]
+    monkeypatch.setattr(commands, "squeue", lambda ids: {})  # the release job has ended
+    executor.check_submission(experiment, SimpleNamespace(), [5])  # type: ignore[arg-type]

@@ -126,6 +126,10 @@ class SlurmExecutor(ExecutorBase):
         covering: dict[str, set[str]] = {}  # job id -> its task ids that run wanted runs
         session_of: dict[str, str] = {}
         for submission in earlier_submissions(root, experiment.experiment_id):
+            submission.refresh()  # jobs its release jobs submitted
+            for release_id in submission.release_ids():  # it submits more runs later
+                covering.setdefault(release_id, set())
+                session_of[release_id] = submission.session
             floors = submission.min_attempts()
             for (job, task), indices in submission.tasks_of(wanted).items():
                 if _all_recorded(experiment, store, indices, submission.session, floors):
