@@ -467,3 +467,84 @@ def test_a_new_submission_waits_for_an_earlier_one_whose_release_job_is_queued(
     assert asked == [["555"]]
     monkeypatch.setattr(commands, "squeue", lambda ids: {})  # the release job has ended
     executor.check_submission(experiment, SimpleNamespace(), [5])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the task, in-process
+
+
+def _job_file(tmp_path: Path, exp) -> Path:
+    """Plan `exp` on SLURM without submitting (a dry run writes the job file); return it."""
+    from metalab.testing import FakeSlurm
+
+    with FakeSlurm():
+        dry = metalab.run(
+            exp, tmp_path / "store", executor=metalab.SlurmExecutor(SlurmConfig()), dry_run=True
+        )
+    return Path(dry["directory"]) / "job.pkl"
+
+
+def _task_env(monkeypatch, start: float) -> None:
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "99")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    monkeypatch.setenv("METALAB_TASK_START", str(start))
+
+
+def test_a_pack_stops_before_a_run_that_would_not_end_in_time(tmp_path, monkeypatch, trapped):
+    import time
+
+    from slurm_ops import flaky_experiment
+
+    from metalab.executors.slurm import entry
+
+    job = _job_file(tmp_path, flaky_experiment(n=3, fail_on=-1, sleep=0.5))
+    # a 60 s limit whose margin (10 s) leaves 1 s: the first run starts, the second would not
+    # end in time
+    _task_env(monkeypatch, start=time.time() - 49)
+    argv = ["--job", str(job), "--offset", "0", "--runs-per-task", "3", "--total", "3"]
+    assert entry.main([*argv, "--time-limit", "60"]) == 0
+    results = metalab.load_results(tmp_path / "store")
+    assert [r.index for r in results] == [0] and results[0].status == "completed"
+    assert read_note(job.parent, "99_0") == ([1, 2], "walltime")
+
+
+def test_sigterm_mid_run_records_the_cause_and_gives_nothing_back_when_cancelled(
+    tmp_path, monkeypatch, trapped
+):
+    import threading
+    import time
+
+    from slurm_ops import flaky_experiment
+
+    from metalab.executors.slurm import entry
+
+    job = _job_file(tmp_path, flaky_experiment(n=2, fail_on=-1, sleep=30))
+    _task_env(monkeypatch, start=time.time())
+    monkeypatch.setattr(commands, "job_info", lambda key: {"JobState": "CANCELLED"})
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    argv = ["--job", str(job), "--offset", "0", "--runs-per-task", "2", "--total", "2"]
+    assert entry.main([*argv, "--time-limit", "3600"]) == 0
+    (run,) = metalab.load_results(tmp_path / "store")
+    assert run.status == "failed" and run.error["cause"] == "cancelled"
+    assert run.error["type"] == "SlurmCancelled" and run.duration < 30
+    assert read_note(job.parent, "99_0") is None  # a cancelled task's runs are not returned
+
+
+def test_a_run_cut_by_the_time_limit_is_recorded_timeout_and_the_rest_given_back(
+    tmp_path, monkeypatch, trapped
+):
+    import threading
+    import time
+
+    from slurm_ops import flaky_experiment
+
+    from metalab.executors.slurm import entry
+
+    job = _job_file(tmp_path, flaky_experiment(n=3, fail_on=-1, sleep=30))
+    _task_env(monkeypatch, start=time.time() - 49.5)
+    monkeypatch.setattr(commands, "job_info", lambda key: {"Reason": "TimeLimit"})
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    argv = ["--job", str(job), "--offset", "0", "--runs-per-task", "3", "--total", "3"]
+    assert entry.main([*argv, "--time-limit", "60"]) == 0
+    (run,) = metalab.load_results(tmp_path / "store")
+    assert (run.index, run.status, run.error["cause"]) == (0, "failed", "timeout")
+    assert read_note(job.parent, "99_0") == ([1, 2], "timeout")

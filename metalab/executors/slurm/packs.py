@@ -3,9 +3,10 @@
 A task knows when its time limit ends (its start, noted by its script, plus its time limit).
 Before each run it estimates the run's duration: the longest run it finished so far, or the
 run's own earlier attempt in the store, whichever is longer. It starts the run only if that
-estimate still ends before the limit minus a margin (the first run of a task always starts:
-a run longer than the whole limit is then cut by it, recorded `timeout`, and retried with
-more time). The runs it does not start go back to the sweep (see `returns`).
+estimate still ends before the limit minus a margin. The first run of a task starts unless
+the task is already within the margin of its limit: a run longer than the whole limit is then
+cut by it, recorded `timeout`, and retried with more time. The runs a task does not start go
+back to the sweep (see `returns`).
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ class Pack:
         return max(known) if known else None
 
     def fits(self, earlier: float | None = None, now: float | None = None) -> bool:
-        """Whether the next run should start: it is the task's first, or its estimate ends
-        before the deadline less the margin."""
+        """Whether the next run should start: it is the task's first and the deadline less
+        the margin is still ahead, or its estimate ends before the deadline less the margin."""
         now = time.time() if now is None else now
         if not self.durations:
             return now < self.deadline - self.margin or self.deadline == float("inf")
