@@ -548,3 +548,25 @@ def test_a_run_cut_by_the_time_limit_is_recorded_timeout_and_the_rest_given_back
     (run,) = metalab.load_results(tmp_path / "store")
     assert (run.index, run.status, run.error["cause"]) == (0, "failed", "timeout")
     assert read_note(job.parent, "99_0") == ([1, 2], "timeout")
+
+
+def test_a_release_job_submits_nothing_once_the_sweep_was_cancelled(tmp_path, monkeypatch):
+    import json
+
+    from slurm_ops import flaky_experiment
+
+    from metalab.executors.slurm.release import release
+    from metalab.stores.file import FileStore
+
+    job = _job_file(tmp_path, flaky_experiment(n=4, fail_on=-1, sleep=0))
+    document = {
+        "session": job.parent.name,
+        "root": str(tmp_path / "store"),
+        "config": {},
+        "jobs": [{"position": 1, "batch": 1, "after": None, "script": "x.sh"}],
+    }
+    path = job.parent / "submission.json"
+    path.write_text(json.dumps(document))
+    FileStore.open(tmp_path / "store").request_cancel(job.parent.name)
+    monkeypatch.setattr(commands, "sbatch", lambda *a: pytest.fail("submitted after a cancel"))
+    assert release(path, 1)["cancelled"] is True

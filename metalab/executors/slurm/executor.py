@@ -171,18 +171,29 @@ class SlurmExecutor(ExecutorBase):
         try:
             submission.submit([e for e in submission.jobs if e["state"] != DEFERRED])
             if needs_release(submission.document):  # the rest in batches, or after a pilot
-                first = submission.job_ids()
-                release_id = submit_release(
-                    scripts.directory, scripts.root, followed.config, 1, first
-                )
-                submission.document["releases"] = {"1": release_id}
-                submission.save()
+                self._release_rest(followed)
         except BaseException:
-            commands.scancel(submission.job_ids())
             self._forget(followed)
             raise
         sink.scheduler_queue(submission.job_ids(), queued=len(sweep.pending), started=0)
         self._follows[sweep.session] = followed
+
+    @staticmethod
+    def _release_rest(followed: _Followed) -> None:
+        """Submit the release job that submits the rest of the sweep once its first jobs
+        have ended (see `release`); on failure, cancel the jobs submitted and raise."""
+        submission, scripts = followed.submission, followed.scripts
+        first = submission.job_ids()
+        try:
+            release_id = submit_release(scripts.directory, scripts.root, followed.config, 1, first)
+        except BaseException as exc:
+            try:
+                commands.scancel(first)
+            except commands.SlurmCommandError as failed:
+                exc.add_note(f"cancelling jobs {', '.join(first)} failed too: {failed}")
+            raise
+        submission.document["releases"] = {"1": release_id}
+        submission.save()
 
     def execute(self, sweep: Sweep, indices: list[int], sink: Sink) -> None:
         """Follow the sweep until each of `indices` has a final record of this sweep (runs

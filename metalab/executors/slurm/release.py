@@ -56,6 +56,7 @@ def needs_release(document: dict[str, Any]) -> bool:
 def release_script(session_dir: Path, root: Path, config: SlurmConfig, batch: int) -> Path:
     """Write the script of the release job of `batch`; return its path."""
     small = dataclasses.replace(config, time="10", memory="500M", cpus=1, gpus=0)
+    small = passfiles.exported(small, passfiles.existing(session_dir.name))
     command = [
         config.python,
         "-m",
@@ -88,16 +89,23 @@ def submit_release(
 def release(submission_path: Path, batch: int) -> dict[str, Any]:
     """Submit the array jobs of `batch` of the sweep recorded at `submission_path` (or, after
     a pilot, plan and submit the rest of the sweep, see `sizing`), then the release job of
-    the next batch, recording each job id as sbatch returns it. Idempotent for jobs already
-    recorded. Raises `SubmissionError` when sbatch refuses."""
+    the next batch, recording each job id as sbatch returns it; nothing once the sweep was
+    cancelled. Idempotent for jobs already recorded. Raises `SubmissionError` when sbatch
+    refuses."""
     document = json.loads(submission_path.read_text())
     session_dir = submission_path.parent
     root = Path(document["root"])
     config = SlurmConfig(**document["config"])
     record = read_record(session_dir, batch) or {"jobs": {}, "release": None}
+    store, key = _opened(session_dir)
+    if store.cancel_requested(document["session"]):  # handle.cancel() came first
+        record["cancelled"] = True
+        write_record(session_dir, batch, record)
+        return record
     sizing = document.get("sizing") or {}
     if sizing.get("from") == "pilot" and batch == 1 and "entries" not in record:
-        record.update(_after_pilot(document, session_dir, root, config))
+        experiment = execute.load_experiment(store, key)
+        record.update(_after_pilot(document, store, experiment, root, config))
         write_record(session_dir, batch, record)
     entries = record.get("entries") or [e for e in document["jobs"] if e.get("batch") == batch]
     ids: dict[int, str] = {int(p): i for p, i in record["jobs"].items()}
@@ -119,18 +127,21 @@ def release(submission_path: Path, batch: int) -> dict[str, Any]:
     return record
 
 
-def _after_pilot(
-    document: dict[str, Any], session_dir: Path, root: Path, config: SlurmConfig
-) -> dict[str, Any]:
-    """Measure the pilot's runs in the store and plan the rest of the sweep in packs of the
-    size they call for: the release record's `entries` (scripts written), `seconds` and
-    `size`."""
+def _opened(session_dir: Path) -> tuple[Any, str]:
+    """The sweep's store and the key of its experiment, from its job file."""
     import cloudpickle
 
     with open(job_file(session_dir), "rb") as fh:
         job = cloudpickle.load(fh)
-    store = execute.open_store(job.store)
-    experiment = execute.load_experiment(store, job.experiment_key)
+    return execute.open_store(job.store), job.experiment_key
+
+
+def _after_pilot(
+    document: dict[str, Any], store: Any, experiment: Any, root: Path, config: SlurmConfig
+) -> dict[str, Any]:
+    """Measure the pilot's runs in the store and plan the rest of the sweep in packs of the
+    size they call for: the release record's `entries` (scripts written), `seconds` and
+    `size`."""
     pilot = document["sizing"]["pilot"]
     measured = durations(store.get_records([experiment.run_spec(i).run_id for i in pilot]))
     seconds = typical(measured)
