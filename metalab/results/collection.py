@@ -321,7 +321,7 @@ class Results(Sequence[Run]):
             for name in dict.fromkeys(k for row in computed for k in row):
                 data[f"derived_{name}"] = [row.get(name) for row in computed]
         if include_record:
-            data[self._cause_column()] = self._causes()
+            data[self._cause_column()] = self._causes(parts[0]["status"].to_numpy())
         if include_provenance:
             rows = [tables.provenance_columns(r) for r in self._records]
             for column in tables.PROVENANCE_COLUMNS:
@@ -337,13 +337,15 @@ class Results(Sequence[Run]):
         """`cause`, or `run_cause` when a metric is called `cause`."""
         return "run_cause" if "cause" in self._source.names("metrics") else "cause"
 
-    def _causes(self) -> list[str | None]:
-        """Why each run was lost to its scheduler, or None (a record is read only when its
-        run did not complete)."""
-        return [
-            None if status == "completed" else tables.cause_of(self._source.record_at(i))
-            for i, status in enumerate(self._source.field("status"))
-        ]
+    def _causes(self, statuses: Any) -> list[str | None]:
+        """Why each run was lost to its scheduler, or None, from each run's status (an
+        array): a record is read only when its run did not complete."""
+        import numpy as np
+
+        causes: list[str | None] = [None] * len(statuses)
+        for i in np.flatnonzero(np.asarray(statuses, dtype=object) != "completed"):
+            causes[i] = tables.cause_of(self._source.record_at(int(i)))
+        return causes
 
     def to_arrow(self):
         """The runs table as a `pyarrow.Table`: the columns of `to_dataframe()` (record
@@ -354,7 +356,8 @@ class Results(Sequence[Run]):
         table = self._source.to_arrow()
         name = self._cause_column()
         field = pa.field(name, pa.string(), metadata={KIND: b"record", NAME: name.encode()})
-        return table.append_column(field, pa.array(self._causes(), type=pa.string()))
+        statuses = table.column("status").to_numpy(zero_copy_only=False)
+        return table.append_column(field, pa.array(self._causes(statuses), type=pa.string()))
 
     # ---------------------------------------------------------------- derived metrics
     def compute_derived(self, derived_metrics: Sequence[Any], overwrite: bool | str = False):
