@@ -570,3 +570,20 @@ def test_a_release_job_submits_nothing_once_the_sweep_was_cancelled(tmp_path, mo
     FileStore.open(tmp_path / "store").request_cancel(job.parent.name)
     monkeypatch.setattr(commands, "sbatch", lambda *a: pytest.fail("submitted after a cancel"))
     assert release(path, 1)["cancelled"] is True
+
+
+def test_a_fake_task_cannot_reach_a_real_cluster(tmp_path):
+    from metalab.testing import FakeSlurm
+
+    script = tmp_path / "job.sh"
+    script.write_text(
+        "#!/bin/bash\n#SBATCH --array=0\n"
+        f"#SBATCH --output={tmp_path}/%A_%a.out\n"
+        'sbatch --version; echo "sbatch exit $?"\n'
+    )
+    with FakeSlurm() as slurm:
+        commands.sbatch(str(script))
+        slurm.wait()
+    (log,) = tmp_path.glob("*_0.out")
+    assert "FakeSlurm: sbatch is not available inside a fake task" in log.read_text()
+    assert "sbatch exit 1" in log.read_text()

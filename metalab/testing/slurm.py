@@ -12,7 +12,9 @@ task per array task id; a scheduler thread starts queued tasks (`bash <script>` 
 `SLURM_ARRAY_JOB_ID`, `SLURM_ARRAY_TASK_ID`, `SLURM_JOB_ID` and friends set, stdout and
 stderr to the `--output`/`--error` files), honouring `--array=...%k` throttles,
 `--dependency=afterany:...`, `--hold` and a cap on tasks running at once; `squeue`, `sacct`
-and `scancel` read and change the table. Every command is recorded in `commands`.
+and `scancel` read and change the table. Every command is recorded in `commands`. Inside a
+task, SLURM's commands are stand-ins that fail, so nothing a fake task runs reaches a real
+cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import shlex
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -120,10 +123,12 @@ class FakeSlurm:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._saved: Any = None
+        self._stubs: tempfile.TemporaryDirectory[str] | None = None
 
     # ---------------------------------------------------------------- the with block
     def __enter__(self) -> FakeSlurm:
         self._closing = False
+        self._stubs = _command_stubs()
         self._saved = slurm_commands.run_command
         slurm_commands.run_command = self.run_command
         self._stop.clear()
@@ -147,6 +152,9 @@ class FakeSlurm:
                     self._end(task, "CANCELLED", "0:15", kill=True)
                 elif task.state == "PENDING":
                     task.state = "CANCELLED"
+        if self._stubs is not None:
+            self._stubs.cleanup()
+            self._stubs = None
 
     # ---------------------------------------------------------------- what tests read
     def calls(self, name: str) -> list[list[str]]:
@@ -363,6 +371,9 @@ class FakeSlurm:
 
     def _start(self, job: FakeJob, task: FakeTask) -> None:
         env = {**job.environment, **self.environment, **self._slurm_environment(job, task)}
+        # a task's own SLURM commands (a release job's sbatch) must not reach a real cluster
+        if self._stubs is not None:
+            env["PATH"] = os.pathsep.join([self._stubs.name, env.get("PATH", os.defpath)])
         out = _log_path(job.options.get("output", "slurm-%A_%a.out"), job, task)
         err = _log_path(job.options.get("error", job.options.get("output", "")), job, task)
         with contextlib.ExitStack() as files:
@@ -435,6 +446,18 @@ class FakeSlurm:
                     yield job.tasks[name]
             else:
                 yield from job.tasks.values()
+
+
+def _command_stubs() -> tempfile.TemporaryDirectory[str]:
+    """A directory of `sbatch`, `squeue`, ... that fail, saying a fake task cannot use them."""
+    stubs = tempfile.TemporaryDirectory(prefix="fake-slurm-")
+    for name in ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sacctmgr", "srun"):
+        path = Path(stubs.name) / name
+        path.write_text(
+            f"#!/bin/sh\necho 'FakeSlurm: {name} is not available inside a fake task' >&2\nexit 1\n"
+        )
+        path.chmod(0o755)
+    return stubs
 
 
 def _done(argv: list[str], code: int, stdout: str = "", stderr: str = "") -> Any:
