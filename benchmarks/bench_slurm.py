@@ -12,9 +12,12 @@ it submits has finished or is cancelled when it returns.
   real but held: `metalab.executors.slurm.commands.run_command` is wrapped so that every
   `sbatch` gets `--hold` (and is counted and timed); the jobs are cancelled afterwards.
   Baseline: 30 bare `sbatch --hold --wrap true` calls in a loop. Targets: <= 31 sbatch calls
-  and < 5 s. Parts: the sbatch calls, the writes of `submission.json` (timed by wrapping the
-  executor's `_write_json`), and the rest (run ids, store, planning, scripts). For
-  information: one `squeue` of the held sweep, the executor's first status poll.
+  and < 5 s. Parts: the sbatch calls, the writes of `submission.json` (timed by wrapping
+  `Submission.save`), and the rest (run ids, store, planning, scripts). For information: one
+  `squeue` of the held sweep, the executor's first status poll. Then the handle follows the
+  held sweep for `FOLLOW` seconds, polling every `FOLLOW_POLL` s as by default: the
+  scheduler calls per minute it makes (target: one `squeue` per poll, no `sacct`, since no
+  task ended without its records).
 - **Packed tasks**: 1,000 trivial runs (`_ops.draw`), `runs_per_task=100` (10 array tasks),
   at most as many tasks at once as the machine has cores (`max_concurrent`), so the tasks do
   not share a core. Per run inside the tasks, from the records: for each task, from its first
@@ -56,7 +59,7 @@ from _common import best, format_table, row
 
 import metalab
 from metalab.executors.slurm import commands
-from metalab.executors.slurm import executor as slurm_executor
+from metalab.executors.slurm.submission import Submission
 
 HERE = Path(__file__).resolve().parent
 SETUP = [f"export PYTHONPATH={HERE}"]  # array tasks and workers import `_ops` from here
@@ -71,6 +74,8 @@ TARGETS = {"sbatch_calls": 31, "submit_s": 5.0, "per_run_s": 0.010}
 TASK_START = "metalab-bench: task start"
 JOBS = 30  # array jobs of 10,000 tasks the large sweep needs: the baseline's sbatch calls
 SETTLE = 5.0
+FOLLOW = 60.0
+FOLLOW_POLL = 5.0
 
 
 # ------------------------------------------------------------------------- held submission
@@ -83,6 +88,7 @@ class HeldSbatch:
 
     def __init__(self, run_command):
         self.run_command = run_command
+        self.calls: list[tuple[float, str]] = []  # (time.monotonic(), command)
         self.job_ids: list[str] = []
         self.seconds: dict[str, list[float]] = {"sbatch": [], "squeue": []}
         self.squeue_lines = 0
@@ -93,6 +99,7 @@ class HeldSbatch:
         argv = list(argv)
         if self.closed:
             raise commands.SlurmCommandError(argv, 1, "the benchmark is over")
+        self.calls.append((time.monotonic(), argv[0]))
         if argv[0] == "sbatch":
             argv.insert(1, "--hold")
         t0 = time.perf_counter()
@@ -122,27 +129,28 @@ def held_sbatch() -> Iterator[HeldSbatch]:
 @contextlib.contextmanager
 def timed_submission_writes() -> Iterator[list[float]]:
     """Time every write of `submission.json` (instrumentation only: the writes still run)."""
-    write = slurm_executor._write_json
+    save = Submission.save
     seconds: list[float] = []
 
-    def timed(path, document):
+    def timed(self):
         t0 = time.perf_counter()
-        write(path, document)
+        save(self)
         seconds.append(time.perf_counter() - t0)
 
-    slurm_executor._write_json = timed
+    Submission.save = timed  # type: ignore[method-assign]
     try:
         yield seconds
     finally:
-        slurm_executor._write_json = write
+        Submission.save = save  # type: ignore[method-assign]
 
 
-def submit_large(root: str) -> dict[str, float]:
-    """Time `metalab.run` of the 300,000-run sweep, its jobs held; return the figures."""
-    exp = _ops.experiment("large_sweep", replicates=3, **LARGE_AXES)
+def submit_large(root: str, genes: int = 2000) -> dict[str, float]:
+    """Time `metalab.run` of the 300,000-run sweep (`genes` x 50 x 3 runs), its jobs held,
+    then follow it for `FOLLOW` seconds; return the figures."""
+    axes = {**LARGE_AXES, "gene": range(genes)}
+    exp = _ops.experiment("large_sweep", replicates=3, **axes)
     config = metalab.SlurmConfig(setup=SETUP, **LARGE_CONFIG)
-    # the follower polls once right away, then sleeps for good
-    executor = metalab.SlurmExecutor(config, poll_interval=10**6)
+    executor = metalab.SlurmExecutor(config, poll_interval=FOLLOW_POLL)
     with held_sbatch() as held, timed_submission_writes() as writes:
         t0 = time.perf_counter()
         handle = metalab.run(exp, f"{root}/store", executor=executor)
@@ -153,7 +161,17 @@ def submit_large(root: str) -> dict[str, float]:
             raise RuntimeError("the executor did not poll the scheduler within 300 s")
         if held.squeue_lines != len(exp):
             raise RuntimeError(f"squeue listed {held.squeue_lines} tasks, not {len(exp)}")
-    if handle.status.pending != len(exp):
+        start = time.monotonic()
+        time.sleep(FOLLOW)
+        followed = [name for t, name in held.calls if t >= start]
+        minutes = (time.monotonic() - start) / 60
+        pending = handle.status.pending
+        # the follower's next poll fails (while the jobs are held still): it cannot act on
+        # the cancelled jobs afterwards
+        held.closed = True
+        executor.poll_interval = 10**6
+        time.sleep(FOLLOW_POLL + 2)
+    if pending != len(exp):
         raise RuntimeError(f"expected {len(exp)} pending runs, got {handle.status}")
     return {
         "metalab": seconds,
@@ -162,6 +180,9 @@ def submit_large(root: str) -> dict[str, float]:
         "writes": len(writes),
         "write": sum(writes),
         "squeue": held.seconds["squeue"][0],
+        "squeue_per_min": followed.count("squeue") / minutes,
+        "sacct_per_min": followed.count("sacct") / minutes,
+        "runs": len(exp),
     }
 
 
@@ -200,18 +221,18 @@ def wait_for_room(tasks: int, timeout: float = 600) -> None:
         time.sleep(15)
 
 
-def submission_rows(tmp: str, repeat: int = REPEAT) -> list[dict]:
+def submission_rows(tmp: str, repeat: int = REPEAT, genes: int = 2000) -> list[dict]:
     rounds, baseline = [], []
     for r in range(repeat):
         root = os.path.join(tmp, f"submit-{r}")
         os.mkdir(root)
-        wait_for_room(300_000 + 1_000)
+        wait_for_room(genes * 150 + 1_000)
         baseline.append(sbatch_loop(root, JOBS))
-        rounds.append(submit_large(root))
+        rounds.append(submit_large(root, genes))
         time.sleep(SETTLE)  # the controller is busy cancelling 300,000 tasks for a moment
     base = best(baseline)
     fastest = min(rounds, key=lambda figures: figures["metalab"])
-    took, calls, n = fastest["metalab"], int(max(f["calls"] for f in rounds)), 300_000
+    took, calls, n = fastest["metalab"], int(max(f["calls"] for f in rounds)), fastest["runs"]
     rest = took - fastest["sbatch"] - fastest["write"]
 
     def part(label: str, seconds: float) -> dict:
@@ -220,7 +241,7 @@ def submission_rows(tmp: str, repeat: int = REPEAT) -> list[dict]:
     return [
         row(f"baseline: {JOBS} x sbatch --hold --wrap true", base, samples=baseline),
         row(
-            f"submit 300,000 runs: metalab.run, {calls} sbatch",
+            f"submit {n:,} runs: metalab.run, {calls} sbatch",
             took,
             runs=n,
             ratio=took / base,
@@ -233,7 +254,21 @@ def submission_rows(tmp: str, repeat: int = REPEAT) -> list[dict]:
         part(f"{int(fastest['writes'])} writes of submission.json", fastest["write"]),
         part("other: run ids, store, plan, scripts", rest),
         row("info: one squeue -r of the held sweep", fastest["squeue"], runs=n),
+        calls_row("squeue", rounds),
+        calls_row("sacct", rounds),
     ]
+
+
+def calls_row(command: str, rounds: list[dict]) -> dict:
+    """Calls per minute of `command` while following the held sweep (the most of any round)."""
+    per_minute = max(f[f"{command}_per_min"] for f in rounds)
+    target = 60 / FOLLOW_POLL if command == "squeue" else 0
+    return row(
+        f"follow, poll {FOLLOW_POLL:g} s: {per_minute:.1f} {command} calls per minute",
+        None,
+        target=f"<= {target:g} per minute",
+        met=per_minute <= target + 1e-9,
+    )
 
 
 # --------------------------------------------------------------------------- sweeps that run
@@ -367,10 +402,13 @@ def sweep_rows(tmp: str, repeat: int = REPEAT, single: bool = False) -> list[dic
     return rows
 
 
-def run(repeat: int = REPEAT, single: bool = False) -> list[dict]:
+def run(
+    repeat: int = REPEAT, single: bool = False, submission_only: bool = False, genes: int = 2000
+) -> list[dict]:
     """Measure submission, packed overhead and the executors side by side; return the rows."""
     with tempfile.TemporaryDirectory(prefix="metalab-bench-") as tmp:
-        return submission_rows(tmp, repeat) + sweep_rows(tmp, repeat, single)
+        rows = submission_rows(tmp, repeat, genes)
+        return rows if submission_only else rows + sweep_rows(tmp, repeat, single)
 
 
 def main() -> None:
@@ -379,8 +417,13 @@ def main() -> None:
     parser.add_argument(
         "--single", action="store_true", help="also run 1,000 one-run tasks (minutes)"
     )
+    parser.add_argument(
+        "--submission-only", action="store_true", help="only submit and follow the large sweep"
+    )
+    parser.add_argument("--genes", type=int, default=2000, help="genes of the large sweep")
     args = parser.parse_args()
-    print(format_table({"slurm": run(args.repeat, args.single)}))
+    rows = run(args.repeat, args.single, args.submission_only, args.genes)
+    print(format_table({"slurm": rows}))
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ def status(store: str, experiment: str | None) -> None:
     """Counts of runs per status, per experiment, in STORE (a path or a locator)."""
     opened = _open(store)
     counts: dict[str, dict[str, int]] = {}
-    for (exp_id, state), count in _status_counts(opened, experiment).items():
+    frame = _status_frame(opened, experiment)
+    for (exp_id, state), count in _counts(frame, "status").items():
         counts.setdefault(exp_id or "?", {})[state] = count
     totals: dict[str, int | None] = {}
     for manifest in opened.manifests():
@@ -97,19 +98,28 @@ def status(store: str, experiment: str | None) -> None:
                 c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
             )
         )
+    causes: dict[str, list[str]] = {}
+    for (exp_id, cause), count in _counts(frame, "cause").items():
+        causes.setdefault(exp_id, []).append(f"{cause} {count}")
+    for exp_id, parts in sorted(causes.items()):
+        click.echo(f"{exp_id}: lost to the scheduler: {', '.join(parts)}")
 
 
-def _status_counts(store: Any, experiment: str | None) -> dict[tuple[str, str], int]:
-    """Runs per (experiment id, status), read from the runs' columns (no record is read)."""
+def _status_frame(store: Any, experiment: str | None) -> Any:
+    """The runs' record columns (a record is read only for a run that did not complete)."""
     try:
-        frame = load_results(store, experiment).to_dataframe(
+        return load_results(store, experiment).to_dataframe(
             include_params=False, include_metrics=False
         )
     except MetalabError as exc:
         raise click.ClickException(str(exc)) from exc
-    if not len(frame):
+
+
+def _counts(frame: Any, column: str) -> dict[tuple[str, str], int]:
+    """Runs per (experiment id, value of `column`), runs without a value left out."""
+    if not len(frame) or column not in frame:
         return {}
-    sizes = frame.groupby(["experiment_id", "status"], dropna=False).size()
+    sizes = frame.groupby(["experiment_id", column], dropna=column == "cause").size()
     return {(str(e), str(s)): int(n) for (e, s), n in sizes.items()}
 
 

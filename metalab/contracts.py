@@ -78,6 +78,12 @@ class Store(Protocol):
         batch jobs), or None for a store that is no directory (a database)."""
         ...
 
+    def footprint(self, runs: int) -> dict[str, int]:
+        """The `files` and `inodes` (files and directories) `runs` new completed runs add
+        to the store at least (artifacts and log lines add theirs); empty for a store that
+        keeps no files (a database)."""
+        ...
+
     def write_manifest(self, experiment_id: str, manifest: Mapping[str, Any]) -> str:
         """Add a timestamped manifest (never overwrites one); return where it went."""
         ...
@@ -282,6 +288,10 @@ class StoreDefaults:
     def work_directory(self) -> Path | None:
         """No directory of its own."""
         return None
+
+    def footprint(self, runs: int) -> dict[str, int]:
+        """No files."""
+        return {}
 
     def flush_journal(self) -> None:
         """Nothing to flush."""

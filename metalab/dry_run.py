@@ -10,7 +10,10 @@ class DryRun(dict):
 
     Keys: `experiment_id`, `executor`, `total`, `done`, `to_submit`; for SLURM also `jobs`
     (each with its `array` spec, `shard`, `offset`, `script`), `tasks`, `core_hours_max`
-    (tasks x cpus x time limit) and `directory` (where the scripts were written).
+    (tasks x cpus x time limit), `directory` (where the scripts were written), `limits` (the
+    cluster's `max_array_size`, `max_job_count` and, when known, `max_submit_jobs`) and
+    `footprint` (the `files` and `inodes` the sweep creates, in the work directory and in
+    the store).
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -30,6 +33,14 @@ class DryRun(dict):
                 f"{len(jobs)} array job(s), {self['tasks']} task(s) of "
                 f"{self['runs_per_task']} run(s); at most {self['core_hours_max']} core-hours"
             )
+            limits = self.get("limits")
+            if limits:
+                lines.append("cluster limits: " + ", ".join(f"{k} {v}" for k, v in limits.items()))
+            footprint = self.get("footprint")
+            if footprint:
+                lines.append(
+                    f"creates about {footprint['files']} files ({footprint['inodes']} inodes)"
+                )
             for job in jobs:
                 after = "" if job["after"] is None else f" after job {job['after']}"
                 lines.append(

@@ -45,6 +45,22 @@ class RunCancelled(MetalabError):
     """Raised inside an operation by `runtime.check_cancelled()` once cancellation was asked."""
 
 
+class RunLost(BaseException):
+    """Raised inside a running operation when its task is being ended from outside (a time
+    limit, a preemption, a cancellation): the run is recorded failed with `error_type` and
+    `cause` (one of `CAUSES`), then the error goes on up and the task stops.
+
+    A `BaseException`, like `KeyboardInterrupt`, so an operation's `except Exception` does not
+    swallow it."""
+
+    CAUSES = ("timeout", "out_of_memory", "preempted", "node_failure", "cancelled", "unknown")
+
+    def __init__(self, error_type: str, message: str, cause: str):
+        super().__init__(message)
+        self.error_type = error_type
+        self.cause = cause
+
+
 class MissingDependencyError(MetalabError, ImportError):
     """An optional dependency is needed; the message names the extra to install."""
 

@@ -18,7 +18,7 @@ from ._trust import experiment_bytes
 from .capture import Capture
 from .context import context_for_run
 from .derived import compute
-from .errors import RunCancelled, StoreError
+from .errors import RunCancelled, RunLost, StoreError
 from .outcome import Outcome, Outcomes
 from .record import Status, copied, utc_now
 from .recording import (
@@ -83,6 +83,15 @@ def load_experiment(store: Any, key: str) -> Any:
 
 
 # ---------------------------------------------------------------- running
+_in_operation = [False]
+
+
+def operation_running() -> bool:
+    """Whether an operation is running in this process now (in its main thread): a signal
+    handler may then end the run by raising `RunLost` into it, and only then."""
+    return _in_operation[0]
+
+
 def run_indices(ref: SweepRef, indices: Iterable[int]) -> Outcomes:
     """Run each index of `indices` in this process; the entry point of every executor."""
     return Outcomes(iter_run_indices(ref, indices))
@@ -213,15 +222,21 @@ def _run_claimed(
     try:
         # a copy of its own: what the operation does to its params (a list appended to, say)
         # changes neither the record nor the runs after it
-        returned = experiment.operation.run(
-            context_for_run(experiment.run_context),
-            copied(spec.params),
-            spec.seeds,
-            runtime,
-            capture,
-        )
+        _in_operation[0] = True
+        try:
+            returned = experiment.operation.run(
+                context_for_run(experiment.run_context),
+                copied(spec.params),
+                spec.seeds,
+                runtime,
+                capture,
+            )
+        finally:
+            _in_operation[0] = False
         _capture_return(capture, returned)
         status = Status.COMPLETED
+    except RunLost as exc:  # its task is being ended: record why, then stop the task
+        status, error, interrupt = Status.FAILED, error_of(exc), exc
     except RunCancelled as exc:
         status, error = Status.INTERRUPTED, error_of(exc)
     except KeyboardInterrupt as exc:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import provenance
-from .errors import StoreFormatError
+from .errors import RunLost, StoreFormatError
 from .outcome import Outcome
 from .record import RECORD_FORMAT, Status
 from .source import format_exception
@@ -37,6 +37,15 @@ def next_attempt(previous: dict[str, Any] | None) -> int:
 
 
 def error_of(exc: BaseException) -> dict[str, str]:
+    """The record's `error` of `exc`: type, message, traceback; and, for a run whose task was
+    ended from outside (`RunLost`), its scheduler's error type and the `cause`."""
+    if isinstance(exc, RunLost):
+        return {
+            "type": exc.error_type,
+            "message": str(exc),
+            "traceback": format_exception(exc),
+            "cause": exc.cause,
+        }
     try:
         message = str(exc)
     except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets recorded
@@ -156,11 +165,13 @@ def record_lost(
     message: str,
     session: str,
     error_type: str = "WorkerLost",
+    cause: str | None = None,
 ) -> Outcome:
-    """Record run `index` as failed with `error_type`/`message` when it has no record of this
-    sweep: its worker died mid-run, or its task failed outside any run."""
+    """Record run `index` as failed with `error_type`/`message` (and the `cause` its
+    scheduler gave, one of `RunLost.CAUSES`) when it has no record of this sweep: its worker
+    died mid-run, or its task failed outside any run."""
     return _record_unrun(
-        experiment, store, index, owner, session, Status.FAILED, error_type, message
+        experiment, store, index, owner, session, Status.FAILED, error_type, message, cause
     )
 
 
@@ -173,6 +184,7 @@ def _record_unrun(
     status: Status,
     error_type: str,
     message: str,
+    cause: str | None = None,
 ) -> Outcome:
     """Write a record for a run that did not run to its end here, under its claim.
 
@@ -193,6 +205,8 @@ def _record_unrun(
         record = build_record(experiment, spec, ref, provenance.worker_name(), status, None, None)
         record["attempt"] = next_attempt(existing)
         record["error"] = {"type": error_type, "message": message, "traceback": ""}
+        if cause is not None:
+            record["error"]["cause"] = cause
         store.put_record(record)
         store.flush_journal()  # before the record goes to the caller
         return Outcome(index, spec.run_id, status.value, record)

@@ -29,7 +29,7 @@ from service_checks import missing_service
 import metalab
 from metalab.errors import ValidationError
 from metalab.executors.slurm.arrays import ArrayJob
-from metalab.executors.slurm.script import render_script
+from metalab.executors.slurm.script import TASK_PROLOGUE, render_script
 from metalab.processes import alive
 from metalab.services import binaries, data_dir, server, slurm_job
 from metalab.services import postgres as service
@@ -497,6 +497,7 @@ def test_job_script_reads_the_config_as_array_scripts_do(tmp_path):
 
     def shared(script: str) -> list[str]:
         own = ("#SBATCH --job-name", "#SBATCH --array", "#SBATCH --output", "#SBATCH --error")
+        own += ("#SBATCH --signal", *TASK_PROLOGUE)  # an array task's time-limit warning
         return [line for line in script.splitlines()[:-1] if not line.startswith(own)]
 
     assert shared(service) == shared(array)

@@ -138,11 +138,12 @@ def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp
     assert len(list((store / "runs").glob("*/*.json"))) == 3  # each run recorded once
 
 
-def test_timeout_is_retried_with_more_time_and_memory(store):
+def test_timeout_is_recorded_as_such_and_retried_with_more_time_only(store):
     from slurm_ops import slurm_experiment
 
-    # the first attempt outlives its 1-minute limit; the retry gets 2 minutes and twice the
-    # memory, and finishes
+    # the first attempt outlives its 1-minute limit: the task traps SLURM's SIGTERM and
+    # records the run with cause timeout; the retry gets 2 minutes (memory is not grown after
+    # a timeout) and finishes
     exp = slurm_experiment(n=1, sleep_on=0, sleep=600, only_first_attempt=True)
     escalate = {"memory": 2.0, "time": 2.0}
     handle = metalab.run(
@@ -154,15 +155,20 @@ def test_timeout_is_retried_with_more_time_and_memory(store):
     assert run.record["attempt"] == 2
     (submission,) = submissions(store)
     assert [job["attempt"] for job in submission["jobs"]] == [1, 2]
+    assert submission["tries"] == {"0": {"timeout": 1}}
     retry_script = Path(submission["jobs"][1]["script"]).read_text()
     assert "#SBATCH --time=00:02:00\n" in retry_script
-    assert "#SBATCH --mem=1000M\n" in retry_script
+    assert "#SBATCH --mem=500M\n" in retry_script
     first_script = Path(submission["jobs"][0]["script"]).read_text()
     assert "#SBATCH --time=1\n" in first_script  # as the user wrote it
-    assert "#SBATCH --mem=500M\n" in first_script
+    # the first task recorded its run lost to the time limit itself, before SIGKILL
+    first_job = submission["jobs"][0]["job_id"]
+    log = (store / "slurm" / "logs" / f"{first_job}_0.out").read_text()
+    assert "is being ended by SLURM: timeout" in log
+    assert "'lost (timeout)': 1" in log
     # the scheduler gave the retry what its script asked for
     retry_job = submission["jobs"][1]["job_id"]
-    assert _requested(retry_job) == {"mem": "1000M", "time": "00:02:00"}
+    assert _requested(retry_job) == {"mem": "500M", "time": "00:02:00"}
 
 
 def test_dry_run_writes_scripts_and_submits_nothing(store):

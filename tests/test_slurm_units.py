@@ -47,6 +47,7 @@ from metalab.executors.slurm.config import (
 )
 from metalab.executors.slurm.script import (
     ENTRY_MODULE,
+    TASK_PROLOGUE,
     entry_command,
     job_directives,
     log_dir,
@@ -593,7 +594,12 @@ def test_an_array_script_is_a_job_script_with_an_array_and_per_task_logs():
     command = ["/opt/py/bin/python", "-c", "pass"]
     array = render_script(config, job, job_name="j", logs="/logs", command=command)
     plain = render_job(config, job_name="j", command=command, output="/logs/%A_%a.out")
-    added = {"#SBATCH --array=0-9,20%5", "#SBATCH --error=/logs/%A_%a.err"}
+    added = {
+        "#SBATCH --array=0-9,20%5",
+        "#SBATCH --error=/logs/%A_%a.err",
+        "#SBATCH --signal=B:USR1@60",  # the time-limit warning the task traps
+        *TASK_PROLOGUE,
+    }
     assert [line for line in array.splitlines() if line not in added] == plain.splitlines()
 
 
@@ -867,7 +873,9 @@ def _plan(session: str = "s-earlier", store=None, locator=None, total: int = 6):
 
     from metalab.sweep import SweepRef
 
-    no_directory = SimpleNamespace(work_directory=lambda: None)  # a database store, say
+    no_directory = SimpleNamespace(  # a database store, say
+        work_directory=lambda: None, footprint=lambda runs: {}
+    )
     return SimpleNamespace(
         experiment=SimpleNamespace(experiment_id="sweep:1", name="sweep"),
         store=no_directory if store is None else store,

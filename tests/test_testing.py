@@ -171,7 +171,15 @@ def test_a_slurm_sweep_runs_under_the_fake_and_its_commands_are_recorded(tmp_pat
     submitted = slurm.calls("sbatch")
     assert len(submitted) == 3  # 12 runs in shards of 5 tasks
     assert all(call[0] == "--parsable" and call[-1].endswith(".sh") for call in submitted)
-    assert {call[0] for call in slurm.commands} <= {"sbatch", "squeue", "sacct"}
+    # the cluster's limits are read once at submission
+    assert {call[0] for call in slurm.commands} <= {
+        "sbatch",
+        "squeue",
+        "sacct",
+        "scontrol",
+        "sacctmgr",
+    }
+    assert [c[:3] for c in slurm.commands if c[0] == "scontrol"] == [["scontrol", "show", "config"]]
     slurm_env = [r.provenance["slurm"] for r in results]
     assert all(s["array_job_id"] and s["array_task_id"] is not None for s in slurm_env)
     assert set(slurm.states().values()) == {"COMPLETED"}

@@ -132,6 +132,9 @@ def failure_group(error_type: str, message: str, records: list[dict[str, Any]]) 
     excerpt = traceback_text(str((records[0].get("error") or {}).get("traceback") or ""))
     body = f"<pre>{escape(excerpt)}</pre>" if excerpt else "<p class='note'>no traceback</p>"
     status_text = ", ".join(f"{s} {n}" for s, n in statuses.items())
+    causes = Counter(c for r in records if (c := (r.get("error") or {}).get("cause")))
+    if causes:  # lost to the scheduler: say why
+        status_text += "; cause " + ", ".join(f"{c} {n}" for c, n in causes.items())
     return (
         f"<details open><summary><b>{escape(error_type)}</b>: {escape(short)} "
         f"&mdash; {plural(len(records), 'run')} ({escape(status_text)})</summary>"

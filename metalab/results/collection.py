@@ -12,7 +12,7 @@ from .._frame import results_frame
 from ..derived import check_functions, compute, read_document, stale, values_of
 from ..errors import CodeChangedWarning, ValidationError, require
 from ..record import Status, paused_gc
-from ..runs_table import MISSING
+from ..runs_table import KIND, MISSING, NAME
 from ..stored_run import Run
 from . import tables
 from .selection import (
@@ -324,6 +324,8 @@ class Results(Sequence[Run]):
             computed = [values_of(compute(fns, self[i])[0]) for i in range(len(self))]
             for name in dict.fromkeys(k for row in computed for k in row):
                 data[f"derived_{name}"] = [row.get(name) for row in computed]
+        if include_record:
+            data[self._cause_column()] = self._causes(parts[0]["status"].to_numpy())
         if include_provenance:
             rows = [tables.provenance_columns(r) for r in self._records]
             for column in tables.PROVENANCE_COLUMNS:
@@ -335,11 +337,31 @@ class Results(Sequence[Run]):
         frame = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
         return results_frame(frame)
 
+    def _cause_column(self) -> str:
+        """`cause`, or `run_cause` when a metric is called `cause`."""
+        return "run_cause" if "cause" in self._source.names("metrics") else "cause"
+
+    def _causes(self, statuses: Any) -> list[str | None]:
+        """Why each run was lost to its scheduler, or None, from each run's status (an
+        array): a record is read only when its run did not complete."""
+        import numpy as np
+
+        causes: list[str | None] = [None] * len(statuses)
+        for i in np.flatnonzero(np.asarray(statuses, dtype=object) != "completed"):
+            causes[i] = tables.cause_of(self._source.record_at(int(i)))
+        return causes
+
     def to_arrow(self):
         """The runs table as a `pyarrow.Table`: the columns of `to_dataframe()` (record
-        columns, `param_<name>`, metrics), each field's metadata naming what it holds (see
-        `metalab.runs_table`); values of mixed or nested types are JSON text."""
-        return self._source.to_arrow()
+        columns, `param_<name>`, metrics, `cause`), each field's metadata naming what it
+        holds (see `metalab.runs_table`); values of mixed or nested types are JSON text."""
+        import pyarrow as pa
+
+        table = self._source.to_arrow()
+        name = self._cause_column()
+        field = pa.field(name, pa.string(), metadata={KIND: b"record", NAME: name.encode()})
+        statuses = table.column("status").to_numpy(zero_copy_only=False)
+        return table.append_column(field, pa.array(self._causes(statuses), type=pa.string()))
 
     # ---------------------------------------------------------------- derived metrics
     def compute_derived(self, derived_metrics: Sequence[Any], overwrite: bool | str = False):

@@ -23,6 +23,13 @@ def error_text(error: dict[str, Any] | None) -> str:
     return f"{error.get('type', 'Error')}: {message[0] if message else ''}".rstrip(": ")
 
 
+def cause_of(record: dict[str, Any]) -> str | None:
+    """Why a run was lost to its scheduler (`timeout`, `out_of_memory`, `preempted`,
+    `node_failure`, `cancelled`, `unknown`), as its record's error says; None otherwise."""
+    cause = (record.get("error") or {}).get("cause")
+    return cause if isinstance(cause, str) else None
+
+
 def error_column(params: list[str], metrics: list[str]) -> str:
     """`error`, or `run_error` when a parameter or metric is called `error`."""
     return "run_error" if "error" in params or "error" in metrics else "error"

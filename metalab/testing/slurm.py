@@ -12,7 +12,9 @@ task per array task id; a scheduler thread starts queued tasks (`bash <script>` 
 `SLURM_ARRAY_JOB_ID`, `SLURM_ARRAY_TASK_ID`, `SLURM_JOB_ID` and friends set, stdout and
 stderr to the `--output`/`--error` files), honouring `--array=...%k` throttles,
 `--dependency=afterany:...`, `--hold` and a cap on tasks running at once; `squeue`, `sacct`
-and `scancel` read and change the table. Every command is recorded in `commands`.
+and `scancel` read and change the table. Every command is recorded in `commands`. Inside a
+task, SLURM's commands are stand-ins that fail, so nothing a fake task runs reaches a real
+cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import shlex
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -79,7 +82,9 @@ class FakeSlurm:
     makes `sacct` answer as on a cluster without accounting storage; `forget_after` (seconds)
     makes `squeue` stop listing finished tasks that long after they ended, as a controller's
     `MinJobAge` does, so callers must fall back to `sacct`. `environment` is added to every
-    task's environment. `first_job_id` is the first job id handed out.
+    task's environment. `first_job_id` is the first job id handed out. `max_array_size` and
+    `max_submit_jobs` are the limits `scontrol show config` and `sacctmgr` report (the fake
+    does not enforce them).
 
     Not reentrant; use one per test. On leaving the block no queued task starts any more,
     running tasks get `grace` seconds to end (a task that wrote its last record is still
@@ -96,8 +101,12 @@ class FakeSlurm:
         first_job_id: int = 1000,
         poll_interval: float = 0.02,
         grace: float = 10.0,
+        max_array_size: int = 100001,
+        max_submit_jobs: int | None = None,
     ) -> None:
         self.max_running = max_running
+        self.max_array_size = max_array_size
+        self.max_submit_jobs = max_submit_jobs
         self.accounting = accounting
         self.forget_after = forget_after
         self.environment = dict(environment or {})
@@ -114,10 +123,12 @@ class FakeSlurm:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._saved: Any = None
+        self._stubs: tempfile.TemporaryDirectory[str] | None = None
 
     # ---------------------------------------------------------------- the with block
     def __enter__(self) -> FakeSlurm:
         self._closing = False
+        self._stubs = _command_stubs()
         self._saved = slurm_commands.run_command
         slurm_commands.run_command = self.run_command
         self._stop.clear()
@@ -141,6 +152,9 @@ class FakeSlurm:
                     self._end(task, "CANCELLED", "0:15", kill=True)
                 elif task.state == "PENDING":
                     task.state = "CANCELLED"
+        if self._stubs is not None:
+            self._stubs.cleanup()
+            self._stubs = None
 
     # ---------------------------------------------------------------- what tests read
     def calls(self, name: str) -> list[list[str]]:
@@ -183,6 +197,7 @@ class FakeSlurm:
             "sacct": self._sacct,
             "scancel": self._scancel,
             "scontrol": self._scontrol,
+            "sacctmgr": self._sacctmgr,
         }.get(Path(argv[0]).name if argv else "")
         if handler is None:
             return _done(argv, 127, stderr=f"{argv[0] if argv else ''}: not a SLURM command\n")
@@ -292,13 +307,20 @@ class FakeSlurm:
             return _done(argv, 0)
         return _done(argv, 1, stderr=f"scontrol: FakeSlurm does not answer {shlex.join(words)}\n")
 
+    def _sacctmgr(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        if not self.accounting:
+            return _done(argv, 1, stderr="sacctmgr: error: accounting storage is disabled\n")
+        limit = "" if self.max_submit_jobs is None else str(self.max_submit_jobs)
+        return _done(argv, 0, stdout=f"{limit}\n")
+
     def _config(self) -> str:
         return (
             "Configuration data as of fake\n"
             "AccountingStorageType   = "
             + ("accounting_storage/slurmdbd\n" if self.accounting else "accounting_storage/none\n")
             + "ClusterName             = fake\n"
-            "MaxArraySize            = 100001\n"
+            f"MaxArraySize            = {self.max_array_size}\n"
+            "MaxJobCount             = 10000\n"
             "MinJobAge               = "
             + (f"{self.forget_after:g} sec\n" if self.forget_after is not None else "300 sec\n")
             + "SLURM_CONF              = /dev/null\n"
@@ -349,6 +371,9 @@ class FakeSlurm:
 
     def _start(self, job: FakeJob, task: FakeTask) -> None:
         env = {**job.environment, **self.environment, **self._slurm_environment(job, task)}
+        # a task's own SLURM commands (a release job's sbatch) must not reach a real cluster
+        if self._stubs is not None:
+            env["PATH"] = os.pathsep.join([self._stubs.name, env.get("PATH", os.defpath)])
         out = _log_path(job.options.get("output", "slurm-%A_%a.out"), job, task)
         err = _log_path(job.options.get("error", job.options.get("output", "")), job, task)
         with contextlib.ExitStack() as files:
@@ -421,6 +446,18 @@ class FakeSlurm:
                     yield job.tasks[name]
             else:
                 yield from job.tasks.values()
+
+
+def _command_stubs() -> tempfile.TemporaryDirectory[str]:
+    """A directory of `sbatch`, `squeue`, ... that fail, saying a fake task cannot use them."""
+    stubs = tempfile.TemporaryDirectory(prefix="fake-slurm-")
+    for name in ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sacctmgr", "srun"):
+        path = Path(stubs.name) / name
+        path.write_text(
+            f"#!/bin/sh\necho 'FakeSlurm: {name} is not available inside a fake task' >&2\nexit 1\n"
+        )
+        path.chmod(0o755)
+    return stubs
 
 
 def _done(argv: list[str], code: int, stdout: str = "", stderr: str = "") -> Any:

@@ -17,6 +17,7 @@ from .arrays import (
     task_id_from_env,
     task_runs,
 )
+from .causes import CAUSES
 from .commands import (
     Accounting,
     AccountingRecord,
@@ -31,14 +32,18 @@ from .commands import (
 )
 from .config import SlurmConfig, format_memory, format_time, parse_memory, parse_time
 from .executor import SlurmExecutor
+from .limits import ClusterLimits, ClusterLimitWarning, read_limits
 from .script import ENTRY_MODULE, entry_command, log_dir, render_script
 
 __all__ = [
+    "CAUSES",
     "ENTRY_MODULE",
     "MAX_SPEC_CHARS",
     "Accounting",
     "AccountingRecord",
     "ArrayJob",
+    "ClusterLimitWarning",
+    "ClusterLimits",
     "Shard",
     "SlurmCommandError",
     "SlurmConfig",
@@ -57,6 +62,7 @@ __all__ = [
     "parse_task_key",
     "parse_time",
     "plan_arrays",
+    "read_limits",
     "render_script",
     "runs_from_env",
     "sacct",

@@ -1,4 +1,5 @@
-"""The one place metalab runs SLURM's commands: `sbatch`, `squeue`, `sacct` and `scancel`.
+"""The one place metalab runs SLURM's commands: `sbatch`, `squeue`, `sacct`, `scancel`,
+`scontrol` (a job's details, the cluster's limits) and `sacctmgr` (the user's limits).
 
 Every call goes through `run_command`, a module-level name tests may replace (or they put
 fake `sbatch`/`squeue` executables first on `PATH`). A command that fails raises
@@ -223,6 +224,51 @@ def scancel(job_ids: Iterable[str | int]) -> None:
     ids = _ids(job_ids)
     if ids:
         _call(["scancel", *ids], tolerate=_UNKNOWN_JOB)
+
+
+def show_config() -> dict[str, str]:
+    """Return the controller's configuration (`scontrol show config`) as name -> value text.
+    Raises `SlurmCommandError` if scontrol fails."""
+    result = _call(["scontrol", "show", "config"])
+    config: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() and " " not in name.strip():
+            config[name.strip()] = value.strip()
+    return config
+
+
+def max_submit_jobs(user: str) -> int | None:
+    """Return the fewest jobs `user` may have queued (`MaxSubmitJobs` of their associations,
+    `sacctmgr show assoc`), or None when no association sets one or the cluster keeps no
+    accounting."""
+    if not re.match(r"^[A-Za-z0-9._-]+$", user):
+        raise ValidationError(f"not a user name: {user!r}")
+    argv = ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", "where", f"user={user}"]
+    try:
+        result = run_command([*argv, "format=MaxSubmit"])
+    except SlurmCommandError:
+        return None  # no sacctmgr here: the limit is unknown
+    if result.returncode != 0:
+        return None
+    limits = [int(v) for v in result.stdout.split() if v.strip().isdigit()]
+    return min(limits) if limits else None
+
+
+def job_info(key: str) -> dict[str, str]:
+    """Return what `scontrol show job` says of one job or array task (`"123_7"`): its
+    `JobState`, `Reason`, `Restarts`, `StartTime`, `EndTime`, `TimeLimit`, ... as text; empty
+    when the controller does not know it. Raises `SlurmCommandError` if scontrol fails
+    otherwise."""
+    (key,) = _ids([key])
+    result = _call(["scontrol", "--oneliner", "show", "job", key], tolerate=_UNKNOWN_JOB)
+    return parse_key_values(result.stdout.splitlines()[0] if result.stdout.strip() else "")
+
+
+def parse_key_values(line: str) -> dict[str, str]:
+    """Parse scontrol's `Key=Value Key=Value` output (values without spaces) into a dict."""
+    pairs = (word.partition("=") for word in line.split())
+    return {key: value for key, sep, value in pairs if sep}
 
 
 def parse_task_key(key: str) -> tuple[str, int | None]:

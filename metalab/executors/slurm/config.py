@@ -21,7 +21,16 @@ from ...errors import ValidationError
 TIME_FORMATS = ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS")
 MEMORY_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
 ESCALATE_KEYS = ("memory", "time")
+RETRY_CAUSES = ("timeout", "out_of_memory", "preempted", "node_failure", "unknown", "error")
+"""Keys of a `retries` mapping: the causes of a lost run a retry may fix, and `error` (the
+operation raised). A cancellation is the user's doing and is never retried."""
+INT_RETRY_CAUSES = ("timeout", "out_of_memory", "preempted", "node_failure")
+"""The causes an integer `retries` covers (and `error` too, with `retry_on_error=True`)."""
+ESCALATED_BY = {"timeout": "time", "out_of_memory": "memory"}
+"""The one resource a retry after each cause grows (the others re-run as they were)."""
 DEFAULT_PARTITION = "default"
+AUTO = "auto"
+"""`runs_per_task="auto"`: packs sized from measured run durations (see `sizing`)."""
 
 # Options metalab sets itself in every script: an extra directive may not override them.
 RESERVED_DIRECTIVES = ("array", "output", "error", "parsable", "wrap", "a", "o", "e")
@@ -73,7 +82,11 @@ class SlurmConfig:
     `MaxArraySize`). Each task runs `runs_per_task` consecutive runs. A run whose task was
     lost (time limit, out of memory, node failure) is resubmitted up to `retries` times, with
     memory and time multiplied by the `escalate` factors at each attempt; with
-    `retry_on_error=True`, runs whose operation raised are retried too.
+    `retry_on_error=True`, runs whose operation raised are retried too. With
+    `runs_per_task="auto"` a task runs as many runs as take about `task_minutes`, from
+    measured durations (see `sizing`). `retries` may also
+    be a count per cause (`{"timeout": 2, "preempted": 10}`). With `requeue=True` the tasks
+    are submitted with `--requeue`: a preempted task runs again where it was.
 
     Invalid values raise `metalab.ValidationError` naming the option, the value and what is
     accepted. Lists are stored as tuples.
@@ -93,10 +106,12 @@ class SlurmConfig:
     qos: str | None = None
     extra_directives: Sequence[str] | Mapping[str, Any] = ()
     python: str = field(default_factory=lambda: sys.executable)
-    runs_per_task: int = 1
-    retries: int = 0
+    runs_per_task: int | str = 1
+    retries: int | Mapping[str, int] = field(default=0, hash=False)
     escalate: Mapping[str, float] = field(default_factory=dict, hash=False)
     retry_on_error: bool = False
+    requeue: bool = False
+    task_minutes: float = 10.0
 
     def __post_init__(self) -> None:
         parse_time(self.time, "time")
@@ -104,15 +119,20 @@ class SlurmConfig:
         _check_count("cpus", self.cpus, minimum=1)
         _check_count("gpus", self.gpus, minimum=0)
         _check_count("max_array_size", self.max_array_size, minimum=1)
-        _check_count("runs_per_task", self.runs_per_task, minimum=1)
-        _check_count("retries", self.retries, minimum=0)
+        if self.runs_per_task != AUTO:
+            rpt = self.runs_per_task
+            if isinstance(rpt, bool) or not isinstance(rpt, int) or rpt < 1:
+                _invalid("runs_per_task", rpt, "a positive integer, or 'auto'")
+        _check_minutes(self.task_minutes)
+        object.__setattr__(self, "retries", _retry_policy(self.retries))
         if self.max_concurrent is not None:
             _check_count("max_concurrent", self.max_concurrent, minimum=1)
         for name in ("partition", "conda_env", "account", "qos"):
             _check_optional_text(name, getattr(self, name))
         _check_text("python", self.python)
-        if not isinstance(self.retry_on_error, bool):
-            _invalid("retry_on_error", self.retry_on_error, "True or False")
+        for name in ("retry_on_error", "requeue"):
+            if not isinstance(getattr(self, name), bool):
+                _invalid(name, getattr(self, name), "True or False")
         object.__setattr__(self, "modules", _text_tuple("modules", self.modules))
         object.__setattr__(self, "setup", _text_tuple("setup", self.setup))
         object.__setattr__(self, "extra_directives", _directives(self.extra_directives))
@@ -139,6 +159,29 @@ class SlurmConfig:
         if self.partition in (None, DEFAULT_PARTITION):
             return None
         return self.partition
+
+    def retries_for(self, cause: str) -> int:
+        """Return how many times a run lost to `cause` (one of `RETRY_CAUSES`, or
+        `cancelled`) is submitted again; each cause has its own count."""
+        if isinstance(self.retries, int):
+            if cause == "error":
+                return self.retries if self.retry_on_error else 0
+            return self.retries if cause in INT_RETRY_CAUSES else 0
+        return int(self.retries.get(cause, 0))
+
+    def grown(self, timeouts: int, out_of_memory: int) -> SlurmConfig:
+        """Return the config for a retry after `timeouts` time-limit losses and
+        `out_of_memory` memory losses: time grows once per timeout, memory once per
+        out-of-memory, each by its `escalate` factor, rounded up."""
+        memory, time = self.memory, self.time
+        if "memory" in self.escalate and out_of_memory:
+            factor = self.escalate["memory"] ** out_of_memory
+            memory = format_memory(math.ceil(self.memory_mb * factor))
+        if "time" in self.escalate and timeouts:
+            time = format_time(math.ceil(self.time_seconds * self.escalate["time"] ** timeouts))
+        if (memory, time) == (self.memory, self.time):
+            return self
+        return dataclasses.replace(self, memory=memory, time=time)
 
     def escalated(self, attempt: int) -> SlurmConfig:
         """Return the config for retry `attempt` (0 = first try), memory and time grown.
@@ -245,6 +288,12 @@ def format_memory(megabytes: int) -> str:
 # ------------------------------------------------------------------------------- validation
 
 
+def _check_minutes(value: object) -> None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 < value < math.inf:  # type: ignore[operator]
+        _invalid("task_minutes", value, "a positive number of minutes")
+
+
 def _invalid(name: str, value: object, accepted: str) -> NoReturn:
     """Raise the `ValidationError` for option `name`: its value and what is accepted."""
     raise ValidationError(f"SlurmConfig.{name}={value!r} is not valid: expected {accepted}")
@@ -316,6 +365,26 @@ def _check_directive(option: str, given: object) -> None:
             f"{hint}; {option.split('=')[0].split()[0]!r} comes from SlurmConfig.{field_name}: "
             f"set {field_name}=... instead (retries grow memory and time from those fields)",
         )
+
+
+def _retry_policy(values: object) -> int | dict[str, int]:
+    """Check `retries`: a count for every cause, or a count per cause."""
+    hint = (
+        f"an integer >= 0, or a dict from causes ({', '.join(map(repr, RETRY_CAUSES))}) to "
+        "integers >= 0"
+    )
+    if isinstance(values, int) and not isinstance(values, bool) and values >= 0:
+        return values
+    if not isinstance(values, Mapping):
+        _invalid("retries", values, hint)
+    for key, count in values.items():
+        if key == "cancelled":
+            _invalid("retries", values, f"{hint} (a cancelled run is never retried)")
+        if key not in RETRY_CAUSES:
+            _invalid("retries", values, f"{hint} (unknown cause {key!r})")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            _invalid("retries", values, f"{hint} (bad count for {key!r}: {count!r})")
+    return dict(values)
 
 
 def _escalation(values: object) -> dict[str, float]:

@@ -32,10 +32,11 @@ from . import commands, passfiles
 from .config import SlurmConfig
 from .layout import session_directory, submission_file
 from .planning import Scripts, prepare
+from .release import needs_release, submit_release
 from .retries import resubmit, settle_lost, split_errors
 from .script import log_dir
-from .states import Lost, census, running
-from .submission import Submission, earlier_submissions
+from .states import Listing, Lost, census, running
+from .submission import DEFERRED, Submission, earlier_submissions
 
 
 @dataclass
@@ -46,6 +47,11 @@ class _Followed:
     submission: Submission
     scripts: Scripts
     cancelled: bool = False
+
+    @property
+    def config(self) -> SlurmConfig:
+        """The config the sweep was submitted with (planned within the cluster's limits)."""
+        return self.submission.config()
 
 
 class SlurmExecutor(ExecutorBase):
@@ -120,6 +126,10 @@ class SlurmExecutor(ExecutorBase):
         covering: dict[str, set[str]] = {}  # job id -> its task ids that run wanted runs
         session_of: dict[str, str] = {}
         for submission in earlier_submissions(root, experiment.experiment_id):
+            submission.refresh()  # jobs its release jobs submitted
+            for release_id in submission.release_ids():  # it submits more runs later
+                covering.setdefault(release_id, set())
+                session_of[release_id] = submission.session
             floors = submission.min_attempts()
             for (job, task), indices in submission.tasks_of(wanted).items():
                 if _all_recorded(experiment, store, indices, submission.session, floors):
@@ -159,12 +169,31 @@ class SlurmExecutor(ExecutorBase):
         submission.save()  # the plan first, then each job id as it is submitted
         followed = _Followed(sweep, submission, scripts)
         try:
-            submission.submit(submission.jobs)
+            submission.submit([e for e in submission.jobs if e["state"] != DEFERRED])
+            if needs_release(submission.document):  # the rest in batches, or after a pilot
+                self._release_rest(followed)
         except BaseException:
             self._forget(followed)
             raise
         sink.scheduler_queue(submission.job_ids(), queued=len(sweep.pending), started=0)
         self._follows[sweep.session] = followed
+
+    @staticmethod
+    def _release_rest(followed: _Followed) -> None:
+        """Submit the release job that submits the rest of the sweep once its first jobs
+        have ended (see `release`); on failure, cancel the jobs submitted and raise."""
+        submission, scripts = followed.submission, followed.scripts
+        first = submission.job_ids()
+        try:
+            release_id = submit_release(scripts.directory, scripts.root, followed.config, 1, first)
+        except BaseException as exc:
+            try:
+                commands.scancel(first)
+            except commands.SlurmCommandError as failed:
+                exc.add_note(f"cancelling jobs {', '.join(first)} failed too: {failed}")
+            raise
+        submission.document["releases"] = {"1": release_id}
+        submission.save()
 
     def execute(self, sweep: Sweep, indices: Sequence[int], sink: Sink) -> None:
         """Follow the sweep until each of `indices` has a final record of this sweep (runs
@@ -198,25 +227,32 @@ class SlurmExecutor(ExecutorBase):
         task ended without their record; return whether the sweep moved (a record, a task
         queued or running, a resubmission)."""
         sweep, submission = followed.sweep, followed.submission
+        if submission.refresh():  # a release job submitted the next batch
+            submission.save()
         found = recorded_outcomes(
             sweep.store, sweep.run_ids, waiting, sweep.session, submission.min_attempts()
         )
-        final, again = split_errors(found, submission, self.config)
+        config = followed.config
+        listing = Listing(submission)  # one squeue of all the sweep's jobs per poll
+        final, again = split_errors(found, submission, config)
         self._report(final, waiting, sink)
         if again:
-            resubmit(submission, followed.scripts, self.config, again)
+            resubmit(submission, followed.scripts, config, again, listing)
         if not waiting:
             return True
-        seen = census(submission, waiting, log_dir(followed.scripts.root))
+        seen = census(submission, waiting, log_dir(followed.scripts.root), listing)
         sink.scheduler_queue(submission.job_ids(), seen.queued, seen.started)
         for index, lost in seen.lost.items():
             unresolved.setdefault(index, lost)
         retried = False
+        if seen.returned:  # never started: submitted again as the same attempt
+            resubmit(submission, followed.scripts, config, sorted(seen.returned), listing)
+            retried = True
         if unresolved:
             owner = claims.owner(sweep.session)
-            retry, outcomes = settle_lost(sweep, submission, unresolved, owner, self.config.retries)
+            retry, outcomes = settle_lost(sweep, submission, unresolved, owner, config)
             if retry:
-                resubmit(submission, followed.scripts, self.config, retry)
+                resubmit(submission, followed.scripts, config, retry, listing)
                 retried = True
             self._report(outcomes, waiting, sink)
         return bool(final or again or seen.active or retried)
@@ -235,7 +271,9 @@ class SlurmExecutor(ExecutorBase):
         followed = self._follows.get(session)
         if followed is not None:
             followed.cancelled = True
-            commands.scancel(followed.submission.job_ids())
+            submission = followed.submission
+            submission.refresh()
+            commands.scancel([*submission.release_ids(), *submission.job_ids()])
 
     def close(self, sweep: Sweep) -> None:
         """Forget the sweep (its jobs belong to the scheduler); idempotent. Its password
@@ -280,7 +318,7 @@ class SlurmExecutor(ExecutorBase):
     @classmethod
     def _following(cls, sweep: Sweep, submission: Submission, root: Path) -> SlurmExecutor:
         executor = cls(submission.config(), work_dir=root)
-        scripts = Scripts(sweep, root, passfiles.existing(sweep.session))
+        scripts = Scripts.of(sweep, root, passfiles.existing(sweep.session))
         executor._follows[sweep.session] = _Followed(sweep, submission, scripts)
         return executor
 

@@ -3,7 +3,11 @@
     <root>/slurm/<session>/job.pkl                         the sweep's job description
     <root>/slurm/<session>/array-<position>-attempt-<k>.sh  one sbatch script per array job
     <root>/slurm/<session>/submission.json                 the submission record
+    <root>/slurm/<session>/returned/<job id>_<task id>.json runs a task gave back (`returns`)
+    <root>/slurm/<session>/release-<k>.sh                   a release job's script (`release`)
+    <root>/slurm/<session>/released/batch-<k>.json          what it submitted (`released`)
     <root>/slurm/logs/<job id>_<task id>.out|.err           the array tasks' output
+    <root>/slurm/logs/release-<session>-<k>.out             a release job's output
 
 `<root>` is `SlurmExecutor(work_dir=...)`, or else the store's own work directory (a file
 store's directory on the shared filesystem).

@@ -1,10 +1,12 @@
-"""Runs that ended without success: recorded failed, or submitted again with more resources.
+"""Runs that ended without success: recorded failed with their cause, or submitted again.
 
 A run whose task the scheduler ended (`states.LOST_STATES`) is recorded failed with the
-scheduler's reason, once its dead task's claim can be taken over. Within
-`SlurmConfig.retries`, a run lost to a failure another attempt may fix (`RETRYABLE`) is
-submitted again with memory and time grown by `SlurmConfig.escalate` for its attempt; with
-`retry_on_error`, so is a run whose operation raised.
+scheduler's reason and its cause (`causes.CAUSES`), once its dead task's claim can be taken
+over; a run its task recorded itself while being ended carries its cause already. Each cause
+has its own number of retries (`SlurmConfig.retries_for`): a preemption or a node failure
+does not spend a retry meant for the run's own faults. A retry after a timeout gets more time,
+one after running out of memory more memory (`SlurmConfig.escalate`); other causes re-run
+as they were. A run whose operation raised counts as the cause `error`.
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ from typing import Any
 from ...outcome import Outcome
 from ...recording import record_lost
 from ...sweep import Sweep
+from .causes import cause_of_record
 from .config import SlurmConfig
 from .planning import Scripts, array_jobs
-from .states import Lost, active_tails
+from .states import Listing, Lost, active_tails
 from .submission import Submission
 
-RETRYABLE = frozenset(
-    {"SlurmTimeout", "SlurmOutOfMemory", "SlurmNodeFail", "SlurmPreempted", "SlurmBootFail"}
-)
-"""Scheduler failures worth another attempt (a cancellation or a crashing task is not)."""
+
+def may_retry(
+    submission: Submission, config: SlurmConfig, index: int, cause: str, attempt: int
+) -> bool:
+    """Whether run `index`, whose `attempt` was lost to `cause`, runs again; if so, note its
+    next attempt and the retry of `cause` in `submission`."""
+    if submission.tries(index).get(cause, 0) >= config.retries_for(cause):
+        return False
+    submission.note_retry(index, cause, attempt + 1)
+    return True
 
 
 def settle_lost(
@@ -30,24 +39,23 @@ def settle_lost(
     submission: Submission,
     unresolved: dict[int, Lost],
     owner: dict[str, Any],
-    retries: int,
+    config: SlurmConfig,
 ) -> tuple[list[int], list[Outcome]]:
     """Record the `unresolved` lost runs failed, taking them out of `unresolved`; return
     (runs to submit again, with their next attempt noted in `submission`; the outcomes of
     the others). A run whose dead task still holds its claim stays unresolved."""
     retry: list[int] = []
     outcomes: list[Outcome] = []
-    for index, (kind, message) in sorted(unresolved.items()):
+    for index, (kind, message, cause) in sorted(unresolved.items()):
         attempt = submission.attempt(index)
         outcome = record_lost(
-            sweep.experiment, sweep.store, index, owner, message, sweep.session, kind
+            sweep.experiment, sweep.store, index, owner, message, sweep.session, kind, cause
         )
         if outcome.state == "busy":
             continue  # its dead task's claim has not expired yet; try again next poll
         del unresolved[index]
-        recorded = outcome.record is not None and outcome.record.get("error", {}).get("type")
-        if recorded == kind and kind in RETRYABLE and attempt <= retries:
-            submission.set_attempt(index, attempt + 1)
+        recorded = _cause(outcome.record) if outcome.state == "failed" else None
+        if recorded is not None and may_retry(submission, config, index, recorded, attempt):
             retry.append(index)
         else:
             outcomes.append(outcome)
@@ -57,45 +65,61 @@ def settle_lost(
 def split_errors(
     found: list[Outcome], submission: Submission, config: SlurmConfig
 ) -> tuple[list[Outcome], list[int]]:
-    """Split outcomes found recorded into final ones and runs to submit again because their
-    operation raised and `retry_on_error` allows another attempt (noted in `submission`).
-    A run whose next attempt was submitted already is in neither: its record will come."""
+    """Split outcomes found recorded into final ones and runs to submit again: runs their
+    task recorded lost (with a cause) and runs whose operation raised, within their cause's
+    retries (noted in `submission`). A run whose next attempt was submitted already is in
+    neither: its record will come."""
     final: list[Outcome] = []
     again: list[int] = []
     for outcome in found:
-        wanted = None if outcome.record is None else _attempt_after_error(outcome.record, config)
-        if wanted is None:
+        record = outcome.record
+        if record is None or record["status"] != "failed":
             final.append(outcome)
-        elif submission.attempt(outcome.index) < wanted:
-            submission.set_attempt(outcome.index, wanted)
+            continue
+        attempt = int(record.get("attempt", 1))
+        if submission.attempt(outcome.index) > attempt:
+            continue  # submitted again already
+        cause = _cause(record)
+        if cause == "preempted" and config.requeue:
+            continue  # SLURM requeued its task, which runs it again (else `settle_lost` will)
+        if cause is not None and may_retry(submission, config, outcome.index, cause, attempt):
             again.append(outcome.index)
+        else:
+            final.append(outcome)
     return final, again
 
 
-def _attempt_after_error(record: dict[str, Any], config: SlurmConfig) -> int | None:
-    """Return the attempt that runs again a run whose operation raised, or None when its
-    record is final."""
-    if not config.retry_on_error or record["status"] != "failed":
-        return None
+def _cause(record: dict[str, Any] | None) -> str | None:
+    """The retry cause of a failed record: its lost cause, `error` when its operation
+    raised, None for an older record lost to SLURM without a cause."""
+    cause = cause_of_record(record)
+    if cause is not None or record is None:
+        return cause
     if (record.get("error") or {}).get("type", "").startswith("Slurm"):
         return None
-    attempt = int(record.get("attempt", 1))
-    return attempt + 1 if attempt <= config.retries else None
+    return "error"
 
 
 def resubmit(
-    submission: Submission, scripts: Scripts, config: SlurmConfig, indices: list[int]
+    submission: Submission,
+    scripts: Scripts,
+    config: SlurmConfig,
+    indices: list[int],
+    listing: Listing | None = None,
 ) -> None:
-    """Submit `indices` again, each with memory and time grown for the attempt noted in
-    `submission`. With `max_concurrent`, the new jobs wait for the sweep's jobs still queued
-    or running, so the sweep never runs more than `max_concurrent` tasks at once. Raises
+    """Submit `indices` again, each for the attempt noted in `submission`, with time grown
+    once per timeout and memory once per out-of-memory it had. With `max_concurrent`, the
+    new jobs wait for the sweep's jobs still queued or running, so the sweep never runs more
+    than `max_concurrent` tasks at once (`listing`: the poll's squeue). Raises
     `SubmissionError` (having cancelled what it submitted) when sbatch refuses."""
-    by_attempt: dict[int, list[int]] = {}
+    groups: dict[tuple[int, int, int], list[int]] = {}
     for index in indices:
-        by_attempt.setdefault(submission.attempt(index), []).append(index)
-    for attempt, group in sorted(by_attempt.items()):
-        grown = config.escalated(attempt - 1)  # its attempts count from 0
-        tails = active_tails(submission) if grown.max_concurrent is not None else []
+        tries = submission.tries(index)
+        key = (submission.attempt(index), tries.get("timeout", 0), tries.get("out_of_memory", 0))
+        groups.setdefault(key, []).append(index)
+    for (attempt, timeouts, out_of_memory), group in sorted(groups.items()):
+        grown = config.grown(timeouts, out_of_memory)
+        tails = active_tails(submission, listing) if grown.max_concurrent is not None else []
         entries = scripts.entries(
             array_jobs(group, grown), grown, attempt=attempt, base=len(submission.jobs)
         )

@@ -30,6 +30,17 @@ LOG_SUBDIR = Path("slurm") / "logs"
 LOG_PATTERN = "%A_%a"
 """Log file stem: array job id and array task id, as sbatch expands them."""
 
+WARNING_SECONDS = 60
+"""How long before its time limit SLURM warns an array task (`--signal=B:USR1@60`); SLURM may
+warn up to a minute earlier. The task only notes the warning (see `ending`)."""
+
+TASK_PROLOGUE = (
+    'export METALAB_TASK_START="$(date +%s)"',
+    "trap '' USR1",
+)
+"""First lines of an array task: note its start (its pack's clock), and ignore the time-limit
+warning until the task's Python traps it (a signal ignored stays ignored across `exec`)."""
+
 
 def log_dir(store_root: str | os.PathLike[str]) -> Path:
     """Return the directory of the array tasks' log files for a store rooted at `store_root`."""
@@ -44,12 +55,14 @@ def entry_command(
     runs_per_task: int,
     total: int,
     attempt: int = 1,
+    time_limit: int = 0,
 ) -> list[str]:
     """Return the command line an array task runs: the entry module with its arguments.
 
     `job_file` holds the sweep's job description (store locator, experiment key, session and
     options), written once by the submitting process; `offset` is the run index of array
-    task id 0 of the shard; `total` the number of runs of the sweep.
+    task id 0 of the shard; `total` the number of runs of the sweep; `time_limit` the task's
+    time limit in seconds (0 leaves it out: a pack then starts every run).
     """
     return [
         python,
@@ -65,6 +78,7 @@ def entry_command(
         str(total),
         "--attempt",
         str(attempt),
+        *(["--time-limit", str(time_limit)] if time_limit else []),
     ]
 
 
@@ -90,6 +104,11 @@ def render_script(
         output=os.path.join(logs, f"{LOG_PATTERN}.out"),
         error=os.path.join(logs, f"{LOG_PATTERN}.err"),
         array=job.array,
+        task_options=[
+            f"--signal=B:USR1@{WARNING_SECONDS}",
+            *(["--requeue", "--open-mode=append"] if config.requeue else []),
+        ],
+        prologue=TASK_PROLOGUE,
     )
 
 
@@ -101,20 +120,25 @@ def render_job(
     output: str,
     error: str | None = None,
     array: str | None = None,
+    task_options: Sequence[str] = (),
+    prologue: Sequence[str] = (),
 ) -> str:
     """Return the text of an sbatch script that runs `command` with `config`'s resources.
 
-    The script holds the `#SBATCH` directives (`job_directives`), the environment setup
-    (`setup_lines`) and `exec command`. `output` (and `error`, else stderr joins stdout) are
-    sbatch's file patterns; `array` an `--array` spec. Raises `ValidationError` if a value
-    spans several lines or `command` is empty.
+    The script holds the `#SBATCH` directives (`job_directives`, then `task_options`), the
+    `prologue` lines, the environment setup (`setup_lines`) and `exec command`. `output`
+    (and `error`, else stderr joins stdout) are sbatch's file patterns; `array` an
+    `--array` spec. Raises `ValidationError` if a value spans several lines or `command` is
+    empty.
     """
     options = job_directives(config, job_name=job_name, output=output, error=error, array=array)
     lines = [
         "#!/bin/bash",
         *(f"#SBATCH {option}" for option in options),
+        *(f"#SBATCH {_one_line(option)}" for option in task_options),
         "",
         "set -e",
+        *prologue,
         "export PYTHONUNBUFFERED=1",
         *setup_lines(config),
         "exec " + _join(command),

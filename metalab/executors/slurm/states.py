@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import commands
+from .causes import STATE_ERROR_TYPES, cause_of_state
+from .returns import GIVEN_BACK, read_note
 from .submission import SUBMITTED, Submission
 
 ACTIVE_STATES = frozenset(
@@ -34,24 +36,17 @@ ACTIVE_STATES = frozenset(
 )
 """States of a task that may still write its runs' records."""
 
-LOST_STATES = {
-    "TIMEOUT": "SlurmTimeout",
-    "OUT_OF_MEMORY": "SlurmOutOfMemory",
-    "NODE_FAIL": "SlurmNodeFail",
-    "CANCELLED": "SlurmCancelled",
-    "PREEMPTED": "SlurmPreempted",
-    "BOOT_FAIL": "SlurmBootFail",
-    "DEADLINE": "SlurmDeadline",
-    "FAILED": "SlurmTaskFailed",
-}
+LOST_STATES = STATE_ERROR_TYPES
 """Final task states that end its unrecorded runs, and the error type they are recorded with."""
 
 
 class Lost(NamedTuple):
-    """Why a run will not write its record: the error type and message to record it with."""
+    """Why a run will not write its record: the error type and message to record it with,
+    and its cause (one of `causes.CAUSES`)."""
 
     kind: str
     message: str
+    cause: str = "unknown"
 
 
 @dataclass
@@ -66,6 +61,8 @@ class Census:
     """Unrecorded runs of tasks still queued."""
     started: int = 0
     """Unrecorded runs of tasks that started."""
+    returned: dict[int, str] = field(default_factory=dict)
+    """Runs an ended task gave back without starting them (`returns`), with the reason."""
 
 
 def base_state(reported: str) -> str:
@@ -74,17 +71,52 @@ def base_state(reported: str) -> str:
     return reported.split(" ")[0].rstrip("+")
 
 
-def census(submission: Submission, waiting: Collection[int], logs: Path) -> Census:
+class Listing:
+    """What squeue says of every job of a sweep, asked once per poll: one call for all its
+    jobs, made when first needed. Jobs submitted after it (`asked` does not hold them) were
+    just queued."""
+
+    def __init__(self, submission: Submission) -> None:
+        self.submission = submission
+        self.asked: set[str] = set()
+        self._tasks: dict[str, commands.TaskState] | None = None
+
+    def tasks(self) -> dict[str, commands.TaskState]:
+        """Return task key -> state of the sweep's jobs the controller knows."""
+        if self._tasks is None:
+            ids = self.submission.job_ids()
+            self._tasks = commands.squeue(ids)
+            self.asked = set(ids)
+        return self._tasks
+
+
+def census(
+    submission: Submission,
+    waiting: Collection[int],
+    logs: Path,
+    listing: Listing | None = None,
+) -> Census:
     """Ask the scheduler about the tasks of the `waiting` runs of `submission` (one squeue,
-    and one sacct for tasks squeue no longer lists). `logs` is where their logs are, which
-    the message of a lost run names. Raises `SlurmCommandError` when squeue fails."""
+    and one sacct for tasks squeue no longer lists), and read the notes of ended tasks that
+    gave runs back. `logs` is where their logs are, which the message of a lost run names;
+    `listing`, the poll's squeue of the sweep (one is made when not given). Raises
+    `SlurmCommandError` when squeue fails."""
     tasks = submission.tasks_of(waiting)
     if not tasks:
         return Census()
-    states = _states(tasks)
+    states = _states(tasks, listing)
     found = Census()
     for (job, task), runs in tasks.items():
         state = states.get(f"{job}_{task}")
+        if state is not None and base_state(state) in ACTIVE_STATES:
+            pass  # a requeued task runs the runs it gave back itself
+        elif (note := read_note(submission.path.parent, f"{job}_{task}")) is not None:
+            given, reason = note
+            back = set(given) & set(runs) if reason in GIVEN_BACK else set()
+            found.returned.update((index, reason) for index in sorted(back))
+            runs = [index for index in runs if index not in back]
+            if state is None or not runs:
+                continue
         if state is None:
             continue  # the scheduler does not know it (yet, or any more): wait
         state = base_state(state)
@@ -100,15 +132,23 @@ def census(submission: Submission, waiting: Collection[int], logs: Path) -> Cens
                 f"record (log: {logs / f'{job}_{task}.err'})"
             )
             for index in runs:
-                found.lost[index] = Lost(LOST_STATES[state], message)
+                found.lost[index] = Lost(LOST_STATES[state], message, cause_of_state(state))
     return found
 
 
-def _states(tasks: Iterable[tuple[str, int]]) -> dict[str, str]:
-    """Return the reported state of each task the scheduler knows, by task key."""
+def _states(tasks: Iterable[tuple[str, int]], listing: Listing | None) -> dict[str, str]:
+    """Return the reported state of each task the scheduler knows, by task key: from the
+    poll's squeue, then sacct for tasks it no longer lists (they ended without their runs'
+    records)."""
     keys = list(tasks)
-    states = {k: s.state for k, s in commands.squeue(sorted({j for j, _ in keys})).items()}
-    unknown = [(job, task) for job, task in keys if f"{job}_{task}" not in states]
+    listed = listing.tasks() if listing else commands.squeue(sorted({j for j, _ in keys}))
+    states = {k: s.state for k, s in listed.items()}
+    asked = listing.asked if listing else {job for job, _ in keys}
+    unknown = [
+        (job, task)
+        for job, task in keys
+        if f"{job}_{task}" not in states and job in asked  # else submitted since: queued
+    ]
     if unknown:
         accounting = commands.sacct(sorted({job for job, _ in unknown}))
         for job, task in unknown:
@@ -118,7 +158,7 @@ def _states(tasks: Iterable[tuple[str, int]]) -> dict[str, str]:
     return states
 
 
-def active_tails(submission: Submission) -> list[int]:
+def active_tails(submission: Submission, listing: Listing | None = None) -> list[int]:
     """Return the positions of the submission's last jobs (no job waits for them) that the
     scheduler still lists as queued or running: waiting for them waits for every job
     before them. Jobs that ended are left out (sbatch refuses a dependency on a job it
@@ -134,11 +174,12 @@ def active_tails(submission: Submission) -> list[int]:
     }
     if not tails:
         return []
+    listed = listing.tasks() if listing else commands.squeue(sorted(tails))
     active = {
-        key.split("_")[0]
-        for key, task in commands.squeue(sorted(tails)).items()
-        if base_state(task.state) in ACTIVE_STATES
+        key.split("_")[0] for key, task in listed.items() if base_state(task.state) in ACTIVE_STATES
     }
+    if listing is not None:  # jobs submitted since the poll's squeue are queued
+        active.update(job_id for job_id in tails if job_id not in listing.asked)
     return sorted(position for job_id, position in tails.items() if job_id in active)
 
 

@@ -6,8 +6,9 @@ leaves a record naming every job it submitted, and `reconnect` follows the sweep
 Each write is atomic (temp file, then `os.replace`).
 
 Its keys: what a dry run shows (see `planning.describe`), `submitted_at`, `attempts` (run
-index -> the attempt it was last submitted for, when above 1) and `jobs`, one `Entry` per
-array job in submission order (resubmissions are appended).
+index -> the attempt it was last submitted for, when above 1), `tries` (run index -> cause ->
+the retries that cause has used) and `jobs`, one `Entry` per array job in submission order
+(resubmissions are appended).
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from . import commands
 from .arrays import ArrayJob, compact_ranges, dependency_option
 from .config import SlurmConfig
 from .layout import submission_files
+from .released import read_record
 
 SUBMITTED = "submitted"
 """`Entry.state` of a job sbatch accepted."""
+DEFERRED = "deferred"
+"""`Entry.state` of a job a release job submits once the batch before its own has ended."""
 
 
 class Entry(TypedDict):
@@ -47,6 +51,8 @@ class Entry(TypedDict):
     """`planned`, `submitted`, or how a failed submission left it."""
     waits_for: NotRequired[list[int]]
     """Positions of jobs a resubmission waits for (to stay within `max_concurrent`)."""
+    batch: NotRequired[int]
+    """The batch a sweep larger than the queue limits submits the job in (see `release`)."""
 
 
 def new_entry(position: int, job: ArrayJob, script: Path, *, attempt: int) -> Entry:
@@ -80,6 +86,7 @@ class Submission:
         self.path = path
         self.document = document
         document.setdefault("attempts", {})
+        document.setdefault("tries", {})
 
     @classmethod
     def read(cls, path: Path) -> Submission:
@@ -122,6 +129,16 @@ class Submission:
         """Note that run `index` is submitted again for `attempt`."""
         self.document["attempts"][str(index)] = attempt
 
+    def tries(self, index: int) -> dict[str, int]:
+        """Return, by cause, how many retries run `index` was given after losing to it."""
+        return dict(self.document["tries"].get(str(index), {}))
+
+    def note_retry(self, index: int, cause: str, attempt: int) -> None:
+        """Note that run `index`, lost to `cause`, is submitted again for `attempt`."""
+        tries = self.document["tries"].setdefault(str(index), {})
+        tries[cause] = tries.get(cause, 0) + 1
+        self.set_attempt(index, attempt)
+
     def min_attempts(self) -> dict[int, int]:
         """Return, by resubmitted run, the attempt whose record counts."""
         return {int(i): int(a) for i, a in self.document["attempts"].items()}
@@ -129,6 +146,38 @@ class Submission:
     def job_ids(self) -> list[str]:
         """Return the ids of the jobs sbatch accepted, in submission order."""
         return [job_id for e in self.jobs if (job_id := e.get("job_id"))]
+
+    def release_ids(self) -> list[str]:
+        """Return the ids of the release jobs submitted so far (see `release`)."""
+        return [str(i) for i in self.document.get("releases", {}).values() if i]
+
+    def refresh(self) -> bool:
+        """Read the job ids the release jobs submitted (see `release`) into the deferred
+        entries; return whether any was new."""
+        new = False
+        deferred = {e["position"]: e for e in self.jobs if e.get("state") == DEFERRED}
+        batches = {e.get("batch", 0) for e in deferred.values()}
+        if (self.document.get("sizing") or {}).get("from") == "pilot":
+            batches.add(1)  # the rest of a sweep sized by its pilot
+        if not batches:
+            return False
+        known = {e["position"] for e in self.jobs}
+        for batch in sorted(batches):
+            record = read_record(self.path.parent, batch)
+            for entry in record.get("entries", []):
+                job_id = record.get("jobs", {}).get(str(entry["position"]))
+                if job_id and entry["position"] not in known:
+                    added = {**entry, "job_id": str(job_id), "state": SUBMITTED}
+                    self.jobs.append(cast(Entry, added))
+                    known.add(entry["position"])
+                    new = True
+            for position, job_id in record.get("jobs", {}).items():
+                entry = deferred.get(int(position))
+                if entry is not None:
+                    entry["job_id"], entry["state"], new = str(job_id), SUBMITTED, True
+            if record.get("release"):
+                self.document.setdefault("releases", {})[str(batch + 1)] = record["release"]
+        return new
 
     def tasks_of(self, waiting: Collection[int]) -> dict[tuple[str, int], list[int]]:
         """Return (job id, task id) -> the runs of `waiting` it runs, for the latest attempt

@@ -73,6 +73,12 @@ class FileStore(StoreDefaults):
         """The store's root: executors keep their files (scripts, batch logs) beside runs."""
         return self.root
 
+    def footprint(self, runs: int) -> dict[str, int]:
+        """Each run's record and `.done` marker, and the shard directories of records and
+        claims they open (see `layout`)."""
+        files = 2 * runs
+        return {"files": files, "inodes": files + 2 * min(runs, 256)}
+
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
 

@@ -13,8 +13,11 @@
 #SBATCH --error='/scratch/runs/my exp/slurm/logs/%A_%a.err'
 #SBATCH --constraint=v100
 #SBATCH --exclusive
+#SBATCH --signal=B:USR1@60
 
 set -e
+export METALAB_TASK_START="$(date +%s)"
+trap '' USR1
 export PYTHONUNBUFFERED=1
 module load gcc/12
 module load 'cuda 12'

@@ -1,0 +1,57 @@
+"""Runs an array task gives back to its sweep without running them, and why.
+
+A task that stops before its last run (its pack would not finish within its time limit, or
+SLURM is ending it) writes a note, `<session>/returned/<array job id>_<task id>.json`, naming
+the runs it did not start and the reason: `walltime` (it stopped on its own) or the cause
+SLURM ended it for. The sweep submits such runs again without counting an attempt (they
+never ran), except after a cancellation. The note is written atomically; a requeued task
+removes its own note when it starts again (it runs those runs itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RETURNED = "returned"
+"""The directory of the notes, in the sweep's session directory."""
+
+WALLTIME = "walltime"
+"""The reason of runs a pack did not start because they would not finish in time."""
+
+GIVEN_BACK = frozenset({WALLTIME, "timeout", "preempted", "node_failure"})
+"""Reasons whose unstarted runs are submitted again, without counting an attempt."""
+
+
+def note_path(session_dir: Path, key: str) -> Path:
+    """Return the note of task `key` (`"123_7"`) of the sweep in `session_dir`."""
+    return session_dir / RETURNED / f"{key}.json"
+
+
+def write_note(session_dir: Path, key: str, runs: Sequence[int], reason: str) -> Path:
+    """Write the note that task `key` did not start `runs`, for `reason`; atomic."""
+    path = note_path(session_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"runs": list(runs), "reason": reason}))
+    os.replace(tmp, path)
+    return path
+
+
+def read_note(session_dir: Path, key: str) -> tuple[list[int], str] | None:
+    """Return (runs, reason) of task `key`'s note, or None when it left none (or an
+    unreadable one)."""
+    try:
+        document: Any = json.loads(note_path(session_dir, key).read_text())
+        runs = [int(i) for i in document["runs"]]
+        return runs, str(document["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remove_note(session_dir: Path, key: str) -> None:
+    """Remove task `key`'s note (a requeued task runs its runs itself)."""
+    note_path(session_dir, key).unlink(missing_ok=True)

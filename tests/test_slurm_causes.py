@@ -1,0 +1,222 @@
+"""Runs lost to SLURM on the real single-node cluster (`bash ci/start-slurm.sh`): packs that
+stop before their time limit and give their unstarted runs back, and a running array task
+requeued (as a preemption requeues it) that finishes its sweep with every run done once.
+
+The time-limit retry with escalated time is in `test_slurm_executor.py`. This cluster does not
+enforce memory limits (no cgroup plugin, `JobAcctGatherParams` without `OverMemoryKill`), so an
+out-of-memory kill cannot happen here: its cause is tested from the scheduler's state in
+`test_slurm_units.py`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sweeps import checked_result
+
+import metalab
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+TESTS = Path(__file__).parent
+SETUP = [f"export PYTHONPATH={TESTS}"]
+
+
+def executor(**options) -> metalab.SlurmExecutor:
+    options.setdefault("memory", "500M")
+    options.setdefault("setup", SETUP)
+    return metalab.SlurmExecutor(metalab.SlurmConfig(**options), poll_interval=0.3)
+
+
+@pytest.fixture
+def store(tmp_path, slurm_cluster):
+    return tmp_path / "store"
+
+
+def _submission(store: Path) -> dict:
+    (path,) = (store / "slurm").glob("*/submission.json")
+    return json.loads(path.read_text())
+
+
+def _wait_for(check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def _records(store: Path) -> list[Path]:
+    return list((store / "runs").glob("*/*.json")) if (store / "runs").exists() else []
+
+
+def test_a_pack_that_cannot_fit_its_time_limit_completes_without_timeout(store):
+    from slurm_ops import flaky_experiment
+
+    # 3 runs of 20 s in one task of 1 minute: the task runs two, sees that a third would not
+    # end 10 s before its limit, stops, and gives it back; a new task runs it
+    exp = flaky_experiment(n=3, fail_on=-1, sleep=20)
+    handle = metalab.run(exp, store, executor=executor(time="1", runs_per_task=3))
+    results = checked_result(handle, timeout=300)
+    assert [r.status for r in results] == ["completed"] * 3
+    assert all(r.record["attempt"] == 1 for r in results)  # giving back is not an attempt
+    assert all(r.error is None for r in results)
+    submission = _submission(store)
+    assert submission["tries"] == {}
+    first, second = submission["jobs"]
+    assert (first["array"], second["array"]) == ("0", "0")
+    assert first["attempt"] == second["attempt"] == 1
+    note = json.loads(
+        (Path(submission["directory"]) / "returned" / f"{first['job_id']}_0.json").read_text()
+    )
+    assert note == {"runs": [2], "reason": "walltime"}
+    log = (store / "slurm" / "logs" / f"{first['job_id']}_0.out").read_text()
+    assert "run 2 would not finish in time" in log
+    assert len(_records(store)) == 3  # each run recorded once
+
+
+def test_a_requeued_running_task_finishes_its_sweep_with_each_run_done_once(store):
+    from slurm_ops import slurm_experiment
+
+    # run 1 sleeps in its first attempt only; the task is requeued while it sleeps
+    exp = slurm_experiment(n=3, sleep_on=1, sleep=300, only_first_attempt=True)
+    handle = metalab.run(exp, store, executor=executor(time="5", runs_per_task=3, requeue=True))
+    submission = _wait_for(lambda: (store / "slurm").exists() and _submission(store), 60)
+    job_id = _wait_for(lambda: _submission(store)["jobs"][0]["job_id"], 60)
+    assert "#SBATCH --requeue" in Path(submission["jobs"][0]["script"]).read_text()
+    claims = store / "claims"
+    _wait_for(
+        lambda: len(_records(store)) == 1 and claims.exists() and any(claims.glob("*/*")), 120
+    )
+    run_0 = json.loads(_records(store)[0].read_text())
+    subprocess.run(["scontrol", "requeue", f"{job_id}_0"], check=True, timeout=30)
+    # SLURM holds a requeued batch job for a while before it may start again: release it now
+    _wait_for(lambda: _task_state(job_id) == "PENDING", 60)
+    subprocess.run(
+        ["scontrol", "update", f"JobId={job_id}_0", "StartTime=now"], check=True, timeout=30
+    )
+    results = checked_result(handle, timeout=240)
+    by_index = {r.index: r for r in results}
+    assert [by_index[i].status for i in range(3)] == ["completed"] * 3
+    # run 0 completed before the requeue and was not run again; run 1 was cut and ran again
+    assert by_index[0].record["started_at"] == run_0["started_at"]
+    assert by_index[0].record["attempt"] == 1
+    assert by_index[1].record["attempt"] == 2
+    assert len(_records(store)) == 3
+    # no job besides the requeued one: nothing was resubmitted
+    assert [job["job_id"] for job in _submission(store)["jobs"]] == [job_id]
+    log = (store / "slurm" / "logs" / f"{job_id}_0.out").read_text()
+    assert "is being ended by SLURM: preempted" in log
+    assert "'lost (preempted)': 1" in log
+
+
+def _task_state(job_id: str) -> str:
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", f"{job_id}_0", "-o", "%T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return out.strip()
+
+
+def test_the_dry_run_reports_the_clusters_limits(store):
+    from slurm_ops import slurm_experiment
+
+    config = metalab.SlurmConfig(max_array_size=200000, setup=SETUP)
+    with pytest.warns(metalab.MetalabWarning, match="the cluster's MaxArraySize is 100001"):
+        dry = metalab.run(
+            slurm_experiment(n=4), store, executor=metalab.SlurmExecutor(config), dry_run=True
+        )
+    limits = dry["limits"]
+    # as ci/start-slurm.sh configures it; the user has no MaxSubmitJobs association limit
+    assert (limits["max_array_size"], limits["max_job_count"]) == (100001, 2000000)
+    assert "max_submit_jobs" not in limits
+    assert dry["config"]["max_array_size"] == 100001
+    assert dry["footprint"]["store"] == {"files": 8, "inodes": 16}
+
+
+@pytest.fixture
+def max_submit_jobs(slurm_test_layout):
+    """The user may queue 4 jobs (the test cluster does not enforce association limits, so
+    only metalab heeds it); restored afterwards."""
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout
+    modify = ["sacctmgr", "-i", "modify", "user", "where", f"name={user.strip()}", "set"]
+    subprocess.run([*modify, "MaxSubmitJobs=4"], check=True, capture_output=True, timeout=60)
+    try:
+        yield 4
+    finally:
+        subprocess.run([*modify, "MaxSubmitJobs=-1"], check=True, capture_output=True, timeout=60)
+
+
+def _times(job_id: str) -> tuple[str, str]:
+    out = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job", job_id],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    fields = dict(w.split("=", 1) for line in out.splitlines() for w in line.split() if "=" in w)
+    return fields["SubmitTime"], fields["EndTime"]
+
+
+def test_a_sweep_larger_than_the_queue_limit_is_released_in_batches(store, max_submit_jobs):
+    from slurm_ops import slurm_experiment
+
+    # 8 tasks, at most 3 queued at once (one queued job kept for the release job)
+    with pytest.warns(metalab.MetalabWarning, match="MaxSubmitJobs is 4"):
+        handle = metalab.run(slurm_experiment(n=8), store, executor=executor(time="5"))
+    results = checked_result(handle, timeout=300)
+    assert [r.status for r in results] == ["completed"] * 8
+    assert len(_records(store)) == 8
+    submission = _submission(store)
+    assert submission["limits"]["max_submit_jobs"] == 4
+    jobs = submission["jobs"]
+    assert [(j["array"], j.get("batch")) for j in jobs] == [("0-2", 0), ("0-2", 1), ("0-1", 2)]
+    assert all(j["state"] == "submitted" and j["job_id"] for j in jobs)
+    assert sorted(submission["releases"]) == ["1", "2"]
+    # each batch was submitted (by its release job) after the batch before it had ended
+    for earlier, later in itertools.pairwise(jobs):
+        submitted, _ = _times(later["job_id"])
+        tasks = range(int(earlier["array"].split("-")[1]) + 1)
+        assert all(submitted >= _times(f"{earlier['job_id']}_{t}")[1] for t in tasks)
+
+
+def test_auto_packs_are_sized_by_a_pilot_of_the_first_runs(store):
+    from slurm_ops import flaky_experiment
+
+    # 20 runs of 1 s, tasks of about 6 s: a pilot of 8 runs, one per task, then the other 12
+    # in packs of about 5, planned and submitted by a release job once the pilot has ended
+    exp = flaky_experiment(n=20, fail_on=-1, sleep=1)
+    ex = executor(time="5", runs_per_task="auto", task_minutes=0.1)
+    results = checked_result(metalab.run(exp, store, executor=ex), timeout=300)
+    assert [r.status for r in results] == ["completed"] * 20
+    assert len(_records(store)) == 20
+    submission = _submission(store)
+    sizing = submission["sizing"]
+    assert sizing["from"] == "pilot" and sizing["pilot"] == list(range(8))
+    assert sizing["rest"] == [[8, 19]]
+    pilot, *rest = submission["jobs"]
+    assert (pilot["runs_per_task"], pilot["array"]) == (1, "0-7")
+    (record,) = [
+        json.loads(p.read_text()) for p in Path(submission["directory"]).glob("released/*")
+    ]
+    assert 1.0 <= record["seconds"] < 2.0 and 3 <= record["size"] <= 6
+    assert {job["runs_per_task"] for job in rest} == {record["size"]}
+    covered = {
+        i
+        for job in rest
+        for first, last in job["task_ranges"]
+        for t in range(first, last + 1)
+        for i in range(
+            job["offset"] + t * job["runs_per_task"], job["offset"] + (t + 1) * job["runs_per_task"]
+        )
+    }
+    assert set(range(8, 20)) <= covered
