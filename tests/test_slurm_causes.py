@@ -220,3 +220,27 @@ def test_auto_packs_are_sized_by_a_pilot_of_the_first_runs(store):
         )
     }
     assert set(range(8, 20)) <= covered
+
+
+def test_the_qos_submit_limit_per_user_is_read(slurm_test_layout):
+    from metalab.executors.slurm.limits import read_limits
+
+    qos = subprocess.run(
+        ["sacctmgr", "--noheader", "--parsable2", "show", "qos", "format=Name"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()[0]
+    modify = ["sacctmgr", "-i", "modify", "qos", "where", f"name={qos}", "set"]
+    assert read_limits().max_submit_jobs is None
+    subprocess.run([*modify, "MaxSubmitJobsPerUser=7"], check=True, capture_output=True, timeout=60)
+    try:
+        assert read_limits().max_submit_jobs == 7  # the default QOS of the user's association
+        assert read_limits(qos).max_submit_jobs == 7  # named
+        assert read_limits().as_dict()["max_submit_jobs"] == 7
+    finally:
+        subprocess.run(
+            [*modify, "MaxSubmitJobsPerUser=-1"], check=True, capture_output=True, timeout=60
+        )
+    assert read_limits().max_submit_jobs is None

@@ -238,21 +238,53 @@ def show_config() -> dict[str, str]:
     return config
 
 
-def max_submit_jobs(user: str) -> int | None:
-    """Return the fewest jobs `user` may have queued (`MaxSubmitJobs` of their associations,
-    `sacctmgr show assoc`), or None when no association sets one or the cluster keeps no
-    accounting."""
-    if not re.match(r"^[A-Za-z0-9._-]+$", user):
-        raise ValidationError(f"not a user name: {user!r}")
-    argv = ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", "where", f"user={user}"]
-    try:
-        result = run_command([*argv, "format=MaxSubmit"])
-    except SlurmCommandError:
+def max_submit_jobs(user: str, qos: str | None = None) -> int | None:
+    """Return the fewest jobs `user` may have queued: `MaxSubmitJobs` of their associations
+    and `MaxSubmitJobsPerUser` of the QOS their jobs run under (`qos`, else each
+    association's default QOS), from `sacctmgr`; None when none sets one or the cluster keeps
+    no accounting."""
+    for name, value in (("user name", user), ("QOS name", qos)):
+        if value is not None and not re.match(r"^[A-Za-z0-9._-]+$", value):
+            raise ValidationError(f"not a {name}: {value!r}")
+    assoc = ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", "where", f"user={user}"]
+    lines = _sacctmgr_lines([*assoc, "format=MaxSubmit,DefaultQOS,QOS"])
+    if lines is None:
         return None  # no sacctmgr here: the limit is unknown
+    limits = []
+    qos_names = {qos} if qos else set()
+    for line in lines:
+        limit, default, allowed = ([*line.split("|"), "", ""])[:3]
+        if limit.strip().isdigit():
+            limits.append(int(limit))
+        if not qos:
+            qos_names.add(_default_qos(default.strip(), allowed.strip()))
+    qos_names = {name for name in qos_names if re.match(r"^[A-Za-z0-9._-]+$", name)}
+    for name in sorted(qos_names):
+        show = ["sacctmgr", "--noheader", "--parsable2", "show", "qos", "where", f"name={name}"]
+        for line in _sacctmgr_lines([*show, "format=MaxSubmitPU"]) or []:
+            if line.strip().isdigit():
+                limits.append(int(line))
+    return min(limits) if limits else None
+
+
+def _default_qos(default: str, allowed: str) -> str:
+    """The QOS a job of an association runs under without `--qos`: its `DefaultQOS`, else
+    its only QOS, else `normal` (SLURM's own default)."""
+    if default:
+        return default
+    names = [name for name in allowed.split(",") if name]
+    return names[0] if len(names) == 1 else "normal"
+
+
+def _sacctmgr_lines(argv: list[str]) -> list[str] | None:
+    """The lines sacctmgr prints, or None when it cannot answer."""
+    try:
+        result = run_command(argv)
+    except SlurmCommandError:
+        return None
     if result.returncode != 0:
         return None
-    limits = [int(v) for v in result.stdout.split() if v.strip().isdigit()]
-    return min(limits) if limits else None
+    return [line for line in result.stdout.splitlines() if line.strip()]
 
 
 def job_info(key: str) -> dict[str, str]:

@@ -2,10 +2,11 @@
 
 `MaxArraySize` (`scontrol show config`): array task ids must be below it, so no shard holds
 more tasks. `MaxJobCount`: the most jobs the controller holds, every array task counting as
-one; `MaxSubmitJobs` of the user's associations (`sacctmgr`, where accounting is on): the most
-jobs the user may have queued. Shards are cut at most `MaxArraySize` tasks long, and a sweep
-of more tasks than the queue limits leave room for is submitted in batches (see `release`);
-a `ClusterLimitWarning` says what was lowered, naming the limit and both values.
+one; `MaxSubmitJobs` of the user's associations and `MaxSubmitJobsPerUser` of the QOS the
+jobs run under (`sacctmgr`, where accounting is on): the most jobs the user may have queued.
+Shards are cut at most `MaxArraySize` tasks long, and a sweep of more tasks than the queue
+limits leave room for is submitted in batches (see `release`); a `ClusterLimitWarning` says
+what was lowered, naming the limit and both values.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ class ClusterLimits:
         return min(known) if known else None
 
 
-def read_limits() -> ClusterLimits:
-    """Read the cluster's limits (one scontrol call, and one sacctmgr call where accounting
-    is on); all unknown when scontrol fails (the limits only guide the plan: sbatch still
-    enforces them)."""
+def read_limits(qos: str | None = None) -> ClusterLimits:
+    """Read the cluster's limits (one scontrol call, and sacctmgr calls where accounting is
+    on: the user's associations and the QOS the jobs run under, `qos` or the default); all
+    unknown when scontrol fails (the limits only guide the plan: sbatch still enforces
+    them)."""
     try:
         config = commands.show_config()
     except commands.SlurmCommandError:
@@ -57,7 +59,7 @@ def read_limits() -> ClusterLimits:
     accounting = config.get("AccountingStorageType", "accounting_storage/none")
     submit = None
     if accounting != "accounting_storage/none":
-        submit = commands.max_submit_jobs(getpass.getuser())
+        submit = commands.max_submit_jobs(getpass.getuser(), qos)
     return ClusterLimits(
         max_array_size=_count(config.get("MaxArraySize")),
         max_job_count=_count(config.get("MaxJobCount")),

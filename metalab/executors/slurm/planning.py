@@ -99,7 +99,7 @@ def prepare(sweep: Sweep, config: SlurmConfig, root: Path) -> tuple[dict[str, An
     return the plan document and the sweep's `Scripts`. The cluster's limits are read
     (`limits`) and `config` planned within them: the document's `config` is what is
     submitted. Submits nothing; writing again rewrites the scripts and keeps the job file."""
-    limits = read_limits()
+    limits = read_limits(config.qos)
     config, planned, sizing = sized(sweep, config)
     tasks = len({index // int(config.runs_per_task) for index in planned})
     config = within_limits(config, limits, tasks)
