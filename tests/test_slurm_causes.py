@@ -19,6 +19,7 @@ import pytest
 from sweeps import checked_result
 
 import metalab
+from metalab.executors.slurm.submission import task_ids
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -244,3 +245,35 @@ def test_the_qos_submit_limit_per_user_is_read(slurm_test_layout):
             [*modify, "MaxSubmitJobsPerUser=-1"], check=True, capture_output=True, timeout=60
         )
     assert read_limits().max_submit_jobs is None
+
+
+def test_the_rest_after_a_pilot_is_released_in_batches_under_the_queue_limit(
+    store, max_submit_jobs
+):
+    from slurm_ops import flaky_experiment
+
+    # at most 3 tasks queued (MaxSubmitJobs 4, one kept for the release job): the pilot's 8
+    # tasks go in batches 0-2; the other 12 runs, in packs of 2 or 3 (tasks of about 3 s),
+    # are more than 3 tasks, so the release job that plans them releases them in batches too
+    exp = flaky_experiment(n=20, fail_on=-1, sleep=1)
+    ex = executor(time="5", runs_per_task="auto", task_minutes=0.05)
+    with pytest.warns(metalab.MetalabWarning, match="MaxSubmitJobs is 4"):
+        handle = metalab.run(exp, store, executor=ex)
+    results = checked_result(handle, timeout=600)
+    assert [r.status for r in results] == ["completed"] * 20
+    assert len(_records(store)) == 20
+    submission = _submission(store)
+    assert {job["batch"] for job in submission["jobs"] if job["position"] < 1_000_000} == {
+        0,
+        1,
+        2,
+    }
+    released = Path(submission["directory"]) / "released"
+    planned = json.loads((released / "batch-3.json").read_text())["entries"]
+    rest_batches = sorted({entry["batch"] for entry in planned})
+    assert len(rest_batches) > 1 and rest_batches[0] == 3
+    for batch in rest_batches:  # each batch submitted by its own release job, within the room
+        record = json.loads((released / f"batch-{batch}.json").read_text())
+        mine = [e for e in planned if e["batch"] == batch]
+        assert sorted(record["jobs"]) == sorted(str(e["position"]) for e in mine)
+        assert sum(len(list(task_ids(e))) for e in mine) <= 3

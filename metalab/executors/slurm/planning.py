@@ -133,6 +133,8 @@ def prepare(sweep: Sweep, config: SlurmConfig, root: Path) -> tuple[dict[str, An
         "name": sweep.experiment.name,
     }
     if sizing is not None:
+        if sizing.get("from") == "pilot":  # the rest is planned after the pilot's batches
+            sizing["rest_batch"] = max((e.get("batch") or 0 for e in entries), default=0) + 1
         document["sizing"] = sizing
     return document, scripts
 

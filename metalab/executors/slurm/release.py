@@ -31,8 +31,9 @@ from . import commands, passfiles
 from .arrays import dependency_option
 from .config import SlurmConfig
 from .layout import job_file
+from .limits import ClusterLimits, batches, queue_room
 from .planning import Scripts, array_jobs
-from .released import read_record, write_record
+from .released import read_record, rest_batch, write_record
 from .script import log_dir, render_job
 from .sizing import durations, pack_size, typical
 from .submission import DEFERRED
@@ -102,12 +103,15 @@ def release(submission_path: Path, batch: int) -> dict[str, Any]:
         record["cancelled"] = True
         write_record(session_dir, batch, record)
         return record
-    sizing = document.get("sizing") or {}
-    if sizing.get("from") == "pilot" and batch == 1 and "entries" not in record:
+    rest = rest_batch(document)
+    if rest is not None and batch == rest and "entries" not in record:
         experiment = execute.load_experiment(store, key)
-        record.update(_after_pilot(document, store, experiment, root, config))
+        record.update(_after_pilot(document, store, experiment, root, config, rest))
         write_record(session_dir, batch, record)
-    entries = record.get("entries") or [e for e in document["jobs"] if e.get("batch") == batch]
+    planned = document["jobs"]
+    if rest is not None and batch >= rest:  # the rest of a sweep sized by its pilot
+        planned = (record if batch == rest else read_record(session_dir, rest)).get("entries", [])
+    entries = [e for e in planned if e.get("batch") == batch]
     ids: dict[int, str] = {int(p): i for p, i in record["jobs"].items()}
     for entry in entries:
         position = entry["position"]
@@ -119,7 +123,9 @@ def release(submission_path: Path, batch: int) -> dict[str, Any]:
         ids[position] = commands.sbatch(entry["script"], extra)
         record["jobs"] = {str(p): i for p, i in ids.items()}
         write_record(session_dir, batch, record)
-    later = {e.get("batch") for e in document["jobs"]} - {None}
+    later = {e.get("batch") for e in planned} - {None}
+    if rest is not None:
+        later.add(rest)  # after the pilot's last batch, the batch that plans the rest
     if batch + 1 in later and record.get("release") is None:
         mine = [ids[e["position"]] for e in entries]
         record["release"] = submit_release(session_dir, root, config, batch + 1, mine)
@@ -137,17 +143,31 @@ def _opened(session_dir: Path) -> tuple[Any, str]:
 
 
 def _after_pilot(
-    document: dict[str, Any], store: Any, experiment: Any, root: Path, config: SlurmConfig
+    document: dict[str, Any],
+    store: Any,
+    experiment: Any,
+    root: Path,
+    config: SlurmConfig,
+    first: int,
 ) -> dict[str, Any]:
     """Measure the pilot's runs in the store and plan the rest of the sweep in packs of the
-    size they call for: the release record's `entries` (scripts written), `seconds` and
-    `size`."""
+    size they call for, in batches from `first` on when they hold more tasks than the queue
+    limits leave room for: the release record's `entries` (scripts written, each with its
+    `batch`), `seconds` and `size`."""
     pilot = document["sizing"]["pilot"]
     measured = durations(store.get_records([experiment.run_spec(i).run_id for i in pilot]))
     seconds = typical(measured)
     size = pack_size(seconds, config) if seconds is not None else 1
     rest = [i for first, last in document["sizing"]["rest"] for i in range(first, last + 1)]
     sized = dataclasses.replace(config, runs_per_task=size)
+    jobs = array_jobs(rest, sized)
+    room = queue_room(ClusterLimits(**document.get("limits", {})))
+    if room is not None and sum(len(job.task_ids) for job in jobs) > room:
+        sized = dataclasses.replace(sized, max_array_size=min(sized.max_array_size, room))
+        jobs = array_jobs(rest, sized)
+        numbers = batches(jobs, room)
+    else:
+        numbers = [0] * len(jobs)
     scripts = Scripts(
         document["session"],
         document["name"],
@@ -155,7 +175,9 @@ def _after_pilot(
         root,
         passfiles.existing(document["session"]),
     )
-    entries = scripts.entries(array_jobs(rest, sized), sized, attempt=1, base=RELEASED_BASE)
+    entries = scripts.entries(jobs, sized, attempt=1, base=RELEASED_BASE)
+    for entry, number in zip(entries, numbers):
+        entry["batch"] = first + number
     return {"entries": entries, "seconds": seconds, "size": size}
 
 

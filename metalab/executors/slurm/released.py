@@ -39,3 +39,13 @@ def write_record(session_dir: Path, batch: int, document: dict[str, Any]) -> Non
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(document))
     os.replace(tmp, path)
+
+
+def rest_batch(document: dict[str, Any]) -> int | None:
+    """The batch whose release job plans the rest of a sweep sized by its pilot (the one
+    after the pilot's own batches, noted when the sweep was planned), or None for a sweep
+    planned whole."""
+    sizing = document.get("sizing") or {}
+    if sizing.get("from") != "pilot" or not sizing.get("rest"):
+        return None
+    return int(sizing.get("rest_batch", 1))

@@ -24,7 +24,7 @@ from . import commands
 from .arrays import ArrayJob, compact_ranges, dependency_option
 from .config import SlurmConfig
 from .layout import submission_files
-from .released import read_record
+from .released import read_record, rest_batch
 
 SUBMITTED = "submitted"
 """`Entry.state` of a job sbatch accepted."""
@@ -157,19 +157,22 @@ class Submission:
         new = False
         deferred = {e["position"]: e for e in self.jobs if e.get("state") == DEFERRED}
         batches = {e.get("batch", 0) for e in deferred.values()}
-        if (self.document.get("sizing") or {}).get("from") == "pilot":
-            batches.add(1)  # the rest of a sweep sized by its pilot
+        rest = rest_batch(self.document)
+        planned: list[dict[str, Any]] = []
+        if rest is not None:  # the rest of a sweep sized by its pilot, planned by batch `rest`
+            planned = read_record(self.path.parent, rest).get("entries", [])
+            batches |= {e.get("batch", rest) for e in planned} | {rest}
         if not batches:
             return False
         known = {e["position"] for e in self.jobs}
         for batch in sorted(batches):
             record = read_record(self.path.parent, batch)
-            for entry in record.get("entries", []):
-                job_id = record.get("jobs", {}).get(str(entry["position"]))
-                if job_id and entry["position"] not in known:
-                    added = {**entry, "job_id": str(job_id), "state": SUBMITTED}
+            for item in planned:
+                job_id = record.get("jobs", {}).get(str(item["position"]))
+                if job_id and item["position"] not in known:
+                    added = {**item, "job_id": str(job_id), "state": SUBMITTED}
                     self.jobs.append(cast(Entry, added))
-                    known.add(entry["position"])
+                    known.add(item["position"])
                     new = True
             for position, job_id in record.get("jobs", {}).items():
                 entry = deferred.get(int(position))
