@@ -93,3 +93,15 @@ def checked_result(handle, **kwargs):
 def _interrupted_itself(run) -> bool:
     """An interrupted run that its sweep's cancellation did not stop."""
     return run.status == "interrupted" and not run.error["type"].endswith("RunCancelled")
+
+
+def wait_for(check, timeout: float):
+    """Call `check` until it returns something true (which is returned), for at most
+    `timeout` seconds; AssertionError when it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s")

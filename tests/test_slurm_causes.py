@@ -12,11 +12,10 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from sweeps import checked_result
+from sweeps import checked_result, wait_for
 
 import metalab
 from metalab.executors.slurm.submission import task_ids
@@ -41,16 +40,6 @@ def store(tmp_path, slurm_cluster):
 def _submission(store: Path) -> dict:
     (path,) = (store / "slurm").glob("*/submission.json")
     return json.loads(path.read_text())
-
-
-def _wait_for(check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 def _records(store: Path) -> list[Path]:
@@ -88,17 +77,15 @@ def test_a_requeued_running_task_finishes_its_sweep_with_each_run_done_once(stor
     # run 1 sleeps in its first attempt only; the task is requeued while it sleeps
     exp = slurm_experiment(n=3, sleep_on=1, sleep=300, only_first_attempt=True)
     handle = metalab.run(exp, store, executor=executor(time="5", runs_per_task=3, requeue=True))
-    submission = _wait_for(lambda: (store / "slurm").exists() and _submission(store), 60)
-    job_id = _wait_for(lambda: _submission(store)["jobs"][0]["job_id"], 60)
+    submission = wait_for(lambda: (store / "slurm").exists() and _submission(store), 60)
+    job_id = wait_for(lambda: _submission(store)["jobs"][0]["job_id"], 60)
     assert "#SBATCH --requeue" in Path(submission["jobs"][0]["script"]).read_text()
     claims = store / "claims"
-    _wait_for(
-        lambda: len(_records(store)) == 1 and claims.exists() and any(claims.glob("*/*")), 120
-    )
+    wait_for(lambda: len(_records(store)) == 1 and claims.exists() and any(claims.glob("*/*")), 120)
     run_0 = json.loads(_records(store)[0].read_text())
     subprocess.run(["scontrol", "requeue", f"{job_id}_0"], check=True, timeout=30)
     # SLURM holds a requeued batch job for a while before it may start again: release it now
-    _wait_for(lambda: _task_state(job_id) == "PENDING", 60)
+    wait_for(lambda: _task_state(job_id) == "PENDING", 60)
     subprocess.run(
         ["scontrol", "update", f"JobId={job_id}_0", "StartTime=now"], check=True, timeout=30
     )

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sweeps import checked_result
+from sweeps import checked_result, wait_for
 
 import metalab
 from metalab.executors.slurm import commands
@@ -116,9 +116,9 @@ def test_cancelled_task_is_recorded_failed_with_the_schedulers_reason(store, tmp
     # run 1 sleeps in its first attempt only, so the resumed attempt finishes
     exp = slurm_experiment(n=3, sleep_on=1, sleep=300, only_first_attempt=True)
     handle = metalab.run(exp, store, executor=executor())
-    (submission,) = _wait_for(lambda: submissions(store) or None, 60)
+    (submission,) = wait_for(lambda: submissions(store) or None, 60)
     job_id = submission["jobs"][0]["job_id"]
-    _wait_for(lambda: (store / "claims").exists() and list((store / "claims").glob("*/*")), 120)
+    wait_for(lambda: (store / "claims").exists() and list((store / "claims").glob("*/*")), 120)
     commands.scancel([f"{job_id}_1"])
     results = checked_result(handle, timeout=240)
     by_index = {r.index: r for r in results}
@@ -235,7 +235,7 @@ def test_a_refused_later_shard_cancels_the_shards_already_submitted(store, monke
     # the scheduler runs nothing of it any more
     from metalab.executors.slurm.states import ACTIVE_STATES
 
-    _wait_for(
+    wait_for(
         lambda: (
             all(t.state not in ACTIVE_STATES for t in commands.squeue(submitted).values()) or None
         ),
@@ -285,16 +285,6 @@ def test_reconnect_after_the_submitting_process_is_gone(store, tmp_path):
     results = handle.result(timeout=240)
     assert len(results) == 6 and all(r.status == "completed" for r in results)
     assert handle.status.completed == 6
-
-
-def _wait_for(check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 def _requested(job_id: str) -> dict[str, str]:
@@ -555,7 +545,7 @@ def test_submitting_again_while_the_first_submission_runs_is_refused(store):
 
     exp = slurm_experiment(n=3, sleep_on=0, sleep=300)
     handle = metalab.run(exp, store, executor=executor(max_concurrent=2))
-    (submission,) = _wait_for(lambda: submissions(store) or None, 60)
+    (submission,) = wait_for(lambda: submissions(store) or None, 60)
     job_id = submission["jobs"][0]["job_id"]
     manifests = sorted((store / "experiments").glob("*_*.json"))
     try:
