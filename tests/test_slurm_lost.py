@@ -587,3 +587,26 @@ def test_a_fake_task_cannot_reach_a_real_cluster(tmp_path):
     (log,) = tmp_path.glob("*_0.out")
     assert "FakeSlurm: sbatch is not available inside a fake task" in log.read_text()
     assert "sbatch exit 1" in log.read_text()
+
+
+def test_an_ambiguous_answer_is_asked_again_until_the_requeue_shows(trapped, monkeypatch):
+    from metalab.executors.slurm import ending as ending_module
+
+    answers = iter(
+        [
+            {"JobState": "COMPLETING", "Restarts": "0"},  # the requeue not counted yet
+            {},  # the controller briefly does not answer
+            {"JobState": "PENDING", "Restarts": "1", "Reason": "BeginTime"},
+        ]
+    )
+    asked = []
+    monkeypatch.setattr(commands, "job_info", lambda key: asked.append(key) or next(answers))
+    monkeypatch.setattr(ending_module, "ASK_AGAIN_SECONDS", 0.01)
+    ending = TaskEnding("12_3", deadline=float("inf")).install()
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert ending.cause == "preempted" and len(asked) == 3
+    # an answer that stays ambiguous is taken once the settling time is over
+    monkeypatch.setattr(commands, "job_info", lambda key: {"JobState": "COMPLETING"})
+    monkeypatch.setattr(ending_module, "SETTLE_SECONDS", 0.05)
+    assert TaskEnding("12_4", deadline=float("inf")).find_cause() == "cancelled"
+    assert cause_of_ending({"JobState": "REQUEUE_HOLD"}, 0, False) == "preempted"

@@ -30,6 +30,9 @@ from .causes import ERROR_TYPES
 WARNING_SIGNAL = signal.SIGUSR1
 """The signal SLURM sends before the time limit (`--signal=B:USR1@...` in the script)."""
 
+SETTLE_SECONDS = 3.0
+"""How long a SIGTERM's cause is asked again while the controller's answer is ambiguous."""
+ASK_AGAIN_SECONDS = 0.5
 LIMIT_SLACK = 5.0
 """Seconds before the planned end at which a SIGTERM is taken for the time limit itself."""
 
@@ -90,14 +93,21 @@ class TaskEnding:
         return f"SLURM array task {self.key} {what} while this run was running"
 
     def find_cause(self) -> str:
-        """Return why SLURM is ending this task (see the module doc)."""
+        """Return why SLURM is ending this task (see the module doc). While the controller's
+        answer is ambiguous (the task still completing, its requeue not yet counted) it is
+        asked again, for up to `SETTLE_SECONDS`: well within the `KillWait` before SIGKILL."""
         if time.time() >= self.deadline - LIMIT_SLACK:
             return "timeout"
-        try:
-            info = commands.job_info(self.key)
-        except commands.SlurmCommandError:
-            info = {}
-        return cause_of_ending(info, self.restarts, self.warned)
+        settle = time.monotonic() + SETTLE_SECONDS
+        while True:
+            try:
+                info = commands.job_info(self.key)
+            except commands.SlurmCommandError:
+                info = {}
+            cause = cause_of_ending(info, self.restarts, self.warned)
+            if not _ambiguous(info, cause) or time.monotonic() >= settle:
+                return cause
+            time.sleep(ASK_AGAIN_SECONDS)
 
 
 def cause_of_ending(info: Mapping[str, str], restarts: int, warned: bool) -> str:
@@ -106,11 +116,18 @@ def cause_of_ending(info: Mapping[str, str], restarts: int, warned: bool) -> str
         return "timeout"
     if info.get("Restarts", "").isdigit() and int(info["Restarts"]) > restarts:
         return "preempted"
-    if info.get("Reason") == "Preempted" or info.get("JobState") == "PREEMPTED":
+    state = info.get("JobState", "")
+    if info.get("Reason") == "Preempted" or state == "PREEMPTED" or state.startswith("REQUEUE"):
         return "preempted"
     if info.get("JobState") in ("CANCELLED", "COMPLETING"):
         return "cancelled"
     return "timeout" if warned else "unknown"
+
+
+def _ambiguous(info: Mapping[str, str], cause: str) -> bool:
+    """Whether a cause read from the controller may still change: nothing known yet, or a
+    task completing whose requeue may not be counted yet (a cancellation says CANCELLED)."""
+    return cause == "unknown" or (cause == "cancelled" and info.get("JobState") == "COMPLETING")
 
 
 def restart_count(environ: Mapping[str, str] | None = None) -> int:
