@@ -102,6 +102,8 @@ def test_a_requeued_running_task_finishes_its_sweep_with_each_run_done_once(stor
     log = (store / "slurm" / "logs" / f"{job_id}_0.out").read_text()
     assert "is being ended by SLURM: preempted" in log
     assert "'lost (preempted)': 1" in log
+    # the run it did not start was left for its next life, not given back to the sweep
+    assert "'left for the requeued task (preempted)': 1" in log
 
 
 def _task_state(job_id: str) -> str:

@@ -610,3 +610,23 @@ def test_an_ambiguous_answer_is_asked_again_until_the_requeue_shows(trapped, mon
     monkeypatch.setattr(ending_module, "SETTLE_SECONDS", 0.05)
     assert TaskEnding("12_4", deadline=float("inf")).find_cause() == "cancelled"
     assert cause_of_ending({"JobState": "REQUEUE_HOLD"}, 0, False) == "preempted"
+
+
+def test_a_task_knows_when_slurm_requeues_it(monkeypatch):
+    answers = {
+        "requeued": {"JobState": "PENDING", "Restarts": "2"},
+        "held": {"JobState": "REQUEUE_HOLD", "Restarts": "1"},
+        "preempted and cancelled": {"JobState": "PREEMPTED", "Restarts": "1"},
+        "cancelled": {"JobState": "CANCELLED", "Restarts": "1"},
+    }
+    found = {}
+    for name, info in answers.items():
+        monkeypatch.setattr(commands, "job_info", lambda key, info=info: info)
+        ending = TaskEnding("12_3", deadline=float("inf"), restarts=1)
+        found[name] = (ending.find_cause(), ending.requeued)
+    assert found == {
+        "requeued": ("preempted", True),
+        "held": ("preempted", True),
+        "preempted and cancelled": ("preempted", False),
+        "cancelled": ("cancelled", False),
+    }

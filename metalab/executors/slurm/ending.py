@@ -60,6 +60,8 @@ class TaskEnding:
         """Whether SLURM warned that the time limit is near."""
         self.cause: str | None = None
         """Why SLURM is ending the task, once it is (one of `causes.CAUSES`)."""
+        self.requeued = False
+        """Whether SLURM is requeuing the task (it will run again, and run what it left)."""
 
     def install(self) -> TaskEnding:
         """Trap the warning signal and SIGTERM in this process (main thread only)."""
@@ -106,6 +108,7 @@ class TaskEnding:
                 info = {}
             cause = cause_of_ending(info, self.restarts, self.warned)
             if not _ambiguous(info, cause) or time.monotonic() >= settle:
+                self.requeued = requeuing(info, self.restarts)
                 return cause
             time.sleep(ASK_AGAIN_SECONDS)
 
@@ -122,6 +125,13 @@ def cause_of_ending(info: Mapping[str, str], restarts: int, warned: bool) -> str
     if info.get("JobState") in ("CANCELLED", "COMPLETING"):
         return "cancelled"
     return "timeout" if warned else "unknown"
+
+
+def requeuing(info: Mapping[str, str], restarts: int) -> bool:
+    """Whether what scontrol says of a task being ended shows SLURM requeuing it: its
+    `Restarts` grown since it started, or a `REQUEUE` state."""
+    grown = info.get("Restarts", "").isdigit() and int(info["Restarts"]) > restarts
+    return grown or info.get("JobState", "").startswith("REQUEUE")
 
 
 def _ambiguous(info: Mapping[str, str], cause: str) -> bool:

@@ -34,7 +34,7 @@ from ...errors import RunLost
 from .arrays import runs_from_env
 from .ending import TaskEnding, restart_count, task_key
 from .packs import Pack, task_start
-from .returns import GIVEN_BACK, WALLTIME, remove_note, write_note
+from .returns import GIVEN_BACK, REQUEUED, WALLTIME, remove_note, write_note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +84,11 @@ def _run_task(args: argparse.Namespace) -> int:
         states[f"lost ({lost.cause})"] = 1
     unstarted = [i for i in indices if i not in runner.started]
     reason = ending.cause or WALLTIME
-    if unstarted and reason in GIVEN_BACK:
+    if unstarted and ending.requeued:
+        # SLURM runs this task again, and it runs them: noted, but for nobody else to run
+        write_note(session_dir, key, unstarted, REQUEUED)
+        states[f"left for the requeued task ({reason})"] = len(unstarted)
+    elif unstarted and reason in GIVEN_BACK:
         write_note(session_dir, key, unstarted, reason)
         states[f"returned ({reason})"] = len(unstarted)
     print(f"metalab: done: {states}", flush=True)

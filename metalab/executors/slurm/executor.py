@@ -34,6 +34,7 @@ from .layout import session_directory, submission_file
 from .planning import Scripts, prepare
 from .release import needs_release, submit_release
 from .retries import resubmit, settle_lost, split_errors
+from .returns import REQUEUED
 from .script import log_dir
 from .states import Listing, Lost, census, running
 from .submission import DEFERRED, Submission, earlier_submissions
@@ -245,8 +246,10 @@ class SlurmExecutor(ExecutorBase):
         for index, lost in seen.lost.items():
             unresolved.setdefault(index, lost)
         retried = False
-        if seen.returned:  # never started: submitted again as the same attempt
-            resubmit(submission, followed.scripts, config, sorted(seen.returned), listing)
+        # never started: submitted again as the same attempt (but for a requeued task's)
+        returned = sorted(i for i, reason in seen.returned.items() if reason != REQUEUED)
+        if returned:
+            resubmit(submission, followed.scripts, config, returned, listing)
             retried = True
         if unresolved:
             owner = claims.owner(sweep.session)

@@ -2,9 +2,10 @@
 
 A task that stops before its last run (its pack would not finish within its time limit, or
 SLURM is ending it) writes a note, `<session>/returned/<array job id>_<task id>.json`, naming
-the runs it did not start and the reason: `walltime` (it stopped on its own) or the cause
-SLURM ended it for. The sweep submits such runs again without counting an attempt (they
-never ran), except after a cancellation. The note is written atomically; a requeued task
+the runs it did not start and the reason: `walltime` (it stopped on its own), the cause
+SLURM ended it for, or `requeued` when SLURM is running it again. The sweep submits such runs
+again without counting an attempt (they never ran), except after a cancellation and when the
+task is requeued (its next life runs them). The note is written atomically; a requeued task
 removes its own note when it starts again (it runs those runs itself).
 """
 
@@ -22,8 +23,13 @@ RETURNED = "returned"
 WALLTIME = "walltime"
 """The reason of runs a pack did not start because they would not finish in time."""
 
-GIVEN_BACK = frozenset({WALLTIME, "timeout", "preempted", "node_failure"})
-"""Reasons whose unstarted runs are submitted again, without counting an attempt."""
+REQUEUED = "requeued"
+"""The reason of runs a task left when SLURM requeued it: its next life runs them, so they are
+not submitted again (and, as any runs a note names, not taken for lost meanwhile)."""
+
+GIVEN_BACK = frozenset({WALLTIME, "timeout", "preempted", "node_failure", REQUEUED})
+"""Reasons whose unstarted runs are not lost; all but `REQUEUED` are submitted again, without
+counting an attempt."""
 
 
 def note_path(session_dir: Path, key: str) -> Path:
