@@ -95,13 +95,13 @@ def _interrupted_itself(run) -> bool:
     return run.status == "interrupted" and not run.error["type"].endswith("RunCancelled")
 
 
-def wait_for(check, timeout: float):
+def wait_for(check, timeout: float = 30.0, what: str = "a condition"):
     """Call `check` until it returns something true (which is returned), for at most
-    `timeout` seconds; AssertionError when it never does."""
+    `timeout` seconds; AssertionError naming `what` when it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

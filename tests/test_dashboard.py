@@ -21,7 +21,7 @@ import dask
 import pytest
 from distributed import Client, LocalCluster
 from service_checks import missing_service
-from sweeps import checked_result
+from sweeps import checked_result, wait_for
 
 import metalab
 from metalab import claims, dashboard, registry
@@ -89,16 +89,6 @@ def _page_url(cluster) -> str:
     return f"http://127.0.0.1:{cluster.scheduler.http_server.port}/metalab"
 
 
-def _wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_registering_installs_the_plugin_and_lists_the_sweep(cluster, sweep):
     _, client = cluster
     assert _register(client, sweep)
@@ -129,7 +119,7 @@ def test_the_page_is_served_by_the_dashboard(cluster, sweep):
 def test_counts_come_from_the_store_and_follow_new_records(cluster, sweep):
     _, client = cluster
     _register(client, sweep, run_ids=None)  # counted by experiment id
-    counts = _wait_for(
+    counts = wait_for(
         lambda: dashboard.registered_sweeps(client)[0]["counts"], what="the first store read"
     )
     assert counts == {"completed": 10, "failed": 2}
@@ -139,7 +129,7 @@ def test_counts_come_from_the_store_and_follow_new_records(cluster, sweep):
     assert store.claim("e" * 32, claims.owner("s1"))  # a run of this session executing now
     store.put_record(extra)
     try:
-        _wait_for(
+        wait_for(
             lambda: dashboard.registered_sweeps(client)[0]["counts"].get("interrupted") == 1,
             what="the new record to be counted",
         )
@@ -152,7 +142,7 @@ def test_counts_come_from_the_store_and_follow_new_records(cluster, sweep):
 def test_run_ids_restrict_the_counts_to_the_sweep(cluster, sweep):
     _, client = cluster
     _register(client, sweep, run_ids=[run.run_id for run in sweep.failed])
-    counts = _wait_for(lambda: dashboard.registered_sweeps(client)[0]["counts"], what="counts")
+    counts = wait_for(lambda: dashboard.registered_sweeps(client)[0]["counts"], what="counts")
     assert counts == {"failed": 2}
 
 
@@ -202,7 +192,7 @@ def test_the_registry_s_dashboard_lists_a_sweep_and_takes_it_off(cluster, sweep)
 def test_an_unreadable_store_is_reported_not_raised(cluster, sweep, tmp_path):
     _, client = cluster
     _register(client, sweep, store_locator=(tmp_path / "missing").as_uri())
-    entry = _wait_for(
+    entry = wait_for(
         lambda: dashboard.registered_sweeps(client)[0]["error"], what="the store error"
     )
     assert "StoreError" in entry
@@ -272,7 +262,7 @@ def _live_page(sweep, doc) -> tuple[dashboard.LivePage, dashboard.MetalabPlugin]
     plugin.register(
         dashboard.SweepEntry("dash-sweep:1", sweep.store.locator, 12, "s1", run_ids=None)
     )
-    _wait_for(lambda: plugin.snapshot("s1").counts, what="the first store read")
+    wait_for(lambda: plugin.snapshot("s1").counts, what="the first store read")
     page = dashboard.LivePage(SimpleNamespace(plugins={"metalab": plugin}), doc)
     return page, plugin
 
@@ -292,14 +282,14 @@ def test_the_plot_shows_the_metric_against_the_parameter(sweep, monkeypatch, in_
             doc.callbacks.clear()
             return len(page.dots.data["x"]) == 10
 
-        _wait_for(drawn, what="the plot")
+        wait_for(drawn, what="the plot")
         assert (page.sweep.value, page.metric.value, page.param.value) == ("s1", "score", "lr")
         assert page.means.data["x"] == [-3.0, -2.0, -1.0]  # lr spans two decades: log10
         assert page.means.data["n"] == [4.0, 4.0, 2.0]
         assert page.figure.xaxis[0].axis_label == "log10(lr)"
 
         page.param.value = "kind"
-        _wait_for(lambda: drawn() and page.means.data["x"] == [0.0, 1.0], what="kind")
+        wait_for(lambda: drawn() and page.means.data["x"] == [0.0, 1.0], what="kind")
         assert page.figure.xaxis[0].major_label_overrides == {0.0: "bad", 1.0: "good"}
         assert "dash-sweep:1" in page.table.text and '<td class="num">10</td>' in page.table.text
     finally:
@@ -554,7 +544,7 @@ def test_a_running_sweep_registers_itself_and_its_page_is_served(cluster, tmp_pa
         seeds=metalab.seeds(base=0),
     )
     handle = metalab.run(exp, tmp_path / "store", executor=client)
-    (entry,) = _wait_for(lambda: dashboard.registered_sweeps(client), what="registration")
+    (entry,) = wait_for(lambda: dashboard.registered_sweeps(client), what="registration")
     assert entry["experiment_id"] == "live-page:1" and entry["total"] == 40
     with urllib.request.urlopen(_page_url(cluster_), timeout=30) as response:
         assert response.status == 200
@@ -564,7 +554,7 @@ def test_a_running_sweep_registers_itself_and_its_page_is_served(cluster, tmp_pa
             lambda dask_scheduler: sorted({str(k) for k in dask_scheduler.tasks})
         )
 
-    _wait_for(
+    wait_for(
         lambda: any("metalab:live_page" in k for k in task_keys()) or handle.is_complete,
         what="the sweep's tasks, keyed by the experiment's name",
     )
