@@ -29,6 +29,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from . import arrow_arrays
 from .errors import require
 from .record import RECORD_COLUMNS
 
@@ -115,7 +116,7 @@ def build(
     for name, (type_name, values) in (extra or {}).items():
         own = b"series" if name == SERIES else b"store"
         fields.append(pa.field(name, getattr(pa, type_name)(), metadata={KIND: own}))
-        arrays.append(pa.array(values, type=fields[-1].type))
+        arrays.append(arrow_arrays.array(values, fields[-1].type))
     schema = pa.schema(fields, metadata={b"metalab.table": TABLE_FORMAT})
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -184,13 +185,14 @@ def column_of(pa: Any, column: str, kind: bytes, name: str, values: list[Any]) -
         plain_values = [None if v is MISSING else v for v in values] if missing else values
         try:
             type_ = getattr(pa, plain)() if plain else pa.null()
-            return pa.field(column, type_, metadata=metadata), pa.array(plain_values, type=type_)
+            array = arrow_arrays.array(plain_values, type_)
+            return pa.field(column, type_, metadata=metadata), array
         except (OverflowError, pa.ArrowInvalid):  # an int beyond 64 bits: JSON keeps it
             pass
     metadata[JSON] = b"1"
     dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":"), default=_fallback).encode
     texts = [None if v is MISSING else dumps(v) for v in values]
-    return pa.field(column, pa.string(), metadata=metadata), pa.array(texts, type=pa.string())
+    return pa.field(column, pa.string(), metadata=metadata), arrow_arrays.strings(texts)
 
 
 def _exact_as_floats(values: list[Any]) -> bool:
@@ -249,7 +251,7 @@ def _conformed(pa: Any, table: Any, schema: Any) -> Any:
         elif _is_json(field) and not _is_json(own):
             dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
             texts = [None if v is None else dumps(v) for v in column.to_pylist()]
-            arrays.append(pa.array(texts, type=pa.string()))
+            arrays.append(arrow_arrays.strings(texts))
         else:
             arrays.append(column.cast(field.type))
     return pa.Table.from_arrays(arrays, schema=schema)

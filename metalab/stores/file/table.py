@@ -33,14 +33,14 @@ import stat
 import time
 from typing import Any
 
-from ... import _trust, runs_table
+from ... import _trust, arrow_arrays, runs_table
 from ..._identity import RUN_ID_LENGTH
 from ..atomic import atomic_write, read_fd, remove_if_left, temporary
 from . import journal
 from .layout import Layout
 from .table_rows import STORE_COLUMNS as _STORE_COLUMNS
 from .table_rows import arrow as _arrow
-from .table_rows import from_files, from_journals, table_of_rows
+from .table_rows import from_files, from_journals, identical, table_of_rows
 
 TABLE = "cache/table/runs.parquet"
 SETTLED_NS = 1_000_000_000
@@ -77,7 +77,7 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
     parts = []
     if cached is not None:
         shard = _shard_of(pc, cached.column("run_id"), layout.sharded)
-        parts.append(cached.filter(pc.is_in(shard, pa.array(sorted(settled), pa.string()))))
+        parts.append(cached.filter(pc.is_in(shard, arrow_arrays.strings(sorted(settled)))))
         still = _still_current(pa, pc, cached, shard, changed, listed)
         if still is not None:
             parts.append(still)
@@ -267,10 +267,10 @@ def _identities(
     """A table of run ids and the identities of their record files."""
     return pa.table(
         {
-            "run_id": pa.array(ids, pa.string()),
-            "_inode": pa.array(inodes, pa.uint64()),
-            "_mtime_ns": pa.array(mtimes, pa.int64()),
-            "_size": pa.array(sizes, pa.uint64()),
+            "run_id": arrow_arrays.strings(ids),
+            "_inode": arrow_arrays.numbers(inodes, pa.uint64()),
+            "_mtime_ns": arrow_arrays.numbers(mtimes, pa.int64()),
+            "_size": arrow_arrays.numbers(sizes, pa.uint64()),
         }
     )
 
@@ -372,14 +372,11 @@ def _still_current(
     record files of those directories are `listed`, see `_record_stats`)."""
     if not changed or not listed.num_rows:
         return None
-    candidates = cached.filter(pc.is_in(shard, pa.array(changed, pa.string())))
+    candidates = cached.filter(pc.is_in(shard, arrow_arrays.strings(changed)))
     if not candidates.num_rows:
         return None
-    keys = ["run_id", *_STORE_COLUMNS]
-    matched = candidates.select(keys).join(listed, keys=keys, join_type="inner", use_threads=False)
-    if not matched.num_rows:
-        return None
-    return candidates.filter(pc.is_in(candidates.column("run_id"), matched.column("run_id")))
+    matched = candidates.filter(identical(candidates, listed))
+    return matched if matched.num_rows else None
 
 
 def _write(layout: Layout, table: Any, settled: dict[str, list]) -> bool:
@@ -441,5 +438,5 @@ def _of_experiment(pc: Any, table: Any, experiment: str | None) -> Any:
         return table
     ids = table.column("experiment_id")
     if ":" in experiment:
-        return table.filter(pc.equal(ids, experiment))
+        return table.filter(pc.is_in(ids, value_set=arrow_arrays.strings([experiment])))
     return table.filter(pc.starts_with(ids, f"{experiment}:"))

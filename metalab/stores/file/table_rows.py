@@ -11,7 +11,7 @@ import os
 import stat
 from typing import Any
 
-from ... import _trust, runs_table
+from ... import _trust, arrow_arrays, runs_table
 from ...record import RECORD_FORMAT
 from ..atomic import read_fd
 from . import journal
@@ -28,6 +28,20 @@ def arrow() -> tuple[Any, Any]:
     import pyarrow.compute as pc
 
     return pa, pc
+
+
+def identical(table: Any, listed: Any) -> Any:
+    """A mask of the rows of `table` whose record file `listed` (a table of run ids, each
+    once, and file identities) holds as it is: same run id, inode, modification time and
+    size. Made with compute functions (a join would load Arrow's query engine, and pandas
+    with it)."""
+    _, pc = arrow()
+    at = pc.index_in(table.column("run_id"), value_set=listed.column("run_id"))
+    mask = pc.is_valid(at)
+    for key in STORE_COLUMNS:
+        same = pc.equal(table.column(key), pc.take(listed.column(key), at))
+        mask = pc.and_kleene(mask, same)
+    return mask
 
 
 def from_journals(
@@ -63,19 +77,12 @@ def from_journals(
         return [], wanted
     noted = runs_table.concat(tables)
     del tables
-    # the rows noted with the identity the file has now (a join keeps no field metadata:
-    # the schema is put back)
-    keys = ["run_id", *STORE_COLUMNS]
-    positions = pa.array(range(noted.num_rows), pa.int64())
-    keyed = noted.select(keys).append_column("_position", positions)
-    joined = keyed.join(wanted, keys=keys, join_type="left semi", use_threads=False)
-    if joined.num_rows != pc.count_distinct(joined.column("run_id")).as_py():
-        # a record two journals hold alike (a writer's and an earlier load's): taken once
-        first = joined.group_by("run_id", use_threads=False).aggregate([("_position", "min")])
-        joined = pa.table({"run_id": first["run_id"], "_position": first["_position_min"]})
-    # rows taken by position: a join keeps no field metadata, nor takes null-typed columns
-    found = joined.column("_position")
-    matched = noted.take(pc.take(found, pc.sort_indices(found)))
+    # the rows noted with the identity the file has now, the first of each run id (a record
+    # two journals hold alike: a writer's and an earlier load's), in the order noted
+    noted = noted.filter(identical(noted, wanted))
+    ids = noted.column("run_id")
+    first = pc.index_in(ids, value_set=ids)
+    matched = noted.filter(pc.equal(first, arrow_arrays.numbers(range(len(ids)), pa.int64())))
     rest = wanted.filter(pc.invert(pc.is_in(wanted["run_id"], matched["run_id"])))
     return [matched], rest
 
