@@ -42,7 +42,11 @@ def numbers(values: Any, type_: Any) -> Any:
     if isinstance(values, np.ndarray):
         data, validity, nulls = values.astype(dtype, copy=False), None, 0
     elif isinstance(values, range):
-        data, validity, nulls = np.arange(values.start, values.stop, values.step, dtype), None, 0
+        data, validity, nulls = (
+            np.arange(values.start, values.stop, values.step, dtype=dtype),
+            None,
+            0,
+        )
     else:
         validity, nulls = _validity(pa, values)
         filled = values if not nulls else [0 if v is None else v for v in values]
