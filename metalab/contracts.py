@@ -46,6 +46,12 @@ class StoreCapabilities:
     table: bool = False
     """It keeps its runs as a columnar table (`metalab.runs_table`): it is a `TableStore`."""
 
+    @property
+    def columnar(self) -> bool:
+        """It gives a sweep's runs back as columns (a runs table, or queries): a driver keeps
+        no record of a completed run, and `result()` reads the store."""
+        return self.table or self.queries
+
 
 @runtime_checkable
 class Store(Protocol):

@@ -114,13 +114,14 @@ def _iter_runs(ref: SweepRef, indices: Iterable[int]) -> Iterator[Outcome]:
 
     # a database store answers one query per poll per worker: ask it less often
     cancelled = _CancelFlag(store, ref.session, store.cancel_poll_interval)
+    keep = ref.options.completed_records  # else a completed run's record stays in the store
 
     try:
         for index in indices:
             if cancelled():
                 yield record_cancelled(experiment, store, index, owner, ref.session)
             else:
-                yield execute_run(
+                outcome = execute_run(
                     experiment,
                     store,
                     index,
@@ -129,6 +130,9 @@ def _iter_runs(ref: SweepRef, indices: Iterable[int]) -> Iterator[Outcome]:
                     worker=worker,
                     cancelled=cancelled,
                 )
+                if not keep and outcome.state == "completed":
+                    outcome = outcome.without_record()
+                yield outcome
     finally:
         store.flush_journal()
 

@@ -53,6 +53,11 @@ class Outcome:
             self._encoded = encode_record(self._record)
         return self._encoded
 
+    def without_record(self) -> Outcome:
+        """This outcome without its record (index, run id, state and duration only): what
+        the driver needs of a completed run whose record it reads from the store."""
+        return Outcome(self.index, self.run_id, self.state, duration=self.duration)
+
     @property
     def has_record(self) -> bool:
         return self._record is not None or self._encoded is not None

@@ -65,8 +65,7 @@ class Sink:
         self._failures: dict[int, Outcome] | None = {}
         """The failed and interrupted outcomes that carry a record, by index, while there are
         at most `KEPT_FAILURES`; None once there were more."""
-        declared = sweep.store.capabilities
-        self._kept: dict[int, Outcome] | None = None if declared.table or declared.queries else {}
+        self._kept: dict[int, Outcome] | None = None if sweep.store.capabilities.columnar else {}
         """The outcomes that carry a record, by index, when the store cannot give the sweep's
         runs back as columns (a fallback store whose primary may be down when the sweep
         ends, a user's store): `result()` is made of them. None for the other stores."""

@@ -72,6 +72,7 @@ def prepare_sweep(
         codecs=tuple(user_codecs()),
         derived=tuple(derived),
         chunk_size=chunk_size,
+        completed_records=not store.capabilities.columnar,
     )
     ref = SweepRef(
         store=store.locator, experiment_key=key, session=secrets.token_hex(8), options=options

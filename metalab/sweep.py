@@ -41,6 +41,11 @@ class RunOptions:
     resources: dict[str, Any] | None = None
     """What `runtime.resources` shows (the SLURM task's allocation), or None for the
     experiment's resource hints."""
+    completed_records: bool = False
+    """Whether completed runs' records travel back to the driver with their outcomes: only
+    for a store that cannot give a sweep's runs back as columns (the driver then makes the
+    sweep's results of them). Otherwise a completed run's outcome is its index, state and
+    duration; failed runs' records always travel (for the failure summary)."""
 
 
 @dataclass(frozen=True)

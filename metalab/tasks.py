@@ -99,7 +99,7 @@ class AdaptiveChunks:
     def observe(self, outcomes: Sequence[Outcome]) -> None:
         """Learn run durations from a finished task."""
         for outcome in outcomes:
-            if outcome.has_record:
+            if outcome.duration is not None:
                 self._seconds += outcome.duration or 0.0
                 self._runs += 1
 

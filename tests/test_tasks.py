@@ -138,3 +138,61 @@ def test_to_delayed_refuses_a_bad_chunk_size_before_writing_anything(tmp_path, b
     assert not store.exists()
     with pytest.raises(metalab.ValidationError, match="chunk_size must be a positive integer"):
         metalab.DaskExecutor(chunk_size=bad)
+
+
+# ---------------------------------------------------------------- what travels back
+@metalab.operation
+def _odd_fails(params, capture):
+    capture.metric("x", params["i"])
+    if params["i"] % 2:
+        raise ValueError(f"odd {params['i']}")
+
+
+def _sweep_of(store, name):
+    from metalab.submission import prepare_sweep
+
+    exp = metalab.Experiment(
+        name=name,
+        version="1",
+        context={},
+        operation=_odd_fails,
+        params=metalab.grid(i=range(6)),
+        seeds=metalab.seeds(base=0),
+    )
+    return prepare_sweep(exp, store)
+
+
+def test_completed_runs_travel_back_without_their_records_to_a_columnar_store(tmp_path):
+    from metalab.execute import run_indices
+    from metalab.stores.file import FileStore
+
+    sweep = _sweep_of(FileStore.open(tmp_path / "store"), "lean")
+    assert sweep.ref.options.completed_records is False
+    outcomes = run_indices(sweep.ref, range(6))
+    completed = [o for o in outcomes if o.state == "completed"]
+    failed = [o for o in outcomes if o.state == "failed"]
+    assert [o.index for o in completed] == [0, 2, 4] and [o.index for o in failed] == [1, 3, 5]
+    # the driver learns index, state and duration; the record stays in the store
+    assert all(not o.has_record and o.duration > 0 for o in completed)
+    assert all(o.record["error"]["message"] == f"odd {o.index}" for o in failed)
+    # and so on the wire
+    import pickle
+
+    again = pickle.loads(pickle.dumps(outcomes))
+    assert [(o.index, o.state, o.has_record) for o in again] == [
+        (o.index, o.state, o.has_record) for o in outcomes
+    ]
+    assert metalab.load_results(tmp_path / "store")[0].metrics == {"x": 0}
+
+
+def test_completed_runs_travel_back_with_their_records_to_a_store_without_columns(tmp_path):
+    from metalab.execute import run_indices
+    from metalab.testing import MemoryStore
+
+    store = MemoryStore()
+    assert not store.capabilities.columnar
+    sweep = _sweep_of(store, "kept")
+    assert sweep.ref.options.completed_records is True
+    outcomes = run_indices(sweep.ref, range(6))
+    assert all(o.has_record for o in outcomes)
+    assert [o.record["metrics"]["x"] for o in outcomes if o.state == "completed"] == [0, 2, 4]

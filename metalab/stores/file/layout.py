@@ -65,6 +65,7 @@ class Layout:
         # plain strings: paths are made several times per run, where pathlib's cost shows
         self.top = str(root)
         self.sharded = layout_version(self.top) >= 2
+        self._checked: str | None = None  # the run id `run_dir` checked last
 
     @property
     def version(self) -> int:
@@ -77,7 +78,9 @@ class Layout:
     def run_dir(self, sub: str, run_id: str) -> str:
         """The directory of `sub` (runs, claims, logs, derived, artifacts) holding `run_id`'s
         files; a `StoreError` for anything but a run id, which no path is made of."""
-        _trust.check_run_id(run_id)
+        if run_id is not self._checked:  # a run's paths are made several times in a row
+            _trust.check_run_id(run_id)
+            self._checked = run_id
         if self.sharded:
             return f"{self.top}/{sub}/{run_id[:2]}"
         return f"{self.top}/{sub}"
