@@ -27,11 +27,11 @@ def _pyarrow() -> Any:
 def _validity(pa: Any, values: Sequence[Any]) -> tuple[Any, int]:
     """The validity bitmap of `values` (None where every value is present) and the count of
     missing ones."""
-    missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-    nulls = int(missing.sum())
+    nulls = values.count(None) if isinstance(values, list) else sum(v is None for v in values)
     if not nulls:
         return None, 0
-    return pa.py_buffer(np.packbits(~missing, bitorder="little").tobytes()), nulls
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    return pa.py_buffer(np.packbits(present, bitorder="little").tobytes()), nulls
 
 
 def numbers(values: Any, type_: Any) -> Any:
@@ -59,16 +59,22 @@ def strings(values: Sequence[str | None]) -> Any:
     """A UTF-8 string array from `values` (None for missing ones)."""
     pa = _pyarrow()
     validity, nulls = _validity(pa, values)
-    encoded = [b"" if v is None else v.encode() for v in values]
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-    total = int(lengths.sum())
-    large = total > _MAX_STRING_BYTES
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64 if large else np.int32)
+    texts = values if not nulls else ["" if v is None else v for v in values]
+    joined = "".join(texts)
+    if joined.isascii():  # a character a byte: the lengths are the strings' own
+        data = joined.encode("ascii")
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    else:
+        encoded = [text.encode() for text in texts]
+        data = b"".join(encoded)
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    large = len(data) > _MAX_STRING_BYTES
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64 if large else np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.Array.from_buffers(
         pa.large_string() if large else pa.string(),
-        len(encoded),
-        [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
+        len(texts),
+        [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
         null_count=nulls,
     )
 
