@@ -26,7 +26,8 @@ The floor rows also show plain Dask on the same pre-started cluster shape: `clie
 `_ops.plain_chunk` (the floor's loop, one atomic JSON file per run) over chunks of 500 runs,
 what a Dask user writes instead of metalab.
 
-`--cold` measures, each case in a fresh process (the imports made before the clock), at
+`--cold` measures, each case in a fresh process (the imports made before the clock; compiled
+modules cached as on a usual installation, see `--compile-every-import`), at
 10,000 and at 1,000 runs: the one-core floor (one atomic JSON file per run), plain Dask
 (`LocalCluster` 2x1 started and closed, `client.map` over chunks of 500) and metalab's
 default executor (its local cluster started and closed), plus plain Dask with one task per
@@ -244,10 +245,27 @@ def cold_case(case: str, n: int, root: str) -> float:
         capture_output=True,
         text=True,
         check=False,
+        env=_cold_environment(),
     )
     if done.returncode != 0:
         raise RuntimeError(f"cold {case} of {n} runs failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+BYTECODE: dict[str, str | None] = {"cache": None}
+"""Where the cold cases' processes keep compiled modules (None: they compile every import)."""
+
+
+def _cold_environment() -> dict[str, str]:
+    """The environment of a cold case's process and its workers: with a bytecode cache of
+    the benchmark's own (`PYTHONPYCACHEPREFIX`), as on an installation where modules are
+    compiled once, even where `PYTHONDONTWRITEBYTECODE` is set (`--compile-every-import`
+    keeps the environment as it is)."""
+    env = dict(os.environ)
+    if BYTECODE["cache"] is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = BYTECODE["cache"]
+    return env
 
 
 def cold(directory: str | None, repeat: int = REPEAT) -> list[dict]:
@@ -258,6 +276,10 @@ def cold(directory: str | None, repeat: int = REPEAT) -> list[dict]:
     cases = ("floor", "plain", "metalab")
     rows = []
     with tempfile.TemporaryDirectory(prefix="metalab-cold-", dir=directory) as tmp:
+        for name in cases:  # not timed: fills the bytecode cache, as a first run of a script
+            warm = os.path.join(tmp, f"warm-{name}")
+            os.mkdir(warm)
+            cold_case(name, 100, warm)
         for n in COLD_SIZES:
             samples: dict[str, list[float]] = {name: [] for name in cases}
             for r in range(repeat):
@@ -309,9 +331,17 @@ def main() -> None:
     )
     parser.add_argument("--dir", default=None, help="where files go (e.g. /dev/shm)")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="rounds; the best counts")
+    parser.add_argument(
+        "--compile-every-import",
+        action="store_true",
+        help="--cold: no bytecode cache of the benchmark's own (as PYTHONDONTWRITEBYTECODE=1 "
+        "without compiled modules in the installation)",
+    )
     args = parser.parse_args()
     if args.cold:
-        print(format_table({"cold": cold(args.dir, args.repeat)}))
+        with tempfile.TemporaryDirectory(prefix="metalab-pycache-") as cache:
+            BYTECODE["cache"] = None if args.compile_every_import else cache
+            print(format_table({"cold": cold(args.dir, args.repeat)}))
         return
     if not args.profile:
         print(format_table({"throughput": run(directory=args.dir, repeat=args.repeat)}))

@@ -212,3 +212,27 @@ def test_ctrl_c_while_the_local_cluster_starts_its_workers(tmp_path):
     """Workers still starting when Ctrl-C comes are stopped by metalab: the script ends with
     its one line, not with distributed's clean-up tripping over them at exit."""
     _interrupt_while_starting(tmp_path, CLUSTER_STARTING)
+
+
+def _ignores_interrupt() -> bool:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_local_worker_processes_ignore_ctrl_c_from_their_start_and_after_a_restart():
+    from metalab.executors import dask as dask_executors
+
+    options = {
+        "n_workers": 2,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": "127.0.0.1:0",
+    }
+    client, leases = dask_executors._local.acquire(options)
+    try:
+        assert list(client.run(_ignores_interrupt).values()) == [True, True]
+        client.restart(timeout=60)
+        assert list(client.run(_ignores_interrupt).values()) == [True, True]
+    finally:
+        for lease in leases:
+            lease.close()
+        dask_executors._local.close_all()

@@ -325,15 +325,17 @@ class _LocalClusters:
     def _start_cluster(
         self, distributed: Any, key: tuple, options: dict[str, Any]
     ) -> dict[str, Any]:
-        with _main_module_not_rerun(), warnings.catch_warnings():
-            # a kept cluster may hold the configured dashboard port: take another
-            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
-            cluster = distributed.LocalCluster(silence_logs=logging.ERROR, **options)
-        client = distributed.Client(cluster, set_as_default=False)
+        extra: dict[str, Any] = {}
         if options.get("processes", True):
             from .interrupt import IgnoreInterrupt
 
-            client.register_plugin(IgnoreInterrupt())
+            # set up by each worker as it starts (and restarts): no round trip afterwards
+            extra["plugins"] = (IgnoreInterrupt(),)
+        with _main_module_not_rerun(), warnings.catch_warnings():
+            # a kept cluster may hold the configured dashboard port: take another
+            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
+            cluster = distributed.LocalCluster(silence_logs=logging.ERROR, **options, **extra)
+        client = distributed.Client(cluster, set_as_default=False)
         entry = {"cluster": cluster, "client": client, "users": 0, "timer": None}
         entry["modules"] = _user_module_stamps()
         self._entries[key] = entry
