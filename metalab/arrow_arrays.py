@@ -10,7 +10,7 @@ the user's first `to_dataframe()` does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -59,7 +59,7 @@ def strings(values: Sequence[str | None]) -> Any:
     """A UTF-8 string array from `values` (None for missing ones)."""
     pa = _pyarrow()
     validity, nulls = _validity(pa, values)
-    texts = values if not nulls else ["" if v is None else v for v in values]
+    texts = cast("Sequence[str]", values) if not nulls else ["" if v is None else v for v in values]
     joined = "".join(texts)
     if joined.isascii():  # a character a byte: the lengths are the strings' own
         data = joined.encode("ascii")

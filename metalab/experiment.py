@@ -85,6 +85,7 @@ class Experiment:
         self.tags = _check_tags(tags)
         self._context_fp: str | None = None
         self._prepared: _Prepared | None = None
+        self._described_params: tuple[Any, dict[str, Any]] | None = None
 
     # ---------------------------------------------------------------- identity
     @property
@@ -140,11 +141,19 @@ class Experiment:
             {
                 "experiment": self.experiment_id,
                 "context": self.context_fingerprint,
-                "params": self.params.to_manifest(),
+                "params": self._params_manifest(),
                 "seeds": self.seeds.to_manifest(),
             }
         )
         return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+    def _params_manifest(self) -> dict[str, Any]:
+        """`params.to_manifest()`, made once per params object (a sweep asks three times:
+        for the fingerprint, the run ids' cache key and the manifest)."""
+        cached = self._described_params
+        if cached is None or cached[0] is not self.params:
+            cached = self._described_params = (self.params, self.params.to_manifest())
+        return cached[1]
 
     # ---------------------------------------------------------------- index space
     def _locate(self, index: int) -> tuple[int, int]:
@@ -236,7 +245,7 @@ class Experiment:
                 "ref": self.operation.ref,
                 "code_hash": self.operation.code_hash,
             },
-            "params": self.params.to_manifest(),
+            "params": self._params_manifest(),
             "seeds": self.seeds.to_manifest(),
             "context": self._prepared_now().description,
             "context_fingerprint": self.context_fingerprint,
@@ -260,10 +269,13 @@ class Experiment:
         return self._prepared  # type: ignore[return-value]
 
     def __getstate__(self):
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state["_described_params"] = None  # made again where needed, never sent
+        return state
 
     def __setstate__(self, state):
         state.setdefault("_prepared", None)  # pickled by a metalab that did not keep it
+        state.setdefault("_described_params", None)
         self.__dict__.update(state)
 
 

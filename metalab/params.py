@@ -7,6 +7,7 @@ a SLURM array task rebuild its run from an index alone (DESIGN invariant 1).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,6 +16,12 @@ from typing import Any
 from ._identity import canonical_json, normalize, normalize_and_encode
 from .errors import ValidationError
 from .seeds import _name_words
+
+
+def _copied(values: list[Any]) -> list[Any]:
+    """A copy of normalized values for a manifest: its lists and dicts copied, so that what
+    the caller does to the manifest never reaches the values runs receive."""
+    return [copy.deepcopy(v) if type(v) in (dict, list) else v for v in values]
 
 
 class ParamSource(Sequence):
@@ -157,9 +164,8 @@ class GridSource(ParamSource):
         return params, canonical
 
     def to_manifest(self) -> dict:
-        axes = {
-            name: normalize(v, f"params[{name!r}]") for name, v in zip(self._names, self._values)
-        }
+        self.validate()  # the normalized values, made once
+        axes = {name: _copied(values) for name, values in zip(self._names, self._normalized)}
         return {"type": "grid", "axes": axes}
 
     def __repr__(self) -> str:
