@@ -34,8 +34,7 @@ modules cached as on a usual installation, see `--compile-every-import`), at
 default executor (its local cluster started and closed), plus plain Dask with one task per
 run for reference. Targets: metalab >= plain Dask at 10,000 runs, within 1.2x of its time at
 1,000, and on disk >= the one-core floor at 10,000 runs. `--dir /dev/shm` puts the files in
-memory, so that the figures are CPU cost alone;
-`--repeat R` sets the rounds (3).
+memory, so that the figures are CPU cost alone; `--repeat R` sets the rounds (3).
 
     uv run --all-extras python benchmarks/bench_throughput.py --cold --dir /dev/shm
 
