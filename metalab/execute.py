@@ -115,6 +115,7 @@ def _iter_runs(ref: SweepRef, indices: Iterable[int]) -> Iterator[Outcome]:
     # a database store answers one query per poll per worker: ask it less often
     cancelled = _CancelFlag(store, ref.session, store.cancel_poll_interval)
     keep = ref.options.completed_records  # else a completed run's record stays in the store
+    shown = ref.options.outcome_metrics  # ... and these metrics of it travel
 
     try:
         for index in indices:
@@ -131,7 +132,7 @@ def _iter_runs(ref: SweepRef, indices: Iterable[int]) -> Iterator[Outcome]:
                     cancelled=cancelled,
                 )
                 if not keep and outcome.state == "completed":
-                    outcome = outcome.without_record()
+                    outcome = outcome.without_record(shown)
                 yield outcome
     finally:
         store.flush_journal()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from typing import Any
 
 from .record import decode_record, encode_record
@@ -16,7 +18,7 @@ class Outcome:
     dicts; the driver decodes it when the record is first asked for.
     """
 
-    __slots__ = ("_encoded", "_record", "duration", "index", "run_id", "state")
+    __slots__ = ("_encoded", "_metrics", "_record", "duration", "index", "run_id", "state")
 
     def __init__(
         self,
@@ -27,6 +29,7 @@ class Outcome:
         *,
         encoded: bytes | None = None,
         duration: float | None = None,
+        metrics: dict[str, Any] | None = None,
     ):
         self.index = index
         self.run_id = run_id
@@ -37,6 +40,7 @@ class Outcome:
             duration = record.get("duration")
         self.duration = duration
         """Seconds the run took, when it ran (read without decoding the record)."""
+        self._metrics = metrics
 
     @property
     def record(self) -> dict[str, Any] | None:
@@ -53,17 +57,34 @@ class Outcome:
             self._encoded = encode_record(self._record)
         return self._encoded
 
-    def without_record(self) -> Outcome:
-        """This outcome without its record (index, run id, state and duration only): what
-        the driver needs of a completed run whose record it reads from the store."""
-        return Outcome(self.index, self.run_id, self.state, duration=self.duration)
+    def without_record(self, metrics: Sequence[str] = ()) -> Outcome:
+        """This outcome without its record (index, run id, state, duration, and the values of
+        `metrics` it has): what the driver needs of a completed run whose record it reads
+        from the store."""
+        kept = None
+        if metrics:
+            found = self.metrics
+            kept = {name: found[name] for name in metrics if name in found}
+        return Outcome(self.index, self.run_id, self.state, duration=self.duration, metrics=kept)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The run's scalar metrics: from its record, or those its outcome carries without
+        it (see `without_record`); empty when it has neither."""
+        record = self.record
+        if record is not None:
+            return record.get("metrics") or {}
+        return self._metrics or {}
 
     @property
     def has_record(self) -> bool:
         return self._record is not None or self._encoded is not None
 
     def __reduce__(self):
-        return (_outcome, (self.index, self.run_id, self.state, self.encoded, self.duration))
+        return (
+            _outcome,
+            (self.index, self.run_id, self.state, self.encoded, self.duration, self._metrics),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Outcome):
@@ -79,8 +100,10 @@ class Outcome:
         return f"Outcome(index={self.index}, run_id={self.run_id!r}, state={self.state!r})"
 
 
-def _outcome(index: int, run_id: str, state: str, encoded: bytes | None, duration) -> Outcome:
-    return Outcome(index, run_id, state, encoded=encoded, duration=duration)
+def _outcome(
+    index: int, run_id: str, state: str, encoded: bytes | None, duration, metrics=None
+) -> Outcome:
+    return Outcome(index, run_id, state, encoded=encoded, duration=duration, metrics=metrics)
 
 
 class Outcomes(list):
@@ -98,17 +121,22 @@ class Outcomes(list):
             [o.state for o in self],
             [o.encoded for o in self],
             [o.duration for o in self],
+            [o._metrics for o in self] if any(o._metrics for o in self) else None,
         )
         return (_outcomes, columns)
 
 
-def _outcomes(indices, run_ids, states, encoded, durations) -> Outcomes:
+def _outcomes(indices, run_ids, states, encoded, durations, metrics=None) -> Outcomes:
     new = Outcome.__new__
     out = Outcomes()
     append = out.append
-    for index, run_id, state, data, duration in zip(indices, run_ids, states, encoded, durations):
+    shown = metrics if metrics is not None else itertools.repeat(None)
+    for index, run_id, state, data, duration, values in zip(
+        indices, run_ids, states, encoded, durations, shown
+    ):
         outcome = new(Outcome)
         outcome.index, outcome.run_id, outcome.state = index, run_id, state
         outcome._record, outcome._encoded, outcome.duration = None, data, duration
+        outcome._metrics = values
         append(outcome)
     return out

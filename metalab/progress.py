@@ -148,11 +148,16 @@ class Progress:
             self.update(handle)
 
     # ---------------------------------------------------------------- rendering
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The names of the metrics this display shows."""
+        return tuple(name for name, _ in self.metrics)
+
     def _collect(self, outcomes: list[Any]) -> None:
         if not self.metrics:
             return
         for outcome in outcomes:
-            metrics = (outcome.record or {}).get("metrics", {})
+            metrics = outcome.metrics
             for name, _ in self.metrics:
                 if name in metrics:
                     self._values[name].add(metrics[name])

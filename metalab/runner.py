@@ -76,6 +76,7 @@ def run(
             dry_run=dry_run,
             executor_details=resolved.manifest_details(),
             check=resolved.check_submission,
+            outcome_metrics=shown.metric_names if shown is not None else (),
         )
     except KeyboardInterrupt:
         interrupted_while_starting(experiment.experiment_id)

@@ -51,11 +51,14 @@ def prepare_sweep(
     dry_run: bool = False,
     executor_details: dict[str, Any] | None = None,
     check: Callable[[Experiment, Store, Sequence[int]], None] | None = None,
+    outcome_metrics: Sequence[str] = (),
 ) -> Sweep:
     """Fingerprint the experiment, store it once, and work out which runs are left.
 
     `check(experiment, store, pending)`, when given, may refuse the sweep by raising, before
-    its manifest is written (an executor's `check_submission`)."""
+    its manifest is written (an executor's `check_submission`). `outcome_metrics` are the
+    metrics completed runs' outcomes carry back to the driver (what a progress display
+    shows)."""
     if not isinstance(experiment, Experiment):
         raise ValidationError(f"expected a metalab.Experiment, got {experiment!r}")
     experiment.prepare()
@@ -73,6 +76,7 @@ def prepare_sweep(
         derived=tuple(derived),
         chunk_size=chunk_size,
         completed_records=not store.capabilities.columnar,
+        outcome_metrics=tuple(outcome_metrics),
     )
     ref = SweepRef(
         store=store.locator, experiment_key=key, session=secrets.token_hex(8), options=options

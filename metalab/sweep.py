@@ -46,6 +46,9 @@ class RunOptions:
     for a store that cannot give a sweep's runs back as columns (the driver then makes the
     sweep's results of them). Otherwise a completed run's outcome is its index, state and
     duration; failed runs' records always travel (for the failure summary)."""
+    outcome_metrics: tuple[str, ...] = ()
+    """Metrics a completed run's outcome carries back when its record does not travel: those
+    the sweep's progress display shows."""
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,15 @@ def _exp(n):
     )
 
 
-def test_plain_progress_reports_final_counts_and_metrics(tmp_path):
+@pytest.mark.parametrize("executor", ["inline", "processes"])
+def test_plain_progress_reports_final_counts_and_metrics(tmp_path, executor):
+    # the displayed metrics travel back with each outcome, though its record stays in the store
     stream = io.StringIO()
     progress = metalab.Progress(
         title="Training", display_metrics=["loss:.3f"], stream=stream, use_rich=False
     )
-    metalab.run(_exp(20), tmp_path, executor="inline", progress=progress).result()
+    chosen = metalab.ProcessExecutor(max_workers=2) if executor == "processes" else executor
+    metalab.run(_exp(20), tmp_path, executor=chosen, progress=progress).result()
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("Training: 20 runs")
     assert lines[-1].startswith("Training: 20/20 | ok 20 | failed 0")

@@ -148,6 +148,11 @@ def _odd_fails(params, capture):
         raise ValueError(f"odd {params['i']}")
 
 
+@metalab.operation
+def _two_metrics(params, capture):
+    capture.log_metrics({"loss": params["i"] / 2, "accuracy": 1.0})
+
+
 def _sweep_of(store, name):
     from metalab.submission import prepare_sweep
 
@@ -183,6 +188,27 @@ def test_completed_runs_travel_back_without_their_records_to_a_columnar_store(tm
         (o.index, o.state, o.has_record) for o in outcomes
     ]
     assert metalab.load_results(tmp_path / "store")[0].metrics == {"x": 0}
+
+
+def test_completed_runs_carry_back_the_metrics_a_progress_display_shows(tmp_path):
+    import pickle
+
+    from metalab.execute import run_indices
+    from metalab.stores.file import FileStore
+    from metalab.submission import prepare_sweep
+
+    exp = metalab.Experiment(
+        name="shown",
+        version="1",
+        context={},
+        operation=_two_metrics,
+        params=metalab.grid(i=range(4)),
+        seeds=metalab.seeds(base=0),
+    )
+    sweep = prepare_sweep(exp, FileStore.open(tmp_path / "store"), outcome_metrics=["loss"])
+    outcomes = pickle.loads(pickle.dumps(run_indices(sweep.ref, range(4))))
+    assert all(not o.has_record for o in outcomes)
+    assert [o.metrics for o in outcomes] == [{"loss": i / 2} for i in range(4)]
 
 
 def test_completed_runs_travel_back_with_their_records_to_a_store_without_columns(tmp_path):
