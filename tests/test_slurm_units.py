@@ -601,10 +601,11 @@ def test_an_array_script_is_a_job_script_with_an_array_and_per_task_logs():
         "#SBATCH --signal=B:USR1@60",  # the time-limit warning the task traps
         *TASK_PROLOGUE,
     }
-    lines = [line for line in array.splitlines() if line not in added]
-    assert lines[-1] == f"{TASK_RUNNER} /opt/py/bin/python -c pass"  # the shell stays the parent
-    assert lines[:-1] + [plain.splitlines()[-1]] == plain.splitlines()
-    assert plain.splitlines()[-1] == "exec /opt/py/bin/python -c pass"
+    *lines, last = [line for line in array.splitlines() if line not in added]
+    *plain_lines, plain_last = plain.splitlines()
+    assert lines == plain_lines
+    assert last == f"{TASK_RUNNER} /opt/py/bin/python -c pass"  # the shell stays the parent
+    assert plain_last == "exec /opt/py/bin/python -c pass"
 
 
 def test_a_job_without_error_file_or_array_leaves_them_out():

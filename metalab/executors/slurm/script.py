@@ -55,7 +55,7 @@ TASK_PROLOGUE = (
     '    "$@" &',
     "    metalab_child=$!",
     *(
-        f"    trap 'metalab_forwarded=1; kill -{name} \"$metalab_child\" 2>/dev/null || true' {name}"
+        f"    trap 'metalab_forwarded=1; kill -{name} \"$metalab_child\" 2>/dev/null || :' {name}"
         for name in FORWARDED
     ),
     "    while :; do",

@@ -21,8 +21,8 @@ trap '' USR1
 metalab_task() {
     "$@" &
     metalab_child=$!
-    trap 'metalab_forwarded=1; kill -USR1 "$metalab_child" 2>/dev/null || true' USR1
-    trap 'metalab_forwarded=1; kill -TERM "$metalab_child" 2>/dev/null || true' TERM
+    trap 'metalab_forwarded=1; kill -USR1 "$metalab_child" 2>/dev/null || :' USR1
+    trap 'metalab_forwarded=1; kill -TERM "$metalab_child" 2>/dev/null || :' TERM
     while :; do
         metalab_forwarded=0
         wait "$metalab_child" && metalab_status=0 || metalab_status=$?
