@@ -40,7 +40,7 @@ GIVEN_BACK = frozenset(
     {WALLTIME, "timeout", "preempted", "node_failure", "out_of_memory", KILLED, REQUEUED}
 )
 """Reasons whose unstarted runs are not lost; all but `REQUEUED` are submitted again, without
-counting an attempt (runs a task killed for memory did not start ran out of nothing)."""
+counting an attempt (a task killed for memory had not started them: they used none)."""
 
 ENDED = "ended"
 """The directory, in the sweep's session directory, of the causes tasks being ended found."""
