@@ -107,3 +107,24 @@ def large_sweep(genes: int = 2000, expr_vals: int = 50) -> metalab.Experiment:
         ),
         seeds=metalab.seeds(base=42, replicates=3),
     )
+
+
+@metalab.operation
+def killed(params, runtime, capture):
+    """Kills its own process with SIGKILL in its first attempt when `i == kill_on` (as the
+    kernel's OOM killer would); otherwise `i * i`."""
+    if params["i"] == params["kill_on"] and runtime.attempt == 1:
+        capture.metric("before", 1.0)
+        os.kill(os.getpid(), 9)
+    capture.metric("square", params["i"] ** 2)
+
+
+def killed_experiment(n: int, kill_on: int) -> metalab.Experiment:
+    return metalab.Experiment(
+        name="killed_sweep",
+        version="1",
+        context={},
+        operation=killed,
+        params=metalab.grid(i=list(range(n)), kill_on=[kill_on]),
+        seeds=metalab.seeds(base=5),
+    )

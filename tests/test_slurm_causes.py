@@ -5,7 +5,8 @@ requeued (as a preemption requeues it) that finishes its sweep with every run do
 The time-limit retry with escalated time is in `test_slurm_executor.py`. This cluster does not
 enforce memory limits (no cgroup plugin, `JobAcctGatherParams` without `OverMemoryKill`), so an
 out-of-memory kill cannot happen here: its cause is tested from the scheduler's state in
-`test_slurm_units.py`."""
+`test_slurm_units.py`, and here from a task whose operation SIGKILLs its own Python (as the OOM
+killer does) and whose post-mortem reads a crafted cgroup (`METALAB_JOB_CGROUP`)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,55 @@ def test_a_requeued_running_task_finishes_its_sweep_with_each_run_done_once(stor
     assert "'lost (preempted)': 1" in log
     # the run it did not start was left for its next life, not given back to the sweep
     assert "'left for the requeued task (preempted)': 1" in log
+
+
+@pytest.mark.parametrize("oom", [False, True], ids=["sigkill", "sigkill-with-oom-counted"])
+def test_a_task_killed_by_sigkill_ends_its_runs_with_a_cause_the_scheduler_forgot(
+    store, tmp_path, monkeypatch, oom
+):
+    from slurm_ops import killed_experiment
+
+    from metalab.executors.slurm import commands
+
+    # the sweep's driver gets nothing from squeue or sacct, as when the controller forgot the
+    # job (past MinJobAge) and there is no accounting: only the task's post-mortem says why
+    monkeypatch.setattr(commands, "squeue", lambda ids: {})
+    monkeypatch.setattr(commands, "sacct", lambda ids: commands.Accounting({}, available=False))
+    cgroup = tmp_path / "job_cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.events").write_text(f"oom {int(oom)}\noom_kill {int(oom)}\n")
+    options = {"retries": {"out_of_memory": 1}, "escalate": {"memory": 2.0}}
+    setup = [*SETUP, f"export METALAB_JOB_CGROUP={cgroup}"]
+    exp = killed_experiment(n=3, kill_on=1)  # run 1 SIGKILLs its Python in attempt 1
+    handle = metalab.run(
+        exp, store, executor=executor(runs_per_task=3, setup=setup, time="5", **options)
+    )
+    results = checked_result(handle, timeout=240)
+    by_index = {r.index: r for r in results}
+    submission = _submission(store)
+    first = submission["jobs"][0]["job_id"]
+    log = (store / "slurm" / "logs" / f"{first}_0.out").read_text()
+    cause = "out_of_memory" if oom else "unknown"
+    reason = "out_of_memory" if oom else "killed"
+    assert (
+        f"post-mortem of task {first}_0 (status 137): {{'cause': '{cause}', 'recorded': [1], "
+        f"'returned': [2], 'reason': '{reason}'}}"
+    ) in log
+    # the run it had not started went back to the sweep, without counting an attempt
+    assert by_index[2].status == "completed" and by_index[2].record["attempt"] == 1
+    assert by_index[0].status == "completed" and by_index[0].record["attempt"] == 1
+    if oom:  # retried once with twice the memory, and completed
+        assert by_index[1].status == "completed" and by_index[1].record["attempt"] == 2
+        assert submission["tries"] == {"1": {"out_of_memory": 1}}
+        scripts = [Path(job["script"]).read_text() for job in submission["jobs"]]
+        assert sum("#SBATCH --mem=1000M" in text for text in scripts) == 1
+    else:  # no retries for an unknown cause: failed, and says why
+        run = by_index[1]
+        assert run.status == "failed" and run.record["attempt"] == 1
+        assert (run.error["cause"], run.error["type"]) == ("unknown", "SlurmTaskFailed")
+        assert "SIGKILL" in run.error["message"]
+        assert submission["tries"] == {}
+    assert len(_records(store)) == 3
 
 
 def _task_state(job_id: str) -> str:

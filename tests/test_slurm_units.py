@@ -48,6 +48,7 @@ from metalab.executors.slurm.config import (
 from metalab.executors.slurm.script import (
     ENTRY_MODULE,
     TASK_PROLOGUE,
+    TASK_RUNNER,
     entry_command,
     job_directives,
     log_dir,
@@ -564,7 +565,7 @@ def test_every_value_is_quoted(tmp_path):
     path = tmp_path / "job.sh"
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-    exec_line = next(line for line in script.splitlines() if line.startswith("exec "))
+    exec_line = next(line for line in script.splitlines() if line.startswith(f"{TASK_RUNNER} "))
     argv = shlex.split(exec_line)[1:]
     assert argv[0] == "/opt/my python/bin/python3"
     assert argv[argv.index("--job") + 1] == tricky
@@ -579,7 +580,7 @@ def test_a_command_argument_may_span_lines(tmp_path):
     path = tmp_path / "job.sh"
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-    assert script.endswith("exec bash -c 'echo \"$1\"\necho done' x\n")
+    assert script.endswith(f"{TASK_RUNNER} bash -c 'echo \"$1\"\necho done' x\n")
 
 
 def test_values_spanning_lines_are_refused():
@@ -600,7 +601,11 @@ def test_an_array_script_is_a_job_script_with_an_array_and_per_task_logs():
         "#SBATCH --signal=B:USR1@60",  # the time-limit warning the task traps
         *TASK_PROLOGUE,
     }
-    assert [line for line in array.splitlines() if line not in added] == plain.splitlines()
+    *lines, last = [line for line in array.splitlines() if line not in added]
+    *plain_lines, plain_last = plain.splitlines()
+    assert lines == plain_lines
+    assert last == f"{TASK_RUNNER} /opt/py/bin/python -c pass"  # the shell stays the parent
+    assert plain_last == "exec /opt/py/bin/python -c pass"
 
 
 def test_a_job_without_error_file_or_array_leaves_them_out():

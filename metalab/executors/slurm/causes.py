@@ -1,9 +1,11 @@
 """Why a run was lost to SLURM, as data: one of `CAUSES`, with the error type it is recorded with.
 
 A cause comes from the best source there is, in this order: the array task itself (it traps
-the signals SLURM sends before it ends a task, see `signals`, and records the running run's
-cause), the scheduler's final state of the task (`squeue` while it remembers the task,
-`sacct` where accounting is on), and the note the task left of the runs it did not start.
+the signals SLURM sends before it ends a task, see `ending`, and records the running run's
+cause), the post-mortem its batch shell runs when the task's Python died by a signal (its
+exit status and the job's cgroup memory counters, see `postmortem`), the scheduler's final
+state of the task (`squeue` while it remembers the task, `sacct` where accounting is on), and
+the note the task left of the runs it did not start.
 """
 
 from __future__ import annotations

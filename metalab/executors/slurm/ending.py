@@ -11,7 +11,9 @@ warning came or the limit is reached, else what the controller says of the task 
 `Reason=TimeLimit`, its `Restarts` count grown by a requeue, its `JobState`); then, when a run's
 operation is running, it raises `RunLost` into it, so the run is recorded failed with that
 cause (and its partial metrics) before the task dies; between runs it only notes the cause,
-and the task starts no more runs.
+and the task starts no more runs. The cause found is handed to `on_cause` (the task writes
+it down, so a post-mortem after a SIGKILL keeps it). The batch shell forwards SIGTERM to the
+task, which SLURM may also have signalled itself: a SIGTERM while one is handled is ignored.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class TaskEnding:
 
     `key` is the task (`"<array job id>_<task id>"`), `deadline` the `time.time()` its time
     limit ends at, `restarts` the times SLURM had requeued it when it started. `on_warning`
-    is called (from the handler) when the time-limit warning arrives.
+    is called (from the handler) when the time-limit warning arrives; `on_cause` with the
+    cause and whether SLURM requeues the task, once a SIGTERM's cause is found.
     """
 
     def __init__(
@@ -51,11 +54,14 @@ class TaskEnding:
         deadline: float,
         restarts: int = 0,
         on_warning: Callable[[], None] | None = None,
+        on_cause: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.key = key
         self.deadline = deadline
         self.restarts = restarts
         self.on_warning = on_warning
+        self.on_cause = on_cause
+        self._ending = False
         self.warned = False
         """Whether SLURM warned that the time limit is near."""
         self.cause: str | None = None
@@ -75,10 +81,13 @@ class TaskEnding:
             self.on_warning()
 
     def _terminate(self, signum: int, frame: FrameType | None) -> None:
-        if self.cause is not None:
+        if self._ending:
             return  # already ending: let the run that is being recorded finish its record
+        self._ending = True
         self.cause = self.find_cause()
         print(f"metalab: task {self.key} is being ended by SLURM: {self.cause}", flush=True)
+        if self.on_cause is not None:
+            self.on_cause(self.cause, self.requeued)
         if execute.operation_running():
             raise RunLost(ERROR_TYPES[self.cause], self.message(), self.cause)
 

@@ -11,6 +11,10 @@ of several runs starts a run only if it should finish before the time limit (`pa
 runs it does not start go back to the sweep in a note (`returns`). A task SLURM requeued runs
 again as a later attempt: the run it was preempted in runs again, completed runs are kept.
 
+The task's batch shell runs it as a child and waits for it (see `script`). When it dies by a
+signal (killed for memory, say) the shell runs the same command with `--post-mortem <status>
+--child <pid>`, which records why for the runs it left (`postmortem`).
+
 Exit status: 0 when every run it started has a record (completed or failed: an operation's
 exception is the run's outcome, not the task's), 1 when the task could not run (the store or
 the experiment could not be opened), so the scheduler shows such tasks as FAILED.
@@ -34,7 +38,8 @@ from ...errors import RunLost
 from .arrays import runs_from_env
 from .ending import TaskEnding, restart_count, task_key
 from .packs import Pack, task_start
-from .returns import GIVEN_BACK, REQUEUED, WALLTIME, remove_note, write_note
+from .postmortem import post_mortem
+from .returns import GIVEN_BACK, REQUEUED, WALLTIME, remove_note, write_ending, write_note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,35 +50,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--total", type=int, required=True, help="runs in the sweep")
     parser.add_argument("--attempt", type=int, default=1, help="submission attempt")
     parser.add_argument("--time-limit", type=int, default=0, help="seconds; 0: unknown")
+    parser.add_argument(
+        "--post-mortem", type=int, metavar="STATUS", help="the task died with this status"
+    )
+    parser.add_argument("--child", type=int, default=0, help="pid of the task that died")
     args = parser.parse_args(argv)
     try:
-        return _run_task(args)
+        return _post_mortem(args) if args.post_mortem is not None else _run_task(args)
     except Exception:  # noqa: BLE001 - reported in the task's log and exit status
         traceback.print_exc()
         return 1
 
 
-def _run_task(args: argparse.Namespace) -> int:
+def _task(args: argparse.Namespace) -> tuple[Any, range, str, Path]:
+    """The task's job (for its attempt: a requeued task is a later attempt of its runs), its
+    run indices, its key and the sweep's session directory."""
     with open(args.job, "rb") as fh:
         job = cloudpickle.load(fh)
-    restarts = restart_count()
-    attempt = args.attempt + restarts  # a requeued task is a later attempt of its runs
+    attempt = args.attempt + restart_count()
     if attempt > 1:
         job = dataclasses.replace(job, options=dataclasses.replace(job.options, attempt=attempt))
     indices = runs_from_env(args.offset, args.runs_per_task, args.total)
+    return job, indices, task_key() or f"local_{indices.start}", Path(args.job).parent
+
+
+def _run_task(args: argparse.Namespace) -> int:
+    job, indices, key, session_dir = _task(args)
     if not indices:
         print(f"metalab: no runs for this task (offset {args.offset})", flush=True)
         return 0
-    key = task_key() or f"local_{indices.start}"
-    session_dir = Path(args.job).parent
     remove_note(session_dir, key)  # a requeued task runs its runs itself
     print(
         f"metalab: runs {indices.start}..{indices.stop - 1} of {job.experiment_key} "
-        f"(attempt {attempt})",
+        f"(attempt {job.options.attempt})",
         flush=True,
     )
     pack = Pack.of_task(task_start(), args.time_limit)
-    ending = TaskEnding(key, pack.deadline, restarts).install()
+
+    def note_ending(cause: str, requeued: bool) -> None:
+        try:
+            write_ending(session_dir, key, cause, requeued)
+        except OSError as exc:  # the run's own record still says why
+            print(f"metalab: could not note why the task is ending: {exc}", flush=True)
+
+    ending = TaskEnding(key, pack.deadline, restart_count(), on_cause=note_ending).install()
     runner = _PackRunner(job, pack, ending)
     states: dict[str, int] = {}
     try:
@@ -92,6 +112,16 @@ def _run_task(args: argparse.Namespace) -> int:
         write_note(session_dir, key, unstarted, reason)
         states[f"returned ({reason})"] = len(unstarted)
     print(f"metalab: done: {states}", flush=True)
+    return 0
+
+
+def _post_mortem(args: argparse.Namespace) -> int:
+    """Say why the task's Python died with status `args.post_mortem` (see `postmortem`)."""
+    job, indices, key, session_dir = _task(args)
+    if not indices:
+        return 0
+    done = post_mortem(job, indices, key, session_dir, args.post_mortem, args.child)
+    print(f"metalab: post-mortem of task {key} (status {args.post_mortem}): {done}", flush=True)
     return 0
 
 

@@ -6,6 +6,12 @@ by default `python -m metalab.executors.slurm.entry ...`, which finds its runs f
 `SLURM_ARRAY_TASK_ID` and the run offset of its shard. Every value is shell-quoted; sbatch
 reads quoted `#SBATCH` values the same way the shell does.
 
+An array task's shell stays the parent of that command (`metalab_task`, see `TASK_PROLOGUE`):
+it forwards the signals the task relies on, waits for it, and when it died by a signal (a
+SIGKILL from the OOM killer, say) runs the post-mortem that records why (`postmortem`), then
+ends as the command did (killed by the same signal, or with its exit status), so the
+scheduler sees the task end as before.
+
 `render_job` renders any job this way: the PostgreSQL service's job script comes from it too,
 so every sbatch script metalab writes reads the same `SlurmConfig` the same way.
 """
@@ -34,12 +40,47 @@ WARNING_SECONDS = 60
 """How long before its time limit SLURM warns an array task (`--signal=B:USR1@60`); SLURM may
 warn up to a minute earlier. The task only notes the warning (see `ending`)."""
 
+FORWARDED = ("USR1", "TERM")
+"""The signals an array task's shell passes on to the task: SLURM's time-limit warning, which
+`--signal=B:` sends to the shell only, and the SIGTERM that ends a task (time limit,
+cancellation, preemption or requeue; SLURM may also send it to the task itself)."""
+
+TASK_RUNNER = "metalab_task"
+"""The shell function an array task's command runs under (defined in `TASK_PROLOGUE`)."""
+
 TASK_PROLOGUE = (
     'export METALAB_TASK_START="$(date +%s)"',
     "trap '' USR1",
+    f"{TASK_RUNNER}() {{",
+    '    "$@" &',
+    "    metalab_child=$!",
+    *(
+        f"    trap 'metalab_forwarded=1; kill -{name} \"$metalab_child\" 2>/dev/null || :' {name}"
+        for name in FORWARDED
+    ),
+    "    while :; do",
+    "        metalab_forwarded=0",
+    '        wait "$metalab_child" && metalab_status=0 || metalab_status=$?',
+    '        [ "$metalab_forwarded" = 1 ] || break',
+    "    done",
+    f"    trap '' {' '.join(FORWARDED)}",
+    '    if [ "$metalab_status" -gt 128 ] && [ "${2:-}" = -m ] && [ "${3:-}" = '
+    + ENTRY_MODULE
+    + " ]; then",
+    '        "$@" --post-mortem "$metalab_status" --child "$metalab_child" || true',
+    "    fi",
+    f"    trap - {' '.join(FORWARDED)}",
+    '    if [ "$metalab_status" -gt 128 ]; then',
+    '        kill -$((metalab_status - 128)) "$$" 2>/dev/null || true',
+    "    fi",
+    '    exit "$metalab_status"',
+    "}",
 )
-"""First lines of an array task: note its start (its pack's clock), and ignore the time-limit
-warning until the task's Python traps it (a signal ignored stays ignored across `exec`)."""
+"""First lines of an array task: note its start (its pack's clock), ignore the time-limit
+warning until the task's Python traps it (the task starts with it ignored), and define
+`metalab_task COMMAND...`: run the command as a child, forward `FORWARDED` to it, wait until
+it is gone (`wait` returns early when a trapped signal arrives), run the post-mortem of an
+entry command that died by a signal, then end as the child did."""
 
 
 def log_dir(store_root: str | os.PathLike[str]) -> Path:
@@ -109,6 +150,7 @@ def render_script(
             *(["--requeue", "--open-mode=append"] if config.requeue else []),
         ],
         prologue=TASK_PROLOGUE,
+        runner=TASK_RUNNER,
     )
 
 
@@ -122,14 +164,16 @@ def render_job(
     array: str | None = None,
     task_options: Sequence[str] = (),
     prologue: Sequence[str] = (),
+    runner: str = "exec",
 ) -> str:
     """Return the text of an sbatch script that runs `command` with `config`'s resources.
 
     The script holds the `#SBATCH` directives (`job_directives`, then `task_options`), the
-    `prologue` lines, the environment setup (`setup_lines`) and `exec command`. `output`
-    (and `error`, else stderr joins stdout) are sbatch's file patterns; `array` an
-    `--array` spec. Raises `ValidationError` if a value spans several lines or `command` is
-    empty.
+    `prologue` lines, the environment setup (`setup_lines`) and `<runner> command` (`exec`
+    by default: the command replaces the shell; an array task's shell stays its parent, see
+    `TASK_RUNNER`). `output` (and `error`, else stderr joins stdout) are sbatch's file
+    patterns; `array` an `--array` spec. Raises `ValidationError` if a value spans several
+    lines or `command` is empty.
     """
     options = job_directives(config, job_name=job_name, output=output, error=error, array=array)
     lines = [
@@ -141,7 +185,7 @@ def render_job(
         *prologue,
         "export PYTHONUNBUFFERED=1",
         *setup_lines(config),
-        "exec " + _join(command),
+        f"{runner} {_join(command)}",
         "",
     ]
     return "\n".join(lines)
