@@ -85,10 +85,12 @@ def test_a_requeued_running_task_finishes_its_sweep_with_each_run_done_once(stor
     wait_for(lambda: len(_records(store)) == 1 and claims.exists() and any(claims.glob("*/*")), 120)
     run_0 = json.loads(_records(store)[0].read_text())
     subprocess.run(["scontrol", "requeue", f"{job_id}_0"], check=True, timeout=30)
-    # SLURM holds a requeued batch job for a while before it may start again: release it now
+    # SLURM holds a requeued batch job for a while before it may start again: release it
+    # soon, though not within the second of the requeue (slurmd would refuse to start it:
+    # "Job credential revoked")
     wait_for(lambda: _task_state(job_id) == "PENDING", 60)
     subprocess.run(
-        ["scontrol", "update", f"JobId={job_id}_0", "StartTime=now"], check=True, timeout=30
+        ["scontrol", "update", f"JobId={job_id}_0", "StartTime=now+3"], check=True, timeout=30
     )
     results = checked_result(handle, timeout=240)
     by_index = {r.index: r for r in results}
@@ -248,7 +250,12 @@ def test_auto_packs_are_sized_by_a_pilot_of_the_first_runs(store):
     (record,) = [
         json.loads(p.read_text()) for p in Path(submission["directory"]).glob("released/*")
     ]
-    assert 1.0 <= record["seconds"] < 2.0 and 3 <= record["size"] <= 6
+    # the pilot's runs took at least their second of sleep (more on a loaded machine): the
+    # packs are sized from what was measured, whatever it was
+    from metalab.executors.slurm.sizing import pack_size
+
+    assert record["seconds"] >= 1.0
+    assert record["size"] == pack_size(record["seconds"], ex.config) >= 1
     assert {job["runs_per_task"] for job in rest} == {record["size"]}
     covered = {
         i
