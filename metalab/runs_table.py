@@ -181,6 +181,8 @@ def column_of(pa: Any, column: str, kind: bytes, name: str, values: list[Any]) -
         plain = "float64"  # a duration of whole seconds is still a float column
     if plain == "float64" and int in types and not _exact_as_floats(values):
         plain = None  # an int a float cannot hold exactly: JSON keeps it
+    if not types and kind == b"record":
+        plain = _RECORD_TYPES.get(name)  # no value (no run, or none has it): still typed
     if plain is not None or not types:
         plain_values = [None if v is MISSING else v for v in values] if missing else values
         try:

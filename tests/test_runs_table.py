@@ -394,3 +394,40 @@ def test_a_record_two_journals_hold_is_loaded_once_from_them(tmp_path, monkeypat
     assert read_from_files == [0]  # every row came from the journals, each once
     monkeypatch.undo()
     assert_same_results(loaded, from_records(path))
+
+
+def test_a_store_loaded_before_its_first_sweep_loads_and_runs(tmp_path):
+    path = tmp_path / "store"
+    FileStore.open(path)
+    # an empty store loads as an empty table of typed columns, which it caches
+    empty = metalab.load_results(path)
+    assert len(empty) == 0 and len(metalab.load_results(path, "mix:1")) == 0
+    cached = table_module._read(
+        runs_table._pa().py_buffer((path / table_module.TABLE).read_bytes())
+    )
+    assert cached.schema.field("run_id").type == runs_table._pa().string()
+    # a sweep after it, and its results
+    with pytest.warns(metalab.RunsFailedWarning):
+        results = metalab.run(varied_experiment(), path, executor="inline").result()
+    assert len(results) == 40
+    assert_same_results(metalab.load_results(path), from_records(path))
+
+
+def test_an_empty_table_of_untyped_run_ids_is_ignored(tmp_path):
+    # what an earlier metalab cached for a store loaded before its first sweep
+    pa = runs_table._pa()
+    path = tmp_path / "store"
+    FileStore.open(path)
+    metalab.load_results(path)
+    file = path / table_module.TABLE
+    cached = table_module._read(pa.py_buffer(file.read_bytes()))
+    index = cached.schema.get_field_index("run_id")
+    field = cached.schema.field(index).with_type(pa.null())
+    untyped = cached.set_column(index, field, pa.nulls(0))
+    import pyarrow.parquet as pq
+
+    pq.write_table(untyped.replace_schema_metadata(cached.schema.metadata), file)
+    with pytest.warns(metalab.RunsFailedWarning):
+        results = metalab.run(varied_experiment(), path, executor="inline").result()
+    assert len(results) == 40
+    assert_same_results(metalab.load_results(path), from_records(path))

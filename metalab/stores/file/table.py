@@ -322,6 +322,8 @@ def _cached(layout: Layout) -> tuple[Any, dict]:
     table = runs_table.checked(table)
     if table is None or not isinstance(noted, dict) or not _has_store_columns(table):
         return None, {}
+    if table.schema.field("run_id").type != runs_table._pa().string():
+        return None, {}  # an empty table of an earlier version, its run ids untyped
     if any(_id_text(chunk) is None for chunk in table.column("run_id").chunks):
         return None, {}  # (each run id is checked again when it becomes a path)
     return table, {k: v for k, v in noted.items() if isinstance(v, list)}
