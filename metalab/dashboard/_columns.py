@@ -70,8 +70,7 @@ def read_table(table: Any, members: IdSet | None, limit: int) -> Read:
 def _sample_of(table: Any) -> Sample:
     """The parameters and finite metrics of every run of `table` (a few thousand at most)."""
     params = {
-        name: runs_table.values(table, "params", name)
-        for name in runs_table.names(table, "params")
+        name: runs_table.values(table, "params", name) for name in runs_table.names(table, "params")
     }
     metrics = {
         name: [finite(v) for v in runs_table.values(table, "metrics", name)]

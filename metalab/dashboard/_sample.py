@@ -57,13 +57,17 @@ def column_ids(column: Any) -> Any:
 
     Read from the column's buffers when every id is 32 lowercase hexadecimal digits: no
     string is made per run."""
+    import pyarrow as pa
+
     np = _np()
-    ids = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    ids = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     count = len(ids)
     if not count:
         return np.empty(0, dtype=ID)
     if not ids.null_count and str(ids.type) == "string":
-        offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset : ids.offset + count + 1]
+        offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[
+            ids.offset : ids.offset + count + 1
+        ]
         start = int(offsets[0])
         if np.array_equal(offsets, np.arange(start, start + RUN_ID_LENGTH * count + 1, 32)):
             text = memoryview(ids.buffers()[2])[start : start + RUN_ID_LENGTH * count]
@@ -148,4 +152,3 @@ class Sample:
         if xs is None or ys is None:
             return []
         return [(x, y) for x, y in zip(xs, ys) if y is not None and x is not missing]
-
