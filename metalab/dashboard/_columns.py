@@ -24,9 +24,10 @@ class Read:
     counts: dict[str, int]
     params: tuple[str, ...]
     metrics: tuple[str, ...]
-    sample: Sample
     sampled_ids: bytes
     """The sampled runs' ids, packed: tells whether the sample changed."""
+    sample: Callable[[], Sample]
+    """Make the sample (only when it changed: it makes a few thousand Python values)."""
 
 
 def table_reader(store: Store) -> Callable[[str], Any] | None:
@@ -45,7 +46,8 @@ def read_table(table: Any, members: IdSet | None, limit: int) -> Read:
 
     ids = column_ids(table.column("run_id"))
     if members is not None:
-        mine = members.contains(ids)
+        index = pc.fill_null(table.column("index"), -1).to_numpy()
+        mine = members.contains(ids, index)
         if not mine.all():
             table, ids = table.filter(mine), ids[mine]
     status = table.column("status")
@@ -54,7 +56,9 @@ def read_table(table: Any, members: IdSet | None, limit: int) -> Read:
         for item in pc.value_counts(status).to_pylist()
         if item["values"] is not None
     }
-    completed = pc.fill_null(pc.equal(status, COMPLETED), False).to_numpy(zero_copy_only=False)
+    # (a pattern, not a Python string made an Arrow scalar: that conversion imports pandas)
+    is_completed = pc.match_substring_regex(status, pattern=f"^{COMPLETED}$")
+    completed = pc.fill_null(is_completed, False).to_numpy(zero_copy_only=False)
     done, done_ids = table.filter(completed), ids[completed]
     chosen = smallest(done_ids, limit)
     sampled = done.take(chosen)
@@ -62,8 +66,8 @@ def read_table(table: Any, members: IdSet | None, limit: int) -> Read:
         counts=counts,
         params=tuple(runs_table.names(table, "params")),
         metrics=tuple(runs_table.names(table, "metrics")),
-        sample=_sample_of(sampled),
         sampled_ids=done_ids[chosen].tobytes(),
+        sample=lambda: _sample_of(sampled),
     )
 
 

@@ -143,8 +143,8 @@ class RecordReader:
             counts=counts,
             params=tuple(self.params),
             metrics=tuple(self.metrics),
-            sample=Sample.of_rows(list(self.rows.values()), runs_table.MISSING),
             sampled_ids=b"".join(self.rows),
+            sample=lambda rows=list(self.rows.values()): Sample.of_rows(rows, runs_table.MISSING),
         )
 
 

@@ -86,17 +86,71 @@ def first_halves(ids: Any) -> Any:
 
 
 class IdSet:
-    """A set of run ids, packed and sorted: 16 bytes a run."""
+    """A sweep's run ids, packed (16 bytes a run), in the order the driver sent them.
+
+    A driver sends every run id of its experiment in index order, so a record is the sweep's
+    when the id at its index is its own: one look-up a record, and nothing more is kept. Ids
+    found otherwise (some runs only, or in another order) are looked up in a sorted copy,
+    made on the first such look-up."""
 
     def __init__(self, packed: bytes):
-        self.sorted = _np().sort(as_ids(packed))
+        self.by_index = as_ids(packed)
+        self._first: Any = None
+        self._second: Any = None
+        self._unique_firsts = True
 
     def __len__(self) -> int:
-        return len(self.sorted)
+        return len(self.by_index)
 
-    def contains(self, ids: Any) -> Any:
+    def contains(self, ids: Any, index: Any = None) -> Any:
+        """Whether each of `ids` (an array of `ID`) is in the set, as a numpy bool array;
+        `index` (an int array, -1 for none) gives each id's run index, when known."""
+        np = _np()
+        if index is None or not len(self.by_index):
+            return self._sorted_contains(ids)
+        known = (index >= 0) & (index < len(self.by_index))
+        at = np.where(known, index, 0)
+        found = known & (_halves(self.by_index[at]) == _halves(ids)).all(axis=1)
+        if not found.all():
+            rest = ~found
+            found[rest] = self._sorted_contains(ids[rest])
+        return found
+
+    def _sorted_contains(self, ids: Any) -> Any:
+        np = _np()
+        if not len(self.by_index) or not len(ids):
+            return np.zeros(len(ids), dtype=bool)
+        if self._first is None:
+            halves = _halves(self.by_index)
+            order = np.lexsort((halves[:, 1], halves[:, 0]))
+            self._first = np.ascontiguousarray(halves[order, 0])
+            self._second = np.ascontiguousarray(halves[order, 1])
+            # no two ids sharing their first 8 bytes (all but certain for hashes): an id is
+            # found by its first half, and checked by its second
+            self._unique_firsts = not np.any(self._first[1:] == self._first[:-1])
+        if not self._unique_firsts:
+            return contains(np.sort(self.by_index), ids)
+        wanted = _halves(ids)
+        at = np.minimum(np.searchsorted(self._first, wanted[:, 0]), len(self._first) - 1)
+        return (self._first[at] == wanted[:, 0]) & (self._second[at] == wanted[:, 1])
+
+
+def _halves(ids: Any) -> Any:
+    """Packed ids as an (n, 2) array of unsigned 64-bit integers."""
+    return ids.view("<u8").reshape(-1, 2)
+
+
+def contains(self, ids: Any) -> Any:
         """Whether each of `ids` (an array of `ID`) is in the set, as a numpy bool array."""
-        return contains(self.sorted, ids)
+        np = _np()
+        if not len(self.first) or not len(ids):
+            return np.zeros(len(ids), dtype=bool)
+        halves = ids.view("<u8").reshape(-1, 2)
+        if not self._unique_firsts:
+            whole = np.sort(np.ascontiguousarray(np.stack([self.first, self.second], 1)).view(ID)[:, 0])
+            return contains(whole, ids)
+        at = np.minimum(np.searchsorted(self.first, halves[:, 0]), len(self.first) - 1)
+        return (self.first[at] == halves[:, 0]) & (self.second[at] == halves[:, 1])
 
 
 def contains(sorted_ids: Any, ids: Any) -> Any:

@@ -153,7 +153,7 @@ class StoreView:
             unread=unread,
             params=read.params,
             metrics=read.metrics,
-            sample=read.sample,
+            sample=read.sample(),
             version=self.snapshot.version + 1,
         )
 
