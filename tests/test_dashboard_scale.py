@@ -7,6 +7,7 @@ import hashlib
 import tracemalloc
 from typing import ClassVar
 
+import numpy
 import pytest
 from sweeps import checked_result
 
@@ -203,6 +204,10 @@ def test_run_ids_that_are_no_hex_ids_still_tell_the_sweep_s_records(tmp_path):
         True,
         False,
     ]
+    twins = ["0123456789abcdef" + "0" * 16, "0123456789abcdef" + "1" * 16]
+    alike = _sample.IdSet(_sample.pack([*twins, _run_id(3)]))  # two ids share 8 bytes
+    asked = _sample.as_ids(_sample.pack([twins[1], "0123456789abcdef" + "2" * 16, twins[0]]))
+    assert alike.contains(asked, numpy.array([5, -1, 0])).tolist() == [True, False, True]
     pa = pytest.importorskip("pyarrow")
     column = pa.chunked_array([["a-run", _run_id(1)], [_run_id(2)]])
     assert _sample.column_ids(column).tobytes() == _sample.pack(["a-run", _run_id(1), _run_id(2)])
@@ -259,3 +264,29 @@ def _touch_listing(path) -> None:
     for directory in (path / "runs").iterdir():
         if directory.is_dir():
             directory.touch()
+
+
+@pytest.mark.postgres
+def test_a_postgres_store_is_read_as_a_table(postgres_locator):
+    exp = metalab.Experiment(
+        name="pg-dash",
+        version="1",
+        context={},
+        operation=scored,
+        params=metalab.grid(x=[1, 2, 3, 4]),
+        seeds=metalab.seeds(base=0, replicates=2),
+    )
+    results = checked_result(metalab.run(exp, postgres_locator, executor="inline"))
+    store = create_store(postgres_locator, create=False)
+    failed = dict(results[0].record, run_id="f" * 32, index=99, status="failed")
+    store.put_record(failed)  # a record of the experiment that is not one of the sweep's runs
+    run_ids = [run.run_id for run in results]
+    for ids, counts in ((run_ids, {"completed": 8}), (None, {"completed": 8, "failed": 1})):
+        entry = dashboard.SweepEntry("pg-dash:1", postgres_locator, 8, "s", run_ids=packed_ids(ids))
+        view = StoreView(entry)
+        view.refresh(lambda loc: store)
+        assert view.snapshot.error is None
+        assert view.snapshot.counts == counts
+        assert view.snapshot.sample.size == 8 and not view.snapshot.sampled
+        assert sorted(view.snapshot.sample.params["x"]) == [1, 1, 2, 2, 3, 3, 4, 4]
+        assert view.snapshot.metrics == ("score",)

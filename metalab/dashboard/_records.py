@@ -9,11 +9,12 @@ metrics are kept only for the sampled runs (`_sample`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from .. import runs_table
 from .._aggregate import COMPLETED, finite
 from ..contracts import Store
+from ..runs_table import MISSING
 from . import limits
 from ._columns import Read
 from ._sample import ID, IdSet, Sample, as_ids, contains, pack, pack_one
@@ -144,7 +145,7 @@ class RecordReader:
             params=tuple(self.params),
             metrics=tuple(self.metrics),
             sampled_ids=b"".join(self.rows),
-            sample=lambda rows=list(self.rows.values()): Sample.of_rows(rows, runs_table.MISSING),
+            sample=functools.partial(Sample.of_rows, list(self.rows.values()), MISSING),
         )
 
 

@@ -140,19 +140,6 @@ def _halves(ids: Any) -> Any:
     return ids.view("<u8").reshape(-1, 2)
 
 
-def contains(self, ids: Any) -> Any:
-        """Whether each of `ids` (an array of `ID`) is in the set, as a numpy bool array."""
-        np = _np()
-        if not len(self.first) or not len(ids):
-            return np.zeros(len(ids), dtype=bool)
-        halves = ids.view("<u8").reshape(-1, 2)
-        if not self._unique_firsts:
-            whole = np.sort(np.ascontiguousarray(np.stack([self.first, self.second], 1)).view(ID)[:, 0])
-            return contains(whole, ids)
-        at = np.minimum(np.searchsorted(self.first, halves[:, 0]), len(self.first) - 1)
-        return (self.first[at] == halves[:, 0]) & (self.second[at] == halves[:, 1])
-
-
 def contains(sorted_ids: Any, ids: Any) -> Any:
     """Whether each of `ids` is in `sorted_ids` (both arrays of `ID`), as a bool array."""
     np = _np()
