@@ -71,12 +71,18 @@ def column_ids(column: Any) -> Any:
         start = int(offsets[0])
         if np.array_equal(offsets, np.arange(start, start + RUN_ID_LENGTH * count + 1, 32)):
             text = memoryview(ids.buffers()[2])[start : start + RUN_ID_LENGTH * count]
-            try:
-                if not bytes(text).translate(None, _HEX):
-                    return np.frombuffer(binascii.unhexlify(text), dtype=ID)
-            except binascii.Error:
-                pass
+            if _lowercase_hex(text):
+                return np.frombuffer(binascii.unhexlify(text), dtype=ID)
     return as_ids(pack(str(r) for r in ids.to_pylist()))
+
+
+def _lowercase_hex(text: memoryview) -> bool:
+    """Whether `text` is lowercase hexadecimal digits only (checked a slice at a time: no
+    copy of the whole text)."""
+    step = 1 << 20
+    return not any(
+        text[at : at + step].tobytes().translate(None, _HEX) for at in range(0, len(text), step)
+    )
 
 
 def first_halves(ids: Any) -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._aggregate import COMPLETED
-from ..contracts import Store
+from ..contracts import Store, TableStore
 from ..locators import redact_password
 from . import limits
 from ._columns import read_table, table_reader
@@ -128,10 +128,7 @@ class StoreView:
         members = self._sweep_ids()
         reader = table_reader(store)
         if reader is not None and not self._listed:
-            # a store's table is read once the store holds a record: the table of a store
-            # without any (a sweep just started) is cheap to know (empty) and, for a file
-            # store, a table read then fails and caches a table its later reads fail on
-            self._listed = bool(store.scan()[0])
+            self._listed = _holds_records(store)
             if not self._listed:
                 reader = None
         if reader is not None:
@@ -163,6 +160,15 @@ class StoreView:
         if self._members is None and self.entry.run_ids is not None:
             self._members = IdSet(self.entry.run_ids)
         return self._members
+
+
+def _holds_records(store: Store) -> bool:
+    """Whether `store` is worth reading as a table: a file store's table is read once the
+    store holds a record, since the table of a store without any (a sweep just started) is
+    known (empty) and, read then, fails and is cached in a form its later reads fail on."""
+    if not (store.capabilities.table and isinstance(store, TableStore)):
+        return True
+    return bool(store.completed_run_ids()) or bool(store.scan()[0])
 
 
 def _running(store: Store, entry: SweepEntry) -> int:
