@@ -46,8 +46,7 @@ def read_table(table: Any, members: IdSet | None, limit: int) -> Read:
 
     ids = column_ids(table.column("run_id"))
     if members is not None:
-        index = pc.fill_null(table.column("index"), -1).to_numpy()
-        mine = members.contains(ids, index)
+        mine = members.contains(ids, _indices(table.column("index")))
         if not mine.all():
             table, ids = table.filter(mine), ids[mine]
     status = table.column("status")
@@ -69,6 +68,17 @@ def read_table(table: Any, members: IdSet | None, limit: int) -> Read:
         sampled_ids=done_ids[chosen].tobytes(),
         sample=lambda: _sample_of(sampled),
     )
+
+
+def _indices(column: Any) -> Any:
+    """The run index of each row as a numpy array (-1 for none), or None when the column
+    holds something else than integers (a table of a store written by hand)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_integer(column.type):
+        return None
+    return pc.fill_null(column, -1).to_numpy()
 
 
 def _sample_of(table: Any) -> Sample:

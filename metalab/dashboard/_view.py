@@ -155,8 +155,8 @@ class StoreView:
         )
 
     def _sweep_ids(self) -> IdSet | None:
-        """The sweep's run ids, sorted once (in the reading thread), or None to count every
-        record of the experiment."""
+        """The sweep's run ids (the entry's bytes, not copied), or None to count every record
+        of the experiment."""
         if self._members is None and self.entry.run_ids is not None:
             self._members = IdSet(self.entry.run_ids)
         return self._members
