@@ -26,6 +26,7 @@ from sweeps import checked_result, wait_for
 import metalab
 from metalab import claims, dashboard, registry
 from metalab.dashboard._page import plot_data
+from metalab.runs_table import MISSING
 from metalab.store import create_store
 from metalab.sweep import Sweep, SweepRef
 
@@ -312,14 +313,23 @@ def test_a_parameter_with_many_distinct_values_gets_a_binned_trend():
     lrs = [10 ** (-4 + 3 * i / 59) for i in range(60)]  # a random search's 60 learning rates
     rows = tuple(({"lr": lr}, {"score": math.log10(lr)}) for lr in lrs)
     snapshot = dashboard.Snapshot(
-        counts={"completed": 60}, params=("lr",), metrics=("score",), rows=rows
+        counts={"completed": 60},
+        params=("lr",),
+        metrics=("score",),
+        sample=dashboard.Sample.of_rows(rows, MISSING),
     )
     data = plot_data(snapshot, "score", "lr")
     assert len(data.dots["x"]) == 60, "every run is a dot"
     assert 5 <= len(data.means["x"]) <= 10, "a few bins, not a line through every value"
     assert sum(data.means["n"]) == 60 and data.means["x"] == sorted(data.means["x"])
     assert data.means["y"] == sorted(data.means["y"])
-    few = plot_data(dashboard.Snapshot(rows=rows[:10]), "score", "lr")
+    few = plot_data(
+        dashboard.Snapshot(
+            counts={"completed": 10}, sample=dashboard.Sample.of_rows(rows[:10], MISSING)
+        ),
+        "score",
+        "lr",
+    )
     assert len(few.means["x"]) == 10, "few values: a mean at each"
 
 

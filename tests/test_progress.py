@@ -37,7 +37,9 @@ def test_plain_progress_reports_final_counts_and_metrics(tmp_path, executor):
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("Training: 20 runs")
     assert lines[-1].startswith("Training: 20/20 | ok 20 | failed 0")
-    assert "loss 1.900 (mean 0.950)" in lines[-1]
+    # the latest value is the last run's inline; over processes runs finish in any order
+    shown = "loss 1.900 (mean 0.950)" if executor == "inline" else " (mean 0.950)"
+    assert shown in lines[-1]
 
 
 def test_plain_progress_stays_short_on_big_sweeps(tmp_path):

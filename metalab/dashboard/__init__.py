@@ -7,10 +7,14 @@ keeps the registry of sweeps and adds a bokeh page to the scheduler's dashboard 
 The page lists every sweep with its runs per status and plots a chosen metric of the
 completed runs against a chosen parameter.
 
-Stores are read by locator in one background thread, incrementally (a record is read again
-only when its completion changes), at most every `limits.REFRESH_SECONDS` and only while a
-page (or `registered_sweeps`) asks, so the scheduler's event loop never waits on a filesystem
-or a database.
+Stores are read by locator in one background thread, at most every `limits.REFRESH_SECONDS`
+(and less often for a store whose reads take long) and only while a page (or
+`registered_sweeps`) asks, so the scheduler's event loop never waits on a filesystem or a
+database. A store that gives its runs back as columns (a file store's table, PostgreSQL) is
+read as one table per refresh; any other store record by record, incrementally (a record is
+read again only when its completion changes). The page keeps per sweep its counts per status,
+exact at any size, and the parameters and metrics of at most `limits.MAX_SAMPLE` completed
+runs for its plot (a uniform sample of a larger sweep): never an object per run.
 
 Bokeh comes from the optional `dashboard` extra: without it registration does nothing (a
 debug log says so) and sweeps run as usual.
@@ -32,6 +36,7 @@ from ._registration import (
     registered_sweeps,
     unregister_sweep,
 )
+from ._sample import Sample
 from ._view import Snapshot, SweepEntry
 from .links import PAGE, PLUGIN_NAME, dashboard_link, page_link
 
@@ -43,6 +48,7 @@ __all__ = [
     "LivePage",
     "MetalabPlugin",
     "PlotData",
+    "Sample",
     "Snapshot",
     "SweepEntry",
     "add_page",

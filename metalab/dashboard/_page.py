@@ -11,6 +11,7 @@ from typing import Any
 
 from .._aggregate import COMPLETED, Axis, evenly, others_text, trend
 from ..locators import redact_password
+from ..runs_table import MISSING
 from . import limits
 from ._view import Snapshot, SweepEntry
 from .links import PAGE, PLUGIN_NAME
@@ -200,7 +201,7 @@ class LivePage:
             return
         self.shown = key
         plugin = self.plugin()
-        if snapshot is None or len(snapshot.rows) <= limits.INLINE_ROWS or plugin is None:
+        if snapshot is None or snapshot.sample.size <= limits.INLINE_ROWS or plugin is None:
             self._show(key, plot_data(snapshot, metric, param))
             return
         # many runs: aggregate in the reading thread, then draw on the event loop
@@ -236,21 +237,28 @@ class PlotData:
     """The parameter's axis; dots and means are at `axis.position`s."""
     left_out: str = ""
     """The sweep's runs that did not complete, per status: never in dots or means."""
+    completed: int | None = None
+    """The sweep's completed runs when the plot shows a sample of them, else None."""
 
     def title(self, metric: str, param: str) -> str:
-        """`score vs lr: mean of 10 completed runs per value (2 failed left out)`."""
+        """`score vs lr: mean of 10 completed runs per value (2 failed left out)`; for a
+        sample, `score vs lr: mean of 5,000 sampled runs per value, of 1,000,000 completed`."""
         runs = int(sum(self.means["n"]))
         if runs == 0:
             text = "no completed runs yet"
         else:
             unit = "bin" if self.axis.binned else "value"
-            text = f"{metric} vs {param}: mean of {runs} completed run{'s' * (runs != 1)}"
+            kind = "completed" if self.completed is None else "sampled"
+            text = f"{metric} vs {param}: mean of {runs:,} {kind} run{'s' * (runs != 1)}"
             text += f" per {unit}"
+            if self.completed is not None:
+                text += f", of {self.completed:,} completed"
         return text + (f" ({self.left_out} left out)" if self.left_out else "")
 
 
 def plot_data(snapshot: Snapshot | None, metric: str, param: str) -> PlotData:
-    """Dots (a sample of at most `limits.MAX_POINTS` runs) and means (over every completed run)."""
+    """Dots (at most `limits.MAX_POINTS` runs) and means over the snapshot's sample: every
+    completed run of a sweep of up to `limits.MAX_SAMPLE`, a uniform sample of a larger one."""
     points = [] if snapshot is None else _points(snapshot, metric, param)
     # sorted categories: the records' order says nothing about the values' order
     axis = Axis.of([x for x, _ in points], by_label=True)
@@ -263,6 +271,7 @@ def plot_data(snapshot: Snapshot | None, metric: str, param: str) -> PlotData:
         means={"x": means.x, "y": means.mean, "n": [float(n) for n in means.n]},
         axis=axis,
         left_out=others_text({s: n for s, n in counts.items() if s != COMPLETED}),
+        completed=snapshot.completed if snapshot is not None and snapshot.sampled else None,
     )
 
 
@@ -316,12 +325,8 @@ def _set_options(select: Any, options: list[tuple[str, str]]) -> None:
 
 
 def _points(snapshot: Snapshot, metric: str, param: str) -> list[tuple[Any, float]]:
-    """(parameter value, metric value) of each completed run that has both."""
-    return [
-        (params[param], metrics[metric])
-        for params, metrics in snapshot.rows
-        if metric in metrics and param in params
-    ]
+    """(parameter value, metric value) of each sampled completed run that has both."""
+    return snapshot.sample.points(metric, param, MISSING)
 
 
 def _set_ticks(fig: Any, axis: Axis) -> None:

@@ -81,7 +81,7 @@ class MetalabPlugin(SchedulerPlugin):
         view = self._views.get(session)
         if view is None:
             return None
-        if not view.busy and time.monotonic() - view.refreshed_at >= limits.REFRESH_SECONDS:
+        if view.due(time.monotonic()):
             view.busy = True
             try:
                 self.in_thread(view.refresh, self._open_store)

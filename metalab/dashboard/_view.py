@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._aggregate import COMPLETED, finite
-from ..contracts import Store
+from .._aggregate import COMPLETED
+from ..contracts import Store, TableStore
 from ..locators import redact_password
 from . import limits
+from ._columns import read_table, table_reader
+from ._records import RecordReader
+from ._sample import IdSet, Sample
 
 
 @dataclass
@@ -23,7 +25,9 @@ class SweepEntry:
     store_locator: str
     total: int
     session: str
-    run_ids: frozenset[str] | None = None
+    run_ids: bytes | None = None
+    """The sweep's run ids packed, 16 bytes each (`_sample.pack`, or a driver's `RunIds.raw`):
+    the page counts exactly these runs. None: every record of `experiment_id`."""
     experiment_key: str | None = None
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
@@ -40,7 +44,7 @@ class SweepEntry:
             "store_locator": redact_password(self.store_locator),
             "total": self.total,
             "session": self.session,
-            "run_ids": None if self.run_ids is None else len(self.run_ids),
+            "run_ids": None if self.run_ids is None else len(self.run_ids) // 16,
             "experiment_key": self.experiment_key,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
@@ -52,94 +56,119 @@ class Snapshot:
     """What a sweep's store held at one refresh."""
 
     counts: dict[str, int] = field(default_factory=dict)
-    """Records of the sweep per status."""
+    """Records of the sweep per status: exact, at any size."""
     running: int = 0
     """Live claims of the sweep's session: runs executing now."""
     unread: int = 0
-    """Records seen in the store but not read yet (large stores fill in over refreshes)."""
+    """Records seen in the store but not read yet (a store without columns fills in over
+    refreshes)."""
     params: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
-    rows: tuple[tuple[dict[str, Any], dict[str, float]], ...] = ()
-    """(params, numeric metrics) of each completed run."""
+    sample: Sample = field(default_factory=Sample)
+    """Parameters and numeric metrics of at most `limits.MAX_SAMPLE` completed runs: all of
+    them in a small sweep, a uniform sample in a large one."""
     version: int = 0
-    """Changes whenever `rows` or `counts` change."""
+    """Changes whenever `sample` or `counts` change."""
     error: str | None = None
     updated_at: float = field(default_factory=time.time)
 
+    @property
+    def completed(self) -> int:
+        """Completed runs of the sweep (exact)."""
+        return self.counts.get(COMPLETED, 0)
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the plot's runs are a sample of fewer than the completed runs."""
+        return self.sample.size < self.completed
+
 
 class StoreView:
-    """What the page knows of one sweep's records, refreshed incrementally from its store."""
+    """What the page knows of one sweep's records: counts and a bounded sample, refreshed
+    from its store in the reading thread.
+
+    A store that gives an experiment's runs back as columns is read as one table per
+    refresh; any other store record by record (`_records`). Either way the view keeps no
+    per-run Python object: the sweep's run ids packed (16 bytes a run, when the driver sent
+    them) and, for a store without columns, 18 bytes per record read.
+    """
 
     def __init__(self, entry: SweepEntry):
         self.entry = entry
-        self.known: dict[str, tuple[bool, dict[str, Any] | None]] = {}
-        """run id -> (completed marker seen, the record's summary or None if not this sweep's)."""
         self.snapshot = Snapshot()
         self.refreshed_at = -math.inf
+        self.took = 0.0
+        """Seconds the last refresh took: a slow store is read less often (`due`)."""
         self.busy = False
+        self._members: IdSet | None = None
+        self._records = RecordReader()
+        self._last: tuple[Any, ...] | None = None
+        self._listed = False
+
+    def due(self, now: float) -> bool:
+        """Whether a refresh should start now: none is under way, and the last ended at
+        least `limits.REFRESH_SECONDS`, and `limits.REFRESH_SPACING` times its own length,
+        ago (so refreshes of a large store never keep the reading thread busy)."""
+        wait = max(limits.REFRESH_SECONDS, limits.REFRESH_SPACING * self.took)
+        return not self.busy and now - self.refreshed_at >= wait
 
     def refresh(self, open_store: Callable[[str], Store]) -> None:
-        """Read what changed in the store and publish a new snapshot (runs in the thread)."""
+        """Read the store and publish a new snapshot (runs in the thread)."""
+        started = time.monotonic()
         try:
             self.snapshot = self._read(open_store(self.entry.store_locator))
         except Exception as exc:  # noqa: BLE001 - shown on the page, retried next refresh
             self.snapshot = replace(self.snapshot, error=f"{type(exc).__name__}: {exc}")
         finally:
             self.refreshed_at = time.monotonic()
+            self.took = self.refreshed_at - started
             self.busy = False
 
     def _read(self, store: Store) -> Snapshot:
-        final, done = store.scan()
-        if self.entry.run_ids is not None:
-            final &= self.entry.run_ids
-        gone = [run_id for run_id in self.known if run_id not in final]
-        for run_id in gone:
-            del self.known[run_id]
-        stale = sorted(r for r in final if self.known.get(r, (None,))[0] != (r in done))
-        for record in store.get_records(stale[: limits.MAX_READS]):
-            run_id = record.get("run_id", "")
-            self.known[run_id] = (run_id in done, _summary(record, self.entry.experiment_id))
-        changed = bool(gone or stale)
-        return self._snapshot(
-            changed, max(0, len(stale) - limits.MAX_READS), _running(store, self.entry)
-        )
-
-    def _snapshot(self, changed: bool, unread: int, running: int) -> Snapshot:
-        if not changed:
+        members = self._sweep_ids()
+        reader = table_reader(store)
+        if reader is not None and not self._listed:
+            self._listed = _holds_records(store)
+            if not self._listed:
+                reader = None
+        if reader is not None:
+            table = reader(self.entry.experiment_id)
+            read, unread = read_table(table, members, limits.MAX_SAMPLE), 0
+            del table
+        else:
+            read, unread = self._records.read(store, self.entry.experiment_id, members)
+        running = _running(store, self.entry)
+        key = (read.counts, read.params, read.metrics, read.sampled_ids)
+        if key == self._last:
             return replace(
                 self.snapshot, running=running, unread=unread, error=None, updated_at=time.time()
             )
-        summaries = [s for _, s in self.known.values() if s is not None]
-        params: dict[str, None] = {}
-        metrics: dict[str, None] = {}
-        for summary in summaries:
-            params.update(dict.fromkeys(summary["params"]))
-            metrics.update(dict.fromkeys(summary["metrics"]))
+        self._last = key
         return Snapshot(
-            counts=dict(Counter(s["status"] for s in summaries)),
+            counts=read.counts,
             running=running,
             unread=unread,
-            params=tuple(params),
-            metrics=tuple(metrics),
-            rows=tuple((s["params"], s["metrics"]) for s in summaries if s["status"] == COMPLETED),
+            params=read.params,
+            metrics=read.metrics,
+            sample=read.sample(),
             version=self.snapshot.version + 1,
         )
 
+    def _sweep_ids(self) -> IdSet | None:
+        """The sweep's run ids (the entry's bytes, not copied), or None to count every record
+        of the experiment."""
+        if self._members is None and self.entry.run_ids is not None:
+            self._members = IdSet(self.entry.run_ids)
+        return self._members
 
-def _summary(record: dict[str, Any], experiment_id: str) -> dict[str, Any] | None:
-    """Status, params and numeric metrics of a record of `experiment_id`, else None."""
-    if record.get("experiment_id") != experiment_id:
-        return None
-    metrics = {
-        name: number
-        for name, value in (record.get("metrics") or {}).items()
-        if (number := finite(value)) is not None
-    }
-    return {
-        "status": str(record.get("status")),
-        "params": dict(record.get("params") or {}),
-        "metrics": metrics,
-    }
+
+def _holds_records(store: Store) -> bool:
+    """Whether `store` is worth reading as a table: a file store's table is read once the
+    store holds a record, since the table of a store without any (a sweep just started) is
+    known (empty) and, read then, fails and is cached in a form its later reads fail on."""
+    if not (store.capabilities.table and isinstance(store, TableStore)):
+        return True
+    return bool(store.completed_run_ids()) or bool(store.scan()[0])
 
 
 def _running(store: Store, entry: SweepEntry) -> int:
