@@ -128,3 +128,25 @@ def killed_experiment(n: int, kill_on: int) -> metalab.Experiment:
         params=metalab.grid(i=list(range(n)), kill_on=[kill_on]),
         seeds=metalab.seeds(base=5),
     )
+
+
+@metalab.operation
+def hog(params, runtime, capture):
+    """Fills `hog_mb` MB of memory (every page written) in its first attempt when
+    `i == hog_on`, more than its task may use where SLURM confines memory: the kernel's OOM
+    killer then kills the task's Python; otherwise `i * i`."""
+    if params["i"] == params["hog_on"] and runtime.attempt == 1:
+        block = b"\x01" * (params["hog_mb"] * 1024 * 1024)
+        capture.metric("hogged", float(len(block)))
+    capture.metric("square", params["i"] ** 2)
+
+
+def hog_experiment(n: int, hog_on: int, hog_mb: int) -> metalab.Experiment:
+    return metalab.Experiment(
+        name="hog_sweep",
+        version="1",
+        context={},
+        operation=hog,
+        params=metalab.grid(i=list(range(n)), hog_on=[hog_on], hog_mb=[hog_mb]),
+        seeds=metalab.seeds(base=5),
+    )

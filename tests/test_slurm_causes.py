@@ -1,12 +1,16 @@
 """Runs lost to SLURM on the real single-node cluster (`bash ci/start-slurm.sh`): packs that
-stop before their time limit and give their unstarted runs back, and a running array task
-requeued (as a preemption requeues it) that finishes its sweep with every run done once.
+stop before their time limit and give their unstarted runs back, a running array task requeued
+(as a preemption requeues it) that finishes its sweep with every run done once, and a task
+over its memory killed by the kernel's OOM killer, whose run is retried with more memory.
 
-The time-limit retry with escalated time is in `test_slurm_executor.py`. This cluster does not
-enforce memory limits (no cgroup plugin, `JobAcctGatherParams` without `OverMemoryKill`), so an
-out-of-memory kill cannot happen here: its cause is tested from the scheduler's state in
-`test_slurm_units.py`, and here from a task whose operation SIGKILLs its own Python (as the OOM
-killer does) and whose post-mortem reads a crafted cgroup (`METALAB_JOB_CGROUP`)."""
+The time-limit retry with escalated time is in `test_slurm_executor.py`. The cluster confines
+each job to its `--mem` with SLURM's cgroup plugins (`TaskPlugin=task/cgroup`), so a run that
+fills more memory than its task may use is OOM-killed, its task ends `OUT_OF_MEMORY`, and the
+post-mortem reads the kill from the job's cgroup counters, even when the driver's `squeue` and
+`sacct` answer nothing. Where `ci/start-slurm.sh` had to fall back to a configuration that
+confines no memory, that test skips; the cause is also tested from a task whose operation
+SIGKILLs its own Python (as the OOM killer does) and whose post-mortem reads a crafted cgroup
+(`METALAB_JOB_CGROUP`), and from the scheduler's state in `test_slurm_units.py`."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from service_checks import missing_service
 from sweeps import checked_result, wait_for
 
 import metalab
@@ -323,3 +328,116 @@ def test_the_rest_after_a_pilot_is_released_in_batches_under_the_queue_limit(
         mine = [e for e in planned if e["batch"] == batch]
         assert sorted(record["jobs"]) == sorted(str(e["position"]) for e in mine)
         assert sum(len(list(task_ids(e))) for e in mine) <= 3
+
+
+MEMORY_NOTE = "# metalab-ci: memory not enforced:"
+"""The line of the test cluster's `slurm.conf` saying why `ci/start-slurm.sh` fell back to a
+configuration that confines no job to its memory (its cgroup plugins did not work here)."""
+
+CI_MARKER = "# metalab-ci: single-node test cluster written by ci/start-slurm.sh"
+
+
+def _slurm_config() -> dict[str, str]:
+    """What `scontrol show config` says, key by key."""
+    out = subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+    ).stdout
+    pairs = (line.partition("=") for line in out.splitlines())
+    return {key.strip(): value.strip() for key, sep, value in pairs if sep}
+
+
+@pytest.fixture
+def memory_confined(slurm_cluster) -> None:
+    """Skip unless the cluster confines each job to its `--mem` (`TaskPlugin=task/cgroup`,
+    `ConstrainRAMSpace=yes`, memory a consumable resource), as `ci/start-slurm.sh` configures
+    it. Under METALAB_REQUIRE_SERVICES=1 a test cluster that should confine memory and does
+    not fails; one where the script had to fall back (it says why in `slurm.conf`), or a
+    cluster it did not start, only skips."""
+    config = _slurm_config()
+    plugins = config.get("TaskPlugin", "")
+    ram = config.get("ConstrainRAMSpace", "")
+    select = config.get("SelectTypeParameters", "")
+    if "task/cgroup" in plugins and ram == "yes" and "MEMORY" in select.upper():
+        return
+    what = (
+        f"the SLURM cluster does not confine jobs to their memory (TaskPlugin={plugins}, "
+        f"ConstrainRAMSpace={ram or 'unset'}, SelectTypeParameters={select})"
+    )
+    conf = Path(config.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
+    try:
+        lines = conf.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    notes = [line[len(MEMORY_NOTE) :].strip() for line in lines if line.startswith(MEMORY_NOTE)]
+    if notes:
+        pytest.skip(f"{what}: ci/start-slurm.sh fell back on this machine: {notes[0]}")
+    if CI_MARKER not in lines:
+        pytest.skip(f"{what}, and {conf} was not written by ci/start-slurm.sh")
+    missing_service(
+        f"{what}, though ci/start-slurm.sh wrote {conf} and did not fall back "
+        "(restart it: bash ci/stop-slurm.sh && bash ci/start-slurm.sh)"
+    )
+
+
+def _sacct_state(task: str) -> str:
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", task, "-o", "State"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return out.strip()
+
+
+@pytest.mark.parametrize("forgotten", [False, True], ids=["scheduler", "cgroup-counters"])
+def test_a_task_over_its_memory_is_oom_killed_and_its_run_retried_with_more_memory(
+    store, monkeypatch, memory_confined, forgotten
+):
+    from slurm_ops import hog_experiment
+
+    from metalab.executors.slurm import commands, retries
+
+    # no crafted counters: the post-mortem reads the job's own cgroup
+    monkeypatch.delenv("METALAB_JOB_CGROUP", raising=False)
+    if forgotten:  # the driver gets nothing from squeue or sacct (see the SIGKILL test)
+        monkeypatch.setattr(commands, "squeue", lambda ids: {})
+        monkeypatch.setattr(commands, "sacct", lambda ids: commands.Accounting({}, available=False))
+    weighed: list[dict] = []  # the failed records the driver weighs for a retry
+    cause_of_record = retries.cause_of_record
+
+    def spy(record):
+        weighed.append(record)
+        return cause_of_record(record)
+
+    monkeypatch.setattr(retries, "cause_of_record", spy)
+    # run 1 fills 400 MB in its first attempt, in a task allowed 100 MB: the kernel kills it
+    exp = hog_experiment(n=3, hog_on=1, hog_mb=400)
+    options = {"retries": {"out_of_memory": 1}, "escalate": {"memory": 8.0}}
+    handle = metalab.run(
+        exp, store, executor=executor(runs_per_task=3, time="5", memory="100M", **options)
+    )
+    results = checked_result(handle, timeout=240)
+    by_index = {r.index: r for r in results}
+    assert [by_index[i].status for i in range(3)] == ["completed"] * 3
+    assert [by_index[i].record["attempt"] for i in range(3)] == [1, 2, 1]
+    # attempt 1 of run 1 was recorded lost to memory, then retried once with 8 x 100 MB
+    lost = [r for r in weighed if r is not None and r["status"] == "failed"]
+    assert lost and {r["run_id"] for r in lost} == {by_index[1].run_id}
+    assert {(r["attempt"], r["error"]["type"], r["error"]["cause"]) for r in lost} == {
+        (1, "SlurmOutOfMemory", "out_of_memory")
+    }
+    submission = _submission(store)
+    assert submission["tries"] == {"1": {"out_of_memory": 1}}
+    first, retry = submission["jobs"]
+    assert "#SBATCH --mem=100M" in Path(first["script"]).read_text()
+    assert "#SBATCH --mem=800M" in Path(retry["script"]).read_text()
+    # the task's Python was SIGKILLed by the OOM killer; its post-mortem found the cause in
+    # the job's cgroup counters, recorded run 1 and gave run 2 back
+    log = (store / "slurm" / "logs" / f"{first['job_id']}_0.out").read_text()
+    assert (
+        f"post-mortem of task {first['job_id']}_0 (status 137): {{'cause': 'out_of_memory', "
+        "'recorded': [1], 'returned': [2], 'reason': 'out_of_memory'}"
+    ) in log
+    # and the scheduler ended the task OUT_OF_MEMORY (sacct, read here, not by the driver)
+    assert wait_for(lambda: _sacct_state(f"{first['job_id']}_0") == "OUT_OF_MEMORY", 60)
+    assert len(_records(store)) == 3
