@@ -54,6 +54,14 @@ _RECORD_TYPES = {
 }
 """The Arrow type each record column has (or null, or JSON text when its values are odd)."""
 
+
+def record_type(name: str) -> Any:
+    """The Arrow type of record column `name` (null for a name that is not one)."""
+    pa = _pa()
+    type_name = _RECORD_TYPES.get(name)
+    return getattr(pa, type_name)() if type_name else pa.null()
+
+
 Row = dict[str, Any]
 """A run as tables read it: its record columns, `params` and `metrics`."""
 

@@ -98,7 +98,7 @@ def field_and_array(
 ) -> tuple[Any, Any] | None:
     """The field and array of a column: `fast` (None: all null), with the values at the
     positions of `patch` (Python values, `MISSING` where a run lacks one) put in. None for a
-    parameter or metric no run has; a record column no run has is of type null."""
+    parameter or metric no run has; a record column no run has is of its type, all null."""
     if patch:
         if fast is not None:  # what the record says replaces what the columns say
             mask = _mask(pa, patch, length)
@@ -110,8 +110,9 @@ def field_and_array(
     if fast is None or fast[0].null_count == length:
         if kind != b"record":
             return None
-        return pa.field(column, pa.null(), metadata={KIND: kind, NAME: name.encode()}), pa.nulls(
-            length
+        type_ = runs_table.record_type(name)  # all null, of its type, as runs_table makes it
+        return pa.field(column, type_, metadata={KIND: kind, NAME: name.encode()}), pa.nulls(
+            length, type_
         )
     array, is_json = fast
     metadata = {KIND: kind, NAME: name.encode()}
