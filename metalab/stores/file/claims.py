@@ -1,9 +1,9 @@
 """Claims held as files: who is running a run now, taken over when its owner is dead.
 
 A claim is the file `claims/<aa>/<run_id>.claim`, holding its owner (`metalab.claims.owner`).
-It is created once: the owner is written to a temporary file, which is then hard-linked to
-the claim's name (which fails if the name exists), so a claim file never exists without its
-owner. The claim file is also the run's record in the making: it stays open, and the record
+It is created exclusively (`O_EXCL`, which fails if the name exists) and its owner written
+into it at once; a claim found without its owner is a writer's that was killed between the
+two, dead once it is a few seconds old. The claim file is also the run's record in the making: it stays open, and the record
 is written into it and renamed into `runs/` (`write_record`), so a run's claim, record and
 release cost one file between them. The heartbeat (`metalab.claims.heartbeat`) keeps the
 claims this process holds fresh by touching their files.
@@ -14,6 +14,7 @@ lock file, and what its owner was writing when it was killed is removed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -25,12 +26,12 @@ from typing import Any
 
 from ...claims import heartbeat, is_alive
 from ...record import encode_record
-from ..atomic import create_exclusive, link_exclusive, remove_if_left, temporary, write_fd
+from ..atomic import create_exclusive, remove_if_left, write_fd
 from .layout import Layout
 
-Held = tuple[float, bytes, int | None, int]
+Held = tuple[float, bytes, int | None, int | None]
 """A claim this process holds: (when claimed, owner bytes, open descriptor or None once the
-record was written into it, inode)."""
+record was written into it, and then its inode if known)."""
 Claim = tuple[dict[str, Any], float, tuple[int, int]]
 """A claim file as read: (owner, heartbeat age in seconds, identity)."""
 
@@ -88,43 +89,31 @@ class ClaimFiles:
         return self.take_over(path, owner, current[2])
 
     def create(self, path: str, owner: dict[str, Any]) -> bool:
-        """Create the claim file `path` holding `owner`, atomically; False if it exists.
+        """Create the claim file `path` holding `owner`; False if it exists.
 
+        The file is created exclusively and the owner written into it at once: a reader that
+        finds it empty in between takes it for a writer killed mid-write, which counts as
+        alive for `OWNERLESS_SECONDS` (`metalab.claims.is_alive`), far longer than the write.
         The claim stays open for `write_record`. Claims are this process's and thread's:
         `write_record` and `release` of the same run come from the thread that claimed it.
         """
         content = self._owner_bytes(owner)
-        directory, _, name = path.rpartition("/")
-        tmp = f"{directory}/{temporary(name)}"
         try:
-            fd = create_exclusive(tmp)
-            try:
-                write_fd(fd, content)
-                inode = os.fstat(fd).st_ino
-                linked = link_exclusive(tmp, path)
-            except BaseException:
-                os.close(fd)
-                raise
-            finally:
-                os.unlink(tmp)
-            if linked is None:  # a filesystem without hard links: created, then written
-                os.close(fd)
-                fd = create_exclusive(path, make_dir=False)
-                try:
-                    write_fd(fd, content)
-                except BaseException:
-                    os.close(fd)
-                    os.unlink(path)
-                    raise
-                inode, linked = os.fstat(fd).st_ino, True
+            fd = create_exclusive(path)
         except FileExistsError:
             return False
         except OSError as exc:
-            raise self._layout.write_failed(f"the claim on run {name[:-6]}", exc) from exc
-        if not linked:
+            raise self._layout.write_failed(f"the claim on run {_run_of(path)}", exc) from exc
+        try:
+            write_fd(fd, content)
+        except BaseException as exc:
             os.close(fd)
-            return False
-        self.held[(path, threading.get_ident())] = (time.monotonic(), content, fd, inode)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            if isinstance(exc, OSError):
+                raise self._layout.write_failed(f"the claim on run {_run_of(path)}", exc) from exc
+            raise
+        self.held[(path, threading.get_ident())] = (time.monotonic(), content, fd, None)
         if self._watched != _pid[0]:  # the heartbeat touches every claim in `held`
             heartbeat.watch_files(self)
             self._watched = _pid[0]
@@ -191,7 +180,7 @@ class ClaimFiles:
         fd = held[2]
         # whatever happens now, the descriptor is used once: a failed write never mixes
         # with a later one (the record then goes through a file of its own)
-        self.held[key] = (held[0], held[1], None, held[3])
+        self.held[key] = (held[0], held[1], None, None)
         try:
             view = memoryview(data)
             offset = 0
@@ -199,7 +188,15 @@ class ClaimFiles:
                 offset += os.pwrite(fd, view[offset:], offset)
             if len(data) < len(held[1]):
                 os.ftruncate(fd, len(data))
-            ours = _still_ours(claim, held)  # checked while open: its inode is unique
+            # the file we hold is still the claim while its name is still linked to it: a
+            # takeover (another host, its clock or ours having gone wrong) unlinks it first
+            st = os.fstat(fd)
+            ours = st if st.st_nlink > 0 else None
+            self.held[key] = (held[0], held[1], None, st.st_ino)
+        except BaseException:
+            with contextlib.suppress(OSError):  # for `release`, which checks it is ours
+                self.held[key] = (held[0], held[1], None, os.fstat(fd).st_ino)
+            raise
         finally:
             # closed before the rename: on NFS a close sends the data (and reports a failed
             # write), so the record is whole on the server before its name appears there
@@ -228,12 +225,18 @@ class ClaimFiles:
         held = self.held.pop((path, threading.get_ident()), None)
         if held is None:
             return
-        ours = _still_ours(path, held) is not None
-        if held[2] is not None:
+        fd = held[2]
+        if fd is not None:
             try:
-                os.close(held[2])  # before the unlink: NFS renames open files it unlinks
+                ours = os.fstat(fd).st_nlink > 0  # see `write_record`
+            except OSError:  # a stale NFS handle: not ours to touch
+                ours = False
+            try:
+                os.close(fd)  # before the unlink: NFS renames open files it unlinks
             except OSError:
                 pass
+        else:
+            ours = _still_ours(path, held[3]) is not None
         if ours:
             try:
                 os.unlink(path)
@@ -307,14 +310,21 @@ class ClaimFiles:
             pass
 
 
-def _still_ours(path: str, held: Held) -> os.stat_result | None:
-    """The stat of the file at `path` if it is the claim file we created (not one another
-    host made after taking the run over, its clock or ours having gone wrong); else None."""
+def _still_ours(path: str, inode: int | None) -> os.stat_result | None:
+    """The stat of the file at `path` if it is the claim file of `inode` we created (not
+    one another host made after taking the run over); else None."""
+    if inode is None:
+        return None
     try:
         st = os.stat(path)
     except OSError:  # gone, or a stale NFS handle: not ours to touch
         return None
-    return st if st.st_ino == held[3] else None
+    return st if st.st_ino == inode else None
+
+
+def _run_of(claim_path: str) -> str:
+    """The run id a claim file's path names."""
+    return claim_path.rpartition("/")[2].removesuffix(".claim")
 
 
 def _owner_in(data: bytes) -> dict[str, Any]:
