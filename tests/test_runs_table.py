@@ -37,6 +37,10 @@ def varied(params, seeds, capture):
         raise ValueError("three is unlucky")
 
 
+def calm(params, capture):
+    capture.metric("score", params["x"] * 0.5)
+
+
 def varied_experiment(name="mix", version="1"):
     return metalab.Experiment(
         name=name,
@@ -99,8 +103,7 @@ def store(tmp_path):
 
 
 def test_results_from_the_table_equal_results_from_the_records(store):
-    first = metalab.load_results(store)  # builds the table
-    assert (store / TABLE).is_file()
+    first = metalab.load_results(store)  # from the journals and the records
     settle(store)
     metalab.load_results(store)  # notes the settled directories
     again = metalab.load_results(store)  # from the table alone
@@ -127,6 +130,8 @@ def test_results_from_the_table_equal_results_from_the_records(store):
 def test_a_record_changed_added_or_removed_after_the_table_is_what_a_load_returns(store, settled):
     if settled:
         settle(store)
+    else:  # the records read from their files: the table then notes no directory
+        shutil.rmtree(store / "cache" / "journal")
     metalab.load_results(store)
     assert (store / TABLE).is_file()
     fs = FileStore.open(store, create=False)
@@ -222,7 +227,7 @@ def test_a_damaged_or_foreign_table_is_never_trusted(store, tmp_path, damage):
         # its own): its rows name files that are not these
         other = tmp_path / "other"
         metalab.run(varied_experiment("third"), other, executor="inline")
-        metalab.load_results(other)
+        FileStore.open(other).table_file()
         shutil.copy(other / TABLE, path)
     elif damage == "others-may-write":
         table = pq.read_table(path)
@@ -402,6 +407,7 @@ def test_a_store_loaded_before_its_first_sweep_loads_and_runs(tmp_path):
     # an empty store loads as an empty table of typed columns, which it caches
     empty = metalab.load_results(path)
     assert len(empty) == 0 and len(metalab.load_results(path, "mix:1")) == 0
+    FileStore.open(path).table_file()
     cached = table_module._read(
         runs_table._pa().py_buffer((path / table_module.TABLE).read_bytes())
     )
@@ -417,8 +423,7 @@ def test_an_empty_table_of_untyped_run_ids_is_ignored(tmp_path):
     # what an earlier metalab cached for a store loaded before its first sweep
     pa = runs_table._pa()
     path = tmp_path / "store"
-    FileStore.open(path)
-    metalab.load_results(path)
+    FileStore.open(path).table_file()
     file = path / table_module.TABLE
     cached = table_module._read(pa.py_buffer(file.read_bytes()))
     index = cached.schema.get_field_index("run_id")
@@ -431,3 +436,30 @@ def test_an_empty_table_of_untyped_run_ids_is_ignored(tmp_path):
         results = metalab.run(varied_experiment(), path, executor="inline").result()
     assert len(results) == 40
     assert_same_results(metalab.load_results(path), from_records(path))
+
+
+def test_a_load_right_after_a_sweep_writes_no_table_until_its_directories_settle(
+    tmp_path, monkeypatch
+):
+    # every run comes from the journals and every directory changed a moment ago: a table
+    # would note no directory, so it would save no later load anything
+    from metalab.stores.file import journal
+
+    monkeypatch.setattr(journal, "MIN_FIRST_ENTRY", 1)
+    path = tmp_path / "store"
+    experiment = metalab.Experiment(
+        name="calm",
+        version="1",
+        context={},
+        operation=calm,
+        params=metalab.grid(x=range(40)),
+        seeds=metalab.seeds(base=1, replicates=1),
+    )
+    results = metalab.run(experiment, path, executor="inline").result()
+    assert len(results) == 40 and not results.failed
+    assert not (path / TABLE).exists()
+    assert list((path / "cache" / "journal").glob("*.jnl"))
+    settle(path)
+    loaded = metalab.load_results(path)
+    assert (path / TABLE).is_file()
+    assert_same_results(loaded, from_records(path))

@@ -198,7 +198,7 @@ class FileStore(StoreDefaults):
 
     def table_file(self) -> Path:
         """Bring the table file up to date and return its path (see `TableStore`)."""
-        load_table(self._layout)
+        load_table(self._layout, write=True)
         path = self.root / TABLE
         if not path.is_file():
             raise StoreError(

@@ -58,9 +58,10 @@ def _read(source: Any, columns: list[str] | None = None) -> Any:
     return pq.ParquetFile(source, pre_buffer=False).read(columns=columns, use_threads=False)
 
 
-def load_table(layout: Layout, experiment: str | None = None) -> Any:
+def load_table(layout: Layout, experiment: str | None = None, *, write: bool = False) -> Any:
     """The runs of the store (of one experiment id or name; all when None) as a runs table,
-    from the cached table where it is current; rewrites the cache when it was not."""
+    from the cached table where it is current; rewrites the cache when it was not and the
+    new one saves later loads work (`write`: whenever it was not current)."""
     pa, pc = _arrow()
     cached, noted = _cached(layout)
     if cached is not None and _as_noted(_directories(layout), noted):
@@ -92,8 +93,14 @@ def load_table(layout: Layout, experiment: str | None = None) -> Any:
         table = table.sort_by(
             [("experiment_id", "ascending"), ("index", "ascending"), ("run_id", "ascending")]
         )
-        if _write(layout, table, _settled_now(directories, clock)):
+        settled_now = _settled_now(directories, clock)
+        # a table that notes no directory saves the next load nothing over the journals,
+        # unless records had to be read from their files (right after a sweep, every
+        # directory changed a moment ago: nothing is written then)
+        if (write or fresh or settled_now) and _write(layout, table, settled_now):
             _retire_journals(layout)
+        else:
+            _remove_leftovers(layout)
     table = _of_experiment(pc, runs_table.without_store_columns(table), experiment)
     # what the rebuild allocated and freed goes back to the system, not to Arrow's pool
     pa.default_memory_pool().release_unused()
@@ -404,12 +411,7 @@ def _retire_journals(layout: Layout) -> None:
     """Remove the journal files the table just written makes redundant: this user's, that
     nobody wrote to for a while (`journal.removable`); a writer still at work keeps its own.
     Temporary files dead writers left in `cache/` go too."""
-    for leftovers in (f"{layout.top}/cache/table", f"{layout.top}/cache/journal"):
-        try:
-            for name in os.listdir(leftovers):
-                remove_if_left(leftovers, name)
-        except OSError:
-            continue
+    _remove_leftovers(layout)
     directory = f"{layout.top}/cache/journal"
     try:
         names = os.listdir(directory)
@@ -424,6 +426,16 @@ def _retire_journals(layout: Layout) -> None:
             st = os.stat(path, follow_symlinks=False)
             if stat.S_ISREG(st.st_mode) and journal.removable(path, st, now):
                 os.unlink(path)
+        except OSError:
+            continue
+
+
+def _remove_leftovers(layout: Layout) -> None:
+    """Remove the temporary files dead writers left in `cache/`."""
+    for leftovers in (f"{layout.top}/cache/table", f"{layout.top}/cache/journal"):
+        try:
+            for name in os.listdir(leftovers):
+                remove_if_left(leftovers, name)
         except OSError:
             continue
 
