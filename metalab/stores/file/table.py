@@ -45,6 +45,9 @@ from .table_rows import from_files, from_journals, identical, table_of_rows
 TABLE = "cache/table/runs.parquet"
 SETTLED_NS = 1_000_000_000
 """How long before its listing a directory must have last changed to be noted as settled."""
+FRESH_WORTH_A_TABLE = 1000
+"""A load that notes no directory writes its table when it read this many records from their
+files (reading fewer again costs less than writing the table)."""
 
 
 def _read(source: Any, columns: list[str] | None = None) -> Any:
@@ -94,10 +97,11 @@ def load_table(layout: Layout, experiment: str | None = None, *, write: bool = F
             [("experiment_id", "ascending"), ("index", "ascending"), ("run_id", "ascending")]
         )
         settled_now = _settled_now(directories, clock)
-        # a table that notes no directory saves the next load nothing over the journals,
-        # unless records had to be read from their files (right after a sweep, every
-        # directory changed a moment ago: nothing is written then)
-        if (write or fresh or settled_now) and _write(layout, table, settled_now):
+        # a table that notes no directory saves the next load little over the journals,
+        # unless many records had to be read from their files (right after a sweep, every
+        # directory changed a moment ago: no table is written then)
+        worth = write or settled_now or len(fresh) >= FRESH_WORTH_A_TABLE
+        if worth and _write(layout, table, settled_now):
             _retire_journals(layout)
         else:
             _remove_leftovers(layout)
