@@ -23,4 +23,12 @@ def get(key: str) -> Any:
     _load_defaults()
     import dask.config
 
-    return dask.config.get(f"metalab.{key}")
+    try:
+        return dask.config.get(f"metalab.{key}")
+    except KeyError:
+        if "metalab" in dask.config.config:
+            raise
+        # the defaults went with dask's own (`dask.config.refresh()`): merged in again
+        _load_defaults.cache_clear()
+        _load_defaults()
+        return dask.config.get(f"metalab.{key}")

@@ -29,7 +29,11 @@ class Driver:
         self.executor = executor
         self.sink = Sink(sweep)
         self.done = threading.Event()
-        """Set when the sweep is over (every run has an outcome, or the driver stopped)."""
+        """Set when the sweep is over (every run has an outcome, or the driver stopped) and
+        the executor closed."""
+        self.runs_over = threading.Event()
+        """Set when every run has an outcome, or the driver stopped (the executor may still
+        be closing: a local cluster shutting down, say)."""
         self.error: BaseException | None = None
         """What stopped the driver before every run had an outcome, if anything did."""
         self.cancelled = False
@@ -64,6 +68,7 @@ class Driver:
 
     def finish_empty(self) -> None:
         """End a driver that has nothing to run."""
+        self.runs_over.set()
         self.done.set()
 
     def cancel(self) -> None:
@@ -94,6 +99,7 @@ class Driver:
             if isinstance(exc, KeyboardInterrupt):
                 raise
         finally:
+            self.runs_over.set()
             try:
                 self._clean_up()
             finally:
@@ -107,6 +113,7 @@ class Driver:
         except Exception:  # noqa: BLE001 - the interrupt is what the user is told about
             pass
         finally:
+            self.runs_over.set()
             self.done.set()
 
     def _clean_up(self) -> None:

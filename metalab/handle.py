@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -141,14 +143,12 @@ class RunHandle:
         """Block until the sweep ends or `timeout` seconds pass; return whether it ended.
 
         Ctrl-C while waiting stops the sweep as `result()` does."""
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-        ):
-            raise ValidationError(
-                f"timeout must be a number of seconds (0 or more) or None, got {timeout!r}"
-            )
+        return self._wait_for(self._driver.done, _checked_timeout(timeout))
+
+    def _wait_for(self, event: threading.Event, timeout: float | None) -> bool:
+        """Wait for one of the driver's events; Ctrl-C meanwhile stops the sweep."""
         try:
-            return self._driver.done.wait(timeout)
+            return event.wait(timeout)
         except KeyboardInterrupt:
             self._interrupted()
 
@@ -160,7 +160,16 @@ class RunHandle:
         cancelled, prints one line (what was recorded, how to resume) and raises
         `SweepInterrupted`: a `KeyboardInterrupt` that ends a script with exit status 130
         and no traceback."""
-        if not self.wait(timeout):
+        started = time.monotonic()
+        if not self._wait_for(self._driver.runs_over, _checked_timeout(timeout)):
+            raise TimeoutError(f"the sweep did not finish within {timeout} s: {self.status}")
+        early = None
+        if self._results is None and self._driver.error is None and not self.is_complete:
+            # every run has its record: read them while the executor closes (a local
+            # cluster shutting down, say); the close's own error still counts below
+            early = self._collect()
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        if not self.wait(left):
             raise TimeoutError(f"the sweep did not finish within {timeout} s: {self.status}")
         if self._progress is not None:
             self._progress.redraw(self)
@@ -169,7 +178,7 @@ class RunHandle:
                 raise self._driver.error
             raise ExecutorError(f"the sweep stopped: {self._driver.error}") from self._driver.error
         if self._results is None:
-            self._results = self._collect()
+            self._results = early if early is not None else self._collect()
             warn_failed(self._failed_records(), self._sweep.total, stacklevel=2)
         return self._results
 
@@ -245,6 +254,17 @@ class RunHandle:
             f"<div><b>{html.escape(self._sweep.experiment.experiment_id)}</b> {state}: "
             f"{status.done}/{status.total} · {html.escape(counts)}{page}</div>"
         )
+
+
+def _checked_timeout(timeout: Any) -> float | None:
+    """`timeout` if it is None or a number of seconds (0 or more); else `ValidationError`."""
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+    ):
+        raise ValidationError(
+            f"timeout must be a number of seconds (0 or more) or None, got {timeout!r}"
+        )
+    return timeout
 
 
 def _index_of(run_ids: Sequence[str], run_id: str) -> int | None:

@@ -306,3 +306,67 @@ def test_cancelling_one_sweep_leaves_another_on_the_same_executor(tmp_path):
 def test_executor_arguments_are_checked_when_it_is_made(make, match):
     with pytest.raises(metalab.ValidationError, match=match):
         make()
+
+
+class _SlowToClose(metalab.ThreadExecutor):
+    """Threads whose close takes a while (a cluster shutting down), or fails."""
+
+    def __init__(self, fail: bool = False):
+        super().__init__(max_workers=2)
+        self.fail = fail
+        self.closed_at: float | None = None
+
+    def close(self, sweep):
+        import time
+
+        super().close(sweep)
+        time.sleep(1.0)
+        self.closed_at = time.monotonic()
+        if self.fail:
+            raise RuntimeError("the cluster would not shut down")
+
+
+def test_result_reads_the_records_while_the_executor_closes(tmp_path, monkeypatch):
+    import time
+
+    from metalab.handle import RunHandle
+
+    collected: list[float] = []
+    real = RunHandle._collect
+
+    def collect(self):
+        collected.append(time.monotonic())
+        return real(self)
+
+    monkeypatch.setattr(RunHandle, "_collect", collect)
+    executor = _SlowToClose()
+    results = metalab.run(draw_experiment(), tmp_path, executor=executor).result()
+    assert len(results) == 12 and {run.status for run in results} == {"completed"}
+    assert executor.closed_at is not None and collected[0] < executor.closed_at
+
+
+def test_an_executor_that_fails_to_close_still_fails_result(tmp_path):
+    handle = metalab.run(draw_experiment(), tmp_path, executor=_SlowToClose(fail=True))
+    with pytest.raises(metalab.ExecutorError, match="would not shut down"):
+        handle.result()
+
+
+def test_settings_set_through_dask_config_before_metalab_first_reads_them(tmp_path):
+    """`dask.config.set({"metalab...": ...})` as a script's first use of metalab's settings:
+    once the block ends, the next sweep still finds metalab's defaults."""
+    script = textwrap.dedent(
+        f"""
+        import dask, metalab
+        from sweeps import draw_experiment
+        with dask.config.set({{"metalab.dask.local-cluster-idle-timeout": 0}}):
+            metalab.run(draw_experiment(), {str(tmp_path)!r}, executor="threads").result()
+        print(len(metalab.run(draw_experiment("again"), {str(tmp_path)!r},
+                              executor="threads").result()))
+        """
+    )
+    here = str(__import__("pathlib").Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=here, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "12"
