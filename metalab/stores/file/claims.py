@@ -5,8 +5,9 @@ It is created exclusively (`O_EXCL`, which fails if the name exists) and its own
 into it at once; a claim found without its owner is a writer's that was killed between the
 two, dead once it is a few seconds old. The claim file is also the run's record in the
 making: it stays open, and the record is written into it and renamed into `runs/`
-(`write_record`), so a run's claim, record and release cost one file between them. The heartbeat (`metalab.claims.heartbeat`) keeps the
-claims this process holds fresh by touching their files.
+(`write_record`), so a run's claim, record and release cost one file between them. The
+heartbeat (`metalab.claims.heartbeat`) keeps the claims this process holds fresh by touching
+their files.
 
 A claim whose owner is dead (`metalab.claims.is_alive`) is taken over, under a `.takeover`
 lock file, and what its owner was writing when it was killed is removed.
