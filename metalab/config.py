@@ -28,7 +28,8 @@ def get(key: str) -> Any:
     except KeyError:
         if "metalab" in dask.config.config:
             raise
-        # the defaults went with dask's own (`dask.config.refresh()`): merged in again
+        # the defaults went (a `dask.config.set` block entered before they were merged in
+        # has ended, or `dask.config.refresh()`): merged in again
         _load_defaults.cache_clear()
         _load_defaults()
         return dask.config.get(f"metalab.{key}")
