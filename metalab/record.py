@@ -84,42 +84,16 @@ def copied(value: Any) -> Any:
 
 
 _encoder: Any = None
-_shared: dict[int, tuple[dict[str, Any], str]] = {}
-"""Provenance dicts many records share (`share_provenance`), by id: (the dict, its JSON)."""
 
 
-def share_provenance(provenance: dict[str, Any]) -> None:
-    """Note that `provenance` is shared, unchanged, by the records of many runs: its JSON is
-    made once, and `encode_record` splices it into each of them."""
-    if len(_shared) >= 64:
-        _shared.clear()
-    _shared[id(provenance)] = (provenance, _json().encode(provenance))
-
-
-def _json() -> Any:
+def encode_record(record: dict[str, Any]) -> bytes:
+    """Encode a record as the UTF-8 JSON the stores write (and workers send to the driver)."""
     global _encoder
     if _encoder is None:
         import json
 
         _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False)
-    return _encoder
-
-
-def encode_record(record: dict[str, Any]) -> bytes:
-    """Encode a record as the UTF-8 JSON the stores write (and workers send to the driver).
-
-    A record whose provenance is shared (`share_provenance`) gets it spliced in as made once,
-    as its last key."""
-    encoder = _json()
-    provenance = record.get("provenance") if type(record) is dict else None
-    shared = _shared.get(id(provenance)) if provenance is not None else None
-    if shared is None or shared[0] is not provenance:
-        return encoder.encode(record).encode("utf-8")
-    rest = record.copy()
-    del rest["provenance"]
-    text = encoder.encode(rest)
-    comma = ", " if rest else ""
-    return f'{text[:-1]}{comma}"provenance": {shared[1]}}}'.encode()
+    return _encoder.encode(record).encode("utf-8")
 
 
 def decode_record(data: bytes) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from . import provenance
 from .errors import RunLost, StoreFormatError
 from .outcome import Outcome
-from .record import RECORD_FORMAT, Status, share_provenance
+from .record import RECORD_FORMAT, Status
 from .source import format_exception
 from .sweep import SweepRef
 
@@ -94,7 +94,6 @@ def _provenance(experiment, ref: SweepRef, worker: str) -> dict[str, Any]:
         if len(_provenance_cache) > 64:
             _provenance_cache.clear()
         cached = _provenance_cache[key] = _build_provenance(experiment, ref, worker)
-        share_provenance(cached)
     return cached  # shared by the runs of a task, never mutated
 
 
