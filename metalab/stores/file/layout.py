@@ -136,14 +136,15 @@ class Layout:
         a suffix of `suffixes` (`json|done`, say). A file whose name ends so but is not a
         run id's, or that is not where the store keeps that run's files, is skipped with an
         `UnsafeStoreWarning`."""
-        found = _run_files(suffixes).findall("\n".join(names))
+        listing = "\n".join(names)
+        found = _run_files(suffixes).findall(listing)
         shard = directory[len(self.top) + len(sub) + 2 :]
         if self.sharded:
             placed = [item for item in found if shard and item[0].startswith(shard)]
         else:
             placed = found if not shard else []
         ends = tuple(f".{suffix}" for suffix in suffixes.split("|"))
-        if len(placed) != sum(1 for n in names if n.endswith(ends) and not n.startswith(".")):
+        if len(placed) != len(_named_files(suffixes).findall(listing)):
             good = {f"{run_id}.{suffix}" for run_id, suffix in placed}
             for name in names:
                 if name.endswith(ends) and not name.startswith(".") and name not in good:
@@ -259,6 +260,13 @@ class Layout:
     def make_directories(self) -> None:
         for sub in DIRECTORIES:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _named_files(suffixes: str) -> re.Pattern[str]:
+    """The lines of a listing that are `<name>.<suffix>`, a suffix of `suffixes`, the name
+    not starting with a dot (the files `runs_in` checks are named after a run id)."""
+    return re.compile(f"^[^.\n][^\n]*\\.(?:{suffixes})$", re.MULTILINE)
 
 
 @functools.lru_cache(maxsize=8)

@@ -236,21 +236,21 @@ def _directories(layout: Layout) -> dict[str, os.stat_result]:
 
 def _record_stats(layout: Layout, shards: list[str]) -> tuple[Any, set[tuple[int, int]]]:
     """The record files of `shards`: a table of their run ids and identities (`_inode`,
-    `_mtime_ns`, `_size`), and the (owner, mode) pairs the files have. Built a directory at
-    a time: no object is kept per file."""
+    `_mtime_ns`, `_size`), and the (owner, mode) pairs the files have. Built a batch of
+    directories at a time (`_STAT_BATCH` files): no object is kept per file."""
     pa, _ = _arrow()
     owners: set[tuple[int, int]] = set()
     parts = []
+    ids: list[str] = []
+    inodes: list[int] = []
+    mtimes: list[int] = []
+    sizes: list[int] = []
     for name in sorted(shards):
         directory = f"{layout.top}/runs/{name}" if name else f"{layout.top}/runs"
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError:
             continue
-        ids: list[str] = []
-        inodes: list[int] = []
-        mtimes: list[int] = []
-        sizes: list[int] = []
         try:
             for run_id, _ in layout.runs_in("runs", directory, os.listdir(fd), "json"):
                 try:
@@ -265,11 +265,16 @@ def _record_stats(layout: Layout, shards: list[str]) -> tuple[Any, set[tuple[int
                     owners.add((st.st_uid, st.st_mode))
         finally:
             os.close(fd)
-        if ids:
+        if len(ids) >= _STAT_BATCH:
             parts.append(_identities(pa, ids, inodes, mtimes, sizes))
-    if not parts:
-        return _identities(pa, [], [], [], []), owners
-    return pa.concat_tables(parts), owners
+            ids, inodes, mtimes, sizes = [], [], [], []
+    if ids or not parts:
+        parts.append(_identities(pa, ids, inodes, mtimes, sizes))
+    return (parts[0] if len(parts) == 1 else pa.concat_tables(parts)), owners
+
+
+_STAT_BATCH = 16_384
+"""Record files `_record_stats` notes in Python lists before it makes them Arrow columns."""
 
 
 def _identities(
