@@ -237,7 +237,7 @@ def _directories(layout: Layout) -> dict[str, os.stat_result]:
 def _record_stats(layout: Layout, shards: list[str]) -> tuple[Any, set[tuple[int, int]]]:
     """The record files of `shards`: a table of their run ids and identities (`_inode`,
     `_mtime_ns`, `_size`), and the (owner, mode) pairs the files have. Built a batch of
-    directories at a time (`_STAT_BATCH` files): no object is kept per file."""
+    directories at a time: Python objects are kept for at most `_STAT_BATCH` files."""
     pa, _ = _arrow()
     owners: set[tuple[int, int]] = set()
     parts = []
