@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -383,8 +385,89 @@ def test_a_sweep_s_dashboard_link_leads_to_the_page(tmp_path):
     handle = metalab.run(exp, tmp_path / "store", executor=metalab.ThreadExecutor(1))
     handle.result()
     assert handle.dashboard_link.endswith(dashboard.PAGE)
-    with urllib.request.urlopen(handle.dashboard_link, timeout=30) as page:
-        assert page.status == 200 and "Bokeh" in page.read().decode("utf-8")
+    _assert_dask_s_dashboard_and_the_page(handle.dashboard_link)
+
+
+def _assert_dask_s_dashboard_and_the_page(link: str) -> None:
+    """The page at `link`, and Dask's own pages beside it, answer with bokeh documents."""
+    base = link[: -len(dashboard.PAGE)]
+    for url in (link, f"{base}/status", f"{base}/individual-task-stream"):
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200 and "Bokeh" in page.read().decode("utf-8"), url
+
+
+@pytest.fixture
+def fresh_clusters():
+    """No local cluster kept from an earlier test: the sweep starts one of its own."""
+    from metalab.executors.dask import _local
+
+    _local.close_all()
+    yield
+    _local.close_all()
+
+
+def _square_experiment(name: str) -> metalab.Experiment:
+    return metalab.Experiment(
+        name=name,
+        version="1",
+        context={},
+        operation=slow_square,
+        params=metalab.grid(x=[1, 2]),
+        seeds=metalab.seeds(base=0),
+    )
+
+
+def test_a_cluster_of_worker_processes_serves_dask_s_dashboard_and_the_page(
+    tmp_path, fresh_clusters
+):
+    """A local cluster metalab starts imports the dashboard while its workers start, and
+    serves it, Dask's pages and metalab's, once the sweep starts."""
+    executor = metalab.DaskExecutor(n_workers=1, dashboard_address="127.0.0.1:0")
+    handle = metalab.run(_square_experiment("process-linked"), tmp_path / "store", executor)
+    assert handle.dashboard_link is not None and handle.dashboard_link.endswith(dashboard.PAGE)
+    _assert_dask_s_dashboard_and_the_page(handle.dashboard_link)
+    assert checked_result(handle).summary()["by_status"] == {"completed": 2}
+
+
+def test_a_dashboard_import_that_failed_in_its_thread_is_made_again(
+    tmp_path, monkeypatch, fresh_clusters
+):
+    from metalab.executors import local_dashboard
+
+    calls = []
+
+    def import_module(name):
+        calls.append(name)
+        if len(calls) == 1:
+            raise ImportError(f"{name} half imported by another thread")
+        return importlib.import_module(name)
+
+    monkeypatch.setattr(
+        local_dashboard,
+        "importlib",
+        SimpleNamespace(import_module=import_module, util=importlib.util),
+    )
+    executor = metalab.ThreadExecutor(1, dashboard_address="127.0.0.1:0")
+    handle = metalab.run(_square_experiment("imported-again"), tmp_path / "store", executor)
+    handle.result()
+    assert calls == [local_dashboard.MODULE, local_dashboard.MODULE]
+    _assert_dask_s_dashboard_and_the_page(handle.dashboard_link)
+
+
+def test_a_dashboard_that_cannot_be_served_leaves_the_sweep_running(
+    tmp_path, monkeypatch, caplog, fresh_clusters
+):
+    from metalab.executors import local_dashboard
+
+    async def refuse(module, scheduler):
+        raise RuntimeError("no dashboard for this scheduler")
+
+    monkeypatch.setattr(local_dashboard, "_connect", refuse)
+    executor = metalab.ThreadExecutor(1, dashboard_address="127.0.0.1:0")
+    with caplog.at_level(logging.WARNING, logger="metalab"):
+        handle = metalab.run(_square_experiment("no-dashboard"), tmp_path / "store", executor)
+        assert checked_result(handle).summary()["by_status"] == {"completed": 2}
+    assert "dashboard could not be started: no dashboard for this scheduler" in caplog.text
 
 
 def test_the_page_follows_the_dashboard_prefix(sweep):

@@ -23,6 +23,7 @@ from ..contracts import ExecutorBase, Sink
 from ..errors import ExecutorError, ValidationError, require
 from ..sweep import Sweep
 from ..tasks import AdaptiveChunks, check_chunk_size, run_chunk, task_prefix
+from .local_dashboard import start_alongside
 
 logger = logging.getLogger("metalab")
 
@@ -331,10 +332,14 @@ class _LocalClusters:
 
             # set up by each worker as it starts (and restarts): no round trip afterwards
             extra["plugins"] = (IgnoreInterrupt(),)
+        # the dashboard is imported while the worker processes start, not before
+        options, dashboard = start_alongside(options)
         with _main_module_not_rerun(), warnings.catch_warnings():
             # a kept cluster may hold the configured dashboard port: take another
             warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
             cluster = distributed.LocalCluster(silence_logs=logging.ERROR, **options, **extra)
+        if dashboard is not None:
+            dashboard.connect(cluster)
         client = distributed.Client(cluster, set_as_default=False)
         entry = {"cluster": cluster, "client": client, "users": 0, "timer": None}
         entry["modules"] = _user_module_stamps()
