@@ -107,9 +107,11 @@ def create_exclusive(path: str, *, make_dir: bool = True) -> int:
 
 def write_fd(fd: int, data: bytes) -> None:
     """Write all of `data` to `fd` (a write may take only part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def link_exclusive(source: str, path: str) -> bool | None:

@@ -66,6 +66,9 @@ class Layout:
         self.top = str(root)
         self.sharded = layout_version(self.top) >= 2
         self._checked: str | None = None  # the run id `run_dir` checked last
+        # the record, `.done` and claim paths of the run whose paths were made last: a run's
+        # claim, record and marker are each asked for two or three times in a row
+        self._last: tuple[str | None, tuple[str, str, str]] = (None, ("", "", ""))
 
     @property
     def version(self) -> int:
@@ -89,10 +92,24 @@ class Layout:
         return f"{self.run_dir(sub, run_id)}/{run_id}{suffix}"
 
     def record_path(self, run_id: str) -> str:
-        return self.run_file("runs", run_id, ".json")
+        return self._run_paths(run_id)[0]
+
+    def done_path(self, run_id: str) -> str:
+        """The `.done` marker beside a completed record."""
+        return self._run_paths(run_id)[1]
 
     def claim_path(self, run_id: str) -> str:
-        return self.run_file("claims", run_id, ".claim")
+        return self._run_paths(run_id)[2]
+
+    def _run_paths(self, run_id: str) -> tuple[str, str, str]:
+        last = self._last  # one tuple: threads sharing the layout read it whole
+        if last[0] is run_id:
+            return last[1]
+        runs = self.run_dir("runs", run_id)
+        claims = self.run_dir("claims", run_id)
+        paths = (f"{runs}/{run_id}.json", f"{runs}/{run_id}.done", f"{claims}/{run_id}.claim")
+        self._last = (run_id, paths)
+        return paths
 
     def artifact_path(self, ref: str) -> Path:
         """The file behind an artifact reference (`artifacts/<run_id>/<name>`, which does

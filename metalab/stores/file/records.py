@@ -97,14 +97,14 @@ class RecordFiles:
         if record is None or record.get("status") != "completed":
             self._not_completed[run_id] = seen
             return False
-        mark_done(path, self._layout.run_file("runs", run_id, ".done"))
+        mark_done(path, self._layout.done_path(run_id))
         return True
 
     # ---------------------------------------------------------------- writing
     def put(self, record: dict[str, Any]) -> bytes:
         """Persist a final record and note it in the journal; return its encoding."""
         run_id = record["run_id"]
-        marker = self._layout.run_file("runs", run_id, ".done")
+        marker = self._layout.done_path(run_id)
         data = encode_record(record)
         path = self._layout.record_path(run_id)
         try:
@@ -134,7 +134,7 @@ class RecordFiles:
     def get(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""
         path = self._layout.record_path(run_id)
-        if not os.path.exists(path):  # cheaper than a failed open for runs never recorded
+        if not os.access(path, os.F_OK):  # no exception raised for runs never recorded
             return None
         return self.read(path)
 
