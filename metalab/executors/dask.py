@@ -328,10 +328,12 @@ class _LocalClusters:
     ) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         if options.get("processes", True):
-            from .interrupt import IgnoreInterrupt
+            from .interrupt import PRELOAD, IgnoreInterrupt
 
             # set up by each worker as it starts (and restarts): no round trip afterwards
             extra["plugins"] = (IgnoreInterrupt(),)
+            # ... and each worker process starts with Ctrl-C held back until then
+            extra.update(_nanny_preloads(PRELOAD))
         # the dashboard is imported while the worker processes start, not before
         options, dashboard = start_alongside(options)
         with _main_module_not_rerun(), warnings.catch_warnings():
@@ -384,6 +386,19 @@ class _LocalClusters:
             if entry["timer"] is not None:
                 entry["timer"].cancel()
             _close_quietly(entry["client"], entry["cluster"])
+
+
+def _nanny_preloads(preload: str) -> dict[str, Any]:
+    """The `LocalCluster` options that run `preload` in each nanny after the nanny preloads
+    of the user's Dask settings (`distributed.nanny.preload` and `preload-argv`)."""
+    import dask
+
+    configured = dask.config.get("distributed.nanny.preload", default=[]) or []
+    preloads = [configured] if isinstance(configured, str) else list(configured)
+    argv = list(dask.config.get("distributed.nanny.preload-argv", default=[]) or [])
+    if argv and not isinstance(argv[0], str):  # a list of arguments per preload
+        argv.append([])
+    return {"preload_nanny": [*preloads, preload], "preload_nanny_argv": argv}
 
 
 def _restart(client: Any) -> bool:
