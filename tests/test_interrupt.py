@@ -251,18 +251,18 @@ WORKERS_STARTING = textwrap.dedent(
 @pytest.mark.slow
 def test_ctrl_c_while_worker_processes_start_prints_no_traceback_of_theirs(tmp_path):
     """A Ctrl-C reaching worker processes that are still starting (importing distributed,
-    before any plugin of theirs runs) waits in them until they ignore it: the script ends
-    with its one line, not with their KeyboardInterrupt tracebacks.
+    before any plugin of theirs runs) waits in them until they ignore it: none of them
+    prints a KeyboardInterrupt traceback (or, interrupted in its site customization, a
+    fatal error) after the script's one line.
 
-    The cluster's start goes on in its event loop's thread while the script exits, which
-    now and then leaves multiprocessing's resource tracker a queue's semaphore to warn
-    about at exit (a semaphore already removed): those lines, and only those, may follow."""
+    The cluster's start, cut short, goes on in its event loop's thread while the script
+    exits: now and then distributed or multiprocessing's resource tracker still has
+    something to say about it then (a nanny that failed to start, a queue's semaphore),
+    which is not what this test is about."""
     err = _interrupt_while_starting(tmp_path, WORKERS_STARTING, exact=False)
-    first, *others = err.strip().splitlines()
+    first = err.strip().splitlines()[0]
     assert first.startswith("metalab: ctrlc:1 interrupted while starting: no run was started")
-    assert all(
-        "resource_tracker" in line or line.startswith("  warnings.warn(") for line in others
-    ), err
+    assert "KeyboardInterrupt" not in err and "Fatal Python error" not in err, err
 
 
 def _ignores_interrupt() -> bool:
