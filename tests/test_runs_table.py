@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sweeps import indexed_experiment
 
 import metalab
 from metalab import runs_table
@@ -38,7 +39,7 @@ def varied(params, seeds, capture):
 
 
 def calm(params, capture):
-    capture.metric("score", params["x"] * 0.5)
+    capture.metric("score", params["i"] * 0.5)
 
 
 def varied_experiment(name="mix", version="1"):
@@ -447,14 +448,7 @@ def test_a_load_right_after_a_sweep_writes_no_table_until_its_directories_settle
 
     monkeypatch.setattr(journal, "MIN_FIRST_ENTRY", 1)
     path = tmp_path / "store"
-    experiment = metalab.Experiment(
-        name="calm",
-        version="1",
-        context={},
-        operation=calm,
-        params=metalab.grid(x=range(40)),
-        seeds=metalab.seeds(base=1, replicates=1),
-    )
+    experiment = indexed_experiment(calm, 40, "calm")
     results = metalab.run(experiment, path, executor="inline").result()
     assert len(results) == 40 and not results.failed
     assert not (path / TABLE).exists()

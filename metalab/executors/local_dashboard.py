@@ -41,9 +41,9 @@ class DashboardStart:
         except BaseException as exc:  # noqa: BLE001 - imported again by `connect`
             self._failed = exc
 
-    def connect(self, cluster: Any) -> bool:
-        """Serve the dashboard from `cluster`'s scheduler (in this process); True when it is
-        served. Never raises for the dashboard: the cluster works without it."""
+    def connect(self, cluster: Any) -> None:
+        """Serve the dashboard from `cluster`'s scheduler (in this process). Never raises
+        for the dashboard: the cluster works without it."""
         self._thread.join()
         if self._failed is not None:
             logger.debug("importing the dashboard in a thread failed: %r", self._failed)
@@ -52,8 +52,6 @@ class DashboardStart:
             cluster.sync(_connect, module, cluster.scheduler)
         except Exception as exc:  # noqa: BLE001 - the sweep goes on without a dashboard
             logger.warning("the local cluster's dashboard could not be started: %s", exc)
-            return False
-        return True
 
 
 async def _connect(module: Any, scheduler: Any) -> None:
