@@ -217,6 +217,50 @@ def test_ctrl_c_while_the_local_cluster_starts_its_workers(tmp_path):
     _interrupt_while_starting(tmp_path, CLUSTER_STARTING)
 
 
+CLUSTER_SLOW_TO_START = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+
+    sys.path.insert(0, {tests!r})
+    import distributed.nanny
+    import metalab
+    from sweeps import sleep_experiment
+
+    start = distributed.nanny.WorkerProcess.start
+
+
+    async def slow_start(self):
+        # a worker process that comes up half a second late, as on a loaded machine
+        open(sys.argv[2], "w").close()
+        await asyncio.sleep(0.5)
+        status = await start(self)
+        with open(sys.argv[2] + "-came-up", "a") as fh:
+            fh.write(f"{{status}}\\n")
+        return status
+
+
+    distributed.nanny.WorkerProcess.start = slow_start
+
+    if __name__ == "__main__":
+        exp = sleep_experiment(5, 0.0, name="ctrlc")
+        metalab.run(exp, sys.argv[1]).result()
+    """
+)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_local_cluster_starts_lets_it_start_then_closes_it(tmp_path):
+    """A cluster whose start Ctrl-C cuts short cannot be closed while its workers start,
+    and what went on starting failed as the script exited ("Task exception was never
+    retrieved ... Nanny failed to start" after the script's line). metalab lets the start
+    finish, closes the cluster whole, and the script ends with its one line."""
+    _interrupt_while_starting(tmp_path, CLUSTER_SLOW_TO_START)
+    came_up = (tmp_path / "started-came-up").read_text().split()
+    assert came_up == ["Status.running", "Status.running"]
+    assert len(metalab.load_results(tmp_path / "store")) == 0
+
+
 WORKERS_STARTING = textwrap.dedent(
     """
     import os
@@ -334,3 +378,18 @@ def test_a_user_s_nanny_preloads_still_run_beside_metalab_s(tmp_path, monkeypatc
         for lease in leases:
             lease.close()
         dask_executors._local.close_all()
+
+
+def test_a_local_cluster_that_fails_to_start_raises_its_error_in_the_caller(monkeypatch):
+    """The cluster starts in a thread of its own (so that Ctrl-C can let it finish): what
+    fails there is raised where the sweep was started, and nothing is kept."""
+    from metalab.executors import dask as dask_executors
+
+    def fail(self, distributed, key, options):
+        raise OSError("no port free for the scheduler")
+
+    pool = dask_executors._LocalClusters()
+    monkeypatch.setattr(dask_executors._LocalClusters, "_start_cluster", fail)
+    with pytest.raises(OSError, match="no port free for the scheduler"):
+        pool.acquire({"n_workers": 1, "processes": False})
+    assert pool._entries == {}

@@ -27,6 +27,10 @@ from .local_dashboard import start_alongside
 
 logger = logging.getLogger("metalab")
 
+START_GRACE_SECONDS = 5.0
+"""How long a Ctrl-C while a local cluster starts waits for the start to finish, so that the
+cluster closes cleanly (see `_LocalClusters._start`)."""
+
 
 def _require_distributed():
     return require("distributed", "full", "running on Dask")
@@ -309,19 +313,51 @@ class _LocalClusters:
         return entry["client"], [_Lease(self, key)]
 
     def _start(self, distributed: Any, key: tuple, options: dict[str, Any]) -> dict[str, Any]:
+        """Start a cluster in a thread of its own while this one waits for it.
+
+        A start cut short cannot be closed cleanly: its nannies are still starting, and
+        distributed, at exit, reports every one of them that then failed. So a Ctrl-C while
+        the cluster starts lets the start finish (for up to `START_GRACE_SECONDS`; a second
+        Ctrl-C stops waiting), closes the cluster as any sweep's end does, and only then
+        raises. A start that does not finish in time is cut short and closed as it stands.
+        """
         from distributed.deploy.spec import SpecCluster
 
         earlier = set(SpecCluster._instances)
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def start() -> None:
+            try:
+                outcome["entry"] = self._start_cluster(distributed, key, options)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        # an event, not `Thread.join`: a join cut short by Ctrl-C may take the thread for
+        # ended (CPython gh-90882)
+        threading.Thread(target=start, name="metalab-cluster-start", daemon=True).start()
         try:
-            return self._start_cluster(distributed, key, options)
+            done.wait()
         except KeyboardInterrupt:
-            # Ctrl-C while the cluster starts: what was started is stopped here, so that
-            # distributed's own clean-up at exit does not trip over workers half started
-            for cluster in set(SpecCluster._instances) - earlier:
-                with contextlib.suppress(Exception):
-                    cluster.close(timeout=5)
-                SpecCluster._instances.discard(cluster)
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
+                done.wait(START_GRACE_SECONDS)
+            entry = outcome.get("entry")
+            if entry is not None:
+                self._entries.pop(key, None)
+                _close_quietly(entry["client"], entry["cluster"])
+            else:
+                # what was started is stopped here, so that distributed's own clean-up at
+                # exit does not trip over workers half started
+                for cluster in set(SpecCluster._instances) - earlier:
+                    with contextlib.suppress(Exception):
+                        cluster.close(timeout=5)
+                    SpecCluster._instances.discard(cluster)
             raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["entry"]
 
     def _start_cluster(
         self, distributed: Any, key: tuple, options: dict[str, Any]
