@@ -92,7 +92,9 @@ def encode_record(record: dict[str, Any]) -> bytes:
     if _encoder is None:
         import json
 
-        _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False)
+        # no check for circular containers: a record holds JSON values only (checked as
+        # they were captured); one that were circular would raise RecursionError instead
+        _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, check_circular=False)
     return _encoder.encode(record).encode("utf-8")
 
 
