@@ -184,17 +184,28 @@ def test_ctrl_c_while_the_executor_starts(tmp_path):
     assert len(metalab.load_results(tmp_path / "store")) == 0
 
 
-CLUSTER_STARTING = textwrap.dedent(
+def _local_cluster_script(patch: str) -> str:
+    """A script that runs a sweep on the default local cluster, `patch` (code that slows the
+    cluster's start) applied first; a template for `_interrupt_while_starting`."""
+    head = """
+        import asyncio
+        import sys
+
+        sys.path.insert(0, {tests!r})
+        import distributed.nanny
+        import metalab
+        from sweeps import sleep_experiment
+        """
+    main = """
+        if __name__ == "__main__":
+            exp = sleep_experiment(5, 0.0, name="ctrlc")
+            metalab.run(exp, sys.argv[1]).result()
+        """
+    return "".join(textwrap.dedent(part) for part in (head, patch, main))
+
+
+CLUSTER_STARTING = _local_cluster_script(
     """
-    import asyncio
-    import sys
-
-    sys.path.insert(0, {tests!r})
-    import distributed.nanny
-    import metalab
-    from sweeps import sleep_experiment
-
-
     async def slow_start(self):
         # a worker that takes its time to come up, as on a loaded machine
         open(sys.argv[2], "w").close()
@@ -202,10 +213,6 @@ CLUSTER_STARTING = textwrap.dedent(
 
 
     distributed.nanny.Nanny.start_unsafe = slow_start
-
-    if __name__ == "__main__":
-        exp = sleep_experiment(5, 0.0, name="ctrlc")
-        metalab.run(exp, sys.argv[1]).result()
     """
 )
 
@@ -217,16 +224,8 @@ def test_ctrl_c_while_the_local_cluster_starts_its_workers(tmp_path):
     _interrupt_while_starting(tmp_path, CLUSTER_STARTING)
 
 
-CLUSTER_SLOW_TO_START = textwrap.dedent(
+CLUSTER_SLOW_TO_START = _local_cluster_script(
     """
-    import asyncio
-    import sys
-
-    sys.path.insert(0, {tests!r})
-    import distributed.nanny
-    import metalab
-    from sweeps import sleep_experiment
-
     start = distributed.nanny.WorkerProcess.start
 
 
@@ -241,10 +240,6 @@ CLUSTER_SLOW_TO_START = textwrap.dedent(
 
 
     distributed.nanny.WorkerProcess.start = slow_start
-
-    if __name__ == "__main__":
-        exp = sleep_experiment(5, 0.0, name="ctrlc")
-        metalab.run(exp, sys.argv[1]).result()
     """
 )
 
