@@ -371,6 +371,29 @@ def test_batches_hold_at_most_the_room_and_refresh_reads_what_release_jobs_submi
     assert submission.jobs[1]["state"] == "submitted"
 
 
+def test_refresh_notes_a_release_job_submitted_after_its_batch_was_read(tmp_path):
+    """A release job writes its record once its batch is submitted and again once it has
+    submitted the next release job: a refresh between the two must not lose that job (a
+    cancelled sweep would leave it to submit the next batch)."""
+    from metalab.executors.slurm.released import record_path
+
+    submission = _submission(tmp_path)
+    for batch in (1, 2):
+        entry = dict(submission.jobs[0], position=batch, job_id=None, state="deferred")
+        submission.jobs.append({**entry, "batch": batch})
+    submission.document["releases"] = {"1": "90"}
+    record = record_path(submission.path.parent, 1)
+    record.parent.mkdir()
+    record.write_text('{"jobs": {"1": "91"}, "release": null}')
+    assert submission.refresh()
+    assert submission.job_ids() == ["77", "91"] and submission.release_ids() == ["90"]
+    assert not submission.refresh()
+    record.write_text('{"jobs": {"1": "91"}, "release": "92"}')
+    assert submission.refresh()
+    assert submission.release_ids() == ["90", "92"]
+    assert not submission.refresh()  # nothing new: read again, noted once
+
+
 # ------------------------------------------------------------------------------ auto packs
 
 

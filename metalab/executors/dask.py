@@ -365,9 +365,10 @@ class _LocalClusters:
         extra: dict[str, Any] = {}
         if options.get("processes", True):
             from .interrupt import PRELOAD, IgnoreInterrupt
+            from .worker_logs import QuietClose
 
             # set up by each worker as it starts (and restarts): no round trip afterwards
-            extra["plugins"] = (IgnoreInterrupt(),)
+            extra["plugins"] = (IgnoreInterrupt(), QuietClose())
             # ... and each worker process starts with Ctrl-C held back until then
             extra.update(_nanny_preloads(PRELOAD))
         # the dashboard is imported while the worker processes start, not before

@@ -159,9 +159,19 @@ class Submission:
         batches = {e.get("batch", 0) for e in deferred.values()}
         rest = rest_batch(self.document)
         planned: list[dict[str, Any]] = []
+        planned_batches = {e.get("batch", 0) for e in self.jobs}
         if rest is not None:  # the rest of a sweep sized by its pilot, planned by batch `rest`
             planned = read_record(self.path.parent, rest).get("entries", [])
+            planned_batches |= {e.get("batch", rest) for e in planned}
             batches |= {e.get("batch", rest) for e in planned} | {rest}
+        # a release job notes its batch's jobs before it submits the next release job: a
+        # batch read between the two is read again until its release job is noted
+        noted = self.document.get("releases", {})
+        batches |= {
+            b
+            for b in planned_batches
+            if b >= 1 and b + 1 in planned_batches and not noted.get(str(b + 1))
+        }
         if not batches:
             return False
         known = {e["position"] for e in self.jobs}
@@ -178,8 +188,10 @@ class Submission:
                 entry = deferred.get(int(position))
                 if entry is not None:
                     entry["job_id"], entry["state"], new = str(job_id), SUBMITTED, True
-            if record.get("release"):
+            if record.get("release") and not noted.get(str(batch + 1)):
                 self.document.setdefault("releases", {})[str(batch + 1)] = record["release"]
+                noted = self.document["releases"]
+                new = True
         return new
 
     def tasks_of(self, waiting: Collection[int]) -> dict[tuple[str, int], list[int]]:
