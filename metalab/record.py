@@ -86,8 +86,7 @@ def copied(value: Any) -> Any:
 _encoder: Any = None
 
 
-def encode_record(record: dict[str, Any]) -> bytes:
-    """Encode a record as the UTF-8 JSON the stores write (and workers send to the driver)."""
+def _encode(value: Any) -> str:
     global _encoder
     if _encoder is None:
         import json
@@ -95,7 +94,51 @@ def encode_record(record: dict[str, Any]) -> bytes:
         # no check for circular containers: a record holds JSON values only (checked as
         # they were captured); one that were circular would raise RecursionError instead
         _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, check_circular=False)
-    return _encoder.encode(record).encode("utf-8")
+    return _encoder.encode(value)
+
+
+class SharedPart(dict):
+    """A part of many records, made once and never changed: a process's provenance in one
+    sweep. `encode_record` encodes it once, when it is made, not once per record.
+
+    Changing it raises TypeError; a copy of it (and one unpickled) is a plain dict."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, items: dict[str, Any]):
+        super().__init__(items)
+        self.text = _encode(items)
+        """Its JSON encoding."""
+
+    def _unchangeable(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "this part is shared by the records of a sweep and cannot be changed; "
+            "change a copy: dict(part)"
+        )
+
+    __setitem__ = __delitem__ = __ior__ = _unchangeable  # type: ignore[assignment]
+    setdefault = pop = popitem = clear = update = _unchangeable  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """Encode a record as the UTF-8 JSON the stores write (and workers send to the driver).
+
+    A record whose last field is a `SharedPart` has that part's encoding spliced in."""
+    last = record.get("provenance") if isinstance(record, dict) else None
+    if type(last) is SharedPart and len(record) > 1 and next(reversed(record)) == "provenance":
+        rest = record.copy()
+        del rest["provenance"]
+        return f'{_encode(rest)[:-1]}, "provenance": {last.text}}}'.encode()
+    return _encode(record).encode()
 
 
 def decode_record(data: bytes) -> dict[str, Any]:

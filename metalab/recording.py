@@ -14,7 +14,7 @@ from typing import Any
 from . import provenance
 from .errors import RunLost, StoreFormatError
 from .outcome import Outcome
-from .record import RECORD_FORMAT, Status
+from .record import RECORD_FORMAT, SharedPart, Status
 from .source import format_exception
 from .sweep import SweepRef
 
@@ -78,22 +78,22 @@ def build_record(experiment, spec, ref: SweepRef, worker, status, capture, error
         "finished_at": None,
         "duration": 0.0,
         "attempt": ref.options.attempt,
-        "provenance": _provenance(experiment, ref, worker),
     }
     record.update(capture.summary() if capture else {"metrics": {}, "series": {}, "artifacts": []})
+    record["provenance"] = _provenance(experiment, ref, worker)  # last: encoded once
     return record
 
 
-_provenance_cache: dict[tuple[int, str, str], dict[str, Any]] = {}
+_provenance_cache: dict[tuple[int, str, str], SharedPart] = {}
 
 
-def _provenance(experiment, ref: SweepRef, worker: str) -> dict[str, Any]:
+def _provenance(experiment, ref: SweepRef, worker: str) -> SharedPart:
     key = (id(experiment), ref.session, worker)
     cached = _provenance_cache.get(key)
     if cached is None:
         if len(_provenance_cache) > 64:
             _provenance_cache.clear()
-        cached = _provenance_cache[key] = _build_provenance(experiment, ref, worker)
+        cached = _provenance_cache[key] = SharedPart(_build_provenance(experiment, ref, worker))
     return cached  # shared by the runs of a task, never mutated
 
 
