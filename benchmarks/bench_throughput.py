@@ -33,7 +33,9 @@ modules cached as on a usual installation, see `--compile-every-import`), at
 (`LocalCluster` 2x1 started and closed, `client.map` over chunks of 500) and metalab's
 default executor (its local cluster started and closed), plus plain Dask with one task per
 run for reference. Targets: metalab >= plain Dask at 10,000 runs, within 1.2x of its time at
-1,000, and on disk >= the one-core floor at 10,000 runs. `--dir /dev/shm` puts the files in
+1,000, and on disk >= the one-core floor at 10,000 runs. Two information rows end the
+10,000-run script as one that then looks at its results does: plain Dask reads its files
+into a pandas DataFrame, metalab calls `result().to_dataframe()`. `--dir /dev/shm` puts the files in
 memory, so that the figures are CPU cost alone; `--repeat R` sets the rounds (3).
 
     uv run --all-extras python benchmarks/bench_throughput.py --cold --dir /dev/shm
@@ -236,19 +238,29 @@ if __name__ == "__main__":
     t0 = time.perf_counter()
     if case == "floor":
         _ops.plain_chunk(root, list(range(n)))
-    elif case in ("plain", "plain-per-run"):
-        size = {chunk} if case == "plain" else 1
+    elif case in ("plain", "plain-per-run", "plain-frame"):
+        size = 1 if case == "plain-per-run" else {chunk}
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
             with Client(cluster) as client:
                 chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
                 futures = client.map(_ops.plain_chunk, [root] * len(chunks), chunks, pure=False)
                 assert sum(client.gather(futures)) == n
+        if case == "plain-frame":  # what the user then reads: every file, into a DataFrame
+            import pandas
+            rows = []
+            for name in os.listdir(root):
+                if name.endswith(".json"):
+                    with open(os.path.join(root, name)) as fh:
+                        rows.append(json.load(fh))
+            assert len(pandas.DataFrame(rows).sort_values("index")) == n
     else:
         with dask.config.set({{"metalab.dask.local-cluster-idle-timeout": 0}}):
             handle = metalab.run(_ops.experiment("cold", i=range(n)), os.path.join(root, "store"))
-            handle.result()
+            results = handle.result()
         assert handle.status.completed == n, handle.status
+        if case == "metalab-frame":
+            assert len(results.to_dataframe()) == n
     print(json.dumps({{"seconds": time.perf_counter() - t0}}))
 """
 
@@ -299,7 +311,8 @@ def cold(directory: str | None, repeat: int = REPEAT) -> list[dict]:
     memory = in_memory(directory)
     rows = []
     with tempfile.TemporaryDirectory(prefix="metalab-cold-", dir=directory) as tmp:
-        for name in cases:  # not timed: fills the bytecode cache, as a first run of a script
+        for name in (*cases, "plain-frame", "metalab-frame"):  # not timed: fills the bytecode
+            # cache, as a first run of a script does
             warm = os.path.join(tmp, f"warm-{name}")
             os.mkdir(warm)
             cold_case(name, 100, warm)
@@ -340,11 +353,39 @@ def cold(directory: str | None, repeat: int = REPEAT) -> list[dict]:
                     met=None if memory or n < 10_000 else floor_s / ours >= 1,
                 ),
             ]
+        rows += _ending_with_a_frame(tmp, repeat)
         one = os.path.join(tmp, "plain-per-run")
         os.mkdir(one)
         per_run = cold_case("plain-per-run", 1_000, one)
         rows.append(row("1,000 runs: plain Dask, one task per run (info)", per_run, runs=1_000))
     return rows
+
+
+def _ending_with_a_frame(tmp: str, repeat: int) -> list[dict]:
+    """The 10,000-run cold cases as a script that then looks at its results ends: plain Dask
+    with its JSON files read into a pandas DataFrame, metalab with `result().to_dataframe()`
+    (pandas imported on the clock in both). Information beside the targets, which stop at
+    the runs done."""
+    n = COLD_SIZES[0]
+    cases = ("plain-frame", "metalab-frame")
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(repeat):
+        for name in cases:
+            root = os.path.join(tmp, f"{name}-{r}")
+            os.mkdir(root)
+            os.sync()
+            samples[name].append(cold_case(name, n, root))
+    plain_s, ours = (best(samples[name]) for name in cases)
+    return [
+        row(f"{n:,} runs to a DataFrame: plain Dask, its files read (info)", plain_s, runs=n),
+        row(
+            f"{n:,} runs to a DataFrame: metalab, result().to_dataframe() (info)",
+            ours,
+            runs=n,
+            ratio=plain_s / ours,
+            ratio_is="speed / plain Dask",
+        ),
+    ]
 
 
 def main() -> None:
