@@ -317,14 +317,7 @@ def cold(directory: str | None, repeat: int = REPEAT) -> list[dict]:
             os.mkdir(warm)
             cold_case(name, 100, warm)
         for n in COLD_SIZES:
-            samples: dict[str, list[float]] = {name: [] for name in cases}
-            for r in range(repeat):
-                for name in cases:
-                    root = os.path.join(tmp, f"{name}-{n}-{r}")
-                    os.mkdir(root)
-                    os.sync()
-                    samples[name].append(cold_case(name, n, root))
-            floor_s, plain_s, ours = (best(samples[name]) for name in cases)
+            floor_s, plain_s, ours = _best_of_rounds(tmp, cases, n, repeat)
             rows += [
                 row(f"{n:,} runs: floor, one core, atomic JSON per run", floor_s, runs=n),
                 row(
@@ -361,21 +354,26 @@ def cold(directory: str | None, repeat: int = REPEAT) -> list[dict]:
     return rows
 
 
+def _best_of_rounds(tmp: str, cases: tuple[str, ...], n: int, repeat: int) -> list[float]:
+    """The fastest time of each of `cases` at `n` runs, over `repeat` interleaved rounds of
+    fresh processes, each with a new directory under `tmp`."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(repeat):
+        for name in cases:
+            root = os.path.join(tmp, f"{name}-{n}-{r}")
+            os.mkdir(root)
+            os.sync()
+            samples[name].append(cold_case(name, n, root))
+    return [best(samples[name]) for name in cases]
+
+
 def _ending_with_a_frame(tmp: str, repeat: int) -> list[dict]:
     """The 10,000-run cold cases as a script that then looks at its results ends: plain Dask
     with its JSON files read into a pandas DataFrame, metalab with `result().to_dataframe()`
     (pandas imported on the clock in both). Information beside the targets, which stop at
     the runs done."""
     n = COLD_SIZES[0]
-    cases = ("plain-frame", "metalab-frame")
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for r in range(repeat):
-        for name in cases:
-            root = os.path.join(tmp, f"{name}-{r}")
-            os.mkdir(root)
-            os.sync()
-            samples[name].append(cold_case(name, n, root))
-    plain_s, ours = (best(samples[name]) for name in cases)
+    plain_s, ours = _best_of_rounds(tmp, ("plain-frame", "metalab-frame"), n, repeat)
     return [
         row(f"{n:,} runs to a DataFrame: plain Dask, its files read (info)", plain_s, runs=n),
         row(

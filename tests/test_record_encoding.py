@@ -57,24 +57,15 @@ def test_a_shared_part_cannot_be_changed_and_its_copies_are_plain_dicts():
 
 
 def test_the_records_of_a_sweep_carry_their_process_s_provenance(tmp_path):
-    @metalab.operation
-    def draw(seeds, capture):
-        capture.metric("x", float(seeds.numpy().random()))
+    from sweeps import draw_experiment
 
-    exp = metalab.Experiment(
-        name="shared_provenance",
-        version="1",
-        context={},
-        operation=draw,
-        params=metalab.grid(i=range(3)),
-        seeds=metalab.seeds(base=0, replicates=1),
-    )
+    exp = draw_experiment("shared_provenance", replicates=1)
     results = metalab.run(exp, tmp_path / "store", executor="inline", progress=False).result()
-    assert len(results) == 3
+    assert len(results) == 6
     for run in results:
         provenance = run.provenance
         assert provenance["operation"].endswith("draw") and provenance["session"]
         assert type(provenance) is dict  # read back from the store
     files = sorted((tmp_path / "store" / "runs").glob("*/*.json"))
-    assert len(files) == 3
+    assert len(files) == 6
     assert all(json.loads(f.read_bytes())["provenance"]["pid"] > 0 for f in files)
