@@ -35,8 +35,8 @@ default executor (its local cluster started and closed), plus plain Dask with on
 run for reference. Targets: metalab >= plain Dask at 10,000 runs, within 1.2x of its time at
 1,000, and on disk >= the one-core floor at 10,000 runs. Two information rows end the
 10,000-run script as one that then looks at its results does: plain Dask reads its files
-into a pandas DataFrame, metalab calls `result().to_dataframe()`. `--dir /dev/shm` puts the files in
-memory, so that the figures are CPU cost alone; `--repeat R` sets the rounds (3).
+into a pandas DataFrame, metalab calls `result().to_dataframe()`. `--dir /dev/shm` puts the
+files in memory, so that the figures are CPU cost alone; `--repeat R` sets the rounds (3).
 
     uv run --all-extras python benchmarks/bench_throughput.py --cold --dir /dev/shm
 
@@ -311,8 +311,8 @@ def cold(directory: str | None, repeat: int = REPEAT) -> list[dict]:
     memory = in_memory(directory)
     rows = []
     with tempfile.TemporaryDirectory(prefix="metalab-cold-", dir=directory) as tmp:
-        for name in (*cases, "plain-frame", "metalab-frame"):  # not timed: fills the bytecode
-            # cache, as a first run of a script does
+        # not timed: fills the bytecode cache, as a first run of a script does
+        for name in (*cases, "plain-frame", "metalab-frame"):
             warm = os.path.join(tmp, f"warm-{name}")
             os.mkdir(warm)
             cold_case(name, 100, warm)

@@ -132,7 +132,8 @@ class SharedPart(dict):
 def encode_record(record: dict[str, Any]) -> bytes:
     """Encode a record as the UTF-8 JSON the stores write (and workers send to the driver).
 
-    A record whose last field is a `SharedPart` has that part's encoding spliced in."""
+    A record whose last field, `provenance`, is a `SharedPart` has that part's encoding
+    spliced in: the same bytes, made without encoding the part again."""
     last = record.get("provenance") if isinstance(record, dict) else None
     if type(last) is SharedPart and len(record) > 1 and next(reversed(record)) == "provenance":
         rest = record.copy()
