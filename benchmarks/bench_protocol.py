@@ -8,6 +8,8 @@ and encoder as metalab's, one draw of a seeded NumPy generator each) in straight
 nothing else, each in its own fresh directory, and beside them metalab itself:
 
 * floor: `bench_throughput.py`'s one-core floor (one atomic JSON file per run, no claim);
+* the spec's minimum: what the spec asks of every run (its record written whole, then its
+  `.done` marker), with metalab's record and run id, without a claim or any check;
 * the protocol of today's format, straight: the 8 system calls a run, nothing else;
 * claims per run, records appended to one file per task: what a segment format that kept
   per-run claims would cost;
@@ -106,6 +108,23 @@ def floor(root: str, n: int) -> None:
     _ops.plain_chunk(root, list(range(n)))
 
 
+def spec_minimum(root: str, n: int) -> None:
+    """What the spec asks of every run and nothing more: its record (its run id hashed, the
+    record encoded as metalab encodes it) written whole through a temporary file renamed
+    into place, then its `.done` marker linked. No claim, no check for an earlier record:
+    what a file store costs a run before exactly-once."""
+    _shards(root, "runs")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for i in range(n):
+        params, run_id = _ids(i)
+        record = f"{root}/runs/{run_id[:2]}/{run_id}"
+        fd = os.open(f"{record}.tmp", flags, 0o644)
+        os.write(fd, _record(i, run_id, params))
+        os.close(fd)
+        os.rename(f"{record}.tmp", f"{record}.json")
+        os.link(f"{record}.json", f"{record}.done")
+
+
 def per_run(root: str, n: int) -> None:
     """Today's format, straight: the 8 system calls of a run, nothing else."""
     _shards(root, "runs", "claims")
@@ -186,6 +205,7 @@ def metalab_inline(root: str, n: int) -> float:
 
 CASES = {
     "floor": ("floor: one atomic JSON file per run, no claim", floor),
+    "spec": ("the spec's minimum: an atomic record file and its .done marker", spec_minimum),
     "per-run": ("today's format, straight: 8 system calls a run", per_run),
     "segment": ("a claim per run, records appended per task", appended_claims_per_run),
     "range": ("a claim per task, records appended per task", appended_claim_per_task),
