@@ -65,10 +65,14 @@ class Sink:
         self._failures: dict[int, Outcome] | None = {}
         """The failed and interrupted outcomes that carry a record, by index, while there are
         at most `KEPT_FAILURES`; None once there were more."""
-        self._kept: dict[int, Outcome] | None = None if sweep.store.capabilities.columnar else {}
+        store = sweep.store
+        self._kept: dict[int, Outcome] | None = (
+            None if store is not None and store.capabilities.columnar else {}
+        )
         """The outcomes that carry a record, by index, when the store cannot give the sweep's
         runs back as columns (a fallback store whose primary may be down when the sweep
-        ends, a user's store): `result()` is made of them. None for the other stores."""
+        ends, a user's store; none at all, for the finished handle of a script re-run while
+        a worker process starts): `result()` is made of them. None for the other stores."""
         self.dashboard_link: str | None = None
         """The page showing the sweep live (metalab's page of the Dask dashboard, or the
         dashboard itself when the page could not be added)."""

@@ -108,6 +108,35 @@ def test_quickstart_script_without_main_guard_runs_on_a_local_cluster(tmp_path):
 
 
 @pytest.mark.slow
+def test_unguarded_script_finishes_when_a_run_kills_every_worker_it_reaches(tmp_path):
+    # each worker that runs index 1 dies; the replacements re-run this script while they
+    # start, where `metalab.run` must hand back a finished handle (and its `result()`) so
+    # that they start, the other runs finish and the lost run is recorded failed
+    script = tmp_path / "killer.py"
+    script.write_text(
+        "import os\n"
+        "import metalab\n\n"
+        "@metalab.operation\n"
+        "def op(params, capture):\n"
+        "    if params['x'] == 1:\n"
+        "        os._exit(1)\n"
+        "    capture.metric('y', params['x'])\n\n"
+        "exp = metalab.Experiment(name='killer', version='1', context={}, operation=op,\n"
+        "    params=metalab.grid(x=[0, 1, 2, 3]), seeds=metalab.seeds(base=0))\n"
+        "results = metalab.run(exp).result(timeout=150)\n"
+        "print('STATUSES', [r.status for r in results])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "STATUSES ['completed', 'failed', 'completed', 'completed']" in proc.stdout
+    assert "AttributeError" not in proc.stderr
+    records = sorted((tmp_path / "runs" / "killer" / "runs").glob("*/*.json"))
+    assert len(records) == 4
+
+
+@pytest.mark.slow
 def test_unguarded_script_survives_a_worker_restart(tmp_path):
     script = tmp_path / "crashy.py"
     script.write_text(
