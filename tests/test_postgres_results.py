@@ -399,3 +399,17 @@ def test_conditions_on_names_the_runs_have_are_checked_without_listing_every_nam
     with pytest.raises(UnknownNameError, match="'los'"):
         results.where(los__lt=1)
     assert listed  # a name no run has: the error lists those they have
+
+
+def test_negative_positions_count_from_the_end(locator):
+    with pytest.warns(metalab.RunsFailedWarning):
+        metalab.run(sweep(), locator, executor="inline").result()
+    for read_first in ("a run", "the table"):
+        results = metalab.load_results(locator, "pg_sweep")
+        n = len(results)
+        if read_first == "the table":
+            results.table()
+        first = results[0]
+        assert results[-1].run_id == results[n - 1].run_id == list(results)[-1].run_id
+        assert results[-n].run_id == first.run_id
+        assert results[-1].index == max(r.index for r in results)

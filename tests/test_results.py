@@ -644,3 +644,22 @@ def test_a_journal_damaged_inside_a_record_gives_the_file_instead(tmp_path, jour
     data[at - 5] = 0xFF  # not even UTF-8
     journal.write_bytes(bytes(data))
     assert len(metalab.load_results(store).records) == 12
+
+
+def test_negative_positions_count_from_the_end_after_other_reads(tmp_path):
+    store = tmp_path / "store"
+    metalab.run(experiment(), store, executor="inline").result()
+    for results in (metalab.load_results(store, "fit"), metalab.load_results(store)):
+        n = len(results)
+        first = results[0]  # read before: the runs after it are read a page at a time
+        assert results[-1].run_id == results[n - 1].run_id
+        assert results[-1].index == n - 1
+        assert results[-n].run_id == first.run_id
+        assert [r.run_id for r in (results[-2], results[-1])] == [
+            r.run_id for r in results[n - 2 :]
+        ]
+        with pytest.raises(IndexError, match=f"run position {-n - 1} is out of range"):
+            results[-n - 1]
+    adam = metalab.load_results(store, "fit").filter(optimizer="adam")
+    assert adam[0].params["optimizer"] == "adam"
+    assert adam[-1].run_id == list(adam)[-1].run_id

@@ -104,12 +104,15 @@ class Results(Sequence[Run]):
                 "parameters with filter(...) and by their metrics with where(...)"
             )
         count = len(self)
+        item = item.__index__()
         if not -count <= item < count:
             which = f"0..{count - 1} or -{count}..-1" if count else "none: there are no runs"
             raise IndexError(
                 f"run position {item} is out of range: these results hold {count} "
                 f"run{'s' if count != 1 else ''} (positions {which})"
             )
+        if item < 0:  # the sources and the cache of runs count from the start
+            item += count
         run = self._runs[item]
         if run is None:
             run = self._runs[item] = Run(self._source.record_at(item), self._store)
