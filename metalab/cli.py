@@ -8,14 +8,17 @@ metalab store export --from STORE --to FILE.parquet --format parquet   the runs 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import click
 
-from .errors import MetalabError
+from . import runs_table
+from .errors import MetalabError, require
 from .registry import open_store
 from .report import report_from_store
 from .results import load_results
+from .results.tables import cause_of
 from .services.cli import postgres as postgres_command
 from .stores.fallback import FallbackStore
 from .stores.locator import to_locator
@@ -57,8 +60,8 @@ def status(store: str, experiment: str | None) -> None:
     """Counts of runs per status, per experiment, in STORE (a path or a locator)."""
     opened = _open(store)
     counts: dict[str, dict[str, int]] = {}
-    frame = _status_frame(opened, experiment)
-    for (exp_id, state), count in _counts(frame, "status").items():
+    by_status, by_cause = _status_counts(opened, experiment)
+    for (exp_id, state), count in by_status.items():
         counts.setdefault(exp_id or "?", {})[state] = count
     totals: dict[str, int | None] = {}
     for manifest in opened.manifests():
@@ -99,18 +102,33 @@ def status(store: str, experiment: str | None) -> None:
             )
         )
     causes: dict[str, list[str]] = {}
-    for (exp_id, cause), count in _counts(frame, "cause").items():
+    for (exp_id, cause), count in sorted(by_cause.items()):
         causes.setdefault(exp_id, []).append(f"{cause} {count}")
     for exp_id, parts in sorted(causes.items()):
         click.echo(f"{exp_id}: lost to the scheduler: {', '.join(parts)}")
 
 
-def _status_frame(store: Any, experiment: str | None) -> Any:
-    """The runs' record columns (a record is read only for a run that did not complete)."""
+Counts = dict[tuple[str, str], int]
+
+
+def _status_counts(store: Any, experiment: str | None) -> tuple[Counts, Counts]:
+    """Runs per (experiment id, status) and lost runs per (experiment id, cause): from the
+    runs' record columns where pandas is installed (a record is read only for a run that did
+    not complete), else from the records themselves."""
     try:
-        return load_results(store, experiment).to_dataframe(
-            include_params=False, include_metrics=False
-        )
+        results = load_results(store, experiment)
+        if runs_table.available():
+            frame = results.to_dataframe(include_params=False, include_metrics=False)
+            return _counts(frame, "status"), _counts(frame, "cause")
+        by_status: Counter[tuple[str, str]] = Counter()
+        by_cause: Counter[tuple[str, str]] = Counter()
+        for record in results.records:
+            exp_id = str(record.get("experiment_id") or "")
+            by_status[exp_id, str(record.get("status"))] += 1
+            cause = cause_of(record)
+            if cause is not None:
+                by_cause[exp_id, str(cause)] += 1
+        return dict(by_status), dict(by_cause)
     except MetalabError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -215,8 +233,8 @@ def _export_table(source: str, destination: str, experiment: str | None) -> None
 
     try:
         table = load_results(_open(source), experiment).to_arrow()
-        import pyarrow.parquet as pq
-    except (MetalabError, ImportError) as exc:
+        pq = require("pyarrow.parquet", "pandas", "metalab store export --format parquet")
+    except MetalabError as exc:
         raise click.ClickException(str(exc)) from exc
     if not destination.endswith(".parquet"):
         raise click.ClickException(

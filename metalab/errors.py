@@ -86,9 +86,17 @@ def require(module: str, extra: str, feature: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{feature} needs the '{module}' package: install it with "
-            f"`uv add 'metalab[{extra}]'` (or `pip install 'metalab[{extra}]'`)"
+            f"{feature} needs the '{module}' package: {install_hint(extra)}"
         ) from exc
+
+
+def install_hint(extra: str) -> str:
+    """How to install metalab's `extra` (metalab installs from its source, not PyPI)."""
+    return (
+        f"install metalab with its '{extra}' extra (`uv add ./metalab --extra {extra}`, or "
+        f"`pip install './metalab[{extra}]'`, with the path to metalab's source; in a clone of "
+        f"metalab itself, `uv sync --extra {extra}`)"
+    )
 
 
 class UnknownNameError(ValidationError, KeyError):

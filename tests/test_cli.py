@@ -121,3 +121,22 @@ def test_store_export_writes_the_runs_table_as_parquet(store, tmp_path):
         "parquet",
     )
     assert bad.returncode == 1 and "name a .parquet file" in bad.stderr
+
+
+def test_parquet_export_without_pyarrow_names_the_extra(store, tmp_path):
+    blocked = (
+        "import sys; sys.modules['pyarrow'] = sys.modules['pyarrow.parquet'] = None; "
+        "from metalab.cli import main; main()"
+    )
+    target = tmp_path / "runs.parquet"
+    args = ["store", "export", "--from", str(store), "--to", str(target), "--format", "parquet"]
+    out = subprocess.run(
+        [sys.executable, "-c", blocked, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "'pandas' extra" in out.stderr and "uv add ./metalab --extra pandas" in out.stderr
+    assert "No module named" not in out.stderr
+    assert not target.exists()

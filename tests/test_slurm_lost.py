@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from sweeps import draw_experiment
 
 import metalab
 from metalab import execute
@@ -653,3 +654,49 @@ def test_a_task_knows_when_slurm_requeues_it(monkeypatch):
         "preempted and cancelled": ("preempted", False),
         "cancelled": ("cancelled", False),
     }
+
+
+def test_status_without_pandas_counts_as_with_it(tmp_path):
+    # the base install (no pandas, no pyarrow): the counts come from the records
+    import subprocess
+    import sys
+
+    exp = metalab.Experiment(
+        name="cut",
+        version="1",
+        context={},
+        operation=_cut,
+        params=metalab.grid(i=[0]),
+        seeds=metalab.seeds(base=1),
+    )
+    with pytest.raises(metalab.ExecutorError):
+        metalab.run(exp, tmp_path / "store", executor="inline").result()
+    metalab.run(
+        draw_experiment("fine", replicates=1), tmp_path / "store", executor="inline"
+    ).result()
+    blocked = (
+        "import sys; sys.modules['pandas'] = sys.modules['pyarrow'] = None; "
+        "from metalab.cli import main; main()"
+    )
+    outputs = []
+    for command in ([sys.executable, "-m", "metalab"], [sys.executable, "-c", blocked]):
+        out = subprocess.run(
+            [*command, "status", str(tmp_path / "store")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        outputs.append(out.stdout)
+    assert outputs[1] == outputs[0]
+    lines = outputs[1].splitlines()
+    assert "cut:1: lost to the scheduler: timeout 1" in lines
+    assert next(line for line in lines if line.startswith("fine:1")).split() == [
+        "fine:1",
+        "6",
+        "6",
+        "0",
+        "0",
+        "0",
+        "0",
+    ]

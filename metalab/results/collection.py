@@ -358,8 +358,7 @@ class Results(Sequence[Run]):
         """The runs table as a `pyarrow.Table`: the columns of `to_dataframe()` (record
         columns, `param_<name>`, metrics, `cause`), each field's metadata naming what it
         holds (see `metalab.runs_table`); values of mixed or nested types are JSON text."""
-        import pyarrow as pa
-
+        pa = require("pyarrow", "pandas", "Results.to_arrow()")
         table = self._source.to_arrow()
         name = self._cause_column()
         field = pa.field(name, pa.string(), metadata={KIND: b"record", NAME: name.encode()})

@@ -33,15 +33,15 @@ under `artifact_root`), `logs` (a run's log) and `store` (`PostgresStore`). Only
 imports psycopg.
 """
 
-from ...errors import MissingDependencyError
+from ...errors import MissingDependencyError, install_hint
 
 try:
     import psycopg  # noqa: F401 - checked here, once, before any module of the package uses it
     import psycopg_pool  # noqa: F401
 except ImportError as _exc:
     raise MissingDependencyError(
-        "PostgreSQL stores need the 'psycopg' and 'psycopg_pool' packages: install them with "
-        "`uv add 'metalab[postgres]'` (or `pip install 'metalab[postgres]'`)"
+        "PostgreSQL stores need the 'psycopg' and 'psycopg_pool' packages: "
+        + install_hint("postgres")
     ) from _exc
 
 from .locator import LocatorError, PostgresLocation, parse_locator
