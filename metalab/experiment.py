@@ -160,11 +160,12 @@ class Experiment:
         n = self.total_runs
         if isinstance(index, bool) or not isinstance(index, int):
             index = _as_int(index)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"run index {index} out of range for {n} runs")
-        return divmod(index, self.seeds.replicates)
+        if not -n <= index < n:
+            raise IndexError(
+                f"run index {index} out of range for {n} runs"
+                + (f" (0..{n - 1}, or -{n}..-1 from the end)" if n else "")
+            )
+        return divmod(index + n if index < 0 else index, self.seeds.replicates)
 
     def run_id(self, index: int) -> str:
         """Return the run id of run `index` in O(1)."""

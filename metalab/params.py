@@ -60,11 +60,12 @@ class ParamSource(Sequence):
                 k = k.__index__()
             except AttributeError:
                 raise TypeError(f"parameter index must be an integer, got {k!r}") from None
-        if k < 0:
-            k += n
-        if not 0 <= k < n:
-            raise IndexError(f"parameter index {k} out of range for a source of {n} cases")
-        return self.case(k)
+        if not -n <= k < n:
+            raise IndexError(
+                f"parameter index {k} out of range for a source of {n} cases"
+                + (f" (0..{n - 1}, or -{n}..-1 from the end)" if n else "")
+            )
+        return self.case(k + n if k < 0 else k)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for k in range(len(self)):

@@ -184,6 +184,9 @@ def test_out_of_range_index_raises_index_error(index):
         exp.seeds_at(index)
     with pytest.raises(IndexError):
         exp.run_spec(index)
+    # the message names the index given, not one made of it
+    with pytest.raises(IndexError, match=rf"^run index {index} out of range for 18 runs \(0\.\.17"):
+        exp.run_id(index)
 
 
 def test_params_at_returns_a_copy_the_caller_can_mutate():

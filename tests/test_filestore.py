@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from sweeps import checked_result
+from sweeps import checked_result, draw_experiment
 
 import metalab
 from metalab import claims
@@ -679,3 +679,16 @@ def test_a_claim_killed_while_its_record_was_written_in_is_dead_at_once(store_pa
     claim.write_text(json.dumps(record))
     assert store.claims()[run_id]["session"] == "s1"
     assert not store.claim(run_id, claims.owner("t"))
+
+
+def test_a_store_path_that_is_a_file_is_refused_with_a_clear_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine\n")
+    for target in (path, path / "sub"):
+        with pytest.raises(metalab.StoreError, match=r"is a file \(or inside one\), not a store"):
+            metalab.run(draw_experiment("filed"), target, executor="inline")
+        with pytest.raises(metalab.StoreError, match="is a file"):
+            metalab.load_results(target)
+        with pytest.raises(metalab.StoreError, match="is a file"):
+            metalab.reconnect(target)
+    assert path.read_text() == "mine\n"

@@ -177,7 +177,7 @@ def test_random_index_out_of_range_and_slicing():
     source = metalab.random(space=_space(), n_trials=6, seed=4)
     with pytest.raises(IndexError):
         source[6]
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"^parameter index -7 out of range .* -6\.\.-1"):
         source[-7]
     assert source[1:4] == [source[1], source[2], source[3]]
 

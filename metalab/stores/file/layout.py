@@ -189,6 +189,11 @@ class Layout:
             return
         except ValueError as exc:  # empty or cut short: a kill or a full disk as it was written
             meta = self._repaired_meta(exc)
+        except NotADirectoryError:
+            raise StoreError(
+                f"store path {str(self.root)!r} is a file (or inside one), not a store: a file "
+                "store is a directory; choose a new or empty directory, or an existing store"
+            ) from None
         except OSError as exc:
             raise StoreError(f"cannot read {str(meta_path)!r}: {exc}") from exc
         version = meta.get("version", 0) if isinstance(meta, dict) else None
