@@ -14,11 +14,16 @@ _encoder = json.JSONEncoder(
 )
 
 
-def normalize(value: Any, where: str) -> Any:
+IDENTIFIES = "NaN and infinite values cannot identify a run"
+"""Why `normalize` refuses NaN and infinities in what identifies a run."""
+
+
+def normalize(value: Any, where: str, why: str = IDENTIFIES) -> Any:
     """Return `value` as plain JSON types, or raise `FingerprintError` naming `where`.
 
     NumPy scalars become the equal Python number, tuples become lists, mapping keys must be
-    strings. NaN and infinities are rejected: they have no stable identity.
+    strings. NaN and infinities are rejected, for the reason `why` (by default: they have
+    no stable identity).
     """
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -27,8 +32,7 @@ def normalize(value: Any, where: str) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise FingerprintError(
-                f"{where} is {value!r}: NaN and infinite values cannot identify a run; "
-                "use a finite number, a string or None"
+                f"{where} is {value!r}: {why}; use a finite number, a string or None"
             )
         return float(value)
     if isinstance(value, dict):
@@ -38,13 +42,13 @@ def normalize(value: Any, where: str) -> Any:
                 raise FingerprintError(
                     f"{where} has key {key!r} of type {type(key).__name__}: keys must be strings"
                 )
-            out[key] = normalize(item, f"{where}[{key!r}]")
+            out[key] = normalize(item, f"{where}[{key!r}]", why)
         return out
     if isinstance(value, (list, tuple)):
-        return [normalize(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [normalize(item, f"{where}[{i}]", why) for i, item in enumerate(value)]
     scalar = _numpy_scalar(value)
     if scalar is not _NOT_NUMPY:
-        return normalize(scalar, where)
+        return normalize(scalar, where, why)
     raise FingerprintError(
         f"{where} is {value!r} of type {type(value).__name__}: expected a JSON value "
         "(str, int, float, bool, None, or lists and dicts of them)"

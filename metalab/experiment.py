@@ -333,7 +333,12 @@ def _check_metadata(metadata: Any) -> dict[str, Any]:
     if not isinstance(metadata, Mapping):
         raise ValidationError(f"Experiment metadata must be a dict, got {metadata!r}")
     try:
-        checked = _identity.normalize(dict(metadata), "metadata")
+        checked = _identity.normalize(
+            dict(metadata),
+            "metadata",
+            "metadata is kept as JSON in the experiment's manifest, and JSON has no NaN or "
+            "infinity",
+        )
     except ValidationError as exc:
         raise ValidationError(f"Experiment {exc}") from exc
     hints = checked.get("resource_hints", {})

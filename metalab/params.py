@@ -85,9 +85,18 @@ def _axis_values(name: str, values: Any) -> list:
     if type(values).__module__ == "numpy" and getattr(values, "ndim", None) == 1:
         values = values.tolist()
     if not isinstance(values, _AXIS_TYPES):
+        given = f"{values!r} ({type(values).__name__})"
+        if isinstance(values, (set, frozenset)):
+            advice = f"a set has no order: give a list, for example {name}=sorted({values!r})"
+        elif isinstance(values, dict):
+            advice = f"give a list of the values the axis takes: {name}=[...]"
+        elif type(values).__module__ == "numpy" and getattr(values, "ndim", 0):
+            given = f"a {values.ndim}-D array of shape {values.shape}"
+            advice = "a grid axis is one-dimensional: give a 1-D array or a list"
+        else:
+            advice = f"wrap a single value in a list: {name}=[{values!r}]"
         raise ValidationError(
-            f"grid parameter {name!r} must be a list of values, got {values!r} "
-            f"({type(values).__name__}); wrap a single value in a list: {name}=[{values!r}]"
+            f"grid parameter {name!r} must be a list of values, got {given}; {advice}"
         )
     values = list(values)
     if not values:

@@ -79,6 +79,16 @@ def test_metadata_that_is_not_json_able_is_rejected(bad):
         _exp(metadata=bad)
 
 
+def test_nan_in_metadata_is_refused_for_what_metadata_is():
+    # metadata never identifies a run: the reason given is the manifest's JSON
+    with pytest.raises(metalab.ValidationError, match=r"metadata\['x'\] is nan") as e:
+        _exp(metadata={"x": float("nan")})
+    assert "identify a run" not in str(e.value)
+    assert "JSON has no NaN or infinity" in str(e.value)
+    with pytest.raises(metalab.ValidationError, match="NaN and infinite values cannot identify"):
+        _exp(params=metalab.grid(a=[float("inf")])).run_id(0)
+
+
 @pytest.mark.parametrize("bad", ["tag", [1, "a"], ["a", None], 5])
 def test_tags_that_are_not_a_list_of_str_are_rejected(bad):
     with pytest.raises(ValueError, match="tags"):

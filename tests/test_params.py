@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -308,3 +309,18 @@ def test_loguniform_samples_are_spread_in_log_space():
     # a uniform (not log-uniform) draw on [1e-6, 1) would put almost all mass above 1e-1
     below = sum(1 for x in logs if x < -3)
     assert 120 < below < 280
+
+
+@pytest.mark.parametrize(
+    ("values", "advice"),
+    [
+        (5, r"got 5 \(int\); wrap a single value in a list: a=\[5\]"),
+        ({2, 1}, r"a set has no order: give a list, for example a=sorted\(\{1, 2\}\)"),
+        (np.zeros((2, 2)), r"got a 2-D array of shape \(2, 2\); a grid axis is one-dimensional"),
+        ({"x": 1}, r"\(dict\); give a list of the values the axis takes"),
+    ],
+)
+def test_a_grid_axis_that_is_not_a_list_gets_advice_that_fits_it(values, advice):
+    with pytest.raises(metalab.ValidationError, match=r"grid parameter 'a' must be a list") as e:
+        metalab.grid(a=values)
+    assert re.search(advice, str(e.value)), str(e.value)
