@@ -15,6 +15,7 @@ import click
 
 from . import runs_table
 from .errors import MetalabError, require
+from .locators import redact_password, scheme_of
 from .registry import open_store
 from .report import report_from_store
 from .results import load_results
@@ -188,6 +189,12 @@ def store_ls(store: str) -> None:
 
 
 def _transfer(kind: str, source: str, destination: str, experiment: str | None) -> None:
+    if kind == "import" and scheme_of(source) != "file":
+        raise click.ClickException(
+            f"--from {redact_password(source)!r}: `metalab store import` reads a file store (a "
+            "directory); to copy from any store to any other, use `metalab store export "
+            "--from SOURCE --to DESTINATION`"
+        )
     copy = import_from_filestore if kind == "import" else export_store
     try:
         report = copy(source, destination, experiment_id=experiment)

@@ -140,3 +140,20 @@ def test_parquet_export_without_pyarrow_names_the_extra(store, tmp_path):
     assert "'pandas' extra" in out.stderr and "uv add ./metalab --extra pandas" in out.stderr
     assert "No module named" not in out.stderr
     assert not target.exists()
+
+
+def test_store_import_from_a_database_points_to_export(tmp_path):
+    out = metalab_cmd(
+        "store",
+        "import",
+        "--from",
+        "postgresql://me:secret@127.0.0.1/none",
+        "--to",
+        "x",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1
+    assert "`metalab store import` reads a file store" in out.stderr
+    assert "metalab store export --from SOURCE --to DESTINATION" in out.stderr
+    assert "secret" not in out.stderr and "import_from_filestore" not in out.stderr
+    assert not (tmp_path / "x").exists()
