@@ -692,3 +692,20 @@ def test_a_store_path_that_is_a_file_is_refused_with_a_clear_error(tmp_path):
         with pytest.raises(metalab.StoreError, match="is a file"):
             metalab.reconnect(target)
     assert path.read_text() == "mine\n"
+
+
+def test_a_directory_holding_only_a_service_becomes_a_store(tmp_path):
+    # `metalab postgres start --store DIR` may come first: DIR/services/postgres/
+    store = tmp_path / "my_exp"
+    record = store / "services" / "postgres" / "service.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"state": "stopped"}')
+    results = metalab.run(draw_experiment("served", replicates=1), store, executor="inline")
+    assert len(results.result()) == 6
+    assert (store / "_meta.json").exists()
+    assert record.read_text() == '{"state": "stopped"}'
+    other = tmp_path / "other"
+    (other / "services").mkdir(parents=True)
+    (other / "thesis.tex").write_text("x")
+    with pytest.raises(metalab.StoreError, match="non-empty directory that is not a metalab"):
+        metalab.run(draw_experiment("served", replicates=1), other, executor="inline")

@@ -56,6 +56,10 @@ DIRECTORIES = (
     "cache",
 )
 
+SERVICES = "services"
+"""The directory of the services that belong to a store (`metalab postgres start --store`),
+which may be made before the store is: a directory holding only it becomes a store."""
+
 
 class Layout:
     """The paths of one store's files, in the layout of its version."""
@@ -251,7 +255,8 @@ class Layout:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store path {str(self.root)!r} exists and is not a directory")
         if self.root.is_dir() and any(
-            not name.startswith(".") and name not in DIRECTORIES for name in os.listdir(self.root)
+            not name.startswith(".") and name not in DIRECTORIES and name != SERVICES
+            for name in os.listdir(self.root)
         ):
             raise StoreError(
                 f"{str(self.root)!r} is a non-empty directory that is not a metalab store; "
