@@ -90,7 +90,7 @@ def _axis_values(name: str, values: Any) -> list:
             advice = f"a set has no order: give a list, for example {name}=sorted({values!r})"
         elif isinstance(values, dict):
             advice = f"give a list of the values the axis takes: {name}=[...]"
-        elif type(values).__module__ == "numpy" and getattr(values, "ndim", 0):
+        elif type(values).__module__ == "numpy" and getattr(values, "ndim", None):
             given = f"a {values.ndim}-D array of shape {values.shape}"
             advice = "a grid axis is one-dimensional: give a 1-D array or a list"
         else:
