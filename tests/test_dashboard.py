@@ -681,3 +681,44 @@ def test_the_link_of_a_running_sweep_opens_the_page_in_headless_chromium(cluster
     rendered = asyncio.run(_rendered(binary, link, tmp_path / "profile", shows_the_sweep, 60))
     assert shows_the_sweep(rendered), rendered.get("text", "")[-2000:]
     assert re.search(r"metric\s*square", rendered["text"])
+
+
+PANDAS_IMPORTED_WHERE = """
+import sys, threading, time
+from importlib.abc import MetaPathFinder
+
+seen = []
+
+class Watch(MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "pandas":
+            seen.append(threading.current_thread().name)
+        return None
+
+sys.meta_path.insert(0, Watch())
+from metalab import dashboard
+
+plugin = dashboard.MetalabPlugin()
+plugin.register(dashboard.SweepEntry("dash-sweep:1", sys.argv[1], 12, "s1", run_ids=None))
+deadline = time.monotonic() + 60
+while not (plugin.snapshot("s1") and plugin.snapshot("s1").counts):
+    assert time.monotonic() < deadline, "no store read"
+    time.sleep(0.05)
+print("COUNTS", dict(plugin.snapshot("s1").counts))
+print("IMPORTED IN", sorted(set(seen)))
+"""
+
+
+def test_pandas_is_imported_in_the_loop_not_the_reading_thread(sweep):
+    # Bokeh pages run in the scheduler's loop read sys.modules["pandas"] as it is: imported
+    # by the reading thread, it would be half imported under them for a moment
+    pytest.importorskip("pandas")
+    out = subprocess.run(
+        [sys.executable, "-c", PANDAS_IMPORTED_WHERE, sweep.store.locator],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "COUNTS {'completed': 10, 'failed': 2}" in out.stdout
+    assert "IMPORTED IN ['MainThread']" in out.stdout, out.stdout

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from importlib.util import find_spec
 from typing import Any, TypeVar
 
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -90,8 +92,12 @@ class MetalabPlugin(SchedulerPlugin):
         return view.snapshot
 
     def in_thread(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """Run `fn(*args)` in the plugin's one background thread (store reads, aggregation)."""
+        """Run `fn(*args)` in the plugin's one background thread (store reads, aggregation).
+
+        Called in the scheduler's event loop, which the first call blocks while it imports
+        pandas (see `_import_pandas_here`)."""
         if self._pool is None:
+            _import_pandas_here()
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="metalab-dashboard")
         return self._pool.submit(fn, *args)
 
@@ -101,3 +107,16 @@ class MetalabPlugin(SchedulerPlugin):
         if store is None:
             store = self._stores[locator] = registry.open_store(locator, create=False)
         return store
+
+
+def _import_pandas_here() -> None:
+    """Import pandas, where it is installed, in this thread: the scheduler's event loop.
+
+    Arrow imports pandas the first time some of its functions run (a Python number made an
+    Arrow scalar, a chunked column made a NumPy array), and the reading thread calls them.
+    Imported there, pandas would sit half imported in `sys.modules` for a moment, where the
+    Bokeh pages of the dashboard, run by this loop, take it (`sys.modules.get("pandas")`) and
+    fail on every update until it is whole. Imported in the loop, no page runs meanwhile."""
+    if "pandas" in sys.modules or find_spec("pandas") is None:
+        return
+    import pandas  # noqa: F401
