@@ -56,9 +56,10 @@ class Driver:
         self._on_close.append(callback)
 
     def start(self) -> None:
-        """Drive the sweep: here for a synchronous executor (KeyboardInterrupt propagates),
-        else in a daemon thread."""
-        if self.executor.synchronous:
+        """Drive the sweep: here for a synchronous executor (KeyboardInterrupt propagates)
+        or a sweep with nothing to run (complete as soon as this returns), else in a daemon
+        thread."""
+        if self.executor.synchronous or not self.sweep.pending:
             self.drive()
             return
         self._thread = threading.Thread(

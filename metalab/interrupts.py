@@ -12,9 +12,17 @@ def stop_after_interrupt(line: str) -> NoReturn:
     """End a Ctrl-C'd call with `line`: in a script, printed, then `SweepInterrupted` (exit
     status 130, no traceback); in a REPL or notebook, a `KeyboardInterrupt` saying it."""
     if _interactive():
-        raise KeyboardInterrupt(line) from None
+        raise InterruptedHere(line) from None
     print(line, file=sys.stderr, flush=True)
     raise SweepInterrupted(line) from None
+
+
+class InterruptedHere(KeyboardInterrupt):
+    """The `KeyboardInterrupt` an interactive session gets: IPython and Jupyter show its one
+    line, not a traceback through metalab's own frames."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
 
 
 def interrupted_while_starting(experiment_id: str) -> NoReturn:

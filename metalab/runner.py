@@ -160,18 +160,22 @@ def reconnect(
         options=RunOptions(resume=manifest.get("resume", True)),
     )
     run_ids = exp.run_ids()
-    sweep = Sweep(exp, opened, ref, run_ids, list(range(len(run_ids))), 0, manifest)
+    sweep = Sweep(exp, opened, ref, run_ids, range(len(run_ids)), 0, manifest)
     submitted_with = registry.executor_class(manifest.get("executor", ""))
     follower = submitted_with.follower(sweep, manifest) if submitted_with is not None else None
-    driver = Driver(sweep, follower or StoreFollower())
-    handle = RunHandle(driver, shown)
-    # status is right from the first look, not after a poll
+    executor = follower or StoreFollower()
+    # status is right from the first look, not after a poll; the driver watches the rest
     found = recorded_outcomes(
-        opened, run_ids, range(len(run_ids)), ref.session, driver.executor.min_attempts(sweep)
+        opened, run_ids, range(len(run_ids)), ref.session, executor.min_attempts(sweep)
     )
     if found:
+        recorded = {outcome.index for outcome in found}
+        sweep.pending = [i for i in range(len(run_ids)) if i not in recorded]
+    driver = Driver(sweep, executor)
+    if found:
         driver.sink.outcomes(found)
-    handle.start()
+    handle = RunHandle(driver, shown)
+    handle.start()  # a sweep that had ended is complete when this returns
     return handle
 
 

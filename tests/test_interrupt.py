@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -388,3 +390,24 @@ def test_a_local_cluster_that_fails_to_start_raises_its_error_in_the_caller(monk
     with pytest.raises(OSError, match="no port free for the scheduler"):
         pool.acquire({"n_workers": 1, "processes": False})
     assert pool._entries == {}
+
+
+def test_in_a_notebook_ctrl_c_shows_its_line_without_metalab_s_frames(monkeypatch):
+    # IPython (Jupyter's kernel) renders an exception with `_render_traceback_` as the lines
+    # it gives: the interrupt's line, not a traceback through the handle's waiting
+    InteractiveShell = pytest.importorskip("IPython.core.interactiveshell").InteractiveShell
+    from metalab import interrupts
+
+    monkeypatch.setattr(interrupts, "_interactive", lambda: True)
+    line = "metalab: nb:1 interrupted: 3 run(s) recorded (3 completed, 0 failed), 5 cancelled."
+    with pytest.raises(KeyboardInterrupt) as raised:
+        interrupts.stop_after_interrupt(line)
+    assert not isinstance(raised.value, SystemExit) and str(raised.value) == line
+    shell = InteractiveShell.instance()
+    shell.user_ns["stop"] = lambda: interrupts.stop_after_interrupt(line)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            shell.run_cell("stop()")
+    finally:
+        InteractiveShell.clear_instance()
+    assert out.getvalue().strip() == f"KeyboardInterrupt: {line}"

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pytest
-from sweeps import sleep_experiment
+from sweeps import draw_experiment, sleep_experiment
 
 import metalab
 from metalab.following import StoreFollower
@@ -102,3 +102,16 @@ def test_reconnect_errors_name_the_problem(tmp_path, monkeypatch):
     handle = metalab.reconnect(store, experiment="b")
     results = handle.result(timeout=30)
     assert [(r.params["i"], r.status) for r in results] == [(0, "completed"), (1, "completed")]
+
+
+def test_a_handle_on_a_sweep_that_ended_is_complete_at_once(tmp_path):
+    store = tmp_path / "store"
+    exp = draw_experiment("ended", replicates=1)
+    metalab.run(exp, store, executor="inline").result()
+    followed = metalab.reconnect(store)
+    assert followed.is_complete
+    assert followed.status.completed == 6 and followed.status.pending == 0
+    assert "finished: 6/6" in followed._repr_html_()
+    again = metalab.run(exp, store)  # nothing left to run: no cluster, done on return
+    assert again.is_complete and again.status.skipped == 6
+    assert len(again.result()) == 6
