@@ -107,55 +107,61 @@ def test_quickstart_script_without_main_guard_runs_on_a_local_cluster(tmp_path):
     assert len(list((tmp_path / "runs" / "pi_mc" / "runs").glob("*/*.done"))) == 9
 
 
+def _run_unguarded(tmp_path, name: str, kill: str, run: str, timeout: int):
+    """Run a script without a main guard whose operation runs `kill` (lines that may end the
+    worker process) before capturing its metric, then `run`; return the finished process."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(
+        "import os\n"
+        "import metalab\n\n"
+        "@metalab.operation\n"
+        "def op(params, capture):\n"
+        f"{kill}"
+        "    capture.metric('i', params['i'])\n\n"
+        f"exp = metalab.Experiment(name={name!r}, version='1', context={{}}, operation=op,\n"
+        "    params=metalab.grid(i=list(range(6))), seeds=metalab.seeds(base=0))\n"
+        f"{run}"
+    )
+    return subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=timeout
+    )
+
+
 @pytest.mark.slow
 def test_unguarded_script_finishes_when_a_run_kills_every_worker_it_reaches(tmp_path):
     # each worker that runs index 1 dies; the replacements re-run this script while they
     # start, where `metalab.run` must hand back a finished handle (and its `result()`) so
     # that they start, the other runs finish and the lost run is recorded failed
-    script = tmp_path / "killer.py"
-    script.write_text(
-        "import os\n"
-        "import metalab\n\n"
-        "@metalab.operation\n"
-        "def op(params, capture):\n"
-        "    if params['x'] == 1:\n"
-        "        os._exit(1)\n"
-        "    capture.metric('y', params['x'])\n\n"
-        "exp = metalab.Experiment(name='killer', version='1', context={}, operation=op,\n"
-        "    params=metalab.grid(x=[0, 1, 2, 3]), seeds=metalab.seeds(base=0))\n"
+    proc = _run_unguarded(
+        tmp_path,
+        "killer",
+        "    if params['i'] == 1:\n        os._exit(1)\n",
         "results = metalab.run(exp).result(timeout=150)\n"
-        "print('STATUSES', [r.status for r in results])\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240
+        "print('STATUSES', [r.status for r in results])\n",
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "STATUSES ['completed', 'failed', 'completed', 'completed']" in proc.stdout
+    assert (
+        "STATUSES ['completed', 'failed', 'completed', 'completed', 'completed', 'completed']"
+        in (proc.stdout)
+    )
     assert "AttributeError" not in proc.stderr
     records = sorted((tmp_path / "runs" / "killer" / "runs").glob("*/*.json"))
-    assert len(records) == 4
+    assert len(records) == 6
 
 
 @pytest.mark.slow
 def test_unguarded_script_survives_a_worker_restart(tmp_path):
-    script = tmp_path / "crashy.py"
-    script.write_text(
-        "import os\n"
-        "import metalab\n\n"
-        "@metalab.operation\n"
-        "def op(params, capture):\n"
+    proc = _run_unguarded(
+        tmp_path,
+        "crashy",
         "    marker = os.path.join(os.path.dirname(os.path.abspath('crashy.py')), 'crashed')\n"
         "    if params['i'] == 1 and not os.path.exists(marker):\n"
         "        open(marker, 'w').close()\n"
-        "        os._exit(3)  # the worker dies; its replacement re-imports this file\n"
-        "    capture.metric('i', params['i'])\n\n"
-        "exp = metalab.Experiment(name='crashy', version='1', context={}, operation=op,\n"
-        "    params=metalab.grid(i=list(range(6))), seeds=metalab.seeds(base=0))\n"
+        "        os._exit(3)  # the worker dies; its replacement re-imports this file\n",
         "results = metalab.run(exp, executor=metalab.ProcessExecutor(max_workers=2)).result()\n"
-        "print('STATUSES', sorted(r.status for r in results))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180
+        "print('STATUSES', sorted(r.status for r in results))\n",
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
     assert (

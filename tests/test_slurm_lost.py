@@ -165,10 +165,8 @@ def test_a_run_lost_is_recorded_failed_with_its_cause_and_partial_metrics_then_s
     assert cause_of_record(run.record) == "timeout"
 
 
-def test_status_and_the_report_name_the_causes(tmp_path):
-    import subprocess
-    import sys
-
+def _store_with_a_lost_run(store: Path) -> None:
+    """A store whose one run of experiment `cut:1` was lost to a timeout."""
     exp = metalab.Experiment(
         name="cut",
         version="1",
@@ -178,7 +176,14 @@ def test_status_and_the_report_name_the_causes(tmp_path):
         seeds=metalab.seeds(base=1),
     )
     with pytest.raises(metalab.ExecutorError):
-        metalab.run(exp, tmp_path / "store", executor="inline").result()
+        metalab.run(exp, store, executor="inline").result()
+
+
+def test_status_and_the_report_name_the_causes(tmp_path):
+    import subprocess
+    import sys
+
+    _store_with_a_lost_run(tmp_path / "store")
     out = subprocess.run(
         [sys.executable, "-m", "metalab", "status", str(tmp_path / "store")],
         capture_output=True,
@@ -661,16 +666,7 @@ def test_status_without_pandas_counts_as_with_it(tmp_path):
     import subprocess
     import sys
 
-    exp = metalab.Experiment(
-        name="cut",
-        version="1",
-        context={},
-        operation=_cut,
-        params=metalab.grid(i=[0]),
-        seeds=metalab.seeds(base=1),
-    )
-    with pytest.raises(metalab.ExecutorError):
-        metalab.run(exp, tmp_path / "store", executor="inline").result()
+    _store_with_a_lost_run(tmp_path / "store")
     metalab.run(
         draw_experiment("fine", replicates=1), tmp_path / "store", executor="inline"
     ).result()
