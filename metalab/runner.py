@@ -7,6 +7,7 @@ submits the sweep (`metalab.submission`) and hands it to a `Driver` behind a `Ru
 from __future__ import annotations
 
 import multiprocessing
+from array import array
 from typing import Any, cast
 
 from . import registry
@@ -170,7 +171,8 @@ def reconnect(
     )
     if found:
         recorded = {outcome.index for outcome in found}
-        sweep.pending = [i for i in range(len(run_ids)) if i not in recorded]
+        left = (i for i in range(len(run_ids)) if i not in recorded)
+        sweep.pending = array("q", left)  # 8 bytes a run to watch, as `Sweep` keeps them
     driver = Driver(sweep, executor)
     if found:
         driver.sink.outcomes(found)
