@@ -26,10 +26,9 @@ def get(key: str) -> Any:
     try:
         return dask.config.get(f"metalab.{key}")
     except KeyError:
-        if "metalab" in dask.config.config:
-            raise
-        # the defaults went (a `dask.config.set` block entered before they were merged in
-        # has ended, or `dask.config.refresh()`): merged in again
+        # the defaults went, all or some of them: a `dask.config.set` block entered before
+        # they were merged in has ended (taking the `metalab` settings it made, defaults
+        # and all), or `dask.config.refresh()`. Merged in again: values set stay as set.
         _load_defaults.cache_clear()
         _load_defaults()
         return dask.config.get(f"metalab.{key}")

@@ -88,6 +88,42 @@ def test_idle_timeout_zero_closes_the_local_cluster_after_the_sweep(tmp_path, re
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("configured", [None, "50ms"])
+def test_local_cluster_checks_its_event_loops_less_often_unless_configured(tmp_path, configured):
+    """metalab's own local cluster ticks every 200 ms (Dask: 20 ms) and samples system use
+    every second (Dask: 0.5 s), in its scheduler, nannies and workers, restarted ones too; an
+    interval the user configured is kept."""
+    from metalab.executors.dask import _local
+
+    _local.close_all()  # a cluster kept by an earlier test would be reused as it is
+    settings = {"metalab.dask.local-cluster-idle-timeout": 60}
+    if configured:
+        settings["distributed.admin.tick.interval"] = configured
+    with dask.config.set(settings):
+        handle = metalab.run(draw_experiment(), tmp_path, executor=metalab.ProcessExecutor(1))
+        checked_result(handle)
+    try:
+        (entry,) = _local._entries.values()
+        cluster, client = entry["cluster"], entry["client"]
+        tick = 50 if configured else 200
+
+        def intervals(server):
+            callbacks = server.periodic_callbacks
+            return callbacks["tick"].callback_time, callbacks["monitor"].callback_time
+
+        assert intervals(cluster.scheduler) == (tick, 1000)
+        assert [intervals(nanny) for nanny in cluster.workers.values()] == [(tick, 1000)]
+        for _ in range(2):  # a worker process the nanny starts again has them too
+            workers = client.run(lambda dask_worker: intervals(dask_worker))
+            assert list(workers.values()) == [(tick, 1000)]
+            client.restart()
+        # the rest of the process keeps Dask's settings
+        assert dask.config.get("distributed.admin.tick.interval") == "20ms"
+    finally:
+        _local.close_all()
+
+
+@pytest.mark.slow
 def test_kept_workers_are_restarted_when_the_operation_module_changes(tmp_path, monkeypatch):
     """Editing the module of an operation between two sweeps in one process (a notebook
     session) runs the new code on the kept cluster, never a stale copy."""
@@ -192,6 +228,41 @@ def test_operation_defined_in_main_runs_on_process_workers(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines == ["[1.25, 2.25, 3.25] ['completed', 'completed', 'completed']"] * 2
+
+
+@pytest.mark.slow
+def test_sweeps_each_in_a_dask_config_block_of_metalab_settings(tmp_path):
+    """A script whose first sweep runs inside `dask.config.set({"metalab....": ...})` ran it,
+    then failed the next such sweep: the block's end had taken metalab's defaults with it."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import dask
+            import metalab
+
+            @metalab.operation
+            def op(params, capture):
+                capture.metric("y", params["x"] * 2)
+
+            exp = metalab.Experiment(
+                name="configured", version="1", context={}, operation=op,
+                params=metalab.grid(x=[1, 2, 3]), seeds=metalab.seeds(base=0),
+            )
+
+            if __name__ == "__main__":
+                for store in ("a", "b"):
+                    with dask.config.set({"metalab.dask.local-cluster-idle-timeout": 0}):
+                        results = metalab.run(exp, store).result()
+                    print(sorted(r.metrics["y"] for r in results))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == ["[2, 4, 6]"] * 2
 
 
 @pytest.mark.slow
