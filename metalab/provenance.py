@@ -11,6 +11,8 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 
 from ._version import __version__
 
@@ -40,12 +42,34 @@ def git_state(path: str) -> dict | None:
     Asked once per sweep (never cached across sweeps: a notebook commits between them)."""
     directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     try:
-        root = _git(directory, "rev-parse", "--show-toplevel")
-        commit = _git(directory, "rev-parse", "HEAD")
+        root, commit = _git(directory, "rev-parse", "--show-toplevel", "HEAD").splitlines()
         status = _git(directory, "status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return {"commit": commit, "dirty": bool(status), "root": root}
+
+
+def git_state_soon(path: str) -> Callable[[], dict | None]:
+    """Start `git_state(path)` in a thread; return the function that waits for its answer.
+
+    A sweep asks git while it plans its runs: `git status` in a large work tree takes a
+    while, and runs nothing that planning needs."""
+    answer: list[dict | None] = []
+
+    def ask() -> None:
+        try:
+            answer.append(git_state(path))
+        finally:
+            done.set()
+
+    done = threading.Event()
+    threading.Thread(target=ask, name="metalab-git", daemon=True).start()
+
+    def wait() -> dict | None:
+        done.wait()
+        return answer[0] if answer else None
+
+    return wait
 
 
 def _git(directory: str, *args: str) -> str:

@@ -62,25 +62,13 @@ def prepare_sweep(
     if not isinstance(experiment, Experiment):
         raise ValidationError(f"expected a metalab.Experiment, got {experiment!r}")
     experiment.prepare()
+    source = provenance.source_file(experiment.operation.func)
+    git_state = provenance.git_state_soon(source) if source else lambda: None
     blob = _serialize(experiment)
     key = experiment_key(blob)
     store.save_experiment(key, blob)
     execute.remember_experiment(store.locator, key, experiment)
 
-    source = provenance.source_file(experiment.operation.func)
-    git = provenance.git_state(source) if source else None
-    options = RunOptions(
-        resume=resume,
-        git=git,
-        codecs=tuple(user_codecs()),
-        derived=tuple(derived),
-        chunk_size=chunk_size,
-        completed_records=not store.capabilities.columnar,
-        outcome_metrics=tuple(outcome_metrics),
-    )
-    ref = SweepRef(
-        store=store.locator, experiment_key=key, session=secrets.token_hex(8), options=options
-    )
     # kept in the store (hashed once per experiment); 16 bytes a run, not a string
     run_ids = run_ids_of(experiment, store)
     _warn_duplicates(experiment, run_ids)
@@ -93,6 +81,20 @@ def prepare_sweep(
 
     if check is not None and not dry_run:
         check(experiment, store, pending)
+
+    git = git_state()
+    options = RunOptions(
+        resume=resume,
+        git=git,
+        codecs=tuple(user_codecs()),
+        derived=tuple(derived),
+        chunk_size=chunk_size,
+        completed_records=not store.capabilities.columnar,
+        outcome_metrics=tuple(outcome_metrics),
+    )
+    ref = SweepRef(
+        store=store.locator, experiment_key=key, session=secrets.token_hex(8), options=options
+    )
 
     manifest = experiment.manifest()
     manifest.update(

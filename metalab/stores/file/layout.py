@@ -165,7 +165,12 @@ class Layout:
         else:
             placed = found if not shard else []
         ends = tuple(f".{suffix}" for suffix in suffixes.split("|"))
-        if len(placed) != len(_named_files(suffixes).findall(listing)):
+        # every name with such an ending is a placed run's (most listings): nothing to check;
+        # else those not placed are named by the slower look below (hidden ones are not)
+        with_ending = sum(f"{listing}\n".count(f"{end}\n") for end in ends)
+        if len(placed) != with_ending and len(placed) != len(
+            _named_files(suffixes).findall(listing)
+        ):
             good = {f"{run_id}.{suffix}" for run_id, suffix in placed}
             for name in names:
                 if name.endswith(ends) and not name.startswith(".") and name not in good:

@@ -242,9 +242,7 @@ def _record_stats(layout: Layout, shards: list[str]) -> tuple[Any, set[tuple[int
     owners: set[tuple[int, int]] = set()
     parts = []
     ids: list[str] = []
-    inodes: list[int] = []
-    mtimes: list[int] = []
-    sizes: list[int] = []
+    stats: list[os.stat_result] = []
     for name in sorted(shards):
         directory = f"{layout.top}/runs/{name}" if name else f"{layout.top}/runs"
         try:
@@ -259,17 +257,14 @@ def _record_stats(layout: Layout, shards: list[str]) -> tuple[Any, set[tuple[int
                     continue
                 if stat.S_ISREG(st.st_mode):
                     ids.append(run_id)
-                    inodes.append(st.st_ino)
-                    mtimes.append(st.st_mtime_ns)
-                    sizes.append(st.st_size)
-                    owners.add((st.st_uid, st.st_mode))
+                    stats.append(st)
         finally:
             os.close(fd)
         if len(ids) >= _STAT_BATCH:
-            parts.append(_identities(pa, ids, inodes, mtimes, sizes))
-            ids, inodes, mtimes, sizes = [], [], [], []
+            parts.append(_identities(pa, ids, stats, owners))
+            ids, stats = [], []
     if ids or not parts:
-        parts.append(_identities(pa, ids, inodes, mtimes, sizes))
+        parts.append(_identities(pa, ids, stats, owners))
     return (parts[0] if len(parts) == 1 else pa.concat_tables(parts)), owners
 
 
@@ -278,15 +273,17 @@ _STAT_BATCH = 16_384
 
 
 def _identities(
-    pa: Any, ids: list[str], inodes: list[int], mtimes: list[int], sizes: list[int]
+    pa: Any, ids: list[str], stats: list[os.stat_result], owners: set[tuple[int, int]]
 ) -> Any:
-    """A table of run ids and the identities of their record files."""
+    """A table of run ids and the identities of their record files (`stats`); adds the
+    files' (owner, mode) pairs to `owners`."""
+    owners.update({(st.st_uid, st.st_mode) for st in stats})
     return pa.table(
         {
             "run_id": arrow_arrays.strings(ids),
-            "_inode": arrow_arrays.numbers(inodes, pa.uint64()),
-            "_mtime_ns": arrow_arrays.numbers(mtimes, pa.int64()),
-            "_size": arrow_arrays.numbers(sizes, pa.uint64()),
+            "_inode": arrow_arrays.numbers([st.st_ino for st in stats], pa.uint64()),
+            "_mtime_ns": arrow_arrays.numbers([st.st_mtime_ns for st in stats], pa.int64()),
+            "_size": arrow_arrays.numbers([st.st_size for st in stats], pa.uint64()),
         }
     )
 
