@@ -155,6 +155,9 @@ def report(store: str, output: str | None, experiment: str | None) -> None:
         path = report_from_store(store, output=output, experiment=experiment, load=load_results)
     except MetalabError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # a directory that may not be written, a full disk
+        where = exc.filename or output or "report.html"
+        raise click.ClickException(f"cannot write {where!r}: {exc.strerror or exc}") from exc
     click.echo(f"wrote {path}")
 
 

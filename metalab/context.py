@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._identity import canonical_json, normalize, sha256_hex
-from .errors import ContextFileError, ValidationError
+from .errors import ContextFileError, FingerprintError, ValidationError
 
 
 class _PathRef:
@@ -263,7 +263,16 @@ def resolved_context(context: Any) -> Any:
     """Return a copy of `context` in which each `FilePath`/`DirPath` knows its absolute path,
     resolved against the current directory: the context runs of a sweep receive, and the
     one whose files are fingerprinted, so that runs open exactly the fingerprinted files."""
-    resolved = copy.deepcopy(context)
+    try:
+        resolved = copy.deepcopy(context)
+    except (TypeError, copy.Error, RecursionError) as exc:
+        # an open file, a lock, a generator: no JSON value. Describing the context names
+        # the field that holds it (FingerprintError), as for any other value that is not
+        context_manifest(context, resolve=False)
+        raise FingerprintError(
+            f"the context cannot be copied for the sweep's runs ({exc}): it holds JSON "
+            "values, FilePath/DirPath references and context specs"
+        ) from None
     for ref in _path_refs(resolved):
         try:
             ref._resolved = os.path.abspath(ref.path)

@@ -114,6 +114,11 @@ def resolve_executor(executor: Any) -> Executor:
                 f"unknown executor {executor!r}; known names: {', '.join(_NAMED)}"
             )
         return _load(_EXECUTORS[executor])()
+    if isinstance(executor, type):  # a class has the methods an executor's protocol asks
+        raise ValidationError(
+            f"executor must be an executor object, got the class {executor.__qualname__}: "
+            f"make one, executor={executor.__qualname__}(...)"
+        )
     if isinstance(executor, Executor):
         return executor
     if _is_dask(executor):

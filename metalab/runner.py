@@ -10,7 +10,7 @@ import multiprocessing
 from array import array
 from typing import Any, cast
 
-from . import registry
+from . import config, registry
 from ._trust import pickled_bytes, usable_manifests
 from .contracts import Store
 from .derived import check_functions
@@ -127,6 +127,7 @@ def to_delayed(
     check_store(store, optional=True)
     check_flag("resume", resume)
     check_chunk_size(chunk_size)
+    config.check()  # metalab's Dask settings, before a store is made
     experiment.prepare()
     store = open_store(store, experiment)
     sweep = prepare_sweep(experiment, store, resume=resume, executor_name="to_delayed")

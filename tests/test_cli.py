@@ -83,6 +83,22 @@ def test_report_command_and_results_report(store, tmp_path):
     assert out.returncode == 1 and "gamma" in out.stderr and "alpha:1" in out.stderr
 
 
+def test_report_to_a_path_it_cannot_write_is_one_line(store, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "locked").mkdir(mode=0o500)
+    cases = {
+        str(tmp_path): "is a directory; give the HTML file to write",
+        str(tmp_path / "a-file" / "r.html"): "is inside a file, not a directory",
+    }
+    if os.geteuid() != 0:  # root writes anywhere
+        cases[str(tmp_path / "locked" / "r.html")] = "Permission denied"
+    for output, message in cases.items():
+        out = metalab_cmd("report", str(store), "-o", output)
+        assert out.returncode == 1, out.stderr
+        assert message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
 def test_store_export_writes_the_runs_table_as_parquet(store, tmp_path):
     import pandas as pd
 

@@ -419,3 +419,33 @@ def test_a_dataclass_that_is_not_frozen_is_refused_naming_it():
         _experiment(MutableContext())
     with pytest.raises(metalab.ValidationError, match="frozen dataclass"):
         _experiment(PlainContext)  # the class, not an instance
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda path: {"log": open(path)}, r"context\['log'\]"),  # noqa: SIM115 - closed below
+        (lambda path: {"sync": {"lock": __import__("threading").Lock()}}, r"\['lock'\]"),
+        (lambda path: {"rows": (line for line in [1, 2])}, r"context\['rows'\]"),
+    ],
+    ids=["open-file", "lock", "generator"],
+)
+def test_a_context_value_that_cannot_be_copied_is_named(tmp_path, make, field):
+    """An open file (a lock, a generator) in a context failed with Python's own "cannot
+    pickle" TypeError, naming no field."""
+    (tmp_path / "data.txt").write_text("x")
+    context = make(tmp_path / "data.txt")
+    exp = metalab.Experiment(
+        name="uncopyable",
+        version="1",
+        context=context,
+        operation=lambda params, capture: None,
+        params=metalab.grid(x=[1]),
+        seeds=metalab.seeds(base=0),
+    )
+    store = tmp_path / "store"
+    with pytest.raises(metalab.FingerprintError, match=rf"{field} is .* expected a JSON value"):
+        metalab.run(exp, store, executor="inline")
+    assert not store.exists()
+    for value in context.values():
+        getattr(value, "close", lambda: None)()

@@ -124,6 +124,21 @@ def test_local_cluster_checks_its_event_loops_less_often_unless_configured(tmp_p
 
 
 @pytest.mark.slow
+def test_idle_timeout_set_only_around_run_applies_to_that_sweep(tmp_path, reference):
+    """The sweep ends after the `dask.config.set` block around `metalab.run()` has: the
+    timeout in force when it started is the one its cluster is kept for."""
+    from metalab.executors.dask import _local
+
+    before = set(_local._entries)
+    with dask.config.set({"metalab.dask.local-cluster-idle-timeout": "0s"}):
+        handle = metalab.run(
+            draw_experiment(), tmp_path, executor=metalab.ProcessExecutor(max_workers=1)
+        )
+    assert _summary(handle.result()) == reference
+    assert set(_local._entries) == before  # closed at the sweep's end, nothing kept
+
+
+@pytest.mark.slow
 def test_kept_workers_are_restarted_when_the_operation_module_changes(tmp_path, monkeypatch):
     """Editing the module of an operation between two sweeps in one process (a notebook
     session) runs the new code on the kept cluster, never a stale copy."""

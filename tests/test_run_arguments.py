@@ -103,3 +103,60 @@ def test_reconnect_trust_takes_true_or_false_only(tmp_path):
 def test_slurm_executor_times_are_positive_seconds(option, value):
     with pytest.raises(ValidationError, match=rf"{option} must be a positive number of seconds"):
         metalab.SlurmExecutor(metalab.SlurmConfig(), **{option: value})
+
+
+@pytest.mark.parametrize("executor", [metalab.ProcessExecutor, metalab.DaskExecutor])
+def test_an_executor_class_instead_of_one_is_named(tmp_path, executor):
+    store = tmp_path / "store"
+    name = executor.__qualname__
+    with pytest.raises(ValidationError, match=rf"got the class {name}: make one, executor="):
+        metalab.run(_exp(), store, executor=executor)
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("dask.max-chunk", "abc", "a whole number of runs, at least 1"),
+        ("dask.max-chunk", 0, "a whole number of runs, at least 1"),
+        ("dask.target-task-seconds", "fast", "a number of seconds above 0"),
+        ("dask.min-in-flight", "x", "a whole number of tasks, at least 1"),
+        ("dask.local-cluster-idle-timeout", "abc", "seconds >= 0"),
+        ("dask.local-cluster-idle-timeout", -1, "seconds >= 0"),
+        ("dask.target-tasks", 2.5, "a whole number of tasks"),
+        ("dask.dashboard-address", 8787, "an address such as"),
+        ("slurm.worker-start-timeout", "soon", "seconds above 0"),
+    ],
+)
+def test_a_wrong_metalab_setting_is_named_before_anything_runs(tmp_path, key, value, expected):
+    """A setting read only once the sweep ran part of its runs would fail it half done,
+    with an error that names no setting."""
+    import dask
+
+    store = tmp_path / "store"
+    with dask.config.set({f"metalab.{key}": value}):
+        message = rf"Dask setting metalab\.{key} must be {expected}.*got {value!r}"
+        with pytest.raises(ValidationError, match=message):
+            metalab.run(_exp(), store)  # the default executor: a local Dask cluster
+        with pytest.raises(ValidationError, match=message):
+            metalab.to_delayed(_exp(), store)
+        with pytest.raises(ValidationError, match=message):
+            metalab.DaskExecutor()
+    assert not store.exists()
+
+
+def test_settings_of_the_right_kind_are_taken():
+    import dask
+
+    from metalab import config
+
+    settings = {
+        "metalab.dask.local-cluster-idle-timeout": "5m",
+        "metalab.slurm.worker-start-timeout": 90,
+        "metalab.dask.target-task-seconds": 0.25,
+        "metalab.dask.dashboard-address": None,
+    }
+    with dask.config.set(settings):
+        config.check()
+        assert config.seconds_of(config.get("dask.local-cluster-idle-timeout")) == 300
+        assert config.get("dask.dashboard-address") is None

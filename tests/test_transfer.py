@@ -121,8 +121,9 @@ def test_one_experiment_and_a_changed_run(source, tmp_path):
     create_store(source).put_derived(results[0].run_id, {"values": {}, "errors": {}})
     again = export_store(source, dest, experiment_id="other:1")
     assert again.records == 1 and again.unchanged == 7
-    with pytest.raises(ValidationError, match="holds no experiment 'nope'"):
+    with pytest.raises(ValidationError, match="holds no experiment 'nope'; it holds: "):
         export_store(source, tmp_path / "x", experiment_id="nope")
+    assert not (tmp_path / "x").exists()  # no empty store left behind
     with pytest.raises(ValidationError, match="same store"):
         export_store(source, source)
 

@@ -70,6 +70,7 @@ class DaskExecutor(ExecutorBase):
             )
         _check_target(client_or_cluster)
         check_chunk_size(chunk_size)
+        config.check()  # metalab's Dask settings (made by metalab.run() before any store)
         self.target = client_or_cluster
         self.cluster_options = {
             "n_workers": n_workers,
@@ -113,6 +114,11 @@ class DaskExecutor(ExecutorBase):
             # address it would listen on every interface
             options["worker_dashboard_address"] = "127.0.0.1:0"
         return _local.acquire(options)
+
+    def check_submission(self, experiment: Any, store: Any, pending: Sequence[int]) -> None:
+        """Refuse a sweep while a metalab Dask setting is wrong (it may have changed since
+        this executor was made)."""
+        config.check()
 
     # ---------------------------------------------------------------- execution
     def open(self, sweep: Sweep, sink: Sink) -> None:
@@ -251,13 +257,15 @@ def _main_module_not_rerun():
 
 
 class _Lease:
-    """What `DaskExecutor.close` calls to hand a kept local cluster back."""
+    """What `DaskExecutor.close` calls to hand a kept local cluster back, with the idle
+    timeout in force when the sweep started (a `dask.config.set` block around
+    `metalab.run()` has ended by the time the sweep does)."""
 
-    def __init__(self, pool: _LocalClusters, key: tuple):
-        self._pool, self._key = pool, key
+    def __init__(self, pool: _LocalClusters, key: tuple, idle_timeout: float):
+        self._pool, self._key, self._timeout = pool, key, idle_timeout
 
     def close(self) -> None:
-        self._pool.release(self._key)
+        self._pool.release(self._key, self._timeout)
 
 
 class _LocalClusters:
@@ -280,6 +288,7 @@ class _LocalClusters:
 
     def acquire(self, options: dict[str, Any]) -> tuple[Any, list[Any]]:
         distributed = _require_distributed()
+        idle_timeout = _idle_timeout()  # as set now: the sweep's end may be outside a block
         key = tuple(sorted(options.items()))
         with self._lock:
             entry = self._entries.get(key)
@@ -311,7 +320,7 @@ class _LocalClusters:
                 # while another sweep uses the workers they cannot restart: the change stays
                 # pending (the old stamps are kept) until a sweep finds the cluster idle
             entry["users"] += 1
-        return entry["client"], [_Lease(self, key)]
+        return entry["client"], [_Lease(self, key, idle_timeout)]
 
     def _start(self, distributed: Any, key: tuple, options: dict[str, Any]) -> dict[str, Any]:
         """Start a cluster in a thread of its own while this one waits for it.
@@ -397,8 +406,7 @@ class _LocalClusters:
             self._atexit = True
         return entry
 
-    def release(self, key: tuple) -> None:
-        timeout = _idle_timeout()
+    def release(self, key: tuple, timeout: float) -> None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -485,14 +493,7 @@ def _restart(client: Any) -> bool:
 
 
 def _idle_timeout() -> float:
-    value = config.get("dask.local-cluster-idle-timeout")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        from dask.utils import parse_timedelta
-
-        seconds = float(parse_timedelta(value))
-    return seconds
+    return float(config.seconds_of(config.get("dask.local-cluster-idle-timeout")) or 0.0)
 
 
 def _alive(client: Any, cluster: Any) -> bool:

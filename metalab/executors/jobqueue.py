@@ -136,4 +136,4 @@ def _scheduler_options(given: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _startup_timeout() -> float:
-    return float(metalab_config.get("slurm.worker-start-timeout"))
+    return float(metalab_config.seconds_of(metalab_config.get("slurm.worker-start-timeout")) or 0)

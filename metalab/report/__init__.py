@@ -49,9 +49,20 @@ def write_report(
     Raises `MissingDependencyError` naming the `dashboard` extra when bokeh is not
     installed; on any failure the file at `path` is left as it was.
     """
-    html_text = report_html(results, title=title)
     target = Path(os.fspath(path)).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise ValidationError(
+            f"report path {str(target)!r} is a directory; give the HTML file to write, such "
+            f"as {str(target / 'report.html')!r}"
+        )
+    html_text = report_html(results, title=title)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValidationError(
+            f"report path {str(target)!r} is inside a file, not a directory; give an HTML "
+            "file in a directory"
+        ) from None
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(html_text, encoding="utf-8")

@@ -31,16 +31,18 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
     `experiment_id` is `name:version` or a bare name (every version of it).
     """
     src = open_store(source, create=False)
-    dst = open_store(destination, create=True)
-    if src.locator == dst.locator:
-        raise ValidationError(f"source and destination are the same store: {_name(src)}")
-    report = TransferReport(_name(src), _name(dst))
-
     manifests = [
         m
         for m in _trust.usable_manifests(src.manifests(), src)
         if matches(m.get("experiment_id"), experiment_id)
     ]
+    if experiment_id is not None and not manifests:
+        _check_holds(src, experiment_id)  # before the destination is made
+    dst = open_store(destination, create=True)
+    if src.locator == dst.locator:
+        raise ValidationError(f"source and destination are the same store: {_name(src)}")
+    report = TransferReport(_name(src), _name(dst))
+
     existing = {_manifest_key(m) for m in dst.manifests()}
     for manifest in manifests:
         clean = {k: v for k, v in manifest.items() if not k.startswith("_")}
@@ -71,14 +73,20 @@ def transfer(source: Any, destination: Any, *, experiment_id: str | None = None)
             continue
         experiments.add(exp_id)
     dst.flush_journal()
-    if experiment_id is not None and not experiments and not manifests:
-        known = sorted({str(m["experiment_id"]) for m in src.manifests() if m.get("experiment_id")})
-        raise ValidationError(
-            f"{_name(src)} holds no experiment {experiment_id!r}; it holds: "
-            f"{', '.join(known) or 'nothing'}"
-        )
     report.experiments = sorted(experiments | {m["experiment_id"] for m in manifests})
     return report
+
+
+def _check_holds(src: Store, experiment_id: str) -> None:
+    """`ValidationError` naming what `src` holds unless it holds a record of
+    `experiment_id` (it has no manifest of it)."""
+    if any(matches(r.get("experiment_id"), experiment_id) for r in src.iter_records()):
+        return
+    known = sorted({str(m["experiment_id"]) for m in src.manifests() if m.get("experiment_id")})
+    raise ValidationError(
+        f"{_name(src)} holds no experiment {experiment_id!r}; it holds: "
+        f"{', '.join(known) or 'nothing'}"
+    )
 
 
 def _safe_run(src: Store, record: Record) -> bool:
