@@ -61,8 +61,10 @@ def check() -> None:
 
 def _whole(least: int) -> Callable[[Any], bool]:
     def accepts(value: Any) -> bool:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and (
-            int(value) >= least
+        return (
+            isinstance(value, numbers.Integral)
+            and not isinstance(value, bool)
+            and (int(value) >= least)
         )
 
     return accepts
