@@ -529,7 +529,7 @@ def test_sweep_does_not_leak_file_handles(tmp_path):
             raise ValueError("every fifth run fails")
 
     run_op(op, tmp_path / "warmup", params=metalab.grid(i=[0, 1]))
-    from metalab.executors.dask import _local
+    from metalab.executors.local_clusters import _local
 
     _local.close_all()  # local clusters kept by earlier tests keep sockets of their own
     gc.collect()

@@ -399,7 +399,7 @@ def _assert_dask_s_dashboard_and_the_page(link: str) -> None:
 @pytest.fixture
 def fresh_clusters():
     """No local cluster kept from an earlier test: the sweep starts one of its own."""
-    from metalab.executors.dask import _local
+    from metalab.executors.local_clusters import _local
 
     _local.close_all()
     yield

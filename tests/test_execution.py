@@ -76,7 +76,7 @@ def test_default_executor_keeps_its_local_cluster_for_the_next_sweep(tmp_path, r
 
 @pytest.mark.slow
 def test_idle_timeout_zero_closes_the_local_cluster_after_the_sweep(tmp_path, reference):
-    from metalab.executors.dask import _local
+    from metalab.executors.local_clusters import _local
 
     before = set(_local._entries)
     with dask.config.set({"metalab.dask.local-cluster-idle-timeout": 0}):
@@ -93,7 +93,7 @@ def test_local_cluster_checks_its_event_loops_less_often_unless_configured(tmp_p
     """metalab's own local cluster ticks every 200 ms (Dask: 20 ms) and samples system use
     every second (Dask: 0.5 s), in its scheduler, nannies and workers, restarted ones too; an
     interval the user configured is kept."""
-    from metalab.executors.dask import _local
+    from metalab.executors.local_clusters import _local
 
     _local.close_all()  # a cluster kept by an earlier test would be reused as it is
     settings = {"metalab.dask.local-cluster-idle-timeout": 60}
@@ -127,7 +127,7 @@ def test_local_cluster_checks_its_event_loops_less_often_unless_configured(tmp_p
 def test_idle_timeout_set_only_around_run_applies_to_that_sweep(tmp_path, reference):
     """The sweep ends after the `dask.config.set` block around `metalab.run()` has: the
     timeout in force when it started is the one its cluster is kept for."""
-    from metalab.executors.dask import _local
+    from metalab.executors.local_clusters import _local
 
     before = set(_local._entries)
     with dask.config.set({"metalab.dask.local-cluster-idle-timeout": "0s"}):
@@ -278,6 +278,52 @@ def test_sweeps_each_in_a_dask_config_block_of_metalab_settings(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines() == ["[2, 4, 6]"] * 2
+
+
+@pytest.mark.slow
+def test_two_kept_clusters_close_quietly_and_leave_the_log_levels_as_found(tmp_path):
+    """Two local clusters of different options in one script: the second's close, at exit,
+    printed distributed's INFO lines (the first's close had put back the level it found)."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import logging
+
+            import metalab
+            from metalab.executors.local_clusters import _local
+
+            @metalab.operation
+            def op(params, capture):
+                capture.metric("y", params["x"])
+
+            exp = metalab.Experiment(
+                name="two_clusters", version="1", context={}, operation=op,
+                params=metalab.grid(x=[1, 2]), seeds=metalab.seeds(base=0),
+            )
+
+            def levels():
+                return [h.level for h in logging.getLogger("distributed").handlers]
+
+            if __name__ == "__main__":
+                import distributed  # its logging set up, as a script that uses it has
+
+                before = levels()
+                metalab.run(exp, "a").result()
+                metalab.run(exp, "b", executor=metalab.DaskExecutor(n_workers=1)).result()
+                assert len(_local._entries) == 2
+                _local.close_all()
+                print("levels kept:", levels() == before)
+                metalab.run(exp, "c", resume=False).result()  # closed at exit
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "levels kept: True"
+    assert " - INFO - " not in done.stderr, done.stderr
 
 
 @pytest.mark.slow

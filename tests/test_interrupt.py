@@ -311,7 +311,7 @@ def _ignores_interrupt() -> bool:
 
 
 def test_local_worker_processes_ignore_ctrl_c_from_their_start_and_after_a_restart():
-    from metalab.executors import dask as dask_executors
+    from metalab.executors import local_clusters
 
     options = {
         "n_workers": 2,
@@ -319,7 +319,7 @@ def test_local_worker_processes_ignore_ctrl_c_from_their_start_and_after_a_resta
         "processes": True,
         "dashboard_address": "127.0.0.1:0",
     }
-    client, leases = dask_executors._local.acquire(options)
+    client, leases = local_clusters._local.acquire(options)
     try:
         assert list(client.run(_ignores_interrupt).values()) == [True, True]
         client.restart(timeout=60)
@@ -327,7 +327,7 @@ def test_local_worker_processes_ignore_ctrl_c_from_their_start_and_after_a_resta
     finally:
         for lease in leases:
             lease.close()
-        dask_executors._local.close_all()
+        local_clusters._local.close_all()
 
 
 USER_PRELOAD = """
@@ -348,7 +348,7 @@ def test_a_user_s_nanny_preloads_still_run_beside_metalab_s(tmp_path, monkeypatc
     arguments one list per preload, rather than replacing them."""
     import dask
 
-    from metalab.executors import dask as dask_executors
+    from metalab.executors import local_clusters
 
     preload = tmp_path / "user_preload.py"
     preload.write_text(USER_PRELOAD)
@@ -360,33 +360,33 @@ def test_a_user_s_nanny_preloads_still_run_beside_metalab_s(tmp_path, monkeypatc
         "processes": True,
         "dashboard_address": "127.0.0.1:0",
     }
-    dask_executors._local.close_all()  # a cluster kept from an earlier test would be reused
+    local_clusters._local.close_all()  # a cluster kept from an earlier test would be reused
     with dask.config.set(
         {
             "distributed.nanny.preload": [str(preload)],
             "distributed.nanny.preload-argv": [["from-the-settings"]],
         }
     ):
-        client, leases = dask_executors._local.acquire(options)
+        client, leases = local_clusters._local.acquire(options)
     try:
         assert ran.read_text().splitlines() == ["from-the-settings", "from-the-settings"]
         assert list(client.run(_ignores_interrupt).values()) == [True, True]
     finally:
         for lease in leases:
             lease.close()
-        dask_executors._local.close_all()
+        local_clusters._local.close_all()
 
 
 def test_a_local_cluster_that_fails_to_start_raises_its_error_in_the_caller(monkeypatch):
     """The cluster starts in a thread of its own (so that Ctrl-C can let it finish): what
     fails there is raised where the sweep was started, and nothing is kept."""
-    from metalab.executors import dask as dask_executors
+    from metalab.executors import local_clusters
 
     def fail(self, distributed, key, options):
         raise OSError("no port free for the scheduler")
 
-    pool = dask_executors._LocalClusters()
-    monkeypatch.setattr(dask_executors._LocalClusters, "_start_cluster", fail)
+    pool = local_clusters._LocalClusters()
+    monkeypatch.setattr(local_clusters._LocalClusters, "_start_cluster", fail)
     with pytest.raises(OSError, match="no port free for the scheduler"):
         pool.acquire({"n_workers": 1, "processes": False})
     assert pool._entries == {}

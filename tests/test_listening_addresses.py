@@ -8,7 +8,7 @@ import pytest
 from sweeps import draw_experiment
 
 import metalab
-from metalab.executors.dask import _local
+from metalab.executors.local_clusters import _local
 
 
 def _listening(process: psutil.Process) -> set[tuple[str, int]]:
