@@ -16,7 +16,7 @@ from . import claims
 from .contracts import Executor
 from .interrupts import interrupted_while_starting
 from .outcome import Outcome
-from .recording import record_cancelled
+from .recording import record_cancelled, recorded_outcomes
 from .sink import Sink
 from .sweep import Sweep
 
@@ -104,7 +104,23 @@ class Driver:
             try:
                 self._clean_up()
             finally:
+                if self.error is not None and not isinstance(self.error, KeyboardInterrupt):
+                    self._count_what_was_recorded()
                 self.done.set()
+
+    def _count_what_was_recorded(self) -> None:
+        """After the driver stopped on an error: take the outcomes of the runs its tasks
+        recorded without reporting them (a task that finished as the executor failed), so
+        that the handle's counts are the store's. Best effort: the store may be what
+        failed."""
+        sweep = self.sweep
+        try:
+            left = self.sink.unreported(sweep.pending)
+            if left:
+                found = recorded_outcomes(sweep.store, sweep.run_ids, left, sweep.session)
+                self.sink.outcomes(found)
+        except Exception:  # noqa: BLE001 - the error that stopped the sweep is what counts
+            pass
 
     def _close_unstarted(self) -> None:
         """Close what the executor opened for a sweep stopped before it started."""

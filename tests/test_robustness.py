@@ -192,3 +192,37 @@ def test_metric_named_like_a_record_column_does_not_hide_it(tmp_path):
     assert list(df["status"]) == ["completed", "completed"]
     assert list(df["metric_status"]) == [0.5, 0.5]
     assert list(df["metric_duration"]) == [3, 3]
+
+
+def test_counts_after_the_executor_failed_are_the_store_s(tmp_path):
+    """A sweep whose executor failed after its tasks had recorded runs it never reported
+    (a cluster lost as tasks finished) counted none of them: the handle said 0 completed
+    where the store held 4."""
+    from metalab.errors import ExecutorError
+    from metalab.execute import run_indices
+    from metalab.executors.inline import InlineExecutor
+
+    class RecordsThenFails(InlineExecutor):
+        def execute(self, sweep, indices, sink):
+            run_indices(sweep.ref, list(indices)[:4])  # recorded, never reported
+            raise ExecutorError("the scheduler went away")
+
+    exp = metalab.Experiment(
+        name="lost_reports",
+        version="1",
+        context={},
+        operation=_count_op,
+        params=metalab.grid(x=list(range(6))),
+        seeds=metalab.seeds(base=0),
+    )
+    handle = metalab.run(exp, tmp_path / "store", executor=RecordsThenFails())
+    with pytest.raises(ExecutorError, match="the scheduler went away"):
+        handle.result()
+    status = handle.status
+    assert (status.completed, status.pending, status.total) == (4, 2, 6)
+    assert len(metalab.load_results(tmp_path / "store")) == 4
+
+
+@metalab.operation
+def _count_op(params, capture):
+    capture.metric("x", params["x"])
