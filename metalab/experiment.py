@@ -86,6 +86,7 @@ class Experiment:
         self._context_fp: str | None = None
         self._prepared: _Prepared | None = None
         self._described_params: tuple[Any, dict[str, Any]] | None = None
+        self._make_run_id: tuple[tuple[str, str], Any] | None = None
 
     # ---------------------------------------------------------------- identity
     @property
@@ -222,14 +223,21 @@ class Experiment:
             index=case * self.seeds.replicates + replicate,
             case=case,
             replicate=replicate,
-            run_id=_identity.run_id_from(
-                self.experiment_id, self.context_fingerprint, params_fp, seed_fp
-            ),
+            run_id=self._run_id_maker()(params_fp, seed_fp),
             params=params,
             seeds=self.seeds.bundle(replicate),
             params_fingerprint=params_fp,
             seed_fingerprint=seed_fp,
         )
+
+    def _run_id_maker(self) -> Any:
+        """`run_id_from` of this experiment and context, their common prefix hashed once
+        (`run_spec` asks once per run)."""
+        key = (self.experiment_id, self.context_fingerprint)
+        cached = self._make_run_id
+        if cached is None or cached[0] != key:
+            cached = self._make_run_id = (key, _identity.run_id_maker(*key))
+        return cached[1]
 
     # ---------------------------------------------------------------- manifest
     def manifest(self) -> dict[str, Any]:
@@ -272,11 +280,13 @@ class Experiment:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_described_params"] = None  # made again where needed, never sent
+        state["_make_run_id"] = None  # (a hash object does not pickle)
         return state
 
     def __setstate__(self, state):
         state.setdefault("_prepared", None)  # pickled by a metalab that did not keep it
         state.setdefault("_described_params", None)
+        state.setdefault("_make_run_id", None)
         self.__dict__.update(state)
 
 

@@ -52,6 +52,13 @@ class SeedBundle:
         return cls(base, (_REPLICATE_DOMAIN, replicate))
 
     @classmethod
+    def _of_plan(cls, base: int, replicate: int) -> SeedBundle:
+        """`for_replicate` for a plan's own checked base and replicate (once per run)."""
+        bundle = cls.__new__(cls)
+        bundle._base, bundle._key = base, (_REPLICATE_DOMAIN, replicate)
+        return bundle
+
+    @classmethod
     def for_preprocessing(cls, base: int) -> SeedBundle:
         """Return a bundle for work done before the sweep; it never equals a replicate's."""
         return cls(base, (_PREPROCESSING_DOMAIN,))
@@ -239,7 +246,7 @@ class SeedPlan:
         """Return the seed bundle of replicate number `replicate` (0-based)."""
         if not 0 <= replicate < self.replicates:
             raise IndexError(f"replicate {replicate} out of range 0..{self.replicates - 1}")
-        return SeedBundle.for_replicate(self.base, replicate)
+        return SeedBundle._of_plan(self.base, int(replicate))
 
     def fingerprint(self, replicate: int) -> str:
         """Return the seed fingerprint of replicate `replicate` (cached per plan)."""
