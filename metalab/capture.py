@@ -29,7 +29,17 @@ def check_name(name: Any, what: str) -> str:
             f"{what} name {name!r} is not allowed: names may not contain path separators "
             "or '..', nor start with '.'"
         )
+    if what == "artifact" and len(name.encode("utf-8")) > MAX_ARTIFACT_NAME_BYTES:
+        raise ValidationError(
+            f"artifact name {name[:20] + '...'!r} has {len(name.encode('utf-8'))} bytes; at "
+            f"most {MAX_ARTIFACT_NAME_BYTES} are allowed (it names a file, with its extension)"
+        )
     return name
+
+
+MAX_ARTIFACT_NAME_BYTES = 200
+"""Longest artifact name, in UTF-8 bytes: a file name holds 255, less the extension and the
+temporary name it is written under first."""
 
 
 def metric_value(name: str, value: Any) -> int | float | bool:

@@ -108,7 +108,9 @@ class RunHandle:
             if claimed:
                 running = self._running(claimed)
         skipped = sweep.skipped + counts.get("skipped", 0)
-        pending = len(sweep.pending) - reported - running
+        # (not `len(sweep.pending)`: a reconnected handle's pending runs are only those not
+        # recorded when it began watching, and the recorded ones are among `reported`)
+        pending = sweep.total - sweep.skipped - reported - running
         return RunStatus(
             total=sweep.total,
             completed=counts["completed"],

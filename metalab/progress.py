@@ -32,13 +32,29 @@ class Progress:
         use_rich: bool | None = None,
     ):
         self.title = title
+        if isinstance(display_metrics, str):
+            raise ValidationError(
+                f"display_metrics must be a list of metric names (with an optional format, "
+                f"'loss:.3f'), got the string {display_metrics!r}: write [{display_metrics!r}]"
+            )
         self.metrics = [_parse_metric(spec) for spec in (display_metrics or [])]
         self.stream = stream
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not 0 < interval < float("inf")
+        ):
+            raise ValidationError(
+                f"Progress interval must be a number of seconds above 0, got {interval!r}"
+            )
         self.interval = interval
         self.use_rich = use_rich
         self._lock = threading.Lock()
         self._last = 0.0
         self._started = 0.0
+        self._done_before = 0
+        """Runs already done when the display started (a reconnected handle's): not part of
+        the rate."""
         self._values: dict[str, _Running] = {name: _Running() for name, _ in self.metrics}
         self._rich: Any = None
         self._notebook: Any = None
@@ -51,6 +67,8 @@ class Progress:
     def start(self, handle: Any) -> None:
         """Begin showing `handle`'s progress."""
         self._started = time.monotonic()
+        first = handle.status
+        self._done_before = first.completed + first.failed + first.cancelled
         if self.title is None:
             self.title = handle.experiment.experiment_id
         stream = self.stream or sys.stderr
@@ -172,7 +190,7 @@ class Progress:
             parts.append(f"skipped {status.skipped}")
         if status.cancelled:
             parts.append(f"cancelled {status.cancelled}")
-        parts.append(f"{done / elapsed:.1f} runs/s")
+        parts.append(f"{max(done - self._done_before, 0) / elapsed:.1f} runs/s")
         for name, fmt in self.metrics:
             values = self._values[name]
             if values.count:
@@ -190,8 +208,8 @@ class Progress:
         stream = self.stream or sys.stderr
         left = status.total - status.done
         elapsed = time.monotonic() - self._started
-        done = status.completed + status.failed + status.cancelled
-        eta = f", eta {left * elapsed / done:.0f}s" if done and left and not final else ""
+        done = status.completed + status.failed + status.cancelled - self._done_before
+        eta = f", eta {left * elapsed / done:.0f}s" if done > 0 and left and not final else ""
         self._write(
             stream,
             f"{self.title}: {status.done}/{status.total} | {self._detail(status, queue)}{eta}",

@@ -384,6 +384,33 @@ def test_artifact_names_with_separators_or_dotdot_are_rejected(store_path, tmp_p
     assert not (store_path / "artifacts" / "escape.json").exists()
 
 
+@pytest.mark.parametrize("method", ["artifact", "data"])
+def test_an_artifact_name_too_long_for_a_file_is_a_validation_error(store_path, method):
+    """A 300-character name failed at the store's write with a StoreError."""
+
+    @metalab.operation
+    def op(capture):
+        getattr(capture, method)("a" * 201, {"a": 1})
+        capture.data("a" * 200, {"b": 2})  # not reached: the run fails above
+
+    for run in only_run(op, store_path):
+        assert run.status == "failed"
+        assert run.error["type"] == "metalab.errors.ValidationError", run.error
+        assert "has 201 bytes; at most 200 are allowed" in run.error["message"]
+        assert run.record["artifacts"] == []
+
+
+@metalab.operation
+def _longest_name(capture):
+    capture.data("é" * 100, {"b": 2})  # 200 bytes: the longest allowed
+
+
+def test_the_longest_artifact_name_is_written(store_path):
+    for run in only_run(_longest_name, store_path):
+        assert run.status == "completed", run.error
+        assert run.artifact("é" * 100) == {"b": 2}
+
+
 # ---------------------------------------------------------------- codecs
 @pytest.fixture
 def codec_registry():

@@ -127,6 +127,12 @@ def test_locator_options_are_parsed_and_checked(postgres_server, tmp_path, monke
     with pytest.raises(metalab.StoreError, match="not a postgresql") as caught:
         postgres.parse_locator("mysql://u:pw@h/db")
     assert "pw" not in str(caught.value)
+    # a port that is no number was retried for 30 s as an unreachable server
+    for port in ("notaport", "0", "70000", "5432,b:x"):
+        with pytest.raises(metalab.ValidationError, match="is not a port number") as caught:
+            postgres.parse_locator(f"postgresql://u:pw@127.0.0.1:{port}/db")
+        assert "pw" not in str(caught.value)
+    assert postgres.parse_locator("postgresql://u@a:5432,b:5433/db").params["port"] == "5432,5433"
 
 
 def test_locator_reopens_the_store_in_another_process(store):

@@ -162,3 +162,16 @@ def test_an_imported_ipykernel_is_not_a_notebook(tmp_path, monkeypatch):
     stream = io.StringIO()
     metalab.run(_exp(3), tmp_path, executor="inline", progress=metalab.Progress(stream=stream))
     assert stream.getvalue().splitlines()[-1].startswith("prog:1: 3/3 | ok 3")
+
+
+@pytest.mark.parametrize("interval", ["x", -1, 0, float("nan"), True])
+def test_a_progress_interval_that_is_no_positive_number_is_named(interval):
+    """`interval="x"` failed the sweep from the display's thread; `-1` printed the line
+    without pause."""
+    with pytest.raises(metalab.ValidationError, match="interval must be a number of seconds"):
+        metalab.Progress(interval=interval)
+
+
+def test_display_metrics_as_one_string_is_named():
+    with pytest.raises(metalab.ValidationError, match=r"got the string 'loss'.*\['loss'\]"):
+        metalab.Progress(display_metrics="loss")

@@ -66,6 +66,44 @@ def test_reconnect_follows_a_running_sweep_to_the_end(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_handle_reconnected_mid_sweep_counts_every_run(tmp_path):
+    """Runs already recorded when a handle reconnected were counted twice against pending
+    (the counts summed to less than the total), and its progress showed them as done at
+    once (a rate far above the sweep's)."""
+    import io
+
+    store = tmp_path / "store"
+    driver = _start_driver(tmp_path, store, 24, 0.1)
+    try:
+        _wait_for_manifest(store)
+        while len(list((store / "runs").rglob("*.json"))) < 6:
+            time.sleep(0.05)
+        shown = io.StringIO()
+        progress = metalab.Progress(stream=shown, use_rich=False, interval=0.2)
+        handle = metalab.reconnect(store, progress=progress)
+        seen = []
+        while not handle.is_complete:
+            status = handle.status
+            seen.append(status)
+            assert status.completed + status.failed + status.running + status.pending == 24
+            handle.wait(0.05)
+        assert seen[0].completed >= 6
+        handle.result(timeout=120)
+        final = handle.status
+        assert (final.completed, final.pending, final.running) == (24, 0, 0)
+        # 2 threads of 0.1 s runs: about 20 runs a second, never the hundreds it showed
+        rates = [
+            float(line.split(" runs/s")[0].rsplit("| ", 1)[1])
+            for line in shown.getvalue().splitlines()
+            if " runs/s" in line
+        ]
+        assert rates and max(rates) < 40, shown.getvalue()
+    finally:
+        driver.wait(timeout=60)
+    assert driver.returncode == 0
+
+
+@pytest.mark.slow
 def test_reconnect_to_a_dead_driver_reports_the_stall_and_resume_finishes(tmp_path, monkeypatch):
     store = tmp_path / "store"
     driver = _start_driver(tmp_path, store, 40, 0.2)

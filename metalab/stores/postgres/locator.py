@@ -143,13 +143,19 @@ def parse_locator(text: str) -> PostgresLocation:
     uri = f"postgresql://{base}" + (f"?{'&'.join(passed)}" if passed else "")
     location = PostgresLocation(uri, **_checked_options(options, text))
     try:
-        location.params  # noqa: B018 - libpq validates the URI and its parameters here
+        params = location.params  # libpq validates the URI and its parameters here
     except psycopg.Error as exc:
         raise LocatorError(
             f"invalid PostgreSQL locator {redact_password(text)!r}: {one_line(exc)}. metalab's own "
             f"options are {', '.join(OPTIONS)}; other query parameters must be libpq connection "
             "parameters"
         ) from exc
+    # ... but not the port, which only a connection reads (and no retry would fix)
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise LocatorError(
+                f"port {port!r} in {redact_password(text)!r} is not a port number (1 to 65535)"
+            )
     return location
 
 
