@@ -207,14 +207,7 @@ def test_counts_after_the_executor_failed_are_the_store_s(tmp_path):
             run_indices(sweep.ref, list(indices)[:4])  # recorded, never reported
             raise ExecutorError("the scheduler went away")
 
-    exp = metalab.Experiment(
-        name="lost_reports",
-        version="1",
-        context={},
-        operation=_count_op,
-        params=metalab.grid(x=list(range(6))),
-        seeds=metalab.seeds(base=0),
-    )
+    exp = indexed_experiment(_count_op, 6, "lost_reports")
     handle = metalab.run(exp, tmp_path / "store", executor=RecordsThenFails())
     with pytest.raises(ExecutorError, match="the scheduler went away"):
         handle.result()
@@ -225,4 +218,4 @@ def test_counts_after_the_executor_failed_are_the_store_s(tmp_path):
 
 @metalab.operation
 def _count_op(params, capture):
-    capture.metric("x", params["x"])
+    capture.metric("i", params["i"])
