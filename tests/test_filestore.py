@@ -17,6 +17,7 @@ from sweeps import checked_result, draw_experiment
 
 import metalab
 from metalab import claims
+from metalab.errors import UnsafeStoreWarning
 from metalab.store import FileStore, create_store, to_locator
 
 
@@ -295,6 +296,52 @@ def test_unknown_scheme_lists_known_schemes(tmp_path):
     assert "postgresql://" in message
     with pytest.raises(metalab.StoreError):
         metalab.load_results("s3://bucket/runs")
+
+
+@pytest.mark.parametrize("executor", ["inline", None])
+def test_a_store_removed_and_made_again_at_its_path_gets_the_next_sweeps_records(
+    tmp_path, executor
+):
+    """The processes that wrote a store keep it open (the inline executor's and the kept
+    local cluster's workers): a store removed, or moved away, and made again at the same
+    path gets the next sweep's records, never the directory that went."""
+    path = tmp_path / "store"
+    exp = make_exp(xs=range(6))
+    assert len(checked_result(metalab.run(exp, path, executor))) == 6
+    shutil.rmtree(path)
+    assert len(checked_result(metalab.run(exp, path, executor))) == 6
+    assert len(list((path / "runs").rglob("*.done"))) == 6
+    moved = tmp_path / "moved"
+    path.rename(moved)
+    before = files_under(moved)
+    results = checked_result(metalab.run(make_exp(xs=range(8)), path, executor))
+    assert len(results) == 8 and {r.status for r in results} == {"completed"}
+    assert len(list((path / "runs").rglob("*.json"))) == 8
+    assert files_under(moved) == before  # the store moved away got nothing
+    assert len(metalab.load_results(path)) == 8
+
+
+def test_a_record_that_cannot_be_written_names_its_whole_path(store_path):
+    """Calls made relative to the store's directory still report files by their paths."""
+    store = FileStore.open(store_path)
+    run_id = "ab" + "0" * 30
+    assert store.claim(run_id, claims.owner("s"))
+    record = store_path / "runs" / "ab" / f"{run_id}.json"
+    record.mkdir(parents=True)  # a directory in the record's place
+    with pytest.raises(metalab.StoreError) as caught:
+        store.put_record(minimal_record(run_id))
+    assert str(store_path / "claims" / "ab" / f"{run_id}.claim") in str(caught.value)
+    store.release(run_id)
+
+
+def test_a_directory_in_a_claims_place_is_a_clear_error(store_path):
+    store = FileStore.open(store_path)
+    run_id = "cd" + "0" * 30
+    (store_path / "claims" / "cd" / f"{run_id}.claim").mkdir(parents=True)
+    with pytest.raises(metalab.StoreError, match=f"cannot read the claim file .*{run_id}"):
+        store.claim(run_id, claims.owner("s"))
+    with pytest.warns(UnsafeStoreWarning, match=run_id):
+        assert store.claims() == {}
 
 
 # ---------------------------------------------------------------- refusing foreign directories

@@ -25,9 +25,11 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from ... import _trust
 from ...claims import heartbeat, is_alive
+from ...errors import StoreError
 from ...record import encode_record
-from ..atomic import create_exclusive, remove_if_left, write_fd
+from ..atomic import remove_if_left, write_fd
 from .layout import Layout
 
 Held = tuple[float, bytes, int | None, int | None]
@@ -100,7 +102,7 @@ class ClaimFiles:
         """
         content = self._owner_bytes(owner)
         try:
-            fd = create_exclusive(path)
+            fd = self._layout.anchor.create(path)
         except FileExistsError:
             return False
         except OSError as exc:
@@ -206,12 +208,13 @@ class ClaimFiles:
             return None
         try:
             try:
-                os.rename(claim, path)  # the record appears whole, and the claim is gone
+                # the record appears whole, and the claim is gone (a shard of runs/ not
+                # written to yet is made)
+                self._layout.anchor.rename(claim, path)
             except FileNotFoundError:
                 if not os.path.exists(claim):
                     return None  # our claim went (removed by hand?): write the record anew
-                os.makedirs(os.path.dirname(path), exist_ok=True)  # a shard not written to yet
-                os.rename(claim, path)
+                raise
         except OSError as exc:
             if exc.errno == errno.EXDEV:  # claims/ on another filesystem than runs/
                 return None
@@ -256,6 +259,11 @@ class ClaimFiles:
                 data = fh.read()
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a directory in its place, say: no claim can be made there
+            raise StoreError(
+                f"cannot read the claim file {path!r}: {exc.strerror or exc}; remove it to "
+                f"run run {_run_of(path)}"
+            ) from exc
         age, which = time.time() - st.st_mtime, (st.st_ino, st.st_mtime_ns)
         return _owner_in(data), age, which
 
@@ -269,7 +277,11 @@ class ClaimFiles:
         out = {}
         for directory, names in self.listings():
             for run_id, _ in self._layout.runs_in("claims", directory, names, "claim"):
-                current = self.read(f"{directory}/{run_id}.claim")
+                try:
+                    current = self.read(f"{directory}/{run_id}.claim")
+                except StoreError as exc:
+                    _trust.skipped(f"{directory}/{run_id}.claim", str(exc.__cause__))
+                    continue
                 if current is not None and is_alive(current[0], current[1]):
                     out[run_id] = current[0]
         return out

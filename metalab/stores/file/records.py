@@ -97,7 +97,7 @@ class RecordFiles:
         if record is None or record.get("status") != "completed":
             self._not_completed[run_id] = seen
             return False
-        mark_done(path, self._layout.done_path(run_id))
+        mark_done(self._layout, path, self._layout.done_path(run_id))
         return True
 
     # ---------------------------------------------------------------- writing
@@ -110,7 +110,7 @@ class RecordFiles:
         try:
             if record["status"] == "completed":
                 st = self._write(run_id, data, path)
-                mark_done(path, marker)
+                mark_done(self._layout, path, marker)
             else:
                 try:
                     os.unlink(marker)
@@ -134,7 +134,7 @@ class RecordFiles:
     def get(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""
         path = self._layout.record_path(run_id)
-        if not os.access(path, os.F_OK):  # no exception raised for runs never recorded
+        if not self._layout.anchor.exists(path):  # no exception for runs never recorded
             return None
         return self.read(path)
 
@@ -153,10 +153,10 @@ class RecordFiles:
                 yield data, record
 
 
-def mark_done(path: str, marker: str) -> None:
+def mark_done(layout: Layout, path: str, marker: str) -> None:
     """Make the `.done` marker of the completed record at `path`."""
     try:
-        os.link(path, marker)  # one call, no file to open; the marker's content is unused
+        layout.anchor.link(path, marker)  # one call, no file to open; its content is unused
     except FileExistsError:
         pass
     except OSError:  # a filesystem without hard links, or a store this user cannot write
