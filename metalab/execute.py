@@ -41,13 +41,15 @@ _experiments: dict[tuple[str, str], Any] = {}
 
 
 def open_store(store: Any) -> Any:
-    """Return the store for a locator, opened once per process."""
+    """Return the store for a locator, opened once per process (the last 16 are kept: a
+    store holds a descriptor or a connection, and a kept worker may serve many stores)."""
     if not isinstance(store, str):
         return store
     with _lock:
         cached = _stores.get(store)
         if cached is None:
-            cached = _stores[store] = registry.open_store(store, create=False)
+            cached = registry.open_store(store, create=False)
+            _remember(_stores, store, cached)
         return cached
 
 

@@ -321,6 +321,22 @@ def test_a_store_removed_and_made_again_at_its_path_gets_the_next_sweeps_records
     assert len(metalab.load_results(path)) == 8
 
 
+def test_a_process_keeps_few_stores_open_however_many_it_wrote(tmp_path):
+    """A kept worker (or a notebook) may write into hundreds of stores: each it keeps holds
+    a descriptor of its directory, so it keeps only the last few."""
+    import gc
+
+    def descriptors():
+        gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+
+    exp = make_exp(xs=[1])
+    before = descriptors()
+    for i in range(40):
+        assert len(checked_result(metalab.run(exp, tmp_path / f"s{i}", "inline"))) == 1
+    assert descriptors() - before <= 20
+
+
 def test_a_record_that_cannot_be_written_names_its_whole_path(store_path):
     """Calls made relative to the store's directory still report files by their paths."""
     store = FileStore.open(store_path)
