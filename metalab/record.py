@@ -159,6 +159,48 @@ def check_format(record: dict[str, Any], where: str) -> dict[str, Any]:
     return record
 
 
+_SHAPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
+    ("experiment_id", (str,), "a string"),
+    ("index", (int,), "a whole number"),
+    ("case", (int,), "a whole number"),
+    ("replicate", (int,), "a whole number"),
+    ("attempt", (int,), "a whole number"),
+    ("params", (dict,), "an object"),
+    ("metrics", (dict,), "an object"),
+    ("series", (dict,), "an object"),
+    ("artifacts", (list,), "a list"),
+    ("error", (dict, type(None)), "an object or null"),
+    ("duration", (int, float, type(None)), "a number or null"),
+    ("started_at", (str, type(None)), "a string or null"),
+    ("finished_at", (str, type(None)), "a string or null"),
+)
+_STATUSES = frozenset(status.value for status in Status)
+
+
+def shape_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a decoded record (a field of the wrong type, say, in
+    a damaged or crafted store), or None when every field it has has its type."""
+    if record.get("status") not in _STATUSES:
+        return f"has status {record.get('status')!r}, not one of {sorted(_STATUSES)}"
+    for name, types, what in _SHAPES:
+        if name in record:
+            value = record[name]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                return f"has {name} {_short(value)}, which should be {what}"
+    artifacts = record.get("artifacts") or []
+    if not all(isinstance(item, dict) for item in artifacts):
+        return "has an artifact that is not an object"
+    series = record.get("series") or {}
+    if not all(isinstance(item, dict) for item in series.values()):
+        return "has a series that is not an object"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 class RunRecord(dict):
     """A run record: a dict with attribute access to its main fields."""
 

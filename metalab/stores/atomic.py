@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import stat
 import time
 
 from .. import claims
@@ -137,27 +138,54 @@ def create_once(written: str, path: str, data: bytes) -> bool:
     return True
 
 
-def read_bytes(path: str) -> bytes | None:
-    """The bytes of the file at `path`, or None if there is none: os-level calls, about half
-    the time of `open().read()` for the small files records are."""
+class NotAFile(OSError):
+    """What a store holds at a file's path is no regular file: a symbolic link (which could
+    lead anywhere), a directory, a FIFO (whose read would never end)."""
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def open_file(path: str) -> tuple[int, os.stat_result] | None:
+    """An open descriptor of the regular file at `path` and its stat, or None if there is
+    none; `NotAFile` for anything else there (a link is not followed)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAFile(errno.ELOOP, "it is a symbolic link", path) from None
+        raise
     try:
-        return read_fd(fd)
-    finally:
+        st = os.fstat(fd)
+    except BaseException:
         os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "no regular file"
+        raise NotAFile(errno.EINVAL, f"it is {what}", path)
+    return fd, st
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The bytes of the regular file at `path`, or None if there is none (`NotAFile` for a
+    link, a directory, ...): os-level calls, about half the time of `open().read()` for the
+    small files records are."""
+    got = read_with_stat(path)
+    return None if got is None else got[0]
 
 
 def read_with_stat(path: str) -> tuple[bytes, os.stat_result] | None:
-    """The bytes of the file at `path` and its stat as opened, or None if there is none."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    """The bytes of the regular file at `path` and its stat as opened, or None if there is
+    none (`NotAFile` for a link, a directory, ...)."""
+    opened = open_file(path)
+    if opened is None:
         return None
+    fd, st = opened
     try:
-        return read_fd(fd), os.fstat(fd)
+        return read_fd(fd, st.st_size + 1), st  # one read, unless it grew since
     finally:
         os.close(fd)
 

@@ -4,7 +4,8 @@ A run's claim, record and `.done` marker cost a few system calls each, and each 
 whole path makes the kernel walk every directory of it again (`/home/alice/projects/x/runs/
 ab/<run_id>.json` is seven lookups). Made relative to a descriptor of the store's directory
 (`openat`, `renameat`, `linkat`), a call walks only `runs/ab/<run_id>.json`: 2 to 4 us less a
-run on a tmpfs, more on deep paths.
+run on a tmpfs, more on deep paths. A store object opens the descriptor at its first claim:
+one that only reads (results being analysed) holds none.
 
 The descriptor is checked against the store's path again (one `stat`) at the first call
 after `recheck()`, which the store calls at the end of every task, and at the first call
@@ -42,13 +43,14 @@ class Anchor:
         """Check at the next call that the descriptor is still the store's directory."""
         self._checked_at = -RECHECK_SECONDS
 
-    def _dir_fd(self) -> int | None:
+    def _dir_fd(self, writing: bool = False) -> int | None:
         """The descriptor to make calls relative to; None to give them whole paths (no
-        `*at` calls here, or the directory cannot be opened)."""
+        `*at` calls here, the directory cannot be opened, or a store object that only reads
+        and has no descriptor: only `create`, a run's claim, opens one)."""
         now = time.monotonic()
         if now - self._checked_at < RECHECK_SECONDS:
             return self._fd
-        if not _RELATIVE:
+        if not _RELATIVE or (self._fd is None and not writing):
             return None
         try:
             st = os.stat(self._top)
@@ -73,7 +75,7 @@ class Anchor:
         """Create the file `path` (under the store) exclusively, to read and write, making
         its directory (a shard not written to yet) when it is missing; `FileExistsError`
         if it exists."""
-        fd = self._dir_fd()
+        fd = self._dir_fd(writing=True)
         name = path if fd is None else path[self._cut :]
         try:
             return os.open(name, _FLAGS, 0o644, dir_fd=fd)

@@ -17,7 +17,7 @@ from typing import Any
 from ... import _trust
 from ...errors import StoreError
 from ...record import encode_record
-from ..atomic import atomic_write, create_once, read_bytes, remove_if_left, temporary
+from ..atomic import NotAFile, atomic_write, create_once, read_bytes, remove_if_left, temporary
 from .layout import Layout
 
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
@@ -69,7 +69,10 @@ class ExperimentFiles:
                 continue
             try:
                 manifest = json.loads(read_bytes(f"{directory}/{name}") or b"")
-            except (OSError, ValueError):
+            except NotAFile as exc:
+                _trust.skipped(f"manifest {directory}/{name}", str(exc.strerror))
+                continue
+            except (OSError, ValueError, RecursionError):
                 continue
             why = _manifest_problem(manifest, exp_id)
             if why is not None:
@@ -89,7 +92,11 @@ class ExperimentFiles:
         unless the file holds other bytes (damaged, or changed by someone), which are
         replaced."""
         path = self.blob_path(key)
-        if read_bytes(path) != blob:
+        try:
+            same = read_bytes(path) == blob
+        except NotAFile:  # a link or a directory in its place: replaced by the file
+            same = False
+        if not same:
             try:
                 atomic_write(path, blob)
             except OSError as exc:
@@ -97,7 +104,13 @@ class ExperimentFiles:
 
     def load(self, key: str) -> bytes:
         """Return the serialized experiment `key`; `StoreError` if it is missing."""
-        data = read_bytes(self.blob_path(key))
+        try:
+            data = read_bytes(self.blob_path(key))
+        except NotAFile as exc:
+            raise StoreError(
+                f"store {str(self._layout.root)!r} holds no file for experiment {key!r}: "
+                f"{exc.filename} {str(exc.strerror).removeprefix('it ')}"
+            ) from None
         if data is None:
             raise StoreError(f"store {str(self._layout.root)!r} has no experiment {key!r}")
         return data

@@ -31,6 +31,7 @@ import functools
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,9 +58,15 @@ DIRECTORIES = (
     "cache",
 )
 
+LINKED_DIRECTORY = "it is a symbolic link, not a directory of the store"
+
 SERVICES = "services"
 """The directory of the services that belong to a store (`metalab postgres start --store`),
 which may be made before the store is: a directory holding only it becomes a store."""
+
+
+class NotOwnDirectory(StoreError):
+    """A directory of a store that is a symbolic link (or no directory at all)."""
 
 
 class Layout:
@@ -74,6 +81,7 @@ class Layout:
         # the record, `.done` and claim paths of the run whose paths were made last: a run's
         # claim, record and marker are each asked for two or three times in a row
         self._last: tuple[str | None, tuple[str, str, str]] = (None, ("", "", ""))
+        self._own: set[tuple[str, str]] = set()  # (sub, shard) found directories of the store
         self.anchor = Anchor(self.top)
         """The per-run file operations, made relative to the store's directory."""
 
@@ -87,13 +95,45 @@ class Layout:
 
     def run_dir(self, sub: str, run_id: str) -> str:
         """The directory of `sub` (runs, claims, logs, derived, artifacts) holding `run_id`'s
-        files; a `StoreError` for anything but a run id, which no path is made of."""
+        files; a `StoreError` for anything but a run id, which no path is made of, and for a
+        directory of the store that is a symbolic link (see `own_directory`)."""
         if run_id is not self._checked:  # a run's paths are made several times in a row
             _trust.check_run_id(run_id)
             self._checked = run_id
+        shard = run_id[:2] if self.sharded else ""
+        if (sub, shard) not in self._own:
+            self._check_own(sub, shard)
         if self.sharded:
-            return f"{self.top}/{sub}/{run_id[:2]}"
+            return f"{self.top}/{sub}/{shard}"
         return f"{self.top}/{sub}"
+
+    def _check_own(self, sub: str, shard: str) -> None:
+        """Check once per store object that `sub` and its `shard` (where they exist) are
+        directories of the store: a link there could send reads and writes anywhere."""
+        own = True
+        for path in (f"{self.top}/{sub}", f"{self.top}/{sub}/{shard}" if shard else ""):
+            if path and not self.own_directory(path):
+                own = False  # missing: made when first written to, checked again then
+        if own:
+            self._own.add((sub, shard))
+
+    def own_directory(self, path: str) -> bool:
+        """Whether `path` is a directory (True) or missing (False); a `StoreError` for a
+        symbolic link or anything else there: metalab neither writes nor reads through
+        links inside a store, which could lead anywhere."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            return True
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise NotOwnDirectory(
+            f"{path!r} in store {str(self.root)!r} is {what}: a store's directories must be "
+            "its own (metalab neither writes nor reads through links inside a store); "
+            "replace it with a directory (link the whole store instead, if it must live "
+            "elsewhere)"
+        )
 
     def run_file(self, sub: str, run_id: str, suffix: str) -> str:
         return f"{self.run_dir(sub, run_id)}/{run_id}{suffix}"
@@ -141,16 +181,21 @@ class Layout:
         """(directory, names) of the directories of `sub` holding per-run files: its shards
         and itself. Temporary files left by dead writers are removed on the way."""
         top = f"{self.top}/{sub}"
-        names = os.listdir(top)
+        with os.scandir(top) as found:
+            entries = list(found)
+        names = [entry.name for entry in entries]
         now = time.time()
-        for name in names:
-            if self.is_shard(name):
-                directory = f"{top}/{name}"
+        for entry in entries:
+            if self.is_shard(entry.name):
+                if not entry.is_dir(follow_symlinks=False):  # a link could lead anywhere
+                    if entry.is_symlink():
+                        _trust.skipped(entry.path, LINKED_DIRECTORY)
+                    continue
                 try:
-                    inner = os.listdir(directory)
+                    inner = os.listdir(entry.path)
                 except (NotADirectoryError, FileNotFoundError):
                     continue
-                yield directory, without_leftovers(directory, inner, now)
+                yield entry.path, without_leftovers(entry.path, inner, now)
         yield top, [n for n in without_leftovers(top, names, now) if not self.is_shard(n)]
 
     def runs_in(

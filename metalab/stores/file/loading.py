@@ -17,10 +17,10 @@ from typing import Any
 
 from ... import _trust
 from ...record import RECORD_FORMAT
-from ..atomic import atomic_write, read_fd, read_with_stat, remove_if_left
+from ..atomic import NotAFile, atomic_write, read_fd, read_with_stat, remove_if_left
 from . import journal
 from .layout import Layout
-from .records import identity, named_record
+from .records import identity, named_record, not_a_record
 
 SNAPSHOT_AFTER_READS = 1000
 """A load that read at least this many record files from disk (no journal held them) writes
@@ -77,7 +77,11 @@ def _read_files(
     uid = os.getuid()
     for run_id in sorted(files.keys() - found.keys()):
         path = layout.record_path(run_id)
-        got = read_with_stat(path)
+        try:
+            got = read_with_stat(path)
+        except NotAFile as exc:  # replaced since the listing
+            not_a_record(path, str(exc.strerror))
+            continue
         if got is None:  # removed since the listing
             continue
         raw, st = got
@@ -98,16 +102,20 @@ def record_stats(layout: Layout) -> dict[str, os.stat_result]:
     if layout.sharded:
         directories += [f"{top}/{name}" for name in os.listdir(top) if layout.is_shard(name)]
     for directory in directories:
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError):
+        try:  # a shard that is a link is no directory of the store (see `table`)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
             continue
         try:
             for run_id, _ in layout.runs_in("runs", directory, os.listdir(fd), "json"):
                 try:
-                    out[run_id] = os.stat(f"{run_id}.json", dir_fd=fd)
+                    st = os.stat(f"{run_id}.json", dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:  # removed since the listing
-                    pass
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    out[run_id] = st
+                else:
+                    not_a_record(f"{directory}/{run_id}.json", st)
         finally:
             os.close(fd)
     return out

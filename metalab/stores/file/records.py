@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from ... import _trust
 from ...errors import StoreFormatError, UnsafeStoreWarning
-from ...record import check_format, encode_record
-from ..atomic import atomic_write, read_bytes
+from ...record import check_format, encode_record, shape_problem
+from ..atomic import NotAFile, atomic_write, read_bytes
 from .claims import ClaimFiles
 from .journal import Journal
 from .layout import Layout
@@ -85,7 +86,7 @@ class RecordFiles:
         run again: its record is left to its writer."""
         path = self._layout.record_path(run_id)
         try:
-            seen = identity(os.stat(path))
+            seen = identity(os.stat(path, follow_symlinks=False))
         except FileNotFoundError:
             return False
         if self._not_completed.get(run_id) == seen or self._claims.is_claimed(run_id):
@@ -139,7 +140,9 @@ class RecordFiles:
         return self.read(path)
 
     def read(self, path: str) -> dict[str, Any] | None:
-        data = read_bytes(path)
+        """The record in the file at `path`, or None (none there, or none that is a run's
+        record, see `named_record`)."""
+        data = _record_bytes(path)
         return None if data is None else named_record(data, path)
 
     def iter_encoded(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -148,9 +151,31 @@ class RecordFiles:
         for run_id in sorted(final):
             # listed a moment ago: open it directly (a record replaced meanwhile still reads)
             path = self._layout.record_path(run_id)
-            data = read_bytes(path)
+            data = _record_bytes(path)
             if data is not None and (record := named_record(data, path)) is not None:
                 yield data, record
+
+
+def _record_bytes(path: str) -> bytes | None:
+    """The bytes of the record file at `path`, or None: none there, or no regular file (a
+    link, which could lead anywhere, or a directory), which is skipped with an
+    `UnsafeStoreWarning` and no longer counts its run complete."""
+    try:
+        return read_bytes(path)
+    except NotAFile as exc:
+        not_a_record(path, str(exc.strerror))
+        return None
+
+
+def not_a_record(path: str, what: str | os.stat_result) -> None:
+    """Warn that the record file at `path` is no regular file (`what` it is, or its
+    `lstat`), and take its `.done` marker away: the next resume runs its run again."""
+    if isinstance(what, os.stat_result):
+        mode = what.st_mode
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "no regular file"
+        what = "it is " + ("a directory" if stat.S_ISDIR(mode) else kind)
+    _unmark(path)
+    _trust.skipped(f"run record {path}", f"{what} (the next resume runs its run again)")
 
 
 def mark_done(layout: Layout, path: str, marker: str) -> None:
@@ -180,9 +205,15 @@ def _decode_record(data: bytes, path: str) -> dict[str, Any]:
         record = json.loads(data)
     except ValueError as exc:
         raise _UnreadableRecord(f"run record {path!r} is not valid JSON ({exc})") from exc
+    except RecursionError:  # nested deeper than any record: crafted
+        raise _UnreadableRecord(f"run record {path!r} is nested too deeply") from None
     if not isinstance(record, dict):
         raise _UnreadableRecord(f"run record {path!r} is not a JSON object")
-    return check_format(record, path)
+    check_format(record, path)
+    problem = shape_problem(record)
+    if problem is not None:
+        raise _UnreadableRecord(f"run record {path!r} {problem}")
+    return record
 
 
 def named_record(data: bytes, path: str) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ anything else is skipped with an `UnsafeStoreWarning`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,12 +26,12 @@ from ...contracts import JournalStore, StoreCapabilities, StoreDefaults, TableSt
 from ...errors import StoreError
 from ...locators import path_from_file_uri
 from ...record import encode_record
-from ..atomic import atomic_write
+from ..atomic import NotAFile, atomic_write, read_bytes
 from . import loading
 from .claims import ClaimFiles
 from .experiments import ExperimentFiles
 from .journal import Journal
-from .layout import Layout
+from .layout import Layout, NotOwnDirectory
 from .records import RecordFiles
 from .table import TABLE, completed_ids, current_runs, load_table
 
@@ -236,7 +237,8 @@ class FileStore(StoreDefaults):
                 "run's directory (one path component, not starting with '.')"
             )
         try:
-            os.makedirs(directory, exist_ok=True)
+            if not self._layout.own_directory(directory):
+                os.makedirs(directory, exist_ok=True)
             atomic_write(f"{directory}/{filename}", data)
         except OSError as exc:
             raise self._layout.write_failed(f"artifact {filename!r} of run {run_id}", exc) from exc
@@ -265,10 +267,21 @@ class FileStore(StoreDefaults):
     def open_log(self, run_id: str) -> IO[str]:
         """Open the run's log for appending (line buffered); earlier attempts' lines stay."""
         path = self._layout.run_file("logs", run_id, ".log")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
         try:
             if self._layout.sharded:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-            return open(path, "a", encoding="utf-8", buffering=1)
+            try:
+                fd = os.open(path, flags, 0o644)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                # a link in the log's place (which could lead anywhere) is no log of ours:
+                # it goes, and the log starts anew here
+                _trust.skipped(f"log {path}", "it is a symbolic link; a new log replaces it")
+                os.unlink(path)
+                fd = os.open(path, flags, 0o644)
+            return open(fd, "a", encoding="utf-8", buffering=1)
         except OSError as exc:
             raise self._layout.write_failed(f"the log of run {run_id}", exc) from exc
 
@@ -283,11 +296,21 @@ class FileStore(StoreDefaults):
 
     def read_log(self, run_id: str) -> str:
         """Return the run's log text, or "" when it logged nothing."""
+        data = self._run_file(run_id, "logs", ".log", "log")
+        # a line cut short (a full disk, a kill) must not hide the rest
+        return "" if data is None else data.decode("utf-8", errors="replace")
+
+    def _run_file(self, run_id: str, sub: str, suffix: str, what: str) -> bytes | None:
+        """The bytes of a run's file of `sub`, or None: none there, or none of the store's
+        (a link, a directory, a directory of the store that is a link), which is skipped with
+        an `UnsafeStoreWarning`."""
         try:
-            with open(self._layout.run_file("logs", run_id, ".log"), encoding="utf-8") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return ""
+            return read_bytes(self._layout.run_file(sub, run_id, suffix))
+        except NotAFile as exc:
+            _trust.skipped(f"{what} {exc.filename}", str(exc.strerror))
+        except NotOwnDirectory as exc:
+            _trust.skipped(f"the {what} of run {run_id}", str(exc))
+        return None
 
     # ---------------------------------------------------------------- claims
     def claim(self, run_id: str, owner: dict[str, Any]) -> bool:
@@ -332,11 +355,17 @@ class FileStore(StoreDefaults):
 
     def get_derived(self, run_id: str) -> dict[str, Any]:
         """Return the run's derived metrics document, or {}."""
-        try:
-            with open(self._layout.run_file("derived", run_id, ".json"), "rb") as fh:
-                return json.loads(fh.read())
-        except FileNotFoundError:
+        data = self._run_file(run_id, "derived", ".json", "derived metrics")
+        if data is None:
             return {}
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError):
+            document = None
+        if not isinstance(document, dict):
+            _trust.skipped(f"the derived metrics of run {run_id}", "they are no JSON object")
+            return {}
+        return document
 
 
 def _session(session: str) -> str:

@@ -37,7 +37,8 @@ from ... import _trust, arrow_arrays, runs_table
 from ..._identity import RUN_ID_LENGTH
 from ..atomic import atomic_write, read_fd, remove_if_left, temporary
 from . import journal
-from .layout import Layout
+from .layout import LINKED_DIRECTORY, Layout
+from .records import not_a_record
 from .table_rows import STORE_COLUMNS as _STORE_COLUMNS
 from .table_rows import arrow as _arrow
 from .table_rows import from_files, from_journals, identical, table_of_rows
@@ -231,6 +232,8 @@ def _directories(layout: Layout) -> dict[str, os.stat_result]:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 out[name] = st
+            elif stat.S_ISLNK(st.st_mode):
+                _trust.skipped(f"{top}/{name}", LINKED_DIRECTORY)
     return out
 
 
@@ -258,6 +261,8 @@ def _record_stats(layout: Layout, shards: list[str]) -> tuple[Any, set[tuple[int
                 if stat.S_ISREG(st.st_mode):
                     ids.append(run_id)
                     stats.append(st)
+                else:  # a link (which could lead anywhere), a directory: no record
+                    not_a_record(f"{directory}/{run_id}.json", st)
         finally:
             os.close(fd)
         if len(ids) >= _STAT_BATCH:
