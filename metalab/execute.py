@@ -226,6 +226,7 @@ def _run_claimed(
     started_at, t0 = utc_now(), time.perf_counter()
     error = None
     interrupt: BaseException | None = None
+    unclosed: Exception | None = None
     try:
         # a copy of its own: what the operation does to its params (a list appended to, say)
         # changes neither the record nor the runs after it
@@ -251,8 +252,13 @@ def _run_claimed(
     except BaseException as exc:  # noqa: BLE001 - every failure of the operation is recorded
         status, error = Status.FAILED, error_of(exc)
     finally:
-        capture.close()
+        try:
+            capture.close()
+        except Exception as exc:  # noqa: BLE001 - its log cannot be written (a full disk)
+            unclosed = exc
         runtime.cleanup()
+    if unclosed is not None and status == Status.COMPLETED:  # failed, with what it captured
+        status, error = Status.FAILED, error_of(unclosed)
     record = build_record(experiment, spec, ref, worker, status, capture, error)
     record["attempt"] = attempt
     record["started_at"], record["finished_at"] = started_at, utc_now()

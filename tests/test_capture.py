@@ -345,6 +345,44 @@ def test_log_lines_carry_timestamp_level_and_worker(store_path):
             assert line.endswith(message), line
 
 
+def test_a_log_that_cannot_be_closed_fails_the_run_keeping_what_it_captured(
+    store_path, monkeypatch
+):
+    """A full disk as the log is flushed at the run's end: the run is recorded failed with
+    that error, and with the metrics it captured and its times (it is run again on resume)."""
+    import errno
+
+    from metalab.stores.file.store import FileStore
+
+    real_open_log = FileStore.open_log
+
+    class FullDiskLog:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def write(self, text):
+            return self._fh.write(text)
+
+        def close(self):
+            self._fh.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(
+        FileStore, "open_log", lambda self, run_id: FullDiskLog(real_open_log(self, run_id))
+    )
+
+    @metalab.operation
+    def op(params, capture):
+        capture.metric("kept", 3.5)
+        capture.log("a line")
+
+    (run,) = run_op(op, store_path)
+    assert run.status == "failed"
+    assert "No space left on device" in run.error["message"]
+    assert run.metrics == {"kept": 3.5}
+    assert run.record["started_at"] and run.record["finished_at"]
+
+
 def test_log_file_lives_in_the_store(store_path):
     @metalab.operation
     def op(capture):
