@@ -73,14 +73,18 @@ class Checked:
         return self.fn(run)
 
     def __reduce__(self):
-        return (_checked, (self.fn, self.ref, self.code_hash, source.lines_of(self.fn)))
+        lines, places = source.lines_of(self.fn), source.places_of(self.fn)
+        return (_checked, (self.fn, self.ref, self.code_hash, lines, places))
 
     def __repr__(self) -> str:
         return f"<derived metric {self.ref}>"
 
 
-def _checked(fn, ref: str, code_hash: str, lines: source.SourceLines) -> Checked:
+def _checked(
+    fn, ref: str, code_hash: str, lines: source.SourceLines, places: source.Places | None = None
+) -> Checked:
     source.register(lines)
+    source.restore_places(fn, places)
     return Checked(fn, ref, code_hash)
 
 

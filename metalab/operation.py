@@ -107,7 +107,8 @@ class OperationWrapper:
         if self._importable_as_ref():
             return (import_operation, (self.ref,))
         # by value: its source lines travel too, for tracebacks where its file is not readable
-        return (_rebuild, (type(self), self.__getstate__(), source.lines_of(self.func)))
+        lines, places = source.lines_of(self.func), source.places_of(self.func)
+        return (_rebuild, (type(self), self.__getstate__(), lines, places))
 
     def _importable_as_ref(self) -> bool:
         module_name, qualname = self.ref.split(":", 1)
@@ -122,8 +123,9 @@ class OperationWrapper:
         return f"<metalab.operation {self._name!r} ({self.ref})>"
 
 
-def _rebuild(cls, state, lines=None):
+def _rebuild(cls, state, lines=None, places=None):
     source.register(lines)
+    source.restore_places(state.get("func"), places)
     obj = cls.__new__(cls)
     obj.__dict__.update(state)
     return obj

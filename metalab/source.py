@@ -57,18 +57,53 @@ def lines_of(func: Callable[..., Any]) -> SourceLines:
 
 def _codes(func: Callable[..., Any]) -> list[types.CodeType]:
     """`func`'s code, and that of the functions of its own module it names."""
+    return [function.__code__ for function in _functions(func)]
+
+
+def _functions(func: Callable[..., Any]) -> list[types.FunctionType]:
+    """`func` (unwrapped), and the functions of its own module it names."""
     func = inspect.unwrap(func)
-    code = getattr(func, "__code__", None)
-    if code is None:
+    if not isinstance(func, types.FunctionType):
         return []
-    found = [code]
-    module = getattr(func, "__module__", None)
-    namespace = getattr(func, "__globals__", {})
-    for name in code.co_names:
-        value = namespace.get(name)
+    found = [func]
+    module = func.__module__
+    for name in func.__code__.co_names:
+        value = func.__globals__.get(name)
         if isinstance(value, types.FunctionType) and value.__module__ == module:
-            found.append(value.__code__)
+            found.append(value)
     return found
+
+
+Places = dict[tuple[str, int], str]
+"""(code name, first line) -> the file name the code was compiled from."""
+
+
+def places_of(func: Callable[..., Any]) -> Places:
+    """Where the code of `func`, and of the functions of its module it names, comes from."""
+    return {(code.co_name, code.co_firstlineno): code.co_filename for code in _codes(func)}
+
+
+def restore_places(func: Callable[..., Any], places: Places | None) -> None:
+    """Give the code of `func` (shipped by value), and of the functions of its module it
+    names, the file names `places` says they were compiled from. A pickler may rename them
+    (cloudpickle 3.1.3 and later call every such file `<dynamic-code>`), which would leave
+    tracebacks without the user's file, lines and source text."""
+    for function in _functions(func) if places else ():
+        code = function.__code__
+        name = places.get((code.co_name, code.co_firstlineno))  # type: ignore[union-attr]
+        if name is not None and code.co_filename != name:
+            function.__code__ = _renamed(code, code.co_filename, name)
+
+
+def _renamed(code: types.CodeType, old: str, new: str) -> types.CodeType:
+    """`code`, and the code nested in it (inner functions, lambdas) named `old`, named `new`."""
+    consts = tuple(
+        _renamed(item, old, new)
+        if isinstance(item, types.CodeType) and item.co_filename == old
+        else item
+        for item in code.co_consts
+    )
+    return code.replace(co_filename=new, co_consts=consts)
 
 
 def register(lines: SourceLines | None) -> None:

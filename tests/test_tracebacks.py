@@ -108,6 +108,48 @@ def _fails(params):
     raise RuntimeError(f"boom {params['x']}")
 
 
+SCRIPT = textwrap.dedent(
+    """
+    import warnings
+
+    import metalab
+
+
+    def helper(x):
+        raise ValueError(f"bad x {x}")
+
+
+    @metalab.operation
+    def op(params):
+        helper(params["x"])
+
+
+    if __name__ == "__main__":
+        warnings.simplefilter("ignore", metalab.RunsFailedWarning)
+        exp = metalab.Experiment(
+            name="script", version="1", context={}, operation=op,
+            params=metalab.grid(x=[3]), seeds=metalab.seeds(base=0),
+        )
+        print(metalab.run(exp, progress=False).result()[0].error["traceback"])
+    """
+)
+
+
+def test_a_scripts_code_run_on_worker_processes_is_named_by_its_file_and_lines(tmp_path):
+    """The default executor's workers get a script's operation by value: its traceback still
+    names the script, its lines and their source text (a pickler may rename shipped code)."""
+    script = tmp_path / "sweep_script.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=240
+    )
+    assert done.returncode == 0, done.stderr
+    assert f'File "{script}", line 13, in op' in done.stdout, done.stdout
+    assert 'helper(params["x"])' in done.stdout
+    assert f'File "{script}", line 8, in helper' in done.stdout
+    assert 'raise ValueError(f"bad x {x}")' in done.stdout
+
+
 def test_a_recorded_traceback_starts_at_the_users_code(tmp_path):
     exp = metalab.Experiment(
         name="fails",
