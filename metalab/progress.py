@@ -4,6 +4,7 @@ plain text lines."""
 from __future__ import annotations
 
 import html
+import importlib.util
 import sys
 import threading
 import time
@@ -31,6 +32,8 @@ class Progress:
         interval: float = 2.0,
         use_rich: bool | None = None,
     ):
+        if title is not None and not isinstance(title, str):
+            raise ValidationError(f"Progress title must be a string or None, got {title!r}")
         self.title = title
         if isinstance(display_metrics, str):
             raise ValidationError(
@@ -38,6 +41,11 @@ class Progress:
                 f"'loss:.3f'), got the string {display_metrics!r}: write [{display_metrics!r}]"
             )
         self.metrics = [_parse_metric(spec) for spec in (display_metrics or [])]
+        if stream is not None and not callable(getattr(stream, "write", None)):
+            raise ValidationError(
+                f"Progress stream must be a text stream (with a write method: sys.stdout, a "
+                f"file opened for writing, io.StringIO()) or None, got {stream!r}"
+            )
         self.stream = stream
         if (
             isinstance(interval, bool)
@@ -48,7 +56,15 @@ class Progress:
                 f"Progress interval must be a number of seconds above 0, got {interval!r}"
             )
         self.interval = interval
+        if use_rich is not None and not isinstance(use_rich, bool):
+            raise ValidationError(
+                f"Progress use_rich must be True, False or None, got {use_rich!r}"
+            )
+        if use_rich and importlib.util.find_spec("rich") is None:
+            raise ValidationError("Progress(use_rich=True) needs rich: install metalab[rich]")
         self.use_rich = use_rich
+        self._title = title or ""
+        """What the display calls the sweep now: `title`, else the experiment id."""
         self._lock = threading.Lock()
         self._last = 0.0
         self._started = 0.0
@@ -69,8 +85,7 @@ class Progress:
         self._started = time.monotonic()
         first = handle.status
         self._done_before = first.completed + first.failed + first.cancelled
-        if self.title is None:
-            self.title = handle.experiment.experiment_id
+        self._title = self.title if self.title is not None else handle.experiment.experiment_id
         stream = self.stream or sys.stderr
         self._link = handle.dashboard_link
         if self.stream is None and self.use_rich is None and _in_notebook():
@@ -82,7 +97,7 @@ class Progress:
         else:
             self._write(
                 stream,
-                f"{self.title}: {handle.status.total} runs"
+                f"{self._title}: {handle.status.total} runs"
                 + (f", dashboard {handle.dashboard_link}" if handle.dashboard_link else "")
                 + _jobs_note(handle.scheduler_queue),
             )
@@ -125,11 +140,11 @@ class Progress:
             expand=True,
         )
         if handle.dashboard_link:
-            self._rich.console.print(f"{self.title}: dashboard {handle.dashboard_link}")
+            self._rich.console.print(f"{self._title}: dashboard {handle.dashboard_link}")
         if handle.scheduler_queue is not None:
-            self._rich.console.print(f"{self.title}{_jobs_note(handle.scheduler_queue)}")
+            self._rich.console.print(f"{self._title}{_jobs_note(handle.scheduler_queue)}")
         self._rich.start()
-        self._task = self._rich.add_task(self.title, total=handle.status.total, detail="")
+        self._task = self._rich.add_task(self._title, total=handle.status.total, detail="")
 
     def update(self, handle: Any) -> None:
         """Refresh the display (throttled; cheap to call after every task)."""
@@ -149,10 +164,10 @@ class Progress:
             if self._rich is not None:
                 self._rich.stop()
                 if self._summary:
-                    self._rich.console.print(f"{self.title}: {self._summary}")
+                    self._rich.console.print(f"{self._title}: {self._summary}")
                 self._rich = None
             elif self._summary and self._notebook is None:
-                self._write(self.stream or sys.stderr, f"{self.title}: {self._summary}")
+                self._write(self.stream or sys.stderr, f"{self._title}: {self._summary}")
 
     def redraw(self, handle: Any) -> None:
         """Show the final state again from the calling thread (a notebook cell keeps what its
@@ -212,13 +227,13 @@ class Progress:
         eta = f", eta {left * elapsed / done:.0f}s" if done > 0 and left and not final else ""
         self._write(
             stream,
-            f"{self.title}: {status.done}/{status.total} | {self._detail(status, queue)}{eta}",
+            f"{self._title}: {status.done}/{status.total} | {self._detail(status, queue)}{eta}",
         )
 
     def _frame(self, status: Any, final: bool, queue: Any = None) -> _Frame:
         """What a notebook shows: a bar and the counts, as HTML and as text."""
         detail = self._detail(status, queue)
-        text = f"{self.title}: {status.done}/{status.total} | {detail}"
+        text = f"{self._title}: {status.done}/{status.total} | {detail}"
         lines = [text]
         if self._link:
             lines.append(f"dashboard: {self._link}")
@@ -236,7 +251,7 @@ class Progress:
         )
         markup = (
             f"<div><progress value='{status.done}' max='{max(status.total, 1)}' "
-            f"style='width:12em'></progress> <b>{html.escape(str(self.title))}</b>: "
+            f"style='width:12em'></progress> <b>{html.escape(str(self._title))}</b>: "
             f"{status.done}/{status.total} | {html.escape(detail)}{link}"
             f"{summary}</div>"
         )

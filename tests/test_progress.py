@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 
@@ -14,9 +15,9 @@ def loss(params, capture):
     capture.metric("loss", params["i"] / 10)
 
 
-def _exp(n):
+def _exp(n, name="prog"):
     return metalab.Experiment(
-        name="prog",
+        name=name,
         version="1",
         context={},
         operation=loss,
@@ -175,3 +176,37 @@ def test_a_progress_interval_that_is_no_positive_number_is_named(interval):
 def test_display_metrics_as_one_string_is_named():
     with pytest.raises(metalab.ValidationError, match=r"got the string 'loss'.*\['loss'\]"):
         metalab.Progress(display_metrics="loss")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"stream": 5}, "stream must be a text stream"),
+        ({"use_rich": "yes"}, "use_rich must be True, False or None"),
+        ({"title": 5}, "title must be a string or None"),
+    ],
+)
+def test_progress_options_of_the_wrong_type_are_named_before_anything_runs(
+    tmp_path, monkeypatch, arguments, named
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(metalab.ValidationError, match=named):
+        metalab.run(_exp(1), progress=metalab.Progress(**arguments))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_use_rich_without_rich_is_named_when_the_display_is_made(monkeypatch):
+    monkeypatch.setitem(sys.modules, "rich", None)  # as if it were not installed
+    with pytest.raises(metalab.ValidationError, match=r"needs rich: install metalab\[rich\]"):
+        metalab.Progress(use_rich=True)
+
+
+def test_a_display_used_for_two_sweeps_names_each_its_experiment(tmp_path):
+    stream = io.StringIO()
+    progress = metalab.Progress(stream=stream, use_rich=False)
+    first, second = _exp(2), _exp(3, name="other")
+    metalab.run(first, tmp_path / "a", executor="inline", progress=progress).result()
+    metalab.run(second, tmp_path / "b", executor="inline", progress=progress).result()
+    lines = stream.getvalue().splitlines()
+    assert lines[-1].startswith("other:1: 3/3"), lines
+    assert progress.title is None
