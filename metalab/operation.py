@@ -158,6 +158,10 @@ def import_operation(ref: str) -> OperationWrapper:
     if not isinstance(ref, str) or ref.count(":") != 1:
         raise ValueError(f"operation reference must look like 'module:name', got {ref!r}")
     module_name, qualname = ref.split(":")
+    if not module_name or not all(qualname.split(".")):
+        raise ValueError(
+            f"operation reference must look like 'module:name' (both parts given), got {ref!r}"
+        )
     module = importlib.import_module(module_name)
     obj: Any = module
     for part in qualname.split("."):

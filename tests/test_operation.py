@@ -293,6 +293,12 @@ def test_import_operation_wraps_a_plain_function(op_module):
     assert op(params={"x": 1}) == 2
 
 
+@pytest.mark.parametrize("ref", [":estimate", "module:", "module:a..b", "module"])
+def test_import_operation_names_a_reference_without_both_parts(ref):
+    with pytest.raises(ValueError, match=r"must look like 'module:name'"):
+        metalab.import_operation(ref)
+
+
 def test_import_operation_missing_module_raises_import_error():
     with pytest.raises(ImportError):
         metalab.import_operation("metalab_no_such_module_xyz:op")

@@ -100,6 +100,10 @@ def test_runs_and_artifacts_name_the_closest_name(tmp_path):
         run.metric_series("losss")
     with pytest.raises(KeyError, match="has no artifact 'model'"):  # a KeyError too
         run.artifact("model")
+    with pytest.raises(ValidationError, match="has no artifact 3"):  # no name at all
+        run.artifact(3)
+    with pytest.raises(ValidationError, match="has no stepped metric None"):
+        run.metric_series(None)
 
 
 def test_empty_results_do_not_guess(tmp_path):
