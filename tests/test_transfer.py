@@ -340,3 +340,48 @@ def fails_while_flagged(params, capture):
     if params["x"] == 1 and os.path.exists(os.environ["METALAB_TEST_FAIL_FLAG"]):
         raise RuntimeError("flagged")
     capture.metric("x", params["x"])
+
+
+def test_sync_of_a_store_with_itself_is_refused(tmp_path):
+    """Given the same store as primary and fallback (a path and its store, say), sync copies
+    nothing onto itself and says why; the command line exits with one line."""
+    store = tmp_path / "store"
+    metalab.run(
+        metalab.Experiment(
+            name="same",
+            version="1",
+            context={},
+            operation=_same_op,
+            params=metalab.grid(x=[1, 2]),
+            seeds=metalab.seeds(base=0),
+        ),
+        store,
+        executor="inline",
+    ).result()
+    with pytest.raises(ValidationError, match="primary and fallback are the same store"):
+        FallbackStore(str(store), FileStore.open(store)).sync()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "metalab",
+            "store",
+            "sync",
+            "--primary",
+            str(store),
+            "--fallback",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"Error: primary and fallback are the same store ({FileStore.open(store).locator}): "
+        "sync copies what a fallback took into another store, its primary"
+    ]
+
+
+@metalab.operation
+def _same_op(params, capture):
+    capture.metric("x", params["x"])

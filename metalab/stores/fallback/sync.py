@@ -16,6 +16,11 @@ def sync(fallback: Store, primary: Store, experiment_id: str | None) -> Transfer
     kept when they are the same or newer. ValidationError when the fallback holds no such
     experiment."""
     report = TransferReport(to_locator(fallback), to_locator(primary))
+    if report.source == report.destination:
+        raise ValidationError(
+            f"primary and fallback are the same store ({report.source}): sync copies what "
+            "a fallback took into another store, its primary"
+        )
     manifests = [m for m in fallback.manifests() if matches(m.get("experiment_id"), experiment_id)]
     if experiment_id is not None and not manifests:
         held = sorted({str(m.get("experiment_id")) for m in fallback.manifests()})
