@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,14 @@ def test_ctrl_c_on_the_inline_executor(tmp_path):
     process = _start(tmp_path, "inline")
     out, err = _ctrl_c_after(process, tmp_path / "exec.log", started=4)
     _check_interrupted(tmp_path, process, out, err)
+    # the run Ctrl-C stopped is recorded interrupted, and the line counts it so
+    statuses = metalab.load_results(tmp_path / "store").summary()["by_status"]
+    assert statuses.get("interrupted") == 1, statuses
+    found = re.search(r"(\d+) run\(s\) recorded .*?, (\d+) cancelled, (\d+) not run", err)
+    assert found, err
+    recorded, cancelled, not_run = map(int, found.groups())
+    assert cancelled == statuses["interrupted"] + statuses.get("cancelled", 0)
+    assert recorded + cancelled == sum(statuses.values()) and recorded + cancelled + not_run == 40
     _resume(tmp_path, "inline")
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from ..contracts import ExecutorBase, Sink
 from ..execute import iter_run_indices
+from ..outcome import Outcome
+from ..recording import same_session
 from ..sweep import Sweep
 
 
@@ -22,11 +24,19 @@ class InlineExecutor(ExecutorBase):
         self._cancelled = False
 
     def execute(self, sweep: Sweep, indices: Sequence[int], sink: Sink) -> None:
-        """Run `indices` one by one."""
-        for outcome in iter_run_indices(sweep.ref, indices):
-            sink.outcomes([outcome])
-            if self._cancelled:
-                return
+        """Run `indices` one by one. On Ctrl-C, the run it stopped is reported as its record
+        says (`interrupted`), before the interrupt goes on."""
+        reported = 0
+        try:
+            for outcome in iter_run_indices(sweep.ref, indices):
+                sink.outcomes([outcome])
+                reported += 1
+                if self._cancelled:
+                    return
+        except KeyboardInterrupt:
+            if reported < len(indices):
+                _report_stopped(sweep, indices[reported], sink)
+            raise
 
     def cancel(self, session: str | None = None) -> None:
         """Stop before the next run (there is one sweep at a time: `session` is not needed)."""
@@ -34,3 +44,14 @@ class InlineExecutor(ExecutorBase):
 
     def __repr__(self) -> str:
         return "InlineExecutor()"
+
+
+def _report_stopped(sweep: Sweep, index: int, sink: Sink) -> None:
+    """Report run `index` from the record this sweep wrote of it when Ctrl-C stopped it."""
+    run_id = sweep.run_ids[index]
+    try:
+        record = sweep.store.get_record(run_id)
+    except Exception:  # noqa: BLE001 - the interrupt goes on whatever the store says
+        return
+    if record is not None and same_session(record, sweep.session):
+        sink.outcomes([Outcome(index, run_id, record["status"], record)])
