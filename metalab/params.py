@@ -93,6 +93,8 @@ def _axis_values(name: str, values: Any) -> list:
         elif type(values).__module__ == "numpy" and getattr(values, "ndim", None):
             given = f"a {values.ndim}-D array of shape {values.shape}"
             advice = "a grid axis is one-dimensional: give a 1-D array or a list"
+        elif hasattr(values, "__next__"):  # a generator or iterator: read once, no length
+            advice = f"make a list of it: {name}=list(...)"
         else:
             advice = f"wrap a single value in a list: {name}=[{values!r}]"
         raise ValidationError(
@@ -254,6 +256,8 @@ class _Bounded(Distribution):
         self.high = _finite_number(high, f"{self.kind} high")
         if self.integer and not all(float(b).is_integer() for b in (self.low, self.high)):
             raise ValidationError(f"{self.kind} bounds must be integers, got {low!r}, {high!r}")
+        if self.integer:  # 2.0 is taken as 2: the same distribution, described the same
+            self.low, self.high = int(self.low), int(self.high)
 
     def _check(self, name: str) -> None:
         spec = f"random parameter {name!r}: {self.kind}(low={self.low!r}, high={self.high!r})"

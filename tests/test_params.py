@@ -318,9 +318,19 @@ def test_loguniform_samples_are_spread_in_log_space():
         ({2, 1}, r"a set has no order: give a list, for example a=sorted\(\{1, 2\}\)"),
         (np.zeros((2, 2)), r"got a 2-D array of shape \(2, 2\); a grid axis is one-dimensional"),
         ({"x": 1}, r"\(dict\); give a list of the values the axis takes"),
+        ((x for x in [1, 2]), r"\(generator\); make a list of it: a=list\(\.\.\.\)"),
+        (iter([1, 2]), r"make a list of it: a=list\(\.\.\.\)"),
     ],
 )
 def test_a_grid_axis_that_is_not_a_list_gets_advice_that_fits_it(values, advice):
     with pytest.raises(metalab.ValidationError, match=r"grid parameter 'a' must be a list") as e:
         metalab.grid(a=values)
     assert re.search(advice, str(e.value)), str(e.value)
+
+
+def test_integer_bounds_given_as_floats_are_the_same_distribution():
+    given, plain = metalab.randint(2.0, 4.0), metalab.randint(2, 4)
+    assert repr(given) == repr(plain) and given.to_manifest() == plain.to_manifest()
+    assert (
+        metalab.loguniform_int(1.0, 8).to_manifest() == metalab.loguniform_int(1, 8).to_manifest()
+    )
