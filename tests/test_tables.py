@@ -84,3 +84,34 @@ def test_a_group_without_completed_runs_has_no_mean(tmp_path):
     out = io.StringIO()
     results.display(group_by="level", file=out)
     assert "nan" not in out.getvalue().lower()
+
+
+@metalab.operation
+def _named_like_columns(params, capture):
+    capture.log_metrics({"status": params["x"] * 2, "x": params["x"] + 1, "replicate": 7})
+
+
+def test_table_names_each_column_once_when_names_collide(tmp_path):
+    """A metric named like a parameter or a column of the table, and a parameter named like a
+    column, are shown with their kind, so that every header names one column."""
+    exp = metalab.Experiment(
+        name="collide",
+        version="1",
+        context={},
+        operation=_named_like_columns,
+        params=metalab.grid(x=[1, 2], status=["a"]),
+        seeds=metalab.seeds(base=0),
+    )
+    text = metalab.run(exp, tmp_path, executor="inline").result().table()
+    header = text.splitlines()[0].split()
+    assert len(header) == len(set(header)), header
+    assert header == [
+        "#",
+        "replicate",
+        "x",
+        "param_status",
+        "metric_status",
+        "metric_x",
+        "metric_replicate",
+        "status",
+    ]

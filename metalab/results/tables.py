@@ -43,7 +43,12 @@ def rows_of(
 ) -> tuple[list[str], list[list[str]]]:
     """The header and cells of the runs table: index, replicate, params, metrics, status and,
     when a run did not complete, its error."""
-    header = ["#", "replicate", *params, *metrics, "status"]
+    fixed = {"#", "replicate", "status", error_column(params, metrics)}
+    # every column named once: a param or metric named like another column gets its kind
+    shown_params = [f"param_{p}" if p in fixed else p for p in params]
+    taken = fixed | set(shown_params)
+    shown_metrics = [f"metric_{m}" if m in taken else m for m in metrics]
+    header = ["#", "replicate", *shown_params, *shown_metrics, "status"]
     with_errors = any(errors)
     if with_errors:
         header.append(error_column(params, metrics))
