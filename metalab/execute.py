@@ -41,15 +41,13 @@ _experiments: dict[tuple[str, str], Any] = {}
 
 
 def open_store(store: Any) -> Any:
-    """Return the store for a locator, opened once per process (the last 16 are kept: a
-    store holds a descriptor or a connection, and a kept worker may serve many stores)."""
+    """Return the store for a locator, opened once per process."""
     if not isinstance(store, str):
         return store
     with _lock:
         cached = _stores.get(store)
         if cached is None:
-            cached = registry.open_store(store, create=False)
-            _remember(_stores, store, cached)
+            cached = _stores[store] = registry.open_store(store, create=False)
         return cached
 
 

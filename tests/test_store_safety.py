@@ -377,7 +377,7 @@ def test_a_kill_between_a_completed_record_and_its_marker_is_repaired_on_resume(
         from metalab.stores.file import records
         from sweeps import sleep_experiment
 
-        def killed(layout, path, marker):
+        def killed(path, marker):
             os._exit(9)  # the record is written, its marker not yet
 
         records.mark_done = killed

@@ -93,9 +93,17 @@ def without_leftovers(directory: str, names: list[str], now: float) -> list[str]
     return [name for name in names if name not in left] if left else names
 
 
-def create_exclusive(path: str) -> int:
-    """Create the file `path` to read and write; `FileExistsError` if it exists."""
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+def create_exclusive(path: str, *, make_dir: bool = True) -> int:
+    """Create the file `path` to read and write; `FileExistsError` if it exists. With
+    `make_dir`, its directory (a shard not written to yet) is made if it is missing."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        if not make_dir:
+            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o644)
 
 
 def write_fd(fd: int, data: bytes) -> None:
@@ -128,7 +136,7 @@ def create_once(written: str, path: str, data: bytes) -> bool:
     if linked is not None:
         return linked
     try:
-        fd = create_exclusive(path)
+        fd = create_exclusive(path, make_dir=False)
     except FileExistsError:
         return False
     try:

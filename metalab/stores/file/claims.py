@@ -29,7 +29,7 @@ from ... import _trust
 from ...claims import heartbeat, is_alive
 from ...errors import StoreError
 from ...record import encode_record
-from ..atomic import remove_if_left, write_fd
+from ..atomic import create_exclusive, remove_if_left, write_fd
 from .layout import Layout
 
 Held = tuple[float, bytes, int | None, int | None]
@@ -102,7 +102,7 @@ class ClaimFiles:
         """
         content = self._owner_bytes(owner)
         try:
-            fd = self._layout.anchor.create(path)
+            fd = create_exclusive(path)
         except FileExistsError:
             return False
         except OSError as exc:
@@ -208,13 +208,12 @@ class ClaimFiles:
             return None
         try:
             try:
-                # the record appears whole, and the claim is gone (a shard of runs/ not
-                # written to yet is made)
-                self._layout.anchor.rename(claim, path)
+                os.rename(claim, path)  # the record appears whole, and the claim is gone
             except FileNotFoundError:
                 if not os.path.exists(claim):
                     return None  # our claim went (removed by hand?): write the record anew
-                raise
+                os.makedirs(os.path.dirname(path), exist_ok=True)  # a shard not written to yet
+                os.rename(claim, path)
         except OSError as exc:
             if exc.errno == errno.EXDEV:  # claims/ on another filesystem than runs/
                 return None

@@ -41,7 +41,6 @@ from ... import _trust
 from ...errors import StoreError, StoreFormatError
 from ...record import encode_record
 from ..atomic import atomic_write, link_exclusive, temporary, without_leftovers
-from .anchor import Anchor
 
 STORE_FORMAT = "metalab.filestore"
 STORE_VERSION = 2
@@ -82,8 +81,6 @@ class Layout:
         # claim, record and marker are each asked for two or three times in a row
         self._last: tuple[str | None, tuple[str, str, str]] = (None, ("", "", ""))
         self._own: set[tuple[str, str]] = set()  # (sub, shard) found directories of the store
-        self.anchor = Anchor(self.top)
-        """The per-run file operations, made relative to the store's directory."""
 
     @property
     def version(self) -> int:

@@ -98,7 +98,7 @@ class RecordFiles:
         if record is None or record.get("status") != "completed":
             self._not_completed[run_id] = seen
             return False
-        mark_done(self._layout, path, self._layout.done_path(run_id))
+        mark_done(path, self._layout.done_path(run_id))
         return True
 
     # ---------------------------------------------------------------- writing
@@ -111,7 +111,7 @@ class RecordFiles:
         try:
             if record["status"] == "completed":
                 st = self._write(run_id, data, path)
-                mark_done(self._layout, path, marker)
+                mark_done(path, marker)
             else:
                 try:
                     os.unlink(marker)
@@ -135,7 +135,7 @@ class RecordFiles:
     def get(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None."""
         path = self._layout.record_path(run_id)
-        if not self._layout.anchor.exists(path):  # no exception for runs never recorded
+        if not os.access(path, os.F_OK):  # no exception raised for runs never recorded
             return None
         return self.read(path)
 
@@ -178,10 +178,10 @@ def not_a_record(path: str, what: str | os.stat_result) -> None:
     _trust.skipped(f"run record {path}", f"{what} (the next resume runs its run again)")
 
 
-def mark_done(layout: Layout, path: str, marker: str) -> None:
+def mark_done(path: str, marker: str) -> None:
     """Make the `.done` marker of the completed record at `path`."""
     try:
-        layout.anchor.link(path, marker)  # one call, no file to open; its content is unused
+        os.link(path, marker)  # one call, no file to open; the marker's content is unused
     except FileExistsError:
         pass
     except OSError:  # a filesystem without hard links, or a store this user cannot write

@@ -169,7 +169,6 @@ class FileStore(StoreDefaults):
         of a task calls it; see `metalab.stores.file.journal`). Best effort and idempotent:
         a journal that cannot be written costs loads time, never a record."""
         self._journal.flush()
-        self._layout.anchor.recheck()  # the next task finds the store's directory anew
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None; `StoreFormatError` for a record of a
