@@ -80,7 +80,7 @@ class Layout:
         # the record, `.done` and claim paths of the run whose paths were made last: a run's
         # claim, record and marker are each asked for two or three times in a row
         self._last: tuple[str | None, tuple[str, str, str]] = (None, ("", "", ""))
-        self._own: set[tuple[str, str]] = set()  # (sub, shard) found directories of the store
+        self._foreign: set[Any] | None = None  # see `_find_foreign`
 
     @property
     def version(self) -> int:
@@ -97,22 +97,41 @@ class Layout:
         if run_id is not self._checked:  # a run's paths are made several times in a row
             _trust.check_run_id(run_id)
             self._checked = run_id
-        shard = run_id[:2] if self.sharded else ""
-        if (sub, shard) not in self._own:
-            self._check_own(sub, shard)
+        foreign = self._foreign
+        if foreign is None:
+            foreign = self._find_foreign()
+        if foreign and (sub in foreign or (sub, run_id[:2]) in foreign):
+            path = f"{self.top}/{sub}" + (f"/{run_id[:2]}" if (sub, run_id[:2]) in foreign else "")
+            self.own_directory(path)  # raises, naming it
         if self.sharded:
-            return f"{self.top}/{sub}/{shard}"
+            return f"{self.top}/{sub}/{run_id[:2]}"
         return f"{self.top}/{sub}"
 
-    def _check_own(self, sub: str, shard: str) -> None:
-        """Check once per store object that `sub` and its `shard` (where they exist) are
-        directories of the store: a link there could send reads and writes anywhere."""
-        own = True
-        for path in (f"{self.top}/{sub}", f"{self.top}/{sub}/{shard}" if shard else ""):
-            if path and not self.own_directory(path):
-                own = False  # missing: made when first written to, checked again then
-        if own:
-            self._own.add((sub, shard))
+    def _find_foreign(self) -> set[Any]:
+        """The directories of per-run files that are no directories of the store (links,
+        which could send reads and writes anywhere): `sub`, or `(sub, shard)`. Found from one
+        listing of each, once per task (see `recheck`): the shards metalab makes meanwhile
+        are its own."""
+        foreign: set[Any] = set()
+        for sub in ("runs", "claims", "logs", "derived", "artifacts"):
+            try:
+                st = os.lstat(f"{self.top}/{sub}")
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                foreign.add(sub)
+            elif self.sharded:
+                with os.scandir(f"{self.top}/{sub}") as entries:
+                    for entry in entries:
+                        if self.is_shard(entry.name) and not entry.is_dir(follow_symlinks=False):
+                            foreign.add((sub, entry.name))
+        self._foreign = foreign
+        return foreign
+
+    def recheck(self) -> None:
+        """Look for foreign directories again at the next per-run path (the store calls
+        this at the end of every task: a worker keeps its store object from sweep to sweep)."""
+        self._foreign = None
 
     def own_directory(self, path: str) -> bool:
         """Whether `path` is a directory (True) or missing (False); a `StoreError` for a

@@ -169,6 +169,7 @@ class FileStore(StoreDefaults):
         of a task calls it; see `metalab.stores.file.journal`). Best effort and idempotent:
         a journal that cannot be written costs loads time, never a record."""
         self._journal.flush()
+        self._layout.recheck()
 
     def get_record(self, run_id: str) -> dict[str, Any] | None:
         """Return the record of `run_id`, or None; `StoreFormatError` for a record of a
