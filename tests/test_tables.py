@@ -88,7 +88,7 @@ def test_a_group_without_completed_runs_has_no_mean(tmp_path):
 
 @metalab.operation
 def _named_like_columns(params, capture):
-    capture.log_metrics({"status": params["x"] * 2, "x": params["x"] + 1, "replicate": 7})
+    capture.log_metrics({"status": 2, "x": 3, "replicate": 7, "metric_status": 9, "metric_x": 4})
 
 
 def test_table_names_each_column_once_when_names_collide(tmp_path):
@@ -113,5 +113,7 @@ def test_table_names_each_column_once_when_names_collide(tmp_path):
         "metric_status",
         "metric_x",
         "metric_replicate",
+        "metric_metric_status",
+        "metric_metric_x",
         "status",
     ]

@@ -43,11 +43,11 @@ def rows_of(
 ) -> tuple[list[str], list[list[str]]]:
     """The header and cells of the runs table: index, replicate, params, metrics, status and,
     when a run did not complete, its error."""
-    fixed = {"#", "replicate", "status", error_column(params, metrics)}
     # every column named once: a param or metric named like another column gets its kind
-    shown_params = [f"param_{p}" if p in fixed else p for p in params]
-    taken = fixed | set(shown_params)
-    shown_metrics = [f"metric_{m}" if m in taken else m for m in metrics]
+    # (and a number after it, where even that is taken)
+    taken = {"#", "replicate", "status", error_column(params, metrics)}
+    shown_params = [_unique(p, "param_", taken) for p in params]
+    shown_metrics = [_unique(m, "metric_", taken) for m in metrics]
     header = ["#", "replicate", *shown_params, *shown_metrics, "status"]
     with_errors = any(errors)
     if with_errors:
@@ -65,6 +65,17 @@ def rows_of(
             row.append(error)
         rows.append(row)
     return header, rows
+
+
+def _unique(name: str, kind: str, taken: set[str]) -> str:
+    """`name` as a header, or `<kind><name>` when it is taken, numbered where that is taken
+    too; noted in `taken`."""
+    shown = name if name not in taken else f"{kind}{name}"
+    number = 2
+    while shown in taken:
+        shown, number = f"{kind}{name}_{number}", number + 1
+    taken.add(shown)
+    return shown
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
