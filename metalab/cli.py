@@ -241,15 +241,23 @@ def _export_table(source: str, destination: str, experiment: str | None) -> None
     """Write the runs table of `source` to the Parquet file `destination` (atomically)."""
     import os
 
-    try:
-        table = load_results(_open(source), experiment).to_arrow()
-        pq = require("pyarrow.parquet", "pandas", "metalab store export --format parquet")
-    except MetalabError as exc:
-        raise click.ClickException(str(exc)) from exc
     if not destination.endswith(".parquet"):
         raise click.ClickException(
             f"--to {destination!r}: with --format parquet, name a .parquet file to write"
         )
+    try:
+        opened = _open(source)
+        table = load_results(opened, experiment).to_arrow()
+        pq = require("pyarrow.parquet", "pandas", "metalab store export --format parquet")
+    except MetalabError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if experiment is not None and table.num_rows == 0:
+        held = sorted({str(m["experiment_id"]) for m in opened.manifests()})
+        if not any(experiment in (e, e.partition(":")[0]) for e in held):
+            raise click.ClickException(
+                f"{_public(opened)} holds no experiment {experiment!r}; it holds: "
+                f"{', '.join(held) or 'nothing'} (nothing was written)"
+            )
     tmp = f"{destination}.{os.getpid()}.tmp"
     try:
         pq.write_table(table, tmp, compression="zstd")

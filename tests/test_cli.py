@@ -137,6 +137,17 @@ def test_store_export_writes_the_runs_table_as_parquet(store, tmp_path):
         "parquet",
     )
     assert bad.returncode == 1 and "name a .parquet file" in bad.stderr
+    before = only.read_bytes()
+    unknown = metalab_cmd(
+        "store", "export", "--from", str(store), "--to", str(only), "-e", "betta",
+        "--format", "parquet",
+    )  # fmt: skip
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines() == [
+        f"Error: {store.as_uri()} holds no experiment 'betta'; it holds: alpha:1, beta:1 "
+        "(nothing was written)"
+    ]
+    assert only.read_bytes() == before  # the earlier export is left as it was
 
 
 def test_parquet_export_without_pyarrow_names_the_extra(store, tmp_path):
