@@ -321,6 +321,24 @@ def fields_of(table: Any, kind: str) -> list[Any]:
     ]
 
 
+def in_order_of_appearance(table: Any) -> Any:
+    """`table` with its parameter and metric columns in the order the runs, in row order,
+    first have them (how a table built from the records in order names them); a table put
+    together from parts (shards, journals) otherwise orders them by part."""
+    pc = require("pyarrow.compute", "pandas", "the columnar table of runs")
+    kinds = set(_KINDS.values())
+    firsts = {}
+    for position, field in enumerate(table.schema):
+        if (field.metadata or {}).get(KIND) in kinds:
+            first = pc.index(pc.is_valid(table.column(position)), True).as_py()
+            firsts[field.name] = (first if first >= 0 else table.num_rows, position)
+    ordered = sorted(firsts, key=firsts.__getitem__)
+    if ordered == [name for name in table.schema.names if name in firsts]:
+        return table
+    slots = iter(ordered)
+    return table.select([next(slots) if name in firsts else name for name in table.schema.names])
+
+
 def names(table: Any, kind: str) -> list[str]:
     """The names of the parameters or metrics (`kind`) some run of `table` has."""
     return [field.metadata[NAME].decode() for field in fields_of(table, kind)]

@@ -462,3 +462,34 @@ def test_a_load_right_after_a_sweep_writes_no_table_until_its_directories_settle
     loaded = metalab.load_results(path)
     assert (path / TABLE).is_file()
     assert_same_results(loaded, from_records(path))
+
+
+@metalab.operation
+def _one_metric_per_case(params, capture):
+    capture.metric(f"m_{params['opt']}", float(params["i"]))
+
+
+@pytest.mark.parametrize("executor", ["inline", None])
+def test_columns_are_in_the_order_the_runs_first_have_them(tmp_path, executor):
+    """Records are spread over shards and journals by run id: the table's parameter and
+    metric columns still come in the order the runs, by index, first have them, load after
+    load (as a table made from the records in order, a PostgreSQL store's, names them)."""
+    exp = metalab.Experiment(
+        name="order",
+        version="1",
+        context={},
+        operation=_one_metric_per_case,
+        params=metalab.manual([{"opt": o, "i": i} for i, o in enumerate("abcdefgh")]
+                              + [{"opt": "a", "i": 8, "extra": 1}]),
+        seeds=metalab.seeds(base=0),
+    )  # fmt: skip
+    expected = [f"m_{o}" for o in "abcdefgh"]
+    frame = metalab.run(exp, tmp_path, executor=executor).result().to_dataframe()
+    assert [c for c in frame.columns if c.startswith("m_")] == expected
+    assert [c for c in frame.columns if c.startswith("param_")] == [
+        "param_opt", "param_i", "param_extra"
+    ]  # fmt: skip
+    for _ in range(2):  # from the journals, then from the table file
+        loaded = metalab.load_results(tmp_path)
+        assert [c for c in loaded.to_dataframe().columns if c.startswith("m_")] == expected
+        assert loaded.table().splitlines()[0].split()[5:13] == expected

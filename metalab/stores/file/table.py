@@ -69,7 +69,8 @@ def load_table(layout: Layout, experiment: str | None = None, *, write: bool = F
     pa, pc = _arrow()
     cached, noted = _cached(layout)
     if cached is not None and _as_noted(_directories(layout), noted):
-        return _of_experiment(pc, runs_table.without_store_columns(cached), experiment)
+        found = _of_experiment(pc, runs_table.without_store_columns(cached), experiment)
+        return runs_table.in_order_of_appearance(found)
     # the table is to be made again: the filesystem's clock first, then the directories
     # (stat'ed again), so that a directory noted now changed well before it was listed
     clock = _filesystem_now(layout)
@@ -97,6 +98,7 @@ def load_table(layout: Layout, experiment: str | None = None, *, write: bool = F
         table = table.sort_by(
             [("experiment_id", "ascending"), ("index", "ascending"), ("run_id", "ascending")]
         )
+        table = runs_table.in_order_of_appearance(table)
         settled_now = _settled_now(directories, clock)
         # a table that notes no directory saves the next load little over the journals,
         # unless many records had to be read from their files (right after a sweep, every
@@ -107,6 +109,8 @@ def load_table(layout: Layout, experiment: str | None = None, *, write: bool = F
         else:
             _remove_leftovers(layout)
     table = _of_experiment(pc, runs_table.without_store_columns(table), experiment)
+    if experiment is not None:  # its own runs may name their columns in another order
+        table = runs_table.in_order_of_appearance(table)
     # what the rebuild allocated and freed goes back to the system, not to Arrow's pool
     pa.default_memory_pool().release_unused()
     return table
