@@ -148,6 +148,35 @@ def test_display_groups_mean_and_std(results):
         results.display(group_by=["loss"])
 
 
+@metalab.operation
+def _sized(params, capture):
+    capture.metric("score", float(sum(params["layers"])))
+
+
+def test_groups_of_list_valued_parameters_and_of_no_runs(tmp_path):
+    exp = metalab.Experiment(
+        name="layers",
+        version="1",
+        context={},
+        operation=_sized,
+        params=metalab.grid(layers=[[64, 64], [128], [32, 32, 32]], act=["relu", None]),
+        seeds=metalab.seeds(base=0, replicates=2),
+    )
+    results = metalab.run(exp, tmp_path, executor="inline").result()
+    table = results.grouped("layers")
+    assert list(table.index) == ["[128]", "[32, 32, 32]", "[64, 64]"]
+    assert table.loc["[64, 64]", ("score", "mean")] == 128.0
+    assert table.loc["[64, 64]", ("runs", "completed")] == 4
+    assert len(results.grouped(["act", "layers"])) == 6
+    out = io.StringIO()
+    results.display(group_by="layers", file=out)
+    assert "[32, 32, 32]" in out.getvalue()
+    with pytest.raises(ValidationError, match=r"group_by must be a parameter name.*got \[\]"):
+        results.grouped([])
+    empty = results.filter(act="tanh").grouped("layers")
+    assert len(empty) == 0 and list(empty.index.names) == ["layers"]
+
+
 def test_display_without_rich(results, monkeypatch):
     import builtins
 

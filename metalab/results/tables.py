@@ -117,15 +117,26 @@ def grouped(
     """Mean and std of each numeric metric of the completed runs per group of parameter
     values, with the runs per group: `("runs", "completed")`, and one count per other status
     present (`("runs", "failed")`, ...)."""
+    if not keys or not all(isinstance(k, str) for k in keys):
+        raise ValidationError(
+            f"group_by must be a parameter name or a list of them, got {keys!r}; "
+            f"parameters: {params}"
+        )
+    import pandas as pd
+
+    names = [k.removeprefix("param_") for k in keys]
+    if len(frame) == 0:  # no runs, so no parameters either: no groups
+        index = pd.MultiIndex.from_arrays([[] for _ in names], names=names)
+        return pd.DataFrame(index=index)
     unknown = [k for k in keys if k.removeprefix("param_") not in params]
     if unknown:
         hint = closest(unknown[0].removeprefix("param_"), params)
         raise ValidationError(
             f"group_by names {unknown!r} that are not parameters{hint}; parameters: {params}"
         )
-    import pandas as pd
-
-    columns = [f"param_{k.removeprefix('param_')}" for k in keys]
+    columns = [f"param_{name}" for name in names]
+    # values that are lists or dicts (layer sizes, say) group by their JSON text
+    frame = frame.assign(**{c: _hashable(frame[c]) for c in columns})
     status = pd.Series(statuses, index=frame.index, name="status")
     counts = frame.groupby([*(frame[c] for c in columns), status], dropna=False).size()
     counts = counts.unstack("status")
@@ -138,8 +149,17 @@ def grouped(
         stats = completed.groupby(columns, dropna=False)[numeric].agg(["mean", "std"])
         # a group without a completed run has no mean: NaN, shown blank
         table = stats.join(counts, how="outer")
-    table.index.names = [c.removeprefix("param_") for c in columns]
+    table.index.names = names
     return table
+
+
+def _hashable(column: Any) -> Any:
+    """`column` with each list or dict value as its JSON text (sorted keys), which groups."""
+    if column.dtype != object or not column.map(lambda v: isinstance(v, (list, dict))).any():
+        return column
+    import json
+
+    return column.map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v)
 
 
 def _status_order(present: Any) -> list[str]:
