@@ -692,3 +692,11 @@ def test_negative_positions_count_from_the_end_after_other_reads(tmp_path):
     adam = metalab.load_results(store, "fit").filter(optimizer="adam")
     assert adam[0].params["optimizer"] == "adam"
     assert adam[-1].run_id == list(adam)[-1].run_id
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_selecting_a_metric_equal_to_nan_or_infinity_says_why_it_cannot(results, value):
+    with pytest.raises(ValidationError, match=r"equals no metric value, so it selects nothing"):
+        results.where(accuracy=value)
+    with pytest.raises(ValidationError, match=r"equals no parameter value"):
+        results.filter(learning_rate=value)

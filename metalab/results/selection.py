@@ -61,12 +61,24 @@ def value_test(key: str, value: Any, kind: str) -> tuple[str, Callable[[Any], bo
     if op == "in" or (op == "eq" and isinstance(value, (list, tuple, set))):
         if not isinstance(value, (list, tuple, set)):
             raise ValidationError(f"{key}={value!r}: __in needs a list of values")
-        options = [normalize(v, f"{kind} {name!r}") for v in value]
+        options = [_wanted(key, v, kind, name) for v in value]
         return name, lambda found: any(same(found, v) for v in options)
-    wanted = normalize(value, f"{kind} {name!r}")
+    wanted = _wanted(key, value, kind, name)
     if op == "ne":
         return name, lambda found: not same(found, wanted)
     return name, lambda found: same(found, wanted)
+
+
+def _wanted(key: str, value: Any, kind: str, name: str) -> Any:
+    """`value` as the runs' values of `name` are compared with it; a `ValidationError` for a
+    NaN or an infinity, which equals no value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(
+            f"{key}={value!r}: a NaN or infinite value equals no {kind} value, so it "
+            f"selects nothing; compare instead ({name}__gt=..., {name}__lt=...), or select "
+            f"with a function: where(lambda run: math.isnan(run.metrics.get({name!r}, 0)))"
+        )
+    return normalize(value, f"{kind} {name!r}")
 
 
 def column_mask(values: list[Any], test: Callable[[Any], bool]) -> list[bool]:
