@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import metalab
@@ -60,6 +62,18 @@ def indexed_experiment(op, n: int, name: str, **kwargs) -> metalab.Experiment:
         params=metalab.grid(i=list(range(n))),
         seeds=metalab.seeds(base=0),
         **kwargs,
+    )
+
+
+def metalab_cmd(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """Run the `metalab` command line with `args` in a fresh Python."""
+    return subprocess.run(
+        [sys.executable, "-m", "metalab", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
     )
 
 

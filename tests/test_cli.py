@@ -7,20 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from sweeps import draw_experiment
+from sweeps import draw_experiment, metalab_cmd
 
 import metalab
-
-
-def metalab_cmd(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "metalab", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
+from sweeps import indexed_experiment, metalab_cmd
 
 import metalab
 from metalab.errors import UnsafeStoreWarning
@@ -25,14 +25,7 @@ def crafted_op(params, capture):
 
 
 def make_exp(n=4):
-    return metalab.Experiment(
-        name="crafted",
-        version="1",
-        context={},
-        operation=crafted_op,
-        params=metalab.grid(i=list(range(n))),
-        seeds=metalab.seeds(base=0),
-    )
+    return indexed_experiment(crafted_op, n, "crafted")
 
 
 def sweep(store, n=4):
@@ -107,21 +100,7 @@ def test_links_inside_a_store_lead_no_read_or_write_outside_it(tmp_path):
         logs = {run.params["i"]: run.log for run in metalab.load_results(store)}
     assert logs[0] == "" and "PRIVATE" not in "".join(logs.values())
     exported = tmp_path / "exported"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "metalab",
-            "store",
-            "export",
-            "--from",
-            str(store),
-            "--to",
-            str(exported),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = metalab_cmd("store", "export", "--from", str(store), "--to", str(exported))
     assert done.returncode == 0, done.stderr
     assert not any(b"PRIVATE" in data for data in files_under(exported).values())
     # the resume runs run 1 again: its artifact goes nowhere outside, the run fails saying why
@@ -181,9 +160,7 @@ def test_a_record_of_the_wrong_shape_is_skipped_and_run_again(tmp_path, damage):
     with pytest.warns(UnsafeStoreWarning):  # the resume's own look at the store
         again = metalab.run(make_exp(), store=store, executor="inline").result()
     assert sorted(run.params["i"] for run in again) == [0, 1, 2, 3]
-    status = subprocess.run(
-        [sys.executable, "-m", "metalab", "status", str(store)], capture_output=True, text=True
-    )
+    status = metalab_cmd("status", str(store))
     assert status.returncode == 0, status.stderr
 
 
@@ -235,19 +212,5 @@ def test_a_log_cut_inside_a_character_reads_and_exports(tmp_path):
     logs = {run.params["i"]: run.log for run in metalab.load_results(store)}
     assert logs[0].startswith(log.read_text(errors="replace")[:10])
     assert logs[0].endswith("\ufffd")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "metalab",
-            "store",
-            "export",
-            "--from",
-            str(store),
-            "--to",
-            str(tmp_path / "copy"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = metalab_cmd("store", "export", "--from", str(store), "--to", str(tmp_path / "copy"))
     assert done.returncode == 0, done.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sweeps import checked_result
+from sweeps import checked_result, indexed_experiment, metalab_cmd
 
 import metalab
 from metalab.errors import StoreUnavailableError, ValidationError
@@ -346,35 +346,12 @@ def test_sync_of_a_store_with_itself_is_refused(tmp_path):
     """Given the same store as primary and fallback (a path and its store, say), sync copies
     nothing onto itself and says why; the command line exits with one line."""
     store = tmp_path / "store"
-    metalab.run(
-        metalab.Experiment(
-            name="same",
-            version="1",
-            context={},
-            operation=_same_op,
-            params=metalab.grid(x=[1, 2]),
-            seeds=metalab.seeds(base=0),
-        ),
-        store,
-        executor="inline",
-    ).result()
+    metalab.run(indexed_experiment(_same_op, 2, "same"), store, executor="inline").result()
     with pytest.raises(ValidationError, match="primary and fallback are the same store"):
         FallbackStore(str(store), FileStore.open(store)).sync()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "metalab",
-            "store",
-            "sync",
-            "--primary",
-            str(store),
-            "--fallback",
-            str(store),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = metalab_cmd(
+        "store", "sync", "--primary", str(store), "--fallback", str(store)
+    )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"Error: primary and fallback are the same store ({FileStore.open(store).locator}): "
@@ -384,4 +361,4 @@ def test_sync_of_a_store_with_itself_is_refused(tmp_path):
 
 @metalab.operation
 def _same_op(params, capture):
-    capture.metric("x", params["x"])
+    capture.metric("i", params["i"])
