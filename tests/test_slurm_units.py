@@ -246,12 +246,23 @@ def test_extra_directives_as_lines_or_a_dict():
 
 
 @pytest.mark.parametrize(
-    "directives", [["constraint=v100"], ["--array=0-3"], ["-o out.txt"], {"output": "x"}]
+    "directives",
+    [
+        ["constraint=v100"],
+        ["--array=0-3"],
+        ["-o out.txt"],
+        {"output": "x"},
+        ["--signal=USR1@10"],  # the time-limit warning the tasks' causes rely on
+        ["--dependency=afterok:1"],  # the lanes and retry waits
+        ["-d afterok:1"],
+        ["--job-name=a b"],
+        ["--open-mode=truncate"],
+    ],
 )
 def test_extra_directives_cannot_replace_what_metalab_sets(directives):
     with pytest.raises(ValidationError, match=r"SlurmConfig\.extra_directives") as info:
         SlurmConfig(extra_directives=directives)
-    assert "--array, --output and --error" in str(info.value)
+    assert "--array, --output, --error, --job-name, --signal, --dependency" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -265,6 +276,9 @@ def test_extra_directives_cannot_replace_what_metalab_sets(directives):
         (["--gres=gpu:2"], "gpus"),
         (["-A lab"], "account"),
         (["--qos=long"], "qos"),
+        (["--gpus-per-task=1"], "gpus"),
+        (["--requeue"], "requeue"),
+        (["--no-requeue"], "requeue"),
     ],
 )
 def test_extra_directives_name_the_field_that_sets_an_option(directives, field):
@@ -599,6 +613,7 @@ def test_an_array_script_is_a_job_script_with_an_array_and_per_task_logs():
         "#SBATCH --array=0-9,20%5",
         "#SBATCH --error=/logs/%A_%a.err",
         "#SBATCH --signal=B:USR1@60",  # the time-limit warning the task traps
+        "#SBATCH --no-requeue",  # a preempted task ends; its runs are submitted again
         *TASK_PROLOGUE,
     }
     *lines, last = [line for line in array.splitlines() if line not in added]
@@ -979,3 +994,12 @@ def test_a_password_in_the_locator_stays_out_of_the_job_file_and_scripts(tmp_pat
     script = Path(entry["script"]).read_text()
     assert f"export PGPASSFILE={passfile}" in script and "s3cret" not in script
     assert described["to_submit"] == 6 and described["tasks"] == 6
+
+
+@pytest.mark.parametrize("requeue", [False, True])
+def test_tasks_are_requeued_by_slurm_only_with_requeue(requeue):
+    """A cluster may requeue every job by default (JobRequeue=1): without `requeue`, the
+    script says --no-requeue, so a preempted task ends and its runs are submitted again."""
+    script = _render(SlurmConfig(requeue=requeue), _job())
+    assert ("#SBATCH --requeue\n" in script) is requeue
+    assert ("#SBATCH --no-requeue\n" in script) is not requeue

@@ -33,7 +33,22 @@ AUTO = "auto"
 """`runs_per_task="auto"`: packs sized from measured run durations (see `sizing`)."""
 
 # Options metalab sets itself in every script: an extra directive may not override them.
-RESERVED_DIRECTIVES = ("array", "output", "error", "parsable", "wrap", "a", "o", "e")
+RESERVED_DIRECTIVES = (
+    "array",
+    "output",
+    "error",
+    "parsable",
+    "wrap",
+    "job-name",
+    "signal",  # the time-limit warning a task's causes rely on
+    "dependency",  # the lanes of a throttled sweep and the waits of retries
+    "open-mode",
+    "a",
+    "o",
+    "e",
+    "J",
+    "d",
+)
 
 # Options metalab renders from a SlurmConfig field (escalation grows some of them per attempt):
 # an extra directive naming one is refused with the field to use instead.
@@ -51,7 +66,12 @@ FIELD_DIRECTIVES = {
     "n": "cpus",
     "gres": "gpus",
     "gpus": "gpus",
+    "gpus-per-task": "gpus",
+    "gpus-per-node": "gpus",
+    "gpus-per-socket": "gpus",
     "G": "gpus",
+    "requeue": "requeue",
+    "no-requeue": "requeue",
     "account": "account",
     "A": "account",
     "qos": "qos",
@@ -350,7 +370,7 @@ def _directive_from_item(key: str, value: Any) -> str:
 def _check_directive(option: str, given: object) -> None:
     hint = (
         "sbatch options such as '--constraint=v100' or {'constraint': 'v100'}; metalab sets "
-        "--array, --output and --error itself"
+        "--array, --output, --error, --job-name, --signal, --dependency and --open-mode itself"
     )
     if not option.startswith("-"):
         _invalid("extra_directives", given, hint)

@@ -147,7 +147,9 @@ def render_script(
         array=job.array,
         task_options=[
             f"--signal=B:USR1@{WARNING_SECONDS}",
-            *(["--requeue", "--open-mode=append"] if config.requeue else []),
+            # without `requeue`, a preempted task ends and its runs are submitted again
+            # (`retries`): a cluster that requeues by default (JobRequeue=1) must not as well
+            *(["--requeue", "--open-mode=append"] if config.requeue else ["--no-requeue"]),
         ],
         prologue=TASK_PROLOGUE,
         runner=TASK_RUNNER,

@@ -14,6 +14,7 @@
 #SBATCH --constraint=v100
 #SBATCH --exclusive
 #SBATCH --signal=B:USR1@60
+#SBATCH --no-requeue
 
 set -e
 export METALAB_TASK_START="$(date +%s)"

@@ -8,6 +8,7 @@
 #SBATCH --output='/scratch/runs/my exp/slurm/logs/%A_%a.out'
 #SBATCH --error='/scratch/runs/my exp/slurm/logs/%A_%a.err'
 #SBATCH --signal=B:USR1@60
+#SBATCH --no-requeue
 
 set -e
 export METALAB_TASK_START="$(date +%s)"
