@@ -161,3 +161,14 @@ def test_users_own_slurm_cluster_through_dask_executor(tmp_path, slurm_cluster):
         ).result(timeout=300)
     assert [r.status for r in results] == ["completed"] * 5
     assert all(r.provenance["slurm"]["job_id"] for r in results)
+
+
+@pytest.mark.parametrize("time", ["1", "2", "3", "10", "30", "2:00:00", "1-00:00:00"])
+def test_workers_retire_within_the_walltime_whatever_the_stagger(time):
+    """A worker's lifetime is drawn from lifetime +- stagger: it must end after it starts
+    and before SLURM's time limit kills it mid-run."""
+    config = metalab.SlurmConfig(time=time)
+    args = metalab.JobqueueExecutor(config).cluster_kwargs()["worker_extra_args"]
+    lifetime = int(args[args.index("--lifetime") + 1].removesuffix("s"))
+    stagger = int(args[args.index("--lifetime-stagger") + 1].removesuffix("s"))
+    assert 0 < lifetime - stagger and lifetime + stagger < config.time_seconds

@@ -71,8 +71,10 @@ class JobqueueExecutor(DaskExecutor):
         """The keyword arguments `dask_jobqueue.SLURMCluster` is built with."""
         config = self.config
         walltime = config.time_seconds
-        margin = min(max(int(walltime * LIFETIME_MARGIN), 120), 600)
-        lifetime = max(walltime - margin, 60)
+        # retire before the walltime, whatever the stagger draws: lifetime +- stagger stays
+        # within (0, walltime), at half of it at most for short walltimes
+        margin = min(max(int(walltime * LIFETIME_MARGIN), 120), 600, walltime // 2)
+        lifetime = walltime - margin
         directives = list(config.extra_directives)
         if config.qos:
             directives.append(f"--qos={config.qos}")
