@@ -31,6 +31,7 @@ from ...sweep import Sweep
 from . import commands, passfiles
 from .config import SlurmConfig
 from .layout import session_directory, submission_file
+from .lead import Lead
 from .planning import Scripts, prepare
 from .release import needs_release, submit_release
 from .retries import resubmit, settle_lost, split_errors
@@ -49,10 +50,24 @@ class _Followed:
     scripts: Scripts
     cancelled: bool = False
 
+    def __post_init__(self) -> None:
+        self.lead = Lead(self.scripts.directory)
+
     @property
     def config(self) -> SlurmConfig:
         """The config the sweep was submitted with (planned within the cluster's limits)."""
         return self.submission.config()
+
+    def leads(self) -> bool:
+        """Whether this process leads the sweep (see `lead`); when it does not, its record
+        of the submission is read again: the lead's, as it is now."""
+        if self.lead.held():
+            return True
+        try:
+            self.submission = Submission.read(self.submission.path)
+        except (OSError, ValueError):
+            pass  # being replaced: the record read last stays until the next poll
+        return False
 
 
 class SlurmExecutor(ExecutorBase):
@@ -169,6 +184,7 @@ class SlurmExecutor(ExecutorBase):
         submission = Submission(submission_file(scripts.directory), document)
         submission.save()  # the plan first, then each job id as it is submitted
         followed = _Followed(sweep, submission, scripts)
+        followed.lead.held()  # the submitting process leads the sweep it submits
         try:
             submission.submit([e for e in submission.jobs if e["state"] != DEFERRED])
             if needs_release(submission.document):  # the rest in batches, or after a pilot
@@ -227,15 +243,16 @@ class SlurmExecutor(ExecutorBase):
         """Report the runs of `waiting` recorded since the last poll and settle those whose
         task ended without their record; return whether the sweep moved (a record, a task
         queued or running, a resubmission)."""
+        leads = followed.leads()  # only the lead submits runs again and settles lost ones
         sweep, submission = followed.sweep, followed.submission
-        if submission.refresh():  # a release job submitted the next batch
+        if submission.refresh() and leads:  # a release job submitted the next batch
             submission.save()
         found = recorded_outcomes(
             sweep.store, sweep.run_ids, waiting, sweep.session, submission.min_attempts()
         )
         config = followed.config
         listing = Listing(submission)  # one squeue of all the sweep's jobs per poll
-        final, again = split_errors(found, submission, config)
+        final, again = split_errors(found, submission, config, decide=leads)
         self._report(final, waiting, sink)
         if again:
             resubmit(submission, followed.scripts, config, again, listing)
@@ -243,6 +260,8 @@ class SlurmExecutor(ExecutorBase):
             return True
         seen = census(submission, waiting, log_dir(followed.scripts.root), listing)
         sink.scheduler_queue(submission.job_ids(), seen.queued, seen.started)
+        if not leads:  # the lead settles what the scheduler ended; this process waits
+            return bool(final or seen.active)
         for index, lost in seen.lost.items():
             unresolved.setdefault(index, lost)
         retried = False
@@ -274,6 +293,7 @@ class SlurmExecutor(ExecutorBase):
         followed = self._follows.get(session)
         if followed is not None:
             followed.cancelled = True
+            followed.leads()  # a follower cancels the jobs the lead submitted too
             submission = followed.submission
             submission.refresh()
             commands.scancel([*submission.release_ids(), *submission.job_ids()])
@@ -283,6 +303,7 @@ class SlurmExecutor(ExecutorBase):
         file goes too when nothing was submitted or every run has its record."""
         followed = self._follows.pop(sweep.session, None)
         if followed is not None:
+            followed.lead.release()
             self._forget(followed)
 
     @staticmethod

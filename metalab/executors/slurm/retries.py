@@ -63,12 +63,13 @@ def settle_lost(
 
 
 def split_errors(
-    found: list[Outcome], submission: Submission, config: SlurmConfig
+    found: list[Outcome], submission: Submission, config: SlurmConfig, *, decide: bool = True
 ) -> tuple[list[Outcome], list[int]]:
     """Split outcomes found recorded into final ones and runs to submit again: runs their
     task recorded lost (with a cause) and runs whose operation raised, within their cause's
     retries (noted in `submission`). A run whose next attempt was submitted already is in
-    neither: its record will come."""
+    neither: its record will come. Without `decide` (a process that does not lead the sweep,
+    see `lead`), a run within its retries is in neither either: the lead submits it again."""
     final: list[Outcome] = []
     again: list[int] = []
     for outcome in found:
@@ -82,7 +83,11 @@ def split_errors(
         cause = _cause(record)
         if cause == "preempted" and config.requeue:
             continue  # SLURM requeued its task, which runs it again (else `settle_lost` will)
-        if cause is not None and may_retry(submission, config, outcome.index, cause, attempt):
+        if cause is not None and not decide:
+            if submission.tries(outcome.index).get(cause, 0) < config.retries_for(cause):
+                continue  # the lead submits it again
+            final.append(outcome)
+        elif cause is not None and may_retry(submission, config, outcome.index, cause, attempt):
             again.append(outcome.index)
         else:
             final.append(outcome)
