@@ -325,18 +325,32 @@ def in_order_of_appearance(table: Any) -> Any:
     """`table` with its parameter and metric columns in the order the runs, in row order,
     first have them (how a table built from the records in order names them); a table put
     together from parts (shards, journals) otherwise orders them by part."""
-    pc = require("pyarrow.compute", "pandas", "the columnar table of runs")
     kinds = set(_KINDS.values())
     firsts = {}
     for position, field in enumerate(table.schema):
         if (field.metadata or {}).get(KIND) in kinds:
-            first = pc.index(pc.is_valid(table.column(position)), True).as_py()
-            firsts[field.name] = (first if first >= 0 else table.num_rows, position)
+            firsts[field.name] = (_first_valid(table.column(position)), position)
     ordered = sorted(firsts, key=firsts.__getitem__)
     if ordered == [name for name in table.schema.names if name in firsts]:
         return table
     slots = iter(ordered)
     return table.select([next(slots) if name in firsts else name for name in table.schema.names])
+
+
+def _first_valid(column: Any) -> int:
+    """The row of the first value of `column` (its length when it has none): no per-row
+    Python, and none of pyarrow.compute's helpers that import pandas."""
+    import numpy as np
+
+    offset = 0
+    for chunk in column.chunks:
+        if chunk.null_count == 0 and len(chunk):
+            return offset
+        if chunk.null_count < len(chunk):
+            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+            return offset + int(np.argmax(valid))
+        offset += len(chunk)
+    return offset
 
 
 def names(table: Any, kind: str) -> list[str]:
