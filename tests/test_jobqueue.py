@@ -171,4 +171,4 @@ def test_workers_retire_within_the_walltime_whatever_the_stagger(time):
     args = metalab.JobqueueExecutor(config).cluster_kwargs()["worker_extra_args"]
     lifetime = int(args[args.index("--lifetime") + 1].removesuffix("s"))
     stagger = int(args[args.index("--lifetime-stagger") + 1].removesuffix("s"))
-    assert 0 < lifetime - stagger and lifetime + stagger < config.time_seconds
+    assert lifetime - stagger > 0 and lifetime + stagger < config.time_seconds
