@@ -497,7 +497,8 @@ def test_job_script_reads_the_config_as_array_scripts_do(tmp_path):
 
     def shared(script: str) -> list[str]:
         own = ("#SBATCH --job-name", "#SBATCH --array", "#SBATCH --output", "#SBATCH --error")
-        own += ("#SBATCH --signal", *TASK_PROLOGUE)  # an array task's time-limit warning
+        # an array task's time-limit warning, and its runs submitted again when preempted
+        own += ("#SBATCH --signal", "#SBATCH --no-requeue", *TASK_PROLOGUE)
         return [line for line in script.splitlines()[:-1] if not line.startswith(own)]
 
     assert shared(service) == shared(array)
