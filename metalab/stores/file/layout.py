@@ -100,9 +100,11 @@ class Layout:
         foreign = self._foreign
         if foreign is None:
             foreign = self._find_foreign()
-        if foreign and (sub in foreign or (sub, run_id[:2]) in foreign):
-            path = f"{self.top}/{sub}" + (f"/{run_id[:2]}" if (sub, run_id[:2]) in foreign else "")
-            self.own_directory(path)  # raises, naming it
+        if foreign:  # raises, naming the linked directory
+            if sub in foreign:
+                self.own_directory(f"{self.top}/{sub}")
+            elif (sub, run_id[:2]) in foreign:
+                self.own_directory(f"{self.top}/{sub}/{run_id[:2]}")
         if self.sharded:
             return f"{self.top}/{sub}/{run_id[:2]}"
         return f"{self.top}/{sub}"
